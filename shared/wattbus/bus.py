@@ -1,0 +1,299 @@
+"""The async bus client: one per service, on paho-mqtt (MQTT v5).
+
+paho runs the network in its own thread and reconnects by itself with a doubling backoff
+(`reconnect_min_s` .. `reconnect_max_s`); messages are handed to the asyncio loop, decoded into
+contract Structs and dispatched to handlers. After every reconnect the client subscribes again and
+re-publishes the retained state it owns (meta, availability, status), so a broker that restarted
+without persistence gets it back. Outgoing QoS 1 messages wait in paho's bounded queue while the
+broker is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ssl
+import threading
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from . import codec, topics
+from . import messages as m
+from .config import BusConfig
+from .counters import Counters
+from .log import Logger, get_logger
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Message(Generic[T]):
+    topic: str
+    payload: T
+    retained: bool = False
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+
+Handler = Callable[[Message[Any]], Awaitable[None] | None]
+
+
+@dataclass(slots=True)
+class _Subscription:
+    subscription: str
+    payload_type: Any  # a Struct/Union type, or bytes for raw payloads
+    handler: Handler
+    qos: int
+
+
+class Bus:
+    def __init__(
+        self,
+        config: BusConfig,
+        service: str,
+        instance: str = "main",
+        *,
+        client_id: str | None = None,
+        will: tuple[str, bytes] | None = None,
+        counters: Counters | None = None,
+        log: Logger | None = None,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.instance = instance
+        self.client_id = client_id or f"{service}-{instance}"
+        self.counters = counters or Counters()
+        self.log = log or get_logger("bus")
+        self._subs: list[_Subscription] = []
+        self._retained: dict[str, tuple[bytes, str]] = {}
+        self._retained_lock = threading.Lock()
+        self._pending: dict[bytes, asyncio.Future[m.CommandResult]] = {}
+        self._reply_topic: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._ever_connected = False
+
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        password = config.resolved_password()
+        user = config.username or service  # one broker user per service
+        if password is not None or config.username:
+            client.username_pw_set(user, password)
+        if config.tls:
+            client.tls_set(ca_certs=config.ca_file, certfile=config.cert_file, keyfile=config.key_file,
+                           cert_reqs=ssl.CERT_REQUIRED)
+        if will:
+            client.will_set(will[0], will[1], qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=max(1, int(config.reconnect_min_s)),
+                                   max_delay=max(1, int(config.reconnect_max_s)))
+        client.max_queued_messages_set(config.max_queued_messages)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self._client = client
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def start(self) -> None:
+        """Start connecting in the background; publishes queue until the broker answers."""
+        self._loop = asyncio.get_running_loop()
+        self._dispatcher = asyncio.create_task(self._dispatch(), name=f"bus-dispatch-{self.client_id}")
+        props = Properties(PacketTypes.CONNECT)
+        persistent = self.config.session_expiry_s > 0
+        if persistent:
+            props.SessionExpiryInterval = self.config.session_expiry_s
+        self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s,
+                                   clean_start=not persistent, properties=props)
+        self._client.loop_start()
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, final: list[tuple[str, bytes]] | None = None, timeout: float = 3.0) -> None:
+        """Publish the final retained messages (an explicit `offline`), wait for them, disconnect."""
+        infos = [self._client.publish(topic, payload, qos=1, retain=True) for topic, payload in final or []]
+        loop = asyncio.get_running_loop()
+        for info in infos:
+            if self.connected:
+                await loop.run_in_executor(None, info.wait_for_publish, timeout)
+        self._client.disconnect()
+        await loop.run_in_executor(None, self._client.loop_stop)
+        if self._dispatcher:
+            self._dispatcher.cancel()
+
+    # ------------------------------------------------------------------ publish
+
+    def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        retain: bool = False,
+        qos: int = 1,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> bool:
+        """Publish a Struct (JSON), bytes or text. Returns False if the outgoing queue is full."""
+        if isinstance(payload, bytes):
+            data, content_type = payload, topics.CONTENT_TYPE
+        elif isinstance(payload, str):
+            data, content_type = payload.encode(), topics.TEXT_CONTENT_TYPE
+        else:
+            data, content_type = codec.encode(payload), topics.CONTENT_TYPE
+        if retain:
+            with self._retained_lock:
+                if data:
+                    self._retained[topic] = (data, content_type)
+                else:
+                    self._retained.pop(topic, None)
+        return self._send(topic, data, content_type, retain, qos, response_topic, correlation_data)
+
+    def _send(self, topic: str, data: bytes, content_type: str, retain: bool, qos: int,
+              response_topic: str | None = None, correlation_data: bytes | None = None) -> bool:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ContentType = content_type
+        if response_topic:
+            props.ResponseTopic = response_topic
+        if correlation_data:
+            props.CorrelationData = correlation_data
+        info = self._client.publish(topic, data, qos=qos, retain=retain, properties=props)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self.counters.inc("publish_dropped")
+            self.log.warning("publish queue full, message dropped", topic=topic)
+            return False
+        self.counters.inc("messages_out")
+        return True
+
+    # ------------------------------------------------------------------ subscribe
+
+    def subscribe(self, subscription: str, payload_type: Any, handler: Handler, qos: int = 1) -> None:
+        """Decode messages matching `subscription` into payload_type (bytes = raw) and call handler.
+
+        A payload that does not decode is counted as `rejected` and logged with topic and field;
+        the handler never sees it and the service keeps running.
+        """
+        sub = _Subscription(subscription, payload_type, handler, qos)
+        self._subs.append(sub)
+        if self.connected:
+            self._client.subscribe(subscription, options=SubscribeOptions(qos=qos))
+
+    async def request(self, topic: str, command: m.CommandBase, timeout: float = 10.0) -> m.CommandResult:
+        """Send a command with a v5 response topic and wait for its CommandResult."""
+        if self._reply_topic is None:
+            self._reply_topic = topics.reply(self.service, self.instance, "result")
+            self.subscribe(self._reply_topic, m.CommandResult, self._on_reply)
+        correlation = uuid.uuid4().bytes
+        future: asyncio.Future[m.CommandResult] = asyncio.get_running_loop().create_future()
+        self._pending[correlation] = future
+        try:
+            self.publish(topic, command, response_topic=self._reply_topic, correlation_data=correlation)
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return m.CommandResult(status="timeout", command=_tag(command), request_id=command.request_id,
+                                   message=f"no answer on {self._reply_topic} within {timeout:g} s")
+        finally:
+            self._pending.pop(correlation, None)
+
+    def respond(self, request: Message[Any], result: m.CommandResult, fallback_topic: str) -> None:
+        """Answer a request on its v5 response topic, or on fallback_topic for v3.1.1 clients."""
+        if request.response_topic:
+            self.publish(request.response_topic, result, correlation_data=request.correlation_data)
+        else:
+            self.publish(fallback_topic, result)
+
+    async def _on_reply(self, msg: Message[m.CommandResult]) -> None:
+        future = self._pending.get(msg.correlation_data or b"")
+        if future and not future.done():
+            future.set_result(msg.payload)
+
+    # ------------------------------------------------------------------ paho thread callbacks
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode,
+                    _props: Properties | None) -> None:
+        if reason.is_failure:
+            self.counters.inc("connect_failures")
+            self.log.warning("broker refused connection", reason=str(reason), host=self.config.host)
+            return
+        for sub in self._subs:
+            client.subscribe(sub.subscription, options=SubscribeOptions(qos=sub.qos))
+        if self._ever_connected:
+            self.counters.inc("reconnects")
+            with self._retained_lock:
+                state = list(self._retained.items())
+            for topic, (data, content_type) in state:
+                self._send(topic, data, content_type, True, 1)
+            self.log.info("reconnected to broker", republished=len(state))
+        else:
+            self.log.info("connected to broker", host=self.config.host, port=self.config.port)
+        self._ever_connected = True
+        if self._loop:
+            self._loop.call_soon_threadsafe(self._connected.set)
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode,
+                       _props: Properties | None) -> None:
+        if self._loop:
+            self._loop.call_soon_threadsafe(self._connected.clear)
+        if reason.value != 0:
+            self.log.warning("lost broker connection, reconnecting", reason=str(reason))
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self._loop:
+            self._loop.call_soon_threadsafe(self._inbox.put_nowait, message)
+
+    # ------------------------------------------------------------------ dispatch (asyncio side)
+
+    async def _dispatch(self) -> None:
+        while True:
+            raw = await self._inbox.get()
+            self.counters.inc("messages_in")
+            props = getattr(raw, "properties", None)
+            response_topic = getattr(props, "ResponseTopic", None) if props else None
+            correlation = getattr(props, "CorrelationData", None) if props else None
+            for sub in self._subs:
+                if topics.matches(sub.subscription, raw.topic):
+                    await self._deliver(sub, raw, response_topic, correlation)
+
+    async def _deliver(self, sub: _Subscription, raw: mqtt.MQTTMessage, response_topic: str | None,
+                       correlation: bytes | None) -> None:
+        if sub.payload_type is bytes:
+            payload: Any = raw.payload
+        else:
+            try:
+                payload = codec.decode(raw.payload, sub.payload_type)
+            except codec.PayloadError as exc:
+                count = self.counters.inc("rejected")
+                if count <= 20 or count % 100 == 0:
+                    self.log.warning("rejected malformed payload", topic=raw.topic, error=str(exc),
+                                     rejected_total=count)
+                return
+        msg = Message(raw.topic, payload, bool(raw.retain), response_topic, correlation)
+        try:
+            result = sub.handler(msg)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            self.counters.inc("handler_errors")
+            self.log.exception("handler failed", topic=raw.topic, error=repr(exc))
+
+
+def _tag(command: m.CommandBase) -> str | None:
+    tag = command.__struct_config__.tag
+    return tag if isinstance(tag, str) else None

@@ -1,0 +1,179 @@
+"""The embedded stack: Mosquitto + every service + the device simulators under supervisord.
+
+`make run` calls `wattbus embedded`, which writes everything it needs into `.run/` (broker
+config with per-service users and the project's ACL, generated passwords, supervisord config,
+the demo config file) and then runs supervisord in the foreground. Ctrl-C stops everything.
+
+Services join by shipping `services/<name>/supervisor.conf`, simulators by
+`simulators/supervisor/<name>.conf`; no edit here is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+BROKER_QUEUE_SETTINGS = """\
+# Readings must not be lost when a subscriber falls behind (default queue: 1000 messages).
+max_queued_messages 200000
+max_queued_bytes 268435456
+max_inflight_messages 100
+persistent_client_expiration 7d
+"""
+
+
+@dataclass(frozen=True)
+class BrokerFiles:
+    conf: Path
+    secrets_dir: Path
+    port: int
+    users: tuple[str, ...]
+
+    def password(self, user: str) -> str:
+        return (self.secrets_dir / user).read_text().strip()
+
+
+def broker_users(root: Path) -> tuple[str, ...]:
+    lines = (root / "mosquitto" / "users.txt").read_text().splitlines()
+    return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
+def write_broker(root: Path, run_dir: Path, port: int, *, anonymous: bool = True,
+                 bind: str = "127.0.0.1", extra_users: tuple[str, ...] = (), extra_acl: str = "",
+                 persistence: bool = True) -> BrokerFiles:
+    """Write a Mosquitto config using the project's real ACL and per-service users."""
+    broker_dir = run_dir / "mosquitto"
+    secrets_dir = run_dir / "secrets"
+    broker_dir.mkdir(parents=True, exist_ok=True)
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    secrets_dir.chmod(0o700)
+    users = broker_users(root) + extra_users
+    plain_lines = []
+    for user in users:
+        secret = secrets_dir / user
+        if not secret.exists():
+            secret.write_text(secrets.token_urlsafe(18))
+            secret.chmod(0o600)
+        plain_lines.append(f"{user}:{secret.read_text().strip()}")
+    passwd = broker_dir / "passwd"
+    passwd.write_text("\n".join(plain_lines) + "\n")
+    subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True, capture_output=True)
+    acl = broker_dir / "acl"
+    acl.write_text((root / "mosquitto" / "acl").read_text() + extra_acl)
+    lines = [
+        # Mosquitto started as root drops to user `mosquitto`, which cannot read our private run
+        # directory; stay the invoking user instead.
+        f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+        "per_listener_settings false",
+        f"listener {port} {bind}",
+        f"allow_anonymous {'true' if anonymous else 'false'}",
+        f"password_file {passwd}",
+        f"acl_file {acl}",
+        f"persistence {'true' if persistence else 'false'}",
+        f"persistence_location {broker_dir}/",
+        "autosave_interval 30",
+        BROKER_QUEUE_SETTINGS,
+        "log_dest stdout",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+    ]
+    conf = broker_dir / "mosquitto.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    return BrokerFiles(conf, secrets_dir, port, users)
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(preferred: int) -> int:
+    for port in range(preferred, preferred + 20):
+        if port_free(port):
+            return port
+    raise SystemExit(f"no free port in {preferred}..{preferred + 19} for the embedded broker")
+
+
+def write_supervisord(root: Path, run_dir: Path, broker: BrokerFiles) -> Path:
+    logs = run_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    includes = [str(p) for p in sorted(root.glob("services/*/supervisor.conf"))]
+    includes += [str(p) for p in sorted(root.glob("simulators/supervisor/*.conf"))]
+    text = f"""\
+[supervisord]
+nodaemon=true
+logfile={logs}/supervisord.log
+pidfile={run_dir}/supervisord.pid
+childlogdir={logs}
+loglevel=info
+
+[unix_http_server]
+file={run_dir}/supervisor.sock
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{run_dir}/supervisor.sock
+
+[program:mosquitto]
+command={mosquitto} -c {broker.conf}
+priority=10
+autorestart=true
+startsecs=1
+stopsignal=TERM
+redirect_stderr=true
+stdout_logfile={logs}/mosquitto.log
+"""
+    if includes:
+        text += "\n[include]\nfiles = " + " ".join(includes) + "\n"
+    path = run_dir / "supervisord.conf"
+    path.write_text(text)
+    return path
+
+
+def main(root: Path, prepare_only: bool = False) -> int:
+    run_dir = root / ".run"
+    run_dir.mkdir(exist_ok=True)
+    port = choose_port(int(os.environ.get("WATTBUS_EMBEDDED_PORT", "1883")))
+    broker = write_broker(root, run_dir, port)
+    config = run_dir / "wattbus.toml"
+    shutil.copyfile(root / "config" / "embedded.toml", config)
+    conf = write_supervisord(root, run_dir, broker)
+    env = dict(os.environ)
+    env.update({
+        "WATTBUS_RUN": str(run_dir),
+        "WATTBUS_ROOT": str(root),
+        "WATTBUS_VENV": str(Path(sys.executable).parent.parent),
+        "WATTBUS_CONFIG": str(config),
+        "WATTBUS_BUS_PORT": str(port),
+        "WATTBUS_BUS_HOST": "127.0.0.1",
+    })
+    programs = sorted(p.parent.name for p in root.glob("services/*/supervisor.conf"))
+    print(f"""
+wattbus embedded stack
+  broker      mqtt://127.0.0.1:{port}  (anonymous read-only on 127.0.0.1; services log in as their own users)
+  services    {', '.join(programs) or '(none yet)'}
+  logs        {run_dir}/logs/
+  watch       mosquitto_sub -h 127.0.0.1 -p {port} -t 'wattbus/v1/#' -v
+  control     {Path(sys.executable).parent}/supervisorctl -c {conf} status
+  stop        Ctrl-C
+""", flush=True)
+    if prepare_only:
+        return 0
+    supervisord = Path(sys.executable).parent / "supervisord"
+    os.execve(str(supervisord), [str(supervisord), "-c", str(conf)], env)

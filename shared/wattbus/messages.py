@@ -1,0 +1,345 @@
+"""The wattbus bus contract, version 1: every payload that crosses the bus.
+
+Rules that keep the contract stable:
+- Units are SI and in the field name (`power_w`, `energy_import_wh`, `voltage_v`).
+- Sign conventions: grid/meter power is + import, - export; battery power is + discharge,
+  - charge; inverter and PV power is + production.
+- A value the device did not report is None (missing), never 0.
+- Structs are frozen; a new field is only ever added with a default, so old payloads still decode.
+- Readings and commands are tagged unions (`kind` / `command`), so one decoder takes any of them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from msgspec import Meta, Struct, field
+
+CONTRACT_VERSION = "v1"
+
+DeviceKind = Literal["meter", "inverter", "string", "battery", "charger", "relay", "gateway"]
+Protocol = Literal[
+    "sunspec", "modbus", "sml", "dsmr", "iec62056", "aps-ecu", "givenergy", "goe", "shelly", "http", "simulated"
+]
+
+Percent = Annotated[float, Meta(ge=0, le=100)]
+PhaseNumber = Annotated[int, Meta(ge=1, le=3)]
+ExtraValue = float | int | str | bool | None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- identity
+
+class DeviceMeta(Struct, frozen=True, kw_only=True):
+    """Who a device is. Retained on `.../meta`; the device id is stable (serial based)."""
+
+    device_id: str
+    kind: DeviceKind
+    source: str  # the service that owns the device (its topic space)
+    protocol: Protocol
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    firmware: str | None = None
+    address: str | None = None  # "tcp://192.0.2.10:502/1", "serial:///dev/ttyUSB0"
+    name: str | None = None
+    parent_id: str | None = None  # e.g. a battery or MPPT string inside an inverter
+    capabilities: list[str] = []  # command names this device accepts
+
+
+# --------------------------------------------------------------------------- readings
+
+class PhaseValues(Struct, frozen=True, kw_only=True):
+    phase: PhaseNumber
+    voltage_v: float | None = None
+    current_a: float | None = None
+    power_w: float | None = None
+    power_factor: float | None = None
+
+
+class ReadingBase(Struct, frozen=True, kw_only=True, tag_field="kind"):
+    device_id: str
+    timestamp: datetime  # when the device measured it (UTC), not when it arrived
+    extra: dict[str, ExtraValue] = {}  # vendor values outside the common model
+
+
+class MeterReading(ReadingBase, kw_only=True, tag="meter"):
+    """A grid or sub meter. power_w: + import from the grid, - export to it."""
+
+    power_w: float | None = None
+    energy_import_wh: float | None = None
+    energy_export_wh: float | None = None
+    energy_import_t1_wh: float | None = None
+    energy_import_t2_wh: float | None = None
+    energy_export_t1_wh: float | None = None
+    energy_export_t2_wh: float | None = None
+    frequency_hz: float | None = None
+    phases: list[PhaseValues] = []
+    # Extra M-Bus channels (gas m³, water m³) read through the same meter interface.
+    gas_m3: float | None = None
+    water_m3: float | None = None
+
+
+class InverterReading(ReadingBase, kw_only=True, tag="inverter"):
+    """A PV (or hybrid) inverter. power_w: AC output, + production."""
+
+    power_w: float | None = None
+    dc_power_w: float | None = None
+    energy_total_wh: float | None = None
+    energy_today_wh: float | None = None
+    frequency_hz: float | None = None
+    temperature_c: float | None = None
+    state: str | None = None  # normalised: "off", "sleeping", "starting", "mppt", "throttled", "fault", ...
+    online: bool | None = None
+    phases: list[PhaseValues] = []
+
+
+class StringReading(ReadingBase, kw_only=True, tag="string"):
+    """One DC input (MPPT tracker, string or panel) of an inverter."""
+
+    inverter_id: str
+    index: Annotated[int, Meta(ge=1)]
+    power_w: float | None = None
+    voltage_v: float | None = None
+    current_a: float | None = None
+    energy_wh: float | None = None
+
+
+class BatteryReading(ReadingBase, kw_only=True, tag="battery"):
+    """A home battery. power_w: + discharge (into the house), - charge."""
+
+    power_w: float | None = None
+    soc_pct: Percent | None = None
+    soh_pct: Percent | None = None
+    voltage_v: float | None = None
+    current_a: float | None = None
+    temperature_c: float | None = None
+    capacity_wh: float | None = None
+    energy_charge_wh: float | None = None
+    energy_discharge_wh: float | None = None
+    cell_voltages_v: list[float] = []
+    cell_temperatures_c: list[float] = []
+
+
+ChargerState = Literal["idle", "waiting", "charging", "complete", "error", "unknown"]
+
+
+class ChargerReading(ReadingBase, kw_only=True, tag="charger"):
+    """An EV charger (wallbox)."""
+
+    state: ChargerState = "unknown"
+    power_w: float | None = None
+    energy_total_wh: float | None = None
+    session_energy_wh: float | None = None
+    set_current_a: float | None = None  # the current the charger offers to the car
+    phases_active: Literal[1, 3] | None = None
+    enabled: bool | None = None  # charging allowed (go-e `alw`)
+    forced: Literal["neutral", "off", "on"] | None = None
+    phases: list[PhaseValues] = []
+    error: str | None = None
+
+
+class RelayReading(ReadingBase, kw_only=True, tag="relay"):
+    """A switchable load (Shelly relay, smart plug), optionally metered."""
+
+    on: bool | None = None
+    channel: Annotated[int, Meta(ge=0)] = 0
+    power_w: float | None = None
+    energy_wh: float | None = None
+    temperature_c: float | None = None
+    voltage_v: float | None = None
+
+
+class GatewayReading(ReadingBase, kw_only=True, tag="gateway"):
+    """A data concentrator such as an APsystems ECU: totals over the devices behind it."""
+
+    power_w: float | None = None
+    energy_today_wh: float | None = None
+    energy_total_wh: float | None = None
+    devices_total: int | None = None
+    devices_online: int | None = None
+
+
+Reading = (
+    MeterReading | InverterReading | StringReading | BatteryReading | ChargerReading | RelayReading | GatewayReading
+)
+READING_TYPES: tuple[type[ReadingBase], ...] = (
+    MeterReading, InverterReading, StringReading, BatteryReading, ChargerReading, RelayReading, GatewayReading,
+)
+
+
+# --------------------------------------------------------------------------- commands
+
+ChargeCurrent = Annotated[float, Meta(ge=6, le=32, description="EV charge current per phase, 6-32 A")]
+SocTarget = Annotated[int, Meta(ge=4, le=100, description="battery state of charge, 4-100 %")]
+ClockTime = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3])[0-5][0-9]$", description="HHMM, local time")]
+
+
+class CommandBase(Struct, frozen=True, kw_only=True, tag_field="command"):
+    """A request to a device. Sent with an MQTT v5 response topic + correlation data; a v3.1.1
+    client may set request_id instead and read the answer on the device's result topic."""
+
+    request_id: str | None = None
+
+
+class SetChargeCurrent(CommandBase, kw_only=True, tag="set_charge_current"):
+    current_a: ChargeCurrent
+
+
+class SetCharging(CommandBase, kw_only=True, tag="set_charging"):
+    """Start (enabled=True) or stop charging."""
+
+    enabled: bool
+
+
+class SetPhases(CommandBase, kw_only=True, tag="set_phases"):
+    phases: Literal[1, 3]
+
+
+class SetRelay(CommandBase, kw_only=True, tag="set_relay"):
+    on: bool
+    channel: Annotated[int, Meta(ge=0, le=3)] = 0
+
+
+BatteryMode = Literal["eco", "eco_paused", "timed_demand", "timed_export"]
+
+
+class SetBatteryMode(CommandBase, kw_only=True, tag="set_battery_mode"):
+    mode: BatteryMode
+
+
+class SetChargeTarget(CommandBase, kw_only=True, tag="set_charge_target"):
+    soc_pct: SocTarget
+
+
+class SetBatteryReserve(CommandBase, kw_only=True, tag="set_battery_reserve"):
+    soc_pct: SocTarget
+
+
+class SetChargeSlot(CommandBase, kw_only=True, tag="set_charge_slot"):
+    slot: Annotated[int, Meta(ge=1, le=2)] = 1
+    start: ClockTime
+    end: ClockTime
+    target_soc_pct: SocTarget | None = None
+
+
+class SetDischargeSlot(CommandBase, kw_only=True, tag="set_discharge_slot"):
+    slot: Annotated[int, Meta(ge=1, le=2)] = 1
+    start: ClockTime
+    end: ClockTime
+    reserve_soc_pct: SocTarget | None = None
+
+
+class SetSchedule(CommandBase, kw_only=True, tag="set_schedule"):
+    """Enable or pause the timed charge or discharge schedule."""
+
+    which: Literal["charge", "discharge"]
+    enabled: bool
+
+
+class SetBatteryPowerLimit(CommandBase, kw_only=True, tag="set_battery_power_limit"):
+    direction: Literal["charge", "discharge"]
+    power_w: Annotated[float, Meta(ge=0, le=20000)]
+
+
+class SetClock(CommandBase, kw_only=True, tag="set_clock"):
+    time: datetime
+
+
+class Restart(CommandBase, kw_only=True, tag="restart"):
+    """Restart the device (ECU, inverter). Bridges refuse it for devices that cannot do it."""
+
+
+class Rescan(CommandBase, kw_only=True, tag="rescan"):
+    """Ask the discovery service for a sweep now."""
+
+
+LoadpointMode = Literal["off", "now", "minpv", "pv"]
+
+
+class SetLoadpointMode(CommandBase, kw_only=True, tag="set_loadpoint_mode"):
+    mode: LoadpointMode
+
+
+class SetLoadpointLimits(CommandBase, kw_only=True, tag="set_loadpoint_limits"):
+    min_current_a: ChargeCurrent | None = None
+    max_current_a: ChargeCurrent | None = None
+
+
+Command = (
+    SetChargeCurrent | SetCharging | SetPhases | SetRelay | SetBatteryMode | SetChargeTarget | SetBatteryReserve
+    | SetChargeSlot | SetDischargeSlot | SetSchedule | SetBatteryPowerLimit | SetClock | Restart | Rescan
+    | SetLoadpointMode | SetLoadpointLimits
+)
+
+CommandStatus = Literal["ok", "refused", "invalid", "failed", "timeout"]
+
+
+class CommandResult(Struct, frozen=True, kw_only=True):
+    """The answer to a command: `ok` only after the bridge read the new value back."""
+
+    status: CommandStatus
+    command: str | None = None  # the command's tag; None when the payload could not be decoded
+    target: str | None = None  # device id or loadpoint id
+    request_id: str | None = None
+    message: str = ""  # why it was refused / failed, for a person
+    applied: dict[str, ExtraValue] = {}  # the values read back
+    timestamp: datetime = field(default_factory=utc_now)
+
+
+# --------------------------------------------------------------------------- discovery & services
+
+class DeviceAnnouncement(Struct, frozen=True, kw_only=True):
+    """A device the discovery service found. Retained on `wattbus/v1/discovery/<device_id>`."""
+
+    device_id: str
+    protocol: Protocol
+    address: str  # host or host:port
+    port: int | None = None
+    unit_id: int | None = None
+    kind: DeviceKind | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    present: bool = True  # False once the device vanished
+    first_seen: datetime = field(default_factory=utc_now)
+    last_seen: datetime = field(default_factory=utc_now)
+
+
+class ServiceStatus(Struct, frozen=True, kw_only=True):
+    """Periodic, retained heartbeat of a service instance."""
+
+    service: str
+    instance: str
+    version: str
+    started_at: datetime
+    uptime_s: float
+    counters: dict[str, int] = {}
+    devices: int = 0
+    timestamp: datetime = field(default_factory=utc_now)
+
+
+class LoadpointState(Struct, frozen=True, kw_only=True):
+    """The surplus controller's view of one loadpoint (retained)."""
+
+    loadpoint_id: str
+    mode: LoadpointMode
+    charger_id: str | None = None
+    charging: bool = False
+    set_current_a: float | None = None
+    phases: Literal[1, 3] | None = None
+    power_w: float | None = None
+    surplus_w: float | None = None
+    min_current_a: float = 6.0
+    max_current_a: float = 16.0
+    phase_switches_last_hour: int = 0
+    reason: str = ""
+    timestamp: datetime = field(default_factory=utc_now)
+
+
+ONLINE = "online"
+OFFLINE = "offline"

@@ -1,0 +1,192 @@
+"""The service runner: config, logging, bus, status heartbeat and graceful shutdown.
+
+A service is an async function `run(ctx)` plus a config Struct. `Service(...).main()` gives it
+the console script `wattbus-<name>` with `--config`, the default `run` subcommand and any
+user-facing subcommands the service adds (`read`, `decode`, `simulate`, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from . import __version__, topics
+from . import messages as m
+from .bus import Bus
+from .config import BusConfig, ConfigError, LoadedConfig, ServiceCommon, load
+from .counters import Counters
+from .log import Logger, get_logger, setup_logging
+
+C = TypeVar("C", bound=ServiceCommon)
+
+
+class DeviceChannel:
+    """Publishes one device's meta, availability and readings under its owner's topic space."""
+
+    def __init__(self, bus: Bus, meta: m.DeviceMeta) -> None:
+        self.bus = bus
+        self.meta = meta
+        self._online: bool | None = None
+
+    @property
+    def device_id(self) -> str:
+        return self.meta.device_id
+
+    def announce(self, meta: m.DeviceMeta | None = None) -> None:
+        if meta is not None:
+            self.meta = meta
+        self.bus.publish(topics.device_meta(self.meta.source, self.device_id), self.meta, retain=True)
+
+    def set_online(self, online: bool) -> None:
+        """Publish availability when it changes (retained)."""
+        if online != self._online:
+            self._online = online
+            self.bus.publish(topics.device_availability(self.meta.source, self.device_id),
+                             m.ONLINE if online else m.OFFLINE, retain=True)
+
+    def publish_reading(self, reading: m.ReadingBase) -> None:
+        self.set_online(True)
+        self.bus.publish(topics.device_reading(self.meta.source, self.device_id), reading)
+
+    def offline_message(self) -> tuple[str, bytes]:
+        return topics.device_availability(self.meta.source, self.device_id), m.OFFLINE.encode()
+
+
+@dataclass
+class ServiceContext(Generic[C]):
+    name: str
+    config: C
+    loaded: LoadedConfig
+    bus: Bus
+    counters: Counters
+    log: Logger
+    stopping: asyncio.Event
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    devices: dict[str, DeviceChannel] = field(default_factory=dict)
+    _started_mono: float = field(default_factory=time.monotonic)
+
+    @property
+    def instance(self) -> str:
+        return self.config.instance
+
+    def device(self, meta: m.DeviceMeta) -> DeviceChannel:
+        """Register (or update) a device this service owns and announce its identity."""
+        channel = self.devices.get(meta.device_id)
+        if channel is None:
+            channel = self.devices[meta.device_id] = DeviceChannel(self.bus, meta)
+        channel.announce(meta)
+        return channel
+
+    def status(self) -> m.ServiceStatus:
+        return m.ServiceStatus(
+            service=self.name, instance=self.instance, version=__version__, started_at=self.started_at,
+            uptime_s=round(time.monotonic() - self._started_mono, 3), counters=self.counters.snapshot(),
+            devices=len(self.devices),
+        )
+
+    def publish_status(self) -> None:
+        self.bus.publish(topics.service_status(self.name, self.instance), self.status(), retain=True)
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep unless the service is stopping; returns False when it is."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace, LoadedConfig], int]
+
+
+class Service(Generic[C]):
+    def __init__(self, name: str, config_type: type[C], run: Callable[[ServiceContext[C]], Awaitable[None]],
+                 description: str, subcommands: tuple[Subcommand, ...] = (), session_expiry_s: int = 0) -> None:
+        self.name = topics.segment(name, "service")
+        self.config_type = config_type
+        self.run = run
+        self.description = description
+        self.subcommands = subcommands
+        self.session_expiry_s = session_expiry_s
+
+    def parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog=f"wattbus-{self.name}", description=self.description)
+        parser.add_argument("--config", help="config file (default: $WATTBUS_CONFIG or /etc/wattbus/wattbus.toml)")
+        parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+        sub = parser.add_subparsers(dest="subcommand")
+        sub.add_parser("run", help="run the service (default)")
+        for command in self.subcommands:
+            command.add_arguments(sub.add_parser(command.name, help=command.help))
+        return parser
+
+    def main(self, argv: list[str] | None = None) -> int:
+        args = self.parser().parse_args(argv)
+        setup_logging(args.log_level)
+        try:
+            loaded = load(args.config)
+            if args.subcommand not in (None, "run"):
+                command = next(c for c in self.subcommands if c.name == args.subcommand)
+                return command.handler(args, loaded)
+            config = loaded.section(self.name, self.config_type)
+            bus_config = loaded.bus()
+        except ConfigError as exc:
+            print(f"wattbus-{self.name}: {exc}", file=sys.stderr)
+            return 2
+        return asyncio.run(self._serve(config, bus_config, loaded))
+
+    async def _serve(self, config: C, bus_cfg: BusConfig, loaded: LoadedConfig) -> int:
+        log = get_logger(self.name)
+        counters = Counters()
+        instance = config.instance
+        availability = topics.service_availability(self.name, instance)
+        if self.session_expiry_s and not bus_cfg.session_expiry_s:
+            bus_cfg.session_expiry_s = self.session_expiry_s
+        bus = Bus(bus_cfg, self.name, instance, will=(availability, m.OFFLINE.encode()),
+                  counters=counters, log=log.child("bus"))
+        ctx = ServiceContext(self.name, config, loaded, bus, counters, log, asyncio.Event())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, ctx.stopping.set)
+
+        await bus.start()
+        bus.publish(availability, m.ONLINE, retain=True)
+        log.info("service starting", instance=instance, version=__version__, broker=f"{bus_cfg.host}:{bus_cfg.port}")
+        status_task = asyncio.create_task(self._heartbeat(ctx))
+        work = asyncio.create_task(self.run(ctx), name=f"{self.name}-run")
+        stop_wait = asyncio.create_task(ctx.stopping.wait())
+        exit_code = 0
+        await asyncio.wait({work, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            work.cancel()
+        try:
+            await work
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:
+            log.exception("service failed", error=repr(exc))
+            exit_code = 1
+        stop_wait.cancel()
+        status_task.cancel()
+        ctx.publish_status()
+        final = [channel.offline_message() for channel in ctx.devices.values()]
+        final.append((availability, m.OFFLINE.encode()))
+        await bus.stop(final)
+        log.info("service stopped", exit_code=exit_code)
+        return exit_code
+
+    async def _heartbeat(self, ctx: ServiceContext[C]) -> None:
+        while True:
+            ctx.publish_status()
+            await asyncio.sleep(ctx.config.status_interval_s)

@@ -1,0 +1,1 @@
+"""Device simulators that speak the real wire protocols (Modbus, SML, ECU, HTTP, mDNS)."""

@@ -1,0 +1,1 @@
+"""Test support: real servers (Mosquitto, InfluxDB, VictoriaMetrics) on free loopback ports."""
