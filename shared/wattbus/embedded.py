@@ -146,13 +146,21 @@ stdout_logfile={logs}/mosquitto.log
     return path
 
 
+def embedded_config(root: Path) -> str:
+    """config/embedded.toml followed by each service's own demo section (services/*/embedded.toml)."""
+    parts = [(root / "config" / "embedded.toml").read_text()]
+    for fragment in sorted(root.glob("services/*/embedded.toml")):
+        parts.append(f"# --- from {fragment.relative_to(root)}\n{fragment.read_text()}")
+    return "\n".join(parts)
+
+
 def main(root: Path, prepare_only: bool = False) -> int:
     run_dir = root / ".run"
     run_dir.mkdir(exist_ok=True)
     port = choose_port(int(os.environ.get("WATTBUS_EMBEDDED_PORT", "1883")))
     broker = write_broker(root, run_dir, port)
     config = run_dir / "wattbus.toml"
-    shutil.copyfile(root / "config" / "embedded.toml", config)
+    config.write_text(embedded_config(root))
     conf = write_supervisord(root, run_dir, broker)
     env = dict(os.environ)
     env.update({

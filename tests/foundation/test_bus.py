@@ -7,28 +7,15 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-
-from tests.support.servers import Mosquitto
 from wattbus import messages as m
 from wattbus import topics
-from wattbus.bus import Bus, Message
+from wattbus.bus import Message
+
+from tests.support.bus_helpers import started_bus as started
+from tests.support.bus_helpers import until
+from tests.support.servers import Mosquitto
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-async def started(broker: Mosquitto, user: str, instance: str = "t") -> Bus:
-    bus = Bus(broker.bus_config(user), user, instance)
-    await bus.start()
-    assert await bus.wait_connected(10), f"{user} could not connect"
-    return bus
-
-
-async def until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_typed_subscribe_delivers_structs_and_rejects_malformed(broker: Mosquitto) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-
 from wattbus import codec, schema, topics
 from wattbus import messages as m
 
