@@ -116,16 +116,35 @@ def convert(section: str, data: dict[str, Any], config_type: type[T], sources: M
         text = str(exc)
         where = re.search(r" - at `\$(.*)`$", text)
         reason = text[: where.start()] if where else text
-        if not where:
-            raise ConfigError(f"config section [{section}]: {reason}") from exc
-        path: list[str | int] = [
-            a if a else int(b) for a, b in _PATH_PART.findall(where.group(1))
-        ]
+        path: list[str | int] = [a if a else int(b) for a, b in _PATH_PART.findall(where.group(1) if where else "")]
         key = ".".join(str(p) for p in path)
         origin = sources.get(key) or sources.get(str(path[0]) if path else "", "the config file")
-        value = _lookup(data, path)
-        shown = f" = {value!r}" if value is not None or "required" not in reason else ""
-        raise ConfigError(f"config [{section}] {key}{shown} (from {origin}): {reason}") from exc
+        value = _lookup(data, path) if path else None
+        shown = f" = {value!r}" if value is not None else ""
+        label = f"[{section}] {key}".rstrip()
+        hint = _allowed_hint(config_type, path, reason)
+        raise ConfigError(f"config {label}{shown} (from {origin}): {reason}{hint}") from exc
+
+
+def _allowed_hint(config_type: Any, path: list[str | int], reason: str) -> str:
+    """Spell out what is allowed where msgspec's message does not (enums, unknown keys)."""
+    info: Any = msgspec.inspect.type_info(config_type)
+    for step in path:
+        while isinstance(info, msgspec.inspect.UnionType):
+            info = next((t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)), info.types[0])
+        if isinstance(step, int) and isinstance(info, msgspec.inspect.ListType | msgspec.inspect.SetType):
+            info = info.item_type
+        elif isinstance(info, msgspec.inspect.StructType):
+            info = next((f.type for f in info.fields if f.encode_name == step), None)
+        else:
+            return ""
+    while isinstance(info, msgspec.inspect.UnionType):
+        info = next((t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)), info.types[0])
+    if "unknown field" in reason and isinstance(info, msgspec.inspect.StructType):
+        return "; known keys: " + ", ".join(f.encode_name for f in info.fields)
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return "; allowed: " + ", ".join(repr(v) for v in info.values)
+    return ""
 
 
 class LoadedConfig:
