@@ -1,0 +1,79 @@
+"""The ECU's TCP client: one connection at a time, a fresh connection per command, a pause for the
+ECU between command and answer, and an answer read by its length field (never by guessing)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from . import wire
+
+
+class EcuConnectionError(OSError):
+    """The ECU could not be reached or did not answer in time; str() names host and step."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    answer_delay_s: float = 5.0
+    pause_between_commands_s: float = 1.0
+    timeout_s: float = 15.0
+
+
+class EcuClient:
+    def __init__(self, host: str, port: int, timing: Timing) -> None:
+        self.host, self.port, self.timing = host, port, timing
+        # ECUs accept one client at a time; every command of this client goes through the lock.
+        self._lock = asyncio.Lock()
+        self._last_close = 0.0
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def ask(self, query: bytes, command: str) -> bytes:
+        """Send one query on its own connection and return the validated raw answer."""
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            wait = self._last_close + self.timing.pause_between_commands_s - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                return await asyncio.wait_for(self._exchange(query, command), self.timing.timeout_s
+                                              + self.timing.answer_delay_s)
+            except TimeoutError as exc:
+                raise EcuConnectionError(f"ECU {self.where}: no complete answer to {wire.COMMAND_NAMES[command]} "
+                                         f"within {self.timing.timeout_s:g} s") from exc
+            finally:
+                self._last_close = loop.time()
+
+    async def _exchange(self, query: bytes, command: str) -> bytes:
+        try:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        except OSError as exc:
+            raise EcuConnectionError(f"ECU {self.where}: cannot connect ({exc.strerror or exc})") from exc
+        try:
+            writer.write(query)
+            await writer.drain()
+            await asyncio.sleep(self.timing.answer_delay_s)
+            header = await reader.readexactly(9)
+            total = wire.declared_length(header)
+            if total is None or total < wire.MIN_LEN:
+                # Not a header we can trust: take what arrives up to END\n so the error shows it.
+                rest = await reader.readuntil(wire.SUFFIX)
+                return wire.validate(header + rest, command).data
+            body = await reader.readexactly(total - 9)
+            return wire.validate(header + body, command).data
+        except asyncio.IncompleteReadError as exc:
+            raise wire.EcuFrameError(f"ECU {self.where} closed the connection after {len(exc.partial)} more "
+                                     f"byte(s) of the {wire.COMMAND_NAMES[command]} answer") from exc
+        except asyncio.LimitOverrunError as exc:
+            raise wire.EcuFrameError(f"ECU {self.where}: answer without END\\n in the first 64 KiB") from exc
+        except ConnectionError as exc:
+            raise EcuConnectionError(f"ECU {self.where}: connection lost ({exc})") from exc
+        finally:
+            writer.close()
+            # The ECU may reset the socket after answering; the answer is already read.
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()

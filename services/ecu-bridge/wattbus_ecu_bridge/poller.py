@@ -1,0 +1,188 @@
+"""One poll loop per ECU: info, real-time data and signal strength feed every device behind it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import aiohttp
+from wattbus import messages as m
+from wattbus import topics
+from wattbus.runner import DeviceChannel, ServiceContext
+
+from . import model, sun, wire
+from .client import EcuClient, EcuConnectionError, Timing
+from .config import Config, EcuConfig
+from .decode import EcuInfo, InverterData, RealtimeData, SignalData, decode_info, decode_realtime, decode_signal
+
+
+class EcuPoller:
+    def __init__(self, ctx: ServiceContext[Config], cfg: EcuConfig) -> None:
+        self.ctx, self.cfg = ctx, cfg
+        self.client = EcuClient(cfg.host, cfg.port, Timing(cfg.answer_delay_s, cfg.pause_between_commands_s,
+                                                           cfg.timeout_s))
+        self.log = ctx.log.child(f"ecu {cfg.host}:{cfg.port}")
+        self.ecu_id: str | None = None
+        self.gateway: DeviceChannel | None = None
+        self.failures = 0
+        self.last_stamp: datetime | None = None
+        self.owned: set[str] = set()  # device ids behind this ECU
+        self.zone: tzinfo = _zone(cfg.timezone) or datetime.now().astimezone().tzinfo or UTC
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        while not self.ctx.stopping.is_set():
+            pause = await self.quiet_time()
+            if pause is None:
+                pause = await self.poll_once()
+            if not await self.ctx.sleep(pause):
+                return
+
+    async def quiet_time(self) -> float | None:
+        """Seconds to wait when the ECU must be left alone (maintenance, night), else None."""
+        now = datetime.now(UTC)
+        c = self.cfg
+        if sun.in_window(now, c.maintenance_start, c.maintenance_end, self.zone) and c.maintenance_end:
+            self.ctx.counters.inc("maintenance_skips")
+            return min(300.0, max(1.0, (sun.window_end(now, c.maintenance_end, self.zone) - now).total_seconds()))
+        margin = timedelta(minutes=c.night_margin_min)
+        if c.stop_at_night and sun.is_night(now, c.latitude, c.longitude, margin):
+            self.ctx.counters.inc("night_skips")
+            wake = sun.next_sunrise(now, c.latitude, c.longitude, margin)
+            return min(300.0, max(1.0, (wake - now).total_seconds())) if wake else 300.0
+        return None
+
+    async def poll_once(self) -> float:
+        """Query the ECU once and publish; returns the pause before the next poll."""
+        try:
+            info = decode_info(await self.client.ask(wire.info_query(), wire.CMD_INFO))
+            rt = decode_realtime(await self.client.ask(wire.realtime_query(info.ecu_id), wire.CMD_REALTIME))
+            signal = SignalData()
+            if self.cfg.signal:
+                signal = await self._signal(info.ecu_id)
+        except (wire.EcuFrameError, EcuConnectionError) as exc:
+            await self._failed(exc)
+            return self.cfg.retry_after_failure_s
+        self.failures = 0
+        self.ctx.counters.inc("polls_ok")
+        self.publish(info, rt, signal)
+        return self.cfg.poll_interval_s
+
+    async def _signal(self, ecu_id: str) -> SignalData:
+        # Signal strength is a nice-to-have: a bad answer here must not discard the power values.
+        try:
+            return decode_signal(await self.client.ask(wire.signal_query(ecu_id), wire.CMD_SIGNAL))
+        except (wire.EcuFrameError, EcuConnectionError) as exc:
+            self.ctx.counters.inc("signal_failed")
+            self.log.warning("signal strength query failed", error=str(exc))
+            return SignalData()
+
+    async def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        self.ctx.counters.inc("frames_rejected" if isinstance(exc, wire.EcuFrameError) else "polls_failed")
+        self.log.warning("ECU poll failed", error=str(exc), consecutive=self.failures)
+        if self.failures < self.cfg.restart_after_failures:
+            return
+        for channel in self._channels():
+            channel.set_online(False)
+        if self.failures == self.cfg.restart_after_failures and self.cfg.auto_restart:
+            result = await self.restart()
+            self.log.warning("automatic ECU restart", status=result.status, message=result.message)
+
+    def _channels(self) -> list[DeviceChannel]:
+        return [self.ctx.devices[i] for i in sorted(self.owned) if i in self.ctx.devices]
+
+    def _channel(self, meta: m.DeviceMeta) -> DeviceChannel:
+        """The device's channel, announced once (and again when its model changes)."""
+        channel = self.ctx.devices.get(meta.device_id)
+        if channel is None or channel.meta.model != meta.model or channel.meta.firmware != meta.firmware:
+            channel = self.ctx.device(meta)
+        self.owned.add(meta.device_id)
+        return channel
+
+    # ------------------------------------------------------------------ restart
+
+    async def restart(self) -> m.CommandResult:
+        """Restart the ECU the way its web UI does (re-applying its WiFi settings); ECU-C and ECU-R 2162 only."""
+        if self.ecu_id is None:
+            return m.CommandResult(status="refused", command="restart", message="ECU id not known yet")
+        name, can_restart = model.ecu_model(self.ecu_id)
+        target = model.ecu_device_id(self.ecu_id)
+        if not can_restart:
+            return m.CommandResult(status="refused", command="restart", target=target,
+                                   message=f"{name} ({self.ecu_id[:4]}...) cannot restart remotely; power-cycle it")
+        url = f"http://{self.cfg.host}:{self.cfg.http_port}/index.php/management/set_wlan_ap"
+        form = {"SSID": self.cfg.wifi_ssid, "channel": "0", "method": "2", "psk_wep": "",
+                "psk_wpa": self.cfg.wifi_password}
+        headers = {"X-Requested-With": "XMLHttpRequest"}
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session, \
+                    session.post(url, data=form, headers=headers) as resp:
+                if resp.status >= 400:
+                    return m.CommandResult(status="failed", command="restart", target=target,
+                                           message=f"{url} answered HTTP {resp.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.ctx.counters.inc("restart_failed")
+            return m.CommandResult(status="failed", command="restart", target=target, message=f"{url}: {exc!r}")
+        self.ctx.counters.inc("restarts")
+        return m.CommandResult(status="ok", command="restart", target=target, message=f"{name} restart requested")
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish(self, info: EcuInfo, rt: RealtimeData, signal: SignalData) -> None:
+        if self.ecu_id is None and info.timezone and self.cfg.timezone is None:
+            self.zone = _zone(info.timezone) or self.zone
+        self.ecu_id = info.ecu_id
+        for problem in (*rt.problems, *signal.problems):
+            self.ctx.counters.inc("records_rejected")
+            self.log.warning("ECU answer partly unusable", ecu=info.ecu_id, problem=problem)
+        if rt.timestamp is not None and rt.timestamp == self.last_stamp:
+            self.ctx.counters.inc("unchanged_answers")  # the ECU has not refreshed yet: nothing new
+            return
+        self.last_stamp = rt.timestamp
+        stamp = rt.timestamp.replace(tzinfo=self.zone).astimezone(UTC) if rt.timestamp else datetime.now(UTC)
+        gid = model.ecu_device_id(info.ecu_id)
+        ecu_name, _ = model.ecu_model(info.ecu_id)
+        self.gateway = self._channel(m.DeviceMeta(
+            device_id=gid, kind="gateway", source=self.ctx.name, protocol="aps-ecu", manufacturer="APsystems",
+            model=ecu_name, serial=info.ecu_id, firmware=info.firmware, name=self.cfg.name,
+            address=f"tcp://{self.cfg.host}:{self.cfg.port}", capabilities=["restart"]))
+        self.gateway.publish_reading(model.gateway_reading(gid, info, stamp))
+        for inv in rt.inverters:
+            self._publish_inverter(gid, inv, signal.strength_pct.get(inv.uid), stamp)
+        if self.ctx.config.aps2mqtt_topics:
+            for topic, value in model.aps_topics(self.ctx.config.aps2mqtt_prefix, info, rt, signal).items():
+                self.ctx.bus.publish(topic, value, retain=self.ctx.config.aps2mqtt_retain)
+            self.ctx.bus.publish(model.aps_status_topic(self.ctx.config.aps2mqtt_prefix), "online", retain=True)
+        self.ctx.bus.publish(topics.device_native(self.ctx.name, gid, "aps2mqtt"),
+                             {"ecu": model.aps_ecu_doc(info, rt), "inverters": [
+                                 model.aps_inverter_doc(i, signal.strength_pct.get(i.uid)) for i in rt.inverters]})
+        self.ctx.counters.inc("inverters_published", len(rt.inverters))
+
+    def _publish_inverter(self, gid: str, inv: InverterData, signal_pct: int | None, stamp: datetime) -> None:
+        iid = model.inverter_device_id(inv.uid)
+        channel = self._channel(m.DeviceMeta(
+            device_id=iid, kind="inverter", source=self.ctx.name, protocol="aps-ecu", manufacturer="APsystems",
+            model=inv.model, serial=inv.uid, parent_id=gid))
+        reading = model.inverter_reading(iid, inv, signal_pct, stamp)
+        if not inv.online:
+            # The ECU lost the inverter (or it sleeps): say so, and publish no values for it.
+            channel.set_online(False)
+            self.ctx.bus.publish(topics.device_reading(self.ctx.name, iid), reading)
+            return
+        channel.publish_reading(reading)
+        for panel in model.string_readings(inv, stamp):
+            pch = self._channel(m.DeviceMeta(
+                device_id=panel.device_id, kind="string", source=self.ctx.name, protocol="aps-ecu",
+                manufacturer="APsystems", serial=f"{inv.uid}-{panel.index}", parent_id=iid))
+            pch.publish_reading(panel)
+
+
+def _zone(name: str | None) -> tzinfo | None:
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
