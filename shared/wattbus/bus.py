@@ -112,7 +112,7 @@ class Bus:
         """Start connecting in the background; publishes queue until the broker answers."""
         self._loop = asyncio.get_running_loop()
         self._dispatcher = asyncio.create_task(self._dispatch(), name=f"bus-dispatch-{self.client_id}")
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         persistent = self.config.session_expiry_s > 0
         if persistent:
             props.SessionExpiryInterval = self.config.session_expiry_s
@@ -168,7 +168,7 @@ class Bus:
 
     def _send(self, topic: str, data: bytes, content_type: str, retain: bool, qos: int,
               response_topic: str | None = None, correlation_data: bytes | None = None) -> bool:
-        props = Properties(PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ContentType = content_type
         if response_topic:
             props.ResponseTopic = response_topic
@@ -277,7 +277,7 @@ class Bus:
             payload: Any = raw.payload
         else:
             try:
-                payload = codec.decode(raw.payload, sub.payload_type)
+                payload = codec.decode(bytes(raw.payload), sub.payload_type)
             except codec.PayloadError as exc:
                 count = self.counters.inc("rejected")
                 if count <= 20 or count % 100 == 0:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 
 from . import schema
@@ -16,15 +18,38 @@ def main(argv: list[str] | None = None) -> int:
     p_schema.add_argument("--root", default=".", help="repository root (default: current directory)")
     p_embedded = sub.add_parser("embedded", help="prepare and start the embedded stack under supervisord")
     p_embedded.add_argument("--root", default=".", help="repository root")
-    p_embedded.add_argument("--prepare-only", action="store_true", help="write .run/ and exit")
+    p_embedded.add_argument("--run-dir", help="where to write the generated files (default: <root>/.run)")
+    p_embedded.add_argument("--prepare-only", action="store_true", help="write the run directory and exit")
+    p_health = sub.add_parser("healthcheck", help="exit 0 if the service's heartbeat file is fresh")
+    p_health.add_argument("--max-age", type=float, default=120.0, help="seconds (default 120)")
     args = parser.parse_args(argv)
+    if args.command == "healthcheck":
+        return healthcheck(args.max_age)
     if args.command == "schema":
         for path in schema.write(Path(args.root)):
             print(f"wrote {path}")
         return 0
     from . import embedded
 
-    return embedded.main(Path(args.root).resolve(), prepare_only=args.prepare_only)
+    root = Path(args.root).resolve()
+    run_dir = Path(args.run_dir).resolve() if args.run_dir else root / ".run"
+    return embedded.main(root, run_dir, prepare_only=args.prepare_only)
+
+
+def healthcheck(max_age_s: float) -> int:
+    path = os.environ.get("WATTBUS_HEALTH_FILE")
+    if not path:
+        print("WATTBUS_HEALTH_FILE is not set", file=sys.stderr)
+        return 1
+    try:
+        age = time.time() - Path(path).stat().st_mtime
+    except OSError as exc:
+        print(f"no heartbeat yet ({exc.strerror}: {path})", file=sys.stderr)
+        return 1
+    if age > max_age_s:
+        print(f"heartbeat is {age:.0f} s old (max {max_age_s:.0f} s): not connected to the broker?", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ def decoder_for(payload_type: type[T] | Any) -> msgspec.json.Decoder[T]:
 def decode(payload: bytes | str, payload_type: type[T] | Any) -> T:
     """Decode JSON into payload_type, raising PayloadError('Expected `float`, got `str` - at `$.power_w`')."""
     try:
-        return decoder_for(payload_type).decode(payload)
+        value: T = decoder_for(payload_type).decode(payload)
+        return value
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise PayloadError(str(exc)) from exc
 

@@ -154,9 +154,8 @@ def embedded_config(root: Path) -> str:
     return "\n".join(parts)
 
 
-def main(root: Path, prepare_only: bool = False) -> int:
-    run_dir = root / ".run"
-    run_dir.mkdir(exist_ok=True)
+def main(root: Path, run_dir: Path, prepare_only: bool = False) -> int:
+    run_dir.mkdir(parents=True, exist_ok=True)
     port = choose_port(int(os.environ.get("WATTBUS_EMBEDDED_PORT", "1883")))
     broker = write_broker(root, run_dir, port)
     config = run_dir / "wattbus.toml"

@@ -67,7 +67,7 @@ class ReadingBase(Struct, frozen=True, kw_only=True, tag_field="kind"):
     extra: dict[str, ExtraValue] = {}  # vendor values outside the common model
 
 
-class MeterReading(ReadingBase, kw_only=True, tag="meter"):
+class MeterReading(ReadingBase, frozen=True, kw_only=True, tag="meter"):
     """A grid or sub meter. power_w: + import from the grid, - export to it."""
 
     power_w: float | None = None
@@ -84,7 +84,7 @@ class MeterReading(ReadingBase, kw_only=True, tag="meter"):
     water_m3: float | None = None
 
 
-class InverterReading(ReadingBase, kw_only=True, tag="inverter"):
+class InverterReading(ReadingBase, frozen=True, kw_only=True, tag="inverter"):
     """A PV (or hybrid) inverter. power_w: AC output, + production."""
 
     power_w: float | None = None
@@ -98,7 +98,7 @@ class InverterReading(ReadingBase, kw_only=True, tag="inverter"):
     phases: list[PhaseValues] = []
 
 
-class StringReading(ReadingBase, kw_only=True, tag="string"):
+class StringReading(ReadingBase, frozen=True, kw_only=True, tag="string"):
     """One DC input (MPPT tracker, string or panel) of an inverter."""
 
     inverter_id: str
@@ -109,7 +109,7 @@ class StringReading(ReadingBase, kw_only=True, tag="string"):
     energy_wh: float | None = None
 
 
-class BatteryReading(ReadingBase, kw_only=True, tag="battery"):
+class BatteryReading(ReadingBase, frozen=True, kw_only=True, tag="battery"):
     """A home battery. power_w: + discharge (into the house), - charge."""
 
     power_w: float | None = None
@@ -128,7 +128,7 @@ class BatteryReading(ReadingBase, kw_only=True, tag="battery"):
 ChargerState = Literal["idle", "waiting", "charging", "complete", "error", "unknown"]
 
 
-class ChargerReading(ReadingBase, kw_only=True, tag="charger"):
+class ChargerReading(ReadingBase, frozen=True, kw_only=True, tag="charger"):
     """An EV charger (wallbox)."""
 
     state: ChargerState = "unknown"
@@ -143,7 +143,7 @@ class ChargerReading(ReadingBase, kw_only=True, tag="charger"):
     error: str | None = None
 
 
-class RelayReading(ReadingBase, kw_only=True, tag="relay"):
+class RelayReading(ReadingBase, frozen=True, kw_only=True, tag="relay"):
     """A switchable load (Shelly relay, smart plug), optionally metered."""
 
     on: bool | None = None
@@ -154,7 +154,7 @@ class RelayReading(ReadingBase, kw_only=True, tag="relay"):
     voltage_v: float | None = None
 
 
-class GatewayReading(ReadingBase, kw_only=True, tag="gateway"):
+class GatewayReading(ReadingBase, frozen=True, kw_only=True, tag="gateway"):
     """A data concentrator such as an APsystems ECU: totals over the devices behind it."""
 
     power_w: float | None = None
@@ -186,21 +186,21 @@ class CommandBase(Struct, frozen=True, kw_only=True, tag_field="command"):
     request_id: str | None = None
 
 
-class SetChargeCurrent(CommandBase, kw_only=True, tag="set_charge_current"):
+class SetChargeCurrent(CommandBase, frozen=True, kw_only=True, tag="set_charge_current"):
     current_a: ChargeCurrent
 
 
-class SetCharging(CommandBase, kw_only=True, tag="set_charging"):
+class SetCharging(CommandBase, frozen=True, kw_only=True, tag="set_charging"):
     """Start (enabled=True) or stop charging."""
 
     enabled: bool
 
 
-class SetPhases(CommandBase, kw_only=True, tag="set_phases"):
+class SetPhases(CommandBase, frozen=True, kw_only=True, tag="set_phases"):
     phases: Literal[1, 3]
 
 
-class SetRelay(CommandBase, kw_only=True, tag="set_relay"):
+class SetRelay(CommandBase, frozen=True, kw_only=True, tag="set_relay"):
     on: bool
     channel: Annotated[int, Meta(ge=0, le=3)] = 0
 
@@ -208,72 +208,91 @@ class SetRelay(CommandBase, kw_only=True, tag="set_relay"):
 BatteryMode = Literal["eco", "eco_paused", "timed_demand", "timed_export"]
 
 
-class SetBatteryMode(CommandBase, kw_only=True, tag="set_battery_mode"):
+class SetBatteryMode(CommandBase, frozen=True, kw_only=True, tag="set_battery_mode"):
     mode: BatteryMode
 
 
-class SetChargeTarget(CommandBase, kw_only=True, tag="set_charge_target"):
+class SetChargeTarget(CommandBase, frozen=True, kw_only=True, tag="set_charge_target"):
     soc_pct: SocTarget
 
 
-class SetBatteryReserve(CommandBase, kw_only=True, tag="set_battery_reserve"):
+class SetChargeTargetEnabled(CommandBase, frozen=True, kw_only=True, tag="set_charge_target_enabled"):
+    """Follow the charge target when charging from the grid (True) or charge to 100 % (False)."""
+
+    enabled: bool
+
+
+class SetBatteryReserve(CommandBase, frozen=True, kw_only=True, tag="set_battery_reserve"):
     soc_pct: SocTarget
 
 
-class SetChargeSlot(CommandBase, kw_only=True, tag="set_charge_slot"):
+class SetChargeSlot(CommandBase, frozen=True, kw_only=True, tag="set_charge_slot"):
     slot: Annotated[int, Meta(ge=1, le=2)] = 1
     start: ClockTime
     end: ClockTime
     target_soc_pct: SocTarget | None = None
 
 
-class SetDischargeSlot(CommandBase, kw_only=True, tag="set_discharge_slot"):
+class SetDischargeSlot(CommandBase, frozen=True, kw_only=True, tag="set_discharge_slot"):
     slot: Annotated[int, Meta(ge=1, le=2)] = 1
     start: ClockTime
     end: ClockTime
     reserve_soc_pct: SocTarget | None = None
 
 
-class SetSchedule(CommandBase, kw_only=True, tag="set_schedule"):
+class SetSchedule(CommandBase, frozen=True, kw_only=True, tag="set_schedule"):
     """Enable or pause the timed charge or discharge schedule."""
 
     which: Literal["charge", "discharge"]
     enabled: bool
 
 
-class SetBatteryPowerLimit(CommandBase, kw_only=True, tag="set_battery_power_limit"):
+class SetBatteryPowerLimit(CommandBase, frozen=True, kw_only=True, tag="set_battery_power_limit"):
     direction: Literal["charge", "discharge"]
     power_w: Annotated[float, Meta(ge=0, le=20000)]
 
 
-class SetClock(CommandBase, kw_only=True, tag="set_clock"):
+class SetClock(CommandBase, frozen=True, kw_only=True, tag="set_clock"):
     time: datetime
 
 
-class Restart(CommandBase, kw_only=True, tag="restart"):
+class Restart(CommandBase, frozen=True, kw_only=True, tag="restart"):
     """Restart the device (ECU, inverter). Bridges refuse it for devices that cannot do it."""
 
 
-class Rescan(CommandBase, kw_only=True, tag="rescan"):
+class Rescan(CommandBase, frozen=True, kw_only=True, tag="rescan"):
     """Ask the discovery service for a sweep now."""
 
 
 LoadpointMode = Literal["off", "now", "minpv", "pv"]
 
 
-class SetLoadpointMode(CommandBase, kw_only=True, tag="set_loadpoint_mode"):
+class SetLoadpointMode(CommandBase, frozen=True, kw_only=True, tag="set_loadpoint_mode"):
     mode: LoadpointMode
 
 
-class SetLoadpointLimits(CommandBase, kw_only=True, tag="set_loadpoint_limits"):
+class SetLoadpointLimits(CommandBase, frozen=True, kw_only=True, tag="set_loadpoint_limits"):
     min_current_a: ChargeCurrent | None = None
     max_current_a: ChargeCurrent | None = None
+
+
+class SetPowerLimit(CommandBase, frozen=True, kw_only=True, tag="set_power_limit"):
+    """Limit an inverter's AC output to a share of its rated power (SunSpec model 123 WMaxLimPct);
+    limit_pct None lifts the limit."""
+
+    limit_pct: Percent | None = None
+
+
+class SetConnected(CommandBase, frozen=True, kw_only=True, tag="set_connected"):
+    """Connect (True) or disconnect (False) an inverter from the grid (SunSpec model 123 Conn)."""
+
+    connected: bool
 
 
 Command = (
     SetChargeCurrent | SetCharging | SetPhases | SetRelay | SetBatteryMode | SetChargeTarget | SetBatteryReserve
     | SetChargeSlot | SetDischargeSlot | SetSchedule | SetBatteryPowerLimit | SetClock | Restart | Rescan
-    | SetLoadpointMode | SetLoadpointLimits
+    | SetLoadpointMode | SetLoadpointLimits | SetPowerLimit | SetConnected | SetChargeTargetEnabled
 )
 
 CommandStatus = Literal["ok", "refused", "invalid", "failed", "timeout"]
@@ -339,6 +358,8 @@ class LoadpointState(Struct, frozen=True, kw_only=True):
     phase_switches_last_hour: int = 0
     reason: str = ""
     timestamp: datetime = field(default_factory=utc_now)
+    alert: str | None = None  # set while the loadpoint is held in a safe state (e.g. stale grid data)
+    strategy: str | None = None  # which regulation ran ("wattbus", "evcc")
 
 
 ONLINE = "online"

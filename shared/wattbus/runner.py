@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from . import __version__, topics
 from . import messages as m
@@ -59,6 +62,13 @@ class DeviceChannel:
         return topics.device_availability(self.meta.source, self.device_id), m.OFFLINE.encode()
 
 
+def resolve_instance(configured: str) -> str:
+    """`auto` gives each replica of `docker compose --scale` its own id (the container's hostname)."""
+    if configured == "auto":
+        return topics.slug(socket.gethostname())
+    return topics.segment(configured, "instance")
+
+
 @dataclass
 class ServiceContext(Generic[C]):
     name: str
@@ -74,7 +84,7 @@ class ServiceContext(Generic[C]):
 
     @property
     def instance(self) -> str:
-        return self.config.instance
+        return resolve_instance(self.config.instance)
 
     def device(self, meta: m.DeviceMeta) -> DeviceChannel:
         """Register (or update) a device this service owns and announce its identity."""
@@ -93,6 +103,10 @@ class ServiceContext(Generic[C]):
 
     def publish_status(self) -> None:
         self.bus.publish(topics.service_status(self.name, self.instance), self.status(), retain=True)
+        health_file = os.environ.get("WATTBUS_HEALTH_FILE")
+        if health_file and self.bus.connected:
+            # Container healthchecks (`wattbus healthcheck`) look at this file's age.
+            Path(health_file).write_text(datetime.now(UTC).isoformat())
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless the service is stopping; returns False when it is."""
@@ -112,7 +126,7 @@ class Subcommand:
 
 
 class Service(Generic[C]):
-    def __init__(self, name: str, config_type: type[C], run: Callable[[ServiceContext[C]], Awaitable[None]],
+    def __init__(self, name: str, config_type: type[C], run: Callable[[ServiceContext[C]], Coroutine[Any, Any, None]],
                  description: str, subcommands: tuple[Subcommand, ...] = (), session_expiry_s: int = 0) -> None:
         self.name = topics.segment(name, "service")
         self.config_type = config_type
@@ -149,7 +163,7 @@ class Service(Generic[C]):
     async def _serve(self, config: C, bus_cfg: BusConfig, loaded: LoadedConfig) -> int:
         log = get_logger(self.name)
         counters = Counters()
-        instance = config.instance
+        instance = resolve_instance(config.instance)
         availability = topics.service_availability(self.name, instance)
         if self.session_expiry_s and not bus_cfg.session_expiry_s:
             bus_cfg.session_expiry_s = self.session_expiry_s

@@ -53,9 +53,11 @@ def test_environment_overrides_every_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "env", "expected"), [
-    ("[sml-reader]\nbaudrate = 9601\n", {}, r"\[sml-reader\] baudrate = 9601 .*wattbus.toml.*Invalid enum value 9601; allowed: 300, 2400, 9600"),
+    ("[sml-reader]\nbaudrate = 9601\n", {},
+     r"\[sml-reader\] baudrate = 9601 .*wattbus.toml.*Invalid enum value 9601; allowed: 300, 2400, 9600"),
     ("[sml-reader]\npoll_interval_s = -1\n", {}, r"poll_interval_s = -1 .*Expected `float` > 0"),
-    ("[sml-reader]\nbaud = 9600\n", {}, r"unknown field `baud`; known keys: instance, status_interval_s, port, baudrate"),
+    ("[sml-reader]\nbaud = 9600\n", {},
+     r"unknown field `baud`; known keys: instance, status_interval_s, port, baudrate"),
     ("[sml-reader]\n[[sml-reader.devices]]\nunit_id = 300\nhost = 'x'\n", {}, r"devices\.0\.unit_id = 300 .*<= 247"),
     ("[sml-reader]\n[[sml-reader.devices]]\nunit_id = 3\n", {}, r"devices\.0.*missing required field `host`"),
     ("", {"WATTBUS_SML_READER_BAUDRATE": "fast"}, r"baudrate = 'fast' \(from environment variable "

@@ -1,0 +1,83 @@
+"""`make run`'s stack for real: supervisord starts Mosquitto, every service and the simulators."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.support.servers import free_port, wait_port
+
+
+def expected_services(root: Path) -> set[str]:
+    return {p.parent.name for p in root.glob("services/*/supervisor.conf")}
+
+
+class Availability:
+    """An anonymous subscriber (the demo broker allows read-only anonymous access on 127.0.0.1)."""
+
+    def __init__(self, port: int) -> None:
+        self.state: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe("wattbus/v1/service/+/+/availability", qos=1)
+        self.client.on_message = self._message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.state[msg.topic.split("/")[3]] = msg.payload.decode()
+
+    def services(self, value: str) -> set[str]:
+        with self.lock:
+            return {name for name, state in self.state.items() if state == value}
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_embedded_stack_runs_every_service_and_stops_cleanly(repo_root: Path, tmp_path: Path) -> None:
+    port = free_port()
+    run_dir = tmp_path / "run"
+    wattbus = Path(sys.executable).parent / "wattbus"
+    log = (tmp_path / "embedded.log").open("wb")
+    proc = subprocess.Popen([str(wattbus), "embedded", "--root", str(repo_root), "--run-dir", str(run_dir)],
+                            env={**os.environ, "WATTBUS_EMBEDDED_PORT": str(port)}, stdout=log, stderr=log)
+    watcher: Availability | None = None
+    try:
+        wait_port(port, 30)
+        watcher = Availability(port)
+        expected = expected_services(repo_root)
+        started = wait_for(lambda: watcher.services("online") >= expected, 90)
+        logs = {p.name: p.read_text(errors="replace")[-1500:] for p in (run_dir / "logs").glob("*.log")}
+        assert started, f"not online: {sorted(expected - watcher.services('online'))}\n{logs}"
+        proc.send_signal(signal.SIGTERM)  # what Ctrl-C does to supervisord
+        assert proc.wait(60) == 0
+        assert wait_for(lambda: watcher.services("offline") >= expected, 10), watcher.state
+    finally:
+        if watcher:
+            watcher.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    printed = (tmp_path / "embedded.log").read_text()
+    assert f"mosquitto_sub -h 127.0.0.1 -p {port}" in printed
