@@ -1,0 +1,188 @@
+"""SunSpec inverters/meters and Eastron SDM meters on Modbus TCP (and SDM on Modbus RTU).
+
+    wattbus-sim sunspec --port 1502 --profile fronius --profile sma --profile float
+    wattbus-sim sunspec --port 1503 --profile sdm630 --sdm-unit 1
+    wattbus-sim sunspec --rtu-link /tmp/sdm-tty --profile sdm630     # RTU over a pseudo-terminal pair
+
+Registers are built from the official SunSpec model definitions (sunspec_image), served by a
+pymodbus server; values are refreshed from the simulated plant when a client reads. Model 123
+(immediate controls) is writable and throttles or disconnects the simulated inverter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import struct
+import time
+
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from .sunspec_devices import BASE, PROFILES, Plant, models_for
+from .sunspec_image import definition, encode_device
+from .sunspec_pty import PtyPair
+
+SDM_POINTS = {  # Eastron SDM630 input registers (float32, big-endian): address -> plant quantity
+    0x00: "v1", 0x02: "v2", 0x04: "v3", 0x06: "i1", 0x08: "i2", 0x0A: "i3", 0x0C: "p1", 0x0E: "p2",
+    0x10: "p3", 0x1E: "pf", 0x20: "pf", 0x22: "pf", 0x34: "p", 0x46: "hz", 0x48: "imp", 0x4A: "exp",
+    0x156: "tot",
+}
+SDM_SERIAL_REGISTER = 0xFC00
+
+
+class SunSpecUnit:
+    """One SunSpec device (unit id) and the action that keeps its registers current."""
+
+    def __init__(self, kind: str, serial: str, plant: Plant) -> None:
+        self.kind, self.serial, self.plant = kind, serial, plant
+        self.regs, self.where = encode_device(models_for(kind, serial, plant))
+        self.refreshed = 0.0
+        self.writable = self._writable()
+
+    def _writable(self) -> set[int]:
+        start = self.where.get(123)
+        if start is None:
+            return set()
+        offsets: set[int] = set()
+        pos = start
+        for point in definition(123)["points"]:
+            size = int(point.get("size", 1))
+            if point.get("access") == "RW":
+                offsets.update(range(pos, pos + size))
+            pos += size
+        return offsets
+
+    def device(self, unit: int) -> SimDevice:
+        data = SimData(BASE, values=list(self.regs), datatype=DataType.REGISTERS)
+        return SimDevice(unit, [data], action=self.action)
+
+    def _apply_controls(self, regs: list[int]) -> None:
+        start = self.where.get(123)
+        if start is None:
+            return
+        conn, pct_raw, ena = regs[start + 4], regs[start + 5], regs[start + 9]
+        sf = regs[start + 25] - 0x10000 if regs[start + 25] & 0x8000 else regs[start + 25]
+        self.plant.connected = conn != 0
+        self.plant.limit_pct = pct_raw * 10 ** sf if ena == 1 else 100.0
+
+    async def action(self, function: int, start: int, address: int, count: int, regs: list[int],
+                     set_values: list[int] | list[bool] | None) -> ExcCodes | None:
+        if set_values is not None and function in (6, 16):
+            offsets = range(address - start, address - start + count)
+            if not set(offsets) <= self.writable:
+                return ExcCodes.ILLEGAL_ADDRESS  # like a real inverter: only control points accept writes
+            sf_at = self.where[123] + 25
+            if address - start <= self.where[123] + 5 < address - start + count:
+                pct = int(set_values[self.where[123] + 5 - (address - start)])
+                sf = regs[sf_at] - 0x10000 if regs[sf_at] & 0x8000 else regs[sf_at]
+                if pct * 10 ** sf > 100:
+                    return ExcCodes.ILLEGAL_VALUE
+            return None
+        now = time.monotonic()
+        if now - self.refreshed > 0.2:
+            self.refreshed = now
+            self._apply_controls(regs)
+            self.plant.advance()
+            fresh, _ = encode_device(models_for(self.kind, self.serial, self.plant))
+            keep = self.writable
+            for offset, value in enumerate(fresh):
+                if offset not in keep:
+                    regs[offset] = value
+        return None
+
+
+class SdmUnit:
+    """An Eastron SDM630: float32 input registers, serial number in holding register 0xFC00."""
+
+    def __init__(self, serial: int, plant: Plant) -> None:
+        self.serial, self.plant = serial, plant
+
+    def values(self) -> dict[str, float]:
+        grid = self.plant.house_w - self.plant.pv_w()
+        return {"v1": 230.2, "v2": 231.0, "v3": 229.5, "i1": abs(grid) * 0.4 / 230.2,
+                "i2": abs(grid) * 0.35 / 231.0, "i3": abs(grid) * 0.25 / 229.5, "p1": grid * 0.4,
+                "p2": grid * 0.35, "p3": grid * 0.25, "pf": 0.97, "p": grid, "hz": 50.02,
+                "imp": self.plant.import_wh / 1000, "exp": self.plant.export_wh / 1000,
+                "tot": (self.plant.import_wh + self.plant.export_wh) / 1000}
+
+    def registers(self) -> list[int]:
+        regs = [0] * 0x158
+        for address, key in SDM_POINTS.items():
+            hi, lo = struct.unpack(">HH", struct.pack(">f", self.values()[key]))
+            regs[address], regs[address + 1] = hi, lo
+        return regs
+
+    def device(self, unit: int) -> SimDevice:
+        serial = [self.serial >> 16, self.serial & 0xFFFF]
+        blocks = [SimData(0, values=self.registers(), datatype=DataType.REGISTERS),
+                  SimData(SDM_SERIAL_REGISTER, values=serial, datatype=DataType.REGISTERS)]
+        return SimDevice(unit, blocks, action=self.action)
+
+    async def action(self, function: int, start: int, address: int, count: int, regs: list[int],
+                     set_values: list[int] | list[bool] | None) -> ExcCodes | None:
+        if set_values is not None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        if function == 4 and address >= SDM_SERIAL_REGISTER:
+            return ExcCodes.ILLEGAL_ADDRESS  # the serial number is a holding register
+        if address < 0x158:
+            self.plant.advance()
+            regs[0:0x158] = self.registers()
+        return None
+
+
+def build_devices(profiles: list[str], plant: Plant, sdm_unit: int) -> list[SimDevice]:
+    devices: list[SimDevice] = []
+    for profile in profiles:
+        if profile == "sdm630":
+            devices.append(SdmUnit(21_003_456, plant).device(sdm_unit))
+            continue
+        for unit, (kind, serial) in PROFILES[profile].items():
+            devices.append(SunSpecUnit(kind, serial, plant).device(unit))
+    ids = [d.id for d in devices]
+    if len(ids) != len(set(ids)):
+        raise SystemExit(f"profiles {profiles} use the same unit id twice ({ids})")
+    return devices
+
+
+async def serve(args: argparse.Namespace) -> None:
+    plant = Plant(static=args.static)
+    devices = build_devices(args.profile or ["fronius"], plant, args.sdm_unit)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    pty: PtyPair | None = None
+    server: ModbusTcpServer | ModbusSerialServer
+    if args.rtu_link:
+        pty = PtyPair(args.rtu_link)
+        pty.start(loop)
+        server = ModbusSerialServer(devices, port=pty.server_path, baudrate=9600)
+        print(f"sunspec simulator: Modbus RTU on {args.rtu_link} (units {[d.id for d in devices]})", flush=True)
+    else:
+        server = ModbusTcpServer(devices, address=(args.host, args.port))
+        print(f"sunspec simulator: Modbus TCP on {args.host}:{args.port} (units {[d.id for d in devices]})",
+              flush=True)
+    task = asyncio.create_task(server.serve_forever())
+    await stop.wait()
+    await server.shutdown()  # type: ignore[no-untyped-call]
+    task.cancel()
+    if pty:
+        pty.close()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="wattbus-sim sunspec", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1502)
+    parser.add_argument("--profile", action="append", choices=[*PROFILES, "sdm630"])
+    parser.add_argument("--sdm-unit", type=int, default=1)
+    parser.add_argument("--rtu-link", help="serve Modbus RTU on a pseudo-terminal; its client end is linked here")
+    parser.add_argument("--static", action="store_true", help="fixed values (tests)")
+    args = parser.parse_args(argv)
+    asyncio.run(serve(args))
+    return 0
+
+
