@@ -1,0 +1,173 @@
+"""giv-bridge: GivEnergy inverters and batteries on the bus, read and control (GivTCP compatible)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+from wattbus import codec, topics
+from wattbus import messages as m
+from wattbus.bus import Message
+from wattbus.config import ServiceCommon
+from wattbus.runner import Service, ServiceContext, Subcommand
+
+from . import controls, decode, givtcp
+from .dongle import Dongle, DongleError
+from .plant import InverterConfig, Plant, readings
+
+
+class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
+    inverters: list[InverterConfig] = []
+    poll_interval_s: Annotated[float, Meta(ge=1, le=3600)] = 15.0
+    timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
+    retries: Annotated[int, Meta(ge=0, le=5)] = 2
+    print_raw: bool = False  # GivTCP's PRINT_RAW: raw registers inside runAll
+
+
+class Bridge:
+    """The inverters of one instance, their poll loops and their commands."""
+
+    def __init__(self, ctx: ServiceContext[Config]) -> None:
+        self.ctx = ctx
+        self.plants = [Plant(cfg, Dongle(cfg.host, cfg.port, ctx.counters, ctx.log.child(f"{cfg.host}:{cfg.port}"),
+                                         timeout_s=ctx.config.timeout_s, retries=ctx.config.retries))
+                       for cfg in ctx.config.inverters]
+        self.locks = {id(p): asyncio.Lock() for p in self.plants}  # a command never interleaves with a poll
+
+    def plant_for(self, device_id: str) -> Plant | None:
+        for plant in self.plants:
+            ids = {plant.device_id, f"{plant.device_id}-battery", *(plant.battery_id(i) for i in plant.battery_serials)}
+            if device_id in ids:
+                return plant
+        return None
+
+    async def poll_loop(self, plant: Plant) -> None:
+        ctx = self.ctx
+        announced: set[str] = set()
+        while not ctx.stopping.is_set():
+            try:
+                async with self.locks[id(plant)]:
+                    problems = await plant.poll()
+                for problem in problems:
+                    ctx.counters.inc("optional_read_failures")
+                    ctx.log.warning("optional part not read", inverter=plant.config.host, problem=problem)
+                self.publish(plant, announced)
+                ctx.counters.inc("polls")
+            except DongleError as exc:
+                ctx.counters.inc("poll_failures")
+                ctx.log.warning("poll failed", inverter=f"{plant.config.host}:{plant.config.port}", error=str(exc))
+                for device_id in announced:
+                    ctx.devices[device_id].set_online(False)
+                await plant.dongle.close()
+            if not await ctx.sleep(ctx.config.poll_interval_s):
+                break
+        await plant.dongle.close()
+
+    def publish(self, plant: Plant, announced: set[str]) -> None:
+        for meta in plant.metas(self.ctx.name):
+            if meta.device_id not in announced:
+                self.ctx.device(meta)
+                announced.add(meta.device_id)
+        now = plant.last_poll or datetime.now(UTC)
+        for reading in readings(plant, now):
+            self.ctx.devices[reading.device_id].publish_reading(reading)
+        document = givtcp.run_all(plant, raw=self.ctx.config.print_raw)
+        self.ctx.bus.publish(topics.device_native(self.ctx.name, plant.device_id, "runAll"),
+                             json.dumps(document, default=str).encode())
+
+    # ------------------------------------------------------------------ commands
+
+    async def on_command(self, msg: Message[bytes]) -> None:
+        device_id = topics.parse(msg.topic).ident or "unknown"
+        try:
+            command = self.parse_command(msg.payload)
+        except (codec.PayloadError, controls.CommandInvalid) as exc:
+            self.answer(msg, device_id, m.CommandResult(status="invalid", target=device_id, message=str(exc),
+                                                        request_id=_request_id(msg.payload)))
+            return
+        tag = command.__struct_config__.tag
+        name = tag if isinstance(tag, str) else None
+        plant = self.plant_for(device_id)
+        if plant is None:
+            self.answer(msg, device_id, m.CommandResult(status="refused", command=name, target=device_id,
+                                                        request_id=command.request_id,
+                                                        message=f"{device_id} is not a controllable device here"))
+            return
+        try:
+            async with self.locks[id(plant)]:
+                applied = await controls.execute(plant, command)
+        except controls.CommandInvalid as exc:
+            result = m.CommandResult(status="invalid", command=name, target=device_id, request_id=command.request_id,
+                                     message=str(exc))
+        except (DongleError, RuntimeError) as exc:
+            self.ctx.counters.inc("commands_failed")
+            result = m.CommandResult(status="failed", command=name, target=device_id, request_id=command.request_id,
+                                     message=str(exc))
+        else:
+            self.ctx.counters.inc("commands_ok")
+            result = m.CommandResult(status="ok", command=name, target=device_id, request_id=command.request_id,
+                                     applied=applied)
+            self.publish(plant, set(self.ctx.devices))  # show the new settings at once
+        self.answer(msg, device_id, result)
+
+    def parse_command(self, payload: bytes) -> m.CommandBase:
+        try:
+            raw: Any = msgspec.json.decode(payload)
+        except msgspec.DecodeError as exc:
+            raise codec.PayloadError(f"not JSON: {exc}") from exc
+        if isinstance(raw, dict) and "givtcp" in raw:
+            return givtcp.from_givtcp(raw)
+        command: m.CommandBase = codec.decode_command(payload)
+        return command
+
+    def answer(self, msg: Message[bytes], device_id: str, result: m.CommandResult) -> None:
+        if result.status != "ok":
+            self.ctx.counters.inc(f"commands_{result.status}")
+            self.ctx.log.warning("command not applied", device=device_id, status=result.status,
+                                 reason=result.message)
+        self.ctx.bus.respond(msg, result, topics.device_result(self.ctx.name, device_id))
+
+
+def _request_id(payload: bytes) -> str | None:
+    try:
+        raw = msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        return None
+    value = raw.get("request_id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
+
+
+async def run(ctx: ServiceContext[Config]) -> None:
+    if not ctx.config.inverters:
+        ctx.log.error("no inverters configured: set [giv-bridge] inverters = [{ host = ... }] or INVERTOR_IP")
+        await ctx.stopping.wait()
+        return
+    bridge = Bridge(ctx)
+    ctx.bus.subscribe(topics.commands_for(ctx.name), bytes, bridge.on_command)
+    await asyncio.gather(*(bridge.poll_loop(p) for p in bridge.plants))
+
+
+SERVICE = Service("giv-bridge", Config, run, "GivEnergy inverters and batteries to the bus (GivTCP compatible)",
+                  subcommands=(Subcommand("decode", "decode captured dongle frames to JSON lines",
+                                          decode.add_arguments, decode.run),))
+
+
+def main() -> int:
+    try:
+        notes = givtcp.apply_env()
+    except ValueError as exc:
+        print(f"wattbus-giv-bridge: {exc}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"wattbus-giv-bridge: GivTCP setting {note}", file=sys.stderr)
+    code: int = SERVICE.main()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

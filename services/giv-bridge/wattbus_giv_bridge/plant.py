@@ -1,0 +1,206 @@
+"""One inverter with its batteries (and optional meters / EMS) behind one dongle.
+
+One poll reads every register block the maps list into per-address caches; values, contract
+readings and the GivTCP document are all derived from those caches (measurements as data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated
+
+from msgspec import Meta, Struct
+from wattbus import messages as m
+from wattbus import topics
+
+from . import regmap
+from .dongle import Dongle, DongleError
+from .regmap import RegisterCache, Value
+
+INVERTER_ADDRESS = 0x31  # normal polling of AC / Gen1 hybrid units (0x11 also reports to the cloud)
+BATTERY_BASE_ADDRESS = 0x32
+EMS_ADDRESS = 0x11
+FUNCTION = {"hr": 3, "ir": 4}
+# IR 0: waiting, normal, warning, fault, firmware update
+STATUS = {0: "sleeping", 1: "mppt", 2: "throttled", 3: "fault", 4: "starting"}
+
+
+class InverterConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+    host: str
+    port: Annotated[int, Meta(ge=1, le=65535)] = 8899
+    batteries: Annotated[int, Meta(ge=0, le=6)] = 1
+    address: Annotated[int, Meta(ge=0, le=255)] = INVERTER_ADDRESS
+    meters: list[Annotated[int, Meta(ge=1, le=8)]] = []
+    ems: bool = False
+    name: str | None = None
+    battery_max_power_w: Annotated[float, Meta(gt=0, le=20000)] = 2600.0  # the rate register's 50 = this
+
+
+@dataclass
+class Plant:
+    config: InverterConfig
+    dongle: Dongle
+    caches: dict[int, RegisterCache] = field(default_factory=dict)
+    serial: str | None = None
+    battery_serials: dict[int, str] = field(default_factory=dict)
+    last_poll: datetime | None = None
+
+    def cache(self, address: int) -> RegisterCache:
+        return self.caches.setdefault(address, RegisterCache())
+
+    async def read_map(self, address: int, name: str) -> None:
+        for block in regmap.load(name).blocks:
+            answer = await self.dongle.read(address, FUNCTION[block.bank], block.base, block.count)
+            self.cache(address).update(block.bank, answer.base, answer.values)
+
+    async def poll(self) -> list[str]:
+        """Read everything once; returns the problems with optional parts (missing batteries...)."""
+        problems: list[str] = []
+        await self.read_map(self.config.address, "inverter")
+        values = self.inverter_values()
+        serial = values.get("serial_number")
+        if isinstance(serial, str):
+            if self.serial and serial != self.serial:
+                raise DongleError(f"inverter serial changed from {self.serial} to {serial}: suspicious block")
+            self.serial = serial
+        for index in range(self.config.batteries):
+            address = BATTERY_BASE_ADDRESS + index
+            try:
+                await self.read_map(address, "battery")
+            except DongleError as exc:
+                problems.append(f"battery {index + 1} at {address:#04x}: {exc}")
+                continue
+            bserial = regmap.load("battery").decode(self.cache(address)).get("serial_number")
+            if isinstance(bserial, str):
+                self.battery_serials[index] = bserial
+        for meter in self.config.meters:
+            try:
+                await self.read_map(meter, "meter")
+            except DongleError as exc:
+                problems.append(f"meter at {meter:#04x}: {exc}")
+        if self.config.ems:
+            try:
+                await self.read_map(EMS_ADDRESS, "ems")
+            except DongleError as exc:
+                problems.append(f"EMS at {EMS_ADDRESS:#04x}: {exc}")
+        self.last_poll = datetime.now(UTC)
+        return problems
+
+    # ------------------------------------------------------------------ values
+
+    def inverter_values(self) -> dict[str, Value]:
+        return regmap.load("inverter").decode(self.cache(self.config.address))
+
+    def battery_values(self, index: int) -> dict[str, Value]:
+        return regmap.load("battery").decode(self.cache(BATTERY_BASE_ADDRESS + index))
+
+    def meter_values(self, address: int) -> dict[str, Value]:
+        return regmap.load("meter").decode(self.cache(address))
+
+    def ems_values(self) -> dict[str, Value]:
+        return regmap.load("ems").decode(self.cache(EMS_ADDRESS))
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def device_id(self) -> str:
+        ident: str = topics.slug("givenergy", self.serial or f"{self.config.host}-{self.config.port}")
+        return ident
+
+    def battery_id(self, index: int) -> str:
+        serial = self.battery_serials.get(index)
+        return topics.slug("givenergy", serial) if serial else f"{self.device_id}-battery-{index + 1}"
+
+    def metas(self, source: str) -> list[m.DeviceMeta]:
+        values = self.inverter_values()
+        address = f"tcp://{self.config.host}:{self.config.port}/{self.config.address}"
+        firmware = f"D0.{values.get('dsp_firmware')}-A0.{values.get('arm_firmware')}"
+        from .controls import CAPABILITIES
+        metas = [m.DeviceMeta(device_id=self.device_id, kind="inverter", source=source, protocol="givenergy",
+                              manufacturer="GivEnergy", model=model_name(values.get("device_type_code")),
+                              serial=self.serial, firmware=firmware, address=address, name=self.config.name,
+                              capabilities=list(CAPABILITIES)),
+                 m.DeviceMeta(device_id=f"{self.device_id}-grid", kind="meter", source=source,
+                              protocol="givenergy", manufacturer="GivEnergy", model="CT clamp",
+                              parent_id=self.device_id, address=address),
+                 m.DeviceMeta(device_id=f"{self.device_id}-battery", kind="battery", source=source,
+                              protocol="givenergy", manufacturer="GivEnergy", model="battery (inverter view)",
+                              parent_id=self.device_id, address=address, capabilities=list(CAPABILITIES))]
+        for index, serial in sorted(self.battery_serials.items()):
+            metas.append(m.DeviceMeta(device_id=self.battery_id(index), kind="battery", source=source,
+                                      protocol="givenergy", manufacturer="GivEnergy", serial=serial,
+                                      address=f"tcp://{self.config.host}:{self.config.port}/"
+                                              f"{BATTERY_BASE_ADDRESS + index}",
+                                      parent_id=self.device_id, name=f"battery {index + 1}"))
+        for meter in self.config.meters:
+            metas.append(m.DeviceMeta(device_id=f"{self.device_id}-meter-{meter}", kind="meter", source=source,
+                                      protocol="givenergy", manufacturer="GivEnergy", parent_id=self.device_id,
+                                      address=f"tcp://{self.config.host}:{self.config.port}/{meter}"))
+        return metas
+
+
+def model_name(code: Value) -> str | None:
+    if not isinstance(code, int):
+        return None
+    family = {"2": "Hybrid", "3": "AC", "4": "Hybrid HV", "5": "EMS", "6": "Three phase", "8": "All in One"}
+    return f"{family.get(f'{code:04x}'[0], 'Inverter')} ({code:04x})"
+
+
+def _num(value: Value) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _sum(*values: Value) -> float | None:
+    numbers = [_num(v) for v in values]
+    return None if any(n is None for n in numbers) else sum(n for n in numbers if n is not None)
+
+
+def readings(plant: Plant, now: datetime) -> list[m.ReadingBase]:
+    """The contract readings of one poll (SI units, signs as in messages.py)."""
+    v = plant.inverter_values()
+    dev = plant.device_id
+    grid_export = _num(v["grid_export_power_w"])
+    out: list[m.ReadingBase] = [
+        m.InverterReading(device_id=dev, timestamp=now, power_w=_num(v["inverter_power_w"]),
+                          dc_power_w=_sum(v["pv1_power_w"], v["pv2_power_w"]),
+                          energy_total_wh=_num(v["pv_total_wh"]), energy_today_wh=_num(v["pv_today_wh"]),
+                          frequency_hz=_num(v["grid_frequency_hz"]), temperature_c=_num(v["heatsink_temperature_c"]),
+                          state=STATUS.get(v["status"]) if isinstance(v["status"], int) else None, online=True,
+                          phases=[m.PhaseValues(phase=1, voltage_v=_num(v["grid_voltage_v"]),
+                                                current_a=_num(v["grid_current_a"]))],
+                          extra={"load_power_w": v["load_power_w"], "eps_power_w": v["eps_power_w"],
+                                 "fault_code": v["fault_code"], "warning_code": v["warning_code"]}),
+        m.MeterReading(device_id=f"{dev}-grid", timestamp=now,
+                       power_w=None if grid_export is None else -grid_export,
+                       energy_import_wh=_num(v["import_total_wh"]), energy_export_wh=_num(v["export_total_wh"]),
+                       frequency_hz=_num(v["grid_frequency_hz"])),
+        m.BatteryReading(device_id=f"{dev}-battery", timestamp=now, power_w=_num(v["battery_power_w"]),
+                         soc_pct=_num(v["battery_soc_pct"]), voltage_v=_num(v["battery_voltage_v"]),
+                         current_a=_num(v["battery_current_a"]), temperature_c=_num(v["battery_temperature_c"]),
+                         energy_charge_wh=_num(v["battery_charge_total_wh"]),
+                         energy_discharge_wh=_num(v["battery_discharge_total_wh"])),
+    ]
+    for index in (1, 2):
+        out.append(m.StringReading(device_id=f"{dev}-pv{index}", inverter_id=dev, index=index, timestamp=now,
+                                   power_w=_num(v[f"pv{index}_power_w"]), voltage_v=_num(v[f"pv{index}_voltage_v"]),
+                                   current_a=_num(v[f"pv{index}_current_a"])))
+    for index in sorted(plant.battery_serials):
+        b = plant.battery_values(index)
+        cells = [_num(b[f"cell_{i:02d}_v"]) for i in range(1, 17)]
+        temps = [_num(b[f"cells_{a:02d}_{a + 3:02d}_temperature_c"]) for a in (1, 5, 9, 13)]
+        design_ah, volts = _num(b["capacity_design_ah"]), _num(b["cells_sum_v"])
+        out.append(m.BatteryReading(
+            device_id=plant.battery_id(index), timestamp=now, soc_pct=_num(b["soc_pct"]), voltage_v=volts,
+            current_a=_num(b["current_a"]), temperature_c=_num(b["max_temperature_c"]),
+            capacity_wh=None if design_ah is None or volts is None else round(design_ah * 51.2, 1),
+            energy_charge_wh=_num(b["charge_total_wh"]), energy_discharge_wh=_num(b["discharge_total_wh"]),
+            cell_voltages_v=[c for c in cells if c is not None],
+            cell_temperatures_c=[t for t in temps if t is not None],
+            extra={"cycles": b["cycles"], "bms_firmware": b["bms_firmware"]}))
+    for meter in plant.config.meters:
+        mv = plant.meter_values(meter)
+        out.append(m.MeterReading(device_id=f"{dev}-meter-{meter}", timestamp=now, power_w=_num(mv["power_w"]),
+                                  energy_import_wh=_num(mv["import_wh"]), energy_export_wh=_num(mv["export_wh"]),
+                                  frequency_hz=_num(mv["frequency_hz"])))
+    return out
