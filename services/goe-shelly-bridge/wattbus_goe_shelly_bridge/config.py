@@ -1,0 +1,43 @@
+"""The bridge's config section: global poll settings and one entry per device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from msgspec import Meta, Struct
+from wattbus.config import ConfigError, ServiceCommon
+
+Url = Annotated[str, Meta(pattern=r"^https?://[^/\s]+/?$", description="http://host[:port] of the device")]
+Amps = Annotated[float, Meta(ge=6, le=32)]
+
+
+class DeviceConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+    url: Url
+    username: str | None = None  # Shelly: admin (Gen1 may use another user)
+    password: str | None = None
+    password_file: str | None = None
+    max_current_a: Amps = 16.0  # chargers: never offer more (cable, fuse, contract)
+    min_current_a: Amps = 6.0  # chargers: never offer less while charging
+    # Contactors and relays wear with every switch; cars dislike rapid start/stop and phase changes.
+    min_switch_interval_s: Annotated[float, Meta(ge=0, le=86400)] = 60.0
+    min_phase_switch_interval_s: Annotated[float, Meta(ge=0, le=86400)] = 300.0
+    poll_interval_s: Annotated[float, Meta(ge=0.2, le=3600)] | None = None
+
+    def resolved_password(self) -> str | None:
+        if self.password is not None or self.password_file is None:
+            return self.password
+        try:
+            return Path(self.password_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"[goe-shelly-bridge] device {self.url}: password_file "
+                              f"{self.password_file!r} cannot be read ({exc})") from exc
+
+
+class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
+    devices: list[DeviceConfig] = []
+    poll_interval_s: Annotated[float, Meta(ge=0.2, le=3600)] = 2.0
+    timeout_s: Annotated[float, Meta(gt=0, le=60)] = 3.0
+    max_backoff_s: Annotated[float, Meta(ge=1, le=3600)] = 60.0
+    offline_after_failures: Annotated[int, Meta(ge=1, le=100)] = 2
+    confirm_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0  # read-back after a write
