@@ -1,0 +1,46 @@
+"""wattbus-sml-reader: smart meters (SML, DSMR P1, IEC 62056-21) on serial lines to the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from wattbus.runner import Service, ServiceContext, Subcommand
+
+from . import decode_cmd
+from .config import Config
+from .mapping import Mapper
+from .meter import Meter
+
+
+async def run(ctx: ServiceContext[Config]) -> None:
+    if not ctx.config.meters:
+        ctx.log.warning("no meters configured: add [[sml-reader.meters]] entries with key, format and port")
+    keys = [meter.key for meter in ctx.config.meters]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ValueError(f"[sml-reader] meters: key {duplicates[0]!r} is used more than once")
+    mapper = Mapper()
+    meters = [Meter(ctx, config, mapper) for config in ctx.config.meters]
+    tasks = [asyncio.create_task(meter.run(), name=f"meter-{meter.config.key}") for meter in meters]
+    try:
+        await ctx.stopping.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+SERVICE = Service(
+    "sml-reader", Config, run, "SML/DSMR/IEC 62056-21 meters to the bus",
+    subcommands=(Subcommand("decode", "print the readings of a capture file as JSON lines",
+                            decode_cmd.add_arguments, decode_cmd.handle),),
+)
+
+
+def main() -> int:
+    return SERVICE.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
