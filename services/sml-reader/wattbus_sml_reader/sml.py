@@ -174,7 +174,8 @@ def _identify(result: DecodedFrame, server_id: str | None) -> None:
     for code in ("129-129:199.130.3", "1-0:96.50.1"):
         maker = result.values.get(code)
         if maker is not None and isinstance(maker.value, str):
-            text = _ascii(maker.value)
+            # smllib hands printable octet strings over as text already, others as hex
+            text = maker.value if maker.value.isalpha() else _ascii(maker.value)
             if text:
                 result.manufacturer = text
                 break
