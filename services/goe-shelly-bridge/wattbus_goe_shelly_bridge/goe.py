@@ -91,6 +91,6 @@ class GoeCharger:
 
 def charging_requested(reading: m.ChargerReading, api: Api) -> bool | None:
     """What the last SetCharging asked for, as the charger reports it (v2 frc, v1 alw)."""
-    if api == "v2":
-        return None if reading.forced is None else reading.forced == "on"
-    return reading.enabled
+    if api == "v2" and reading.forced in ("on", "off"):
+        return reading.forced == "on"
+    return reading.enabled  # v1, or v2 in neutral: the charger's own `alw` decides
