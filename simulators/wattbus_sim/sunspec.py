@@ -22,7 +22,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from .sunspec_devices import BASE, PROFILES, Plant, models_for
-from .sunspec_image import definition, encode_device
+from .sunspec_image import definition, encode_device, offset_of
 from .sunspec_pty import PtyPair
 
 SDM_POINTS = {  # Eastron SDM630 input registers (float32, big-endian): address -> plant quantity
@@ -63,8 +63,10 @@ class SunSpecUnit:
         start = self.where.get(123)
         if start is None:
             return
-        conn, pct_raw, ena = regs[start + 4], regs[start + 5], regs[start + 9]
-        sf = regs[start + 25] - 0x10000 if regs[start + 25] & 0x8000 else regs[start + 25]
+        conn, pct_raw = regs[start + offset_of(123, "Conn")], regs[start + offset_of(123, "WMaxLimPct")]
+        ena = regs[start + offset_of(123, "WMaxLim_Ena")]
+        sf_raw = regs[start + offset_of(123, "WMaxLimPct_SF")]
+        sf = sf_raw - 0x10000 if sf_raw & 0x8000 else sf_raw
         self.plant.connected = conn != 0
         self.plant.limit_pct = pct_raw * 10 ** sf if ena == 1 else 100.0
 
@@ -74,9 +76,10 @@ class SunSpecUnit:
             offsets = range(address - start, address - start + count)
             if not set(offsets) <= self.writable:
                 return ExcCodes.ILLEGAL_ADDRESS  # like a real inverter: only control points accept writes
-            sf_at = self.where[123] + 25
-            if address - start <= self.where[123] + 5 < address - start + count:
-                pct = int(set_values[self.where[123] + 5 - (address - start)])
+            sf_at = self.where[123] + offset_of(123, "WMaxLimPct_SF")
+            pct_at = self.where[123] + offset_of(123, "WMaxLimPct")
+            if address - start <= pct_at < address - start + count:
+                pct = int(set_values[pct_at - (address - start)])
                 sf = regs[sf_at] - 0x10000 if regs[sf_at] & 0x8000 else regs[sf_at]
                 if pct * 10 ** sf > 100:
                     return ExcCodes.ILLEGAL_VALUE

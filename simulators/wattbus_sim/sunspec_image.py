@@ -53,6 +53,16 @@ def _int(value: int, size: int) -> list[int]:
     return [(value >> (16 * (size - 1 - i))) & 0xFFFF for i in range(size)]
 
 
+def offset_of(model_id: int, name: str) -> int:
+    """Offset of a top-level point from the model's ID register."""
+    pos = 0
+    for point in definition(model_id)["points"]:
+        if point["name"] == name:
+            return pos
+        pos += _size(point)
+    raise KeyError(f"model {model_id} has no point {name}")
+
+
 def encode_point(point: dict[str, Any], value: Any, scope: dict[str, Any]) -> list[int]:
     ptype, size = point["type"], _size(point)
     if value is None:
@@ -77,7 +87,9 @@ def _encode_group(group: dict[str, Any], values: dict[str, Any]) -> list[int]:
     for point in group.get("points", []):
         regs.extend(encode_point(point, values.get(point["name"]), values))
     for sub in group.get("groups", []):
-        items = values.get(sub["name"], [])
+        count = sub.get("count", 1)
+        default: list[dict[str, Any]] = [{}] * count if isinstance(count, int) else []  # fixed groups exist even when empty
+        items = values.get(sub["name"], default)
         for item in items if isinstance(items, list) else [items]:
             regs.extend(_encode_group(sub, {**values, **item}))
     return regs

@@ -33,6 +33,16 @@ class DecodedModel:
     errors: list[str] = field(default_factory=list)
 
 
+def shortest_float32(number: float) -> float:
+    """The shortest decimal that is the same float32: 230.1, not 230.10000610351562."""
+    packed = struct.pack(">f", number)
+    for digits in range(6, 10):
+        candidate = float(f"{number:.{digits}g}")
+        if struct.pack(">f", candidate) == packed:
+            return candidate
+    return float(number)
+
+
 def join(regs: list[int]) -> int:
     value = 0
     for reg in regs:
@@ -52,7 +62,7 @@ def raw_point(point: PointDef, regs: list[int]) -> int | float | str | None:
         number = struct.unpack(">f" if size == 2 else ">d", packed)[0]
         if math.isnan(number) or math.isinf(number):
             return None
-        return float(f"{number:.7g}") if size == 2 else float(number)  # float32 carries ~7 digits
+        return shortest_float32(number) if size == 2 else float(number)
     value = join(regs)
     if ptype in ("int16", "int32", "int64", "sunssf"):
         if value == _SIGNED_NA[size]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from wattbus import messages as m
 
+from .decode import shortest_float32
 from .link import MAX_READ, Link
 
 TYPES = {"float32": 2, "uint16": 1, "int16": 1, "uint32": 2, "int32": 2}
@@ -111,7 +112,8 @@ def value_of(point: ProfilePoint, regs: list[int], word_order: str = "big") -> f
         number = struct.unpack(">f", packed)[0]
         if math.isnan(number) or math.isinf(number):
             return None
-        return float(f"{number * point.scale:.7g}")
+        short = shortest_float32(number)
+        return round(short * point.scale, 6) if point.scale != 1.0 else short  # kWh -> Wh without float dust
     code = {"uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i"}[point.type]
     raw = int(struct.unpack(code, packed)[0])
     return raw * point.scale if point.scale != 1.0 else raw
