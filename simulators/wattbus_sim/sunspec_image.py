@@ -88,7 +88,8 @@ def _encode_group(group: dict[str, Any], values: dict[str, Any]) -> list[int]:
         regs.extend(encode_point(point, values.get(point["name"]), values))
     for sub in group.get("groups", []):
         count = sub.get("count", 1)
-        default: list[dict[str, Any]] = [{}] * count if isinstance(count, int) else []  # fixed groups exist even when empty
+        # fixed groups exist even when no values are given
+        default: list[dict[str, Any]] = [{}] * count if isinstance(count, int) else []
         items = values.get(sub["name"], default)
         for item in items if isinstance(items, list) else [items]:
             regs.extend(_encode_group(sub, {**values, **item}))
