@@ -127,6 +127,10 @@ class Plant:
                  m.DeviceMeta(device_id=f"{self.device_id}-battery", kind="battery", source=source,
                               protocol="givenergy", manufacturer="GivEnergy", model="battery (inverter view)",
                               parent_id=self.device_id, address=address, capabilities=list(CAPABILITIES))]
+        for pv in (1, 2):
+            metas.append(m.DeviceMeta(device_id=f"{self.device_id}-pv{pv}", kind="string", source=source,
+                                      protocol="givenergy", manufacturer="GivEnergy", parent_id=self.device_id,
+                                      name=f"PV string {pv}", address=address))
         for index, serial in sorted(self.battery_serials.items()):
             metas.append(m.DeviceMeta(device_id=self.battery_id(index), kind="battery", source=source,
                                       protocol="givenergy", manufacturer="GivEnergy", serial=serial,
