@@ -1,0 +1,123 @@
+"""wattbus-influx-writer: store every reading on the bus in InfluxDB, without loss.
+
+    wattbus-influx-writer              run the service ([influx-writer] section)
+    wattbus-influx-writer encode FILE  print the line protocol for readings (JSON lines; `-` = stdin)
+    wattbus-influx-writer spool        what waits in the spool and the dead-letter file
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from wattbus import codec, topics
+from wattbus.bus import Message
+from wattbus.config import ConfigError, LoadedConfig
+from wattbus.runner import Service, ServiceContext, Subcommand
+
+from . import lineproto
+from .config import SESSION_EXPIRY_S, Config
+from .pipeline import Pipeline
+from .sink import Sink
+from .spool import DeadLetters, Spool
+
+NAME = "influx-writer"
+
+
+async def run(ctx: ServiceContext[Config]) -> None:
+    cfg = ctx.config
+    spool = Spool(Path(cfg.spool_dir), int(cfg.spool_max_mb * 1024 * 1024), cfg.spool_fsync, ctx.counters,
+                  ctx.log.child("spool"))
+    dead = DeadLetters(Path(cfg.dead_letter_file), int(cfg.dead_letter_max_mb * 1024 * 1024), ctx.counters,
+                       ctx.log.child("dead-letter"))
+    async with Sink(cfg) as sink:
+        pipeline = Pipeline(cfg, sink, spool, dead, ctx.counters, ctx.log)
+
+        def on_network_thread(_client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+            pipeline.on_message(message.topic, bytes(message.payload))
+
+        def on_bus(msg: Message[bytes]) -> None:
+            pipeline.on_message(msg.topic, msg.payload)
+
+        # The bus client owns the (shared, persistent) subscription and renews it after every
+        # reconnect. The per-filter paho callback takes the messages in the network thread, so a
+        # reading is in the batch or the spool before its PUBACK goes out, and skips the per-message
+        # hop to the event loop. on_bus only sees what the filter callback does not match.
+        paho_client: mqtt.Client = ctx.bus._client
+        # Bus.subscribe() sends SUBSCRIBE only once the loop has seen the connection; subscribing
+        # in the gap after paho connected would leave the subscription unsent until a reconnect.
+        await ctx.bus.wait_connected()
+        for sub in cfg.subscription_list():
+            paho_client.message_callback_add(topics.filter_of(sub), on_network_thread)
+            ctx.bus.subscribe(sub, bytes, on_bus, qos=1)
+        ctx.log.info("writing readings", target=sink.target, subscriptions=cfg.subscription_list(),
+                     spool=str(spool.dir), spool_points=spool.points, session_expiry_s=ctx.bus.config.session_expiry_s)
+        try:
+            await pipeline.run()
+        finally:
+            # run() is cancelled at shutdown; a fresh task saves the batch in memory.
+            await asyncio.create_task(pipeline.close())
+            ctx.log.info("writer closed", **{k: ctx.counters.get(k) for k in ("received", "written", "spooled")})
+
+
+# --------------------------------------------------------------------------- subcommands
+
+def _encode_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="readings as JSON, one per line; - reads stdin")
+    parser.add_argument("--source", default="cli", help="the source tag (the owning service)")
+
+
+def _encode(args: argparse.Namespace, _loaded: LoadedConfig) -> int:
+    text_in = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    bad = 0
+    for number, text in enumerate(text_in.splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            reading = codec.decode_reading(text)
+            sys.stdout.write("".join(lineproto.encode(reading, args.source)))
+        except (codec.PayloadError, lineproto.EncodeError) as exc:
+            bad += 1
+            print(f"{args.file}:{number}: {exc}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _spool_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tail", type=int, default=5, help="dead letters to show (default 5)")
+
+
+def _spool(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    try:
+        cfg = loaded.section(NAME, Config)
+    except ConfigError as exc:
+        print(f"wattbus-{NAME}: {exc}", file=sys.stderr)
+        return 2
+    segments = sorted(Path(cfg.spool_dir).glob("*.lp"))
+    points = sum(p.read_bytes().count(b"\n") for p in segments)
+    size = sum(p.stat().st_size for p in segments)
+    print(f"spool {cfg.spool_dir}: {len(segments)} segments, {points} points, {size / 1e6:.1f} MB "
+          f"(limit {cfg.spool_max_mb:g} MB)")
+    dead = Path(cfg.dead_letter_file)
+    lines = dead.read_text(encoding="utf-8", errors="replace").splitlines() if dead.exists() else []
+    print(f"dead letters {dead}: {len(lines)}")
+    for line in lines[-args.tail:] if args.tail > 0 else []:
+        print("  " + line)
+    return 0
+
+
+SERVICE = Service(NAME, Config, run, "Every reading on the bus into InfluxDB (v1 /write or v2 API), without loss",
+                  subcommands=(Subcommand("encode", "print the line protocol for readings", _encode_args, _encode),
+                               Subcommand("spool", "show the spool and the dead letters", _spool_args, _spool)),
+                  session_expiry_s=SESSION_EXPIRY_S)
+
+
+def main() -> int:
+    return int(SERVICE.main())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The `[influx-writer]` config section."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+from msgspec import Meta, field
+from wattbus import topics
+from wattbus.config import ConfigError, ServiceCommon
+
+# The broker keeps a stopped writer's readings for a week (Mosquitto's persistent_client_expiration).
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v1"
+    # v1 (InfluxDB 1.x, the Home Assistant add-on, VictoriaMetrics /write)
+    database: str = "wattbus"
+    retention_policy: str = ""
+    username: str | None = None
+    password: str | None = None
+    password_file: str | None = None
+    create_database: bool = False  # v1 only: CREATE DATABASE on start (needs admin rights)
+    # v2 (InfluxDB 2.x / 3.x, VictoriaMetrics /api/v2/write)
+    org: str = ""
+    bucket: str = "wattbus"
+    token: str | None = None
+    token_file: str | None = None
+    # batching
+    batch_size: Annotated[int, Meta(ge=1, le=1_000_000)] = 5000
+    flush_interval_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    timeout_s: Annotated[float, Meta(gt=0, le=300)] = 10.0
+    gzip: bool = False
+    # no-loss machinery
+    spool_dir: str = "/var/lib/wattbus/influx-writer/spool"
+    spool_max_mb: Annotated[float, Meta(gt=0)] = 512.0
+    spool_fsync: bool = True
+    dead_letter_file: str = "/var/lib/wattbus/influx-writer/dead-letter.jsonl"
+    dead_letter_max_mb: Annotated[float, Meta(gt=0)] = 64.0
+    retry_min_s: Annotated[float, Meta(gt=0)] = 1.0
+    retry_max_s: Annotated[float, Meta(gt=0)] = 30.0
+    # what to store
+    subscriptions: list[str] = field(default_factory=lambda: [topics.ALL_READINGS])
+    share_group: str = "influx-writer"  # "" = plain subscription (every instance gets everything)
+
+    def __post_init__(self) -> None:
+        # `docker compose --scale` starts identical replicas: "@hostname" gives each its own
+        # instance (and so its own persistent session / client id).
+        if self.instance == "@hostname":
+            self.instance = topics.slug(socket.gethostname())
+        if self.api == "v2" and not self.bucket:
+            raise ConfigError("config [influx-writer] bucket: the v2 write API needs a bucket")
+        if self.api == "v1" and not self.database:
+            raise ConfigError("config [influx-writer] database: the v1 /write API needs a database")
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"config [influx-writer] url = {self.url!r}: use http://host:port or https://...")
+        for sub in self.subscriptions:
+            if not sub.startswith(f"{topics.PREFIX}/") or topics.filter_of(sub) != sub:
+                raise ConfigError(f"config [influx-writer] subscriptions: {sub!r} is not a plain {topics.PREFIX}/ "
+                                  "filter (the shared-subscription prefix comes from share_group)")
+        if self.share_group:
+            topics.segment(self.share_group, "share_group")
+
+    def resolved_password(self) -> str | None:
+        return self.password if self.password is not None else _read_secret(self.password_file, "password_file")
+
+    def resolved_token(self) -> str | None:
+        return self.token if self.token is not None else _read_secret(self.token_file, "token_file")
+
+    def subscription_list(self) -> list[str]:
+        return [topics.shared(self.share_group, s) if self.share_group else s for s in self.subscriptions]
+
+
+def _read_secret(path: str | None, key: str) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"config [influx-writer] {key} = {path!r}: cannot read it ({exc.strerror})") from exc

@@ -1,0 +1,196 @@
+"""Bus messages -> line protocol -> batches -> the database, with spool and dead letters.
+
+Decoding and encoding run in the MQTT network thread, inside the message callback: paho sends the
+QoS 1 PUBACK only after the callback returns, so once the writer is closing every message that
+arrives goes straight to the on-disk spool before it is acknowledged. One asyncio task flushes
+batches (by size or age), writes them, and replays the spool oldest first; while the spool holds
+anything, new batches join its tail so points reach the server in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+
+import msgspec
+from wattbus import messages as m
+from wattbus import topics
+from wattbus.counters import Counters
+from wattbus.log import Logger
+
+from . import lineproto
+from .config import Config
+from .sink import Outcome, Sink
+from .spool import DeadLetters, Spool
+
+
+class Pipeline:
+    def __init__(self, config: Config, sink: Sink, spool: Spool, dead: DeadLetters, counters: Counters,
+                 log: Logger) -> None:
+        self.config = config
+        self.sink = sink
+        self.spool = spool
+        self.dead = dead
+        self.counters = counters
+        self.log = log
+        self._decoder = msgspec.json.Decoder(m.Reading)
+        self._lock = threading.Lock()
+        self._batch: list[str] = []
+        self._batch_since = 0.0  # wall-clock arrival of the batch's first line (for lag)
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._wake_pending = False
+        self._retry_at = 0.0
+        self._backoff = config.retry_min_s
+        self._down_since: float | None = None
+        self._database_ready = config.api != "v1" or not config.create_database
+
+    # ------------------------------------------------------------------ intake (MQTT network thread)
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        """One reading from the bus. Never raises: bad input is dead-lettered with the reason."""
+        self.counters.inc("received")
+        try:
+            parsed = topics.parse(topic)
+            if parsed.leaf != "reading" or parsed.source is None:
+                raise topics.TopicError(f"not a reading topic: {topic!r}")
+            reading = self._decoder.decode(payload)
+            lines = lineproto.encode(reading, parsed.source, parsed.ident)
+        except (topics.TopicError, msgspec.ValidationError, msgspec.DecodeError, lineproto.EncodeError) as exc:
+            self.dead.add(f"payload: {exc}", topic=topic, payload=payload, counter="payload_rejected")
+            return
+        if reading.device_id != parsed.ident:
+            self.counters.inc("device_id_mismatch")  # stored under the topic's id, which the ACL vouches for
+        with self._lock:
+            if not self._closed:
+                if not self._batch:
+                    self._batch_since = time.time()
+                self._batch.extend(lines)
+                wake = len(self._batch) >= self.config.batch_size and not self._wake_pending
+                if wake:
+                    self._wake_pending = True
+                closed = False
+            else:
+                closed = True
+        self.counters.inc("points", len(lines))
+        if closed:
+            self.spool.append(lines)
+        elif wake and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _take(self) -> tuple[list[str], float]:
+        with self._lock:
+            batch, since = self._batch, self._batch_since
+            self._batch = []
+            self._wake_pending = False
+        return batch, since
+
+    # ------------------------------------------------------------------ output (event loop)
+
+    async def run(self) -> None:
+        """Flush, write, spool and replay until cancelled; `close()` then saves what is left."""
+        self._loop = asyncio.get_running_loop()
+        if not self._database_ready:
+            await self._ensure_database()
+        if self.spool:
+            self.log.info("spool from a previous run, replaying first", points=self.spool.points)
+        while True:
+            with contextlib.suppress(TimeoutError):  # the flush interval passed
+                await asyncio.wait_for(self._wake.wait(), self.config.flush_interval_s)
+            self._wake.clear()
+            await self._cycle()
+
+    async def _cycle(self) -> None:
+        batch, since = self._take()
+        chunks = [batch[i:i + self.config.batch_size] for i in range(0, len(batch), self.config.batch_size)]
+        if self.spool or time.monotonic() < self._retry_at:
+            for chunk in chunks:
+                self.spool.append(chunk)
+            if time.monotonic() >= self._retry_at:
+                await self._replay()
+            return
+        for i, chunk in enumerate(chunks):
+            remaining = await self.send(chunk)
+            if remaining:
+                for rest in [remaining, *chunks[i + 1:]]:
+                    self.spool.append(rest)
+                return
+            self.counters.set("lag_ms", int((time.time() - since) * 1000))
+
+    async def _replay(self) -> None:
+        """Write spooled segments oldest first, taking new batches into the spool in between."""
+        if not self._database_ready and not await self._ensure_database():
+            return
+        while (segment := self.spool.oldest()) is not None:
+            remaining = await self.send(segment.lines)
+            self.spool.done(segment, remaining)
+            if remaining:
+                return
+            self.counters.inc("replayed", len(segment.lines) - len(remaining))
+            self.counters.set("lag_ms", int((time.time() - segment.created) * 1000))
+            batch, _since = self._take()
+            if batch:
+                self.spool.append(batch)
+        if self._down_since is not None:
+            self.log.info("database back, spool replayed", target=self.sink.target,
+                          outage_s=round(time.monotonic() - self._down_since, 1))
+            self._down_since = None
+
+    async def send(self, lines: list[str]) -> list[str]:
+        """Write lines; returns those the server could not take now (to spool). Malformed lines are
+        found by halving the batch (rewriting a point is idempotent) and dead-lettered one by one."""
+        if not lines:
+            return []
+        result = await self.sink.write("".join(lines).encode())
+        if result.outcome is Outcome.OK:
+            self.counters.inc("written", len(lines))
+            self._backoff = self.config.retry_min_s
+            self._retry_at = 0.0
+            return []
+        if result.outcome is Outcome.UNAVAILABLE:
+            self._unavailable(result.status, result.message)
+            return lines
+        if len(lines) == 1:
+            self.dead.add(f"HTTP {result.status}: {result.message}", line=lines[0])
+            return []
+        mid = len(lines) // 2
+        left = await self.send(lines[:mid])
+        if left:
+            return left + lines[mid:]
+        return await self.send(lines[mid:])
+
+    def _unavailable(self, status: int | None, message: str) -> None:
+        self.counters.inc("write_failures")
+        self._retry_at = time.monotonic() + self._backoff
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            self.log.warning("database unavailable, spooling to disk", target=self.sink.target, status=status,
+                             error=message, retry_in_s=self._backoff)
+        self._backoff = min(self._backoff * 2, self.config.retry_max_s)
+
+    async def _ensure_database(self) -> bool:
+        result = await self.sink.create_database()
+        if result.outcome is Outcome.OK:
+            self._database_ready = True
+            self.log.info("database ready", database=self.config.database)
+            return True
+        self._unavailable(result.status, f"CREATE DATABASE: {result.message}")
+        return False
+
+    async def close(self) -> None:
+        """Stop batching: write what is in memory once (or spool it); later arrivals go to the spool."""
+        with self._lock:
+            self._closed = True
+        batch, _since = self._take()
+        if not batch:
+            return
+        if self.spool or time.monotonic() < self._retry_at or not self._database_ready:
+            self.spool.append(batch)
+            return
+        for i in range(0, len(batch), self.config.batch_size):
+            chunk = batch[i:i + self.config.batch_size]
+            # After one failed attempt the rest goes to disk at once: shutdown must stay quick.
+            self.spool.append(chunk if time.monotonic() < self._retry_at else await self.send(chunk))
