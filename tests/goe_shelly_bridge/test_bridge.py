@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from wattbus import codec, topics
 from wattbus import messages as m
 from wattbus.bus import Bus, Message

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from wattbus import codec
-from wattbus import messages as m
 from wattbus_goe_shelly_bridge.goe_wire import decode_status, goe_table, identity, parse_table
 from wattbus_goe_shelly_bridge.shelly_wire import ShellyInfo, decode_gen1, decode_gen2, parse_info, parse_models
 from wattbus_goe_shelly_bridge.transport import ResponseRejected
@@ -24,14 +23,14 @@ def recordings(prefix: str) -> list[Path]:
     return sorted(DATA.glob(f"{prefix}*.json"))
 
 
-def field(reading: m.ReadingBase, name: str) -> Any:
+def field(reading: Any, name: str) -> Any:
     """`phase2_power_w` -> the phase 2 entry's power_w; `phase_count` -> number of phase entries."""
     if name == "kind":
         return reading.__struct_config__.tag
     if name == "phase_count":
-        return len(getattr(reading, "phases"))
+        return len(reading.phases)
     if name.startswith("phase") and name[5:6].isdigit():
-        phase = next(p for p in getattr(reading, "phases") if p.phase == int(name[5]))
+        phase = next(p for p in reading.phases if p.phase == int(name[5]))
         return getattr(phase, name[7:])
     return getattr(reading, name)
 
@@ -41,8 +40,7 @@ def test_every_data_file_loads() -> None:
     files = [f for f in resources.files("wattbus_goe_shelly_bridge").joinpath("data").iterdir()
              if f.name.endswith(".toml")]
     assert {f.name for f in files} == {"goe.toml", "shelly_models.toml"}
-    table = parse_table(tomllib.loads((DATA.parent.parent.parent / "services/goe-shelly-bridge/wattbus_goe_shelly_bridge"
-                                       "/data/goe.toml").read_text()))
+    table = parse_table(tomllib.loads(next(f for f in files if f.name == "goe.toml").read_text()))
     assert table == goe_table()
     assert {s.quantity for s in table.nrg} == {"voltage_v", "current_a", "power_w", "power_factor"}
     assert table.car[2] == "charging" and table.force[2] == "on" and table.phase_mode == {1: 1, 2: 3}
@@ -94,7 +92,8 @@ def test_garbage_is_rejected_with_the_key_named(case: dict[str, Any]) -> None:
         if case["kind"] == "goe":
             decode_status(case["response"], case["api"], "goe-1", NOW, "http://dev/status")
         else:
-            info = ShellyInfo(case["gen"], "SHSW-PM" if case["gen"] == 1 else "Plus1PM", "AABBCCDDEEFF", None, False, None)
+            model = "SHSW-PM" if case["gen"] == 1 else "Plus1PM"
+            info = ShellyInfo(case["gen"], model, "AABBCCDDEEFF", None, False, None)
             (decode_gen1 if case["gen"] == 1 else decode_gen2)(case["response"], info, NOW, "http://dev/status")
     assert case["error"] in str(err.value)
     assert "http://dev/status" in str(err.value)

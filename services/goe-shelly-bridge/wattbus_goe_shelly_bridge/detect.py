@@ -23,7 +23,8 @@ async def detect(http: HttpDevice) -> Adapter:
         info = parse_info(doc, f"{url}/shelly")
         if info.auth:
             if http.password is None:
-                raise DeviceError(f"{url}: Shelly {info.model_key} has authentication on; give its password (config `password`, or --password)")
+                raise DeviceError(f"{url}: Shelly {info.model_key} has authentication on; "
+                                  "give its password (config `password`, or --password)")
             http.use_auth("digest" if info.gen >= 2 else "basic")
         return ShellyDevice(http, info)
     status, doc = await http.request("/api/status", {"filter": "sse,fwv,typ,var"})
