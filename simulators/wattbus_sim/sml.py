@@ -10,6 +10,7 @@ simple day-shaped load and PV curve until the shared house model exists.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import random
@@ -116,10 +117,8 @@ class PtyLine:
         while offset < len(data):
             size = rng.randint(1, 64)
             piece = data[offset: offset + size]
-            try:
+            with contextlib.suppress(BlockingIOError):  # the reader is away; a meter does not wait
                 os.write(self.master, piece)
-            except BlockingIOError:
-                pass  # the reader is away; a meter does not wait for it
             offset += size
             if pace:
                 time.sleep(len(piece) * self.byte_time)

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from wattbus_sim import meter_sml_encode as enc
 from wattbus_sml_reader.config import MeterConfig
 from wattbus_sml_reader.guard import EnergyGuard
 from wattbus_sml_reader.mapping import Mapper, ObisMap
 from wattbus_sml_reader.meter import FrameDecoder
 from wattbus_sml_reader.transport import load_capture
 from wattbus_sml_reader.values import DecodedFrame, FrameError
-from wattbus_sim import meter_sml_encode as enc
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2024, 5, 1, tzinfo=UTC)

@@ -39,7 +39,8 @@ SERVICE = Service(
 
 
 def main() -> int:
-    return SERVICE.main()
+    code: int = SERVICE.main()
+    return code
 
 
 if __name__ == "__main__":

@@ -59,5 +59,6 @@ class EnergyGuard:
             old = track.value
             track.value, track.at = value, at
             track.candidates.clear()
-            return True, f"accepted a new level {value:.1f} Wh (was {old:.1f} Wh) after {self.confirm} consistent values"
+            return True, (f"accepted a new level {value:.1f} Wh (was {old:.1f} Wh) "
+                          f"after {self.confirm} consistent values")
         return False, reason

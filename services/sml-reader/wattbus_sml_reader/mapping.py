@@ -8,7 +8,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from wattbus import messages as m
+import wattbus.messages as m
 
 from .values import DecodedFrame, ObisValue
 

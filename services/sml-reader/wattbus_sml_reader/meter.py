@@ -141,7 +141,10 @@ class Meter:
         backoff = 1.0
         try:
             while not self.ctx.stopping.is_set():
-                conn = Connection(self.config, lambda chunk: loop.call_soon_threadsafe(self.on_bytes, chunk))
+                def sink(chunk: bytes) -> None:  # called in the reader thread
+                    loop.call_soon_threadsafe(self.on_bytes, chunk)
+
+                conn = Connection(self.config, sink)
                 started = time.monotonic()
                 try:
                     self.log.info("opening", meter=self.config.key, port=self.config.port)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from smllib.const import UNITS
 from smllib.crc import kermit, x25
 from smllib.errors import SmlLibException
-from smllib.sml import SmlGetListResponse, SmlListEntry
+from smllib.sml.list_entry import SmlListEntry
+from smllib.sml.response_get_list import SmlGetListResponse
 from smllib.sml_frame import SmlFrame
 
 from .values import DecodedFrame, FrameError, ObisValue, obis_code
