@@ -15,6 +15,7 @@ import inspect
 import ssl
 import threading
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -53,6 +54,20 @@ class _Subscription:
     payload_type: Any  # a Struct/Union type, or bytes for raw payloads
     handler: Handler
     qos: int
+    levels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.levels = tuple(topics.filter_of(self.subscription).split("/"))
+
+    def matches(self, topic: str) -> bool:
+        """MQTT filter matching (`+` one level, `#` the rest) without paho's per-call matcher."""
+        parts = topic.split("/")
+        for index, level in enumerate(self.levels):
+            if level == "#":
+                return not (index == 0 and topic.startswith("$"))
+            if index >= len(parts) or (level != "+" and level != parts[index]):
+                return False
+        return len(parts) == len(self.levels)
 
 
 class Bus:
@@ -79,7 +94,11 @@ class Bus:
         self._pending: dict[bytes, asyncio.Future[m.CommandResult]] = {}
         self._reply_topic: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._inbox: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()
+        # paho's thread appends here and wakes the loop once per batch, not once per message.
+        self._inbox: deque[mqtt.MQTTMessage] = deque()
+        self._inbox_ready = asyncio.Event()
+        self._wake_pending = False
+        self._props_by_type: dict[str, Properties] = {}
         self._dispatcher: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._ever_connected = False
@@ -97,6 +116,7 @@ class Bus:
         client.reconnect_delay_set(min_delay=max(1, int(config.reconnect_min_s)),
                                    max_delay=max(1, int(config.reconnect_max_s)))
         client.max_queued_messages_set(config.max_queued_messages)
+        client.max_inflight_messages_set(config.max_inflight_messages)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -168,12 +188,15 @@ class Bus:
 
     def _send(self, topic: str, data: bytes, content_type: str, retain: bool, qos: int,
               response_topic: str | None = None, correlation_data: bytes | None = None) -> bool:
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ContentType = content_type
-        if response_topic:
-            props.ResponseTopic = response_topic
-        if correlation_data:
-            props.CorrelationData = correlation_data
+        if response_topic or correlation_data:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.ContentType = content_type
+            if response_topic:
+                props.ResponseTopic = response_topic
+            if correlation_data:
+                props.CorrelationData = correlation_data
+        else:  # the common case: one shared, never mutated Properties per content type
+            props = self._props_by_type.get(content_type) or self._content_props(content_type)
         info = self._client.publish(topic, data, qos=qos, retain=retain, properties=props)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             self.counters.inc("publish_dropped")
@@ -181,6 +204,12 @@ class Bus:
             return False
         self.counters.inc("messages_out")
         return True
+
+    def _content_props(self, content_type: str) -> Properties:
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ContentType = content_type
+        self._props_by_type[content_type] = props
+        return props
 
     # ------------------------------------------------------------------ subscribe
 
@@ -255,21 +284,30 @@ class Bus:
             self.log.warning("lost broker connection, reconnecting", reason=str(reason))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if self._loop:
-            self._loop.call_soon_threadsafe(self._inbox.put_nowait, message)
+        self._inbox.append(message)
+        if not self._wake_pending and self._loop:
+            self._wake_pending = True
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        self._wake_pending = False
+        self._inbox_ready.set()
 
     # ------------------------------------------------------------------ dispatch (asyncio side)
 
     async def _dispatch(self) -> None:
         while True:
-            raw = await self._inbox.get()
-            self.counters.inc("messages_in")
-            props = getattr(raw, "properties", None)
-            response_topic = getattr(props, "ResponseTopic", None) if props else None
-            correlation = getattr(props, "CorrelationData", None) if props else None
-            for sub in self._subs:
-                if topics.matches(sub.subscription, raw.topic):
-                    await self._deliver(sub, raw, response_topic, correlation)
+            await self._inbox_ready.wait()
+            self._inbox_ready.clear()
+            while self._inbox:
+                raw = self._inbox.popleft()
+                self.counters.inc("messages_in")
+                props = getattr(raw, "properties", None)
+                response_topic = getattr(props, "ResponseTopic", None) if props else None
+                correlation = getattr(props, "CorrelationData", None) if props else None
+                for sub in self._subs:
+                    if sub.matches(raw.topic):
+                        await self._deliver(sub, raw, response_topic, correlation)
 
     async def _deliver(self, sub: _Subscription, raw: mqtt.MQTTMessage, response_topic: str | None,
                        correlation: bytes | None) -> None:

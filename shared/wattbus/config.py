@@ -47,6 +47,7 @@ class BusConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     reconnect_min_s: Annotated[float, Meta(gt=0)] = 1.0
     reconnect_max_s: Annotated[float, Meta(gt=0)] = 60.0
     max_queued_messages: Annotated[int, Meta(ge=0)] = 10000  # outgoing, while disconnected
+    max_inflight_messages: Annotated[int, Meta(ge=1, le=65535)] = 100  # unacknowledged QoS 1 in flight
     session_expiry_s: Annotated[int, Meta(ge=0)] = 0  # > 0: persistent session (broker queues for us)
 
     def resolved_password(self) -> str | None:

@@ -36,7 +36,9 @@ SAMPLES: list[msgspec.Struct] = [
     m.SetBatteryReserve(soc_pct=4), m.SetChargeSlot(slot=2, start="0130", end="0430", target_soc_pct=100),
     m.SetDischargeSlot(start="1600", end="1900"), m.SetSchedule(which="charge", enabled=True),
     m.SetBatteryPowerLimit(direction="charge", power_w=2600), m.SetClock(time=NOW), m.Restart(request_id="r1"),
-    m.Rescan(), m.SetLoadpointMode(mode="minpv"), m.SetLoadpointLimits(min_current_a=6, max_current_a=32),
+    m.Rescan(), m.SetPowerLimit(limit_pct=60.0), m.SetPowerLimit(), m.SetConnected(connected=False),
+    m.SetChargeTargetEnabled(enabled=True),
+    m.SetLoadpointMode(mode="minpv"), m.SetLoadpointLimits(min_current_a=6, max_current_a=32),
     m.CommandResult(status="refused", command="set_charge_current", target="goe-1", message="above max 16 A",
                     timestamp=NOW),
     m.DeviceAnnouncement(device_id="sma-1", protocol="sunspec", address="192.0.2.10", port=502, unit_id=126,
@@ -114,3 +116,22 @@ def test_committed_docs_match_the_contract(repo_root: Path) -> None:
     committed = msgspec.json.decode((repo_root / "docs" / "schema" / "wattbus-v1.json").read_bytes())
     assert committed == msgspec.json.decode(msgspec.json.encode(schema.json_schema())), \
         "docs/schema/wattbus-v1.json is stale: run `make schema`"
+
+
+@pytest.mark.parametrize(("subscription", "topic", "expected"), [
+    ("wattbus/v1/device/+/+/reading", "wattbus/v1/device/sml-reader/emh-1/reading", True),
+    ("wattbus/v1/device/+/+/reading", "wattbus/v1/device/sml-reader/emh-1/meta", False),
+    ("wattbus/v1/device/+/+/reading", "wattbus/v1/device/sml-reader/reading", False),
+    ("$share/influx-writer/wattbus/v1/device/+/+/reading", "wattbus/v1/device/a/b/reading", True),
+    ("wattbus/#", "wattbus/v1/x", True),
+    ("wattbus/#", "wattbus", True),
+    ("#", "$SYS/broker/uptime", False),
+    ("wattbus/v1/reply/a/b/result", "wattbus/v1/reply/a/b/result", True),
+    ("wattbus/v1/reply/a/b/result", "wattbus/v1/reply/a/b/result/x", False),
+])
+def test_subscription_matching_agrees_with_paho(subscription: str, topic: str, expected: bool) -> None:
+    from wattbus.bus import _Subscription
+
+    sub = _Subscription(subscription, bytes, lambda msg: None, 1)
+    assert sub.matches(topic) is expected
+    assert topics.matches(subscription, topic) is expected
