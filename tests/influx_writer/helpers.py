@@ -18,7 +18,8 @@ from tests.support.servers import InfluxDB1, Mosquitto, VictoriaMetrics
 
 PUBLISHER = "house-sim"  # may publish readings under wattbus/v1/device/house-sim/#
 DATA = Path(__file__).parent / "data"
-BASE_TIME = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+# Recent enough for VictoriaMetrics' default one-month retention (older samples are dropped silently).
+BASE_TIME = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
 
 
 def meter_readings(count: int, device: str = "meter-1", start: int = 0) -> list[m.MeterReading]:

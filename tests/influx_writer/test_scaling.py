@@ -1,0 +1,67 @@
+"""Two writers in one share group split the stream with no duplicates (v2 API into VictoriaMetrics);
+bad config stops start-up with a message naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.influx_writer.helpers import (
+    PUBLISHER,
+    StatusWatch,
+    meter_readings,
+    publish,
+    victoria_count,
+    warm_up,
+    write_config,
+    writer_env,
+)
+from tests.support.bus_helpers import started_bus, until
+from tests.support.servers import Mosquitto, VictoriaMetrics
+
+MODULE = "wattbus_influx_writer"
+
+
+async def test_two_instances_share_the_stream(broker: Mosquitto, victoria: VictoriaMetrics, tmp_path: Path,
+                                             start_service: Callable[..., Any]) -> None:
+    watch = StatusWatch()
+    admin = await started_bus(broker, "test-admin", "watch-share")
+    watch.attach(admin)
+    writers = []
+    for instance in ("share-a", "share-b"):
+        conf = write_config(tmp_path, instance, url=victoria.url, api="v2", bucket="share", org="home",
+                            instance=instance, share_group="iw-share", batch_size=400)
+        writers.append(start_service(MODULE, "--config", str(conf), env=writer_env(broker)))
+    pub = await started_bus(broker, PUBLISHER, "share")
+    for instance in ("share-a", "share-b"):
+        await warm_up(pub, watch, instance)
+    base = watch.counter("received")
+    publish(pub, meter_readings(4000, "meter-share"))
+    await until(lambda: victoria_count(victoria, "meter_power_w", device_id="meter-share") >= 4000, 60,
+                "4000 samples in VictoriaMetrics")
+    assert victoria_count(victoria, "meter_power_w", device_id="meter-share") == 4000
+    await until(lambda: watch.counter("written") == watch.counter("received") == base + 4000, 30,
+                "both writers report every reading written")
+    a, b = watch.counter("received", "share-a"), watch.counter("received", "share-b")
+    assert a > 500 and b > 500, f"the broker did not split the stream: {a} / {b}"
+    assert watch.counter("spooled") == 0 and watch.counter("dead_lettered") == 0
+    await pub.stop()
+    await admin.stop()
+    for writer in writers:
+        assert writer.stop() == 0, writer.output()
+
+
+def test_bad_config_names_the_key(tmp_path: Path) -> None:
+    conf = tmp_path / "bad.toml"
+    conf.write_text('[influx-writer]\napi = "v3"\n')
+    proc = subprocess.run([sys.executable, "-m", MODULE, "--config", str(conf)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "[influx-writer] api" in proc.stderr and "v3" in proc.stderr
+    conf.write_text('[influx-writer]\nsubscriptions = ["$share/x/wattbus/v1/#"]\n')
+    proc = subprocess.run([sys.executable, "-m", MODULE, "--config", str(conf)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "share_group" in proc.stderr, proc.stderr
