@@ -40,8 +40,8 @@ bench: install
 	$(PY) bench/run_all.py --report bench/report.md
 
 lint: install
-	$(VENV)/bin/ruff check shared services simulators tests bench
-	$(VENV)/bin/mypy shared services simulators
+	$(VENV)/bin/ruff check shared services simulators tests bench reliability
+	MYPYPATH=shared:simulators:$$(ls -d services/*/ | tr '\n' ':') $(VENV)/bin/mypy --explicit-package-bases shared/wattbus simulators/wattbus_sim $$(ls -d services/*/wattbus_*/)
 
 schema: install
 	$(VENV)/bin/wattbus schema --root .

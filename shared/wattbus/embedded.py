@@ -146,12 +146,15 @@ stdout_logfile={logs}/mosquitto.log
     return path
 
 
-def embedded_config(root: Path) -> str:
-    """config/embedded.toml followed by each service's own demo section (services/*/embedded.toml)."""
+def embedded_config(root: Path, run_dir: Path) -> str:
+    """config/embedded.toml followed by each service's own demo section (services/*/embedded.toml).
+
+    `${WATTBUS_RUN}` in a fragment becomes the run directory (pseudo-terminal links, state files).
+    """
     parts = [(root / "config" / "embedded.toml").read_text()]
     for fragment in sorted(root.glob("services/*/embedded.toml")):
         parts.append(f"# --- from {fragment.relative_to(root)}\n{fragment.read_text()}")
-    return "\n".join(parts)
+    return "\n".join(parts).replace("${WATTBUS_RUN}", str(run_dir))
 
 
 def main(root: Path, run_dir: Path, prepare_only: bool = False) -> int:
@@ -159,7 +162,7 @@ def main(root: Path, run_dir: Path, prepare_only: bool = False) -> int:
     port = choose_port(int(os.environ.get("WATTBUS_EMBEDDED_PORT", "1883")))
     broker = write_broker(root, run_dir, port)
     config = run_dir / "wattbus.toml"
-    config.write_text(embedded_config(root))
+    config.write_text(embedded_config(root, run_dir))
     conf = write_supervisord(root, run_dir, broker)
     env = dict(os.environ)
     env.update({
