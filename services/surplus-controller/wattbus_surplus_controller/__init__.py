@@ -1,0 +1,1 @@
+"""surplus-controller: PV-surplus EV charging and surplus loads, talking only through the bus."""

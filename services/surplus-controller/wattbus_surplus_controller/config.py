@@ -1,0 +1,79 @@
+"""The controller's config section `[surplus-controller]` (see services/surplus-controller/embedded.toml)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import Meta, Struct
+from wattbus.config import ServiceCommon
+
+# "<source>/<device_id>": the topic space a device lives in, e.g. "goe-shelly-bridge/goe-123456"
+DeviceRef = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*/[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+Amps = Annotated[float, Meta(ge=6, le=32)]
+Seconds = Annotated[float, Meta(ge=0)]
+Watts = Annotated[float, Meta(ge=0)]
+Soc = Annotated[float, Meta(ge=0, le=100)]
+Mode = Literal["off", "now", "minpv", "pv"]
+
+
+class LoadpointConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+    id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+    charger: DeviceRef
+    mode: Mode = "pv"  # the mode until a person changes it (then the state file wins)
+    priority: int = 0  # higher is served first when several loadpoints share the surplus
+    min_current_a: Amps = 6.0
+    max_current_a: Amps = 16.0
+    phases: Literal["auto", 1, 3] = "auto"
+    voltage_v: Annotated[float, Meta(ge=100, le=260)] = 230.0
+    # pv mode: start when the surplus covers the minimum power (+ threshold) for enable_delay_s
+    enable_threshold_w: float = 0.0
+    enable_delay_s: Seconds = 30.0
+    # ... and stop once the import while at minimum exceeds import_allowance_wh or lasts disable_delay_s
+    disable_delay_s: Seconds = 300.0
+    import_allowance_wh: Watts = 40.0
+    min_off_s: Seconds = 120.0  # after a stop, stay off at least this long (fewer on/off cycles)
+    raise_hold_s: Seconds = 10.0  # raise only after the surplus held this long; cuts are immediate
+    settle_s: Seconds = 20.0  # after a start or a phase switch the car needs time; hold decisions
+    # automatic 1p <-> 3p
+    phase_up_delay_s: Seconds = 180.0
+    phase_down_delay_s: Seconds = 60.0
+    phase_margin_w: Watts = 300.0
+    max_phase_switches_per_hour: Annotated[int, Meta(ge=0)] = 4
+    resync_s: Annotated[float, Meta(gt=0)] = 30.0  # re-send a setting the charger still does not show
+
+
+class RelayConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+    id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+    device: DeviceRef
+    channel: Annotated[int, Meta(ge=0, le=3)] = 0
+    power_w: Annotated[float, Meta(gt=0)]  # what the load draws when on (used before it is metered)
+    priority: int = 0  # higher is served first; relays share what the loadpoints leave
+    on_threshold_w: float = 0.0  # switch on when the surplus exceeds power_w + this
+    off_threshold_w: float = 0.0  # switch off when the import exceeds this
+    min_on_s: Seconds = 300.0
+    min_off_s: Seconds = 300.0
+    max_temperature_c: float | None = None  # thermal strategy: off at this reported temperature
+
+
+class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
+    strategy: Literal["wattbus", "evcc"] = "wattbus"  # "evcc": the documented evcc defaults (benchmark)
+    clock: Literal["wall", "readings"] = "wall"  # "readings": simulated time from reading timestamps
+    grid_meter: DeviceRef
+    battery: DeviceRef | None = None
+    state_file: str = "/var/lib/wattbus/surplus-controller.json"
+    residual_power_w: float = 0.0  # kept back from the surplus (+ = bias to export)
+    # home battery: below priority_soc it charges first; above assist_soc it may feed the EV
+    battery_priority_soc_pct: Soc = 0.0
+    battery_assist_soc_pct: Soc = 100.0
+    battery_assist_w: Watts = 0.0
+    battery_max_charge_w: Watts = 3000.0  # reserved for the battery below battery_priority_soc_pct
+    stale_after_s: Annotated[float, Meta(gt=0)] = 15.0
+    stale_action: Literal["min_current", "stop"] = "stop"
+    watchdog_interval_s: Annotated[float, Meta(gt=0)] = 1.0
+    state_interval_s: Annotated[float, Meta(gt=0)] = 10.0  # LoadpointState at least this often
+    # "response_topic": MQTT v5 request/response (the contract's way); "result_topic": request_id and
+    # the device's result topic, for bridges whose broker user may not write reply topics
+    command_replies: Literal["response_topic", "result_topic"] = "response_topic"
+    evcc_interval_s: Annotated[float, Meta(gt=0)] = 30.0
+    loadpoints: list[LoadpointConfig] = []
+    relays: list[RelayConfig] = []

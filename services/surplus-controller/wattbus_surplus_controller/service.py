@@ -1,0 +1,286 @@
+"""The bus side: readings in, one decision per fresh grid reading, commands and state out."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from wattbus import messages as m
+from wattbus import topics
+from wattbus.bus import Message
+from wattbus.runner import ServiceContext
+
+from .baseline import EvccLoadpoint
+from .config import Config, LoadpointConfig
+from .model import ChargerView, Setting, Settings
+from .persist import StateFile
+from .relays import RelayView, SurplusRelay
+from .site import Site
+from .strategy import Loadpoint
+
+ALL_RESULTS = f"{topics.PREFIX}/device/+/+/result"
+
+
+@dataclass
+class Sent:
+    """What the controller last commanded a charger, and when (controller clock)."""
+
+    enabled: bool | None = None
+    current_a: float | None = None
+    phases: int | None = None
+    at: float = float("-inf")
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    source, device_id = ref.split("/", 1)
+    return source, device_id
+
+
+class Controller:
+    def __init__(self, ctx: ServiceContext[Config]) -> None:
+        self.ctx = ctx
+        cfg = ctx.config
+        self.site = Site(cfg)
+        self.store = StateFile(cfg.state_file)
+        stored, problem = self.store.load()
+        if problem:
+            ctx.counters.inc("state_file_rejected")
+            ctx.log.warning("state file unusable", problem=problem)
+        self.loadpoints: list[Loadpoint] = []
+        for lp_cfg in sorted(cfg.loadpoints, key=lambda c: -c.priority):
+            settings = Settings(lp_cfg.mode, lp_cfg.min_current_a, lp_cfg.max_current_a)
+            saved = stored.get(lp_cfg.id)
+            if saved is not None and saved.mode in ("off", "now", "minpv", "pv"):
+                settings = Settings(saved.mode, saved.min_current_a, saved.max_current_a)  # type: ignore[arg-type]
+            self.loadpoints.append(self._strategy(lp_cfg, settings))
+        self.relays = [SurplusRelay(r) for r in sorted(cfg.relays, key=lambda r: -r.priority)]
+        self.sent: dict[str, Sent] = {lp.cfg.id: Sent() for lp in self.loadpoints}
+        self.relay_sent: dict[str, tuple[bool | None, float]] = {r.cfg.id: (None, float("-inf")) for r in self.relays}
+        self._requests = 0
+        self._pending: dict[str, str] = {}
+        self._stale_alert: str | None = None
+
+    def _strategy(self, cfg: LoadpointConfig, settings: Settings) -> Loadpoint:
+        if self.ctx.config.strategy == "evcc":
+            return EvccLoadpoint(cfg, settings, self.ctx.config.evcc_interval_s)
+        return Loadpoint(cfg, settings)
+
+    def start(self) -> None:
+        bus = self.ctx.bus
+        bus.subscribe(topics.ALL_READINGS, m.Reading, self.on_reading)
+        bus.subscribe(ALL_RESULTS, m.CommandResult, self.on_result)
+        for lp in self.loadpoints:
+            bus.subscribe(topics.loadpoint_command(lp.cfg.id), m.Command, self.on_loadpoint_command)
+
+    # ------------------------------------------------------------------ readings
+
+    def on_reading(self, msg: Message[m.Reading]) -> None:
+        parsed = topics.parse(msg.topic)
+        ref = f"{parsed.source}/{parsed.ident}"
+        reading = msg.payload
+        cfg = self.ctx.config
+        interesting = ref == cfg.grid_meter or ref == cfg.battery or ref in self.site.chargers \
+            or any(ref == lp.cfg.charger for lp in self.loadpoints) or any(ref == r.cfg.device for r in self.relays)
+        if not interesting:
+            return
+        now = self.site.arrived(reading)
+        if ref == cfg.grid_meter:
+            if not isinstance(reading, m.MeterReading) or reading.power_w is None:
+                self._reject(ref, f"grid meter sent a {reading.__struct_config__.tag} reading without power_w")
+                return
+            self.site.grid_w, self.site.grid_at = reading.power_w, now
+            self.cycle(now)
+            return
+        if ref == cfg.battery:
+            if not isinstance(reading, m.BatteryReading):
+                self._reject(ref, f"battery sent a {reading.__struct_config__.tag} reading")
+                return
+            self.site.battery_w, self.site.battery_soc, self.site.battery_at = reading.power_w, reading.soc_pct, now
+        elif isinstance(reading, m.ChargerReading):
+            self.site.chargers[ref] = ChargerView(reading.power_w, reading.state, reading.set_current_a,
+                                                  reading.phases_active, reading.enabled, now)
+        elif isinstance(reading, m.RelayReading):
+            self.site.relays[(ref, reading.channel)] = RelayView(reading.on, reading.power_w, reading.temperature_c)
+        else:
+            self._reject(ref, f"unexpected {reading.__struct_config__.tag} reading for a charger or relay")
+            return
+        if self.site.grid_problem(now) is not None:
+            self.cycle(now)  # the meter is silent: other devices' readings still move the safety net
+
+    def _reject(self, ref: str, why: str) -> None:
+        count = self.ctx.counters.inc("readings_rejected")
+        if count <= 20 or count % 100 == 0:
+            self.ctx.log.warning("reading not usable", device=ref, problem=why, rejected_total=count)
+
+    def on_result(self, msg: Message[m.CommandResult]) -> None:
+        result = msg.payload
+        if result.request_id is None or self._pending.pop(result.request_id, None) is None:
+            return
+        self._count_result(result)
+
+    def _count_result(self, result: m.CommandResult) -> None:
+        if result.status == "ok":
+            self.ctx.counters.inc("commands_ok")
+        else:
+            self.ctx.counters.inc(f"commands_{result.status}")
+            self.ctx.log.warning("command not applied", command=result.command, target=result.target,
+                                 status=result.status, message=result.message)
+
+    # ------------------------------------------------------------------ one decision
+
+    def cycle(self, now: float) -> None:
+        site = self.site
+        views = {lp.cfg.id: site.chargers.get(lp.cfg.charger, ChargerView()) for lp in self.loadpoints}
+        relay_views = {r.cfg.id: site.relays.get((r.cfg.device, r.cfg.channel), RelayView()) for r in self.relays}
+        consumers = sum(v.power_w or 0.0 for v in views.values())
+        consumers += sum(r.draw_w(relay_views[r.cfg.id]) for r in self.relays)
+        remaining = site.available_w(now, consumers)
+        problem = site.grid_problem(now)
+        self._alert(problem)
+        self.ctx.counters.inc("cycles")
+        for lp in self.loadpoints:
+            view = views[lp.cfg.id]
+            setting = lp.decide(now, remaining, view, self.ctx.config.stale_action, problem or "")
+            self._apply(lp, setting, view, now)
+            self._publish_state(lp, setting, view, remaining, problem)
+            if remaining is not None:
+                remaining -= lp.expected_power_w()
+        for relay in self.relays:
+            rview = relay_views[relay.cfg.id]
+            on = relay.decide(now, remaining, rview)
+            self._apply_relay(relay, on, rview, now)
+            if remaining is not None:
+                remaining -= relay.draw_w(rview)
+
+    def _alert(self, problem: str | None) -> None:
+        if problem != self._stale_alert:
+            if problem:
+                self.ctx.counters.inc("stale_grid_alerts")
+                self.ctx.log.warning("grid data stale: safe state", problem=problem,
+                                     action=self.ctx.config.stale_action)
+            elif self._stale_alert:
+                self.ctx.log.info("grid data fresh again")
+            self._stale_alert = problem
+
+    def _apply(self, lp: Loadpoint, s: Setting, view: ChargerView, now: float) -> None:
+        sent = self.sent[lp.cfg.id]
+        commands: list[m.CommandBase] = []
+        if s.phases != sent.phases:
+            commands.append(m.SetPhases(phases=s.phases))
+        if s.enabled and s.current_a != sent.current_a:
+            commands.append(m.SetChargeCurrent(current_a=s.current_a))
+        if s.enabled != sent.enabled:
+            commands.append(m.SetCharging(enabled=s.enabled))
+        if not s.enabled:
+            commands.reverse()  # stop first
+        if not commands and view.at is not None and now - sent.at >= lp.cfg.resync_s and self._differs(s, view):
+            self.ctx.counters.inc("resyncs")
+            commands = [m.SetPhases(phases=s.phases), m.SetChargeCurrent(current_a=s.current_a),
+                        m.SetCharging(enabled=s.enabled)]
+        if not commands:
+            return
+        self.ctx.log.info("loadpoint setting", loadpoint=lp.cfg.id, enabled=s.enabled, current_a=s.current_a,
+                          phases=s.phases, reason=s.reason)
+        for command in commands:
+            self._send(lp.cfg.charger, command)
+        self.sent[lp.cfg.id] = Sent(s.enabled, s.current_a if s.enabled else sent.current_a, s.phases, now)
+
+    @staticmethod
+    def _differs(s: Setting, view: ChargerView) -> bool:
+        if view.enabled is not None and view.enabled != s.enabled:
+            return True
+        if s.enabled and view.set_current_a is not None and view.set_current_a != s.current_a:
+            return True
+        return s.enabled and view.phases is not None and view.phases != s.phases
+
+    def _apply_relay(self, relay: SurplusRelay, on: bool, view: RelayView, now: float) -> None:
+        last, at = self.relay_sent[relay.cfg.id]
+        mismatch = view.on is not None and view.on != on and now - at >= 30.0
+        if on == last and not mismatch:
+            return
+        self.ctx.log.info("relay setting", relay=relay.cfg.id, on=on, reason=relay.reason)
+        self._send(relay.cfg.device, m.SetRelay(on=on, channel=relay.cfg.channel))
+        self.relay_sent[relay.cfg.id] = (on, now)
+
+    def _send(self, ref: str, command: m.CommandBase) -> None:
+        self._requests += 1
+        request_id = f"{self.ctx.name}-{self.ctx.instance}-{self._requests}"
+        command = type(command)(**{**_fields(command), "request_id": request_id})
+        source, device_id = split_ref(ref)
+        topic = topics.device_command(source, device_id)
+        self.ctx.counters.inc("commands_sent")
+        if self.ctx.config.command_replies == "response_topic":
+            asyncio.get_running_loop().create_task(self._request(topic, command))
+        else:
+            self._pending[request_id] = ref
+            if len(self._pending) > 1000:  # bridges that never answer must not grow this forever
+                self._pending.pop(next(iter(self._pending)))
+            self.ctx.bus.publish(topic, command)
+
+    async def _request(self, topic: str, command: m.CommandBase) -> None:
+        self._count_result(await self.ctx.bus.request(topic, command, timeout=15.0))
+
+    def _publish_state(self, lp: Loadpoint, s: Setting, view: ChargerView, available: float | None,
+                       problem: str | None) -> None:
+        state = m.LoadpointState(
+            loadpoint_id=lp.cfg.id, mode=lp.settings.mode, charger_id=split_ref(lp.cfg.charger)[1],
+            charging=view.state == "charging", set_current_a=s.current_a if s.enabled else None, phases=s.phases,
+            power_w=view.power_w, surplus_w=None if available is None else round(available, 1),
+            min_current_a=lp.settings.min_current_a, max_current_a=lp.settings.max_current_a,
+            phase_switches_last_hour=lp.budget.used(self.site.now()), reason=s.reason,
+            timestamp=self.site.now_dt(), alert=problem, strategy=self.ctx.config.strategy)
+        self.ctx.bus.publish(topics.loadpoint_state(lp.cfg.id), state, retain=True)
+
+    # ------------------------------------------------------------------ loadpoint commands
+
+    def on_loadpoint_command(self, msg: Message[m.Command]) -> None:
+        lp_id = topics.parse(msg.topic).ident or ""
+        lp = next((lp for lp in self.loadpoints if lp.cfg.id == lp_id), None)
+        command = msg.payload
+        tag = command.__struct_config__.tag
+        fallback = topics.reply(self.ctx.name, self.ctx.instance, "loadpoint")
+
+        def answer(status: m.CommandStatus, message: str = "", applied: dict[str, m.ExtraValue] | None = None) -> None:
+            if status != "ok":
+                self.ctx.counters.inc("loadpoint_commands_rejected")
+                self.ctx.log.warning("loadpoint command rejected", loadpoint=lp_id, command=tag, reason=message)
+            self.ctx.bus.respond(msg, m.CommandResult(status=status, command=str(tag), target=lp_id,
+                                                      request_id=command.request_id, message=message,
+                                                      applied=applied or {}), fallback)
+
+        if lp is None:
+            return answer("refused", f"unknown loadpoint {lp_id!r}")
+        settings = lp.settings
+        if isinstance(command, m.SetLoadpointMode):
+            settings.mode = command.mode
+        elif isinstance(command, m.SetLoadpointLimits):
+            low = command.min_current_a if command.min_current_a is not None else settings.min_current_a
+            high = command.max_current_a if command.max_current_a is not None else settings.max_current_a
+            if low > high:
+                return answer("invalid", f"min_current_a {low:g} A above max_current_a {high:g} A")
+            settings.min_current_a, settings.max_current_a = low, high
+        else:
+            return answer("refused", f"{tag} is not a loadpoint command (set_loadpoint_mode, set_loadpoint_limits)")
+        try:
+            self.store.save({p.cfg.id: p.settings for p in self.loadpoints})
+        except OSError as exc:
+            self.ctx.counters.inc("state_file_errors")
+            self.ctx.log.error("cannot save state file", path=str(self.store.path), error=str(exc))
+        self.ctx.log.info("loadpoint settings changed", loadpoint=lp_id, mode=settings.mode,
+                          min_current_a=settings.min_current_a, max_current_a=settings.max_current_a)
+        answer("ok", applied={"mode": settings.mode, "min_current_a": settings.min_current_a,
+                              "max_current_a": settings.max_current_a})
+        self.cycle(self.site.now())
+        return None
+
+    async def watchdog(self) -> None:
+        """Wall-clock safety net: with a silent meter no reading triggers a cycle, this does."""
+        while await self.ctx.sleep(self.ctx.config.watchdog_interval_s):
+            now = self.site.now()
+            if self.ctx.config.clock == "wall" and self.site.grid_problem(now) is not None:
+                self.cycle(now)
+
+
+def _fields(command: m.CommandBase) -> dict[str, Any]:
+    return {name: getattr(command, name) for name in command.__struct_fields__}
