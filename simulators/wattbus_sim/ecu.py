@@ -97,6 +97,8 @@ class EcuSimulator:
         self._refreshed = -1e9
         self._last_energy = time.monotonic()
         self._snapshot: tuple[datetime, list[tuple[SimInverter, bool, list[float]]]] | None = None
+        self.port: int | None = None
+        self.http_port: int | None = None
         self._server: asyncio.base_events.Server | None = None
         self._http: web.AppRunner | None = None
 
@@ -248,7 +250,9 @@ class EcuSimulator:
             self._http = web.AppRunner(app)
             await self._http.setup()
             await web.TCPSite(self._http, host, http_port).start()
-        return int(self._server.sockets[0].getsockname()[1])
+            self.http_port = http_port
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
 
     async def stop(self) -> None:
         if self._server is not None:

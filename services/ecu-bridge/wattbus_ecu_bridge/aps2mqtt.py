@@ -9,11 +9,14 @@ variables win. `APS_ECU_IP` may list several ECUs separated by commas (aps2mqtt 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from wattbus.config import ConfigError
+
+from .config import EcuConfig
 
 SECTION = "WATTBUS_ECU_BRIDGE_"
 ECU_KEYS: dict[str, tuple[str, type]] = {
@@ -50,6 +53,29 @@ def _toml(value: Any, kind: type, key: str, origin: str) -> str:
     return json.dumps(text)
 
 
+def _extras(ecu: Mapping[str, Any], origin: str) -> list[str]:
+    """wattbus's own ECU keys written aps2mqtt style (APS_ECU_POLL_INTERVAL_S, APS_ECU_ANSWER_DELAY_S, ...)."""
+    fields = set(EcuConfig.__struct_fields__) - {"host"}
+    out = []
+    for key, value in ecu.items():
+        if not key.startswith("APS_ECU_") or key in ECU_KEYS or key == "APS_ECU_IP":
+            continue
+        name = key[len("APS_ECU_"):].lower()
+        if name not in fields:
+            if origin == "environment":
+                continue  # the environment is shared with other programs
+            raise ConfigError(f"aps2mqtt {key} (from {origin}): unknown key; known: APS_ECU_IP, "
+                              + ", ".join([*ECU_KEYS, *(f"APS_ECU_{f.upper()}" for f in sorted(fields))]))
+        text = str(value).strip()
+        if re.fullmatch(r"-?\d+(\.\d+)?", text):
+            out.append(f"{name} = {text}")
+        elif text.lower() in _TRUE | _FALSE and not text.isdigit():
+            out.append(f"{name} = {_toml(text, bool, key, origin)}")
+        else:
+            out.append(f"{name} = {json.dumps(text)}")
+    return out
+
+
 def translate(ecu: Mapping[str, Any], mqtt: Mapping[str, Any], origin: str) -> dict[str, str]:
     """wattbus overrides equivalent to aps2mqtt's `ecu` and `mqtt` keys (empty if none are set)."""
     out: dict[str, str] = {}
@@ -62,6 +88,7 @@ def translate(ecu: Mapping[str, Any], mqtt: Mapping[str, Any], origin: str) -> d
         return out
     common = [f"{name} = {_toml(ecu[key], kind, key, origin)}" for key, (name, kind) in ECU_KEYS.items()
               if ecu.get(key) not in (None, "")]
+    common += _extras(ecu, origin)
     tables = []
     for host in str(ecu["APS_ECU_IP"]).split(","):
         if not host.strip():

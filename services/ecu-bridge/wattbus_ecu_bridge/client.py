@@ -57,19 +57,7 @@ class EcuClient:
             writer.write(query)
             await writer.drain()
             await asyncio.sleep(self.timing.answer_delay_s)
-            header = await reader.readexactly(9)
-            total = wire.declared_length(header)
-            if total is None or total < wire.MIN_LEN:
-                # Not a header we can trust: take what arrives up to END\n so the error shows it.
-                rest = await reader.readuntil(wire.SUFFIX)
-                return wire.validate(header + rest, command).data
-            body = await reader.readexactly(total - 9)
-            return wire.validate(header + body, command).data
-        except asyncio.IncompleteReadError as exc:
-            raise wire.EcuFrameError(f"ECU {self.where} closed the connection after {len(exc.partial)} more "
-                                     f"byte(s) of the {wire.COMMAND_NAMES[command]} answer") from exc
-        except asyncio.LimitOverrunError as exc:
-            raise wire.EcuFrameError(f"ECU {self.where}: answer without END\\n in the first 64 KiB") from exc
+            return wire.validate(await self._read_answer(reader, command), command).data
         except ConnectionError as exc:
             raise EcuConnectionError(f"ECU {self.where}: connection lost ({exc})") from exc
         finally:
@@ -77,3 +65,27 @@ class EcuClient:
             # The ECU may reset the socket after answering; the answer is already read.
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    async def _read_answer(self, reader: asyncio.StreamReader, command: str) -> bytes:
+        """Read up to the length the header announces. An answer can arrive in pieces; it can also
+        carry a wrong length field, so a buffer already ending in END\\n is handed to validation
+        after a short quiet spell instead of waiting for bytes that never come."""
+        buf = b""
+        settle = min(1.0, self.timing.timeout_s / 4)
+        while True:
+            total = wire.declared_length(buf)
+            if total is not None and len(buf) >= total:
+                return buf
+            if len(buf) > 65536:
+                raise wire.EcuFrameError(f"ECU {self.where}: more than 64 KiB without a complete answer")
+            try:
+                chunk = await (asyncio.wait_for(reader.read(65536), settle) if buf.endswith(wire.SUFFIX)
+                               else reader.read(65536))
+            except TimeoutError:
+                return buf  # ends in END\\n and nothing more came: let validation say what is wrong
+            if not chunk:
+                if not buf:
+                    raise EcuConnectionError(f"ECU {self.where} closed the connection without answering "
+                                             f"{wire.COMMAND_NAMES[command]}")
+                return buf
+            buf += chunk

@@ -25,7 +25,8 @@ class EcuConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     timeout_s: Annotated[float, Meta(gt=0, le=120)] = 15.0
     retry_after_failure_s: Annotated[float, Meta(ge=0.05, le=3600)] = 60.0
     signal: bool = True  # also ask for Zigbee signal strength
-    # Local time window in which the ECU does its nightly maintenance and must be left alone.
+    # Local time window in which the ECU does its nightly maintenance and must be left alone
+    # (the same start and end switch it off).
     maintenance_start: ClockTime | None = "02:45"
     maintenance_end: ClockTime | None = "03:15"
     timezone: str | None = None  # IANA name; default: what the ECU reports, else the host's zone
