@@ -89,6 +89,7 @@ class Bus:
         self.counters = counters or Counters()
         self.log = log or get_logger("bus")
         self._subs: list[_Subscription] = []
+        self._subs_lock = threading.Lock()
         self._retained: dict[str, tuple[bytes, str]] = {}
         self._retained_lock = threading.Lock()
         self._pending: dict[bytes, asyncio.Future[m.CommandResult]] = {}
@@ -220,9 +221,30 @@ class Bus:
         the handler never sees it and the service keeps running.
         """
         sub = _Subscription(subscription, payload_type, handler, qos)
-        self._subs.append(sub)
-        if self.connected:
-            self._client.subscribe(subscription, options=SubscribeOptions(qos=qos))
+        self._add_subscription(sub)
+
+    def subscribe_in_network_thread(self, subscription: str, callback: Callable[[str, bytes], None],
+                                    qos: int = 1) -> None:
+        """Call callback(topic, payload) in paho's network thread, before the QoS 1 PUBACK goes out.
+
+        For consumers that must own a message before the broker forgets it (the influx-writer
+        spools it) and that cannot afford the hop to the event loop per message. The callback
+        must be quick and thread-safe; matching messages are not dispatched to async handlers.
+        """
+        def on_message(_client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+            self.counters.inc("messages_in")
+            callback(message.topic, bytes(message.payload))
+
+        self._client.message_callback_add(topics.filter_of(subscription), on_message)
+        self._add_subscription(_Subscription(subscription, bytes, _never_called, qos))
+
+    def _add_subscription(self, sub: _Subscription) -> None:
+        # Under the lock that _on_connect holds, so a subscription made while paho is connecting
+        # is sent either here or by the connect callback, never by neither.
+        with self._subs_lock:
+            self._subs.append(sub)
+            if self._client.is_connected():
+                self._client.subscribe(sub.subscription, options=SubscribeOptions(qos=sub.qos))
 
     async def request(self, topic: str, command: m.CommandBase, timeout: float = 10.0) -> m.CommandResult:
         """Send a command with a v5 response topic and wait for its CommandResult."""
@@ -261,8 +283,9 @@ class Bus:
             self.counters.inc("connect_failures")
             self.log.warning("broker refused connection", reason=str(reason), host=self.config.host)
             return
-        for sub in self._subs:
-            client.subscribe(sub.subscription, options=SubscribeOptions(qos=sub.qos))
+        with self._subs_lock:
+            for sub in self._subs:
+                client.subscribe(sub.subscription, options=SubscribeOptions(qos=sub.qos))
         if self._ever_connected:
             self.counters.inc("reconnects")
             with self._retained_lock:
@@ -330,6 +353,10 @@ class Bus:
         except Exception as exc:
             self.counters.inc("handler_errors")
             self.log.exception("handler failed", topic=raw.topic, error=repr(exc))
+
+
+def _never_called(_msg: Message[Any]) -> None:
+    """Placeholder handler of network-thread subscriptions (paho routes their messages itself)."""
 
 
 def _tag(command: m.CommandBase) -> str | None:

@@ -11,11 +11,8 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
-from wattbus import codec, topics
-from wattbus.bus import Message
+from wattbus import codec
 from wattbus.config import ConfigError, LoadedConfig
 from wattbus.runner import Service, ServiceContext, Subcommand
 
@@ -37,23 +34,12 @@ async def run(ctx: ServiceContext[Config]) -> None:
     async with Sink(cfg) as sink:
         pipeline = Pipeline(cfg, sink, spool, dead, ctx.counters, ctx.log)
 
-        def on_network_thread(_client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-            pipeline.on_message(message.topic, bytes(message.payload))
-
-        def on_bus(msg: Message[bytes]) -> None:
-            pipeline.on_message(msg.topic, msg.payload)
-
-        # The bus client owns the (shared, persistent) subscription and renews it after every
-        # reconnect. The per-filter paho callback takes the messages in the network thread, so a
-        # reading is in the batch or the spool before its PUBACK goes out, and skips the per-message
-        # hop to the event loop. on_bus only sees what the filter callback does not match.
-        paho_client: mqtt.Client = ctx.bus._client
-        # Bus.subscribe() sends SUBSCRIBE only once the loop has seen the connection; subscribing
-        # in the gap after paho connected would leave the subscription unsent until a reconnect.
-        await ctx.bus.wait_connected()
+        # The per-filter callback takes the messages in paho's network thread, so a reading is
+        # in the batch or the spool before its PUBACK goes out, and skips the per-message hop to
+        # the event loop. The bus client renews the (shared, persistent) subscription after
+        # every reconnect.
         for sub in cfg.subscription_list():
-            paho_client.message_callback_add(topics.filter_of(sub), on_network_thread)
-            ctx.bus.subscribe(sub, bytes, on_bus, qos=1)
+            ctx.bus.subscribe_in_network_thread(sub, pipeline.on_message, qos=1)
         ctx.log.info("writing readings", target=sink.target, subscriptions=cfg.subscription_list(),
                      spool=str(spool.dir), spool_points=spool.points, session_expiry_s=ctx.bus.config.session_expiry_s)
         try:
