@@ -327,6 +327,9 @@ class DeviceAnnouncement(Struct, frozen=True, kw_only=True):
     present: bool = True  # False once the device vanished
     first_seen: datetime = field(default_factory=utc_now)
     last_seen: datetime = field(default_factory=utc_now)
+    firmware: str | None = None
+    via: Literal["sweep", "mdns"] | None = None  # how it was found (a TCP sweep or an mDNS announcement)
+    extra: dict[str, ExtraValue] = {}  # protocol details a bridge may use (e.g. dongle serial, API version)
 
 
 class ServiceStatus(Struct, frozen=True, kw_only=True):

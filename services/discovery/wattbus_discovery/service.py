@@ -1,0 +1,141 @@
+"""The discovery service: sweeps on start, periodically and on a `rescan` command; browses mDNS
+all the time; keeps one retained DeviceAnnouncement per device on `wattbus/v1/discovery/<id>`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from wattbus import codec, topics
+from wattbus import messages as m
+from wattbus.bus import Message
+from wattbus.runner import ServiceContext
+
+from .config import Config, Scope
+from .found import Found
+from .mdns import MdnsWatcher
+from .registry import Registry
+from .sweep import sweep
+
+
+class Discovery:
+    def __init__(self, ctx: ServiceContext[Config], scope: Scope) -> None:
+        self.ctx, self.scope = ctx, scope
+        self.registry = Registry(ctx.config.gone_after_misses)
+        self.rescan = asyncio.Event()
+        self.waiting: list[Message[Any]] = []  # rescan requests answered when the next sweep ends
+        self.mdns: MdnsWatcher | None = None
+
+    def publish(self, announcement: m.DeviceAnnouncement) -> None:
+        self.ctx.bus.publish(topics.discovery(announcement.device_id), announcement, retain=True)
+
+    def found(self, found: Found) -> None:
+        if not self.scope.allows(found.address):
+            self.ctx.counters.inc("outside_networks")  # defence in depth: never announce what we may not contact
+            return
+        before = self.registry.entries.get(found.device_id)
+        announcement, moved = self.registry.seen(found)
+        if before is None or not before.announcement.present:
+            self.ctx.counters.inc("devices_found")
+            self.ctx.log.info("device found", device_id=announcement.device_id, protocol=announcement.protocol,
+                              address=f"{announcement.address}:{announcement.port}", unit=announcement.unit_id,
+                              serial=announcement.serial, via=announcement.via)
+        elif moved:
+            self.ctx.counters.inc("devices_moved")
+            self.ctx.log.info("device moved", device_id=announcement.device_id, old=moved,
+                              new=f"{announcement.address}:{announcement.port}")
+        self.publish(announcement)
+        self.ctx.counters.set("devices_present", len(self.registry.present()))
+
+    def removed(self, device_id: str) -> None:
+        announcement = self.registry.removed(device_id)
+        if announcement is not None:
+            self.ctx.counters.inc("devices_gone")
+            self.ctx.log.info("device gone (mDNS goodbye)", device_id=device_id)
+            self.publish(announcement)
+            self.ctx.counters.set("devices_present", len(self.registry.present()))
+
+    def on_retained(self, msg: Message[bytes]) -> None:
+        if msg.topic == topics.DISCOVERY_COMMAND or not msg.retained or not msg.payload:
+            return
+        try:
+            announcement: m.DeviceAnnouncement = codec.decode(bytes(msg.payload), m.DeviceAnnouncement)
+        except codec.PayloadError as exc:
+            self.ctx.counters.inc("rejected_announcements")
+            self.ctx.log.warning("retained announcement rejected", topic=msg.topic, error=str(exc))
+            return
+        if self.registry.restore(announcement):
+            self.ctx.counters.inc("restored")
+
+    def on_command(self, msg: Message[m.Command]) -> None:
+        fallback = topics.reply(self.ctx.name, self.ctx.instance, "rescan")
+        if isinstance(msg.payload, m.Rescan):
+            self.ctx.counters.inc("rescans_requested")
+            self.waiting.append(msg)
+            self.rescan.set()
+            return
+        tag = msg.payload.__struct_config__.tag
+        self.ctx.counters.inc("commands_refused")
+        self.ctx.bus.respond(msg, m.CommandResult(
+            status="refused", command=tag if isinstance(tag, str) else None, target="discovery",
+            request_id=msg.payload.request_id, message=f"discovery only accepts rescan, not {tag}"), fallback)
+
+    async def sweep_once(self) -> None:
+        answered, self.waiting = self.waiting, []
+        self.rescan.clear()
+        result = await sweep(self.ctx.config, self.scope, self.ctx.counters, self.ctx.log.child("sweep"))
+        for found in result.found:
+            self.found(found)
+        seen = {f.device_id for f in result.found} | (self.mdns.present_ids() if self.mdns else set())
+        for announcement in self.registry.end_sweep(seen):
+            self.ctx.counters.inc("devices_gone")
+            self.ctx.log.info("device gone (missing in sweeps)", device_id=announcement.device_id,
+                              misses=self.ctx.config.gone_after_misses)
+            self.publish(announcement)
+        present = len(self.registry.present())
+        self.ctx.counters.set("devices_present", present)
+        self.ctx.log.info("sweep done", candidates=result.candidates, open_ports=result.open_ports,
+                          found=len(result.found), present=present, duration_s=round(result.duration_s, 3))
+        fallback = topics.reply(self.ctx.name, self.ctx.instance, "rescan")
+        for msg in answered:
+            self.ctx.bus.respond(msg, m.CommandResult(
+                status="ok", command="rescan", target="discovery", request_id=msg.payload.request_id,
+                message=f"swept {result.candidates} candidates in {result.duration_s:.2f} s",
+                applied={"found": len(result.found), "present": present, "open_ports": result.open_ports,
+                         "duration_s": round(result.duration_s, 3)}), fallback)
+        self.ctx.publish_status()
+
+
+async def run(ctx: ServiceContext[Config]) -> None:
+    scope = Scope.from_config(ctx.config)
+    if not scope.networks:
+        ctx.log.warning("no private IPv4 network found on this host and none configured: only mDNS runs")
+    ctx.log.info("discovery scope", networks=[str(n) for n in scope.networks], deny=[str(n) for n in scope.deny])
+    disc = Discovery(ctx, scope)
+    ctx.bus.subscribe(topics.ALL_DISCOVERY, bytes, disc.on_retained)
+    ctx.bus.subscribe(topics.DISCOVERY_COMMAND, m.Command, disc.on_command)
+    if ctx.config.mdns:
+        disc.mdns = MdnsWatcher(scope, ctx.config.mdns_interfaces, ctx.config.http_timeout_s, ctx.counters,
+                                ctx.log.child("mdns"), disc.found, disc.removed)
+        await disc.mdns.start()
+    try:
+        await ctx.bus.wait_connected(10)  # retained announcements from an earlier run arrive first
+        first = ctx.config.sweep_on_start
+        while not ctx.stopping.is_set():
+            if (first or disc.rescan.is_set()) and scope.networks:
+                await disc.sweep_once()
+            elif disc.rescan.is_set():
+                disc.waiting.clear()
+                disc.rescan.clear()
+            first = False
+            waker = asyncio.ensure_future(disc.rescan.wait())
+            stopper = asyncio.ensure_future(ctx.stopping.wait())
+            done, _ = await asyncio.wait({waker, stopper}, timeout=ctx.config.sweep_interval_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            waker.cancel()
+            stopper.cancel()
+            if not done:
+                disc.rescan.set()  # the periodic re-sweep
+    finally:
+        if disc.mdns is not None:
+            await disc.mdns.stop()
