@@ -170,7 +170,7 @@ async def test_aps2mqtt_environment_and_topics(broker: Mosquitto, ecu_sim: EcuSi
            "MQTT_BROKER_USER": "admin", "MQTT_BROKER_PASSWD": broker.files.password("admin"),
            "MQTT_TOPIC_PREFIX": "home", "WATTBUS_CONFIG": str(tmp_path / "absent.toml")}
     (tmp_path / "absent.toml").write_text("# empty: everything comes from aps2mqtt's variables\n")
-    start_service("wattbus_ecu_bridge", env=env)
+    proc = start_service("wattbus_ecu_bridge", env=env)
     base = f"home/aps/{ecu_sim.ecu_id}"
     online = [(inv.uid, powers) for inv, on, powers in ecu_sim.snapshot()[1] if on]
     await until(lambda: f"{base}/power" in rec.last and all(f"{base}/{u}/{len(p)}/power" in rec.last
@@ -185,3 +185,5 @@ async def test_aps2mqtt_environment_and_topics(broker: Mosquitto, ecu_sim: EcuSi
     assert json.loads(rec.last[f"{base}/{uid}"])["panels"]["1"]["power"] == powers[0]
     offline = next(inv.uid for inv, on, _ in ecu_sim.snapshot()[1] if not on)
     assert rec.last[f"{base}/{offline}/online"] == b"False" and f"{base}/{offline}/power" not in rec.last
+    assert proc.stop() == 0
+    await until(lambda: rec.last.get("home/aps/status") == b"offline", what="aps/status offline on shutdown")

@@ -43,10 +43,15 @@ def sun_times(day: date, latitude: float, longitude: float) -> SunTimes:
     return SunTimes(start, end)
 
 
+def solar_date(when: datetime, longitude: float) -> date:
+    """The calendar day at the place (by mean solar time), so far-west evenings stay on their own day."""
+    return (when.astimezone(UTC) + timedelta(hours=longitude / 15)).date()
+
+
 def is_night(now: datetime, latitude: float, longitude: float, margin: timedelta) -> bool:
     """True between sunset + margin and sunrise - margin (now must be aware)."""
     when = now.astimezone(UTC)
-    times = sun_times(when.date(), latitude, longitude)
+    times = sun_times(solar_date(when, longitude), latitude, longitude)
     if times.sunrise is None or times.sunset is None:
         return not times.polar_day
     return when < times.sunrise - margin or when > times.sunset + margin
@@ -55,7 +60,7 @@ def is_night(now: datetime, latitude: float, longitude: float, margin: timedelta
 def next_sunrise(now: datetime, latitude: float, longitude: float, margin: timedelta) -> datetime | None:
     when = now.astimezone(UTC)
     for days in range(0, 200):
-        times = sun_times((when + timedelta(days=days)).date(), latitude, longitude)
+        times = sun_times(solar_date(when, longitude) + timedelta(days=days), latitude, longitude)
         if times.sunrise is not None and times.sunrise - margin > when:
             return times.sunrise - margin
         if times.polar_day:
