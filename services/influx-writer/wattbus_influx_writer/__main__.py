@@ -27,9 +27,12 @@ NAME = "influx-writer"
 
 async def run(ctx: ServiceContext[Config]) -> None:
     cfg = ctx.config
-    spool = Spool(Path(cfg.spool_dir), int(cfg.spool_max_mb * 1024 * 1024), cfg.spool_fsync, ctx.counters,
+    # `{instance}` keeps the replicas of `--scale influx-writer=N` apart on one shared volume.
+    spool_dir = Path(cfg.spool_dir.replace("{instance}", ctx.instance))
+    dead_letter_file = Path(cfg.dead_letter_file.replace("{instance}", ctx.instance))
+    spool = Spool(spool_dir, int(cfg.spool_max_mb * 1024 * 1024), cfg.spool_fsync, ctx.counters,
                   ctx.log.child("spool"))
-    dead = DeadLetters(Path(cfg.dead_letter_file), int(cfg.dead_letter_max_mb * 1024 * 1024), ctx.counters,
+    dead = DeadLetters(dead_letter_file, int(cfg.dead_letter_max_mb * 1024 * 1024), ctx.counters,
                        ctx.log.child("dead-letter"))
     async with Sink(cfg) as sink:
         pipeline = Pipeline(cfg, sink, spool, dead, ctx.counters, ctx.log)
