@@ -67,3 +67,24 @@ async def test_unreachable_ecu_is_a_connection_error() -> None:
     await server.wait_closed()
     with pytest.raises(EcuConnectionError, match="cannot connect"):
         await EcuClient("127.0.0.1", port, FAST).ask(wire.info_query(), wire.CMD_INFO)
+
+
+async def test_simulator_command_line() -> None:
+    """`wattbus-sim ecu` as the embedded stack starts it, queried over loopback TCP."""
+    import sys
+
+    from tests.support.servers import free_port
+
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wattbus_sim", "ecu", "--port", str(port), "--model", "ECU-C", "--fleet", "03:2",
+        "--pv-fraction", "0.5", stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert b"ECU simulator ECU-C" in line
+        info = decode_info(await EcuClient("127.0.0.1", port, FAST).ask(wire.info_query(), wire.CMD_INFO))
+        assert (info.layout, info.inverters_total, info.inverters_online) == ("02", 2, 2)
+    finally:
+        proc.terminate()
+        await proc.wait()

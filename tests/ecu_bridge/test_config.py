@@ -120,3 +120,14 @@ def test_maintenance_window() -> None:
     assert sun.in_window(inside, "23:00", "03:00", zone)  # wraps over midnight
     assert not sun.in_window(inside, "00:00", "00:00", zone)  # equal ends: switched off
     assert sun.window_end(inside, "03:15", zone) == datetime(2026, 3, 1, 3, 15, tzinfo=zone)
+
+
+def test_demo_config_fragment_decodes() -> None:
+    """services/ecu-bridge/embedded.toml is what `make run` appends to the demo config."""
+    import tomllib
+
+    from wattbus.config import LoadedConfig
+
+    fragment = Path(__file__).resolve().parents[2] / "services" / "ecu-bridge" / "embedded.toml"
+    cfg = LoadedConfig(tomllib.loads(fragment.read_text()), fragment, {}).section("ecu-bridge", Config)
+    assert cfg.ecus and cfg.ecus[0].host == "127.0.0.1"
