@@ -14,6 +14,7 @@ from .sunspec_wire import WireError
 ECU_INFO_QUERY = b"APS1100160001END\n"
 GIV_MARKER = b"\x59\x59\x00\x01"
 GIV_DETECT_SLAVE = 0x11
+CLIENT_SERIAL = b"AB1234G000"  # what GivEnergy clients put where the dongle puts its own serial
 GIV_SERIAL_REGISTERS = range(13, 18)  # holding registers 13-17: the inverter serial, 10 ASCII chars
 _ECU_ID = re.compile(rb"^\d{12}$")
 _FIRMWARE_MODEL = re.compile(r"^ECU_([A-Z])_")
@@ -79,7 +80,7 @@ def crc16_modbus(data: bytes) -> int:
 def giv_read_request(base: int = 0, count: int = 60, slave: int = GIV_DETECT_SLAVE) -> bytes:
     """Transparent frame: adapter serial placeholder, 8 padding bytes, slave, fn 3, base, count, CRC."""
     body = bytes((slave, 3)) + base.to_bytes(2, "big") + count.to_bytes(2, "big")
-    payload = b"*" * 10 + (8).to_bytes(8, "big") + body + crc16_modbus(body).to_bytes(2, "little")
+    payload = CLIENT_SERIAL + (8).to_bytes(8, "big") + body + crc16_modbus(body).to_bytes(2, "little")
     return GIV_MARKER + (len(payload) + 2).to_bytes(2, "big") + b"\x01\x02" + payload
 
 
