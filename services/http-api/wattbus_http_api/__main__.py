@@ -1,0 +1,48 @@
+"""`wattbus-http-api`: the site over HTTP (MeterHub, GivTCP, REST + OpenAPI) and the live web UI."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from wattbus.config import ConfigError
+from wattbus.runner import Service, ServiceContext
+
+from . import meterhub, server
+from .config import Config
+from .site import Site
+
+
+async def run(ctx: ServiceContext[Config]) -> None:
+    problems = [p for key, src in ctx.config.mapping().items() if (p := meterhub.check_source(key, src))]
+    if problems:
+        raise ConfigError("; ".join(problems))
+    site = Site.build(ctx)
+    site.state.subscribe(ctx.bus)
+    try:
+        runner = await server.start(site)
+    except OSError as exc:
+        ctx.log.error("cannot listen", host=ctx.config.host, ports=ctx.config.ports, error=str(exc))
+        raise
+    for port in ctx.config.ports:
+        ctx.log.info("listening", url=f"http://{ctx.config.host}:{port}/ui/")
+    try:
+        while await ctx.sleep(1.0):
+            site.energy.sample()  # keeps integrating while the bus is quiet
+            if site.posted_on_bus and set(site.state.external_values(time.monotonic())) != site.posted_on_bus:
+                meterhub.publish_externals(site)  # a posted value timed out: the bus sees it go
+                site.state.touch()
+    finally:
+        await runner.cleanup()
+
+
+SERVICE = Service("http-api", Config, run, "MeterHub JSON, GivTCP REST, wattbus REST/OpenAPI and the web UI")
+
+
+def main() -> int:
+    code: int = SERVICE.main()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

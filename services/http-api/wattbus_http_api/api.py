@@ -1,0 +1,157 @@
+"""The own REST API under /api/v1: site, devices, loadpoints, energy, commands, live events (SSE)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+from aiohttp import web
+from wattbus import messages as m
+from wattbus import topics
+
+from . import openapi
+from .web import SITE, convert, json_response, read_json, reject, require_write, result_response, site_of
+
+BASE = "/api/v1"
+
+
+class ModeBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    mode: m.LoadpointMode
+
+
+class LimitsBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    min_current_a: m.ChargeCurrent | None = None
+    max_current_a: m.ChargeCurrent | None = None
+
+
+async def get_site(request: web.Request) -> web.Response:
+    site = site_of(request)
+    return json_response({"flow": msgspec.to_builtins(site.flow()),
+                          "energy_today_wh": site.energy.document()["totals_wh"],
+                          "loadpoints": site.loadpoints_doc(),
+                          "devices": {"total": len(site.state.devices),
+                                      "online": sum(1 for r in site.state.devices.values() if r.online)},
+                          "posted_values": site.state.external_values(time.monotonic())})
+
+
+async def get_devices(request: web.Request) -> web.Response:
+    return json_response(site_of(request).devices_doc())
+
+
+def _device_ref(request: web.Request) -> str:
+    site = site_of(request)
+    ref = f"{request.match_info['source']}/{request.match_info['device_id']}"
+    if ref not in site.state.devices:
+        raise reject(request, 404, f"no device {ref} on the bus", "path")
+    return ref
+
+
+async def get_device(request: web.Request) -> web.Response:
+    ref = _device_ref(request)
+    doc = next(d for d in site_of(request).devices_doc() if d["ref"] == ref)
+    return json_response(doc)
+
+
+async def device_command(request: web.Request) -> web.Response:
+    require_write(request)
+    ref = _device_ref(request)
+    command: m.CommandBase = convert(request, await read_json(request), m.Command)  # type: ignore[arg-type]
+    source, device_id = ref.split("/", 1)
+    return result_response(await site_of(request).command(topics.device_command(source, device_id), command))
+
+
+async def get_loadpoints(request: web.Request) -> web.Response:
+    return json_response(site_of(request).loadpoints_doc())
+
+
+def _loadpoint(request: web.Request) -> str:
+    lp_id = request.match_info["loadpoint_id"]
+    if lp_id not in site_of(request).state.loadpoints:
+        known = ", ".join(sorted(site_of(request).state.loadpoints)) or "none yet (is surplus-controller running?)"
+        raise reject(request, 404, f"no loadpoint {lp_id!r} on the bus; known: {known}", "path")
+    return lp_id
+
+
+async def get_loadpoint(request: web.Request) -> web.Response:
+    lp_id = _loadpoint(request)
+    return json_response(next(d for d in site_of(request).loadpoints_doc() if d["loadpoint_id"] == lp_id))
+
+
+async def set_mode(request: web.Request) -> web.Response:
+    require_write(request)
+    lp_id = _loadpoint(request)
+    body = convert(request, await read_json(request), ModeBody)
+    command = m.SetLoadpointMode(mode=body.mode)
+    return result_response(await site_of(request).command(topics.loadpoint_command(lp_id), command))
+
+
+async def set_limits(request: web.Request) -> web.Response:
+    require_write(request)
+    lp_id = _loadpoint(request)
+    body = convert(request, await read_json(request), LimitsBody)
+    if body.min_current_a is None and body.max_current_a is None:
+        raise reject(request, 400, "give min_current_a and/or max_current_a", "body")
+    if body.min_current_a is not None and body.max_current_a is not None and body.min_current_a > body.max_current_a:
+        raise reject(request, 400, f"min_current_a {body.min_current_a:g} A is above max_current_a "
+                                   f"{body.max_current_a:g} A", "$.min_current_a")
+    command = m.SetLoadpointLimits(min_current_a=body.min_current_a, max_current_a=body.max_current_a)
+    return result_response(await site_of(request).command(topics.loadpoint_command(lp_id), command))
+
+
+async def rescan(request: web.Request) -> web.Response:
+    require_write(request)
+    return result_response(await site_of(request).command(topics.DISCOVERY_COMMAND, m.Rescan()))
+
+
+async def energy_today(request: web.Request) -> web.Response:
+    site = site_of(request)
+    site.energy.sample()
+    return json_response(site.energy.document())
+
+
+async def status(request: web.Request) -> web.Response:
+    return json_response(msgspec.to_builtins(site_of(request).ctx.status()))
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: `summary` with the flow, devices and loadpoints whenever the bus changes."""
+    site = request.app[SITE]
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    site.ctx.counters.inc("sse_clients")
+    sent, quiet_since = -1, time.monotonic()
+    try:
+        # Polling the state's version number is cheap and cannot miss a change (no shared Event to race on).
+        while not site.ctx.stopping.is_set():
+            if site.state.version != sent:
+                sent, quiet_since = site.state.version, time.monotonic()
+                data = msgspec.json.encode(site.summary()).decode()
+                await response.write(f"event: summary\ndata: {data}\n\n".encode())
+            elif time.monotonic() - quiet_since > 15.0:
+                quiet_since = time.monotonic()
+                await response.write(b": keep-alive\n\n")
+            await asyncio.sleep(site.config.push_interval_s)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # the browser went away
+    return response
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return json_response(openapi.document())
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get(f"{BASE}/site", get_site), web.get(f"{BASE}/devices", get_devices),
+        web.get(f"{BASE}/devices/{{source}}/{{device_id}}", get_device),
+        web.post(f"{BASE}/devices/{{source}}/{{device_id}}/command", device_command),
+        web.get(f"{BASE}/loadpoints", get_loadpoints), web.get(f"{BASE}/loadpoints/{{loadpoint_id}}", get_loadpoint),
+        web.put(f"{BASE}/loadpoints/{{loadpoint_id}}/mode", set_mode),
+        web.post(f"{BASE}/loadpoints/{{loadpoint_id}}/mode", set_mode),
+        web.put(f"{BASE}/loadpoints/{{loadpoint_id}}/limits", set_limits),
+        web.post(f"{BASE}/discovery/rescan", rescan), web.get(f"{BASE}/energy/today", energy_today),
+        web.get(f"{BASE}/status", status), web.get(f"{BASE}/events", events),
+        web.get(f"{BASE}/openapi.json", get_openapi),
+    ]

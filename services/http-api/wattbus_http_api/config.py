@@ -1,0 +1,94 @@
+"""The `[http-api]` config section: listeners, write access, site roles and the MeterHub mapping."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta, Struct
+from wattbus.config import ConfigError, ServiceCommon
+
+# "<source>/<device_id>" optionally followed by ":<field>" (which reading field to use, default power_w)
+DeviceRef = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*/[A-Za-z0-9][A-Za-z0-9_.-]*(:[a-z_0-9]+)?$")]
+Port = Annotated[int, Meta(ge=1, le=65535)]
+
+
+class SiteRoles(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Which devices make up the power flow. Empty = found by kind when it is unambiguous."""
+
+    grid: DeviceRef | None = None  # default: the only meter on the bus without a parent
+    pv: list[DeviceRef] = []  # default: every inverter and gateway without a parent
+    battery: list[DeviceRef] = []  # default: every battery without a parent
+    chargers: list[DeviceRef] = []  # default: every charger
+
+
+class Source(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One MeterHub key: a role (grid, pv, pv1.., battery, car, car1.., home) or a device ref, and a field."""
+
+    source: str
+    field: str = "power_w"
+    scale: float = 1.0
+    digits: Annotated[int, Meta(ge=0, le=6)] = 0  # MeterHub sends integers for W and Wh
+
+
+DEFAULT_MAPPING: dict[str, Source] = {
+    "grid_imp_eto": Source(source="grid", field="energy_import_wh"),
+    "grid_exp_eto": Source(source="grid", field="energy_export_wh"),
+    "grid_p": Source(source="grid", field="power_w"),
+    "pv_p": Source(source="pv", field="power_w"),
+    "pv_eto": Source(source="pv", field="energy_total_wh"),
+    "pv1_p": Source(source="pv1", field="power_w"),
+    "pv1_eto": Source(source="pv1", field="energy_total_wh"),
+    "pv2_p": Source(source="pv2", field="power_w"),
+    "pv2_eto": Source(source="pv2", field="energy_total_wh"),
+    "bat_p": Source(source="battery", field="power_w"),
+    "bat_soc": Source(source="battery", field="soc_pct"),
+    "home_p": Source(source="home", field="power_w"),
+    "car_p": Source(source="car", field="power_w"),
+    "car_eto": Source(source="car", field="energy_total_wh"),
+    "car_amp": Source(source="car", field="set_current_a"),
+    "car_phase": Source(source="car", field="phases_active"),
+    "car_state": Source(source="car", field="state"),
+}
+
+
+class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"  # "0.0.0.0" in a container
+    ports: Annotated[list[Port], Meta(min_length=1)] = msgspec.field(default_factory=lambda: [8008])  # MeterHub's 8008; add 6345 for GivTCP clients
+    # Writes (POST/PUT) need `Authorization: Bearer <token>` unless the client is in trusted_networks.
+    token: str | None = None
+    token_file: str | None = None  # a docker secret
+    trusted_networks: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    stale_after_s: Annotated[float, Meta(gt=0)] = 60.0  # older values show as null
+    command_timeout_s: Annotated[float, Meta(gt=0, le=120)] = 15.0
+    push_interval_s: Annotated[float, Meta(ge=0.05, le=5)] = 0.25  # at most this often per SSE client
+    site: SiteRoles = SiteRoles()
+    meterhub: dict[str, Source] = {}  # merged over DEFAULT_MAPPING; source = "" drops a default key
+    # POST / may set these keys (MeterHub's publish_config): key -> seconds until the value expires
+    publish: dict[str, Annotated[float, Meta(gt=0)]] = {}
+    giv_device: str | None = None  # giv-bridge device id for /runAll and controls; default: the only one
+
+    def resolved_token(self) -> str | None:
+        if self.token:
+            return self.token
+        if self.token_file:
+            try:
+                return Path(self.token_file).read_text().strip() or None
+            except OSError as exc:
+                raise ConfigError(f"[http-api] token_file = {self.token_file!r}: cannot read it ({exc})") from exc
+        return None
+
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        nets = []
+        for index, text in enumerate(self.trusted_networks):
+            try:
+                nets.append(ipaddress.ip_network(text, strict=False))
+            except ValueError as exc:
+                raise ConfigError(f"config [http-api] trusted_networks[{index}] = {text!r}: {exc}") from exc
+        return nets
+
+    def mapping(self) -> dict[str, Source]:
+        merged = {**DEFAULT_MAPPING, **self.meterhub}
+        return {key: src for key, src in merged.items() if src.source}

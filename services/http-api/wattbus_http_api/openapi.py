@@ -1,0 +1,82 @@
+"""The OpenAPI 3.1 document: paths of all three faces, request schemas from the contract Structs."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import msgspec
+from wattbus import __version__
+from wattbus import messages as m
+
+GIVTCP_BODIES: dict[str, dict[str, str] | None] = {
+    "enableChargeTarget": None, "disableChargeTarget": None, "pauseChargeSchedule": None,
+    "resumeChargeSchedule": None, "pauseDischargeSchedule": None, "resumeDischargeSchedule": None,
+    "setChargeTarget": {"chargeToPercent": "50"}, "setBatteryReserve": {"dischargeToPercent": "5"},
+    "setChargeSlot1": {"start": "0100", "finish": "0400", "chargeToPercent": "55"},
+    "setChargeSlot2": {"start": "0100", "finish": "0400", "chargeToPercent": "55"},
+    "setDischargeSlot1": {"start": "0100", "finish": "0400", "dischargeToPercent": "55"},
+    "setDischargeSlot2": {"start": "0100", "finish": "0400", "dischargeToPercent": "55"},
+    "setBatteryMode": {"mode": "1"}, "setDateTime": {"dateTime": "31/12/2024 23:59:00"},
+    "setChargeRate": {"chargeRate": "2500"}, "setDischargeRate": {"dischargeRate": "2500"},
+}
+
+ERROR = {"description": "rejected request: {\"error\": ..., \"where\": ...}"}
+RESULT = {"description": "the command's real result (CommandResult); 400 invalid, 409 refused, 502 failed, "
+                         "504 timeout", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/"
+                                                                                     "CommandResult"}}}}
+SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _get(summary: str, tag: str) -> dict[str, Any]:
+    return {"get": {"summary": summary, "tags": [tag], "responses": {"200": {"description": "JSON"}}}}
+
+
+def _write(method: str, summary: str, tag: str, schema: dict[str, Any] | None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "tags": [tag], "security": SECURED,
+                          "responses": {"200": RESULT, "400": ERROR, "401": ERROR, "404": ERROR}}
+    if schema is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    return {method: op}
+
+
+@cache
+def document() -> dict[str, Any]:
+    from .api import LimitsBody, ModeBody  # the schemas live beside their handlers
+    (command, mode, limits, _result), components = msgspec.json.schema_components(
+        [m.Command, ModeBody, LimitsBody, m.CommandResult], ref_template="#/components/schemas/{name}")
+    paths: dict[str, Any] = {
+        "/": {**_get("MeterHub: the whole site as one flat JSON document (null = stale)", "MeterHub"),
+              **_write("post", "MeterHub: publish external values (allow-list [http-api] publish)", "MeterHub",
+                       {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean", "null"]}})},
+        "/command/{target}": {**_write("get", "MeterHub: forward ?amp=8, ?alw=1, ?psm=2, ?turn=on, ?mode=pv or "
+                                              "?command=<contract command>&<fields> to a device or loadpoint",
+                                       "MeterHub", None)},
+        "/runAll": _get("GivTCP: the nested runAll document of the GivEnergy inverter", "GivTCP"),
+        "/api/v1/site": _get("power flow, today's energy, loadpoints, device counts", "wattbus"),
+        "/api/v1/devices": _get("every device on the bus with meta, availability and latest reading", "wattbus"),
+        "/api/v1/devices/{source}/{device_id}": _get("one device", "wattbus"),
+        "/api/v1/devices/{source}/{device_id}/command": _write("post", "send a contract command", "wattbus", command),
+        "/api/v1/loadpoints": _get("the surplus controller's loadpoints", "wattbus"),
+        "/api/v1/loadpoints/{loadpoint_id}": _get("one loadpoint", "wattbus"),
+        "/api/v1/loadpoints/{loadpoint_id}/mode": _write("put", "switch the loadpoint mode", "wattbus", mode),
+        "/api/v1/loadpoints/{loadpoint_id}/limits": _write("put", "set min/max charge current", "wattbus", limits),
+        "/api/v1/discovery/rescan": _write("post", "ask discovery for a sweep now", "wattbus", None),
+        "/api/v1/energy/today": _get("today's energy in 15-minute buckets (Wh)", "wattbus"),
+        "/api/v1/events": _get("server-sent events: `summary` on every change", "wattbus"),
+        "/api/v1/status": _get("this service's status and counters", "wattbus"),
+        "/api/v1/openapi.json": _get("this document", "wattbus"),
+    }
+    for name, example in GIVTCP_BODIES.items():
+        schema = None if example is None else {"type": "object", "example": example,
+                                               "properties": {k: {"type": "string"} for k in example}}
+        paths[f"/{name}"] = _write("post", f"GivTCP control {name}", "GivTCP", schema)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "wattbus http-api", "version": __version__,
+                 "description": "MeterHub- and GivTCP-compatible endpoints plus the wattbus REST API. Writes "
+                                "need `Authorization: Bearer <token>` unless the client is in trusted_networks."},
+        "paths": paths,
+        "components": {"schemas": components,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

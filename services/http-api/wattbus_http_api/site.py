@@ -1,0 +1,108 @@
+"""The service's shared pieces: bus state, roles, energy, and the command path to the bus."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from wattbus import messages as m
+from wattbus.runner import ServiceContext
+
+from .config import Config
+from .energy import EnergyToday
+from .flows import Flow, Roles, flow
+from .state import SiteState
+
+# How a command's real result becomes an HTTP status.
+HTTP_STATUS: dict[str, int] = {"ok": 200, "invalid": 400, "refused": 409, "failed": 502, "timeout": 504}
+
+
+@dataclass
+class Site:
+    ctx: ServiceContext[Config]
+    state: SiteState
+    roles: Roles
+    energy: EnergyToday
+    token: str | None
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    posted_on_bus: frozenset[str] = frozenset()  # the posted keys the last external reading carried
+
+    @classmethod
+    def build(cls, ctx: ServiceContext[Config]) -> Site:
+        state = SiteState(ctx.counters, ctx.log.child("state"))
+        roles = Roles(state, ctx.config.site)
+        stale = ctx.config.stale_after_s
+        energy = EnergyToday(lambda now: flow(state, roles, now, stale))
+        state.listeners.append(energy.sample)
+        return cls(ctx, state, roles, energy, ctx.config.resolved_token(), ctx.config.networks())
+
+    @property
+    def config(self) -> Config:
+        return self.ctx.config
+
+    def flow(self) -> Flow:
+        return flow(self.state, self.roles, time.monotonic(), self.config.stale_after_s)
+
+    def trusted(self, remote: str | None) -> bool:
+        if not remote:
+            return False
+        try:
+            address = ipaddress.ip_address(remote.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(address in net for net in self.networks)
+
+    async def command(self, topic: str, command: m.CommandBase) -> m.CommandResult:
+        """Send a command over the bus (MQTT v5 response topic) and return the answer as it came."""
+        self.ctx.counters.inc("commands_sent")
+        result = await self.ctx.bus.request(topic, command, timeout=self.config.command_timeout_s)
+        self.ctx.counters.inc(f"commands_{result.status}")
+        if result.status != "ok":
+            self.ctx.log.warning("command not applied", topic=topic, status=result.status, reason=result.message)
+        return result
+
+    # ------------------------------------------------------------------ documents
+
+    def devices_doc(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        out = []
+        for rec in sorted(self.state.devices.values(), key=lambda r: r.ref):
+            age = rec.age_s(now)
+            fresh = self.state.fresh(rec, now, self.config.stale_after_s)
+            out.append({
+                "ref": rec.ref, "source": rec.source, "device_id": rec.device_id,
+                "meta": msgspec.to_builtins(rec.meta) if rec.meta else None,
+                "online": rec.online, "stale": fresh is None,
+                "reading_age_s": None if age is None else round(age, 1),
+                "reading": msgspec.to_builtins(rec.reading) if rec.reading else None,
+            })
+        return out
+
+    def loadpoints_doc(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        out = []
+        for _lp_id, (lp_state, at) in sorted(self.state.loadpoints.items()):
+            doc = msgspec.to_builtins(lp_state)
+            doc["age_s"] = round(now - at, 1)
+            out.append(doc)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """What the web UI shows live: flow, devices in short, loadpoints."""
+        now = time.monotonic()
+        devices = []
+        for rec in sorted(self.state.devices.values(), key=lambda r: r.ref):
+            meta = rec.meta
+            reading = self.state.fresh(rec, now, self.config.stale_after_s)
+            power = getattr(reading, "power_w", None) if reading else None
+            devices.append({"ref": rec.ref, "kind": meta.kind if meta else None,
+                            "name": (meta.name or meta.model or rec.device_id) if meta else rec.device_id,
+                            "manufacturer": meta.manufacturer if meta else None,
+                            "parent_id": meta.parent_id if meta else None,
+                            "status": "offline" if rec.online is False else "stale" if reading is None else "online",
+                            "power_w": power})
+        return {"flow": msgspec.to_builtins(self.flow()), "devices": devices, "loadpoints": self.loadpoints_doc(),
+                "version": self.state.version}

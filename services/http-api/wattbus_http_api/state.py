@@ -1,0 +1,155 @@
+"""The site as the bus shows it: device metas, availability, latest readings, loadpoints, runAll.
+
+Everything here is built from bus messages only (retained meta/availability/state plus the live
+readings), so the service can restart at any time and rebuild its picture from the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from wattbus import messages as m
+from wattbus import topics
+from wattbus.bus import Bus, Message
+from wattbus.counters import Counters
+from wattbus.log import Logger
+
+
+@dataclass
+class DeviceRecord:
+    source: str
+    device_id: str
+    meta: m.DeviceMeta | None = None
+    online: bool | None = None
+    reading: m.ReadingBase | None = None
+    reading_at: float | None = None  # monotonic arrival time (staleness is judged on our clock)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.source}/{self.device_id}"
+
+    def age_s(self, now: float) -> float | None:
+        return None if self.reading_at is None else now - self.reading_at
+
+
+@dataclass
+class External:
+    """A value a client POSTed (MeterHub publish); it expires after its key's timeout."""
+
+    value: m.ExtraValue
+    expires_at: float
+
+
+@dataclass
+class SiteState:
+    counters: Counters
+    log: Logger
+    devices: dict[str, DeviceRecord] = field(default_factory=dict)  # by "source/device_id"
+    loadpoints: dict[str, tuple[m.LoadpointState, float]] = field(default_factory=dict)
+    run_all: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)  # giv device id -> doc
+    externals: dict[str, External] = field(default_factory=dict)
+    version: int = 0
+    listeners: list[Any] = field(default_factory=list)  # callables(now) run on every change (energy)
+
+    def subscribe(self, bus: Bus) -> None:
+        bus.subscribe(topics.ALL_META, m.DeviceMeta, self.on_meta)
+        bus.subscribe(topics.ALL_DEVICE_AVAILABILITY, bytes, self.on_availability)
+        bus.subscribe(topics.ALL_READINGS, m.Reading, self.on_reading)
+        bus.subscribe(topics.ALL_LOADPOINT_STATE, m.LoadpointState, self.on_loadpoint)
+        bus.subscribe(f"{topics.PREFIX}/device/giv-bridge/+/native/runAll", bytes, self.on_run_all)
+
+    def record(self, topic: str) -> DeviceRecord:
+        parsed = topics.parse(topic)
+        source, device_id = parsed.source or "", parsed.ident or ""
+        key = f"{source}/{device_id}"
+        rec = self.devices.get(key)
+        if rec is None:
+            rec = self.devices[key] = DeviceRecord(source, device_id)
+        return rec
+
+    def touch(self) -> None:
+        self.version += 1
+        now = time.monotonic()
+        for listener in self.listeners:
+            listener(now)
+
+    # ------------------------------------------------------------------ bus handlers
+
+    def on_meta(self, msg: Message[m.DeviceMeta]) -> None:
+        rec = self.record(msg.topic)
+        if msg.payload.device_id != rec.device_id:
+            self._reject(msg.topic, f"meta names device {msg.payload.device_id!r}, the topic {rec.device_id!r}")
+            return
+        rec.meta = msg.payload
+        self.touch()
+
+    def on_availability(self, msg: Message[bytes]) -> None:
+        text = bytes(msg.payload).decode(errors="replace").strip()
+        if text not in (m.ONLINE, m.OFFLINE):
+            self._reject(msg.topic, f"availability {text[:40]!r} is neither online nor offline")
+            return
+        self.record(msg.topic).online = text == m.ONLINE
+        self.touch()
+
+    def on_reading(self, msg: Message[m.Reading]) -> None:
+        rec = self.record(msg.topic)
+        if msg.payload.device_id != rec.device_id:
+            self._reject(msg.topic, f"reading names device {msg.payload.device_id!r}, the topic {rec.device_id!r}")
+            return
+        rec.reading, rec.reading_at = msg.payload, time.monotonic()
+        self.counters.inc("readings_seen")
+        self.touch()
+
+    def on_loadpoint(self, msg: Message[m.LoadpointState]) -> None:
+        lp_id = topics.parse(msg.topic).ident or ""
+        if msg.payload.loadpoint_id != lp_id:
+            self._reject(msg.topic, f"state names loadpoint {msg.payload.loadpoint_id!r}, the topic {lp_id!r}")
+            return
+        self.loadpoints[lp_id] = (msg.payload, time.monotonic())
+        self.touch()
+
+    def on_run_all(self, msg: Message[bytes]) -> None:
+        device_id = topics.parse(msg.topic).ident or ""
+        try:
+            doc = json.loads(bytes(msg.payload))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self._reject(msg.topic, f"runAll is not JSON: {exc}")
+            return
+        if not isinstance(doc, dict):
+            self._reject(msg.topic, f"runAll is a JSON {type(doc).__name__}, not an object")
+            return
+        self.run_all[device_id] = (doc, time.monotonic())
+        self.touch()
+
+    def _reject(self, topic: str, why: str) -> None:
+        count = self.counters.inc("bus_messages_rejected")
+        if count <= 20 or count % 100 == 0:
+            self.log.warning("bus message not usable", topic=topic, problem=why, rejected_total=count)
+
+    # ------------------------------------------------------------------ queries
+
+    def fresh(self, rec: DeviceRecord, now: float, stale_after_s: float) -> m.ReadingBase | None:
+        """The device's reading if it is recent and the device is not offline, else None."""
+        if rec.reading is None or rec.online is False:
+            return None
+        age = rec.age_s(now)
+        return rec.reading if age is not None and age <= stale_after_s else None
+
+    def of_kind(self, kind: str, parentless: bool = True) -> list[DeviceRecord]:
+        return sorted((r for r in self.devices.values() if r.meta is not None and r.meta.kind == kind
+                       and not (parentless and r.meta.parent_id)), key=lambda r: r.ref)
+
+    def find_device(self, target: str) -> DeviceRecord | None:
+        """By "source/device_id" or by a device id that only one source uses."""
+        if "/" in target:
+            return self.devices.get(target)
+        found = [r for r in self.devices.values() if r.device_id == target]
+        return found[0] if len(found) == 1 else None
+
+    def external_values(self, now: float) -> dict[str, m.ExtraValue]:
+        for key in [k for k, e in self.externals.items() if e.expires_at <= now]:
+            del self.externals[key]
+        return {k: e.value for k, e in self.externals.items()}

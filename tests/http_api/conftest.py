@@ -1,0 +1,73 @@
+"""The http-api as a real subprocess on a free loopback port, logged in as `http-api`."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.servers import Mosquitto, free_port, wait_port
+
+MODULE = "wattbus_http_api"
+DATA = Path(__file__).parent / "data"
+
+
+@dataclass
+class HttpApi:
+    port: int
+    proc: Any
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None,
+             raw: bytes | None = None) -> tuple[int, Any, dict[str, str]]:
+        """One real HTTP request; returns (status, decoded JSON or text, headers)."""
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                status, text, headers = resp.status, resp.read().decode(), dict(resp.headers)
+        except urllib.error.HTTPError as exc:
+            status, text, headers = exc.code, exc.read().decode(), dict(exc.headers)
+        try:
+            return status, json.loads(text), headers
+        except json.JSONDecodeError:
+            return status, text, headers
+
+
+@pytest.fixture
+def http_api(broker: Mosquitto, tmp_path: Path, start_service: Any) -> Callable[..., HttpApi]:
+    def start(config: str = "", user: str = "http-api") -> HttpApi:
+        port = free_port()
+        path = tmp_path / f"http-api-{port}.toml"
+        path.write_text(f'[http-api]\nports = [{port}]\ninstance = "t{port}"\nstatus_interval_s = 5\n{config}\n')
+        proc = start_service(MODULE, "--config", str(path), env=broker.env(user))
+        try:
+            wait_port(port, 30)
+        except TimeoutError:
+            pytest.fail(f"http-api did not listen on {port}:\n{proc.output()[-3000:]}")
+        return HttpApi(port, proc)
+    return start
+
+
+def load_readings(name: str) -> list[tuple[str, bytes]]:
+    """Recorded bus traffic: JSON lines {"topic": ..., "payload": <the JSON the bridge published>}."""
+    out = []
+    for line in (DATA / name).read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            record = json.loads(line)
+            payload = record["payload"]
+            out.append((record["topic"], payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()))
+    return out
