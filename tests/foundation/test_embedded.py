@@ -60,7 +60,8 @@ def test_embedded_stack_runs_every_service_and_stops_cleanly(repo_root: Path, tm
     wattbus = Path(sys.executable).parent / "wattbus"
     log = (tmp_path / "embedded.log").open("wb")
     proc = subprocess.Popen([str(wattbus), "embedded", "--root", str(repo_root), "--run-dir", str(run_dir)],
-                            env={**os.environ, "WATTBUS_EMBEDDED_PORT": str(port)}, stdout=log, stderr=log)
+                            env={**os.environ, "WATTBUS_EMBEDDED_PORT": str(port)}, stdout=log, stderr=log,
+                            start_new_session=True)  # its own process group: nothing outlives the test
     watcher: Availability | None = None
     try:
         wait_port(port, 30)
@@ -76,7 +77,7 @@ def test_embedded_stack_runs_every_service_and_stops_cleanly(repo_root: Path, tm
         if watcher:
             watcher.close()
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
     printed = (tmp_path / "embedded.log").read_text()
