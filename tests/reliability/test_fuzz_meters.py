@@ -69,7 +69,8 @@ def crc_valid_sml(draw: st.DrawFn) -> bytes:
     body: bytes = draw(damaged([frame[8:-8]])).replace(sml.ESCAPE, b"\x1b\x1b\x1b\x00")
     pad = draw(st.integers(0, 3))
     head = sml.START + body + b"\x00" * pad + sml.ESCAPE + bytes([0x1A, pad])
-    return head + sml.CRC_FUNCS["x25"](head).to_bytes(2, "big")
+    crc: int = sml.CRC_FUNCS["x25"](head)
+    return head + crc.to_bytes(2, "big")
 
 
 @fuzz_settings(150)
