@@ -1,0 +1,1 @@
+"""integrations: Home Assistant MQTT discovery and user templates that republish readings anywhere."""

@@ -1,0 +1,176 @@
+"""Home Assistant device-based discovery payloads (pure functions, no I/O).
+
+One retained config per device on `<prefix>/device/<object_id>/config` with the device (`dev`),
+the origin (`o`) and its components (`cmps`). Sensors read the bridge's reading topic directly
+(no copy of every value on the bus) and the device's retained availability; controls publish to
+`<prefix>/wattbus/<object_id>/<key>/set`, which this service turns into bus commands, and are
+available only while both the device and this service are online.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from wattbus import __version__, topics
+from wattbus import messages as m
+
+from .catalog import ControlSpec, Entity, arg_info, controls_for, entities, loadpoint_entities
+
+ORIGIN_URL = "https://github.com/wattbus/wattbus"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    prefix: str = "homeassistant"
+    service_availability: str = ""  # this service's availability topic (controls depend on it)
+    loadpoint_availability: str = ""  # the surplus controller's availability topic
+    origin_name: str = "wattbus"
+
+
+def object_id(ident: str) -> str:
+    """Home Assistant allows [a-zA-Z0-9_-] in discovery topic ids; ours also use . and :"""
+    return "wattbus-" + re.sub(r"[^a-zA-Z0-9_-]", "_", ident)
+
+
+def loadpoint_object_id(loadpoint_id: str) -> str:
+    return object_id(f"loadpoint-{loadpoint_id}")
+
+
+def config_topic(settings: Settings, obj: str) -> str:
+    return f"{settings.prefix}/device/{obj}/config"
+
+
+def command_topic(settings: Settings, obj: str, key: str) -> str:
+    return f"{settings.prefix}/wattbus/{obj}/{key}/set"
+
+
+def command_filter(settings: Settings) -> str:
+    return f"{settings.prefix}/wattbus/+/+/set"
+
+
+def origin(settings: Settings) -> dict[str, Any]:
+    return {"name": settings.origin_name, "sw_version": __version__, "support_url": ORIGIN_URL}
+
+
+def device_block(meta: m.DeviceMeta) -> dict[str, Any]:
+    label = meta.name or " ".join(p for p in (meta.manufacturer, meta.model) if p) or meta.device_id
+    block: dict[str, Any] = {"identifiers": [object_id(meta.device_id)], "name": label,
+                             "manufacturer": meta.manufacturer, "model": meta.model,
+                             "serial_number": meta.serial, "sw_version": meta.firmware}
+    if meta.parent_id:
+        block["via_device"] = object_id(meta.parent_id)
+    if meta.address and meta.address.startswith(("http://", "https://")):
+        block["configuration_url"] = meta.address
+    return {k: v for k, v in block.items() if v is not None}
+
+
+def value_template(entity: Entity) -> str:
+    """Jinja for Home Assistant; a missing value renders `None`, which HA shows as unknown."""
+    if entity.phase is not None:
+        field = entity.key.split("_", 1)[1]
+        return (f"{{% for p in value_json.phases if p.phase == {entity.phase} %}}{{{{ p.{field} }}}}"
+                "{% else %}None{% endfor %}")
+    if entity.platform == "binary_sensor":
+        return _on_off(entity.key)
+    return f"{{{{ value_json.{entity.key} }}}}"
+
+
+def _on_off(field: str) -> str:
+    return (f"{{% if value_json.{field} is none %}}None{{% elif value_json.{field} %}}ON"
+            "{% else %}OFF{% endif %}")
+
+
+def _common(entity_name: str, category: str | None, icon: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": entity_name}
+    if category:
+        out["entity_category"] = category
+    if icon:
+        out["icon"] = icon
+    return out
+
+
+def sensor_component(obj: str, entity: Entity, state_topic: str, availability: str) -> dict[str, Any]:
+    spec = entity.spec
+    comp: dict[str, Any] = {"p": entity.platform, "unique_id": f"{obj}_{entity.key}",
+                            **_common(entity.name, spec.category, spec.icon),
+                            "state_topic": state_topic, "value_template": value_template(entity),
+                            "availability_topic": availability, "payload_available": m.ONLINE,
+                            "payload_not_available": m.OFFLINE}
+    if entity.platform == "binary_sensor":
+        comp.update(payload_on="ON", payload_off="OFF")
+    if spec.device_class:
+        comp["device_class"] = spec.device_class
+    if entity.platform == "sensor":
+        if spec.state_class:
+            comp["state_class"] = spec.state_class
+        if spec.unit:
+            comp["unit_of_measurement"] = spec.unit
+        if spec.precision is not None:
+            comp["suggested_display_precision"] = spec.precision
+    return comp
+
+
+def control_component(settings: Settings, obj: str, control: ControlSpec, state_topic: str,
+                      availability: list[str]) -> dict[str, Any]:
+    info = arg_info(control.capability, control.arg)
+    comp: dict[str, Any] = {"p": control.platform, "unique_id": f"{obj}_{control.key}",
+                            **_common(control.name, control.category, None),
+                            "command_topic": command_topic(settings, obj, control.key),
+                            "availability": [{"topic": t, "payload_available": m.ONLINE,
+                                              "payload_not_available": m.OFFLINE} for t in availability],
+                            "availability_mode": "all", "qos": 1}
+    if control.state:
+        comp["state_topic"] = state_topic
+        comp["value_template"] = (_on_off(control.state) if control.platform == "switch"
+                                  else f"{{{{ value_json.{control.state} }}}}")
+    else:
+        comp["optimistic"] = True  # the device reports no value to show; HA keeps what was set
+    if control.platform == "number":
+        comp.update({"min": info.minimum, "max": info.maximum, "step": control.step or 1, "mode": "box"})
+        if control.unit:
+            comp["unit_of_measurement"] = control.unit
+    elif control.platform == "switch":
+        comp.update(payload_on="ON", payload_off="OFF", state_on="ON", state_off="OFF")
+    else:
+        comp["options"] = list(info.options)
+    if control.device_class:
+        comp["device_class"] = control.device_class
+    return comp
+
+
+def device_config(settings: Settings, meta: m.DeviceMeta, kind: str, present: set[str]) -> dict[str, Any]:
+    """The whole discovery document of one device: sensors for the values it reported, its controls."""
+    obj = object_id(meta.device_id)
+    state = topics.device_reading(meta.source, meta.device_id)
+    avail = topics.device_availability(meta.source, meta.device_id)
+    cmps: dict[str, dict[str, Any]] = {}
+    for entity in entities().get(kind, []):
+        if entity.key in present:
+            cmps[entity.key] = sensor_component(obj, entity, state, avail)
+    control_avail = [avail, *([settings.service_availability] if settings.service_availability else [])]
+    for control in controls_for(kind, meta.capabilities):
+        cmps[control.key] = control_component(settings, obj, control, state, control_avail)
+    return {"dev": device_block(meta), "o": origin(settings), "cmps": cmps, "qos": 1}
+
+
+def loadpoint_config(settings: Settings, state: m.LoadpointState) -> dict[str, Any]:
+    obj = loadpoint_object_id(state.loadpoint_id)
+    topic = topics.loadpoint_state(state.loadpoint_id)
+    dev: dict[str, Any] = {"identifiers": [obj], "name": f"Loadpoint {state.loadpoint_id}", "manufacturer": "wattbus",
+                           "model": "PV surplus loadpoint"}
+    if state.charger_id:
+        dev["via_device"] = object_id(state.charger_id)
+    avail = settings.loadpoint_availability
+    cmps: dict[str, dict[str, Any]] = {}
+    for entity in loadpoint_entities():
+        comp = sensor_component(obj, entity, topic, avail)
+        if not avail:
+            for key in ("availability_topic", "payload_available", "payload_not_available"):
+                comp.pop(key)
+        cmps[entity.key] = comp
+    control_avail = [t for t in (avail, settings.service_availability) if t]
+    for control in controls_for("loadpoint", []):
+        cmps[control.key] = control_component(settings, obj, control, topic, control_avail)
+    return {"dev": dev, "o": origin(settings), "cmps": cmps, "qos": 1}

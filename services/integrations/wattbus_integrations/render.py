@@ -1,0 +1,66 @@
+"""Turn one reading's model into the messages a rule sends (pure: no I/O, used by the CLI too)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import model
+from .rules import Rule
+
+
+@dataclass(frozen=True, slots=True)
+class MqttOut:
+    rule: str
+    topic: str
+    payload: str
+    retain: bool
+    qos: int
+
+
+@dataclass(frozen=True, slots=True)
+class HttpOut:
+    rule: str
+    method: str
+    url: str
+    body: str
+    headers: dict[str, str]
+    key: str  # what a newer message may replace while this one waits (rate limit)
+
+
+def models_for(rule: Rule, base: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """One model per message: the reading itself, or one per value with field/value/unit set."""
+    context = {**rule.spec.constants, **base}
+    if rule.spec.each == "reading":
+        yield context
+        return
+    present: dict[str, Any] = base.get("values_json") or {}
+    names = rule.spec.fields or list(present)
+    for name in names:
+        value = present.get(name)
+        if value is not None and not isinstance(value, str | list | dict):
+            yield {**context, "field": name, "value": value, "unit": model.unit_of(name)}
+
+
+def render(rule: Rule, base: Mapping[str, Any]) -> tuple[list[MqttOut | HttpOut], list[str]]:
+    """The messages for this reading, and the reasons messages were skipped (missing values)."""
+    out: list[MqttOut | HttpOut] = []
+    skipped: list[str] = []
+    for ctx in models_for(rule, base):
+        if rule.spec.skip_missing:
+            missing = sorted({n for t in rule.templates.values() for n in t.missing(ctx)})
+            if missing:
+                skipped.append(f"{', '.join(missing)} missing")
+                continue
+        t = rule.templates
+        if rule.spec.mqtt:
+            out.append(MqttOut(rule.name, t["topic"].render(ctx), t["payload"].render(ctx), rule.spec.mqtt.retain,
+                               rule.spec.mqtt.qos))
+        elif rule.spec.http:
+            http = rule.spec.http
+            url = t["url"].render(ctx)
+            headers = {k: t[f"headers.{k}"].render(ctx) for k in http.headers}
+            key = f"{http.method} {url} {ctx.get('field', '')}"
+            out.append(HttpOut(rule.name, http.method, url, t["body"].render(ctx), headers, key))
+    return out, skipped
