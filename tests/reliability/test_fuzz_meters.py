@@ -70,7 +70,7 @@ def crc_valid_sml(draw: st.DrawFn) -> bytes:
     pad = draw(st.integers(0, 3))
     head = sml.START + body + b"\x00" * pad + sml.ESCAPE + bytes([0x1A, pad])
     crc: int = sml.CRC_FUNCS["x25"](head)
-    return head + crc.to_bytes(2, "big")
+    return bytes(head + crc.to_bytes(2, "big"))
 
 
 @fuzz_settings(150)
