@@ -37,7 +37,7 @@ test: install
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
 
 bench: install
-	$(PY) bench/run_all.py --report bench/report.md
+	$(PY) bench/run_all.py --report bench/REPORT.md
 
 lint: install
 	$(VENV)/bin/ruff check shared services simulators tests bench reliability

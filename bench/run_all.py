@@ -1,4 +1,4 @@
-"""`make bench`: run every bench/bench_*.py (each has main() -> str) and write bench/report.md."""
+"""`make bench`: run every bench/bench_*.py (each has main() -> str) and write bench/REPORT.md."""
 
 from __future__ import annotations
 
