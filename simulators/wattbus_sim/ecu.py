@@ -267,7 +267,7 @@ async def _serve(args: argparse.Namespace) -> None:
                        profile=args.profile, answer_latency_s=args.latency_s, pv_fraction=args.pv_fraction)
     sim.faults.update(args.fault)
     port = await sim.start(args.port, args.http_port)
-    print(f"ECU simulator {args.model} {args.ecu_id} ({len(sim.fleet)} inverters) on 127.0.0.1:{port}", flush=True)
+    print(f"ECU simulator {args.model} {sim.ecu_id} ({len(sim.fleet)} inverters) on 127.0.0.1:{port}", flush=True)
     await asyncio.Event().wait()
 
 

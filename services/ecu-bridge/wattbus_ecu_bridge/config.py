@@ -19,6 +19,9 @@ class EcuConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     name: str | None = None
     # The ECU refreshes its data about every 5 minutes; asking faster only stresses it.
     poll_interval_s: Annotated[float, Meta(ge=0.05, le=3600)] = 300.0
+    # Polls are aligned to the ECU's own refresh (its answer's timestamp + poll_interval_s + this),
+    # so the data is fresh when read instead of up to one interval old.
+    refresh_margin_s: Annotated[float, Meta(ge=0, le=600)] = 20.0
     # The ECU needs time between receiving a command and having its answer ready.
     answer_delay_s: Annotated[float, Meta(ge=0, le=30)] = 5.0
     pause_between_commands_s: Annotated[float, Meta(ge=0, le=60)] = 1.0

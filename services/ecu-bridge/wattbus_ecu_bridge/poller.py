@@ -27,6 +27,7 @@ class EcuPoller:
         self.failures = 0
         self.last_stamp: datetime | None = None
         self.owned: set[str] = set()  # device ids behind this ECU
+        self.unchanged = 0  # answers in a row with the same timestamp
         self.zone: tzinfo = _zone(cfg.timezone) or datetime.now().astimezone().tzinfo or UTC
 
     # ------------------------------------------------------------------ the loop
@@ -66,8 +67,17 @@ class EcuPoller:
             return self.cfg.retry_after_failure_s
         self.failures = 0
         self.ctx.counters.inc("polls_ok")
-        self.publish(info, rt, signal)
-        return self.cfg.poll_interval_s
+        return self.next_poll(self.publish(info, rt, signal))
+
+    def next_poll(self, stamp: datetime | None) -> float:
+        """Seconds to the ECU's next refresh (plus a margin), from the timestamp of its data."""
+        interval = self.cfg.poll_interval_s
+        if stamp is None:  # unchanged data: the refresh is due any moment, look again a bit later
+            return interval if self.unchanged > 2 else max(interval / 5, min(interval, 1.0))
+        age = (datetime.now(UTC) - stamp).total_seconds()
+        if not 0 <= age <= interval:  # ECU clock or zone off: plain interval
+            return interval
+        return max(interval / 5, interval - age + self.cfg.refresh_margin_s)
 
     async def _signal(self, ecu_id: str) -> SignalData:
         # Signal strength is a nice-to-have: a bad answer here must not discard the power values.
@@ -130,16 +140,22 @@ class EcuPoller:
 
     # ------------------------------------------------------------------ publishing
 
-    def publish(self, info: EcuInfo, rt: RealtimeData, signal: SignalData) -> None:
-        if self.ecu_id is None and info.timezone and self.cfg.timezone is None:
-            self.zone = _zone(info.timezone) or self.zone
+    def publish(self, info: EcuInfo, rt: RealtimeData, signal: SignalData) -> datetime | None:
+        """Publish new data; returns its timestamp (UTC), or None when the ECU has not refreshed."""
+        if self.ecu_id is None:
+            if info.timezone and self.cfg.timezone is None:
+                self.zone = _zone(info.timezone) or self.zone
+            self.log.info("ECU answering", ecu=info.ecu_id, model=model.ecu_model(info.ecu_id)[0],
+                          firmware=info.firmware, inverters=rt.count, timezone=str(self.zone))
         self.ecu_id = info.ecu_id
         for problem in (*rt.problems, *signal.problems):
             self.ctx.counters.inc("records_rejected")
             self.log.warning("ECU answer partly unusable", ecu=info.ecu_id, problem=problem)
         if rt.timestamp is not None and rt.timestamp == self.last_stamp:
             self.ctx.counters.inc("unchanged_answers")  # the ECU has not refreshed yet: nothing new
-            return
+            self.unchanged += 1
+            return None
+        self.unchanged = 0
         self.last_stamp = rt.timestamp
         stamp = rt.timestamp.replace(tzinfo=self.zone).astimezone(UTC) if rt.timestamp else datetime.now(UTC)
         gid = model.ecu_device_id(info.ecu_id)
@@ -159,6 +175,7 @@ class EcuPoller:
                              {"ecu": model.aps_ecu_doc(info, rt), "inverters": [
                                  model.aps_inverter_doc(i, signal.strength_pct.get(i.uid)) for i in rt.inverters]})
         self.ctx.counters.inc("inverters_published", len(rt.inverters))
+        return stamp
 
     def _publish_inverter(self, gid: str, inv: InverterData, signal_pct: int | None, stamp: datetime) -> None:
         iid = model.inverter_device_id(inv.uid)
