@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,5 +71,29 @@ def load_readings(name: str) -> list[tuple[str, bytes]]:
         if line.strip() and not line.startswith("#"):
             record = json.loads(line)
             payload = record["payload"]
-            out.append((record["topic"], payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()))
+            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+            out.append((record["topic"], data))
     return out
+
+
+class Simulator:
+    """A wattbus simulator (`python -m wattbus_sim <module>`) on a free loopback port."""
+
+    def __init__(self, log: Path, module: str, *args: str) -> None:
+        self.port = free_port()
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "wattbus_sim", module, "--port", str(self.port), *args],
+                                         stdout=out, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def giv_sim(tmp_path: Path) -> Iterator[Simulator]:
+    sim = Simulator(tmp_path / "giv-sim.log", "giv", "--batteries", "2")
+    yield sim
+    sim.stop()

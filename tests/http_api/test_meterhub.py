@@ -32,7 +32,8 @@ async def doc_when(api: HttpApi, predicate: Callable[[dict[str, Any]], bool], wh
         box["doc"] = api.call("GET", "/")[1]
         return predicate(box["doc"])
     await until(check, timeout, what)
-    return box["doc"]
+    doc: dict[str, Any] = box["doc"]
+    return doc
 
 
 async def test_document_has_meterhub_keys_and_values(broker: Mosquitto, http_api: Callable[..., HttpApi]) -> None:

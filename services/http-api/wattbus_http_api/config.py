@@ -56,7 +56,8 @@ DEFAULT_MAPPING: dict[str, Source] = {
 
 class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"  # "0.0.0.0" in a container
-    ports: Annotated[list[Port], Meta(min_length=1)] = msgspec.field(default_factory=lambda: [8008])  # MeterHub's 8008; add 6345 for GivTCP clients
+    # MeterHub's port 8008; add 6345 so GivTCP clients find their endpoints unchanged
+    ports: Annotated[list[Port], Meta(min_length=1)] = msgspec.field(default_factory=lambda: [8008])
     # Writes (POST/PUT) need `Authorization: Bearer <token>` unless the client is in trusted_networks.
     token: str | None = None
     token_file: str | None = None  # a docker secret

@@ -1,0 +1,71 @@
+"""GivTCP face against the real giv-bridge and its dongle simulator: runAll and every control."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tests.http_api.conftest import HttpApi, Simulator
+from tests.support.bus_helpers import until
+from tests.support.servers import Mosquitto
+
+INVERTER = "givenergy-sa2345g678"
+TOKEN = "s3cret-token"
+
+# GivTCP's REST table with its own payloads (numbers as text), plus the rate controls.
+CONTROLS: list[tuple[str, dict[str, str] | None, str]] = [
+    ("enableChargeTarget", None, "set_charge_target_enabled"),
+    ("disableChargeTarget", None, "set_charge_target_enabled"),
+    ("pauseChargeSchedule", None, "set_schedule"),
+    ("resumeChargeSchedule", None, "set_schedule"),
+    ("pauseDischargeSchedule", None, "set_schedule"),
+    ("resumeDischargeSchedule", None, "set_schedule"),
+    ("setChargeTarget", {"chargeToPercent": "50"}, "set_charge_target"),
+    ("setBatteryReserve", {"dischargeToPercent": "5"}, "set_battery_reserve"),
+    ("setChargeSlot1", {"start": "0100", "finish": "0400", "chargeToPercent": "55"}, "set_charge_slot"),
+    ("setChargeSlot2", {"start": "0100", "finish": "0400", "chargeToPercent": "55"}, "set_charge_slot"),
+    ("setDischargeSlot1", {"start": "0100", "finish": "0400", "dischargeToPercent": "55"}, "set_discharge_slot"),
+    ("setDischargeSlot2", {"start": "0100", "finish": "0400", "dischargeToPercent": "55"}, "set_discharge_slot"),
+    ("setBatteryMode", {"mode": "1"}, "set_battery_mode"),
+    ("setDateTime", {"dateTime": "21/06/2024 10:15:00"}, "set_clock"),
+    ("setChargeRate", {"chargeRate": "2600"}, "set_battery_power_limit"),
+]
+
+
+async def test_runall_and_every_control_through_the_bridge(broker: Mosquitto, giv_sim: Simulator, start_service: Any,
+                                                            http_api: Callable[..., HttpApi]) -> None:
+    start_service("wattbus_giv_bridge", env={
+        **broker.env("giv-bridge"), "WATTBUS_GIV_BRIDGE_POLL_INTERVAL_S": "1",
+        "WATTBUS_GIV_BRIDGE_INSTANCE": f"h{giv_sim.port}",
+        "WATTBUS_GIV_BRIDGE_INVERTERS": f'[{{ host = "127.0.0.1", port = {giv_sim.port}, batteries = 2 }}]'})
+    # Port list with a second listener like GivTCP's 6345; writes need the token (no trusted network).
+    api = http_api(f'token = "{TOKEN}"\ntrusted_networks = []\ncommand_timeout_s = 30\n')
+    await until(lambda: api.call("GET", "/runAll")[0] == 200, 40, "runAll from giv-bridge")
+    status, doc, _ = api.call("GET", "/runAll")
+    assert {"Power", "Energy", "Invertor_Details", "Timeslots", "Control", "Battery_Details"} <= set(doc)
+    assert set(doc["Battery_Details"]) == {"BG2345G001", "DZ2345G002"}
+
+    for name, payload, command in CONTROLS:
+        status, answer, _ = api.call("POST", f"/{name}", payload, token=TOKEN)
+        assert status == 200, (name, answer)
+        assert answer["result"] == f"{name} was a success"
+        assert answer["wattbus"]["status"] == "ok" and answer["wattbus"]["command"] == command
+        assert answer["wattbus"]["target"] == INVERTER and answer["wattbus"]["applied"], answer
+
+    # The new values show in runAll (the bridge republishes after a confirmed write).
+    await until(lambda: str(api.call("GET", "/runAll")[1]["Control"].get("Target_SOC")) == "55", 20,
+                "charge target 55 (setChargeSlot2) in runAll")
+
+    # Bad requests: 4xx naming the field, nothing sent to the inverter.
+    for name, payload, where in (("setChargeTarget", {"chargeToPercent": "fifty"}, "$.chargeToPercent"),
+                                 ("setChargeTarget", {}, "$.chargeToPercent"),
+                                 ("setBatteryReserve", {"dischargeToPercent": "2"}, "$.dischargeToPercent"),
+                                 ("setChargeSlot1", {"start": "0160", "finish": "0400"}, "$.start"),
+                                 ("setBatteryMode", {"mode": "5"}, "$.mode"),
+                                 ("setDateTime", {"dateTime": "2024-06-21 10:15"}, "$.dateTime")):
+        status, err, _ = api.call("POST", f"/{name}", payload, token=TOKEN)
+        assert status == 400 and err["where"] == where, (name, err)
+    assert api.call("POST", "/setChargeTarget", {"chargeToPercent": "50"})[0] == 401
+    assert api.call("POST", "/setChargeTarget", {"chargeToPercent": "50"}, token="wrong")[0] == 401
+    status, err, _ = api.call("POST", "/setNothing", {}, token=TOKEN)
+    assert status == 404 and "setChargeTarget" in err["error"]
