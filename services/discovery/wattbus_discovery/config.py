@@ -40,7 +40,8 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     modbus_ports: list[Port] = field(default_factory=lambda: [502])
     sunspec_unit_ids: list[UnitId] = field(default_factory=lambda: [1, 2, 3, 100, 126, 240, 247])
     sunspec_bases: list[Annotated[int, Meta(ge=0, le=65535)]] = field(default_factory=lambda: [40000, 0, 50000])
-    aps_giv_ports: list[Port] = field(default_factory=lambda: [8899])  # where an APsystems ECU or a GivEnergy dongle may listen
+    # where an APsystems ECU or a GivEnergy dongle may listen
+    aps_giv_ports: list[Port] = field(default_factory=lambda: [8899])
     connect_timeout_s: Annotated[float, Meta(gt=0, le=10)] = 0.5
     answer_timeout_s: Annotated[float, Meta(gt=0, le=10)] = 1.0
     ecu_answer_timeout_s: Annotated[float, Meta(gt=0, le=10)] = 1.5

@@ -140,8 +140,8 @@ def parse_giv_answer(frame: GivFrame) -> GivIdentity:
     slave, function = p[18], p[19]
     if function & 0x80:
         raise WireError(f"GivEnergy inverter refused the read (slave 0x{slave:02x}, function 0x{function:02x})")
-    if function != 3:
-        raise WireError(f"GivEnergy answer function {function}, expected 3")
+    if function not in (3, 4):
+        raise WireError(f"GivEnergy answer function {function}, expected 3 or 4 (a register read)")
     base, count = int.from_bytes(p[30:32], "big"), int.from_bytes(p[32:34], "big")
     regs_raw = p[34:-2]
     if count == 0 or len(regs_raw) != 2 * count:
@@ -149,7 +149,8 @@ def parse_giv_answer(frame: GivFrame) -> GivIdentity:
     if crc16_modbus(p[18:-2]).to_bytes(2, "little") != p[-2:] and crc16_modbus(p[18:-2]).to_bytes(2, "big") != p[-2:]:
         raise WireError("GivEnergy answer CRC mismatch")
     regs = [int.from_bytes(regs_raw[i:i + 2], "big") for i in range(0, len(regs_raw), 2)]
-    serial_regs = [regs[r - base] for r in GIV_SERIAL_REGISTERS if 0 <= r - base < len(regs)]
+    holding0 = function == 3 and base == 0  # only the holding block at 0 carries type and serial registers
+    serial_regs = [regs[r] for r in GIV_SERIAL_REGISTERS if r < len(regs)] if holding0 else []
     from_regs = _ascii(b"".join(r.to_bytes(2, "big") for r in serial_regs)) if len(serial_regs) == 5 else None
-    device_type = regs[0 - base] if base == 0 else None
+    device_type = regs[0] if holding0 else None
     return GivIdentity(_ascii(p[:10]), from_regs or _ascii(p[20:30]), device_type)

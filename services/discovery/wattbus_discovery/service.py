@@ -55,8 +55,19 @@ class Discovery:
             self.publish(announcement)
             self.ctx.counters.set("devices_present", len(self.registry.present()))
 
-    def on_retained(self, msg: Message[bytes]) -> None:
-        if msg.topic == topics.DISCOVERY_COMMAND or not msg.retained or not msg.payload:
+    def on_message(self, msg: Message[bytes]) -> None:
+        """One subscription for both: `discovery/+` also matches `discovery/command`, and a second,
+        overlapping subscription would make the broker deliver every command twice."""
+        if msg.topic == topics.DISCOVERY_COMMAND:
+            try:
+                command: m.Command = codec.decode(bytes(msg.payload), m.Command)
+            except codec.PayloadError as exc:
+                self.ctx.counters.inc("rejected")
+                self.ctx.log.warning("rejected malformed command", topic=msg.topic, error=str(exc))
+                return
+            self.on_command(Message(msg.topic, command, msg.retained, msg.response_topic, msg.correlation_data))
+            return
+        if not msg.retained or not msg.payload:
             return
         try:
             announcement: m.DeviceAnnouncement = codec.decode(bytes(msg.payload), m.DeviceAnnouncement)
@@ -112,8 +123,7 @@ async def run(ctx: ServiceContext[Config]) -> None:
         ctx.log.warning("no private IPv4 network found on this host and none configured: only mDNS runs")
     ctx.log.info("discovery scope", networks=[str(n) for n in scope.networks], deny=[str(n) for n in scope.deny])
     disc = Discovery(ctx, scope)
-    ctx.bus.subscribe(topics.ALL_DISCOVERY, bytes, disc.on_retained)
-    ctx.bus.subscribe(topics.DISCOVERY_COMMAND, m.Command, disc.on_command)
+    ctx.bus.subscribe(topics.ALL_DISCOVERY, bytes, disc.on_message)
     if ctx.config.mdns:
         disc.mdns = MdnsWatcher(scope, ctx.config.mdns_interfaces, ctx.config.http_timeout_s, ctx.counters,
                                 ctx.log.child("mdns"), disc.found, disc.removed)

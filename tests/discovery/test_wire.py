@@ -1,0 +1,181 @@
+"""Decoders over recorded and real answers, and over the damaged copies real links produce."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from wattbus_discovery import port8899_wire as p8
+from wattbus_discovery import sunspec_wire as sw
+
+DATA = Path(__file__).parent / "data"
+
+
+def hex_file(name: str) -> bytes:
+    return bytes.fromhex("".join(line for line in (DATA / name).read_text().splitlines()
+                                 if line and not line.startswith("#")))
+
+
+def recorded_sunspec() -> dict[str, tuple[int, bytes]]:
+    rows = {}
+    for line in (DATA / "sunspec_answers.hex").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, unit, _address, _count, raw = line.split()
+            rows[name] = (int(unit), bytes.fromhex(raw))
+    return rows
+
+
+SUNSPEC = recorded_sunspec()
+
+
+def parse(raw: bytes) -> sw.Answer:
+    header, body = raw[:7], raw[7:]
+    assert sw.mbap_length(header) == len(body)
+    return sw.parse_answer(header, body)
+
+
+def test_read_request_is_function_3_only() -> None:
+    frame = sw.read_request(7, 126, 40000, 2)
+    assert frame == bytes.fromhex("0007000000067e039c400002")
+    with pytest.raises(sw.WireError, match=r"1\.\.125"):
+        sw.read_request(1, 1, 40000, 126)
+
+
+@pytest.mark.parametrize(("device", "manufacturer", "serial"), [
+    ("fronius", "Fronius", "34119102"), ("sma", "SMA", "3004512345"), ("float", "Wattbus Sim", "FL-000771"),
+    ("fronius_meter", "Fronius", "18420047"),
+])
+def test_recorded_sunspec_identity(device: str, manufacturer: str, serial: str) -> None:
+    unit, raw = SUNSPEC[f"{device}_marker"]
+    marker = parse(raw)
+    assert marker.unit == unit and sw.is_marker(marker.registers)
+    header = parse(SUNSPEC[f"{device}_common_header"][1])
+    assert header.registers[0] == sw.COMMON_MODEL and header.registers[1] in sw.COMMON_LENGTHS
+    common = sw.decode_common(parse(SUNSPEC[f"{device}_common_body"][1]).registers)
+    assert (common.manufacturer, common.serial) == (manufacturer, serial)
+    assert common.model
+
+
+@pytest.mark.parametrize("name", ["unknown_unit_exception", "fronius_base0_exception"])
+def test_recorded_exceptions(name: str) -> None:
+    answer = parse(SUNSPEC[name][1])
+    assert answer.exception in (2, 4) and answer.registers == ()
+
+
+@pytest.mark.parametrize(("damage", "match"), [
+    (lambda raw: raw[:2] + b"\x00\x01" + raw[4:], "protocol id"),
+    (lambda raw: raw[:8] + b"\x09" + raw[9:], "byte count"),
+    (lambda raw: raw[:7] + b"\x04" + raw[8:], "function 0x04"),
+])
+def test_damaged_modbus_answers_are_rejected(damage: object, match: str) -> None:
+    raw = damage(SUNSPEC["fronius_marker"][1])  # type: ignore[operator]
+    with pytest.raises(sw.WireError, match=match):
+        sw.parse_answer(raw[:7], raw[7:])
+
+
+def test_mbap_length_refuses_garbage() -> None:
+    with pytest.raises(sw.WireError, match="outside"):
+        sw.mbap_length(b"HTTP/1.")
+
+
+def test_common_model_strings_and_short_body() -> None:
+    assert sw.text([0x4142, 0x4300, 0x4445]) == "ABC"
+    assert sw.text([0, 0]) is None
+    with pytest.raises(sw.WireError, match="at least 64"):
+        sw.decode_common([0] * 10)
+    assert sw.kind_of([103, 120, 123]) == "inverter" and sw.kind_of([203]) == "meter"
+    assert sw.kind_of([802]) == "battery" and sw.kind_of([64001]) is None
+
+
+# ---------------------------------------------------------------------- APsystems ECU
+
+@pytest.mark.parametrize(("name", "ecu_id", "layout", "firmware", "model", "inverters"), [
+    ("info_ecur_layout01.hex", "216000123456", "01", "ECU_R_1.2.22", "ECU-R", 12),
+    ("info_ecuc_layout02_night.hex", "215000003925", "02", "C1.2.5", None, 11),
+])
+def test_ecu_info_answers(name: str, ecu_id: str, layout: str, firmware: str, model: str | None,
+                          inverters: int) -> None:
+    info = p8.parse_ecu_info(hex_file(name))
+    assert (info.ecu_id, info.layout, info.firmware, info.model, info.inverters) == (
+        ecu_id, layout, firmware, model, inverters)
+
+
+def test_real_short_ecu_answer_is_not_an_identity() -> None:
+    with pytest.raises(sw.WireError, match="does not end with END"):
+        p8.parse_ecu_info(hex_file("error_answer_issue270.hex"))
+
+
+@pytest.mark.parametrize(("damage", "match"), [
+    (lambda raw: raw[:5] + b"0010" + raw[9:], "length field"),
+    (lambda raw: raw[:9] + b"0002" + raw[13:], "echoes command"),
+    (lambda raw: raw[:13] + b"ABCDEFGHIJKL" + raw[25:], "12 digits"),
+    (lambda raw: b"XYZ" + raw[3:], "not APS"),
+    (lambda raw: raw[:40], "END"),
+])
+def test_damaged_ecu_answers_are_rejected(damage: object, match: str) -> None:
+    with pytest.raises(sw.WireError, match=match):
+        p8.parse_ecu_info(damage(hex_file("info_ecur_layout01.hex")))  # type: ignore[operator]
+
+
+# ---------------------------------------------------------------------- GivEnergy dongle
+
+def capture(name: str, direction: str = "rx") -> bytes:
+    stream = b""
+    for line in (DATA / name).read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == direction:
+            stream += bytes.fromhex(parts[2])
+    return stream
+
+
+def test_request_matches_what_real_clients_send() -> None:
+    """Byte for byte the detection read a real client sent (tests/giv_bridge capture), bar the
+    placeholder serial the client puts where the dongle answers with its own."""
+    real = bytes.fromhex("59590001001c010241423132333447303030000000000000000811030000003c474b")
+    assert p8.giv_read_request() == real
+
+
+@pytest.mark.parametrize(("name", "inverter_serial", "adapter_serial"), [
+    ("hybrid_gen2_arm920_60s.log", "EA2302G000", "WG2302G000"),
+    ("ems_arm1036_60s.log", "EMS2522000", "FO2522G000"),
+    ("hybrid_gen1_2bat_excerpt.log", "SA2114G000", "WF2125G000"),
+])
+def test_real_captures_yield_the_identity(name: str, inverter_serial: str, adapter_serial: str) -> None:
+    """Every rx read of a real capture, joined as the socket delivered it, splits into frames;
+    the holding-register answer at 0x11/0x31 base 0 gives the inverter serial."""
+    frames, rest, skipped = p8.split_giv_frames(capture(name))
+    assert frames and skipped == 0 and len(rest) < 200
+    identities = set()
+    for frame in frames:
+        if frame.function == 1:
+            assert p8.parse_giv_heartbeat(frame) == adapter_serial
+            continue
+        try:
+            ident = p8.parse_giv_answer(frame)
+        except sw.WireError as exc:
+            assert "refused" in str(exc) or "CRC" in str(exc) or "announces" in str(exc)
+            continue
+        identities.add((ident.inverter_serial, ident.adapter_serial))
+    assert (inverter_serial, adapter_serial) in identities
+
+
+def test_giv_resync_on_garbage_and_split_frames() -> None:
+    frames_in = capture("hybrid_gen2_arm920_60s.log")
+    first_len = int.from_bytes(frames_in[4:6], "big") + 6
+    stream = b"\x00garbage" + frames_in[:first_len]
+    frames, rest, skipped = p8.split_giv_frames(stream[:20])
+    assert frames == [] and skipped == 8
+    frames, rest, skipped = p8.split_giv_frames(rest + stream[20:])
+    assert len(frames) == 1 and rest == b"" and skipped == 0
+    impossible = b"\x59\x59\x00\x01\xff\xff\x01\x02" + frames_in[:first_len]
+    frames, _rest, skipped = p8.split_giv_frames(impossible)
+    assert len(frames) == 1 and skipped == 8
+
+
+def test_giv_answer_too_short_or_refused() -> None:
+    with pytest.raises(sw.WireError, match="too short"):
+        p8.parse_giv_answer(p8.GivFrame(2, b"\x00" * 20))
+    refused = (b"WF2345G678" + b"\x00" * 7 + b"\x8a" + bytes((0x11, 0x83)) + b"SA2345G678"
+               + b"\x00\x00\x00\x3c" + b"\x00\x00")
+    with pytest.raises(sw.WireError, match="refused"):
+        p8.parse_giv_answer(p8.GivFrame(2, refused))
