@@ -103,7 +103,9 @@ def arg_info(capability: str, arg: str) -> ArgInfo:
         kind = kind.type if isinstance(kind, msgspec.inspect.Metadata) else next(
             t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
     if isinstance(kind, msgspec.inspect.LiteralType):
-        return ArgInfo(None, None, tuple(str(v) for v in kind.values), "literal")
+        # The contract's order (off, now, minpv, pv), which msgspec's inspection sorts away.
+        hints = typing.get_type_hints(command, include_extras=True)
+        return ArgInfo(None, None, tuple(str(v) for v in _literal_values(hints[arg])), "literal")
     if isinstance(kind, msgspec.inspect.BoolType):
         return ArgInfo(None, None, (), "bool")
     if isinstance(kind, msgspec.inspect.FloatType | msgspec.inspect.IntType):
@@ -111,6 +113,12 @@ def arg_info(capability: str, arg: str) -> ArgInfo:
         high = kind.le if kind.le is not None else kind.lt
         return ArgInfo(low, high, (), "number")
     raise CatalogError(f"command {capability!r} field {arg!r}: no Home Assistant entity for {kind!r}")
+
+
+def _literal_values(hint: Any) -> list[Any]:
+    if typing.get_origin(hint) is Literal:
+        return list(typing.get_args(hint))
+    return [v for arg in typing.get_args(hint) for v in _literal_values(arg)]
 
 
 @cache

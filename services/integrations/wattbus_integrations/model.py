@@ -9,6 +9,7 @@ device's identity from its meta (`manufacturer`, `serial`, ...) and a few derive
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -55,8 +56,8 @@ def value_names(kind: str) -> list[str]:
 
 
 def _is_list_field(reading_type: type[m.ReadingBase], name: str) -> bool:
-    default = next((f.default for f in msgspec.structs.fields(reading_type) if f.name == name), None)
-    return isinstance(default, list)
+    info = next((f for f in msgspec.structs.fields(reading_type) if f.name == name), None)
+    return info is not None and typing.get_origin(info.type) is list
 
 
 def known_names(kinds: Iterable[str]) -> set[str]:

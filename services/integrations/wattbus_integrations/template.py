@@ -2,7 +2,8 @@
 
 Deliberately small (seed 004: "moustache-like templating over a simple information model"):
 no logic, no loops. Filters: `json` (a JSON value: strings quoted, missing = null), `kilo`
-(÷ 1000, Wh → kWh), `round:N`, `int`, `lower`, `upper`, `url` (percent-encoded). Templates are
+(÷ 1000, Wh → kWh), `round:N`, `int`, `lower`, `upper`, `ident`
+(letters, digits, _), `url` (percent-encoded). Templates are
 compiled once at start-up; a syntax error or unknown filter raises TemplateError naming the line,
 column and placeholder.
 """
@@ -72,6 +73,8 @@ FILTERS: dict[str, Callable[[Any, str | None], Any]] = {
     "kilo": _kilo, "round": _round, "int": _int,
     "lower": lambda v, _a: v.lower() if isinstance(v, str) else v,
     "upper": lambda v, _a: v.upper() if isinstance(v, str) else v,
+    # openHAB item names and similar ids allow letters, digits and _ only.
+    "ident": lambda v, _a: re.sub(r"[^A-Za-z0-9_]", "_", text_of(v)),
 }
 _FINAL = {"json": lambda v: _ENCODER.encode(v).decode(), "url": lambda v: urllib.parse.quote(text_of(v), safe="")}
 
