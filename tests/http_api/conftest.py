@@ -97,3 +97,26 @@ def giv_sim(tmp_path: Path) -> Iterator[Simulator]:
     sim = Simulator(tmp_path / "giv-sim.log", "giv", "--batteries", "2")
     yield sim
     sim.stop()
+
+
+CONTROLLER = """
+[surplus-controller]
+grid_meter = "house-sim/house-meter"
+battery = "house-sim/house-battery"
+state_file = "{state}"
+status_interval_s = 5
+[[surplus-controller.loadpoints]]
+id = "garage"
+charger = "house-sim/house-wallbox"
+mode = "pv"
+"""
+
+
+@pytest.fixture
+def house(broker: Mosquitto, tmp_path: Path, start_service: Any) -> Any:
+    """The simulated house on the bus in real time plus the real surplus controller for loadpoint `garage`."""
+    config = tmp_path / "controller.toml"
+    config.write_text(CONTROLLER.format(state=tmp_path / "controller-state.json"))
+    start_service("wattbus_sim", "house_bus", "--speed", "1", "--interval", "1", "--start", "12:00", "--end",
+                  "18:00", "--profile", "clear", env=broker.env("house-sim"))
+    return start_service("wattbus_surplus_controller", "--config", str(config), env=broker.env("surplus-controller"))

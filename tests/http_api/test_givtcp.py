@@ -56,6 +56,19 @@ async def test_runall_and_every_control_through_the_bridge(broker: Mosquitto, gi
     await until(lambda: str(api.call("GET", "/runAll")[1]["Control"].get("Target_SOC")) == "55", 20,
                 "charge target 55 (setChargeSlot2) in runAll")
 
+    # The same inverter through the own REST API and MeterHub's /command (contract commands).
+    status, result, _ = api.call("POST", f"/api/v1/devices/giv-bridge/{INVERTER}/command",
+                                 {"command": "set_charge_target", "soc_pct": 60}, token=TOKEN)
+    assert status == 200 and result["status"] == "ok" and result["applied"], result
+    status, answer, _ = api.call("GET", f"/command/{INVERTER}?command=set_battery_reserve&soc_pct=20", token=TOKEN)
+    assert status == 200 and answer["results"][0]["command"] == "set_battery_reserve", answer
+    status, answer, _ = api.call("GET", f"/command/giv-bridge/{INVERTER}-battery?command=set_battery_mode&mode=eco",
+                                 token=TOKEN)
+    assert status == 200 and answer["results"][0]["status"] == "ok", answer  # by source/device_id
+    status, result, _ = api.call("POST", f"/api/v1/devices/giv-bridge/{INVERTER}/command",
+                                 {"command": "set_charge_current", "current_a": 8}, token=TOKEN)
+    assert status == 400 and result["status"] == "invalid" and result["message"], result  # the bridge's own answer
+
     # Bad requests: 4xx naming the field, nothing sent to the inverter.
     for name, payload, where in (("setChargeTarget", {"chargeToPercent": "fifty"}, "$.chargeToPercent"),
                                  ("setChargeTarget", {}, "$.chargeToPercent"),

@@ -184,4 +184,4 @@ async def command(request: web.Request) -> web.Response:
 
 def routes() -> list[web.RouteDef]:
     return [web.get("/", get_document), web.post("/", post_values),
-            web.get("/command/{target}", command), web.post("/command/{target}", command)]
+            web.get("/command/{target:.+}", command), web.post("/command/{target:.+}", command)]
