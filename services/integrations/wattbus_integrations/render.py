@@ -17,6 +17,7 @@ class MqttOut:
     payload: str
     retain: bool
     qos: int
+    key: str  # the rate limit applies per key: topic, device and value
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +56,14 @@ def render(rule: Rule, base: Mapping[str, Any]) -> tuple[list[MqttOut | HttpOut]
                 continue
         t = rule.templates
         if rule.spec.mqtt:
-            out.append(MqttOut(rule.name, t["topic"].render(ctx), t["payload"].render(ctx), rule.spec.mqtt.retain,
-                               rule.spec.mqtt.qos))
+            topic = t["topic"].render(ctx)
+            out.append(MqttOut(rule.name, topic, t["payload"].render(ctx), rule.spec.mqtt.retain,
+                               rule.spec.mqtt.qos, f"{topic} {ctx['device_id']} {ctx.get('field', '')}"))
         elif rule.spec.http:
             http = rule.spec.http
             url = t["url"].render(ctx)
             headers = {k: t[f"headers.{k}"].render(ctx) for k in http.headers}
-            key = f"{http.method} {url} {ctx.get('field', '')}"
+            # Several devices may share one URL (one ThingsBoard device): never merge their data.
+            key = f"{http.method} {url} {ctx['device_id']} {ctx.get('field', '')}"
             out.append(HttpOut(rule.name, http.method, url, t["body"].render(ctx), headers, key))
     return out, skipped

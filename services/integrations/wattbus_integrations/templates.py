@@ -57,7 +57,7 @@ class Templates:
                     self._push(message)
 
     def _publish(self, rule: Rule, message: MqttOut) -> None:
-        key = (rule.name, message.topic)
+        key = (rule.name, message.key)
         now = time.monotonic()
         if rule.spec.min_interval_s and now - self._mqtt_last.get(key, -1e12) < rule.spec.min_interval_s:
             self.counters.inc("template_rate_limited")
