@@ -22,7 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     p_embedded.add_argument("--prepare-only", action="store_true", help="write the run directory and exit")
     p_health = sub.add_parser("healthcheck", help="exit 0 if the service's heartbeat file is fresh")
     p_health.add_argument("--max-age", type=float, default=120.0, help="seconds (default 120)")
+    p_many = sub.add_parser("run-many", help="run several services in one process (small devices)")
+    p_many.add_argument("services", nargs="+", help="service names, e.g. sml-reader sunspec-bridge")
+    p_many.add_argument("--config", help="config file (default: $WATTBUS_CONFIG or /etc/wattbus/wattbus.toml)")
+    p_many.add_argument("--secrets-dir", help="directory with one broker password file per service name")
+    p_many.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
     args = parser.parse_args(argv)
+    if args.command == "run-many":
+        from . import multi  # imports the bus client: only for this command (healthcheck stays light)
+
+        return multi.main(args)
     if args.command == "healthcheck":
         return healthcheck(args.max_age)
     if args.command == "schema":

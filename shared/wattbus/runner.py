@@ -160,7 +160,14 @@ class Service(Generic[C]):
             return 2
         return asyncio.run(self._serve(config, bus_config, loaded))
 
-    async def _serve(self, config: C, bus_cfg: BusConfig, loaded: LoadedConfig) -> int:
+    async def serve(self, loaded: LoadedConfig, bus_cfg: BusConfig, stopping: asyncio.Event) -> int:
+        """Run inside an existing loop next to other services (`wattbus run-many`): the caller owns
+        the signal handlers and sets `stopping`; this service keeps its own bus client and status."""
+        config = loaded.section(self.name, self.config_type)
+        return await self._serve(config, bus_cfg, loaded, stopping)
+
+    async def _serve(self, config: C, bus_cfg: BusConfig, loaded: LoadedConfig,
+                     stopping: asyncio.Event | None = None) -> int:
         log = get_logger(self.name)
         counters = Counters()
         instance = resolve_instance(config.instance)
@@ -169,10 +176,11 @@ class Service(Generic[C]):
             bus_cfg.session_expiry_s = self.session_expiry_s
         bus = Bus(bus_cfg, self.name, instance, will=(availability, m.OFFLINE.encode()),
                   counters=counters, log=log.child("bus"))
-        ctx = ServiceContext(self.name, config, loaded, bus, counters, log, asyncio.Event())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, ctx.stopping.set)
+        ctx = ServiceContext(self.name, config, loaded, bus, counters, log, stopping or asyncio.Event())
+        if stopping is None:  # a process of its own: the signals are ours
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, ctx.stopping.set)
 
         await bus.start()
         bus.publish(availability, m.ONLINE, retain=True)

@@ -1,0 +1,150 @@
+"""`wattbus run-many`: several services in one process, for small devices.
+
+Every service on a Raspberry Pi is a Python interpreter of its own (~20-40 MB RSS each, most of
+it the interpreter and shared libraries: msgspec, paho, asyncio). `wattbus run-many sml-reader
+sunspec-bridge surplus-controller` runs their `Service` objects in one asyncio loop instead.
+
+The bus-only coupling stays: each service keeps its own Bus client (own client id, own broker
+user and password, own last will), its own status heartbeat, counters and config section, and
+services still talk to each other only through the broker. What they share is the interpreter,
+the event loop, the default thread pool and the signal handler. A service whose `run` fails is
+restarted in place after a doubling delay (what supervisord's autorestart does for a process),
+without touching the others.
+
+Per-service broker passwords come from `--secrets-dir DIR` (DIR/<service>, the layout of the
+embedded stack's run/secrets/), or from `[bus] password_file` containing `{service}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .config import BusConfig, ConfigError, LoadedConfig, load
+from .log import get_logger, setup_logging
+from .runner import Service
+
+RESTART_MIN_S = 1.0
+RESTART_MAX_S = 60.0
+
+
+def module_name(service: str) -> str:
+    """`sml-reader` -> `wattbus_sml_reader` (the package layout every service follows)."""
+    return "wattbus_" + service.replace("-", "_")
+
+
+def load_service(name: str) -> Service[Any]:
+    """The `SERVICE` object of a service package's `__main__` (imported, not executed as a script)."""
+    if not name or not all(c.isalnum() or c == "-" for c in name):
+        raise ConfigError(f"{name!r} is not a service name (like sml-reader)")
+    module = f"{module_name(name)}.__main__"
+    try:
+        imported = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module.startswith(exc.name):
+            raise ConfigError(f"no service {name!r} installed (module {module} not found)") from exc
+        raise
+    service = getattr(imported, "SERVICE", None)
+    if not isinstance(service, Service):
+        raise ConfigError(f"{module} has no SERVICE = Service(...) to run in-process")
+    return service
+
+
+def bus_config_for(base: BusConfig, service: str, secrets_dir: Path | None) -> BusConfig:
+    """The shared [bus] settings with this service's own broker user and password."""
+    changes: dict[str, object] = {"username": service, "password": None}
+    if secrets_dir is not None:
+        changes["password_file"] = str(secrets_dir / service)
+    elif base.password_file and "{service}" in base.password_file:
+        changes["password_file"] = base.password_file.replace("{service}", service)
+    elif base.password is not None or base.password_file:
+        # One password for every user would log all services in as one identity or fail the ACL.
+        raise ConfigError("give each service its own broker password: --secrets-dir DIR "
+                          "(DIR/<service>) or [bus] password_file with {service} in it")
+    else:
+        changes["username"] = None  # anonymous broker (a demo): nothing to log in with
+    return msgspec.structs.replace(base, **changes)
+
+
+@dataclass
+class Slot:
+    """One service in the shared loop, with its own stop event."""
+
+    service: Service[Any]
+    bus: BusConfig
+    stopping: asyncio.Event
+    restarts: int = 0
+    exit_code: int = 0
+
+
+async def supervise(slot: Slot, loaded: LoadedConfig, all_stopping: asyncio.Event) -> None:
+    """Run one service until the process stops; restart it in place when it fails."""
+    log = get_logger("run-many")
+    delay = RESTART_MIN_S
+    while not all_stopping.is_set():
+        try:
+            slot.exit_code = await slot.service.serve(loaded, slot.bus, slot.stopping)
+        except ConfigError as exc:
+            # The section was validated at start-up; a change on disk does not reach us, but a
+            # service may still refuse its config at run time: that one stays down, the rest run.
+            log.error("service refused its config, not restarting", service=slot.service.name, error=str(exc))
+            slot.exit_code = 2
+            return
+        if all_stopping.is_set():
+            return
+        slot.restarts += 1
+        log.warning("service ended, restarting", service=slot.service.name, exit_code=slot.exit_code,
+                    restart_in_s=delay, restarts=slot.restarts)
+        slot.stopping.clear()
+        try:
+            await asyncio.wait_for(all_stopping.wait(), delay)
+            return
+        except TimeoutError:
+            delay = min(delay * 2, RESTART_MAX_S)
+
+
+async def run_many(services: list[Service[Any]], loaded: LoadedConfig, secrets_dir: Path | None) -> int:
+    base = loaded.bus()
+    slots = [Slot(s, bus_config_for(base, s.name, secrets_dir), asyncio.Event()) for s in services]
+    for slot in slots:  # refuse a bad section before anything connects
+        loaded.section(slot.service.name, slot.service.config_type)
+        slot.bus.resolved_password()
+    all_stopping = asyncio.Event()
+
+    def stop() -> None:
+        all_stopping.set()
+        for slot in slots:
+            slot.stopping.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    get_logger("run-many").info("running services in one process", services=[s.name for s in services])
+    await asyncio.gather(*(supervise(slot, loaded, all_stopping) for slot in slots))
+    return max((slot.exit_code for slot in slots), default=0)
+
+
+def main(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    names: list[str] = list(args.services)
+    try:
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"{duplicates[0]} is named twice (one client id per service and instance)")
+        services = [load_service(name) for name in names]
+        loaded = load(args.config)
+        secrets_dir = Path(args.secrets_dir) if args.secrets_dir else None
+        if secrets_dir is not None and not secrets_dir.is_dir():
+            raise ConfigError(f"--secrets-dir {secrets_dir} is not a directory")
+        return asyncio.run(run_many(services, loaded, secrets_dir))
+    except ConfigError as exc:
+        print(f"wattbus run-many: {exc}", file=sys.stderr)
+        return 2
