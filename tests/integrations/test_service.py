@@ -1,0 +1,170 @@
+"""The service end to end: real broker with the real ACL, a bridge's bus user, a local HTTP target."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from aiohttp import web
+from wattbus import codec, topics
+from wattbus import messages as m
+from wattbus.bus import Message
+
+from tests.integrations.helpers import check_config, metas, readings
+from tests.support.bus_helpers import started_bus, until
+from tests.support.servers import Mosquitto, free_port
+
+CHARGER = metas()["goe-203040"]
+READING = next(raw for _n, r, raw in readings() if r.device_id == CHARGER.device_id)
+CONFIG = "homeassistant/device/wattbus-goe-203040/config"
+SET_CURRENT = "homeassistant/wattbus/wattbus-goe-203040/charge_current/set"
+
+
+@pytest.fixture
+async def http_target() -> AsyncIterator[tuple[str, list[str]]]:
+    port, bodies = free_port(), []
+
+    async def handle(request: web.Request) -> web.Response:
+        bodies.append(await request.text())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/push/{device}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}", bodies
+    await runner.cleanup()
+
+
+def write_config(tmp_path: Path, http_url: str) -> Path:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f'''
+[[rule]]
+name = "values"
+each = "field"
+[rule.mqtt]
+topic = "integrations/test/{{{{device_id}}}}/{{{{field}}}}"
+payload = "{{{{value}}}}"
+
+[[rule]]
+name = "push"
+kinds = ["charger"]
+[rule.http]
+url = "{http_url}/push/{{{{device_id}}}}"
+body = '{{"w":{{{{power_w}}}},"at":{{{{timestamp_utc|json}}}}}}'
+retry_initial_s = 0.1
+''')
+    config = tmp_path / "wattbus.toml"
+    config.write_text(f'[integrations]\nstatus_interval_s = 1\nrepublish_delay_max_s = 0\nstale_grace_s = 2\n'
+                      f'template_files = ["{rules}"]\n')
+    return config
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.messages: list[Message[bytes]] = []
+
+    def __call__(self, msg: Message[bytes]) -> None:
+        self.messages.append(msg)
+
+    def on(self, topic: str) -> list[bytes]:
+        return [msg.payload for msg in self.messages if msg.topic == topic]
+
+
+def status_counter(seen: Seen, name: str) -> int:
+    payloads = seen.on(topics.service_status("integrations", "main"))
+    return codec.decode(payloads[-1], m.ServiceStatus).counters.get(name, 0) if payloads else 0
+
+
+async def test_discovery_controls_templates_and_removal(broker: Mosquitto, tmp_path: Path,
+                                                        http_target: tuple[str, list[str]],
+                                                        start_service: Callable[..., Any]) -> None:
+    url, bodies = http_target
+    observer = await started_bus(broker, "test-admin", "ha")  # stands in for Home Assistant
+    bridge = await started_bus(broker, "goe-shelly-bridge", "t")
+    seen = Seen()
+    commands: list[m.CommandBase] = []
+    try:
+        # A config of ours from an earlier run, for a device that no longer exists.
+        stale = {"dev": {"identifiers": ["wattbus-gone-1"]}, "o": {"name": "wattbus"},
+                 "cmps": {"power_w": {"p": "sensor", "unique_id": "wattbus-gone-1_power_w", "state_topic": "x"}}}
+        observer.publish("homeassistant/device/wattbus-gone-1/config", codec.encode(stale), retain=True)
+        for sub in ("homeassistant/#", "integrations/#", topics.ALL_SERVICE_STATUS):
+            observer.subscribe(sub, bytes, seen)
+
+        def answer(msg: Message[m.Command]) -> None:
+            commands.append(msg.payload)
+            bridge.respond(msg, m.CommandResult(status="ok", command="set_charge_current", target=CHARGER.device_id),
+                           topics.device_result(CHARGER.source, CHARGER.device_id))
+
+        bridge.subscribe(topics.commands_for(CHARGER.source), m.Command, answer)
+        bridge.publish(topics.device_meta(CHARGER.source, CHARGER.device_id), CHARGER, retain=True)
+        bridge.publish(topics.device_availability(CHARGER.source, CHARGER.device_id), m.ONLINE, retain=True)
+
+        proc = start_service("wattbus_integrations", "--config", str(write_config(tmp_path, url)),
+                             env=broker.env("integrations"))
+        await until(lambda: status_counter(seen, "messages_in") > 0, 30, "the service's status")
+        bridge.publish(topics.device_reading(CHARGER.source, CHARGER.device_id), READING)
+
+        await until(lambda: any(p for p in seen.on(CONFIG)), 20, "the charger's discovery config")
+        doc = msgspec.json.decode(next(p for p in seen.on(CONFIG) if p))
+        assert check_config(CONFIG, doc) == []
+        assert {"power_w", "energy_total_wh", "charge_current", "charging", "phases"} <= set(doc["cmps"])
+
+        # Templates: one retained topic per value over MQTT, and the HTTP push.
+        await until(lambda: seen.on(f"integrations/test/{CHARGER.device_id}/power_w") == [b"7360"], 20, "MQTT rule")
+        await until(lambda: len(bodies) == 1, 20, "HTTP push")
+        assert msgspec.json.decode(bodies[0]) == {"w": 7360, "at": "2025-06-01T12:00:05.000Z"}
+
+        # Home Assistant sets the charge current: a validated bus command reaches the bridge.
+        observer.publish(SET_CURRENT, "16")
+        await until(lambda: len(commands) == 1, 20, "the set_charge_current command")
+        assert commands[0] == m.SetChargeCurrent(current_a=16.0)
+        observer.publish(SET_CURRENT, "99")  # outside 6-32 A: refused, never sent
+        observer.publish(SET_CURRENT, "sixteen")
+        await until(lambda: status_counter(seen, "hass_commands_rejected") == 2, 20, "rejected commands counted")
+        await until(lambda: status_counter(seen, "hass_commands_ok") == 1, 20, "the bridge's answer")
+        assert len(commands) == 1
+
+        # The stale config is deleted after the grace period.
+        await until(lambda: b"" in seen.on("homeassistant/device/wattbus-gone-1/config"), 20, "stale removal")
+
+        # Home Assistant restarts: its birth message brings every config again.
+        before = len([p for p in seen.on(CONFIG) if p])
+        observer.publish("homeassistant/status", "online")
+        await until(lambda: len([p for p in seen.on(CONFIG) if p]) > before, 20, "configs after HA's birth")
+
+        # Garbage on the bus is counted, the service keeps going.
+        bridge.publish(topics.device_reading(CHARGER.source, CHARGER.device_id), b'{"kind":"charger"}')
+        await until(lambda: status_counter(seen, "readings_rejected") == 1, 20, "the bad reading counted")
+
+        # The bridge deletes the device: Home Assistant is told to delete it too.
+        bridge.publish(topics.device_meta(CHARGER.source, CHARGER.device_id), b"", retain=True)
+        await until(lambda: seen.on(CONFIG)[-1:] == [b""], 20, "the device's removal")
+        assert proc.proc.poll() is None, proc.output()
+        assert proc.stop() == 0
+    finally:
+        bridge.publish(topics.device_availability(CHARGER.source, CHARGER.device_id), b"", retain=True)
+        observer.publish("homeassistant/device/wattbus-gone-1/config", b"", retain=True)
+        await asyncio.sleep(0.2)
+        await bridge.stop()
+        await observer.stop()
+
+
+def test_bad_template_stops_start_up_with_file_line_and_placeholder(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "grid"\nkinds = ["meter"]\n[rule.mqtt]\n'
+                     'topic = "integrations/grid"\npayload = "{{ power_watts }}"\n')
+    config = tmp_path / "wattbus.toml"
+    config.write_text(f'[integrations]\ntemplate_files = ["{rules}"]\n')
+    done = subprocess.run([sys.executable, "-m", "wattbus_integrations", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"{rules}:6:" in done.stderr and "rule 'grid'" in done.stderr and "{{ power_watts }}" in done.stderr
