@@ -20,6 +20,17 @@ MODULE = "wattbus_http_api"
 DATA = Path(__file__).parent / "data"
 
 
+# The house's roles: the session broker also holds other tests' retained devices (giv-bridge, ...),
+# so automatic role detection would see several meters and inverters.
+HOUSE_ROLES = """
+[http-api.site]
+grid = "house-sim/house-meter"
+pv = ["house-sim/house-pv"]
+battery = ["house-sim/house-battery"]
+chargers = ["house-sim/house-wallbox"]
+"""
+
+
 @dataclass
 class HttpApi:
     port: int
@@ -51,10 +62,11 @@ class HttpApi:
 
 @pytest.fixture
 def http_api(broker: Mosquitto, tmp_path: Path, start_service: Any) -> Callable[..., HttpApi]:
-    def start(config: str = "", user: str = "http-api") -> HttpApi:
+    def start(config: str = "", user: str = "http-api", roles: str = HOUSE_ROLES) -> HttpApi:
         port = free_port()
         path = tmp_path / f"http-api-{port}.toml"
-        path.write_text(f'[http-api]\nports = [{port}]\ninstance = "t{port}"\nstatus_interval_s = 5\n{config}\n')
+        path.write_text(f'[http-api]\nports = [{port}]\ninstance = "t{port}"\nstatus_interval_s = 5\n{config}\n'
+                        f'{roles}\n')
         proc = start_service(MODULE, "--config", str(path), env=broker.env(user))
         try:
             wait_port(port, 30)
