@@ -96,8 +96,9 @@ class Lan:
              "--static", *args], stdout=log, stderr=subprocess.STDOUT))
         await wait_listening(self.ip(host), self.modbus_port)
 
-    async def ecu(self, host: int, model: str = "ECU-R", ecu_id: str | None = None) -> EcuSimulator:
-        sim = EcuSimulator(ecu_id, model, pv_fraction=0.5)
+    async def ecu(self, host: int, model: str = "ECU-R", ecu_id: str | None = None,
+                  latency_s: float = 0.0) -> EcuSimulator:
+        sim = EcuSimulator(ecu_id, model, pv_fraction=0.5, answer_latency_s=latency_s)
         await sim.start(self.aps_port, host=self.ip(host))
         self.ecus.append(sim)
         return sim

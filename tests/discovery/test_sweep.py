@@ -89,3 +89,13 @@ async def test_bounded_concurrency_and_rate_still_finds_everything(lan: Lan) -> 
     config = config_for(lan, concurrency=2, rate_per_s=50.0)
     result = await sweep(config, Scope.from_config(config), Counters(), get_logger("test"))
     assert {(f.protocol, f.serial) for f in result.found} == {("sunspec", "3004512345"), ("aps-ecu", "216200123456")}
+
+
+async def test_a_slow_ecu_is_still_an_ecu(lan: Lan) -> None:
+    """An ECU that answers after the ECU wait (the dongle read already sent) is recognised by its
+    late answer, not taken for a silent port."""
+    ecu = await lan.ecu(5, latency_s=1.0)
+    config = config_for(lan, ecu_answer_timeout_s=0.2, answer_timeout_s=5.0)
+    result = await sweep(config, Scope.from_config(config), Counters(), get_logger("test"))
+    assert [(f.protocol, f.serial) for f in result.found] == [("aps-ecu", "216200123456")]
+    assert ecu.stats.queries == {"0001": 1}

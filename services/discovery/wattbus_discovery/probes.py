@@ -123,14 +123,7 @@ async def probe_8899(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     await writer.drain()
     data = await _read_some(reader, timeouts.ecu_answer_s, until=b"END\n", stop_prefix=p8.GIV_MARKER)
     if data.startswith(b"APS"):
-        try:
-            info = p8.parse_ecu_info(data)
-        except sw.WireError as exc:
-            counters.inc("ecu_answers_rejected")
-            log.warning("port 8899 answers APS but not a valid ECU info answer", host=host, port=port, error=str(exc))
-            return None
-        return Found("aps-ecu", host, port, info.ecu_id, "APsystems", info.model, "gateway", firmware=info.firmware,
-                     extra={"layout": info.layout, "inverters": info.inverters})
+        return _ecu(data, host, port, counters, log)
     buffer = data
     if not data.startswith(p8.GIV_MARKER):
         if data:
@@ -161,11 +154,24 @@ async def probe_8899(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         if not more:
             break
         buffer += more
+        if buffer.startswith(b"APS") and buffer.endswith(b"END\n"):
+            return _ecu(buffer, host, port, counters, log)  # a slow ECU answering after our wait
     if adapter:
         counters.inc("giv_dongle_without_inverter")
     else:
         counters.inc("port8899_unknown")
     return None
+
+
+def _ecu(data: bytes, host: str, port: int, counters: Counters, log: Logger) -> Found | None:
+    try:
+        info = p8.parse_ecu_info(data)
+    except sw.WireError as exc:
+        counters.inc("ecu_answers_rejected")
+        log.warning("port 8899 answers APS but not a valid ECU info answer", host=host, port=port, error=str(exc))
+        return None
+    return Found("aps-ecu", host, port, info.ecu_id, "APsystems", info.model, "gateway", firmware=info.firmware,
+                 extra={"layout": info.layout, "inverters": info.inverters})
 
 
 async def _read_some(reader: asyncio.StreamReader, timeout: float, until: bytes | None = None,
