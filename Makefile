@@ -4,13 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics
+DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium
 SERVICES := $(sort $(wildcard services/*/wattbus_*/__init__.py))
 
 .PHONY: install system-deps run test bench lint schema clean
 
 # Debian packages the stack and the tests run for real: broker, InfluxDB 1.x, VictoriaMetrics
-# (InfluxDB line protocol, v2 write API).
+# (InfluxDB line protocol, v2 write API) and Chromium (the web UI tests, headless).
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -15,6 +15,9 @@ grep -v '^\s*#' "$here/users.txt" | grep -v '^\s*$' | while read -r user; do
     printf '%s:%s\n' "$user" "$(cat "$secrets/$user")" >> "$tmp"
 done
 mosquitto_passwd -U "$tmp"
+# The http-api's bearer token for write endpoints (not a broker user).
+[ -s "$secrets/http-api-token" ] || head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > "$secrets/http-api-token"
+chmod 600 "$secrets/http-api-token"
 mv "$tmp" "$passwd"
 chmod 644 "$passwd"
 echo "wrote $passwd and $(ls "$secrets" | wc -l) secrets in $secrets"

@@ -176,6 +176,7 @@ def main(root: Path, run_dir: Path, prepare_only: bool = False) -> int:
     programs = sorted(p.parent.name for p in root.glob("services/*/supervisor.conf"))
     print(f"""
 wattbus embedded stack
+  web UI      http://127.0.0.1:8008/ui/   (MeterHub JSON at /, GivTCP REST on :6345, API at /api/v1/openapi.json)
   broker      mqtt://127.0.0.1:{port}  (anonymous read-only on 127.0.0.1; services log in as their own users)
   services    {', '.join(programs) or '(none yet)'}
   logs        {run_dir}/logs/
