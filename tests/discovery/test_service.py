@@ -23,7 +23,7 @@ class Announcements:
         self.latest: dict[str, m.DeviceAnnouncement] = {}
 
     def __call__(self, msg: Message[bytes]) -> None:
-        if msg.topic != topics.DISCOVERY_COMMAND and msg.payload:
+        if msg.topic != topics.DISCOVERY_COMMAND and msg.payload and not msg.topic.endswith("/junk"):
             ann: m.DeviceAnnouncement = codec.decode(bytes(msg.payload), m.DeviceAnnouncement)
             self.latest[ann.device_id] = ann
 
@@ -56,7 +56,7 @@ async def not_a_goe(_request: web.Request) -> web.Response:
 async def test_service_announces_tracks_and_rescans(lan: Lan, broker: Mosquitto, tmp_path: Path,
                                                     start_service: Callable[..., Any]) -> None:
     await lan.sunspec(1, "sma")
-    await lan.ecu(4, "ECU-B", ecu_id="216300654321")
+    ecu = await lan.ecu(4, "ECU-B", ecu_id="216300654321")
     giv_task, _dongle = await lan.giv(6)
     goe = await lan.announce("_http._tcp.local.", "go-echarger_777001", 7, await lan.goe(7, "777001"),
                              {"devicetype": "go-eCharger"})
@@ -76,6 +76,8 @@ async def test_service_announces_tracks_and_rescans(lan: Lan, broker: Mosquitto,
                                  unit_id=1, serial="old-run", first_seen=datetime(2026, 1, 1, tzinfo=UTC))
     admin.publish(topics.discovery(stale.device_id), stale, retain=True)  # left by an earlier run
     admin.publish(topics.discovery("junk"), b'{"device_id": 5}', retain=True)  # not an announcement
+    polled = topics.device_availability("ecu-bridge", "apsystems-ecu-216300654321")
+    admin.publish(polled, m.ONLINE, retain=True)  # the ECU bridge is polling it: probes would cut it off
     service = start_service("wattbus_discovery", "--config", str(write_config(tmp_path, lan)),
                             env=broker.env("discovery"))
     expected = {"sma-3004512345", "apsystems-ecu-216300654321", "givenergy-sa2345g678", "goe-777001",
@@ -96,7 +98,7 @@ async def test_service_announces_tracks_and_rescans(lan: Lan, broker: Mosquitto,
         admin.publish(topics.DISCOVERY_COMMAND, b'{"command": "rescan", "request_id": 7}')
         first_seen = seen.latest["givenergy-sa2345g678"].first_seen
         result = await admin.request(topics.DISCOVERY_COMMAND, m.Rescan(request_id="r1"), timeout=60)
-        assert result.status == "ok" and result.request_id == "r1" and result.applied["found"] == 3
+        assert result.status == "ok" and result.request_id == "r1" and result.applied["found"] == 2  # SMA + dongle; the polled ECU is not probed
         refused = await admin.request(topics.DISCOVERY_COMMAND, m.SetRelay(on=True), timeout=20)
         assert refused.status == "refused" and "rescan" in refused.message
         # the device left by an earlier run was missing in two sweeps: gone
@@ -117,7 +119,10 @@ async def test_service_announces_tracks_and_rescans(lan: Lan, broker: Mosquitto,
         assert moved.present and moved.first_seen == first_seen
         assert sum(1 for a in seen.latest.values() if a.serial == "SA2345G678") == 1
         await check_status(admin, service)
+        assert ecu.stats.connections == 1  # found once; later sweeps leave the single-client ECU alone
+        assert seen.latest["apsystems-ecu-216300654321"].present
     finally:
+        admin.publish(polled, b"", retain=True)
         for device_id in [*seen.latest, "junk"]:
             admin.publish(topics.discovery(device_id), b"", retain=True)  # leave the session broker clean
         await admin.stop()
@@ -132,3 +137,4 @@ async def check_status(admin: Bus, service: Any) -> None:
     assert counters["devices_moved"] == 1 and counters["mdns_not_confirmed"] >= 1
     assert counters["mdns_ignored"] >= 1 and counters["commands_refused"] == 1
     assert counters["rejected"] == 1 and counters["rejected_announcements"] == 1
+    assert counters["skipped_polled"] >= 2

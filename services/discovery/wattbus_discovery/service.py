@@ -4,8 +4,10 @@ all the time; keeps one retained DeviceAnnouncement per device on `wattbus/v1/di
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from wattbus import codec, topics
 from wattbus import messages as m
 from wattbus.bus import Message
@@ -25,6 +27,7 @@ class Discovery:
         self.rescan = asyncio.Event()
         self.waiting: list[Message[Any]] = []  # rescan requests answered when the next sweep ends
         self.mdns: MdnsWatcher | None = None
+        self.polled: set[str] = set()  # device ids a bridge reports online (it is polling them)
 
     def publish(self, announcement: m.DeviceAnnouncement) -> None:
         self.ctx.bus.publish(topics.discovery(announcement.device_id), announcement, retain=True)
@@ -78,6 +81,24 @@ class Discovery:
         if self.registry.restore(announcement):
             self.ctx.counters.inc("restored")
 
+    def on_availability(self, msg: Message[bytes]) -> None:
+        try:
+            device_id = topics.parse(msg.topic).ident
+        except topics.TopicError:
+            return
+        if device_id is None:
+            return
+        if bytes(msg.payload) == m.ONLINE.encode():
+            self.polled.add(device_id)
+        else:
+            self.polled.discard(device_id)
+
+    def busy_single_client(self) -> dict[tuple[str, int], m.DeviceAnnouncement]:
+        """ECUs serve one client at a time: while a bridge polls one, a probe would cut the bridge
+        off, so such a device counts as seen (its bridge reads it) and is not connected to."""
+        return {(a.address, a.port or 0): a for a in self.registry.present()
+                if a.protocol == "aps-ecu" and a.device_id in self.polled}
+
     def on_command(self, msg: Message[m.Command]) -> None:
         fallback = topics.reply(self.ctx.name, self.ctx.instance, "rescan")
         if isinstance(msg.payload, m.Rescan):
@@ -94,10 +115,19 @@ class Discovery:
     async def sweep_once(self) -> None:
         answered, self.waiting = self.waiting, []
         self.rescan.clear()
-        result = await sweep(self.ctx.config, self.scope, self.ctx.counters, self.ctx.log.child("sweep"))
+        busy = self.busy_single_client()
+        result = await sweep(self.ctx.config, self.scope, self.ctx.counters, self.ctx.log.child("sweep"),
+                             frozenset(busy))
         for found in result.found:
             self.found(found)
-        seen = {f.device_id for f in result.found} | (self.mdns.present_ids() if self.mdns else set())
+        now = datetime.now(UTC)
+        for announcement in busy.values():
+            self.ctx.counters.inc("skipped_polled")
+            fresh = msgspec.structs.replace(announcement, last_seen=now)
+            self.registry.entries[fresh.device_id].announcement = fresh
+            self.publish(fresh)
+        seen = ({f.device_id for f in result.found} | {a.device_id for a in busy.values()}
+                | (self.mdns.present_ids() if self.mdns else set()))
         for announcement in self.registry.end_sweep(seen):
             self.ctx.counters.inc("devices_gone")
             self.ctx.log.info("device gone (missing in sweeps)", device_id=announcement.device_id,
@@ -124,6 +154,7 @@ async def run(ctx: ServiceContext[Config]) -> None:
     ctx.log.info("discovery scope", networks=[str(n) for n in scope.networks], deny=[str(n) for n in scope.deny])
     disc = Discovery(ctx, scope)
     ctx.bus.subscribe(topics.ALL_DISCOVERY, bytes, disc.on_message)
+    ctx.bus.subscribe(topics.ALL_DEVICE_AVAILABILITY, bytes, disc.on_availability)
     if ctx.config.mdns:
         disc.mdns = MdnsWatcher(scope, ctx.config.mdns_interfaces, ctx.config.http_timeout_s, ctx.counters,
                                 ctx.log.child("mdns"), disc.found, disc.removed)

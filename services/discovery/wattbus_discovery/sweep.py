@@ -51,16 +51,18 @@ class Pacer:
             self.next_at = max(now, self.next_at) + self.interval
 
 
-def candidates(config: Config, scope: Scope) -> list[Candidate]:
+def candidates(config: Config, scope: Scope, skip: frozenset[tuple[str, int]] = frozenset()) -> list[Candidate]:
     out: list[Candidate] = []
     for host in scope.hosts():
-        out.extend(Candidate(host, port, "sunspec") for port in config.modbus_ports)
-        out.extend(Candidate(host, port, "8899") for port in config.aps_giv_ports)
+        out.extend(Candidate(host, port, "sunspec") for port in config.modbus_ports if (host, port) not in skip)
+        out.extend(Candidate(host, port, "8899") for port in config.aps_giv_ports if (host, port) not in skip)
     return out
 
 
-async def sweep(config: Config, scope: Scope, counters: Counters, log: Logger) -> SweepResult:
-    todo = candidates(config, scope)
+async def sweep(config: Config, scope: Scope, counters: Counters, log: Logger,
+                skip: frozenset[tuple[str, int]] = frozenset()) -> SweepResult:
+    """skip: (host, port) pairs not to connect to (devices a bridge is polling right now)."""
+    todo = candidates(config, scope, skip)
     result = SweepResult(candidates=len(todo))
     queue: asyncio.Queue[Candidate] = asyncio.Queue()
     for candidate in todo:
