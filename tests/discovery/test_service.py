@@ -98,7 +98,8 @@ async def test_service_announces_tracks_and_rescans(lan: Lan, broker: Mosquitto,
         admin.publish(topics.DISCOVERY_COMMAND, b'{"command": "rescan", "request_id": 7}')
         first_seen = seen.latest["givenergy-sa2345g678"].first_seen
         result = await admin.request(topics.DISCOVERY_COMMAND, m.Rescan(request_id="r1"), timeout=60)
-        assert result.status == "ok" and result.request_id == "r1" and result.applied["found"] == 2  # SMA + dongle; the polled ECU is not probed
+        assert result.status == "ok" and result.request_id == "r1"
+        assert result.applied["found"] == 2  # SMA + dongle; the polled ECU is not probed
         refused = await admin.request(topics.DISCOVERY_COMMAND, m.SetRelay(on=True), timeout=20)
         assert refused.status == "refused" and "rescan" in refused.message
         # the device left by an earlier run was missing in two sweeps: gone
