@@ -133,11 +133,13 @@ class Lan:
         self.runners.append(runner)
         return port
 
-    async def announce(self, service_type: str, name: str, host: int, port: int,
+    async def announce(self, service_type: str, name: str, host: int | str, port: int,
                        properties: dict[str, str] | None = None) -> ServiceInfo:
+        """host: a host number in the test's block, or a full address (outside the block)."""
         if self.zc is None:
             self.zc = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
-        info = ServiceInfo(service_type, f"{name}.{service_type}", addresses=[socket.inet_aton(self.ip(host))],
+        address = host if isinstance(host, str) else self.ip(host)
+        info = ServiceInfo(service_type, f"{name}.{service_type}", addresses=[socket.inet_aton(address)],
                            port=port, properties=properties or {}, server=f"{name}.local.")
         await self.zc.async_register_service(info)
         return info

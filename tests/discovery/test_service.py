@@ -68,6 +68,7 @@ async def test_service_announces_tracks_and_rescans(lan: Lan, broker: Mosquitto,
     app.router.add_get("/{tail:.*}", not_a_goe)
     await lan.announce("_http._tcp.local.", "go-echarger_999999", 10, await lan.http(10, app))  # an impostor
     await lan.announce("_http._tcp.local.", "HP-LaserJet-4250", 11, 80)  # another vendor's _http._tcp
+    await lan.announce("_http._tcp.local.", "go-echarger_555555", "127.0.0.1", 9)  # outside the networks
 
     admin = await started_bus(broker, "test-admin", "disc-test")
     seen = Announcements()
@@ -85,6 +86,7 @@ async def test_service_announces_tracks_and_rescans(lan: Lan, broker: Mosquitto,
     try:
         await until(lambda: expected <= seen.present(), 45, f"announcements {expected} (log: {service.log})")
         assert seen.present() - expected == {"sunspec-old-run"}  # no false positive, old one not yet judged
+        assert "goe-555555" not in seen.latest
         sma = seen.latest["sma-3004512345"]
         assert (sma.protocol, sma.address, sma.port, sma.unit_id, sma.kind, sma.via) == (
             "sunspec", lan.ip(1), lan.modbus_port, 126, "inverter", "sweep")
@@ -138,4 +140,4 @@ async def check_status(admin: Bus, service: Any) -> None:
     assert counters["devices_moved"] == 1 and counters["mdns_not_confirmed"] >= 1
     assert counters["mdns_ignored"] >= 1 and counters["commands_refused"] == 1
     assert counters["rejected"] == 1 and counters["rejected_announcements"] == 1
-    assert counters["skipped_polled"] >= 2
+    assert counters["skipped_polled"] >= 2 and counters["mdns_outside_networks"] >= 1

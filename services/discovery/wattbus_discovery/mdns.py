@@ -12,7 +12,7 @@ from collections.abc import Callable
 import aiohttp
 from wattbus.counters import Counters
 from wattbus.log import Logger
-from zeroconf import IPVersion, ServiceStateChange, Zeroconf
+from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from .config import Scope
@@ -36,7 +36,8 @@ class MdnsWatcher:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.http_timeout_s))
-        self._zc = AsyncZeroconf(interfaces=self.interfaces or "all", ip_version=IPVersion.V4Only)  # type: ignore[arg-type]
+        interfaces: list[str] | InterfaceChoice = self.interfaces or InterfaceChoice.All
+        self._zc = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
         self._browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE_TYPES, handlers=[self._changed])
 
     async def stop(self) -> None:
