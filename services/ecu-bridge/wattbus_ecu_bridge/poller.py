@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import aiohttp
 from wattbus import messages as m
 from wattbus import topics
 from wattbus.runner import DeviceChannel, ServiceContext
@@ -122,6 +121,9 @@ class EcuPoller:
         if not can_restart:
             return m.CommandResult(status="refused", command="restart", target=target,
                                    message=f"{name} ({self.ecu_id[:4]}...) cannot restart remotely; power-cycle it")
+        # aiohttp (~10 MB RSS) only for this rare command, not in every bridge's resident set.
+        import aiohttp
+
         url = f"http://{self.cfg.host}:{self.cfg.http_port}/index.php/management/set_wlan_ap"
         form = {"SSID": self.cfg.wifi_ssid, "channel": "0", "method": "2", "psk_wep": "",
                 "psk_wpa": self.cfg.wifi_password}

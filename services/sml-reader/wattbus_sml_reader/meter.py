@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import msgspec
 import serial
@@ -12,12 +13,15 @@ from wattbus import messages as m
 from wattbus import topics
 from wattbus.runner import DeviceChannel, ServiceContext
 
-from . import dsmr, iec, sml
+from . import iec, sml
 from .config import Config, MeterConfig
 from .guard import ENERGY_FIELDS, EnergyGuard
 from .mapping import Mapper
 from .transport import Connection, run_connection
 from .values import DecodedFrame, FrameError
+
+if TYPE_CHECKING:
+    from . import dsmr
 
 PROTOCOLS: dict[str, m.Protocol] = {"sml": "sml", "dsmr": "dsmr", "iec": "iec62056"}
 LOG_EVERY_S = 10.0  # a garbage storm is counted in full but logged once per kind in this interval
@@ -29,8 +33,14 @@ class FrameDecoder:
     def __init__(self, meter: MeterConfig) -> None:
         self.format = meter.format
         self._sml = sml.SmlFramer(meter.crc) if meter.format == "sml" else None
-        self._dsmr = dsmr.DsmrFramer() if meter.format == "dsmr" else None
-        self._dsmr_decoder = dsmr.DsmrDecoder() if meter.format == "dsmr" else None
+        self._dsmr: dsmr.DsmrFramer | None = None
+        self._dsmr_decoder: dsmr.DsmrDecoder | None = None
+        if meter.format == "dsmr":
+            # dsmr_parser pulls in dlms_cosem and cryptography (~10 MB RSS): only DSMR meters pay.
+            from . import dsmr as dsmr_module
+
+            self._dsmr = dsmr_module.DsmrFramer()
+            self._dsmr_decoder = dsmr_module.DsmrDecoder()
         self._iec = iec.IecFramer() if meter.format == "iec" else None
 
     def feed(self, chunk: bytes) -> list[DecodedFrame | FrameError]:
