@@ -68,7 +68,7 @@ async def test_many_devices_one_bridge(broker: Mosquitto, start_service: Any, tm
     proc = start_service("wattbus_goe_shelly_bridge", "--config", str(bridge_config(tmp_path, sims, poll_s=1.0)),
                          env=broker.env(SOURCE))
     try:
-        await until(lambda: all(seen.readings.get(s.device_id, 0) >= 3 for s in sims), 90,
+        await until(lambda: all(seen.readings.get(s.device_id, 0) >= 3 for s in sims), max(90.0, count * 0.9),
                     f"3 readings from each of {count} devices")
         await until(lambda: seen.status is not None and seen.status.devices >= count, 20, "status counts devices")
         assert proc.proc.poll() is None
