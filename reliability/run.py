@@ -68,11 +68,16 @@ EXPECTED: dict[str, str] = {
     "test_not_utf8_command_does_not_deafen_a_service": "one non-UTF-8 command: bridge still answers the next",
     "test_service_sigkill_restarted_with_state": "embedded stack: SIGKILL a bridge -> last will offline, "
                                                  "supervisord restart, metas and readings back",
+    "test_writes_without_token_are_401": "every http-api write endpoint (REST, GivTCP, MeterHub) without or with a "
+                                         "wrong token -> 401 JSON error, nothing on the bus; reads open",
+    "test_influx_down_and_writer_killed_loses_nothing": "InfluxDB down for minutes at 50 readings/s, influx-writer "
+                                                        "SIGKILLed during the outage: loss = 0",
     "test_broker_sigkill_bridges_reconnect": "embedded stack: SIGKILL mosquitto -> restarted, every bridge "
                                              "reconnects and publishes again",
 }
 
-SCALE = {"WATTBUS_FUZZ_SCALE": "8", "WATTBUS_FLOOD": "10000", "WATTBUS_MANY_DEVICES": "200"}
+SCALE = {"WATTBUS_FUZZ_SCALE": "8", "WATTBUS_FLOOD": "10000", "WATTBUS_MANY_DEVICES": "200",
+         "WATTBUS_OUTAGE_S": "120"}
 
 
 @dataclass
