@@ -55,6 +55,7 @@ class _Subscription:
     handler: Handler
     qos: int
     levels: tuple[str, ...] = ()
+    ident: int = 0  # MQTT v5 subscription identifier (1, 2, ... in subscribe order)
 
     def __post_init__(self) -> None:
         self.levels = tuple(topics.filter_of(self.subscription).split("/"))
@@ -206,6 +207,15 @@ class Bus:
         self.counters.inc("messages_out")
         return True
 
+    @staticmethod
+    def _send_subscribe(client: mqtt.Client, sub: _Subscription) -> None:
+        # A subscription identifier tells which of our (possibly overlapping) subscriptions a
+        # message came through, so each handler sees a message once even when the broker sends
+        # one copy per matching subscription.
+        props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
+        props.SubscriptionIdentifier = sub.ident
+        client.subscribe(sub.subscription, options=SubscribeOptions(qos=sub.qos), properties=props)
+
     def _content_props(self, content_type: str) -> Properties:
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ContentType = content_type
@@ -243,8 +253,9 @@ class Bus:
         # is sent either here or by the connect callback, never by neither.
         with self._subs_lock:
             self._subs.append(sub)
+            sub.ident = len(self._subs)
             if self._client.is_connected():
-                self._client.subscribe(sub.subscription, options=SubscribeOptions(qos=sub.qos))
+                self._send_subscribe(self._client, sub)
 
     async def request(self, topic: str, command: m.CommandBase, timeout: float = 10.0) -> m.CommandResult:
         """Send a command with a v5 response topic and wait for its CommandResult."""
@@ -285,7 +296,7 @@ class Bus:
             return
         with self._subs_lock:
             for sub in self._subs:
-                client.subscribe(sub.subscription, options=SubscribeOptions(qos=sub.qos))
+                self._send_subscribe(client, sub)
         if self._ever_connected:
             self.counters.inc("reconnects")
             with self._retained_lock:
@@ -328,8 +339,10 @@ class Bus:
                 props = getattr(raw, "properties", None)
                 response_topic = getattr(props, "ResponseTopic", None) if props else None
                 correlation = getattr(props, "CorrelationData", None) if props else None
+                idents = getattr(props, "SubscriptionIdentifier", None) if props else None
                 for sub in self._subs:
-                    if sub.matches(raw.topic):
+                    # Brokers without subscription identifiers: fall back to filter matching.
+                    if (sub.ident in idents) if idents else sub.matches(raw.topic):
                         await self._deliver(sub, raw, response_topic, correlation)
 
     async def _deliver(self, sub: _Subscription, raw: mqtt.MQTTMessage, response_topic: str | None,

@@ -89,3 +89,23 @@ async def test_request_response_with_v5_properties(broker: Mosquitto) -> None:
     assert nobody.status == "ok" or nobody.status == "timeout"
     await bridge.stop()
     await controller.stop()
+
+
+async def test_overlapping_subscriptions_deliver_once_per_handler(broker: Mosquitto) -> None:
+    reader = await started(broker, "influx-writer", "overlap")
+    writer = await started(broker, "sml-reader", "overlap")
+    readings: list[str] = []
+    everything: list[str] = []
+    reader.subscribe(topics.ALL_READINGS, m.Reading, lambda msg: readings.append(msg.topic))
+    reader.subscribe("wattbus/v1/#", bytes, lambda msg: everything.append(msg.topic))
+    await asyncio.sleep(0.3)
+    topic = topics.device_reading("sml-reader", "emh-9")
+    writer.publish(topic, m.MeterReading(device_id="emh-9", timestamp=NOW, power_w=1.0))
+    writer.publish(topics.device_meta("sml-reader", "emh-9"),
+                   m.DeviceMeta(device_id="emh-9", kind="meter", source="sml-reader", protocol="sml"))
+    await until(lambda: len(everything) >= 2)
+    await asyncio.sleep(0.5)  # a duplicate copy would arrive within this time
+    assert readings == [topic]
+    assert sorted(everything) == sorted([topic, topics.device_meta("sml-reader", "emh-9")])
+    await reader.stop()
+    await writer.stop()
