@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -32,13 +33,17 @@ METER, PV, BATTERY, CHARGER, HEATER = "house-meter", "house-pv", "house-battery"
 
 class HouseBus:
     def __init__(self, house: House, bus: Bus, *, meter_interval_s: float = 1.0, speed: float = 0.0,
-                 lockstep_loadpoint: str | None = None, lockstep_timeout_s: float = 5.0) -> None:
+                 lockstep_loadpoint: str | None = None, lockstep_timeout_s: float = 5.0,
+                 reading_qos: int = 1) -> None:
         self.house = house
         self.bus = bus
         self.meter_interval_s = meter_interval_s
         self.speed = speed
         self.lockstep_loadpoint = lockstep_loadpoint if speed == 0 else None
         self.lockstep_timeout_s = lockstep_timeout_s
+        # QoS 0 for lockstep benchmarks: with QoS 1 every round waits for PUBACKs that Nagle's
+        # algorithm and delayed ACKs hold back ~40 ms each on loopback (see bench_surplus.py)
+        self.reading_qos = reading_qos
         self.meter_dropout = False  # tests: the meter goes silent, the other devices keep reporting
         self.metrics = DayMetrics()
         self.commands: Counter[str] = Counter()
@@ -51,6 +56,7 @@ class HouseBus:
     # ------------------------------------------------------------------ setup
 
     def start(self) -> None:
+        self._no_delay()
         devices: list[tuple[str, m.DeviceKind, str, list[str]]] = [
             (METER, "meter", "grid meter", []), (PV, "inverter", "PV inverter", []),
             (BATTERY, "battery", "home battery", []),
@@ -63,7 +69,15 @@ class HouseBus:
             self.bus.publish(topics.device_availability(SOURCE, device_id), m.ONLINE, retain=True)
         self.bus.subscribe(topics.commands_for(SOURCE), m.Command, self.on_command)
         if self.lockstep_loadpoint:
-            self.bus.subscribe(topics.loadpoint_state(self.lockstep_loadpoint), m.LoadpointState, self._on_state)
+            self.bus.subscribe(topics.loadpoint_state(self.lockstep_loadpoint), m.LoadpointState, self._on_state,
+                               qos=self.reading_qos)
+
+    def _no_delay(self) -> None:
+        """Send each reading at once: with Nagle's algorithm a round of small publishes waits ~40 ms
+        for the broker's delayed ACK, which made a lockstep day take minutes instead of seconds."""
+        sock = self.bus._client.socket()  # the shared Bus does not set TCP_NODELAY (yet)
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _on_state(self, msg: Message[m.LoadpointState]) -> None:
         self.last_state = msg.payload
@@ -113,7 +127,11 @@ class HouseBus:
     def publish_readings(self) -> datetime:
         h, ts = self.house, self._stamp()
         c = h.charger
-        pub = self.bus.publish
+        qos = self.reading_qos
+
+        def pub(topic: str, reading: m.ReadingBase) -> None:
+            self.bus.publish(topic, reading, qos=qos)
+
         pub(topics.device_reading(SOURCE, PV), m.InverterReading(
             device_id=PV, timestamp=ts, power_w=round(h.pv_power_w(), 1), energy_today_wh=round(h.pv_energy_wh, 1),
             state="mppt" if h.pv_power_w() > 0 else "sleeping"))

@@ -59,7 +59,8 @@ class Charger:
     actual_a: float = 0.0
     energy_total_wh: float = 0.0
     session_energy_wh: float = 0.0
-    charge_starts: int = 0  # on/off cycles as the car saw them
+    charge_starts: int = 0  # starts as the car saw them (phase-switch pauses included)
+    enable_count: int = 0  # on/off cycles as commanded (disabled -> enabled)
     phase_switches: int = 0
     _now_s: float = 0.0
     _target_a: float = 0.0  # what the car is currently ramping to
@@ -75,6 +76,8 @@ class Charger:
         self.offered_a = float(int(current_a))  # the PWM offer is set in whole amps, like go-e `amp`
 
     def set_enabled(self, enabled: bool) -> None:
+        if enabled and not self.enabled:
+            self.enable_count += 1
         self.enabled = enabled
 
     def set_phases(self, phases: int) -> None:

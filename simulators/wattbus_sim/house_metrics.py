@@ -2,8 +2,9 @@
 
 Per simulated second: the PV surplus (PV minus household load, before battery, EV and relays),
 the EV's power, the grid. A cloud event is a surplus drop of at least 1 kW within a minute that
-leaves the EV drawing more than the surplus; its reaction time is the seconds until the charger
-was told less (lower offer, stop or phase switch). Events the sun ends by itself are not counted.
+leaves the EV (above its minimum current) drawing more than the surplus; its reaction time is the
+seconds until the charger was told less (lower offer, stop or phase switch). Events the sun ends
+by itself are not counted.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class DayMetrics:
             elif surplus >= ev or ev == 0:
                 self._event = None  # the sun came back first (or the car stopped by itself)
             return
-        if ev > 0 and surplus < ev - 300 and self._history and max(self._history) - surplus >= 1000:
+        dropped = bool(self._history) and max(self._history) - surplus >= 1000
+        if ev > 0 and c.offered_a > MIN_CURRENT_A and surplus < ev - 300 and dropped:
             self._event = (house.time_s, setting)
 
     def table_row(self) -> dict[str, float]:

@@ -86,7 +86,9 @@ class Loadpoint:
             self._down_since = None
             if available_w >= three_min + self.cfg.phase_margin_w:
                 self._up_since = self._up_since if self._up_since is not None else now
-                if now - self._up_since >= self.cfg.phase_up_delay_s and self.budget.allowed(now):
+                # go up only with a switch to spare: on 3p a cloud must find a way back down to 1p
+                spare = self.budget.used(now) + 2 <= self.budget.per_hour
+                if now - self._up_since >= self.cfg.phase_up_delay_s and spare:
                     self._switch_phases(now, 3, available_w, charging)
                     return f"surplus {available_w:.0f} W held {self.cfg.phase_up_delay_s:g} s: 1p -> 3p"
             else:
@@ -96,8 +98,10 @@ class Loadpoint:
         if available_w < three_min:
             self._down_since = self._down_since if self._down_since is not None else now
             overdrawn = self._deficit_wh >= self.cfg.import_allowance_wh / 2
+            # 1p at minimum overdraws far less than 3p at minimum even when the surplus is below it
+            # (a deep cloud): switch down rather than stop while there is any surplus at all
             if (now - self._down_since >= self.cfg.phase_down_delay_s or overdrawn) \
-                    and available_w >= self.power_at(self.settings.min_current_a, 1) and self.budget.allowed(now):
+                    and available_w > 0 and self.budget.allowed(now):
                 self._switch_phases(now, 1, available_w, charging)
                 return f"surplus {available_w:.0f} W below 3p minimum: 3p -> 1p"
         else:
