@@ -58,8 +58,9 @@ EXPECTED: dict[str, str] = {
     "test_rogue_commands_refused_with_reason": "rogue 80 A -> invalid, 20 A on a 16 A charger -> refused with the "
                                                "reason; device never written; no-rights user gets 0x87",
     "test_resent_command_is_not_applied_twice": "the same command twice writes the device once",
-    "test_device_hangs_then_vanishes_then_returns": "hung/vanished device -> offline, other device and service "
-                                                    "unaffected, back online when it returns",
+    "test_device_hangs_then_vanishes_then_returns": "device hangs, then answers garbage, then vanishes -> offline, "
+                                                    "rejections counted, other device and service unaffected, "
+                                                    "back online when it returns",
     "test_broker_killed_mid_stream": "broker SIGKILL + restart: bridge reconnects, retained state back, "
                                      "readings and commands flow",
     "test_malformed_flood_on_command_topic": "flood of malformed commands: all counted invalid, service up, "
@@ -72,6 +73,8 @@ EXPECTED: dict[str, str] = {
                                          "wrong token -> 401 JSON error, nothing on the bus; reads open",
     "test_influx_down_and_writer_killed_loses_nothing": "InfluxDB down for minutes at 50 readings/s, influx-writer "
                                                         "SIGKILLed during the outage: loss = 0",
+    "test_network_serial_bridge_drops": "ser2net-style socket:// bridge drops (RST, port closed): meter offline, "
+                                        "sml-reader alive, readings resume when it returns",
     "test_broker_sigkill_bridges_reconnect": "embedded stack: SIGKILL mosquitto -> restarted, every bridge "
                                              "reconnects and publishes again",
 }

@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from wattbus import messages as m
 from wattbus import topics
 
@@ -25,6 +26,20 @@ async def _hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         await asyncio.sleep(3600)
     finally:
         writer.close()
+
+
+async def _serve_garbage(port: int) -> web.AppRunner:
+    async def junk(request: web.Request) -> web.Response:
+        body = b'{"sse": "200000", "car": "charging?", "nrg": {"not": "a list"}, "amp": [' if "api" in request.path \
+            else b"\x00\xff<html>502 Bad Gateway"
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", junk)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
 
 
 async def test_device_hangs_then_vanishes_then_returns(broker: Mosquitto, start_service: Any,
@@ -46,7 +61,13 @@ async def test_device_hangs_then_vanishes_then_returns(broker: Mosquitto, start_
                     "the healthy device keeps publishing while the other hangs")
 
         hung.close()
-        await hung.wait_closed()  # now nothing listens: connection refused
+        await hung.wait_closed()
+        # Garbage: the port answers HTTP 200 with bytes that are not a go-e document.
+        rejected = seen.counter("responses_rejected")
+        garbage = await _serve_garbage(sick.port)
+        await until(lambda: seen.counter("responses_rejected") >= rejected + 2, 30, "garbage answers counted")
+        assert seen.availability.get(sick.device_id) == "offline"
+        await garbage.cleanup()  # now nothing listens: connection refused
         uptime = seen.uptime()
         await until(lambda: seen.uptime() > uptime + 2, 20, "heartbeat goes on with the device gone")
         assert seen.availability.get(sick.device_id) == "offline"
