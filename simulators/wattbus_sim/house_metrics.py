@@ -68,20 +68,23 @@ def levels_w(min_a: float = MIN_CURRENT_A, max_a: float = 16.0) -> list[float]:
     return sorted({a * VOLTAGE_V * p for a in amps for p in (1, 3)})
 
 
-def foresight_bound(profile: str, start: str, end_s: float, max_a: float = 16.0) -> tuple[float, float]:
-    """(surplus Wh, EV Wh an ideal controller absorbs): each second the largest settable power
-    not above the surplus, with no ramps or pauses, until the car is full."""
+def foresight_bound(profile: str, start: str, end_s: float, max_a: float = 16.0) -> tuple[float, float, float]:
+    """(surplus Wh, EV Wh an ideal controller absorbs without any import, EV Wh absorbed when it
+    may import to bridge the surplus up to the minimum power). Perfect foresight, no ramps or
+    pauses, until the car is full: without import each second the largest settable power (whole
+    amps, 1p or 3p) not above the surplus; with import all of the surplus up to the maximum."""
     house = House.from_profile(profile, start, with_heater=False)
     levels = levels_w(MIN_CURRENT_A, max_a)
     ev = house.profile.ev
     room_wh = ev.capacity_wh * (100.0 - ev.soc_pct) / 100.0 / 0.92 if ev else 0.0
-    surplus_wh = absorbed_wh = 0.0
+    surplus_wh = strict_wh = bridged_wh = 0.0
     while house.time_s < end_s:
         house.step(1.0)
         surplus = max(0.0, house.surplus_w())
         surplus_wh += surplus / 3600.0
-        if house.charger.ev is None or absorbed_wh >= room_wh:
+        if house.charger.ev is None:
             continue
         best = max((lv for lv in levels if lv <= surplus), default=0.0)
-        absorbed_wh += min(best / 3600.0, room_wh - absorbed_wh)
-    return surplus_wh, absorbed_wh
+        strict_wh += min(best / 3600.0, max(0.0, room_wh - strict_wh))
+        bridged_wh += min(min(surplus, levels[-1]) / 3600.0, max(0.0, room_wh - bridged_wh))
+    return surplus_wh, strict_wh, bridged_wh

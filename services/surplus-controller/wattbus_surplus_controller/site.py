@@ -30,6 +30,7 @@ class Site:
     chargers: dict[str, ChargerView] = field(default_factory=dict)
     relays: dict[tuple[str, int], RelayView] = field(default_factory=dict)
     sim_now: float | None = None
+    assist_on: bool = False
 
     @property
     def clock(self) -> Literal["wall", "readings"]:
@@ -79,6 +80,16 @@ class Site:
             if soc < cfg.battery_priority_soc_pct:
                 # the battery first: reserve its full charge power, whatever it takes right now
                 available -= cfg.battery_max_charge_w
-            elif soc >= cfg.battery_assist_soc_pct:
+            elif self._assisting(soc):
                 available += cfg.battery_assist_w
         return available
+
+    def _assisting(self, soc: float) -> bool:
+        """Battery assist with a 3 % SOC hysteresis: without it the surplus jumps by the assist power
+        every time the SOC crosses the threshold, and the charger current flaps with it."""
+        threshold = self.config.battery_assist_soc_pct
+        if soc >= threshold:
+            self.assist_on = True
+        elif soc < threshold - 3.0:
+            self.assist_on = False
+        return self.assist_on
