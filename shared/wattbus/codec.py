@@ -36,6 +36,8 @@ def decode(payload: bytes | str, payload_type: type[T] | Any) -> T:
         return value
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise PayloadError(str(exc)) from exc
+    except UnicodeDecodeError as exc:  # invalid UTF-8 inside a JSON string
+        raise PayloadError(f"invalid UTF-8 at byte {exc.start}: {exc.reason}") from exc
 
 
 def decode_reading(payload: bytes | str) -> m.Reading:

@@ -186,4 +186,6 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
         raise ConfigError(f"config file {chosen}: cannot read it ({exc.strerror})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {chosen}: not valid TOML ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {chosen}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
     return LoadedConfig(data, chosen, environ)
