@@ -31,7 +31,7 @@ for name, folder in package_dir.items():
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"": ["*.json", "*.toml", "*.csv", "*.txt", "*.bin", "*.hex", "*.html", "*.js", "*.css", "*.svg"]},
+    package_data={"": ["*.json", "*.toml", "*.csv", "*.txt", "*.bin", "*.hex", "*.html", "*.js", "*.css", "*.svg", "py.typed"]},
     include_package_data=True,
     entry_points={"console_scripts": scripts},
 )

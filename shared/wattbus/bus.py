@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import ssl
 import threading
 import uuid
@@ -294,6 +295,11 @@ class Bus:
             self.counters.inc("connect_failures")
             self.log.warning("broker refused connection", reason=str(reason), host=self.config.host)
             return
+        sock = client.socket()
+        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Nagle's algorithm holds small QoS 1 packets for up to ~40 ms per hop (measured
+            # 88 ms for a command round trip on loopback, 0.7 ms without it).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._subs_lock:
             for sub in self._subs:
                 self._send_subscribe(client, sub)

@@ -72,6 +72,7 @@ def write_broker(root: Path, run_dir: Path, port: int, *, anonymous: bool = True
         # directory; stay the invoking user instead.
         f"user {pwd.getpwuid(os.geteuid()).pw_name}",
         "per_listener_settings false",
+        "set_tcp_nodelay true",  # small QoS 1 packets would wait for Nagle's algorithm otherwise
         f"listener {port} {bind}",
         f"allow_anonymous {'true' if anonymous else 'false'}",
         f"password_file {passwd}",

@@ -6,13 +6,19 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from pathlib import Path
 
 import wattbus_sim
 
 
 def available() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(wattbus_sim.__path__)
-                  if not m.name.startswith("_") and m.name != "house")
+    """Modules that can run as a simulator (they define main()); helpers such as house_ev can't."""
+    names = []
+    for info in pkgutil.iter_modules(wattbus_sim.__path__):
+        path = Path(wattbus_sim.__path__[0]) / f"{info.name}.py"
+        if not info.name.startswith("_") and path.exists() and "\ndef main(" in path.read_text():
+            names.append(info.name)
+    return sorted(names)
 
 
 def main(argv: list[str] | None = None) -> int:
