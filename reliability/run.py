@@ -33,6 +33,7 @@ EXPECTED: dict[str, str] = {
     "test_damaged_stream_never_raises": "damaged SML/DSMR/IEC streams in random chunks: FrameError items only",
     "test_random_bytes_give_frame_errors_only": "random bytes: FrameError items only",
     "test_sml_content_with_good_crc_gives_frame_error_only": "SML garbage with a valid CRC: FrameError only",
+    "test_sml_unsupported_choice_frame_is_a_frame_error": "the CRC-valid SML frame the fuzzer found: FrameError",
     "test_dsmr_decoder_raises_frame_error_only": "damaged DSMR telegrams: FrameError only",
     "test_iec_decoder_raises_frame_error_only": "damaged IEC readouts: FrameError only",
     "test_endless_garbage_keeps_buffers_bounded": "800 kB of noise: framer buffer stays bounded",
@@ -66,7 +67,8 @@ EXPECTED: dict[str, str] = {
     "test_malformed_flood_on_command_topic": "flood of malformed commands: all counted invalid, service up, "
                                              "memory bounded, good command still confirmed",
     "test_many_devices_one_bridge": "many simulated go-e chargers on one bridge: every device reads",
-    "test_not_utf8_command_does_not_deafen_a_service": "one non-UTF-8 command: bridge still answers the next",
+    "test_not_utf8_command_does_not_deafen_a_service": "one non-UTF-8 command: bridge still answers the next "
+                                                       "(regression, fixed in b4c689c)",
     "test_service_sigkill_restarted_with_state": "embedded stack: SIGKILL a bridge -> last will offline, "
                                                  "supervisord restart, metas and readings back",
     "test_writes_without_token_are_401": "every http-api write endpoint (REST, GivTCP, MeterHub) without or with a "

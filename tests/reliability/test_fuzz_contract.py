@@ -111,12 +111,7 @@ def _encodable(text: str) -> bool:
     return True
 
 
-BUG_CONFIG_UTF8 = ("BUG shared/wattbus/config.py load(): `tomllib.loads(chosen.read_text())` only catches OSError and "
-                   "TOMLDecodeError; a config file that is not UTF-8 raises UnicodeDecodeError, so the service "
-                   "dies with a traceback instead of a ConfigError naming the file")
-
-
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason=BUG_CONFIG_UTF8)
+# Regression: found by this suite (UnicodeDecodeError escaped load()), fixed in b4c689c.
 def test_config_file_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "wattbus.toml"
     path.write_bytes(b"[bus]\nhost = \"\xff\xfe\"\n")
@@ -145,7 +140,7 @@ PAYLOAD_TYPES: list[Any] = [m.Reading, m.Command, m.CommandResult, m.DeviceMeta,
 @fuzz_settings(200)
 @given(raw=(damaged(GOOD) | st.binary(max_size=200)).filter(_utf8))
 def test_payloads_raise_payload_error_only(payload_type: Any, raw: bytes) -> None:
-    """Valid UTF-8 only: invalid UTF-8 is the known bug below (test_payload_not_utf8)."""
+    """Valid UTF-8 here; invalid UTF-8 has its own regression test (test_payload_not_utf8)."""
     try:
         value = codec.decode(raw, payload_type)
     except codec.PayloadError as exc:
@@ -156,19 +151,14 @@ def test_payloads_raise_payload_error_only(payload_type: Any, raw: bytes) -> Non
     assert _same(again, value)
 
 
-BUG_CODEC_UTF8 = ("BUG shared/wattbus/codec.py decode(): msgspec raises UnicodeDecodeError for invalid UTF-8 inside a "
-                  "JSON string; decode() only turns ValidationError/DecodeError into PayloadError. In bus.py "
-                  "_deliver() the UnicodeDecodeError escapes `except codec.PayloadError` and ends the _dispatch task: "
-                  "the service stays up but never handles another message (see test_flood.py)")
-
-
+# Regression: found by this suite (UnicodeDecodeError escaped codec.decode() and ended the bus
+# dispatcher), fixed in b4c689c.
 # The first string field of each payload type carries a byte that is not UTF-8 (a Latin-1 device name).
 NOT_UTF8 = {"device_id": m.Reading, "request_id": m.Command, "message": m.CommandResult, "source": m.DeviceMeta,
             "service": m.ServiceStatus, "loadpoint_id": m.LoadpointState, "address": m.DeviceAnnouncement}
 
 
 @pytest.mark.parametrize("key", sorted(NOT_UTF8))
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason=BUG_CODEC_UTF8)
 def test_payload_not_utf8(key: str) -> None:
     with pytest.raises(codec.PayloadError):
         tags = {"request_id": b'"command":"rescan",', "device_id": b'"kind":"meter",'}

@@ -6,6 +6,8 @@ FrameError items and never raise; the buffers must not grow without bound on end
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -80,6 +82,20 @@ def test_sml_content_with_good_crc_gives_frame_error_only(frame: bytes) -> None:
     assert items, "a CRC-valid frame produced nothing"
     for item in items:
         assert isinstance(item, DecodedFrame | FrameError)
+
+
+BUG_SML_STR = ("BUG services/sml-reader/wattbus_sml_reader/sml.py:135 (and :137): the FrameError message formats the "
+               "smllib exception with str(); smllib's UnsupportedChoiceValue.__str__ raises TypeError "
+               "(smllib/errors.py:51 compares a CEndOfSmlMsg with an int), so a CRC-valid frame with such content "
+               "escapes FrameDecoder.feed() as TypeError. Fix: format type(exc).__name__ / repr, or guard str()")
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError, reason=BUG_SML_STR)
+def test_sml_unsupported_choice_frame_is_a_frame_error() -> None:
+    text = (Path(__file__).parent / "data" / "sml_unsupported_choice.hex").read_text()
+    frame = bytes.fromhex("".join(line for line in text.splitlines() if not line.startswith("#")))
+    items = decoder("sml").feed(frame)
+    assert len(items) == 1 and isinstance(items[0], FrameError)
 
 
 @fuzz_settings(100)

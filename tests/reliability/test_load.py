@@ -1,5 +1,5 @@
 """Load: a flood of malformed messages on a bridge's command topic, many devices on one bridge,
-and a payload that is not UTF-8 on a Struct-typed subscription (the known dispatcher bug)."""
+and a payload that is not UTF-8 on a Struct-typed subscription."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
 from wattbus import messages as m
 from wattbus import topics
 from wattbus_sim.ecu import EcuSimulator, fleet_from_text
@@ -78,17 +77,10 @@ async def test_many_devices_one_bridge(broker: Mosquitto, start_service: Any, tm
             await sim.stop()
 
 
-BUG_DISPATCH = ("BUG shared/wattbus/bus.py Bus._deliver (except codec.PayloadError) + codec.decode: a payload with "
-                "invalid UTF-8 in a JSON string raises UnicodeDecodeError, which ends Bus._dispatch; every later "
-                "message is silently dropped. Services subscribing Struct types are deaf afterwards (ecu-bridge and "
-                "sunspec-bridge commands, surplus-controller and http-api readings). Fix: catch UnicodeDecodeError "
-                "(ValueError) in codec.decode")
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_DISPATCH)
 async def test_not_utf8_command_does_not_deafen_a_service(broker: Mosquitto, start_service: Any,
                                                           tmp_path: Path) -> None:
-    """ecu-bridge subscribes its commands as m.Command: after one bad payload it must still answer."""
+    """ecu-bridge subscribes its commands as m.Command: after one bad payload it must still answer.
+    Regression: found by this suite (the payload ended Bus._dispatch), fixed in b4c689c."""
     sim = EcuSimulator(model="ECU-R", fleet=fleet_from_text("01:1"), refresh_s=0.3, pv_fraction=0.5)
     await sim.start(0)
     config = tmp_path / "ecu.toml"
