@@ -15,8 +15,6 @@ from wattbus.bus import Bus, Message
 from wattbus_sim.goe import GoeFirmware, SimCharger
 from wattbus_sim.goe import build_app as goe_app
 
-from tests.support.servers import free_port
-
 SOURCE = "goe-shelly-bridge"
 STATUS = topics.service_status(SOURCE, "main")
 
@@ -78,9 +76,13 @@ class SimCharger1:
         return f"goe-{self.firmware.serial}"
 
     async def start(self) -> None:
+        """Listen on self.port; port 0 takes a free one from the kernel (no race between many
+        simulators picking ports) and keeps it, so a restart comes back on the same port."""
         self.runner = web.AppRunner(goe_app(self.firmware, "v2"))
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        if self.port == 0:
+            self.port = int(self.runner.addresses[0][1])
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -90,7 +92,7 @@ class SimCharger1:
 
 async def chargers(count: int, max_current_a: int = 32, first_serial: int = 200000) -> list[SimCharger1]:
     sims = [SimCharger1(GoeFirmware(SimCharger(ramp_delay_s=0.0), serial=str(first_serial + i),
-                                    max_current_a=max_current_a), free_port()) for i in range(count)]
+                                    max_current_a=max_current_a), 0) for i in range(count)]
     await asyncio.gather(*(s.start() for s in sims))
     return sims
 

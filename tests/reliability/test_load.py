@@ -3,7 +3,9 @@ and a payload that is not UTF-8 on a Struct-typed subscription."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,8 @@ def flood_size() -> int:
     return int(os.environ.get("WATTBUS_FLOOD", "1200"))
 
 
-async def test_malformed_flood_on_command_topic(broker: Mosquitto, start_service: Any, tmp_path: Path) -> None:
+async def test_malformed_flood_on_command_topic(broker: Mosquitto, start_service: Any, tmp_path: Path,
+                                                record_property: Callable[[str, object], None]) -> None:
     sims = await chargers(1)
     dev = sims[0].device_id
     admin = await started_bus(broker, "test-admin", "flood")
@@ -52,6 +55,11 @@ async def test_malformed_flood_on_command_topic(broker: Mosquitto, start_service
         await until(lambda: seen.readings.get(dev, 0) >= count + 2, 20, "readings after the flood")
         assert proc.proc.poll() is None
         grown_mib = (rss_kib(proc.proc.pid) - rss_before) / 1024
+        record_property("flood_messages", total)
+        record_property("commands_invalid", seen.counter("commands_invalid"))
+        record_property("handler_errors", seen.counter("handler_errors"))
+        record_property("rss_before_mib", round(rss_before / 1024, 1))
+        record_property("rss_growth_mib", round(grown_mib, 1))
         assert grown_mib < 64, f"the bridge grew by {grown_mib:.1f} MiB during the flood"
         assert sims[0].firmware.amp == 9
     finally:
@@ -59,7 +67,8 @@ async def test_malformed_flood_on_command_topic(broker: Mosquitto, start_service
         await sims[0].stop()
 
 
-async def test_many_devices_one_bridge(broker: Mosquitto, start_service: Any, tmp_path: Path) -> None:
+async def test_many_devices_one_bridge(broker: Mosquitto, start_service: Any, tmp_path: Path,
+                                       record_property: Callable[[str, object], None]) -> None:
     count = int(os.environ.get("WATTBUS_MANY_DEVICES", "30"))
     sims = await chargers(count, first_serial=300000)
     admin = await started_bus(broker, "test-admin", "many")
@@ -70,7 +79,20 @@ async def test_many_devices_one_bridge(broker: Mosquitto, start_service: Any, tm
         await until(lambda: all(seen.readings.get(s.device_id, 0) >= 3 for s in sims), max(90.0, count * 0.9),
                     f"3 readings from each of {count} devices")
         await until(lambda: seen.status is not None and seen.status.devices >= count, 20, "status counts devices")
+        # Sustained load: every device keeps reading for the whole window (figures, not a timing test).
+        window = float(os.environ.get("WATTBUS_LOAD_S", "3"))
+        start = dict(seen.readings)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await asyncio.sleep(window)  # the measuring window itself, not a wait for a condition
+        await until(lambda: all(seen.readings[s.device_id] > start[s.device_id] for s in sims), 60,
+                    "every device read again during the window")
+        took = loop.time() - began
         assert proc.proc.poll() is None
+        record_property("devices", count)
+        record_property("window_s", round(took, 1))
+        record_property("readings_per_s", round((sum(seen.readings.values()) - sum(start.values())) / took, 1))
+        record_property("bridge_rss_mib", round(rss_kib(proc.proc.pid) / 1024, 1))
     finally:
         await admin.stop()
         for sim in sims:
