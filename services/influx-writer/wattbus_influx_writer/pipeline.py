@@ -59,7 +59,8 @@ class Pipeline:
                 raise topics.TopicError(f"not a reading topic: {topic!r}")
             reading = self._decoder.decode(payload)
             lines = lineproto.encode(reading, parsed.source, parsed.ident)
-        except (topics.TopicError, msgspec.ValidationError, msgspec.DecodeError, lineproto.EncodeError) as exc:
+        except (topics.TopicError, msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError,
+                lineproto.EncodeError) as exc:
             self.dead.add(f"payload: {exc}", topic=topic, payload=payload, counter="payload_rejected")
             return
         if reading.device_id != parsed.ident:
