@@ -8,7 +8,6 @@ import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import msgspec
 from msgspec import Meta
 from wattbus import codec, topics
 from wattbus import messages as m
@@ -116,10 +115,7 @@ class Bridge:
         self.answer(msg, device_id, result)
 
     def parse_command(self, payload: bytes) -> m.CommandBase:
-        try:
-            raw: Any = msgspec.json.decode(payload)
-        except msgspec.DecodeError as exc:
-            raise codec.PayloadError(f"not JSON: {exc}") from exc
+        raw: Any = codec.decode(payload, Any)  # PayloadError for anything that is not JSON text
         if isinstance(raw, dict) and "givtcp" in raw:
             return givtcp.from_givtcp(raw)
         command: m.CommandBase = codec.decode_command(payload)
@@ -135,8 +131,8 @@ class Bridge:
 
 def _request_id(payload: bytes) -> str | None:
     try:
-        raw = msgspec.json.decode(payload)
-    except msgspec.DecodeError:
+        raw: Any = codec.decode(payload, Any)
+    except codec.PayloadError:
         return None
     value = raw.get("request_id") if isinstance(raw, dict) else None
     return value if isinstance(value, str) else None

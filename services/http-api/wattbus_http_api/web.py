@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
+from wattbus import codec
 from wattbus import messages as m
 
 from .site import HTTP_STATUS, Site
@@ -71,8 +72,8 @@ async def read_json(request: web.Request, allow_empty: bool = False) -> Any:
             return None
         raise reject(request, 400, "the request needs a JSON body", "body")
     try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
+        return codec.decode(raw, Any)  # invalid UTF-8 included
+    except codec.PayloadError as exc:
         raise reject(request, 400, f"the body is not JSON: {exc}", "body") from None
 
 

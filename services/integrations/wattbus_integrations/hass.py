@@ -167,8 +167,8 @@ class HomeAssistant:
         if not msg.retained or not obj.startswith("wattbus-") or not msg.payload:
             return
         try:
-            doc = msgspec.json.decode(msg.payload)
-        except msgspec.DecodeError:
+            doc: Any = codec.decode(msg.payload, Any)
+        except codec.PayloadError:
             return  # not ours to judge: another publisher's config
         origin = doc.get("o") if isinstance(doc, dict) else None
         if not isinstance(origin, dict) or origin.get("name") != self.settings.origin_name:
