@@ -7,6 +7,7 @@ from typing import Any
 
 from wattbus import messages as m
 from wattbus import topics
+from wattbus.adoption import Adoption, Decision
 from wattbus.bus import Message
 from wattbus.runner import ServiceContext
 
@@ -15,7 +16,7 @@ from .config import Config, DeviceConfig
 from .devices import Device, ProfileDevice, SunSpecDevice, poll_forever
 from .link import Endpoint, Link, LinkError
 from .profile import ProfileError, load_profile, read_serial
-from .scan import NotSunSpec, scan
+from .scan import DEFAULT_UNITS, NotSunSpec, scan
 
 
 def endpoint_of(cfg: DeviceConfig) -> Endpoint:
@@ -27,12 +28,58 @@ class Bridge:
         self.ctx = ctx
         self.devices: dict[str, Device] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.pollers: dict[str, asyncio.Task[None]] = {}
+        self.adopted: dict[str, asyncio.Task[None]] = {}  # announced device id -> its endpoint task
+        self.polled_as: dict[str, str] = {}  # announced device id -> id the device reported itself
+        self.adoption = Adoption(["sunspec"], enabled=ctx.config.adopt, deny=ctx.config.deny,
+                                 counters=ctx.counters, log=ctx.log.child("adoption"))
 
-    def _start(self, device: Device) -> None:
-        self.devices[device.device_id] = device
-        task = asyncio.create_task(poll_forever(device), name=f"poll-{device.device_id}")
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
+
+    def _start(self, device: Device, adopted_as: str | None = None) -> None:
+        if adopted_as is None:
+            # A configured device: config wins over any announcement of the same id.
+            self.adoption.pin(device.device_id)
+            self._drop_adopted(device.device_id)
+        else:
+            if device.device_id in self.pollers and device.device_id not in self.adopted:
+                self.ctx.log.info("announced device is already configured", device=device.device_id)
+                return
+            if device.device_id != adopted_as:
+                self.ctx.log.warning("announced device reports another id", announced=adopted_as,
+                                     device=device.device_id)
+            self.polled_as[adopted_as] = device.device_id
+        old = self.pollers.pop(device.device_id, None)
+        if old is not None:
+            old.cancel()
+        self.devices[device.device_id] = device
+        self.pollers[device.device_id] = self._spawn(poll_forever(device), f"poll-{device.device_id}")
+
+    def _drop_adopted(self, device_id: str) -> None:
+        if self._stop_adopted(device_id):
+            self.adoption.forget(device_id)
+
+    def _stop_adopted(self, announced_id: str) -> bool:
+        task = self.adopted.pop(announced_id, None)
+        if task is None:
+            return False
+        task.cancel()
+        poller = self.pollers.pop(self.polled_as.pop(announced_id, announced_id), None)
+        if poller is not None:
+            poller.cancel()
+        return True
+
+    def adopt(self, decision: Decision) -> None:
+        """Poll an announced device; on a move (DHCP) the old endpoint and poller stop first."""
+        ann, target = decision.announcement, decision.target
+        self._stop_adopted(ann.device_id)
+        cfg = DeviceConfig(host=target.host, port=target.port or 502,
+                           unit_ids=[target.unit_id] if target.unit_id is not None else list(DEFAULT_UNITS))
+        self.adopted[ann.device_id] = self._spawn(self.endpoint(cfg, ann.device_id), f"adopted-{ann.device_id}")
 
     async def _probe(self, cfg: DeviceConfig, link: Link, unit: int) -> Device | None:
         if cfg.protocol != "sunspec":
@@ -45,7 +92,7 @@ class Bridge:
         device.succeeded()
         return device
 
-    async def endpoint(self, cfg: DeviceConfig) -> None:
+    async def endpoint(self, cfg: DeviceConfig, adopted_as: str | None = None) -> None:
         """Probe every configured unit id; probe the missing ones again every rescan interval."""
         link = Link(endpoint_of(cfg), cfg.timeout_s)
         units = cfg.unit_ids if cfg.protocol == "sunspec" else cfg.unit_ids[:1]
@@ -69,7 +116,7 @@ class Bridge:
                 if device is not None:
                     found.add(unit)
                     self.ctx.log.info("device found", device=device.device_id, address=f"{link.endpoint}/{unit}")
-                    self._start(device)
+                    self._start(device, adopted_as)
             if len(found) == len(units):
                 return
             # Nothing (or not everything) answered: retry sooner while nothing works, slowly later.
@@ -108,11 +155,12 @@ async def run(ctx: ServiceContext[Config]) -> None:
             ctx.counters.inc("config_errors")
             ctx.log.error("device skipped: set host or serial_port", device=str(cfg))
             continue
-        task = asyncio.create_task(bridge.endpoint(cfg), name=f"endpoint-{cfg.host or cfg.serial_port}")
-        bridge.tasks.add(task)
-        task.add_done_callback(bridge.tasks.discard)
+        if cfg.host:
+            bridge.adoption.pin(f"{cfg.host}:{cfg.port}", cfg.serial)
+        bridge._spawn(bridge.endpoint(cfg), f"endpoint-{cfg.host or cfg.serial_port}")
     ctx.bus.subscribe(topics.commands_for(ctx.name), m.Command, bridge.on_command)
-    if not ctx.config.devices:
+    bridge.adoption.subscribe(ctx.bus, bridge.adopt)
+    if not ctx.config.devices and not ctx.config.adopt:
         ctx.log.warning("no devices configured: add [[sunspec-bridge.devices]] entries")
     await ctx.stopping.wait()
     for task in list(bridge.tasks):

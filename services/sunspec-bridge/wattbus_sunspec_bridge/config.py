@@ -44,3 +44,6 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     rescan_interval_s: Annotated[float, Meta(gt=0)] = 300.0  # probe again for units that did not answer
     profiles_dir: str | None = None  # extra register profiles (*.toml) beside the shipped ones
     devices: list[DeviceConfig] = []
+    # Poll SunSpec devices the discovery service announces (configured devices win).
+    adopt: bool = True
+    deny: list[str] = []  # serials, device ids or addresses (host or host:port) never to adopt
