@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import platform
 import sys
 import time
@@ -13,6 +14,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import plots  # noqa: E402 - after the path set-up above
+
+
+def plot_of(name: str, text: str, report_dir: Path) -> str | None:
+    """The section's PNG (bench/plots.py), as a path relative to the report; None without one."""
+    try:
+        path = plots.plot_for(name, text)
+    except (ValueError, KeyError, OSError) as exc:  # a malformed figure file must not lose the report
+        print(f"plot for {name} failed: {exc!r}", flush=True)
+        return None
+    return os.path.relpath(path, report_dir) if path else None
+
+
+def headline(text: str) -> str:
+    """The first body row of the section's first table, for the overview."""
+    _header, rows = plots.parse_table(text)
+    return " / ".join(c for c in rows[0][:3] if c) if rows else "-"
 
 
 def main() -> int:
@@ -27,16 +46,31 @@ def main() -> int:
                 f"Python {platform.python_version()}, {platform.node()}. Figures from one run on a shared "
                 f"2-core machine: compare ratios within a run, not absolute numbers across runs.\n"]
     failed = 0
+    overview: list[str] = []
+    report_dir = Path(args.report).resolve().parent
     for name in names:
         print(f"== {name}", flush=True)
         started = time.monotonic()
+        ok = True
         try:
             text = importlib.import_module(f"bench.{name}").main()
         except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
             failed += 1
+            ok = False
             text = "FAILED:\n```\n" + traceback.format_exc() + "```"
             print(text, flush=True)
-        sections.append(f"## {name.removeprefix('bench_')} ({time.monotonic() - started:.0f} s)\n\n{text}\n")
+        short = name.removeprefix("bench_")
+        took = time.monotonic() - started
+        image = plot_of(short, text, report_dir) if ok else None
+        if image:
+            text += f"\n\n![{short}]({image})\n"
+        overview.append(f"| [{short}](#{short}-{took:.0f}-s) | {'ok' if ok else 'FAILED'} | {took:.0f} s | "
+                        f"{headline(text) if ok else '-'} |")
+        sections.append(f"## {short} ({took:.0f} s)\n\n{text}\n")
+    table = ["| benchmark | result | time | first figure |", "|---|---|---:|---|", *overview]
+    if not plots.available():
+        table.append("\n(plots need matplotlib: `pip install matplotlib`)")
+    sections.insert(1, "## Overview\n\n" + "\n".join(table) + "\n")
     Path(args.report).write_text("\n".join(sections))
     print(f"wrote {args.report}")
     return 1 if failed else 0
