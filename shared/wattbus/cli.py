@@ -27,7 +27,19 @@ def main(argv: list[str] | None = None) -> int:
     p_many.add_argument("--config", help="config file (default: $WATTBUS_CONFIG or /etc/wattbus/wattbus.toml)")
     p_many.add_argument("--secrets-dir", help="directory with one broker password file per service name")
     p_many.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    p_config = sub.add_parser("config", help="read, change and check the config file (validated per service)")
+    p_config.add_argument("--config", dest="path", help="config file (default: $WATTBUS_CONFIG or "
+                          "/etc/wattbus/wattbus.toml)")
+    config_sub = p_config.add_subparsers(dest="action", required=True)
+    config_sub.add_parser("get", help="print a section").add_argument("section")
+    p_set = config_sub.add_parser("set", help="set one key (dotted: site.grid, loadpoints.0.max_current_a)")
+    p_set.add_argument("section")
+    p_set.add_argument("key")
+    p_set.add_argument("value", help="a TOML value (16, true, [\"a/b\"]) or plain text")
+    config_sub.add_parser("check", help="validate every section with its service's config")
     args = parser.parse_args(argv)
+    if args.command == "config":
+        return config_command(args)
     if args.command == "run-many":
         from . import multi  # imports the bus client: only for this command (healthcheck stays light)
 
@@ -43,6 +55,36 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root).resolve()
     run_dir = Path(args.run_dir).resolve() if args.run_dir else root / ".run"
     return embedded.main(root, run_dir, prepare_only=args.prepare_only)
+
+
+def config_command(args: argparse.Namespace) -> int:
+    """`wattbus config get|set|check`: the same file and validation as the web UI's setup page."""
+    import tomlkit
+
+    from .config import DEFAULT_PATHS, ConfigError
+    from .settings import Settings, parse_value
+
+    path = Path(args.path or os.environ.get("WATTBUS_CONFIG") or DEFAULT_PATHS[0])
+    try:
+        settings = Settings(path)
+        if args.action == "get":
+            print(tomlkit.dumps({args.section: settings.section(args.section)}), end="")
+            return 0
+        if args.action == "set":
+            settings.set_value(args.section, args.key, parse_value(args.value))
+            settings.save()
+            print(f"{path}: [{args.section}] {args.key} = {args.value} (valid; a running service applies it "
+                  "after reload_config, see docs/topics.md)")
+            return 0
+        problems = settings.check()
+    except ConfigError as exc:
+        print(f"wattbus config: {exc}", file=sys.stderr)
+        return 2
+    for section, problem in problems.items():
+        print(f"[{section}]: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"{path}: {len(settings.sections())} sections, all valid")
+    return 2 if problems else 0
 
 
 def healthcheck(max_age_s: float) -> int:

@@ -289,10 +289,18 @@ class SetConnected(CommandBase, frozen=True, kw_only=True, tag="set_connected"):
     connected: bool
 
 
+class ReloadConfig(CommandBase, frozen=True, kw_only=True, tag="reload_config"):
+    """Re-read this service's config section (sent to `service/<name>/<instance>/command`). The runner
+    validates it with the service's own config Struct: `invalid` with the message if it does not
+    decode, `ok` + a clean exit with RELOAD_EXIT_CODE (the supervisor restarts only this service)
+    if it changed, `ok` with "unchanged" otherwise."""
+
+
 Command = (
     SetChargeCurrent | SetCharging | SetPhases | SetRelay | SetBatteryMode | SetChargeTarget | SetBatteryReserve
     | SetChargeSlot | SetDischargeSlot | SetSchedule | SetBatteryPowerLimit | SetClock | Restart | Rescan
     | SetLoadpointMode | SetLoadpointLimits | SetPowerLimit | SetConnected | SetChargeTargetEnabled
+    | ReloadConfig
 )
 
 CommandStatus = Literal["ok", "refused", "invalid", "failed", "timeout"]

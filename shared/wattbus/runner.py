@@ -22,12 +22,17 @@ from typing import Any, Generic, TypeVar
 
 from . import __version__, topics
 from . import messages as m
-from .bus import Bus
+from .bus import Bus, Message
 from .config import BusConfig, ConfigError, LoadedConfig, ServiceCommon, load
 from .counters import Counters
 from .log import Logger, get_logger, setup_logging
 
 C = TypeVar("C", bound=ServiceCommon)
+
+# A service exits with this after `reload_config` found a changed, valid section: supervisord
+# (autorestart=true), compose (restart: unless-stopped) and `wattbus run-many` start it again
+# with the new section, and only this service restarts (EX_TEMPFAIL: "try again").
+RELOAD_EXIT_CODE = 75
 
 
 class DeviceChannel:
@@ -134,6 +139,7 @@ class Service(Generic[C]):
         self.description = description
         self.subcommands = subcommands
         self.session_expiry_s = session_expiry_s
+        self.reloaded: LoadedConfig | None = None  # the file re-read by `reload_config` (run-many restarts)
 
     def parser(self) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(prog=f"wattbus-{self.name}", description=self.description)
@@ -163,6 +169,7 @@ class Service(Generic[C]):
     async def serve(self, loaded: LoadedConfig, bus_cfg: BusConfig, stopping: asyncio.Event) -> int:
         """Run inside an existing loop next to other services (`wattbus run-many`): the caller owns
         the signal handlers and sets `stopping`; this service keeps its own bus client and status."""
+        loaded = self.reloaded or loaded
         config = loaded.section(self.name, self.config_type)
         return await self._serve(config, bus_cfg, loaded, stopping)
 
@@ -186,6 +193,8 @@ class Service(Generic[C]):
         bus.publish(availability, m.ONLINE, retain=True)
         log.info("service starting", instance=instance, version=__version__, broker=f"{bus_cfg.host}:{bus_cfg.port}")
         status_task = asyncio.create_task(self._heartbeat(ctx))
+        reload_wanted = asyncio.Event()
+        self._answer_service_commands(ctx, reload_wanted)
         work = asyncio.create_task(self.run(ctx), name=f"{self.name}-run")
         stop_wait = asyncio.create_task(ctx.stopping.wait())
         exit_code = 0
@@ -199,6 +208,8 @@ class Service(Generic[C]):
         except Exception as exc:
             log.exception("service failed", error=repr(exc))
             exit_code = 1
+        if reload_wanted.is_set() and exit_code == 0:
+            exit_code = RELOAD_EXIT_CODE
         stop_wait.cancel()
         status_task.cancel()
         ctx.publish_status()
@@ -207,6 +218,43 @@ class Service(Generic[C]):
         await bus.stop(final)
         log.info("service stopped", exit_code=exit_code)
         return exit_code
+
+    def _answer_service_commands(self, ctx: ServiceContext[C], reload_wanted: asyncio.Event) -> None:
+        """`reload_config` on service/<name>/<instance>/command: re-read the file, validate the section
+        with our own Struct, answer on .../result (our own topic space, any broker user may write it),
+        then stop cleanly with RELOAD_EXIT_CODE when the section changed."""
+        result_topic = topics.service_result(self.name, ctx.instance)
+
+        def answer(msg: Message[m.CommandBase], status: m.CommandStatus, message: str) -> None:
+            tag = msg.payload.__struct_config__.tag
+            ctx.bus.respond(msg, m.CommandResult(status=status, command=tag if isinstance(tag, str) else None,
+                                                 target=f"{self.name}/{ctx.instance}",
+                                                 request_id=msg.payload.request_id, message=message), result_topic)
+
+        def on_command(msg: Message[m.CommandBase]) -> None:
+            if not isinstance(msg.payload, m.ReloadConfig):
+                ctx.counters.inc("service_commands_refused")
+                answer(msg, "refused", "a service accepts only reload_config here")
+                return
+            try:
+                fresh = load(ctx.loaded.path, ctx.loaded.environ) if ctx.loaded.path else ctx.loaded
+                config = fresh.section(self.name, self.config_type)
+            except ConfigError as exc:
+                ctx.counters.inc("config_reloads_refused")
+                ctx.log.warning("reload refused: the new config section is invalid", error=str(exc))
+                answer(msg, "invalid", str(exc))
+                return
+            if config == ctx.config:
+                answer(msg, "ok", f"[{self.name}] unchanged, nothing to apply")
+                return
+            ctx.counters.inc("config_reloads")
+            ctx.log.info("config section changed: restarting to apply it", exit_code=RELOAD_EXIT_CODE)
+            self.reloaded = fresh
+            answer(msg, "ok", f"[{self.name}] changed: restarting to apply it")
+            reload_wanted.set()
+            ctx.stopping.set()
+
+        ctx.bus.subscribe(topics.service_command(self.name, ctx.instance), m.Command, on_command)
 
     async def _heartbeat(self, ctx: ServiceContext[C]) -> None:
         while True:

@@ -14,6 +14,8 @@ Layout (every topic starts with `wattbus/v1/`):
     loadpoint/<loadpoint_id>/command            Command (loadpoint mode and limits)
     service/<service>/<instance>/status         ServiceStatus, retained
     service/<service>/<instance>/availability   "online" | "offline", retained, the last will
+    service/<service>/<instance>/command        Command (reload_config)
+    service/<service>/<instance>/result         CommandResult for service commands
     reply/<service>/<instance>/<suffix>         response topics a requester listens on
 
 `<source>` is the name of the service that owns the device, so the broker's ACL can give each
@@ -105,6 +107,14 @@ def service_availability(service: str, instance: str) -> str:
     return f"{PREFIX}/service/{segment(service, 'service')}/{segment(instance, 'instance')}/availability"
 
 
+def service_command(service: str, instance: str) -> str:
+    return f"{PREFIX}/service/{segment(service, 'service')}/{segment(instance, 'instance')}/command"
+
+
+def service_result(service: str, instance: str) -> str:
+    return f"{PREFIX}/service/{segment(service, 'service')}/{segment(instance, 'instance')}/result"
+
+
 def reply(service: str, instance: str, suffix: str = "result") -> str:
     return f"{PREFIX}/reply/{segment(service, 'service')}/{segment(instance, 'instance')}/{segment(suffix)}"
 
@@ -168,7 +178,7 @@ def parse(topic: str) -> ParsedTopic:
             return ParsedTopic("discovery", "announcement", ident=device_id)
         case ["loadpoint", loadpoint_id, leaf] if leaf in {"state", "command"}:
             return ParsedTopic("loadpoint", leaf, ident=loadpoint_id)
-        case ["service", service, instance, leaf] if leaf in {"status", "availability"}:
+        case ["service", service, instance, leaf] if leaf in {"status", "availability", "command", "result"}:
             return ParsedTopic("service", leaf, service, instance)
         case ["reply", service, instance, suffix]:
             return ParsedTopic("reply", "reply", service, instance, suffix)
@@ -213,6 +223,10 @@ TOPICS: tuple[TopicSpec, ...] = (
               "Heartbeat with version, uptime and counters."),
     TopicSpec(f"{PREFIX}/service/<service>/<instance>/availability", "text", True, 1, "every service",
               "`online` after connecting, `offline` on clean shutdown and as the last will."),
+    TopicSpec(f"{PREFIX}/service/<service>/<instance>/command", "Command", False, 1, "http-api",
+              "`reload_config`: re-read the service's config section; answered on `.../result` (request_id)."),
+    TopicSpec(f"{PREFIX}/service/<service>/<instance>/result", "CommandResult", False, 1, "every service",
+              "Answers to service commands (the service's own topic space, so every broker user may write it)."),
     TopicSpec(f"{PREFIX}/reply/<service>/<instance>/<suffix>", "CommandResult", False, 1, "bridges",
               "Response topics; the requester sets one in the MQTT v5 `ResponseTopic` property."),
 )
