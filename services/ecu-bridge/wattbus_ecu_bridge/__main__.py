@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -19,17 +18,18 @@ from wattbus.config import ConfigError, LoadedConfig
 from wattbus.runner import Service, ServiceContext, Subcommand
 
 from . import aps2mqtt, model, wire
+from .adopt import Fleet
 from .config import Config
 from .decode import decode_any
-from .poller import EcuPoller
 
 
 async def run(ctx: ServiceContext[Config]) -> None:
-    if not ctx.config.ecus:
+    if not ctx.config.ecus and not ctx.config.adopt:
         ctx.log.error("no ECU configured: add [[ecu-bridge.ecus]] host = ... (or set APS_ECU_IP)")
         await ctx.stopping.wait()
         return
-    pollers = [EcuPoller(ctx, cfg) for cfg in ctx.config.ecus]
+    fleet = Fleet(ctx)
+    pollers = fleet.pollers
 
     async def on_command(msg: Message[m.Command]) -> None:
         parsed = topics.parse(msg.topic)
@@ -48,8 +48,9 @@ async def run(ctx: ServiceContext[Config]) -> None:
         ctx.bus.respond(msg, result, topics.device_result(ctx.name, target))
 
     ctx.bus.subscribe(topics.commands_for(ctx.name), m.Command, on_command)
+    fleet.adoption.subscribe(ctx.bus, fleet.adopt)
     try:
-        await asyncio.gather(*(p.run() for p in pollers))
+        await fleet.wait()
     finally:
         if ctx.config.aps2mqtt_topics:
             ctx.bus.publish(model.aps_status_topic(ctx.config.aps2mqtt_prefix), "offline", retain=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from msgspec import Meta, Struct
+from msgspec import Meta, Struct, field
 from wattbus.config import ServiceCommon
 
 ClockTime = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM local time")]
@@ -13,10 +13,9 @@ Latitude = Annotated[float, Meta(ge=-90, le=90)]
 Longitude = Annotated[float, Meta(ge=-180, le=180)]
 
 
-class EcuConfig(Struct, kw_only=True, forbid_unknown_fields=True):
-    host: str
-    port: Annotated[int, Meta(ge=1, le=65535)] = 8899
-    name: str | None = None
+class EcuSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """How to poll an ECU; `[ecu-bridge.adopted]` holds these for ECUs found by discovery."""
+
     # The ECU refreshes its data about every 5 minutes; asking faster only stresses it.
     poll_interval_s: Annotated[float, Meta(ge=0.05, le=3600)] = 300.0
     # Polls are aligned to the ECU's own refresh (its answer's timestamp + poll_interval_s + this),
@@ -44,12 +43,22 @@ class EcuConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     wifi_password: str = ""
 
 
+class EcuConfig(EcuSettings, kw_only=True, forbid_unknown_fields=True):
+    host: str
+    port: Annotated[int, Meta(ge=1, le=65535)] = 8899
+    name: str | None = None
+
+
 class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     ecus: list[EcuConfig] = []
     # Also publish aps2mqtt's own topics (aps/<ECU_ID>/..., aps/status) for drop-in replacement.
     aps2mqtt_topics: bool = False
     aps2mqtt_prefix: str = ""  # aps2mqtt's MQTT_TOPIC_PREFIX
     aps2mqtt_retain: bool = False
+    # Poll ECUs the discovery service announces (configured ECUs win), with these settings.
+    adopt: bool = True
+    deny: list[str] = []  # ECU ids, device ids or addresses (host or host:port) never to adopt
+    adopted: EcuSettings = field(default_factory=EcuSettings)
 
 
 def minutes(clock: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,8 +17,10 @@ from .decode import EcuInfo, InverterData, RealtimeData, SignalData, decode_info
 
 
 class EcuPoller:
-    def __init__(self, ctx: ServiceContext[Config], cfg: EcuConfig) -> None:
+    def __init__(self, ctx: ServiceContext[Config], cfg: EcuConfig,
+                 on_identified: Callable[[EcuPoller, str], None] | None = None) -> None:
         self.ctx, self.cfg = ctx, cfg
+        self.on_identified = on_identified  # told the ECU id once it answered (config pins it)
         self.client = EcuClient(cfg.host, cfg.port, Timing(cfg.answer_delay_s, cfg.pause_between_commands_s,
                                                            cfg.timeout_s))
         self.log = ctx.log.child(f"ecu {cfg.host}:{cfg.port}")
@@ -149,6 +152,8 @@ class EcuPoller:
                 self.zone = _zone(info.timezone) or self.zone
             self.log.info("ECU answering", ecu=info.ecu_id, model=model.ecu_model(info.ecu_id)[0],
                           firmware=info.firmware, inverters=rt.count, timezone=str(self.zone))
+        if self.ecu_id != info.ecu_id and self.on_identified is not None:
+            self.on_identified(self, info.ecu_id)
         self.ecu_id = info.ecu_id
         for problem in (*rt.problems, *signal.problems):
             self.ctx.counters.inc("records_rejected")
