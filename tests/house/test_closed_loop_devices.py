@@ -18,16 +18,17 @@ from wattbus import messages as m
 from wattbus import topics
 from wattbus.bus import Bus
 from wattbus_sim.house import House
-from wattbus_sim.house_devices import HouseDevices
+from wattbus_sim.house_devices import HouseDevices, feed_sml
 
 from tests.support.bus_helpers import started_bus, until
-from tests.support.servers import Mosquitto
+from tests.support.servers import Mosquitto, free_port
 
 BRIDGE = "goe-shelly-bridge"
 GOE_SERIAL, METER_MAC, HEATER_MAC = "204571", "08F9E0E5A001", "B8D61A8BA002"
 CHARGER = f"{BRIDGE}/goe-{GOE_SERIAL}"
 METER = f"{BRIDGE}/shelly-{METER_MAC.lower()}-em"
 HEATER = f"{BRIDGE}/shelly-{HEATER_MAC.lower()}"
+SML_ID, INVERTER_ID = "dzg-1dzg0060694612", "fronius-34119777"  # DZG server id; SunSpec common model serial
 
 
 def write_config(tmp_path: Path, ports: dict[str, int]) -> Path:
@@ -170,3 +171,58 @@ async def test_pv_mode_charges_the_car_from_the_sun_through_goe_and_shelly(
     finally:
         await watcher.stop()
     assert "Traceback" not in bridge.output() and "Traceback" not in controller.output(), logs()
+
+
+async def test_the_house_as_sml_meter_and_sunspec_inverter_read_by_the_real_readers(
+        broker: Mosquitto, tmp_path: Path, start_service: Callable[..., Any]) -> None:
+    """The optional faces: the grid meter as SML on a pty (sml-reader) and the PV as a SunSpec
+    inverter on Modbus TCP (sunspec-bridge). The house clock stands still, so values are exact."""
+    house = House.from_profile("clear", "12:30", with_heater=False)
+    house.battery = None
+    devices = HouseDevices(house, goe_serial=GOE_SERIAL, meter_mac=METER_MAC)
+    await devices.start(0, 0, None)
+    port = free_port()
+    await devices.start_sunspec(port)
+    link = tmp_path / "house-sml"
+    stop = asyncio.Event()
+    sml = asyncio.create_task(feed_sml(house, link, 0.5, 60694612, stop))
+    config = tmp_path / "readers.toml"
+    config.write_text(f"""
+[sml-reader]
+[[sml-reader.meters]]
+key = "house-grid"
+format = "sml"
+port = "{link}"
+
+[sunspec-bridge]
+poll_interval_s = 0.5
+adopt = false
+[[sunspec-bridge.devices]]
+host = "127.0.0.1"
+port = {port}
+unit_ids = [1]
+""")
+    watcher = await started_bus(broker, "influx-writer", "house-faces")
+    seen: dict[str, m.ReadingBase] = {}
+    watcher.subscribe(f"{topics.PREFIX}/device/+/+/reading", m.Reading,
+                      lambda msg: seen.__setitem__(msg.payload.device_id, msg.payload))
+    await until(lambda: link.exists(), 10, "SML pty link")
+    reader = start_service("wattbus_sml_reader", "--config", str(config), env=broker.env("sml-reader"))
+    bridge = start_service("wattbus_sunspec_bridge", "--config", str(config), env=broker.env("sunspec-bridge"))
+    grid_w = round(house.grid_power_w(), 1)
+    try:
+        await until(lambda: isinstance(seen.get(SML_ID), m.MeterReading), 45,
+                    f"SML reading\n{reader.output()[-3000:]}")
+        await until(lambda: isinstance(seen.get(INVERTER_ID), m.InverterReading), 45,
+                    f"SunSpec reading\n{bridge.output()[-3000:]}")
+    finally:
+        stop.set()
+        await asyncio.gather(sml, return_exceptions=True)
+        await watcher.stop()
+        await devices.stop()
+    meter, inverter = seen[SML_ID], seen[INVERTER_ID]
+    assert isinstance(meter, m.MeterReading) and isinstance(inverter, m.InverterReading)
+    assert grid_w < 0, "12:30 on a clear day exports"
+    assert meter.power_w == pytest.approx(grid_w, abs=0.01)
+    assert meter.energy_export_wh is not None and meter.energy_export_wh >= 1_234_500.0
+    assert inverter.power_w == pytest.approx(round(house.pv_power_w()), abs=1.0)
