@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from wattbus.config import ServiceCommon
 from wattbus.runner import Service, ServiceContext, Subcommand
 
 from . import controls, decode, givtcp
+from .adopt import Adopter
 from .dongle import Dongle, DongleError
 from .plant import InverterConfig, Plant, readings
 
@@ -26,6 +28,10 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
     retries: Annotated[int, Meta(ge=0, le=5)] = 2
     print_raw: bool = False  # GivTCP's PRINT_RAW: raw registers inside runAll
+    # Poll inverters the discovery service announces (configured inverters win).
+    adopt: bool = True
+    deny: list[str] = []  # serials, device ids or addresses (host or host:port) never to adopt
+    adopted_batteries: Annotated[int, Meta(ge=0, le=6)] = 1  # batteries to look for behind an adopted inverter
 
 
 class Bridge:
@@ -33,10 +39,27 @@ class Bridge:
 
     def __init__(self, ctx: ServiceContext[Config]) -> None:
         self.ctx = ctx
-        self.plants = [Plant(cfg, Dongle(cfg.host, cfg.port, ctx.counters, ctx.log.child(f"{cfg.host}:{cfg.port}"),
-                                         timeout_s=ctx.config.timeout_s, retries=ctx.config.retries))
-                       for cfg in ctx.config.inverters]
-        self.locks = {id(p): asyncio.Lock() for p in self.plants}  # a command never interleaves with a poll
+        self.plants: list[Plant] = []
+        self.locks: dict[int, asyncio.Lock] = {}  # a command never interleaves with a poll
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.identified: Callable[[Plant], None] | None = None  # told once a plant's serial is known
+
+    def add(self, cfg: InverterConfig) -> Plant:
+        """Start polling one inverter in its own loop."""
+        ctx = self.ctx
+        plant = Plant(cfg, Dongle(cfg.host, cfg.port, ctx.counters, ctx.log.child(f"{cfg.host}:{cfg.port}"),
+                                  timeout_s=ctx.config.timeout_s, retries=ctx.config.retries))
+        self.plants.append(plant)
+        self.locks[id(plant)] = asyncio.Lock()
+        self.tasks[id(plant)] = asyncio.create_task(self.poll_loop(plant), name=f"giv-{cfg.host}:{cfg.port}")
+        return plant
+
+    def remove(self, plant: Plant) -> None:
+        """Stop polling an inverter (it moved); its devices stay announced."""
+        self.plants.remove(plant)
+        task = self.tasks.pop(id(plant), None)
+        if task is not None:
+            task.cancel()
 
     def plant_for(self, device_id: str) -> Plant | None:
         for plant in self.plants:
@@ -46,8 +69,14 @@ class Bridge:
         return None
 
     async def poll_loop(self, plant: Plant) -> None:
-        ctx = self.ctx
         announced: set[str] = set()
+        try:
+            await self._poll_until_stopped(plant, announced)
+        finally:
+            await plant.dongle.close()
+
+    async def _poll_until_stopped(self, plant: Plant, announced: set[str]) -> None:
+        ctx = self.ctx
         while not ctx.stopping.is_set():
             try:
                 async with self.locks[id(plant)]:
@@ -65,9 +94,10 @@ class Bridge:
                 await plant.dongle.close()
             if not await ctx.sleep(ctx.config.poll_interval_s):
                 break
-        await plant.dongle.close()
 
     def publish(self, plant: Plant, announced: set[str]) -> None:
+        if not announced and self.identified is not None:
+            self.identified(plant)
         for meta in plant.metas(self.ctx.name):
             if meta.device_id not in announced:
                 self.ctx.device(meta)
@@ -139,13 +169,18 @@ def _request_id(payload: bytes) -> str | None:
 
 
 async def run(ctx: ServiceContext[Config]) -> None:
-    if not ctx.config.inverters:
+    if not ctx.config.inverters and not ctx.config.adopt:
         ctx.log.error("no inverters configured: set [giv-bridge] inverters = [{ host = ... }] or INVERTOR_IP")
         await ctx.stopping.wait()
         return
     bridge = Bridge(ctx)
+    adopter = Adopter(bridge)
+    for cfg in ctx.config.inverters:
+        adopter.configured(bridge.add(cfg))
     ctx.bus.subscribe(topics.commands_for(ctx.name), bytes, bridge.on_command)
-    await asyncio.gather(*(bridge.poll_loop(p) for p in bridge.plants))
+    adopter.adoption.subscribe(ctx.bus, adopter.adopt)
+    await ctx.stopping.wait()
+    await asyncio.gather(*bridge.tasks.values(), return_exceptions=True)
 
 
 SERVICE = Service("giv-bridge", Config, run, "GivEnergy inverters and batteries to the bus (GivTCP compatible)",
