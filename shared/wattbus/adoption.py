@@ -131,9 +131,9 @@ class Adoption:
         """The bridge stopped polling this device (e.g. it could not start a poller there)."""
         self.adopted.pop(device_id, None)
 
-    def subscribe(self, bus: Bus, handler: Callable[[Decision], Awaitable[None] | None]) -> None:
-        """One raw subscription to every announcement; the handler sees start/move decisions and
-        everything else is counted (and logged once per device where it matters)."""
+    def subscribe(self, bus: Bus, handler: Callable[[Decision], Awaitable[bool | None] | bool | None]) -> None:
+        """One raw subscription to every announcement; the handler sees start/move decisions (and
+        returns False to decline one), denied and pinned ones are counted."""
 
         async def on_message(msg: Message[bytes]) -> None:
             ann = self.parse(msg.topic, msg.payload)
@@ -141,13 +141,16 @@ class Adoption:
                 return
             decision = self.judge(ann)
             if decision.action in ("start", "move"):
+                result: Any = handler(decision)
+                if inspect.isawaitable(result):
+                    result = await result
+                if result is False:  # the bridge declined (e.g. a password is missing): ask again next time
+                    self.forget(ann.device_id)
+                    return
                 self.counters.inc(f"adopt_{decision.action}")
                 if self.log:
                     self.log.info(f"adopting discovered device ({decision.action})", device=ann.device_id,
                                   address=_show(decision.target), before=_show(decision.previous))
-                result: Any = handler(decision)
-                if inspect.isawaitable(result):
-                    await result
             elif decision.action in ("denied", "pinned"):
                 self.counters.inc(f"adopt_{decision.action}")
 

@@ -41,3 +41,9 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     max_backoff_s: Annotated[float, Meta(ge=1, le=3600)] = 60.0
     offline_after_failures: Annotated[int, Meta(ge=1, le=100)] = 2
     confirm_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0  # read-back after a write
+    # Poll go-e chargers and Shellies the discovery service announces (configured devices win).
+    adopt: bool = True
+    deny: list[str] = []  # serials/MACs, device ids or addresses (host or host:port) never to adopt
+    # Shellies announced with authentication on are adopted only with this password (user admin).
+    shelly_password: str | None = None
+    shelly_password_file: str | None = None

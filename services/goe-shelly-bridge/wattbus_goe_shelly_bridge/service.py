@@ -9,14 +9,16 @@ from wattbus import messages as m
 from wattbus.bus import Message
 from wattbus.runner import ServiceContext
 
+from .adopt import Fleet
 from .commands import answer, execute
 from .config import Config
 from .worker import DeviceWorker
 
 
 async def run(ctx: ServiceContext[Config]) -> None:
-    workers = [DeviceWorker(ctx, cfg) for cfg in ctx.config.devices]
-    if not workers:
+    fleet = Fleet(ctx)
+    workers = fleet.workers
+    if not workers and not ctx.config.adopt:
         ctx.log.warning("no devices configured", hint="add [[goe-shelly-bridge.devices]] url = \"http://...\"")
     running: set[asyncio.Task[None]] = set()
 
@@ -44,7 +46,8 @@ async def run(ctx: ServiceContext[Config]) -> None:
         task.add_done_callback(running.discard)
 
     ctx.bus.subscribe(topics.commands_for(ctx.name), bytes, on_command)
-    await asyncio.gather(*(w.run() for w in workers), ctx.stopping.wait())
+    fleet.adoption.subscribe(ctx.bus, fleet.adopt)
+    await fleet.wait()
 
 
 async def _run_command(ctx: ServiceContext[Config], worker: DeviceWorker, device_id: str, command: m.CommandBase,

@@ -7,6 +7,7 @@ delays its own loop (bounded by the timeout) and never the others.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from wattbus import messages as m
 from wattbus.runner import DeviceChannel, ServiceContext
@@ -33,6 +34,7 @@ class DeviceWorker:
         self.failures = 0
         self.last_error = ""
         self.interval = cfg.poll_interval_s or ctx.config.poll_interval_s
+        self.on_detected: Callable[[DeviceWorker], None] | None = None  # adoption pins configured ids
 
     @property
     def online(self) -> bool:
@@ -59,6 +61,8 @@ class DeviceWorker:
                     self.adapter = await detect(self.http)
                     self.ctx.log.info("device detected", url=self.cfg.url, kind=self.adapter.kind,
                                       api=self.adapter.generation, device=self.adapter.device_id)
+                    if self.on_detected is not None:
+                        self.on_detected(self)
                 readings = await self.adapter.read()
         except DeviceError as exc:
             return self._failed(exc, delay)
