@@ -74,6 +74,9 @@ class Adoption:
         """Mark serials, device ids or addresses (`host` / `host:port`) as configured: config wins."""
         self.pinned.update(_key(k) for k in keys if k)
 
+    def is_pinned(self, key: str) -> bool:
+        return _key(key) in self.pinned
+
     def _keys(self, ann: m.DeviceAnnouncement, target: Target) -> set[str]:
         keys = {_key(ann.device_id), _key(target.host)}
         if ann.serial:

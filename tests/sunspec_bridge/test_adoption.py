@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wattbus import topics
 from wattbus import messages as m
+from wattbus import topics
 from wattbus.bus import Bus, Message
 
 from tests.support.bus_helpers import started_bus, until
@@ -35,7 +35,7 @@ class Seen:
         self.meta[msg.payload.device_id] = msg.payload
 
     def _status(self, msg: Message[m.ServiceStatus]) -> None:
-        if msg.payload.service == SOURCE:
+        if msg.payload.service == SOURCE and not msg.retained:
             self.counters = msg.payload.counters
 
 
@@ -62,7 +62,7 @@ async def test_adopts_denies_and_follows_a_move(broker: Any, start_sim: Callable
     announce(discovery, denied, fronius.port, 1, "34119102")
     proc = start_service("wattbus_sunspec_bridge", "--config", str(config), env=broker.env(SOURCE))
     try:
-        await until(lambda: sma in seen.readings, 40, f"readings of the announced SMA")
+        await until(lambda: sma in seen.readings, 40, "readings of the announced SMA")
         assert f":{first.port}/" in (seen.meta[sma].address or "")
         # The next sweep announces it again: nothing changes (no second poller, no restart).
         announce(discovery, sma, first.port, 126, "3004512345")
@@ -75,7 +75,7 @@ async def test_adopts_denies_and_follows_a_move(broker: Any, start_sim: Callable
         first.stop()
         announce(discovery, sma, second.port, 126, "3004512345")
         await until(lambda: f":{second.port}/" in (seen.meta[sma].address or ""), 40,
-                    f"meta at the new address")
+                    "meta at the new address")
         before = seen.readings[sma]
         await until(lambda: seen.readings[sma] >= before + 2, 20, "readings from the new address")
         await until(lambda: seen.counters.get("adopt_move") == 1, 20, "one move counted")
@@ -86,6 +86,34 @@ async def test_adopts_denies_and_follows_a_move(broker: Any, start_sim: Callable
         print(proc.output()[-3000:])  # shown by pytest when the test failed
         for device_id in ("garbage-1", sma, denied):
             discovery.publish(topics.discovery(device_id), b"", retain=True)
+        assert proc.stop() == 0
+        await discovery.stop()
+        await bus.stop()
+
+
+async def test_configured_device_is_pinned(broker: Any, start_sim: Callable[..., Any], start_service: Any,
+                                           tmp_path: Path) -> None:
+    configured, elsewhere = start_sim("sma"), start_sim("sma")
+    config = tmp_path / "w.toml"
+    config.write_text("[sunspec-bridge]\npoll_interval_s = 0.5\nstatus_interval_s = 1\ninstance = \"pin\"\n"
+                      f'[[sunspec-bridge.devices]]\nhost = "127.0.0.1"\nport = {configured.port}\nunit_ids = [126]\n')
+    discovery = await started_bus(broker, "discovery", instance="pin")
+    bus = await started_bus(broker, "test-admin", instance="pin")
+    seen = Seen(bus)
+    sma = "sma-3004512345"
+    proc = start_service("wattbus_sunspec_bridge", "--config", str(config), env=broker.env(SOURCE))
+    try:
+        await until(lambda: sma in seen.readings, 40, "readings of the configured SMA")
+        # Discovery finds the same inverter (same serial) at another address: config wins.
+        announce(discovery, sma, elsewhere.port, 126, "3004512345")
+        await until(lambda: seen.counters.get("adopt_pinned", 0) >= 1, 20, "the pinned announcement counted")
+        before = seen.readings[sma]
+        await until(lambda: seen.readings[sma] >= before + 2, 20, "more readings")
+        assert f":{configured.port}/" in (seen.meta[sma].address or "")
+        assert "adopt_start" not in seen.counters and "adopt_move" not in seen.counters
+    finally:
+        print(proc.output()[-3000:])  # shown by pytest when the test failed
+        discovery.publish(topics.discovery(sma), b"", retain=True)
         assert proc.stop() == 0
         await discovery.stop()
         await bus.stop()

@@ -46,8 +46,10 @@ class Bridge:
             self.adoption.pin(device.device_id)
             self._drop_adopted(device.device_id)
         else:
-            if device.device_id in self.pollers and device.device_id not in self.adopted:
-                self.ctx.log.info("announced device is already configured", device=device.device_id)
+            if self.adoption.is_pinned(device.device_id):
+                self.ctx.log.info("announced device is configured: config wins", device=device.device_id)
+                self.adopted.pop(adopted_as, None)  # its endpoint task ends by itself: nothing left to probe
+                self.adoption.forget(adopted_as)
                 return
             if device.device_id != adopted_as:
                 self.ctx.log.warning("announced device reports another id", announced=adopted_as,
