@@ -19,6 +19,7 @@ async def run(ctx: ServiceContext[Config]) -> None:
         raise ConfigError("; ".join(problems))
     site = Site.build(ctx)
     site.state.subscribe(ctx.bus)
+    site.setup.subscribe(ctx.bus)
     try:
         runner = await server.start(site)
     except OSError as exc:

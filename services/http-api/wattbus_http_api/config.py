@@ -54,6 +54,17 @@ DEFAULT_MAPPING: dict[str, Source] = {
 }
 
 
+class SetupConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The setup page (first-run wizard, roles, sections) and where it writes."""
+
+    config_file: str | None = None  # the file to edit; default: the one this service was started with
+    enabled: bool = True  # false: the setup endpoints answer 403 (a read-only installation)
+    reload_timeout_s: Annotated[float, Meta(gt=0, le=120)] = 10.0  # wait this long for a service's answer
+    probe_timeout_s: Annotated[float, Meta(gt=0, le=30)] = 3.0  # connect check of a device added by hand
+    # circuit breaker per loadpoint id (A): the wizard refuses a max current above it
+    breakers: dict[str, Annotated[float, Meta(ge=6, le=125)]] = {}
+
+
 class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"  # "0.0.0.0" in a container
     # MeterHub's port 8008; add 6345 so GivTCP clients find their endpoints unchanged
@@ -70,6 +81,7 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # POST / may set these keys (MeterHub's publish_config): key -> seconds until the value expires
     publish: dict[str, Annotated[float, Meta(gt=0)]] = {}
     giv_device: str | None = None  # giv-bridge device id for /runAll and controls; default: the only one
+    setup: SetupConfig = SetupConfig()
 
     def resolved_token(self) -> str | None:
         if self.token:

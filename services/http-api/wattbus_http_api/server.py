@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import api, givtcp, meterhub
+from . import api, givtcp, meterhub, setup_api
 from .site import Site
 from .web import MAX_BODY, SITE, ApiError, reject
 
@@ -45,6 +45,7 @@ def build_app(site: Site) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors])
     app[SITE] = site
     app.add_routes(api.routes())
+    app.add_routes(setup_api.routes())
     app.add_routes([web.get("/ui", ui_redirect), web.get("/ui/", ui_index), web.static("/ui/static", STATIC)])
     app.add_routes(givtcp.routes())
     app.add_routes(meterhub.routes())

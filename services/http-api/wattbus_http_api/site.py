@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -14,6 +15,7 @@ from wattbus.runner import ServiceContext
 from .config import Config
 from .energy import EnergyToday
 from .flows import Flow, Roles, flow
+from .setup_store import Discovered, ServiceCommands, SetupState
 from .state import SiteState
 
 # How a command's real result becomes an HTTP status.
@@ -28,6 +30,7 @@ class Site:
     energy: EnergyToday
     token: str | None
     networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    setup: SetupState
     posted_on_bus: frozenset[str] = frozenset()  # the posted keys the last external reading carried
 
     @classmethod
@@ -37,7 +40,10 @@ class Site:
         stale = ctx.config.stale_after_s
         energy = EnergyToday(lambda now: flow(state, roles, now, stale))
         state.listeners.append(energy.sample)
-        return cls(ctx, state, roles, energy, ctx.config.resolved_token(), ctx.config.networks())
+        config_file = ctx.config.setup.config_file or ctx.loaded.path
+        setup = SetupState(None if config_file is None else Path(config_file),
+                           Discovered(ctx.counters, ctx.log.child("setup")), ServiceCommands(ctx.bus, ctx.counters))
+        return cls(ctx, state, roles, energy, ctx.config.resolved_token(), ctx.config.networks(), setup)
 
     @property
     def config(self) -> Config:

@@ -1,0 +1,298 @@
+"""/api/v1/setup: the first-run wizard's REST side. Sections of the config file (GET/PUT, validated
+by the owning service's Struct via wattbus.settings), discovered devices (adopt/ignore), devices
+added by hand (connect check first) and device roles; every change is saved to the file and the
+affected service is told over the bus (`reload_config`). Writes need the bearer token."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+from msgspec import Meta, Struct
+from wattbus.config import ConfigError
+from wattbus.settings import Settings
+
+from .config import Config
+from .setup_roles import CONTROLLER, RoleBody, RoleError, assign, check_body, roles_of
+from .site import Site
+from .web import convert, json_response, read_json, reject, require_write, site_of
+
+BASE = "/api/v1/setup"
+SELF = "http-api"
+_WHERE = re.compile(r"^config \[[^\]]+\] ([^\s=(]+)")
+
+
+class ManualDevice(Struct, kw_only=True, forbid_unknown_fields=True):
+    """POST /api/v1/setup/devices: a device discovery cannot find (another subnet, a serial port)."""
+
+    protocol: str
+    host: str | None = None
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
+    unit_id: Annotated[int, Meta(ge=0, le=255)] = 1
+    serial_port: str | None = None  # /dev/ttyUSB0 or socket://host:port (serial protocols)
+    key: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")] = "meter"
+
+
+def _settings(request: web.Request) -> Settings:
+    site = site_of(request)
+    if not site.config.setup.enabled:
+        raise reject(request, 403, "setup is switched off here ([http-api] setup.enabled = false)")
+    if site.setup.config_file is None:
+        raise reject(request, 409, "this http-api was started without a config file: start it with --config or "
+                                   "WATTBUS_CONFIG (or set [http-api] setup.config_file)")
+    try:
+        return Settings(site.setup.config_file)
+    except ConfigError as exc:
+        raise reject(request, 409, str(exc), "file") from None
+
+
+def _config_error(request: web.Request, exc: ConfigError, prefix: str = "$") -> web.HTTPException:
+    found = _WHERE.match(str(exc))
+    where = f"{prefix}.{found.group(1)}" if found else prefix
+    return reject(request, 400, str(exc), where)
+
+
+def _save(request: web.Request, settings: Settings) -> None:
+    try:
+        settings.save()
+    except ConfigError as exc:
+        raise reject(request, 409, str(exc), "file") from None
+
+
+async def _apply(request: web.Request, section: str, config: Any) -> dict[str, Any]:
+    """Tell the section's service; our own section is applied in place (roles) or by a deferred reload."""
+    site = site_of(request)
+    if section == SELF:
+        new: Config = config
+        site.roles.cfg = new.site  # the power flow follows the new roles at once
+        site.ctx.config = msgspec.structs.replace(site.config, site=new.site, setup=new.setup)
+        other = msgspec.structs.replace(new, site=site.config.site, setup=site.config.setup)
+        if other == site.config:
+            return {"status": "ok", "message": "applied now"}
+        # Our own restart would cut this answer: ask ourselves once the response is out.
+        asyncio.get_running_loop().call_later(1.0, lambda: asyncio.ensure_future(
+            site.setup.commands.reload(SELF, site.ctx.instance, site.config.setup.reload_timeout_s)))
+        return {"status": "ok", "message": "http-api restarts in a second to apply listener/access changes"}
+    instance = getattr(config, "instance", "main")
+    if instance == "auto":
+        return {"status": "refused", "message": f"[{section}] instance = \"auto\": restart its replicas to apply"}
+    result = await site.setup.commands.reload(section, instance, site.config.setup.reload_timeout_s)
+    return msgspec.to_builtins(result)  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------ overview and sections
+
+async def overview(request: web.Request) -> web.Response:
+    settings = _settings(request)
+    site = site_of(request)
+    controller, site_roles = settings.section(CONTROLLER), settings.section(SELF).get("site", {})
+    return json_response({"config_file": str(settings.path), "sections": settings.sections(),
+                          "problems": settings.check(), "services": settings.types.known,
+                          "first_run": not controller.get("grid_meter"),
+                          "roles": roles_of(controller, site_roles), "devices": _devices(site, settings)})
+
+
+async def get_section(request: web.Request) -> web.Response:
+    settings = _settings(request)
+    name = request.match_info["section"]
+    if name != "bus" and name not in settings.types.known:
+        raise reject(request, 404, f"no service {name!r} here; known: bus, {', '.join(settings.types.known)}", "path")
+    values = settings.section(name)
+    try:
+        settings.validate(name, values, str(settings.path))
+        problem = None
+    except ConfigError as exc:
+        problem = str(exc)
+    return json_response({"section": name, "values": values, "valid": problem is None, "problem": problem,
+                          "config_file": str(settings.path)})
+
+
+async def put_section(request: web.Request) -> web.Response:
+    require_write(request)
+    name = request.match_info["section"]
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise reject(request, 400, f"the body must be a JSON object with the [{name}] keys", "body")
+    async with site_of(request).setup.lock:
+        settings = _settings(request)
+        try:
+            config = settings.put_section(name, body)
+        except ConfigError as exc:
+            raise _config_error(request, exc) from None
+        _save(request, settings)
+    return json_response({"saved": str(settings.path), "section": name, "applied": await _apply(request, name, config)})
+
+
+# ------------------------------------------------------------------ devices
+
+def _ignored(settings: Settings, bridge: str) -> set[str]:
+    return {str(d).strip().lower() for d in settings.section(bridge).get("deny", [])}
+
+
+def _devices(site: Site, settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    roles = roles_of(settings.section(CONTROLLER), settings.section(SELF).get("site", {}))
+    on_bus = []
+    for rec in sorted(site.state.devices.values(), key=lambda r: r.ref):
+        meta = rec.meta
+        on_bus.append({"ref": rec.ref, "source": rec.source, "device_id": rec.device_id,
+                       "kind": meta.kind if meta else None, "protocol": meta.protocol if meta else None,
+                       "manufacturer": meta.manufacturer if meta else None, "model": meta.model if meta else None,
+                       "serial": meta.serial if meta else None, "parent_id": meta.parent_id if meta else None,
+                       "online": rec.online, **(roles.get(rec.ref) or {"role": "none"})})
+    adopted = {rec.device_id for rec in site.state.devices.values()}
+    found = []
+    for ann in sorted(site.setup.discovered.devices.values(), key=lambda a: a.device_id):
+        spec = site.setup.bridges.get(ann.protocol)
+        ignored = spec is not None and bool(
+            {ann.device_id.lower(), (ann.serial or "").lower(), ann.address.lower()} & _ignored(settings, spec.bridge))
+        found.append({**msgspec.to_builtins(ann), "bridge": spec.bridge if spec else None,
+                      "can_ignore": bool(spec and spec.deny),
+                      "state": "ignored" if ignored else "adopted" if ann.device_id in adopted else "found"})
+    return {"on_bus": on_bus, "discovered": found}
+
+
+async def list_devices(request: web.Request) -> web.Response:
+    return json_response(_devices(site_of(request), _settings(request)))
+
+
+async def adopt_or_ignore(request: web.Request) -> web.Response:
+    require_write(request)
+    site = site_of(request)
+    device_id, action = request.match_info["device_id"], request.match_info["action"]
+    ann = site.setup.discovered.devices.get(device_id)
+    if ann is None:
+        raise reject(request, 404, f"discovery has not announced {device_id!r}", "path")
+    spec = site.setup.bridges.get(ann.protocol)
+    if spec is None:
+        raise reject(request, 409, f"no bridge handles protocol {ann.protocol!r}", "path")
+    async with site.setup.lock:
+        settings = _settings(request)
+        section = settings.section(spec.bridge)
+        keys = {device_id.lower(), (ann.serial or "").lower(), ann.address.lower()} - {""}
+        deny = [d for d in section.get("deny", []) if str(d).strip().lower() not in keys]
+        if action == "ignore":
+            if not spec.deny:
+                raise reject(request, 409, f"{spec.bridge} has no deny list: it polls only the {ann.protocol} devices "
+                                           "its config names, so there is nothing to ignore", "path")
+            deny.append(device_id)
+        if deny:
+            section["deny"] = deny
+        else:
+            section.pop("deny", None)
+        try:
+            config = settings.put_section(spec.bridge, section)
+        except ConfigError as exc:
+            raise _config_error(request, exc) from None
+        _save(request, settings)
+    return json_response({"device_id": device_id, "state": "ignored" if action == "ignore" else "adopted",
+                          "bridge": spec.bridge, "applied": await _apply(request, spec.bridge, config)})
+
+
+async def _reachable(host: str, port: int, timeout_s: float) -> str | None:
+    """None when a TCP connection opens, else why not (for the person)."""
+    try:
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    writer.close()
+    return None
+
+
+async def add_device(request: web.Request) -> web.Response:
+    require_write(request)
+    site = site_of(request)
+    body = convert(request, await read_json(request), ManualDevice)
+    spec = site.setup.bridges.get(body.protocol)
+    if spec is None:
+        raise reject(request, 400, f"unknown protocol {body.protocol!r}; one of: {', '.join(site.setup.bridges)}",
+                     "$.protocol")
+    timeout = site.config.setup.probe_timeout_s
+    if spec.serial:
+        where, target = "$.serial_port", body.serial_port or ""
+        if target.startswith("socket://"):
+            host, _, port_text = target[len("socket://"):].rpartition(":")
+            problem = await _reachable(host, int(port_text), timeout) if port_text.isdigit() and host \
+                else "use socket://host:port"
+        elif target.startswith("/dev/"):
+            problem = None if Path(target).exists() else "no such device file"
+        else:
+            problem = "give a serial device (/dev/ttyUSB0) or socket://host:port"
+        values: dict[str, Any] = {"serial_port": target, "key": body.key}
+    else:
+        where = "$.host"
+        if not body.host:
+            raise reject(request, 400, f"{body.protocol} devices are added by host (and port)", where)
+        port = body.port or spec.port or 0
+        problem = await _reachable(body.host, port, timeout)
+        target = f"{body.host}:{port}"
+        values = {"host": body.host, "port": port, "unit_id": body.unit_id}
+    if problem is not None:
+        raise reject(request, 400, f"cannot reach {target}: {problem}; check the address and that the device "
+                                   "is switched on", where)
+    entry = spec.new_entry(values)
+    async with site.setup.lock:
+        settings = _settings(request)
+        section = settings.section(spec.bridge)
+        items = section.get(spec.list_key, [])
+        if entry in items:
+            raise reject(request, 400, f"{target} is already configured in [{spec.bridge}] {spec.list_key}", where)
+        section[spec.list_key] = [*items, entry]
+        try:
+            config = settings.put_section(spec.bridge, section)
+        except ConfigError as exc:
+            raise _config_error(request, exc) from None
+        _save(request, settings)
+    return json_response({"bridge": spec.bridge, "entry": entry, "applied": await _apply(request, spec.bridge, config)},
+                         201)
+
+
+# ------------------------------------------------------------------ roles
+
+async def set_role(request: web.Request) -> web.Response:
+    require_write(request)
+    site = site_of(request)
+    ref = f"{request.match_info['source']}/{request.match_info['device_id']}"
+    rec = site.state.devices.get(ref)
+    if rec is None or rec.meta is None:
+        raise reject(request, 404, f"no device {ref} on the bus (adopt it first)", "path")
+    body = convert(request, await read_json(request), RoleBody)
+    async with site.setup.lock:
+        settings = _settings(request)
+        controller, own = settings.section(CONTROLLER), settings.section(SELF)
+        site_roles = own.setdefault("site", {})
+        breakers = own.setdefault("setup", {}).setdefault("breakers", {})
+        try:
+            check_body(body, rec.meta.kind, ref)
+            assign(controller, site_roles, breakers, ref, body)
+        except RoleError as exc:
+            raise reject(request, 400, str(exc), exc.where) from None
+        for empty in ("site", "setup"):
+            if own.get(empty) in ({}, {"breakers": {}}):
+                own.pop(empty)
+        try:
+            controller_config = settings.put_section(CONTROLLER, controller) if controller else None
+            own_config = settings.put_section(SELF, own)
+        except ConfigError as exc:
+            raise _config_error(request, exc, "$.config") from None
+        _save(request, settings)
+    applied = {SELF: await _apply(request, SELF, own_config)}
+    if controller_config is not None:
+        applied[CONTROLLER] = await _apply(request, CONTROLLER, controller_config)
+    return json_response({"ref": ref, "role": body.role, "saved": str(settings.path), "applied": applied})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get(BASE, overview),
+        web.get(f"{BASE}/sections/{{section}}", get_section), web.put(f"{BASE}/sections/{{section}}", put_section),
+        web.get(f"{BASE}/devices", list_devices), web.post(f"{BASE}/devices", add_device),
+        web.post(f"{BASE}/devices/{{device_id}}/{{action:adopt|ignore}}", adopt_or_ignore),
+        web.put(f"{BASE}/roles/{{source}}/{{device_id}}", set_role),
+    ]
+
