@@ -42,6 +42,7 @@ METER_BASE_EXPORT_WH = 1_234_500.0
 HEATER_BASE_WH = 12_345.0
 GOE_BASE_WH = 1_234_500.0
 PV_BASE_WH = 12_345_678.0
+FORCE = {"neutral": 0, "off": 1, "on": 2}  # go-e API v2 `frc`
 
 
 class HouseCharger:
@@ -181,10 +182,14 @@ class HouseDevices:
 
     def __init__(self, house: House, *, goe_serial: str = "204571", meter_mac: str = "08F9E0E5A001",
                  heater_mac: str = "B8D61A8BA002", meter_password: str | None = None,
-                 goe_max_current_a: int = 16) -> None:
+                 goe_max_current_a: int = 16, goe_force: int = 0) -> None:
         self.house = house
         self.charger = HouseCharger(house)
         self.goe = GoeFirmware(self.charger, serial=goe_serial, max_current_a=goe_max_current_a)
+        # frc as the charger was left: 0 neutral charges a plugged-in car at once (the go-e's own
+        # default), 1 off is how a controller leaves a stopped wallbox (the demo starts there)
+        self.goe.frc = goe_force
+        self.charger.set_enabled(self.goe.allowed())
         self.meter = HouseGridMeter(house, meter_mac)
         self.heater = HouseHeaterRelay(house, heater_mac) if "heater" in house.relays else None
         self.meter_password = meter_password
@@ -285,7 +290,8 @@ def build_house(args: argparse.Namespace) -> House:
 async def _amain(args: argparse.Namespace) -> int:
     house = build_house(args)
     devices = HouseDevices(house, goe_serial=args.goe_serial, meter_mac=args.meter_mac, heater_mac=args.heater_mac,
-                           meter_password=args.meter_password, goe_max_current_a=args.goe_max_current_a)
+                           meter_password=args.meter_password, goe_max_current_a=args.goe_max_current_a,
+                           goe_force=FORCE[args.goe_force])
     await devices.start(args.goe_port, args.meter_port, args.heater_port)
     if args.sunspec_port:
         await devices.start_sunspec(args.sunspec_port)
@@ -327,6 +333,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--goe-port", type=int, default=18090, help="go-e Charger HTTP API v2")
     parser.add_argument("--goe-serial", default="204571")
     parser.add_argument("--goe-max-current-a", type=int, default=16, help="the charger's ama (cable/fuse limit)")
+    parser.add_argument("--goe-force", choices=sorted(FORCE), default="neutral",
+                        help="the go-e's frc at start: neutral (charges at once), off or on")
     parser.add_argument("--meter-port", type=int, default=18091, help="Shelly Pro 3EM grid meter (Gen2 RPC)")
     parser.add_argument("--meter-mac", default="08F9E0E5A001")
     parser.add_argument("--meter-password", help="Gen2 digest auth for the meter (user admin)")
