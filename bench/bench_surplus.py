@@ -44,7 +44,8 @@ BATTERY_POLICY = "battery_priority_soc_pct = 25\nbattery_assist_soc_pct = 30\nba
 STRATEGIES: dict[str, tuple[str, str, str]] = {
     "wattbus": ("wattbus", "", ""),
     "wattbus+bat": ("wattbus", BATTERY_POLICY, ""),  # battery buffers clouds above 30 % SOC
-    "evcc": ("evcc", "", ""),
+    # evcc's documented defaults; it has no cloud buffer, so ours is off for it
+    "evcc": ("evcc", "battery_buffer_wh = 0\n", ""),
 }
 
 
@@ -88,6 +89,7 @@ async def one_run(profile: str, row: str, start: str, end: str, interval_s: floa
         if not await bus.wait_connected(15):
             raise RuntimeError(f"{profile}/{strategy}: house-sim could not connect")
         house = House.from_profile(profile, start, with_heater=False)
+        soc0 = house.battery.soc_pct() if house.battery else None
         adapter = HouseBus(house, bus, meter_interval_s=interval_s, speed=0, lockstep_loadpoint="garage",
                            lockstep_timeout_s=10, reading_qos=0)
         adapter.start()
@@ -101,7 +103,10 @@ async def one_run(profile: str, row: str, start: str, end: str, interval_s: floa
         row = adapter.metrics.table_row()
         row.update(wall_s=time.monotonic() - started, cycles=float(house.charger.enable_count),
                    restarts=float(house.charger.charge_starts),
-                   phase_switches=float(house.charger.phase_switches), commands=float(sum(adapter.commands.values())),
+                   phase_switches=float(house.charger.phase_switches_charging),
+                   phase_settings=float(house.charger.phase_switches), commands=float(sum(adapter.commands.values())),
+                   battery_delta_kwh=(house.battery.soc_pct() - soc0) / 100 * house.battery.capacity_wh / 1000
+                   if house.battery and soc0 is not None else float("nan"),
                    misses=float(adapter.lockstep_misses))
         return row
     finally:
@@ -115,37 +120,44 @@ async def one_run(profile: str, row: str, start: str, end: str, interval_s: floa
 Results = dict[tuple[str, str], dict[str, float]]
 
 
-async def run_all(start: str, end: str, interval_s: float, profiles: tuple[str, ...]) -> Results:
+async def run_all(start: str, end: str, interval_s: float, profiles: tuple[str, ...],
+                  rows: tuple[str, ...] = tuple(STRATEGIES)) -> Results:
     with tempfile.TemporaryDirectory(prefix="bench-surplus-") as tmp:
-        keys = [(p, s) for p in profiles for s in STRATEGIES]
+        keys = [(p, s) for p in profiles for s in rows]
         rows = await asyncio.gather(*(one_run(p, s, start, end, interval_s, Path(tmp)) for p, s in keys))
     return dict(zip(keys, rows, strict=True))
 
 
 def table(results: dict[tuple[str, str], dict[str, float]], start: str, end: str, interval_s: float,
-          profiles: tuple[str, ...]) -> str:
+          profiles: tuple[str, ...], rows: tuple[str, ...] = tuple(STRATEGIES)) -> str:
     head = (f"{'day':<9} {'controller':<11} {'surplus kWh':>11} {'EV kWh':>7} {'share %':>7} {'import Wh':>9} "
-            f"{'on/off':>6} {'phase sw':>8} {'commands':>8} {'react s':>7} {'clouds':>6} {'wall s':>6}")
+            f"{'on/off':>6} {'phase sw':>8} {'ph set':>6} {'bat Δ kWh':>9} {'commands':>8} {'react s':>7}"
+            f" {'clouds':>6} "
+            f"{'wall s':>6}")
     lines = [f"simulated {start}-{end}, meter every {interval_s:g} s, lockstep through Mosquitto", "",
              "```", head, "-" * len(head)]
     for profile in profiles:
-        for strategy in STRATEGIES:
+        for strategy in rows:
             r = results[(profile, strategy)]
             lines.append(f"{profile:<9} {strategy:<11} {r['surplus_kwh']:11.1f} {r['ev_kwh']:7.1f} "
                          f"{r['share_pct']:7.1f} "
-                         f"{r['import_wh']:9.0f} {r['cycles']:6.0f} {r['phase_switches']:8.0f} {r['commands']:8.0f} "
+                         f"{r['import_wh']:9.0f} {r['cycles']:6.0f} {r['phase_switches']:8.0f} "
+                         f"{r['phase_settings']:6.0f} {r['battery_delta_kwh']:9.2f} {r['commands']:8.0f} "
                          f"{r['reaction_s']:7.1f} {r['cloud_events']:6.0f} {r['wall_s']:6.0f}")
         surplus, strict, bridged = foresight_bound(profile, start, clock_s(end))
         for name, bound in (("bound", strict), ("bound+imp", bridged)):
             share = 100 * bound / surplus if surplus else 0.0
             lines.append(f"{profile:<9} {name:<11} {surplus / 1000:11.1f} {bound / 1000:7.1f} {share:7.1f} "
-                         f"{'-':>9} {'-':>6} {'-':>8} {'-':>8} {'-':>7} {'-':>6} {'-':>6}")
+                         f"{'-':>9} {'-':>6} {'-':>8} {'-':>6} {'-':>9} {'-':>8} {'-':>7} {'-':>6} {'-':>6}")
     lines.append("```")
     lines.append("bound: perfect foresight, never importing (largest whole-amp 1p/3p setting not above the "
                  "surplus each second); bound+imp: perfect foresight bridging every gap below the minimum "
                  "power with import (an upper limit on share for any controller).")
     lines.append("share: EV energy covered by PV surplus / PV surplus (PV minus household load). import: grid "
-                 "energy imported while the car charged. on/off and phase sw: as the car saw them. react: median "
+                 "energy imported while the car charged. on/off: charger enabled after being disabled. phase sw: phase "
+                 "changes while the car charged (they open the contactors under load and pause charging); ph set: "
+                 "every change of the phase setting, also while stopped. bat Δ: home battery energy at the end "
+                 "minus at the start (what a row took from or left in the battery). react: median "
                  "seconds from a cloud (surplus drop >= 1 kW below the EV's draw) to a lower charger setting.")
     return "\n".join(lines)
 
@@ -156,10 +168,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--end", default="17:00")
     parser.add_argument("--interval", type=float, default=2.0, help="simulated seconds between meter readings")
     parser.add_argument("--profiles", default=",".join(PROFILES))
+    parser.add_argument("--rows", default=",".join(STRATEGIES), help=f"controller rows, from {list(STRATEGIES)}")
     args = parser.parse_args(argv if argv is not None else [])
     profiles = tuple(p for p in args.profiles.split(",") if p)
-    results = asyncio.run(run_all(args.start, args.end, args.interval, profiles))
-    text = table(results, args.start, args.end, args.interval, profiles)
+    rows = tuple(r for r in args.rows.split(",") if r)
+    unknown = [r for r in rows if r not in STRATEGIES]
+    if unknown:
+        parser.error(f"--rows: unknown {unknown}, known {list(STRATEGIES)}")
+    results = asyncio.run(run_all(args.start, args.end, args.interval, profiles, rows))
+    text = table(results, args.start, args.end, args.interval, profiles, rows)
     print(text)
     return text
 

@@ -61,7 +61,11 @@ class Charger:
     session_energy_wh: float = 0.0
     charge_starts: int = 0  # starts as the car saw them (phase-switch pauses included)
     enable_count: int = 0  # on/off cycles as commanded (disabled -> enabled)
-    phase_switches: int = 0
+    phase_switches: int = 0  # every change of the phase setting, also while nothing charges
+    # changes while the car draws (or is about to draw) current: only these open the contactors
+    # under load and interrupt charging, so these are the switches that wear the hardware and
+    # cost energy; a change while stopped (before a start) is a relay move without load
+    phase_switches_charging: int = 0
     _now_s: float = 0.0
     _target_a: float = 0.0  # what the car is currently ramping to
     _pending: tuple[float, float] | None = None  # (effective at, target) after the response delay
@@ -88,6 +92,7 @@ class Charger:
         self.phases = phases
         self.phase_switches += 1
         if self.actual_a > 0 or self._target_a > 0:
+            self.phase_switches_charging += 1
             # the contactors open: the car stops at once and only restarts after the pause
             self.actual_a = 0.0
             self._target_a = 0.0

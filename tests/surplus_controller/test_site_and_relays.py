@@ -76,3 +76,42 @@ def test_relay_thermal_cut_and_stale_data_switch_off() -> None:
     r2 = relay(min_on_s=0)
     assert r2.decide(0, 3_000.0, RelayView())
     assert not r2.decide(1, None, RelayView()) and "stale" in r2.reason
+
+
+def test_the_cloud_buffer_lends_back_only_what_the_battery_charged() -> None:
+    s = site(battery_buffer_wh=100, battery_buffer_soc_pct=20)
+    s.grid_w = 0.0
+    clock = [100.0]
+
+    def battery(power_w: float, seconds: int, soc: float = 50.0) -> None:
+        for _ in range(seconds // 10):  # a reading every 10 s, as a Modbus battery bridge polls
+            clock[0] += 10.0
+            s.note_battery(clock[0], power_w, soc)
+
+    s.note_battery(clock[0], 2_000.0, 50.0)
+    battery(2_000.0, 60)
+    assert s.lendable_wh(clock[0]) == 0.0  # discharge before any charge: the morning SOC is not lent
+    battery(-1_800.0, 100)  # 100 s charging at 1800 W puts 50 Wh in the buffer
+    battery(2_000.0, 10)
+    assert s.lendable_wh(clock[0]) == pytest.approx(50.0) and s.buffered_w(clock[0]) == 2_000.0
+    battery(2_000.0, 90)  # 90 s at 2000 W discharge empties it
+    assert s.lendable_wh(clock[0]) == 0.0 and s.buffered_w(clock[0]) == 0.0
+    battery(-3_600.0, 200)  # 200 Wh of charge, capped at 100
+    assert s.lendable_wh(clock[0]) == pytest.approx(100.0)
+    battery(1_000.0, 10, soc=19.0)  # below battery_buffer_soc_pct: nothing to lend
+    assert s.lendable_wh(clock[0]) == 0.0 and s.buffered_w(clock[0]) == 0.0
+    assert site(battery_buffer_wh=0).lendable_wh(100.0) == 0.0
+
+
+def test_house_counts_phase_switches_under_load_apart_from_idle_ones() -> None:
+    from wattbus_sim.house import House
+
+    house = House.from_profile("clear", "12:00", with_heater=False)
+    charger = house.charger
+    charger.set_phases(1)  # not charging yet: a relay move without load
+    charger.set_enabled(True)
+    house.step(30)
+    assert charger.power_w() > 0
+    charger.set_phases(3)  # under load: the car stops for the pause
+    charger.set_phases(3)  # no change, no switch
+    assert (charger.phase_switches, charger.phase_switches_charging) == (2, 1)

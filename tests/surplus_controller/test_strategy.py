@@ -37,7 +37,10 @@ def test_off_never_charges_and_now_charges_at_maximum() -> None:
 def test_minpv_charges_at_minimum_without_surplus_and_follows_surplus_above() -> None:
     lp = make("minpv", phases=1)
     assert feed(lp, [-2_000.0] * 5)[-1] == (True, 6.0, 1)
-    assert feed(lp, [10 * 230.0] * 30, start=10)[-1] == (True, 10.0, 1)
+    # raising follows the surplus averaged over raise_tau_s (10 s): a jump from -2 kW needs ~1.5 min
+    decisions = feed(lp, [10 * 230.0] * 120, start=10)
+    assert decisions[-1] == (True, 10.0, 1)
+    assert all(current <= 10.0 for _, current, _ in decisions)  # calm: no overshoot on the way
 
 
 def test_pv_waits_for_surplus_and_the_enable_delay() -> None:
@@ -53,8 +56,9 @@ def test_pv_cuts_at_once_and_raises_calmly() -> None:
     feed(lp, [3 * 230 * 10.0] * 5)
     cut = lp.decide(10, 3 * 230 * 7.0, CAR)
     assert cut.current_a == 7.0  # the very reading that shows less surplus
-    raised = feed(lp, [3 * 230 * 12.0] * 12, start=11)
-    assert [c for _, c, _ in raised[:9]] == [7.0] * 9 and raised[-1][1] == 12.0
+    raised = [c for _, c, _ in feed(lp, [3 * 230 * 12.0] * 120, start=11)]
+    assert raised[:9] == [7.0] * 9  # nothing before the surplus held raise_hold_s
+    assert raised == sorted(raised) and raised[-1] == 12.0  # then up on the 10 s average, never over
 
 
 def test_pv_stops_once_the_import_allowance_is_used() -> None:
@@ -116,3 +120,40 @@ def test_evcc_baseline_only_looks_every_interval() -> None:
     lp = EvccLoadpoint(cfg, Settings("pv", 6.0, 16.0), interval_s=30)
     decisions = [lp.decide(float(t), 3_000.0, CAR).enabled for t in range(0, 200)]
     assert decisions.index(True) in (60, 90)  # the 1 min enable timer, seen on a 30 s tick
+
+
+def test_a_dip_the_battery_buffer_covers_does_not_use_the_import_allowance() -> None:
+    lp = make("pv", enable_delay_s=0, settle_s=0, import_allowance_wh=20, disable_delay_s=900,
+              phase_down_delay_s=900)
+    assert feed(lp, [6_000.0] * 5)[-1][2] == 3
+    # 3p minimum 4140 W against 1140 W surplus: the battery discharges 3000 W from its buffer
+    for t in range(300):
+        s = lp.decide(5.0 + t, 1_140.0, CAR, buffered_w=3_000.0, buffer_wh=500.0)
+        assert s.enabled and s.phases == 3 and s.current_a == 6.0
+    assert "0.0/20 Wh allowance used" in s.reason
+    # the buffer is empty: now the same dip is import and the allowance runs out within a minute
+    steps = 0
+    while lp.decide(305.0 + steps, 1_140.0, CAR).phases == 3 and steps < 120:
+        steps += 1
+    assert steps < 60 and lp.setting.phases == 1 and "3p -> 1p" in lp.setting.reason
+
+
+def test_rounding_to_the_nearest_amp_only_with_a_battery_buffer() -> None:
+    lp = make("pv", phases=3, enable_delay_s=0, settle_s=0, raise_hold_s=0)
+    surplus = 3 * 230 * 9.6  # 9.6 A on three phases
+    assert feed(lp, [surplus] * 60)[-1][1] == 9.0  # no buffer: down, never import
+    for t in range(60):
+        s = lp.decide(100.0 + t, surplus, CAR, buffered_w=0.0, buffer_wh=100.0)
+    assert s.current_a == 10.0  # the battery gives back the 0.4 A it took from the surplus
+
+
+def test_phases_go_up_on_the_average_with_hysteresis_and_not_on_one_sunny_reading() -> None:
+    lp = make("pv", enable_delay_s=0, settle_s=0, phase_up_delay_s=60, phase_tau_s=120, phase_dwell_s=0)
+    feed(lp, [2_000.0] * 300)
+    assert lp.setting.phases == 1
+    three_min = 3 * 230 * 6.0
+    # a short sunny spell above the 3p minimum and its margin: the 120 s average stays below
+    assert all(p == 1 for _, _, p in feed(lp, [three_min + 500] * 50 + [2_000.0] * 100, start=300))
+    # just above the minimum but inside the max(200 W, 10 %) margin: stays on 1p
+    assert all(p == 1 for _, _, p in feed(lp, [three_min + 300] * 900, start=450))
+    assert feed(lp, [three_min + 600] * 600, start=1350)[-1][2] == 3

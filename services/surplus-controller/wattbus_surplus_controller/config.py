@@ -28,17 +28,30 @@ class LoadpointConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     # pv mode: start when the surplus covers the minimum power (+ threshold) for enable_delay_s
     enable_threshold_w: float = 0.0
     enable_delay_s: Seconds = 30.0
+    restart_delay_s: Seconds = 120.0  # the enable delay after a stop in pv mode (each restart is a cycle)
     # ... and stop once the import while at minimum exceeds import_allowance_wh or lasts disable_delay_s
-    disable_delay_s: Seconds = 300.0
+    disable_delay_s: Seconds = 900.0
     import_allowance_wh: Watts = 40.0
     min_off_s: Seconds = 120.0  # after a stop, stay off at least this long (fewer on/off cycles)
     raise_hold_s: Seconds = 10.0  # raise only after the surplus held this long; cuts are immediate
+    # with at least this much in the site's battery cloud buffer, round the current to the nearest
+    # amp instead of down: the battery gives back the part of an amp it took from the surplus
+    # before (0 = always round down)
+    round_from_buffer_wh: Watts = 20.0
+    buffer_holds_phases: bool = True  # no 3p -> 1p by choice while the battery buffer carries a dip
     settle_s: Seconds = 20.0  # after a start or a phase switch the car needs time; hold decisions
     # automatic 1p <-> 3p
     phase_up_delay_s: Seconds = 180.0
-    phase_down_delay_s: Seconds = 60.0
-    phase_margin_w: Watts = 300.0
-    max_phase_switches_per_hour: Annotated[int, Meta(ge=0)] = 4
+    phase_down_delay_s: Seconds = 300.0
+    # hysteresis around the 3p minimum: max(phase_margin_w, phase_margin_pct of it) (iotic: 200 W, 10 %)
+    phase_margin_w: Watts = 200.0
+    phase_margin_pct: Annotated[float, Meta(ge=0, le=100)] = 10.0
+    phase_dwell_s: Seconds = 300.0  # no switch by choice sooner than this after the last one
+    # the surplus is smoothed (exponential average) before raising the current or choosing phases;
+    # cuts use the raw reading. iotic smooths grid power with tau 10 s and PV with 120 s
+    raise_tau_s: Seconds = 10.0
+    phase_tau_s: Seconds = 120.0
+    max_phase_switches_per_hour: Annotated[int, Meta(ge=0)] = 3
     resync_s: Annotated[float, Meta(gt=0)] = 30.0  # re-send a setting the charger still does not show
 
 
@@ -67,6 +80,11 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     battery_assist_soc_pct: Soc = 100.0
     battery_assist_w: Watts = 0.0
     battery_max_charge_w: Watts = 3000.0  # reserved for the battery below battery_priority_soc_pct
+    # the battery as a buffer for clouds: what it charged from the surplus (up to battery_buffer_wh)
+    # it may give back while a loadpoint rides a dip at minimum current, above battery_buffer_soc_pct;
+    # that discharge does not count against the import allowance. 0 Wh: off (evcc has no such buffer)
+    battery_buffer_wh: Watts = 1000.0
+    battery_buffer_soc_pct: Soc = 20.0
     stale_after_s: Annotated[float, Meta(gt=0)] = 15.0
     stale_action: Literal["min_current", "stop"] = "stop"
     watchdog_interval_s: Annotated[float, Meta(gt=0)] = 1.0

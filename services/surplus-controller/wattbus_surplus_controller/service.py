@@ -96,7 +96,7 @@ class Controller:
             if not isinstance(reading, m.BatteryReading):
                 self._reject(ref, f"battery sent a {reading.__struct_config__.tag} reading")
                 return
-            self.site.battery_w, self.site.battery_soc, self.site.battery_at = reading.power_w, reading.soc_pct, now
+            self.site.note_battery(now, reading.power_w, reading.soc_pct)
         elif isinstance(reading, m.ChargerReading):
             self.site.chargers[ref] = ChargerView(reading.power_w, reading.state, reading.set_current_a,
                                                   reading.phases_active, reading.enabled, now)
@@ -136,12 +136,14 @@ class Controller:
         consumers = sum(v.power_w or 0.0 for v in views.values())
         consumers += sum(r.draw_w(relay_views[r.cfg.id]) for r in self.relays)
         remaining = site.available_w(now, consumers)
+        buffered, lendable = site.buffered_w(now), site.lendable_wh(now)
         problem = site.grid_problem(now)
         self._alert(problem)
         self.ctx.counters.inc("cycles")
         for lp in self.loadpoints:
             view = views[lp.cfg.id]
-            setting = lp.decide(now, remaining, view, self.ctx.config.stale_action, problem or "")
+            setting = lp.decide(now, remaining, view, self.ctx.config.stale_action, problem or "", buffered, lendable)
+            buffered = lendable = 0.0  # one loadpoint borrows from the battery, not each of them
             self._apply(lp, setting, view, now)
             self._publish_state(lp, setting, view, remaining, problem)
             if remaining is not None:

@@ -31,6 +31,8 @@ class Site:
     relays: dict[tuple[str, int], RelayView] = field(default_factory=dict)
     sim_now: float | None = None
     assist_on: bool = False
+    buffer_wh: float = 0.0  # battery energy charged from the surplus that a cloud may borrow back
+    _buffer_at: float | None = None
 
     @property
     def clock(self) -> Literal["wall", "readings"]:
@@ -60,6 +62,33 @@ class Site:
         if age > self.config.stale_after_s:
             return f"grid meter {self.config.grid_meter} silent for {age:.0f} s (> {self.config.stale_after_s:g} s)"
         return None
+
+    def note_battery(self, now: float, power_w: float | None, soc_pct: float | None) -> None:
+        """A battery reading: book its energy since the last one into the cloud buffer.
+
+        Charging fills the buffer, discharging empties it, capped at battery_buffer_wh; so the
+        loadpoints can borrow back only what the surplus put into the battery, never its
+        morning charge, and the battery ends the day no emptier for it (round-trip losses aside).
+        """
+        if self._buffer_at is not None and self.battery_w is not None:
+            dt = min(60.0, max(0.0, now - self._buffer_at))  # a long silence books nothing
+            self.buffer_wh -= self.battery_w * dt / 3600.0
+            self.buffer_wh = min(self.config.battery_buffer_wh, max(0.0, self.buffer_wh))
+        self._buffer_at = now
+        self.battery_w, self.battery_soc, self.battery_at = power_w, soc_pct, now
+
+    def lendable_wh(self, now: float) -> float:
+        """Energy the cloud buffer may give back now (0 when off, stale or below its SOC)."""
+        cfg = self.config
+        if cfg.battery_buffer_wh <= 0 or self.buffer_wh <= 0 or not self.battery_fresh(now):
+            return 0.0
+        if self.battery_soc is None or self.battery_soc < cfg.battery_buffer_soc_pct:
+            return 0.0
+        return self.buffer_wh
+
+    def buffered_w(self, now: float) -> float:
+        """Battery discharge the cloud buffer covers right now (W, 0 when none)."""
+        return max(0.0, self.battery_w or 0.0) if self.lendable_wh(now) > 0 else 0.0
 
     def battery_fresh(self, now: float) -> bool:
         return self.battery_at is not None and now - self.battery_at <= self.config.stale_after_s

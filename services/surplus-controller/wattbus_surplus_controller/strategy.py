@@ -37,6 +37,10 @@ class Loadpoint:
         self._settle_until = 0.0
         self._up_since: float | None = None
         self._down_since: float | None = None
+        self._switched_at = float("-inf")
+        self._slow_w: float | None = None  # the surplus averaged over phase_tau_s (phase choice)
+        self._fast_w: float | None = None  # ... and over raise_tau_s (current steps)
+        self._round_w = 0.0  # half an amp step while the battery buffer may cover it, else 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -50,22 +54,39 @@ class Loadpoint:
     def _clamp(self, current_a: float) -> float:
         return min(self.settings.max_current_a, max(self.settings.min_current_a, current_a))
 
+    def phase_margin_w(self) -> float:
+        three_min = self.power_at(self.settings.min_current_a, 3)
+        return max(self.cfg.phase_margin_w, three_min * self.cfg.phase_margin_pct / 100.0)
+
+    def _smooth(self, dt: float, available_w: float | None) -> None:
+        """Exponential average of the surplus: one cloud edge must not decide the phases."""
+        if available_w is None:
+            return
+        self._slow_w = _ema(self._slow_w, available_w, dt, self.cfg.phase_tau_s)
+        self._fast_w = _ema(self._fast_w, available_w, dt, self.cfg.raise_tau_s)
+
     def _switch_phases(self, now: float, phases: Phases, available_w: float, charging: bool) -> None:
         if charging:
             self.budget.record(now)  # a switch while charging opens the contactors: it counts
             self._settle_until = now + self.cfg.settle_s
+            self._switched_at = now
         self.setting.phases = phases
         self.setting.current_a = self._clamp(amps_for(available_w, self.cfg.voltage_v, phases))
         self._up_since = self._down_since = None
         self._deficit_wh, self._deficit_since, self._raise_since = 0.0, None, None
 
     def _regulate(self, now: float, target_a: float) -> str:
-        """Asymmetric: down at once, up only after the surplus held raise_hold_s."""
-        target = self._clamp(target_a)
+        """Asymmetric: down at once when a whole amp or more is missing, down by the smoothed surplus
+        when less is (meter noise around an amp step must not ratchet the current down), up only
+        after the smoothed surplus held raise_hold_s."""
+        smooth_a = amps_for(self._fast_w + self._round_w, self.cfg.voltage_v, self.setting.phases) \
+            if self._fast_w is not None else target_a
         current = self.setting.current_a
-        if target < current:
-            self.setting.current_a, self._raise_since = target, None
-            return f"cut to {target:g} A"
+        cut = self._clamp(target_a) if target_a < current - 1 else self._clamp(min(smooth_a, current))
+        if cut < current:
+            self.setting.current_a, self._raise_since = cut, None
+            return f"cut to {cut:g} A"
+        target = self._clamp(min(target_a, smooth_a))
         if target > current:
             if self._raise_since is None:
                 self._raise_since, self._raise_min_a = now, target
@@ -77,33 +98,41 @@ class Loadpoint:
         self._raise_since = None
         return f"steady at {current:g} A"
 
-    def _auto_phases(self, now: float, available_w: float, charging: bool) -> str | None:
-        """Automatic 1p <-> 3p with delays and the hourly budget; returns a reason when it switched."""
+    def _auto_phases(self, now: float, available_w: float, charging: bool, exhausted: bool = False) -> str | None:
+        """Automatic 1p <-> 3p on the smoothed surplus, with hysteresis, a dwell time and the hourly
+        budget; returns a reason when it switched. `exhausted`: riding a dip at the 3p minimum has
+        used the buffer and the allowance, so 1p is the last step before stopping."""
         if self.cfg.phases != "auto" or now < self._settle_until:
             return None
         three_min = self.power_at(self.settings.min_current_a, 3)
+        margin = self.phase_margin_w()
+        slow = self._slow_w if self._slow_w is not None else available_w
+        dwelt = now - self._switched_at >= self.cfg.phase_dwell_s
         if self.setting.phases == 1:
             self._down_since = None
-            if available_w >= three_min + self.cfg.phase_margin_w:
+            # up only when the average and the present reading both carry 3p with the margin
+            if min(slow, available_w) >= three_min + margin:
                 self._up_since = self._up_since if self._up_since is not None else now
-                # go up only with a switch to spare: on 3p a cloud must find a way back down to 1p
+                # go up only with a switch to spare: on 3p a long cloud must find a way back to 1p
                 spare = self.budget.used(now) + 2 <= self.budget.per_hour
-                if now - self._up_since >= self.cfg.phase_up_delay_s and spare:
+                if now - self._up_since >= self.cfg.phase_up_delay_s and spare and dwelt:
                     self._switch_phases(now, 3, available_w, charging)
-                    return f"surplus {available_w:.0f} W held {self.cfg.phase_up_delay_s:g} s: 1p -> 3p"
+                    return f"surplus {available_w:.0f} W (average {slow:.0f} W) held: 1p -> 3p"
             else:
                 self._up_since = None
             return None
         self._up_since = None
-        if available_w < three_min:
+        if available_w <= 0 or not self.budget.allowed(now):
+            return None
+        if exhausted:
+            # 1p at minimum overdraws far less than 3p at minimum: switch down rather than stop
+            self._switch_phases(now, 1, available_w, charging)
+            return f"surplus {available_w:.0f} W, dip allowance used on 3p: 3p -> 1p"
+        if slow < three_min - margin:
             self._down_since = self._down_since if self._down_since is not None else now
-            overdrawn = self._deficit_wh >= self.cfg.import_allowance_wh / 2
-            # 1p at minimum overdraws far less than 3p at minimum even when the surplus is below it
-            # (a deep cloud): switch down rather than stop while there is any surplus at all
-            if (now - self._down_since >= self.cfg.phase_down_delay_s or overdrawn) \
-                    and available_w > 0 and self.budget.allowed(now):
+            if now - self._down_since >= self.cfg.phase_down_delay_s and dwelt:
                 self._switch_phases(now, 1, available_w, charging)
-                return f"surplus {available_w:.0f} W below 3p minimum: 3p -> 1p"
+                return f"average surplus {slow:.0f} W below 3p minimum: 3p -> 1p"
         else:
             self._down_since = None
         return None
@@ -111,9 +140,15 @@ class Loadpoint:
     # ------------------------------------------------------------------ the decision
 
     def decide(self, now: float, available_w: float | None, charger: ChargerView,
-               stale_action: StaleAction = "stop", stale_reason: str = "") -> Setting:
+               stale_action: StaleAction = "stop", stale_reason: str = "", buffered_w: float = 0.0,
+               buffer_wh: float = 0.0) -> Setting:
+        """One decision. buffered_w: battery discharge the site's cloud buffer covers now;
+        buffer_wh: what that buffer holds (it may round the current up)."""
         dt = 0.0 if self._last_now is None else min(60.0, max(0.0, now - self._last_now))
         self._last_now = now
+        rounding = 0 < self.cfg.round_from_buffer_wh <= buffer_wh
+        self._round_w = self.cfg.voltage_v * self.setting.phases / 2.0 if rounding else 0.0
+        self._smooth(dt, available_w)
         mode = self.settings.mode
         s = self.setting
         if charger.state in ("idle", "complete"):
@@ -136,27 +171,34 @@ class Loadpoint:
             target = amps_for(available_w, self.cfg.voltage_v, s.phases)
             why = self._regulate(now, target)
             return self._set(True, switched or f"minpv: {why}, surplus {available_w:.0f} W")
-        return self._pv(now, dt, available_w)
+        return self._pv(now, dt, available_w, buffered_w)
 
-    def _pv(self, now: float, dt: float, available_w: float) -> Setting:
+    def _pv(self, now: float, dt: float, available_w: float, buffered_w: float = 0.0) -> Setting:
         s = self.setting
         cfg = self.cfg
         if not s.enabled:
             return self._pv_start(now, available_w)
         settling = now < self._settle_until
-        switched = self._auto_phases(now, available_w, True)
+        # while the battery's cloud buffer carries a dip on 3p, riding it beats two phase switches
+        carried = buffered_w > 0 and s.phases == 3 and self.cfg.buffer_holds_phases
+        switched = None if carried else self._auto_phases(now, available_w, True)
         if switched:
             return self._set(True, switched)
         min_power = self.power_at(self.settings.min_current_a, s.phases)
-        target = amps_for(available_w, cfg.voltage_v, s.phases)
+        target = amps_for(available_w + self._round_w, cfg.voltage_v, s.phases)
         if target < self.settings.min_current_a:
             if not settling:
-                self._deficit_wh += (min_power - available_w) * dt / 3600.0
+                # what the battery's cloud buffer covers is not import: only the rest is booked
+                self._deficit_wh += max(0.0, min_power - available_w - buffered_w) * dt / 3600.0
                 self._deficit_since = self._deficit_since if self._deficit_since is not None else now
             s.current_a, self._raise_since = self.settings.min_current_a, None
             over = self._deficit_wh > cfg.import_allowance_wh
-            too_long = self._deficit_since is not None and now - self._deficit_since >= cfg.disable_delay_s
+            too_long = self._deficit_since is not None and now - self._deficit_since >= cfg.disable_delay_s \
+                and buffered_w <= 0.0
             if over or too_long:
+                switched = self._auto_phases(now, available_w, True, exhausted=True) if s.phases == 3 else None
+                if switched:
+                    return self._set(True, switched)
                 why = f"import allowance {cfg.import_allowance_wh:g} Wh used" if over else \
                     f"surplus below minimum for {cfg.disable_delay_s:g} s"
                 return self._stop(now, f"pv: {why}")
@@ -164,8 +206,7 @@ class Loadpoint:
                                    f"{self._deficit_wh:.1f}/{cfg.import_allowance_wh:g} Wh allowance used")
         # surplus is back: refill the allowance at the rate the surplus exceeds the minimum
         self._deficit_wh = max(0.0, self._deficit_wh - (available_w - min_power) * dt / 3600.0)
-        if self._deficit_wh == 0.0:
-            self._deficit_since = None
+        self._deficit_since = None  # the dip is over; its energy stays booked until refilled
         return self._set(True, f"pv: {self._regulate(now, target)}, surplus {available_w:.0f} W")
 
     def _pv_start(self, now: float, available_w: float) -> Setting:
@@ -174,14 +215,19 @@ class Loadpoint:
             return self._set(False, f"pv: off, minimum off time {cfg.min_off_s:g} s")
         phases: Phases = self.setting.phases
         if cfg.phases == "auto":
-            phases = 3 if available_w >= self.power_at(self.settings.min_current_a, 3) + cfg.phase_margin_w else 1
+            phases = 3 if available_w >= self.power_at(self.settings.min_current_a, 3) + self.phase_margin_w() else 1
         need = self.power_at(self.settings.min_current_a, phases) + cfg.enable_threshold_w
-        if available_w < need:
+        # a restart needs the average too: a sunny minute inside a grey hour is not worth a cycle
+        slow = self._slow_w if self._slow_w is not None and self._stopped_at is not None else available_w
+        if min(available_w, slow) < need:
             self._enable_since = None
-            return self._set(False, f"pv: surplus {available_w:.0f} W below {need:.0f} W to start")
+            return self._set(False, f"pv: surplus {available_w:.0f} W (average {slow:.0f} W) below "
+                                    f"{need:.0f} W to start")
         self._enable_since = self._enable_since if self._enable_since is not None else now
-        if now - self._enable_since < cfg.enable_delay_s:
-            return self._set(False, f"pv: surplus {available_w:.0f} W, starting after {cfg.enable_delay_s:g} s")
+        # a restart after a stop in pv mode waits longer: the sky has already shown it is unsettled
+        delay = cfg.enable_delay_s if self._stopped_at is None else max(cfg.enable_delay_s, cfg.restart_delay_s)
+        if now - self._enable_since < delay:
+            return self._set(False, f"pv: surplus {available_w:.0f} W, starting after {delay:g} s")
         if phases != self.setting.phases:
             self._switch_phases(now, phases, available_w, charging=False)
         self.setting.current_a = self._clamp(amps_for(available_w, cfg.voltage_v, phases))
@@ -192,6 +238,7 @@ class Loadpoint:
     def _stop(self, now: float, reason: str) -> Setting:
         if self.setting.enabled:
             self._stopped_at = now
+        self._up_since = self._down_since = None  # phase timers start afresh with the next start
         self._enable_since = None
         self._deficit_wh, self._deficit_since = 0.0, None
         return self._set(False, reason)
@@ -202,3 +249,11 @@ class Loadpoint:
         s.current_a = self._clamp(s.current_a)  # limits may have changed by command
         s.reason = reason
         return s
+
+
+def _ema(average: float | None, value: float, dt: float, tau_s: float) -> float:
+    if average is None or tau_s <= 0:
+        return value
+    moved = average + (value - average) * min(1.0, dt / tau_s)
+    # snap when within 1 W: an average that only approaches a whole-amp boundary would stay one amp short
+    return value if abs(value - moved) < 1.0 else moved
