@@ -18,6 +18,10 @@ async def ui_index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+async def ui_setup(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "setup.html", headers={"Cache-Control": "no-cache"})
+
+
 async def ui_redirect(request: web.Request) -> web.Response:
     raise web.HTTPFound("/ui/")
 
@@ -46,7 +50,8 @@ def build_app(site: Site) -> web.Application:
     app[SITE] = site
     app.add_routes(api.routes())
     app.add_routes(setup_api.routes())
-    app.add_routes([web.get("/ui", ui_redirect), web.get("/ui/", ui_index), web.static("/ui/static", STATIC)])
+    app.add_routes([web.get("/ui", ui_redirect), web.get("/ui/", ui_index), web.get("/ui/setup", ui_setup),
+                    web.static("/ui/static", STATIC)])
     app.add_routes(givtcp.routes())
     app.add_routes(meterhub.routes())
     return app

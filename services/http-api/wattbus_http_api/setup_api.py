@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from .web import convert, json_response, read_json, reject, require_write, site_
 
 BASE = "/api/v1/setup"
 SELF = "http-api"
+HELP = tomllib.loads((Path(__file__).parent / "data" / "settings_help.toml").read_text())
 _WHERE = re.compile(r"^config \[[^\]]+\] ([^\s=(]+)")
 
 
@@ -92,7 +94,10 @@ async def overview(request: web.Request) -> web.Response:
     controller, site_roles = settings.section(CONTROLLER), settings.section(SELF).get("site", {})
     return json_response({"config_file": str(settings.path), "sections": settings.sections(),
                           "problems": settings.check(), "services": settings.types.known,
-                          "first_run": not controller.get("grid_meter"),
+                          # first run: no role anywhere yet (the UI opens on the setup page then)
+                          "first_run": not controller.get("grid_meter") and not any(site_roles.values()),
+                          "help": HELP,
+                          "protocols": sorted(site.setup.bridges),
                           "roles": roles_of(controller, site_roles), "devices": _devices(site, settings)})
 
 

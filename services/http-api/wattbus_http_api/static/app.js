@@ -137,6 +137,11 @@ function connect() {
   source.onerror = () => { pill.dataset.state = "lost"; pill.textContent = "reconnecting"; };
 }
 
+// First run (no role anywhere in the config file yet): open the setup page instead.
+fetch("/api/v1/setup").then((r) => (r.ok ? r.json() : null)).then((d) => {
+  if (d && d.first_run) location.assign("/ui/setup");
+}).catch(() => { /* setup switched off or no file: stay on the live view */ });
+
 connect();
 loadEnergy();
 setInterval(loadEnergy, 60000);

@@ -1,0 +1,139 @@
+"""The first-run wizard in headless chromium on the simulated house: from an empty config file to a
+charging loadpoint, with the refusals (5 A minimum, a second grid meter, an unreachable address)
+shown next to their field. The broker and house fixtures are the ones of test_setup.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from wattbus import messages as m
+from wattbus import topics
+
+from tests.http_api.browser import Browser
+from tests.http_api.conftest import HttpApi
+from tests.http_api.test_browser import wait_js
+from tests.http_api.test_setup import broker, house_file, wait_devices  # noqa: F401  (fixtures)
+from tests.support.bus_helpers import started_bus
+from tests.support.servers import Mosquitto, free_port
+
+
+async def wait_through_navigation(browser: Browser, expression: str, what: str, timeout: float = 20) -> None:
+    """wait_js across a page change (the first-run redirect): an evaluation the navigation cut is retried."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await wait_js(browser, expression, what, max(0.1, deadline - loop.time()))
+            return
+        except AssertionError as exc:
+            if "navigated or closed" not in str(exc) or loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+def row(ref: str) -> str:
+    return f"document.querySelector('.dev[data-ref=\"{ref}\"]')"
+
+
+async def set_fields(browser: Browser, ref: str, **values: Any) -> None:
+    """Type into one device row as a person would: set each field and fire its change event."""
+    for name, value in values.items():
+        await browser.eval(f"(() => {{ const f = {row(ref)}.querySelector('[name={name}]'); "
+                           f"f.value = {json.dumps(str(value))}; f.dispatchEvent(new Event('change')); }})()")
+
+
+async def save_row(browser: Browser, ref: str) -> None:
+    await browser.eval(f"{row(ref)}.querySelector('[data-result]').dataset.result = ''")
+    await browser.eval(f"{row(ref)}.querySelector('button[data-save]').click()")
+    await wait_js(browser, f"!!{row(ref)}.querySelector('[data-result]').dataset.result", f"{ref} answered", 30)
+
+
+async def error_next_to(browser: Browser, ref: str, field: str) -> str:
+    await wait_js(browser, f"{row(ref)}?.querySelector('.error[data-for={field}]')?.textContent !== ''",
+                  f"error next to {field}")
+    text: str = await browser.eval(f"{row(ref)}.querySelector('.error[data-for={field}]').textContent")
+    return text
+
+
+async def test_wizard_from_nothing_to_a_charging_loadpoint(house_file: tuple[Path, HttpApi], broker: Mosquitto,  # noqa: F811
+                                                           start_service: Any, tmp_path: Path) -> None:
+    path, api = house_file
+    admin = await started_bus(broker, "test-admin", instance="wizard")
+    admin.publish(topics.device_meta("sml-reader", "emh-sub"), m.DeviceMeta(
+        device_id="emh-sub", kind="meter", source="sml-reader", protocol="sml", serial="sub"), retain=True)
+    wait_devices(api, "house-sim/house-meter", "house-sim/house-wallbox", "sml-reader/emh-sub")
+    browser = Browser(tmp_path / "chromium-profile")
+    try:
+        await browser.connect()
+        await browser.send("Page.enable")
+        await browser.send("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2,
+                           mobile=True)
+        await browser.send("Page.navigate", url=api.url + "/ui/")
+        # First run: the live view hands over to the setup page.
+        await wait_through_navigation(
+            browser, "location.pathname === '/ui/setup' && document.body?.dataset.firstRun === '1'",
+                      "the setup page on first run")
+        await wait_js(browser, f"!!{row('house-sim/house-wallbox')}", "the wallbox listed")
+
+        await set_fields(browser, "house-sim/house-wallbox", role="charger")
+        await save_row(browser, "house-sim/house-wallbox")
+        assert "grid meter first" in await error_next_to(browser, "house-sim/house-wallbox", "role")
+
+        await set_fields(browser, "house-sim/house-meter", role="grid")
+        await save_row(browser, "house-sim/house-meter")
+        await wait_js(browser, f"{row('house-sim/house-meter')}?.dataset.role === 'grid'", "grid meter saved")
+
+        await set_fields(browser, "sml-reader/emh-sub", role="grid")
+        await save_row(browser, "sml-reader/emh-sub")
+        assert "already the grid meter" in await error_next_to(browser, "sml-reader/emh-sub", "role")
+
+        await set_fields(browser, "house-sim/house-wallbox", role="charger", loadpoint_id="garage", mode="now",
+                         min_current_a=5)
+        await save_row(browser, "house-sim/house-wallbox")
+        assert ">= 6" in await error_next_to(browser, "house-sim/house-wallbox", "min_current_a")
+
+        # A device added by hand is checked before it is saved: nothing listens on this port.
+        closed = free_port()
+        await browser.eval("document.getElementById('manual-protocol').value = 'sunspec';"
+                           "document.getElementById('manual-host').value = '127.0.0.1';"
+                           f"document.getElementById('manual-port').value = '{closed}';"
+                           "document.getElementById('manual-add').click()")
+        await wait_js(browser, "document.querySelector('#manual .error[data-for=host]').textContent !== ''",
+                      "error next to host")
+        assert f"cannot reach 127.0.0.1:{closed}" in await browser.eval(
+            "document.querySelector('#manual .error[data-for=host]').textContent")
+
+        # Controller settings, each with its current value and a line on what it does.
+        await wait_js(browser, "!!document.querySelector('#controller input[name=state_file]')", "controller form")
+        assert await browser.eval("document.querySelectorAll('#controller .help').length") >= 8
+        await browser.eval(f"document.querySelector('#controller input[name=state_file]').value = "
+                           f"{json.dumps(str(tmp_path / 'controller.json'))};"
+                           "document.querySelector('#controller input[name=command_replies]').value = 'result_topic';"
+                           "document.getElementById('controller-save').click()")
+        await wait_js(browser, "document.querySelector('#controller [data-result]').dataset.result === 'ok'",
+                      "controller settings saved")
+
+        await set_fields(browser, "house-sim/house-wallbox", role="charger", loadpoint_id="garage", mode="now",
+                         min_current_a=6, max_current_a=16, breaker_a=20)
+        await save_row(browser, "house-sim/house-wallbox")
+        await wait_js(browser, f"{row('house-sim/house-wallbox')}?.dataset.role === 'charger'", "loadpoint saved")
+        await browser.screenshot(tmp_path / "setup.png")
+        width = await browser.eval("document.documentElement.scrollWidth")
+        assert width <= 390, f"the setup page scrolls sideways on a phone ({width} px)"
+
+        # The file is what a person would have written; the controller starts on it and charges.
+        start_service("wattbus_surplus_controller", "--config", str(path), env=broker.env("surplus-controller"))
+        await browser.send("Page.navigate", url=api.url + "/ui/")
+        charging = "(document.getElementById('lp-garage')?.textContent || '')"
+        await wait_through_navigation(
+            browser, f"{charging}.includes('charging') && !{charging}.includes('not charging')",
+                      "the garage loadpoint charging in the live view", 60)
+        assert await browser.eval("location.pathname") == "/ui/"  # not first run any more
+        await browser.screenshot(tmp_path / "charging.png")
+    finally:
+        await browser.close()
+        admin.publish(topics.device_meta("sml-reader", "emh-sub"), b"", retain=True)
+        await admin.stop()
