@@ -138,6 +138,8 @@ async def test_sections_devices_and_bad_requests(house_file: tuple[Path, HttpApi
     assert status == 400 and doc["where"] == "body"
     status, doc, _ = api.call("PUT", "/api/v1/setup/sections/toaster", {})
     assert status == 400 and "no service 'toaster'" in doc["error"]
+    paths = api.call("GET", "/api/v1/openapi.json")[1]["paths"]
+    assert "put" in paths["/api/v1/setup/roles/{source}/{device_id}"]
     status, doc, _ = api.call("GET", "/api/v1/setup/sections/sunspec-bridge")
     assert status == 200 and doc["values"] == {} and doc["valid"] is True
     assert "surplus-controller" not in tomllib.loads(path.read_text())  # nothing invalid reached the file

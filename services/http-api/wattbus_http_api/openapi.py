@@ -43,8 +43,12 @@ def _write(method: str, summary: str, tag: str, schema: dict[str, Any] | None) -
 @cache
 def document() -> dict[str, Any]:
     from .api import LimitsBody, ModeBody  # the schemas live beside their handlers
-    (command, mode, limits, _result), components = msgspec.json.schema_components(
-        [m.Command, ModeBody, LimitsBody, m.CommandResult], ref_template="#/components/schemas/{name}")
+    from .setup_api import ManualDevice
+    from .setup_roles import RoleBody
+    (command, mode, limits, _result, role, manual), components = msgspec.json.schema_components(
+        [m.Command, ModeBody, LimitsBody, m.CommandResult, RoleBody, ManualDevice],
+        ref_template="#/components/schemas/{name}")
+    section = {"type": "object", "description": "the section's keys, validated by that service's own config"}
     paths: dict[str, Any] = {
         "/": {**_get("MeterHub: the whole site as one flat JSON document (null = stale)", "MeterHub"),
               **_write("post", "MeterHub: publish external values (allow-list [http-api] publish)", "MeterHub",
@@ -66,6 +70,21 @@ def document() -> dict[str, Any]:
         "/api/v1/events": _get("server-sent events: `summary` on every change", "wattbus"),
         "/api/v1/status": _get("this service's status and counters", "wattbus"),
         "/api/v1/openapi.json": _get("this document", "wattbus"),
+        "/api/v1/setup": _get("setup overview: config file, problems, roles, devices, first_run", "setup"),
+        "/api/v1/setup/sections/{section}": {
+            **_get("one config section with its problem, if any", "setup"),
+            **_write("put", "replace a section (saved keeping comments, then reload_config to its service)",
+                     "setup", section)},
+        "/api/v1/setup/devices": {
+            **_get("devices on the bus with their roles, and what discovery found", "setup"),
+            **_write("post", "add a device by hand (connect check first) to its bridge's section", "setup",
+                     manual)},
+        "/api/v1/setup/devices/{device_id}/adopt": _write("post", "adopt a discovered device", "setup", None),
+        "/api/v1/setup/devices/{device_id}/ignore": _write("post", "ignore it (the bridge's deny list)", "setup",
+                                                           None),
+        "/api/v1/setup/roles/{source}/{device_id}": _write("put", "give a device its role (grid, pv, battery, "
+                                                                  "charger with loadpoint, relay, none)", "setup",
+                                                           role),
     }
     for name, example in GIVTCP_BODIES.items():
         schema = None if example is None else {"type": "object", "example": example,
