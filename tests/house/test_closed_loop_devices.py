@@ -106,11 +106,12 @@ class Watch:
 
 @pytest.fixture
 async def house_devices() -> AsyncIterator[HouseDevices]:
-    # clear day, car plugged in from 06:30, no battery (nothing here publishes its charge power)
+    # clear day, car plugged in from 06:30, no battery (nothing here publishes its charge power);
+    # the go-e stopped (frc=1) as in the demo, so only the controller's SetCharging can start it
     house = House.from_profile("clear", "11:20")
     house.battery = None
     devices = HouseDevices(house, goe_serial=GOE_SERIAL, meter_mac=METER_MAC, heater_mac=HEATER_MAC,
-                           meter_password="house-secret")
+                           meter_password="house-secret", goe_force=1)
     await devices.start(0, 0, 0)
     clock = asyncio.create_task(devices.run(speed=2.0, until_s=house.time_s + 6 * 3600))
     yield devices
@@ -134,6 +135,7 @@ async def test_pv_mode_charges_the_car_from_the_sun_through_goe_and_shelly(
         return f"--- bridge\n{bridge.output()[-4000:]}\n--- controller\n{controller.output()[-4000:]}"
 
     try:
+        assert not house.charger.enabled and goe.frc == 1
         # the Shelly's grid reading reaches the bus with the house's value (digest auth passed)
         await until(lambda: watch.grid is not None and watch.grid.power_w is not None, 30, "Pro 3EM grid reading")
         # pv mode: the controller starts the car and regulates it so the house does not import
