@@ -157,3 +157,29 @@ def test_phases_go_up_on_the_average_with_hysteresis_and_not_on_one_sunny_readin
     # just above the minimum but inside the max(200 W, 10 %) margin: stays on 1p
     assert all(p == 1 for _, _, p in feed(lp, [three_min + 300] * 900, start=450))
     assert feed(lp, [three_min + 600] * 600, start=1350)[-1][2] == 3
+
+
+def test_a_restart_after_a_stop_waits_the_restart_delay_on_the_averaged_surplus() -> None:
+    lp = make("pv", phases=1, enable_delay_s=10, restart_delay_s=120, min_off_s=0, settle_s=0,
+              import_allowance_wh=1, phase_tau_s=60)
+    first = feed(lp, [2_000.0] * 20)
+    assert first.index((True, 8.0, 1)) == 10  # the first start: enable_delay_s
+    stopped = feed(lp, [0.0] * 30, start=20)
+    assert not stopped[-1][0] and "below 1380 W to start" in lp.setting.reason
+    # the sun is back at once, but the 60 s average and then the 120 s restart delay hold the start
+    again = [e for e, _, _ in feed(lp, [2_000.0] * 400, start=50)]
+    assert again.index(True) > 120 and again[-1]
+
+
+def test_the_battery_buffer_keeps_three_phases_through_a_long_dip() -> None:
+    lp = make("pv", enable_delay_s=0, settle_s=0, phase_down_delay_s=60, phase_tau_s=10, phase_dwell_s=0)
+    assert feed(lp, [6_000.0] * 5)[-1][2] == 3
+    for t in range(600):  # ten minutes below the 3p minimum, carried by the battery's buffer
+        s = lp.decide(5.0 + t, 1_500.0, CAR, buffered_w=2_640.0, buffer_wh=400.0)
+    assert s.enabled and s.phases == 3 and lp.budget.used(605.0) == 0
+    held = make("pv", enable_delay_s=0, settle_s=0, phase_down_delay_s=60, phase_tau_s=10, phase_dwell_s=0,
+                buffer_holds_phases=False)
+    feed(held, [6_000.0] * 5)
+    for t in range(600):
+        s = held.decide(5.0 + t, 1_500.0, CAR, buffered_w=2_640.0, buffer_wh=400.0)
+    assert s.phases == 1 and held.budget.used(605.0) == 1

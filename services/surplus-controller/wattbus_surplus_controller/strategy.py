@@ -2,12 +2,16 @@
 
 Every fresh grid reading is one decision with `available_w`: the power this loadpoint may use,
 its own present draw included. Compared with evcc's 30 s proportional loop it
-- cuts the current on the very reading that shows import, but raises only after the surplus
-  held for `raise_hold_s` (and then to the smallest target seen meanwhile, so no overshoot);
-- rides through short clouds at minimum current until an import *energy* allowance is used up,
-  instead of a fixed delay: a small dip costs nothing, a deep one stops charging quickly;
-- drops 3p to 1p before stopping, and goes back to 3p only after a sustained surplus, never more
-  often than the hourly phase-switch budget allows; after a stop it stays off `min_off_s`.
+- cuts the current on the very reading that shows a whole amp or more missing (smaller shortfalls
+  follow the 10 s average, so meter noise at an amp step does not ratchet the current down), and
+  raises only after the averaged surplus held for `raise_hold_s`, to the smallest target seen;
+- rides through clouds at minimum current: first on the site's battery cloud buffer (the battery
+  gives back only what the surplus charged into it), then on an import *energy* allowance, instead
+  of a fixed delay: a small dip costs nothing, a deep one ends the ride quickly;
+- rounds the current to the nearest amp instead of down while that buffer holds energy;
+- chooses phases on a 120 s average with max(200 W, 10 %) hysteresis, a dwell time and the hourly
+  budget; drops 3p to 1p before stopping, does not leave 3p while the buffer carries a dip; after a
+  stop it stays off `min_off_s` and restarts only after `restart_delay_s` of (averaged) surplus.
 """
 
 from __future__ import annotations
