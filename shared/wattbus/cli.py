@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     p_set.add_argument("key")
     p_set.add_argument("value", help="a TOML value (16, true, [\"a/b\"]) or plain text")
     config_sub.add_parser("check", help="validate every section with its service's config")
+    p_apply = config_sub.add_parser("apply", help="tell a running service to re-read its section (over the bus, "
+                                    "with [bus] and WATTBUS_BUS_* for the broker login)")
+    p_apply.add_argument("section")
+    p_apply.add_argument("--instance", default=None, help="service instance (default: the section's, else main)")
+    p_apply.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
     args = parser.parse_args(argv)
     if args.command == "config":
         return config_command(args)
@@ -76,6 +81,8 @@ def config_command(args: argparse.Namespace) -> int:
             print(f"{path}: [{args.section}] {args.key} = {args.value} (valid; a running service applies it "
                   "after reload_config, see docs/topics.md)")
             return 0
+        if args.action == "apply":
+            return config_apply(args, path)
         problems = settings.check()
     except ConfigError as exc:
         print(f"wattbus config: {exc}", file=sys.stderr)
@@ -85,6 +92,20 @@ def config_command(args: argparse.Namespace) -> int:
     if not problems:
         print(f"{path}: {len(settings.sections())} sections, all valid")
     return 2 if problems else 0
+
+
+def config_apply(args: argparse.Namespace, path: Path) -> int:
+    """Send reload_config and print the service's answer; 0 only when it accepted the section."""
+    import asyncio
+
+    from .config import load
+    from .settings import request_reload
+
+    instance = args.instance or str(load(path).data.get(args.section, {}).get("instance", "main"))
+    result = asyncio.run(request_reload(load(path).bus(), args.section, instance, args.timeout))
+    print(f"{args.section}/{instance}: {result.status}: {result.message}",
+          file=sys.stdout if result.status == "ok" else sys.stderr)
+    return 0 if result.status == "ok" else 1
 
 
 def healthcheck(max_age_s: float) -> int:

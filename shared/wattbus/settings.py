@@ -20,9 +20,11 @@ JSON-Schema validator, and it needs no change in any service (every one already 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import tomllib
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -34,6 +36,7 @@ from tomlkit.container import Container
 from tomlkit.items import AoT, Table
 
 from .config import BusConfig, ConfigError, convert
+from .messages import CommandResult
 
 NOT_SERVICES = frozenset({"sim"})  # wattbus-sim runs simulators, it has no config section
 SETUP_COMMENT = "written by wattbus setup (web UI, REST or `wattbus config`); edit freely"
@@ -234,3 +237,34 @@ def _merge(table: Table | Container, data: dict[str, Any]) -> None:
 
 def _is_tables(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+async def request_reload(bus_config: BusConfig, service: str, instance: str = "main",
+                         timeout_s: float = 10.0) -> CommandResult:
+    """Ask a running service to re-read its section (`wattbus config apply`); its answer, or a timeout."""
+    from . import topics
+    from .bus import Bus, Message
+    from .messages import ReloadConfig
+
+    request_id = uuid.uuid4().hex
+    answer: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+
+    def on_result(msg: Message[CommandResult]) -> None:
+        if msg.payload.request_id == request_id and not answer.done():
+            answer.set_result(msg.payload)
+
+    bus = Bus(bus_config, "wattbus-config", f"cli-{request_id[:8]}")
+    bus.subscribe(topics.service_result(service, instance), CommandResult, on_result)
+    await bus.start()
+    try:
+        if not await bus.wait_connected(timeout_s):
+            raise ConfigError(f"cannot reach the broker at {bus_config.host}:{bus_config.port} as "
+                              f"{bus_config.username or 'anonymous'}")
+        bus.publish(topics.service_command(service, instance), ReloadConfig(request_id=request_id))
+        return await asyncio.wait_for(answer, timeout_s)
+    except TimeoutError:
+        return CommandResult(status="timeout", command="reload_config", target=f"{service}/{instance}",
+                             request_id=request_id, message=f"{service}/{instance} did not answer within "
+                             f"{timeout_s:g} s (not running, or the broker user may not write its command topic)")
+    finally:
+        await bus.stop()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -197,3 +201,25 @@ async def test_reload_config_restarts_only_on_a_valid_change(broker: Mosquitto, 
 async def ask_wait(results: list[m.CommandResult], request_id: str) -> m.CommandResult:
     await until(lambda: any(r.request_id == request_id for r in results), 20, f"answer to {request_id}")
     return next(r for r in results if r.request_id == request_id)
+
+
+def test_cli_config_apply_over_the_bus(broker: Mosquitto, start_service: Any, tmp_path: Path) -> None:
+    """`wattbus config set` then `wattbus config apply`: the person's way without the web UI."""
+    path = tmp_path / "wattbus.toml"
+    path.write_text("[sml-reader]\nstatus_interval_s = 5\n")  # valid for the echo service and sml-reader
+    proc = start_service("tests.support.echo_service", "--config", str(path), env=broker.env("sml-reader"))
+    env = {**os.environ, **broker.env("test-admin")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "wattbus.cli", "config", "--config", str(path), *args],
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    deadline = time.monotonic() + 30
+    while "unchanged" not in (done := cli("apply", "sml-reader", "--timeout", "5")).stdout:
+        assert time.monotonic() < deadline, done.stderr  # the service may still be connecting
+    assert cli("set", "sml-reader", "status_interval_s", "7").returncode == 0  # valid for both Structs
+    done = cli("apply", "sml-reader")
+    assert done.returncode == 0 and "changed: restarting" in done.stdout
+    assert proc.proc.wait(30) == RELOAD_EXIT_CODE
+    done = cli("apply", "sml-reader", "--timeout", "1")
+    assert done.returncode == 1 and "did not answer" in done.stderr  # nobody restarted it in this test
