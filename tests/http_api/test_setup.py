@@ -116,6 +116,21 @@ async def test_roles_are_validated_and_written(house_file: tuple[Path, HttpApi],
                                             "battery": ["house-sim/house-battery"],
                                             "chargers": ["house-sim/house-wallbox"]}
         assert data["http-api"]["setup"]["breakers"] == {"garage": 20}
+        # A key set by hand survives a change in the wizard; the stored breaker still limits the maximum.
+        path.write_text(text.replace('phases = 3', 'phases = 3\nimport_allowance_wh = 80.0  # mine'))
+        status, doc = role(api, "house-sim/house-wallbox", role="charger", loadpoint_id="garage", max_current_a=25)
+        assert (status, doc["where"]) == (400, "$.max_current_a") and "(20 A)" in doc["error"]
+        status, doc = role(api, "house-sim/house-wallbox", role="charger", loadpoint_id="garage", max_current_a=12,
+                           max_phase_switches_per_hour=2, phases=3)
+        assert status == 200, doc
+        loadpoint = tomllib.loads(path.read_text())["surplus-controller"]["loadpoints"][0]
+        assert loadpoint["import_allowance_wh"] == 80.0 and loadpoint["max_current_a"] == 12.0
+        assert loadpoint["max_phase_switches_per_hour"] == 2
+        assert "import_allowance_wh = 80.0  # mine" in path.read_text()
+        status, doc = role(api, "house-sim/house-wallbox", role="charger", loadpoint_id="garage", enable_delay_s=-1)
+        assert (status, doc["where"]) == (400, "$.config.loadpoints.0.enable_delay_s"), doc
+        roles = api.call("GET", "/api/v1/setup")[1]["roles"]
+        assert roles["house-sim/house-wallbox"]["breaker_a"] == 20
         # The power flow follows the new roles without a restart.
         await until(lambda: api.call("GET", "/api/v1/site")[1]["flow"]["grid_w"] is not None, 20, "grid in the flow")
         status, doc = role(api, "sml-reader/emh-sub", role="grid", replace=True)

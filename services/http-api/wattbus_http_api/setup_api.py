@@ -98,7 +98,8 @@ async def overview(request: web.Request) -> web.Response:
                           "first_run": not controller.get("grid_meter") and not any(site_roles.values()),
                           "help": HELP,
                           "protocols": sorted(site.setup.bridges),
-                          "roles": roles_of(controller, site_roles), "devices": _devices(site, settings)})
+                          "roles": roles_of(controller, site_roles, _breakers(settings)),
+                          "devices": _devices(site, settings)})
 
 
 async def get_section(request: web.Request) -> web.Response:
@@ -134,12 +135,17 @@ async def put_section(request: web.Request) -> web.Response:
 
 # ------------------------------------------------------------------ devices
 
+def _breakers(settings: Settings) -> dict[str, Any]:
+    breakers: dict[str, Any] = settings.section(SELF).get("setup", {}).get("breakers", {})
+    return breakers
+
+
 def _ignored(settings: Settings, bridge: str) -> set[str]:
     return {str(d).strip().lower() for d in settings.section(bridge).get("deny", [])}
 
 
 def _devices(site: Site, settings: Settings) -> dict[str, list[dict[str, Any]]]:
-    roles = roles_of(settings.section(CONTROLLER), settings.section(SELF).get("site", {}))
+    roles = roles_of(settings.section(CONTROLLER), settings.section(SELF).get("site", {}), _breakers(settings))
     on_bus = []
     for rec in sorted(site.state.devices.values(), key=lambda r: r.ref):
         meta = rec.meta
@@ -272,6 +278,9 @@ async def set_role(request: web.Request) -> web.Response:
         controller, own = settings.section(CONTROLLER), settings.section(SELF)
         site_roles = own.setdefault("site", {})
         breakers = own.setdefault("setup", {}).setdefault("breakers", {})
+        stored = breakers.get(body.loadpoint_id or rec.device_id)
+        if body.role == "charger" and body.breaker_a is None and stored is not None:
+            body.breaker_a = stored  # the breaker given earlier still limits the maximum
         try:
             check_body(body, rec.meta.kind, ref)
             assign(controller, site_roles, breakers, ref, body)

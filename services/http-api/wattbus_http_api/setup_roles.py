@@ -18,6 +18,7 @@ ROLE_KINDS: dict[str, tuple[str, ...]] = {
     "charger": ("charger",), "relay": ("relay",), "none": (),
 }
 CONTROLLER = "surplus-controller"
+TUNING = ("enable_threshold_w", "enable_delay_s", "disable_delay_s", "max_phase_switches_per_hour")
 
 
 class RoleBody(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -32,6 +33,11 @@ class RoleBody(Struct, kw_only=True, forbid_unknown_fields=True):
     max_current_a: m.ChargeCurrent = 16.0
     phases: Literal["auto", 1, 3] = "auto"
     breaker_a: Annotated[float, Meta(ge=6, le=125)] | None = None  # the circuit's breaker: max current <= this
+    # charger tuning (None = keep what the file has; the controller's Struct checks the values)
+    enable_threshold_w: float | None = None
+    enable_delay_s: float | None = None
+    disable_delay_s: float | None = None
+    max_phase_switches_per_hour: int | None = None
     # relay: a surplus load
     relay_id: ItemId | None = None  # default: the device id
     power_w: Annotated[float, Meta(gt=0, le=50000)] | None = None
@@ -91,6 +97,7 @@ def assign(controller: dict[str, Any], site: dict[str, Any], breakers: dict[str,
     if grid == ref and body.role != "grid" and controller:
         raise RoleError(f"{ref} is the grid meter the controller regulates on; make another meter the grid "
                         "meter first (role grid, replace true)", "$.role")
+    previous_loadpoints = list(controller.get("loadpoints", []))
     unassign(controller, site, ref)
     device_id = ref.split("/", 1)[1]
     if body.role in ("battery", "charger", "relay") and not grid:
@@ -104,9 +111,14 @@ def assign(controller: dict[str, Any], site: dict[str, Any], breakers: dict[str,
         site.setdefault("battery", []).append(ref)
     elif body.role == "charger":
         lp_id = body.loadpoint_id or device_id
+        # Keys the wizard does not show (set by hand: import_allowance_wh, settle_s, ...) stay as they were.
+        kept: dict[str, Any] = next(
+            (lp for lp in previous_loadpoints if lp.get("id") == lp_id or lp.get("charger") == ref), {})
         loadpoints = [lp for lp in controller.get("loadpoints", []) if lp.get("id") != lp_id]
-        loadpoints.append({"id": lp_id, "charger": ref, "mode": body.mode, "min_current_a": body.min_current_a,
-                           "max_current_a": body.max_current_a, "phases": body.phases})
+        tuning = {key: getattr(body, key) for key in TUNING if getattr(body, key) is not None}
+        loadpoints.append({**kept, "id": lp_id, "charger": ref, "mode": body.mode,
+                           "min_current_a": body.min_current_a, "max_current_a": body.max_current_a,
+                           "phases": body.phases, **tuning})
         controller["loadpoints"] = loadpoints
         site.setdefault("chargers", []).append(ref)
         if body.breaker_a is not None:
@@ -119,7 +131,8 @@ def assign(controller: dict[str, Any], site: dict[str, Any], breakers: dict[str,
         controller["relays"] = relays
 
 
-def roles_of(controller: dict[str, Any], site: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def roles_of(controller: dict[str, Any], site: dict[str, Any],
+             breakers: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """ref -> {"role": ..., details} as the sections say now (hand edits included)."""
     out: dict[str, dict[str, Any]] = {}
     for ref in site.get("pv", []):
@@ -132,6 +145,8 @@ def roles_of(controller: dict[str, Any], site: dict[str, Any]) -> dict[str, dict
         out[controller["battery"]] = {"role": "battery"}
     for lp in controller.get("loadpoints", []):
         out[lp["charger"]] = {"role": "charger", **{k: v for k, v in lp.items() if k != "charger"}}
+        if breakers and lp.get("id") in breakers:
+            out[lp["charger"]]["breaker_a"] = breakers[lp["id"]]
     for relay in controller.get("relays", []):
         out[relay["device"]] = {"role": "relay", **{k: v for k, v in relay.items() if k != "device"}}
     grid = controller.get("grid_meter") or site.get("grid")

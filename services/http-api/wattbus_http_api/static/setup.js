@@ -80,7 +80,9 @@ function deviceRow(d) {
                  input("min_current_a", d.min_current_a ?? 6, { type: "number", step: "any" }),
                  input("max_current_a", d.max_current_a ?? 16, { type: "number", step: "any" }),
                  select("phases", [["auto", "auto"], [1, "1"], [3, "3"]], d.phases ?? "auto"),
-                 input("breaker_a", d.breaker_a, { type: "number", step: "any", placeholder: "circuit breaker A" }));
+                 input("breaker_a", d.breaker_a, { type: "number", step: "any", placeholder: "circuit breaker A" }),
+                 ...["enable_threshold_w", "enable_delay_s", "disable_delay_s", "max_phase_switches_per_hour"].map(
+                   (k) => input(k, d[k], { type: "number", step: "any", placeholder: "default" })));
   const relay = el("div", { class: "extra", "data-extra": "relay" });
   relay.append(input("power_w", d.power_w, { type: "number", step: "any" }), input("priority", d.priority ?? 0, { type: "number" }));
   const replace = el("label", { class: "extra muted", "data-extra": "grid" }, "replace the current grid meter ");
