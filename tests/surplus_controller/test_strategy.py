@@ -183,3 +183,21 @@ def test_the_battery_buffer_keeps_three_phases_through_a_long_dip() -> None:
     for t in range(600):
         s = held.decide(5.0 + t, 1_500.0, CAR, buffered_w=2_640.0, buffer_wh=400.0)
     assert s.phases == 1 and held.budget.used(605.0) == 1
+
+
+def test_sun_flashes_refill_the_import_allowance_only_slowly() -> None:
+    lp = make("pv", phases=1, enable_delay_s=0, settle_s=0, import_allowance_wh=20, disable_delay_s=3600,
+              allowance_refill_s=600)
+    feed(lp, [2_000.0] * 5)
+    t, stops = 5.0, []
+    for dip in range(3):  # 30 s dips (1200 W import, 10 Wh each) between 10 s flashes of ample sun
+        for _ in range(30):
+            if not lp.decide(t, 180.0, CAR).enabled and not stops:
+                stops.append((dip, lp.setting.reason))
+            t += 1
+        for _ in range(10):
+            lp.decide(t, 3_000.0, CAR)
+            t += 1
+    # each flash refills at most 20 Wh / 600 s x 10 s = 0.33 Wh: the third dip ends the ride
+    assert stops and stops[0][0] == 2 and "import allowance 20 Wh used" in stops[0][1]
+    assert not lp.setting.enabled

@@ -32,6 +32,7 @@ class LoadpointConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     # ... and stop once the import while at minimum exceeds import_allowance_wh or lasts disable_delay_s
     disable_delay_s: Seconds = 900.0
     import_allowance_wh: Watts = 40.0
+    allowance_refill_s: Seconds = 300.0  # the allowance refills at most this fast while there is surplus
     min_off_s: Seconds = 120.0  # after a stop, stay off at least this long (fewer on/off cycles)
     raise_hold_s: Seconds = 10.0  # raise only after the surplus held this long; cuts are immediate
     # with at least this much in the site's battery cloud buffer, round the current to the nearest

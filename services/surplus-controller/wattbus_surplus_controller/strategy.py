@@ -191,9 +191,10 @@ class Loadpoint:
         min_power = self.power_at(self.settings.min_current_a, s.phases)
         target = amps_for(available_w + self._round_w, cfg.voltage_v, s.phases)
         if target < self.settings.min_current_a:
+            # what the battery's cloud buffer covers is not import: only the rest is booked, also
+            # while settling (import right after a start or switch is import all the same)
+            self._deficit_wh += max(0.0, min_power - available_w - buffered_w) * dt / 3600.0
             if not settling:
-                # what the battery's cloud buffer covers is not import: only the rest is booked
-                self._deficit_wh += max(0.0, min_power - available_w - buffered_w) * dt / 3600.0
                 self._deficit_since = self._deficit_since if self._deficit_since is not None else now
             s.current_a, self._raise_since = self.settings.min_current_a, None
             over = self._deficit_wh > cfg.import_allowance_wh
@@ -208,8 +209,11 @@ class Loadpoint:
                 return self._stop(now, f"pv: {why}")
             return self._set(True, f"pv: at minimum, surplus {available_w:.0f} W, "
                                    f"{self._deficit_wh:.1f}/{cfg.import_allowance_wh:g} Wh allowance used")
-        # surplus is back: refill the allowance at the rate the surplus exceeds the minimum
-        self._deficit_wh = max(0.0, self._deficit_wh - (available_w - min_power) * dt / 3600.0)
+        # surplus is back: refill the allowance at the rate the surplus exceeds the minimum, but at
+        # most a whole allowance per allowance_refill_s: sun flashes inside one long grey spell
+        # must not hand out a fresh allowance each time
+        refill = min((available_w - min_power) / 3600.0, cfg.import_allowance_wh / max(1.0, cfg.allowance_refill_s))
+        self._deficit_wh = max(0.0, self._deficit_wh - refill * dt)
         self._deficit_since = None  # the dip is over; its energy stays booked until refilled
         return self._set(True, f"pv: {self._regulate(now, target)}, surplus {available_w:.0f} W")
 
