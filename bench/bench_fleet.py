@@ -11,6 +11,10 @@ publishing M MeterReadings (3 phases, 4 points each) once a second at QoS 1; pub
       The writer parses contract topics only (`wattbus/v1/...`), so this stage publishes the site
       id inside the device id (`<site>-dev<j>`), i.e. a bridge without the topic prefix; see
       docs/fleet.md for the writer change the prefixed form needs.
+  (c) catch-up: the writers were down while the fleet published WATTBUS_FLEET_BACKLOG_S seconds of
+      readings (queued by the broker in their persistent sessions); readings/s is how fast 1, 2
+      and 4 writers work the backlog off (from their start to the last reading stored), i.e. the
+      writers' ceiling, which 1 Hz from this fleet does not reach.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,6 +39,7 @@ FIGURES = ROOT / "bench" / "figures"
 SITES = int(os.environ.get("WATTBUS_FLEET_SITES", "100"))
 DEVICES = int(os.environ.get("WATTBUS_FLEET_DEVICES", "10"))
 SECONDS = int(os.environ.get("WATTBUS_FLEET_SECONDS", "20"))
+BACKLOG_S = int(os.environ.get("WATTBUS_FLEET_BACKLOG_S", "30"))  # (c): seconds of fleet readings queued
 PUBLISHERS = 2
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -65,14 +71,16 @@ def publisher(port: int, user: str, password: str, sites: list[str], devices: in
     start = time.monotonic() + 0.5
     for tick in range(seconds):
         delay = start + tick - time.monotonic()
-        if delay > 0:
+        if form == "burst":
+            pass  # a backlog: as fast as the connections take it
+        elif delay > 0:
             time.sleep(delay)
         else:
             late += 1
         stamp = base + timedelta(seconds=tick)  # synthetic: one distinct timestamp per device and tick
         for site, client in clients:
             for j in range(devices):
-                device = f"{run}-{site}-dev{j}" if form == "flat" else f"dev{j}"
+                device = f"{run}-{site}-dev{j}" if form != "prefixed" else f"dev{j}"
                 reading = m.MeterReading(
                     device_id=device, timestamp=stamp, power_w=float((tick * 37 + j) % 5000) - 2500.0,
                     energy_import_wh=4e6 + tick, frequency_hz=50.0,
@@ -94,11 +102,12 @@ def publisher(port: int, user: str, password: str, sites: list[str], devices: in
     return {"sent": sent, "failed": failed, "late_ticks": late}
 
 
-def spawn_publishers(port: int, user: str, password: str, form: str, run: str) -> list[subprocess.Popen[str]]:
+def spawn_publishers(port: int, user: str, password: str, form: str, run: str,
+                     seconds: int = SECONDS) -> list[subprocess.Popen[str]]:
     sites = [f"site-{i:04d}" for i in range(SITES)]
     procs = []
     for k in range(PUBLISHERS):
-        args = json.dumps([port, user, password, sites[k::PUBLISHERS], DEVICES, SECONDS, form, run])
+        args = json.dumps([port, user, password, sites[k::PUBLISHERS], DEVICES, seconds, form, run])
         procs.append(subprocess.Popen([sys.executable, __file__, "publish", args], stdout=subprocess.PIPE, text=True))
     return procs
 
@@ -181,14 +190,7 @@ def broker_stage(broker: object) -> Row:
                round(drain, 1), 0.0, round(broker_cpu, 1))
 
 
-def writer_stage(broker: object, vm_url: str, tmp: Path, n: int) -> Row:
-    from wattbus import codec
-    from wattbus import messages as m
-
-    from tests.support.servers import TEST_ADMIN, Mosquitto
-
-    assert isinstance(broker, Mosquitto) and broker.proc is not None
-    run = f"w{n}"
+def start_writers(broker: Any, vm_url: str, tmp: Path, run: str, n: int) -> list[subprocess.Popen[bytes]]:
     procs = []
     for i in range(n):
         conf = tmp / f"{run}-{i}.toml"
@@ -198,39 +200,96 @@ def writer_stage(broker: object, vm_url: str, tmp: Path, n: int) -> Row:
         env = {**broker.env("influx-writer"), "PATH": "/usr/bin:/bin"}
         procs.append(subprocess.Popen([sys.executable, "-m", "wattbus_influx_writer", "--config", str(conf),
                                        "--log-level", "WARNING"], env=env))
-    password = broker.files.password(TEST_ADMIN)
-    # Warm up until every subscription exists (the broker drops what nobody subscribed to yet).
+    return procs
+
+
+def stop_writers(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(30)
+
+
+def warm_up(broker: Any, vm_url: str, run: str) -> None:
+    """Publish until the writers store something: their (shared, persistent) subscriptions exist."""
+    from wattbus import codec
+    from wattbus import messages as m
+
+    from tests.support.servers import TEST_ADMIN
+
     deadline = time.monotonic() + 60
     warm = 0
     while stored(vm_url, f"{run}warm") < 1 and time.monotonic() < deadline:
-        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-u", TEST_ADMIN, "-P", password,
-                        "-q", "1", "-t", f"wattbus/v1/device/house-sim/{run}warm/reading", "-m",
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-u", TEST_ADMIN, "-P",
+                        broker.files.password(TEST_ADMIN), "-q", "1", "-t",
+                        f"wattbus/v1/device/house-sim/{run}warm/reading", "-m",
                         codec.encode(m.MeterReading(device_id=f"{run}warm", power_w=1.0, timestamp=datetime.now(UTC)
                                                     - timedelta(hours=2, seconds=warm))).decode()],
                        check=True, timeout=30)
         warm += 1
         time.sleep(1)
     time.sleep(2)  # the other writers' subscriptions settle too
+
+
+def wait_stored(vm_url: str, prefix: str, want: int, timeout: float) -> int:
+    began, count = time.monotonic(), 0
+    while time.monotonic() - began < timeout:
+        count = stored(vm_url, prefix)
+        if count >= want:
+            break
+        time.sleep(0.5)
+    return count
+
+
+def writer_stage(broker: Any, vm_url: str, tmp: Path, n: int) -> Row:
+    """n writers live while the fleet publishes at 1 Hz."""
+    from tests.support.servers import TEST_ADMIN
+
+    run = f"w{n}"
+    procs = start_writers(broker, vm_url, tmp, run, n)
+    warm_up(broker, vm_url, run)
     pids = [p.pid for p in procs]
     cpu0, bcpu0, t0 = cpu_s(pids), cpu_s([broker.proc.pid]), time.monotonic()
-    totals = collect(spawn_publishers(broker.port, TEST_ADMIN, password, "flat", run))
+    totals = collect(spawn_publishers(broker.port, TEST_ADMIN, broker.files.password(TEST_ADMIN), "flat", run))
     ended = time.monotonic()
-    count = 0
-    while time.monotonic() - ended < 120:
-        count = stored(vm_url, f"{run}-")
-        if count >= totals["sent"]:
-            break
-        time.sleep(1)
+    count = wait_stored(vm_url, f"{run}-", totals["sent"], 120)
     drain = time.monotonic() - ended
     elapsed = time.monotonic() - t0
     writer_cpu = (cpu_s(pids) - cpu0) / elapsed * 100
     broker_cpu = (cpu_s([broker.proc.pid]) - bcpu0) / elapsed * 100
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        p.wait(30)
+    stop_writers(procs)
     return Row(f"(b) {n} influx-writer(s) -> VictoriaMetrics", n, SITES * DEVICES, totals["sent"], count,
                totals["sent"] - count, round(drain, 1), round(writer_cpu, 1), round(broker_cpu, 1))
+
+
+def catch_up_stage(broker: Any, vm_url: str, tmp: Path, n: int) -> Row:
+    """The central writers were down while the fleet published BACKLOG_S seconds of readings; the
+    broker kept them in the writers' persistent sessions. How fast do n writers catch up?"""
+    from tests.support.servers import TEST_ADMIN
+
+    run = f"c{n}"
+    first = start_writers(broker, vm_url, tmp, run, n)
+    warm_up(broker, vm_url, run)  # every writer's persistent session and shared subscription exist
+    stop_writers(first)  # ... and the writers are gone
+    totals = collect(spawn_publishers(broker.port, TEST_ADMIN, broker.files.password(TEST_ADMIN), "burst", run,
+                                      BACKLOG_S))
+    procs = start_writers(broker, vm_url, tmp, run, n)
+    t0 = time.monotonic()
+    cpu0 = cpu_s([p.pid for p in procs])
+    # The rate runs from the first stored reading to the last: interpreter start-up and connecting
+    # (the same for 1 or 4 writers) are not the writers' throughput.
+    first_at, first_count, count = 0.0, 0, 0
+    while time.monotonic() - t0 < 150 and count < totals["sent"]:
+        count = stored(vm_url, f"{run}-")
+        if count and not first_at:
+            first_at, first_count = time.monotonic(), count
+        time.sleep(0.2)
+    done = time.monotonic()
+    writer_cpu = (cpu_s([p.pid for p in procs]) - cpu0) / (done - t0) * 100
+    stop_writers(procs)
+    rate = (count - first_count) / (done - first_at) if first_at and done > first_at else 0.0
+    return Row(f"(c) catch-up, {n} writer(s)", n, round(rate), totals["sent"], count,
+               totals["sent"] - count, round(done - t0, 1), round(writer_cpu, 1), 0.0)
 
 
 def main() -> str:
@@ -248,6 +307,8 @@ def main() -> str:
             rows.append(broker_stage(broker))
             for n in (1, 2, 4):
                 rows.append(writer_stage(broker, vm.url, tmp, n))
+            for n in (1, 2, 4):
+                rows.append(catch_up_stage(broker, vm.url, tmp, n))
         finally:
             broker.stop()
             vm.stop()
@@ -257,10 +318,10 @@ def main() -> str:
     lines = [f"{SITES} sites x {DEVICES} devices at 1 Hz = {SITES * DEVICES:,} readings/s "
              f"({SITES * DEVICES * 4:,} points/s) for {SECONDS} s through one Mosquitto, QoS 1; loss = sent - "
              "delivered (a) or stored in the database (b); drain = from the last publish until all arrived; "
-             "CPU in % of one core over the whole run.", "",
-             "| stage | sent | delivered/stored | loss | drain | writers CPU | broker CPU |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r.stage} | {r.sent:,} | {r.delivered:,} | {r.loss} | {r.drain_s:.1f} s | "
+             "CPU in % of one core over the whole run; readings/s: offered (a, b) or achieved (c).", "",
+             "| stage | readings/s | sent | delivered/stored | loss | drain (c: catch-up time) | writers CPU | "
+             "broker CPU |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r.stage} | {r.offered_per_s:,.0f} | {r.sent:,} | {r.delivered:,} | {r.loss} | {r.drain_s:.1f} s | "
               f"{r.writer_cpu_pct:.1f} % | {r.broker_cpu_pct:.1f} % |" for r in rows]
     text = "\n".join(lines)
     print(text)
