@@ -48,7 +48,7 @@ def house_file(broker: Mosquitto, tmp_path: Path, start_service: Any) -> tuple[P
     port = free_port()
     path = tmp_path / "wattbus.toml"
     path.write_text(f"# my house\n[http-api]\nports = [{port}]  # the web UI\nstatus_interval_s = 5\n\n"
-                    "[http-api.setup]\nreload_timeout_s = 1\nprobe_timeout_s = 2\n")
+                    "[http-api.setup]\nreload_timeout_s = 0.3\nprobe_timeout_s = 2\n")
     proc = start_service("wattbus_http_api", "--config", str(path), env=broker.env("http-api"))
     wait_port(port, 30)
     return path, HttpApi(port, proc)
