@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 from wattbus import messages as m
+from wattbus import topics
 from wattbus.counters import Counters
 from wattbus.log import get_logger
 from wattbus_influx_writer import lineproto
@@ -111,7 +112,9 @@ def test_naive_and_offset_timestamps_are_utc() -> None:
 def test_bad_payload_is_dead_lettered_with_reason(case: dict[str, str], tmp_path: Path) -> None:
     pipeline, counters = make_pipeline(tmp_path)
     pipeline.on_message(case["topic"], case["payload"].encode())
+    pipeline.sync_counters()
     assert counters.get("payload_rejected") == 1
+    assert counters.get("received") == 1
     assert counters.get("points") == 0
     record = json.loads((tmp_path / "dead.jsonl").read_text().splitlines()[0])
     assert record["topic"] == case["topic"] and record["reason"].startswith("payload: ")
@@ -154,3 +157,42 @@ async def test_v2_write_api_into_victoria(victoria: VictoriaMetrics, tmp_path: P
     assert victoria_count(victoria, "meter_phase_power_w", device_id="meter_3phase-v2") == 3
     assert victoria_count(victoria, "string_power_w", device_id="string_panel-v2", inverter_id="aps-408000123456",
                           index="2") == 1
+
+
+@pytest.mark.parametrize(("name", "payload"), RECORDED, ids=[r[0] for r in RECORDED])
+def test_cached_encoder_matches_one_off_encoding(name: str, payload: bytes) -> None:
+    """The writer's LineEncoder caches each series' tag part; a cache hit must give the same lines,
+    and readings that differ only in a tag field (string index, relay channel) must not share one."""
+    encoder = lineproto.LineEncoder()
+    reading = decode(payload)
+    first = encoder.encode(reading, "recorded", reading.device_id)
+    assert first == lineproto.encode(reading, "recorded", reading.device_id), name
+    assert encoder.encode(reading, "recorded", reading.device_id) == first  # from the cache
+    assert encoder.encode(reading, "other-source", "other-id") == lineproto.encode(reading, "other-source",
+                                                                                    "other-id")
+    for tag in ("index", "channel"):
+        if hasattr(reading, tag):
+            moved = msgspec.structs.replace(reading, **{tag: getattr(reading, tag) + 1})
+            lines = encoder.encode(moved, "recorded", reading.device_id)
+            assert lines == lineproto.encode(moved, "recorded", reading.device_id) != first
+            assert f"{tag}={getattr(reading, tag) + 1}" in lines[0]
+
+
+def test_counters_tally_in_the_network_thread_and_sync(tmp_path: Path) -> None:
+    """received/points/device_id_mismatch are plain ints in the MQTT thread, copied on sync."""
+    pipeline, counters = make_pipeline(tmp_path)
+    points = 0
+    for _name, payload in RECORDED * 2:  # the second round takes the topic cache
+        reading = decode(payload)
+        pipeline.on_message(topics.device_reading("recorded", reading.device_id), payload)
+        points += len(lineproto.encode(reading, "recorded"))
+    assert counters.get("received") == 0  # not synced yet
+    pipeline.on_message(topics.device_reading("recorded", "someone-else"), RECORDED[0][1])
+    pipeline.sync_counters()
+    assert counters.get("received") == 2 * len(RECORDED) + 1
+    assert counters.get("points") == points + len(lineproto.encode(decode(RECORDED[0][1]), "recorded"))
+    assert counters.get("device_id_mismatch") == 1
+    assert counters.get("payload_rejected") == 0
+    batch, _since = pipeline._take()
+    assert len(batch) == counters.get("points")
+    assert any("device_id=someone-else" in line for line in batch)
