@@ -147,7 +147,9 @@ class LineEncoder:
         self._prefixes: dict[tuple[Any, ...], tuple[str, str]] = {}
 
     def _prefix(self, plan: _Plan, reading: m.ReadingBase, device_id: str, source: str) -> tuple[str, str]:
-        key = (plan, device_id, source, *[getattr(reading, name) for name in plan.tag_fields])
+        key: tuple[Any, ...] = (plan, device_id, source)
+        if plan.tag_fields:  # strings and relays: the index/channel is part of the series
+            key += tuple(getattr(reading, name) for name in plan.tag_fields)
         found = self._prefixes.get(key)
         if found is not None:
             return found
