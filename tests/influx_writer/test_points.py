@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
 import urllib.parse
@@ -196,3 +198,20 @@ def test_counters_tally_in_the_network_thread_and_sync(tmp_path: Path) -> None:
     batch, _since = pipeline._take()
     assert len(batch) == counters.get("points")
     assert any("device_id=someone-else" in line for line in batch)
+
+
+async def test_pause_in_the_stream_flushes_before_the_interval(influxdb: InfluxDB1, tmp_path: Path) -> None:
+    """The tail of a burst is written once the stream pauses (idle_flush_s), not after flush_interval_s."""
+    pipeline, counters = make_pipeline(tmp_path, url=influxdb.url, api="v1", database="idle", create_database=True,
+                                       flush_interval_s=60, idle_flush_s=0.2, batch_size=100_000)
+    async with pipeline.sink:
+        task = asyncio.create_task(pipeline.run())
+        for name, payload in RECORDED:
+            pipeline.on_message(topics.device_reading("recorded", f"{name}-idle"), payload)
+        await until(lambda: counters.get("written") == counters.get("points") > 0, 30,
+                    "the burst written well before the 60 s flush interval")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    rows = influxql(influxdb, "SELECT count(power_w) FROM meter WHERE device_id = 'meter_3phase-idle'", "idle")
+    assert rows[0][1] == 1

@@ -32,6 +32,8 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # batching
     batch_size: Annotated[int, Meta(ge=1, le=1_000_000)] = 5000
     flush_interval_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    # Write early when no reading arrived for this long (0 = only by size and flush_interval_s).
+    idle_flush_s: Annotated[float, Meta(ge=0, le=60)] = 0.2
     timeout_s: Annotated[float, Meta(gt=0, le=300)] = 10.0
     gzip: bool = False
     # no-loss machinery

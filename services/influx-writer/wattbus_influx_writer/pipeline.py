@@ -125,11 +125,25 @@ class Pipeline:
             await self._ensure_database()
         if self.spool:
             self.log.info("spool from a previous run, replaying first", points=self.spool.points)
+        idle_s = self.config.idle_flush_s or self.config.flush_interval_s
+        step = min(idle_s, self.config.flush_interval_s)
+        next_cycle = time.monotonic() + self.config.flush_interval_s
+        seen = 0
         while True:
-            with contextlib.suppress(TimeoutError):  # the flush interval passed
-                await asyncio.wait_for(self._wake.wait(), self.config.flush_interval_s)
+            woken = False
+            with contextlib.suppress(TimeoutError):  # a check interval passed
+                await asyncio.wait_for(self._wake.wait(), step)
+                woken = True
             self._wake.clear()
-            await self._cycle()
+            # A full batch, the flush interval, or a pause in the stream (nothing new for idle_s):
+            # the tail of a burst is written at once instead of waiting out the flush interval.
+            pending = len(self._batch)  # a read of the length; the lock guards changes only
+            paused = 0 < pending == seen
+            seen = pending
+            if woken or paused or time.monotonic() >= next_cycle:
+                await self._cycle()
+                seen = 0
+                next_cycle = time.monotonic() + self.config.flush_interval_s
 
     async def _cycle(self) -> None:
         batch, since = self._take()
