@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from wattbus import codec, topics
 from wattbus import messages as m
 from wattbus.bus import Bus
@@ -18,6 +19,13 @@ from wattbus_sim.ecu import EcuSimulator, fleet_from_text
 from tests.ecu_bridge.conftest import Recorder, bridge_config
 from tests.support.bus_helpers import started_bus, until
 from tests.support.servers import Mosquitto
+
+
+@pytest.fixture
+def broker(private_broker: Mosquitto) -> Mosquitto:
+    """A broker of this module's own: other tests leave retained discovery announcements on the
+    session broker, and a bridge would rightly adopt those too."""
+    return private_broker
 
 DEV = "wattbus/v1/device/ecu-bridge"
 STATUS = "wattbus/v1/service/ecu-bridge/main/status"

@@ -11,6 +11,14 @@ from wattbus.adoption import Adoption, Decision, Target, target_of
 from wattbus.counters import Counters
 
 from tests.support.bus_helpers import started_bus, until
+from tests.support.servers import Mosquitto
+
+
+@pytest.fixture
+def broker(private_broker: Mosquitto) -> Mosquitto:
+    """A broker of this module's own: other tests leave retained discovery announcements on the
+    session broker, and a bridge would rightly adopt those too."""
+    return private_broker
 
 
 def ann(**fields: Any) -> m.DeviceAnnouncement:

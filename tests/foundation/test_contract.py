@@ -37,7 +37,7 @@ SAMPLES: list[msgspec.Struct] = [
     m.SetDischargeSlot(start="1600", end="1900"), m.SetSchedule(which="charge", enabled=True),
     m.SetBatteryPowerLimit(direction="charge", power_w=2600), m.SetClock(time=NOW), m.Restart(request_id="r1"),
     m.Rescan(), m.SetPowerLimit(limit_pct=60.0), m.SetPowerLimit(), m.SetConnected(connected=False),
-    m.SetChargeTargetEnabled(enabled=True),
+    m.SetChargeTargetEnabled(enabled=True), m.ReloadConfig(request_id="r-1"),
     m.SetLoadpointMode(mode="minpv"), m.SetLoadpointLimits(min_current_a=6, max_current_a=32),
     m.CommandResult(status="refused", command="set_charge_current", target="goe-1", message="above max 16 A",
                     timestamp=NOW),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from wattbus import messages as m
 from wattbus import topics
 from wattbus.bus import Bus, Message
@@ -16,6 +17,13 @@ from wattbus.bus import Bus, Message
 from tests.giv_bridge.conftest import GivSim
 from tests.support.bus_helpers import started_bus, until
 from tests.support.servers import Mosquitto
+
+
+@pytest.fixture
+def broker(private_broker: Mosquitto) -> Mosquitto:
+    """A broker of this module's own: other tests leave retained discovery announcements on the
+    session broker, and a bridge would rightly adopt those too."""
+    return private_broker
 
 SOURCE = "giv-bridge"
 INVERTER = "givenergy-sa2345g678"

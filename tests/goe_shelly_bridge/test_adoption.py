@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from wattbus import messages as m
 from wattbus import topics
 from wattbus.bus import Bus
@@ -21,6 +22,13 @@ from tests.goe_shelly_bridge.conftest import ServeApp
 from tests.goe_shelly_bridge.test_bridge import Recorder, write_config
 from tests.support.bus_helpers import started_bus, until
 from tests.support.servers import Mosquitto
+
+
+@pytest.fixture
+def broker(private_broker: Mosquitto) -> Mosquitto:
+    """A broker of this module's own: other tests leave retained discovery announcements on the
+    session broker, and a bridge would rightly adopt those too."""
+    return private_broker
 
 SOURCE = "goe-shelly-bridge"
 

@@ -10,11 +10,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from wattbus import messages as m
 from wattbus import topics
 from wattbus.bus import Bus, Message
 
 from tests.support.bus_helpers import started_bus, until
+from tests.support.servers import Mosquitto
+
+
+@pytest.fixture
+def broker(private_broker: Mosquitto) -> Mosquitto:
+    """A broker of this module's own: other tests leave retained discovery announcements on the
+    session broker, and a bridge would rightly adopt those too."""
+    return private_broker
 
 SOURCE = "sunspec-bridge"
 
