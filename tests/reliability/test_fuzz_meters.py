@@ -84,14 +84,9 @@ def test_sml_content_with_good_crc_gives_frame_error_only(frame: bytes) -> None:
         assert isinstance(item, DecodedFrame | FrameError)
 
 
-BUG_SML_STR = ("BUG services/sml-reader/wattbus_sml_reader/sml.py:135 (and :137): the FrameError message formats the "
-               "smllib exception with str(); smllib's UnsupportedChoiceValue.__str__ raises TypeError "
-               "(smllib/errors.py:51 compares a CEndOfSmlMsg with an int), so a CRC-valid frame with such content "
-               "escapes FrameDecoder.feed() as TypeError. Fix: format type(exc).__name__ / repr, or guard str()")
-
-
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=BUG_SML_STR)
 def test_sml_unsupported_choice_frame_is_a_frame_error() -> None:
+    """Regression: smllib's UnsupportedChoiceValue raises TypeError in __str__; a CRC-valid frame
+    with such content must still come out as a counted FrameError, not an exception."""
     text = (Path(__file__).parent / "data" / "sml_unsupported_choice.hex").read_text()
     frame = bytes.fromhex("".join(line for line in text.splitlines() if not line.startswith("#")))
     items = decoder("sml").feed(frame)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +16,10 @@ from dsmr_parser.parsers import TelegramParser
 from .values import DecodedFrame, FrameError, ObisValue
 
 MAX_TELEGRAM = 8 * 1024
+
+# dsmr_parser logs a full traceback for every damaged line; we reject the telegram with a
+# FrameError that is counted and logged once, so its own logging would only flood the SD card.
+logging.getLogger("dsmr_parser").setLevel(logging.CRITICAL)
 # A telegram ends with `!`, the CRC (4 hex digits, DSMR 4/5) or nothing (DSMR 2.2/3), CR LF.
 _END = re.compile(rb"!([0-9A-Fa-f]{4})?\r\n")
 _CDE = re.compile(r":(\d+)\\\.(\d+)\\\.(\[?\d)")

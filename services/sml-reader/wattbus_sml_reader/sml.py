@@ -132,9 +132,10 @@ def decode_frame(frame: bytes) -> DecodedFrame:
         try:
             entries = list(sml.get_obis())
         except SML_ERRORS as again:
-            raise FrameError(f"SML content not decodable: {exc}; entry scan: {again}", "invalid") from again
+            raise FrameError(f"SML content not decodable: {_describe(exc)}; entry scan: {_describe(again)}",
+                             "invalid") from again
         if not entries:
-            raise FrameError(f"SML content not decodable: {exc}", "invalid") from exc
+            raise FrameError(f"SML content not decodable: {_describe(exc)}", "invalid") from exc
     if not entries:
         raise FrameError("SML frame carries no value list (GetListResponse)", "invalid")
     for entry in entries:
@@ -210,3 +211,11 @@ def _ascii(hex_text: str) -> str | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return text if text.isprintable() and text else None
+
+
+def _describe(exc: Exception) -> str:
+    """smllib's own exceptions can fail in __str__ (UnsupportedChoiceValue raises TypeError there)."""
+    try:
+        return str(exc) or type(exc).__name__
+    except TypeError:
+        return f"{type(exc).__name__}{exc.args!r}"
