@@ -4,10 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium
+DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium openssl
 SERVICES := $(sort $(wildcard services/*/wattbus_*/__init__.py))
 
-.PHONY: install system-deps run test bench lint schema clean
+.PHONY: install system-deps run test bench reliability lint schema clean
 
 # Debian packages the stack and the tests run for real: broker, InfluxDB 1.x, VictoriaMetrics
 # (InfluxDB line protocol, v2 write API) and Chromium (the web UI tests, headless).
@@ -38,6 +38,9 @@ test: install
 
 bench: install
 	$(PY) bench/run_all.py --report bench/REPORT.md
+
+reliability: install
+	$(PY) reliability/run.py
 
 lint: install
 	$(VENV)/bin/ruff check shared services simulators tests bench reliability

@@ -158,12 +158,28 @@ def embedded_config(root: Path, run_dir: Path) -> str:
     return "\n".join(parts).replace("${WATTBUS_RUN}", str(run_dir))
 
 
+def write_config(config: Path, root: Path, run_dir: Path) -> None:
+    """Create the demo config once; later runs keep it (the setup pages and `wattbus config` edit
+    it) and only append the sections of services that were added since."""
+    if not config.exists():
+        config.write_text(embedded_config(root, run_dir))
+        return
+    text = config.read_text()
+    for fragment in sorted(root.glob("services/*/embedded.toml")):
+        section = fragment.parent.name
+        if f"[{section}]" not in text and f"[{section}." not in text:
+            text += f"\n# --- from {fragment.relative_to(root)}\n" + fragment.read_text().replace(
+                "${WATTBUS_RUN}", str(run_dir))
+            print(f"config: added the [{section}] section of a new service to {config}")
+    config.write_text(text)
+
+
 def main(root: Path, run_dir: Path, prepare_only: bool = False) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     port = choose_port(int(os.environ.get("WATTBUS_EMBEDDED_PORT", "1883")))
     broker = write_broker(root, run_dir, port)
     config = run_dir / "wattbus.toml"
-    config.write_text(embedded_config(root, run_dir))
+    write_config(config, root, run_dir)
     conf = write_supervisord(root, run_dir, broker)
     env = dict(os.environ)
     env.update({
@@ -180,6 +196,7 @@ wattbus embedded stack
   web UI      http://127.0.0.1:8008/ui/   (MeterHub JSON at /, GivTCP REST on :6345, API at /api/v1/openapi.json)
   broker      mqtt://127.0.0.1:{port}  (anonymous read-only on 127.0.0.1; services log in as their own users)
   services    {', '.join(programs) or '(none yet)'}
+  config      {config}  (kept across runs; delete it to start from the demo again)
   logs        {run_dir}/logs/
   watch       mosquitto_sub -h 127.0.0.1 -p {port} -t 'wattbus/v1/#' -v
   control     {Path(sys.executable).parent}/supervisorctl -c {conf} status

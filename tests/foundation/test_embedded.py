@@ -82,3 +82,22 @@ def test_embedded_stack_runs_every_service_and_stops_cleanly(repo_root: Path, tm
         log.close()
     printed = (tmp_path / "embedded.log").read_text()
     assert f"mosquitto_sub -h 127.0.0.1 -p {port}" in printed
+
+
+def test_demo_config_is_kept_across_runs_and_gains_new_services(repo_root: Path, tmp_path: Path) -> None:
+    from wattbus.embedded import write_config
+
+    config = tmp_path / "wattbus.toml"
+    write_config(config, repo_root, tmp_path)
+    first = config.read_text()
+    assert "[bus]" in first and "${WATTBUS_RUN}" not in first
+    edited = first.replace("[bus]", "# edited by a person\n[bus]", 1)
+    config.write_text(edited)
+    write_config(config, repo_root, tmp_path)
+    assert config.read_text() == edited  # a person's (or the setup page's) edits survive a restart
+    fragment = sorted(repo_root.glob("services/*/embedded.toml"))[-1]  # the last block in the file
+    some_service = fragment.parent.name
+    marker = f"# --- from {fragment.relative_to(repo_root)}"
+    config.write_text(edited.split(marker)[0])  # as if that service did not exist when the file was made
+    write_config(config, repo_root, tmp_path)
+    assert f"[{some_service}" in config.read_text()  # a service added since gets its demo section
