@@ -57,6 +57,7 @@ class _Subscription:
     qos: int
     levels: tuple[str, ...] = ()
     ident: int = 0  # MQTT v5 subscription identifier (1, 2, ... in subscribe order)
+    network_callback: Callable[[str, bytes], None] | None = None  # subscribe_in_network_thread
 
     def __post_init__(self) -> None:
         self.levels = tuple(topics.filter_of(self.subscription).split("/"))
@@ -92,6 +93,7 @@ class Bus:
         self.log = log or get_logger("bus")
         self._subs: list[_Subscription] = []
         self._subs_lock = threading.Lock()
+        self._network_subs: list[_Subscription] = []
         self._retained: dict[str, tuple[bytes, str]] = {}
         self._retained_lock = threading.Lock()
         self._pending: dict[bytes, asyncio.Future[m.CommandResult]] = {}
@@ -213,6 +215,9 @@ class Bus:
         # A subscription identifier tells which of our (possibly overlapping) subscriptions a
         # message came through, so each handler sees a message once even when the broker sends
         # one copy per matching subscription.
+        if sub.network_callback is not None:  # routed by filter in _on_message, see there
+            client.subscribe(sub.subscription, options=SubscribeOptions(qos=sub.qos))
+            return
         props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
         props.SubscriptionIdentifier = sub.ident
         client.subscribe(sub.subscription, options=SubscribeOptions(qos=sub.qos), properties=props)
@@ -242,12 +247,9 @@ class Bus:
         spools it) and that cannot afford the hop to the event loop per message. The callback
         must be quick and thread-safe; matching messages are not dispatched to async handlers.
         """
-        def on_message(_client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-            self.counters.inc("messages_in")
-            callback(message.topic, bytes(message.payload))
-
-        self._client.message_callback_add(topics.filter_of(subscription), on_message)
-        self._add_subscription(_Subscription(subscription, bytes, _never_called, qos))
+        sub = _Subscription(subscription, bytes, _never_called, qos, network_callback=callback)
+        self._network_subs.append(sub)
+        self._add_subscription(sub)
 
     def _add_subscription(self, sub: _Subscription) -> None:
         # Under the lock that _on_connect holds, so a subscription made while paho is connecting
@@ -324,6 +326,16 @@ class Bus:
             self.log.warning("lost broker connection, reconnecting", reason=str(reason))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self._network_subs:
+            # Network-thread subscriptions carry no subscription identifier (parsing one costs
+            # paho ~11 µs a message); a message without one is theirs if a filter matches.
+            props = getattr(message, "properties", None)
+            if not getattr(props, "SubscriptionIdentifier", None):
+                for sub in self._network_subs:
+                    if sub.network_callback is not None and sub.matches(message.topic):
+                        self.counters.inc("messages_in")
+                        sub.network_callback(message.topic, bytes(message.payload))  # no copy for bytes
+                        return
         self._inbox.append(message)
         if not self._wake_pending and self._loop:
             self._wake_pending = True
@@ -347,6 +359,8 @@ class Bus:
                 correlation = getattr(props, "CorrelationData", None) if props else None
                 idents = getattr(props, "SubscriptionIdentifier", None) if props else None
                 for sub in self._subs:
+                    if sub.network_callback is not None:
+                        continue
                     # Brokers without subscription identifiers: fall back to filter matching.
                     if (sub.ident in idents) if idents else sub.matches(raw.topic):
                         await self._deliver(sub, raw, response_topic, correlation)
