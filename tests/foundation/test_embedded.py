@@ -77,8 +77,13 @@ def test_embedded_stack_runs_every_service_and_stops_cleanly(repo_root: Path, tm
         if watcher:
             watcher.close()
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            # supervisord puts each program in its own process group: only it can stop them all.
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         log.close()
     printed = (tmp_path / "embedded.log").read_text()
     assert f"mosquitto_sub -h 127.0.0.1 -p {port}" in printed

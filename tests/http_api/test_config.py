@@ -18,7 +18,7 @@ from tests.support.servers import ROOT
 def test_demo_fragment_decodes() -> None:
     data = tomllib.loads((ROOT / "services/http-api/embedded.toml").read_text())["http-api"]
     cfg = convert("http-api", data, Config, {})
-    assert cfg.ports == [8008, 6345] and cfg.site.grid == "house-sim/house-meter"
+    assert cfg.ports == [8008, 6345] and cfg.site.grid == "goe-shelly-bridge/shelly-08f9e0e5a001-em"
     assert not [p for k, s in cfg.mapping().items() if (p := check_source(k, s))]
 
 
