@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from wattbus.checksums import crc16_modbus
+
 from .sunspec_wire import WireError
 
 ECU_INFO_QUERY = b"APS1100160001END\n"
@@ -66,15 +68,6 @@ def _length_prefixed(data: bytes, at: int, end: int) -> str | None:
     if not size.isdigit() or at + 3 + int(size) > end:
         return None  # older firmware leaves it out: the identity does not depend on it
     return data[at + 3:at + 3 + int(size)].decode("ascii", "replace").strip() or None
-
-
-def crc16_modbus(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 def giv_read_request(base: int = 0, count: int = 60, slave: int = GIV_DETECT_SLAVE) -> bytes:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from wattbus.checksums import crc16_modbus
+
 MARKER = b"\x59\x59\x00\x01"
 HEADER_LEN = 8  # marker, length, uid, fid
 MAX_LENGTH = 300  # no real frame is longer (60 registers = 158); larger is a corrupt header
@@ -41,17 +43,8 @@ class FrameError(ValueError):
         self.detail = detail
 
 
-def crc16(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
-
-
 def _crc_bytes(data: bytes) -> bytes:
-    return crc16(data).to_bytes(2, "little")
+    return crc16_modbus(data).to_bytes(2, "little")
 
 
 def _serial(raw: bytes) -> str:
