@@ -6,7 +6,9 @@ other): answers 60-register reads of holding/input registers at 0x11/0x31 (inver
 closes a client that does not echo it within --heartbeat-timeout-s. Answers are split across
 TCP writes and joined with heartbeats, as real dongles do. A small house model runs every
 second: PV and load, the battery charges from surplus and discharges into the house down to
-its reserve, the rest goes to or comes from the grid.
+its reserve, the rest goes to or comes from the grid. With a `FlowProvider` (house_devices'
+`--giv-port`) the flows, SOC and energy totals come from the provider instead, and accepted
+holding-register writes are passed on to it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 MARKER = b"\x59\x59\x00\x01"
 ADAPTER = "WF2345G678"
@@ -43,6 +46,18 @@ def transparent(body: bytes) -> bytes:
     return frame(2, ADAPTER.encode() + (0x8A).to_bytes(8, "big") + body + crc16(body).to_bytes(2, "little"))
 
 
+class FlowProvider(Protocol):
+    """Where a provider-driven inverter takes its values from (W with the contract's signs, Wh totals)."""
+
+    def pv_power_w(self) -> float: ...
+    def load_power_w(self) -> float: ...
+    def battery_power_w(self) -> float: ...  # + discharge, - charge
+    def grid_power_w(self) -> float: ...  # + import, - export
+    def battery_soc_pct(self) -> float: ...
+    def energy_wh(self) -> dict[str, float]: ...  # keys pv, import, export, charge, discharge
+    def holding_written(self, register: int, value: int) -> None: ...
+
+
 @dataclass
 class Battery:
     serial: str
@@ -60,6 +75,7 @@ class Inverter:
     load_w: float = 450.0
     energy: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("pv", "import", "export", "charge", "discharge"), 0.0))
+    provider: FlowProvider | None = None  # None: the built-in model below
 
     def __post_init__(self) -> None:
         for i, word in enumerate(_words(INVERTER)):
@@ -73,6 +89,9 @@ class Inverter:
 
     def step(self, dt: float) -> None:
         """Advance the house by dt seconds and refresh the input registers."""
+        if self.provider is not None:
+            self.refresh()  # the provider owns the clock and the model
+            return
         now = datetime.now()
         hour = now.hour + now.minute / 60
         pv = max(0.0, math.sin(math.pi * (hour - 6) / 12)) * self.pv_peak_w
@@ -94,6 +113,22 @@ class Inverter:
         for key, value in (("pv", pv), ("import", max(grid, 0)), ("export", max(-grid, 0)),
                            ("charge", max(-battery, 0)), ("discharge", max(battery, 0))):
             self.energy[key] += value * dt / 3600
+        self._fill(pv, load, battery, grid, soc)
+
+    def refresh(self) -> None:
+        """Input registers from the provider's present values (a no-op without one)."""
+        p = self.provider
+        if p is None:
+            return
+        soc = min(100.0, max(0.0, p.battery_soc_pct())) if self.batteries else 0.0
+        for b in self.batteries:
+            b.soc = soc  # the packs share the provider's one battery
+        self.energy.update(p.energy_wh())
+        battery = p.battery_power_w() if self.batteries else 0.0
+        self._fill(max(0.0, p.pv_power_w()), max(0.0, p.load_power_w()), battery, p.grid_power_w(), soc)
+
+    def _fill(self, pv: float, load: float, battery: float, grid: float, soc: float) -> None:
+        # signed powers (battery, grid, inverter) are two's complement words (& 0xFFFF)
         pv1, pv2 = pv * 0.55, pv * 0.45
         e = {k: int(v / 100) for k, v in self.energy.items()}  # 0.1 kWh units
         self.ir.update({0: 1, 1: 3200 if pv else 0, 2: 3100 if pv else 0, 5: 2405, 8: int(pv1 / 32),
@@ -128,6 +163,7 @@ class Inverter:
         return words
 
     def read(self, address: int, function: int, base: int, count: int) -> list[int] | None:
+        self.refresh()  # a provider's values as they are when the request arrives
         if base % 60 + count > 60 or count == 0:
             return None
         if address >= 0x32 and function == 4 and base == 60:
@@ -142,6 +178,8 @@ class Inverter:
         if register not in WRITABLE or not low <= value <= high:
             return False
         self.hr[register] = value
+        if self.provider is not None:
+            self.provider.holding_written(register, value)
         return True
 
 

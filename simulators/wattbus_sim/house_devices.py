@@ -6,7 +6,8 @@ the way the real hardware does, so bridges and the controller close the loop thr
 - the grid meter as a Shelly Pro 3EM (Gen2 RPC `Shelly.GetStatus`, `EM.GetStatus`, digest auth);
 - the water heater as a Shelly Plus 1PM relay (`Switch.Set` switches the house's heater);
 - optionally the grid meter again as an SML meter on a pty (`--sml-link`, an IR head's view);
-- optionally the PV as a Fronius-like SunSpec inverter on Modbus TCP (`--sunspec-port`).
+- optionally the PV as a Fronius-like SunSpec inverter on Modbus TCP (`--sunspec-port`);
+- optionally PV, grid, load and battery as a GivEnergy hybrid behind its dongle (`--giv-port`).
 The battery stays off unless `--battery`: no bridge publishes it from here, and a self-consumption
 battery hides the surplus from a controller that cannot see its charge power.
 
@@ -27,6 +28,9 @@ from typing import Any
 
 from aiohttp import web
 
+from .giv import Battery as GivBattery
+from .giv import Dongle as GivDongle
+from .giv import Inverter as GivInverter
 from .goe import GoeFirmware
 from .goe import build_app as goe_app
 from .house import House
@@ -138,6 +142,71 @@ def grid_phases_w(house: House) -> tuple[float, float, float]:
     return a, b, cc
 
 
+class HouseGiv:
+    """The house as the GivEnergy simulator's giv.FlowProvider: PV, grid and the house battery.
+
+    The inverter's load is everything the house consumes (household, EV, relays), so that
+    grid = load - PV - battery holds on the wire as in the house. Writes that the House battery
+    can follow reach it: reserve (HR 110, also the eco pause at 100) becomes its min SOC, the
+    charge/discharge rates (HR 111/112, 50 = the battery's nominal power) its power limits. The
+    House battery always runs self-consumption: it has no charge target (HR 20/116), no AC charge
+    or forced export slots (HR 27/31/32/44/45/56/57/59/94-96) and no clock; such writes are
+    accepted by the inverter's registers only and counted in `not_followed`.
+    """
+
+    RESERVE, CHARGE_RATE, DISCHARGE_RATE = 110, 111, 112
+
+    def __init__(self, house: House) -> None:
+        self.house = house
+        b = house.battery
+        self.nominal_charge_w = b.max_charge_w if b else 0.0
+        self.nominal_discharge_w = b.max_discharge_w if b else 0.0
+        self.not_followed: dict[int, int] = {}
+
+    def pv_power_w(self) -> float:
+        return self.house.pv_power_w()
+
+    def load_power_w(self) -> float:
+        h = self.house
+        return h.load_power_w() + h.charger.power_w() + h.relay_power_w()
+
+    def battery_power_w(self) -> float:
+        return self.house.battery.power_w() if self.house.battery else 0.0
+
+    def grid_power_w(self) -> float:
+        return self.house.grid_power_w()
+
+    def battery_soc_pct(self) -> float:
+        return self.house.battery.soc_pct() if self.house.battery else 0.0
+
+    def energy_wh(self) -> dict[str, float]:
+        h, b = self.house, self.house.battery
+        return {"pv": h.pv_energy_wh, "import": h.grid_import_wh, "export": h.grid_export_wh,
+                "charge": b.energy_charge_wh if b else 0.0, "discharge": b.energy_discharge_wh if b else 0.0}
+
+    def holding_written(self, register: int, value: int) -> None:
+        b = self.house.battery
+        if b is not None and register == self.RESERVE:
+            b.min_soc_pct = float(value)
+        elif b is not None and register == self.CHARGE_RATE:
+            b.max_charge_w = self.nominal_charge_w * value / 50
+        elif b is not None and register == self.DISCHARGE_RATE:
+            b.max_discharge_w = self.nominal_discharge_w * value / 50
+        else:
+            self.not_followed[register] = self.not_followed.get(register, 0) + 1
+
+    def inverter(self, batteries: int) -> GivInverter:
+        """A giv.Inverter over this house; its packs split the house battery's capacity."""
+        b = self.house.battery
+        n = batteries if b is not None else 0
+        serials = ["BG2345G001", "DZ2345G002", "BE2345G003", "BJ2345G004", "AC2345G005", "BG2345G006"]
+        packs = [GivBattery(serials[i], capacity_ah=b.capacity_wh / 51.2 / n) for i in range(n)] if b else []
+        inverter = GivInverter(packs, provider=self)
+        if b is not None:
+            inverter.hr.update({55: round(b.capacity_wh / 51.2), 110: min(100, max(4, round(b.min_soc_pct)))})
+        return inverter
+
+
 class HouseGridMeter(ShellyState):
     """A Shelly Pro 3EM that measures the house's grid connection."""
 
@@ -196,6 +265,7 @@ class HouseDevices:
         self._runners: list[web.AppRunner] = []
         self._stoppers: list[Callable[[], Any]] = []
         self.ports: dict[str, int] = {}
+        self.giv: HouseGiv | None = None  # the GivEnergy face, once started
 
     async def _serve(self, name: str, app: web.Application, port: int) -> int:
         runner = web.AppRunner(app)
@@ -229,6 +299,36 @@ class HouseDevices:
             task.cancel()
         self._stoppers.append(stop)
         self.ports["sunspec"] = port
+
+    async def start_giv(self, port: int, batteries: int = 1, heartbeat_s: float = 180.0,
+                        heartbeat_timeout_s: float = 5.0) -> int:
+        """PV, grid, load and battery as a GivEnergy hybrid behind its dongle (framing as giv.py)."""
+        self.giv = HouseGiv(self.house)
+        dongle = GivDongle(self.giv.inverter(batteries), heartbeat_s, heartbeat_timeout_s, split=True)
+        clients: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None  # a connection handler always runs in a task
+            clients[task] = writer
+            try:
+                await dongle.handle(reader, writer)
+            finally:
+                clients.pop(task, None)
+
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+
+        async def stop() -> None:
+            # Python 3.11's Server.close() leaves open connections running: close them, so no
+            # handler outlives the devices
+            server.close()
+            for writer in list(clients.values()):
+                writer.close()
+            await asyncio.wait(list(clients), timeout=5.0) if clients else None
+            await server.wait_closed()
+        self._stoppers.append(stop)
+        self.ports["giv"] = int(server.sockets[0].getsockname()[1])
+        return self.ports["giv"]
 
     async def stop(self) -> None:
         for stop in self._stoppers:
@@ -295,6 +395,8 @@ async def _amain(args: argparse.Namespace) -> int:
     await devices.start(args.goe_port, args.meter_port, args.heater_port)
     if args.sunspec_port:
         await devices.start_sunspec(args.sunspec_port)
+    if args.giv_port:
+        await devices.start_giv(args.giv_port, args.giv_batteries, args.giv_heartbeat_s)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -344,10 +446,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sml-interval", type=float, default=1.0)
     parser.add_argument("--sml-serial", type=int, default=60694612)
     parser.add_argument("--sunspec-port", type=int, help="also serve the PV as a SunSpec inverter (Modbus TCP)")
+    parser.add_argument("--giv-port", type=int, help="also serve PV, grid and battery as a GivEnergy dongle (TCP)")
+    parser.add_argument("--giv-batteries", type=int, default=1, choices=range(1, 7),
+                        help="packs the house battery appears as on the GivEnergy face")
+    parser.add_argument("--giv-heartbeat-s", type=float, default=180.0, help="the dongle's heartbeat period")
     args = parser.parse_args(argv)
     if args.speed <= 0:
         parser.error("--speed must be positive (1 = real time)")
-    for name in ("goe_port", "meter_port", "heater_port", "sunspec_port"):
+    for name in ("goe_port", "meter_port", "heater_port", "sunspec_port", "giv_port"):
         port = getattr(args, name)
         if port is not None and not 0 <= port <= 65535:
             parser.error(f"--{name.replace('_', '-')} {port} is not a TCP port")
