@@ -8,8 +8,9 @@ the way the real hardware does, so bridges and the controller close the loop thr
 - optionally the grid meter again as an SML meter on a pty (`--sml-link`, an IR head's view);
 - optionally the PV as a Fronius-like SunSpec inverter on Modbus TCP (`--sunspec-port`);
 - optionally PV, grid, load and battery as a GivEnergy hybrid behind its dongle (`--giv-port`).
-The battery stays off unless `--battery`: no bridge publishes it from here, and a self-consumption
-battery hides the surplus from a controller that cannot see its charge power.
+The battery stays off unless `--battery` or `--giv-port`: without the GivEnergy face no bridge
+publishes it, and a self-consumption battery hides the surplus from a controller that cannot see
+its charge power.
 
     wattbus-sim house_devices --goe-port 18090 --meter-port 18091 --heater-port 18092 --speed 1
 """
@@ -382,7 +383,7 @@ async def feed_sml(house: House, link: Path, interval_s: float, serial: int, sto
 
 def build_house(args: argparse.Namespace) -> House:
     house = House.from_profile(args.profile, args.start, with_heater=args.heater_port is not None)
-    if not args.battery:
+    if not args.battery and args.giv_port is None:  # the giv face publishes the battery
         house.battery = None
     return house
 
@@ -395,7 +396,7 @@ async def _amain(args: argparse.Namespace) -> int:
     await devices.start(args.goe_port, args.meter_port, args.heater_port)
     if args.sunspec_port:
         await devices.start_sunspec(args.sunspec_port)
-    if args.giv_port:
+    if args.giv_port is not None:
         await devices.start_giv(args.giv_port, args.giv_batteries, args.giv_heartbeat_s)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
