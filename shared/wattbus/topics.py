@@ -150,6 +150,33 @@ def matches(subscription: str, topic: str) -> bool:
     return bool(topic_matches_sub(filter_of(subscription), topic))
 
 
+# --------------------------------------------------------------------------- fleet mode (docs/fleet.md)
+
+# A central broker sees each site's bus under `sites/<site_id>/` (the Mosquitto bridge's remote prefix).
+SITE_PREFIX = "sites"
+
+
+def in_site(site_id: str, topic: str) -> str:
+    """The topic (or filter) as the central broker sees it: `sites/<site_id>/<topic>`; `+` for any site."""
+    if site_id != "+":
+        segment(site_id, "site id")
+    return f"{SITE_PREFIX}/{site_id}/{topic}"
+
+
+def strip_site(topic: str) -> tuple[str | None, str]:
+    """Split a bridged topic: `sites/<site_id>/wattbus/v1/...` -> (site_id, `wattbus/v1/...`).
+
+    A topic without the site prefix comes back as (None, topic), so one code path serves a site's
+    own bus and the central broker. A malformed prefix raises TopicError; what follows the prefix
+    is returned as is (topics.parse judges it)."""
+    if not topic.startswith(f"{SITE_PREFIX}/"):
+        return None, topic
+    parts = topic.split("/", 2)
+    if len(parts) < 3 or not parts[2]:
+        raise TopicError(f"site topic without a topic after the site id: {topic!r}")
+    return segment(parts[1], "site id"), parts[2]
+
+
 # --------------------------------------------------------------------------- parser
 
 @dataclass(frozen=True, slots=True)

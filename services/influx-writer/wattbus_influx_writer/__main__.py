@@ -58,6 +58,7 @@ async def run(ctx: ServiceContext[Config]) -> None:
 def _encode_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="readings as JSON, one per line; - reads stdin")
     parser.add_argument("--source", default="cli", help="the source tag (the owning service)")
+    parser.add_argument("--site", default=None, help="a site tag, as a central writer adds for sites/<site_id>/")
 
 
 def _encode(args: argparse.Namespace, _loaded: LoadedConfig) -> int:
@@ -68,7 +69,7 @@ def _encode(args: argparse.Namespace, _loaded: LoadedConfig) -> int:
             continue
         try:
             reading = codec.decode_reading(text)
-            sys.stdout.write("".join(lineproto.encode(reading, args.source)))
+            sys.stdout.write("".join(lineproto.encode(reading, args.source, site=args.site)))
         except (codec.PayloadError, lineproto.EncodeError) as exc:
             bad += 1
             print(f"{args.file}:{number}: {exc}", file=sys.stderr)

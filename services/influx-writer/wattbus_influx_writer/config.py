@@ -60,9 +60,7 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
         if not self.url.startswith(("http://", "https://")):
             raise ConfigError(f"config [influx-writer] url = {self.url!r}: use http://host:port or https://...")
         for sub in self.subscriptions:
-            if not sub.startswith(f"{topics.PREFIX}/") or topics.filter_of(sub) != sub:
-                raise ConfigError(f"config [influx-writer] subscriptions: {sub!r} is not a plain {topics.PREFIX}/ "
-                                  "filter (the shared-subscription prefix comes from share_group)")
+            _check_subscription(sub)
         if self.share_group:
             topics.segment(self.share_group, "share_group")
 
@@ -74,6 +72,27 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
 
     def subscription_list(self) -> list[str]:
         return [topics.shared(self.share_group, s) if self.share_group else s for s in self.subscriptions]
+
+
+def _check_subscription(sub: str) -> None:
+    """A plain contract filter, on a site's bus (`wattbus/v1/...`) or on a central broker
+    (`sites/<site_id or +>/wattbus/v1/...`, see docs/fleet.md)."""
+    where = f"config [influx-writer] subscriptions: {sub!r}"
+    if topics.filter_of(sub) != sub:
+        raise ConfigError(f"{where} is a shared subscription; the $share/<group>/ prefix comes from share_group")
+    rest = sub
+    if sub.startswith(f"{topics.SITE_PREFIX}/"):
+        parts = sub.split("/", 2)
+        site = parts[1]
+        if site != "+":
+            try:
+                topics.segment(site, "site id")
+            except topics.TopicError as exc:
+                raise ConfigError(f"{where}: {exc} (or + for every site)") from exc
+        rest = parts[2] if len(parts) == 3 else ""
+    if not rest.startswith(f"{topics.PREFIX}/"):
+        raise ConfigError(f"{where} is not a {topics.PREFIX}/ filter, plain or under "
+                          f"{topics.SITE_PREFIX}/<site_id>/ (or {topics.SITE_PREFIX}/+/)")
 
 
 def _read_secret(path: str | None, key: str) -> str | None:

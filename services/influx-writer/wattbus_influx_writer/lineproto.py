@@ -1,7 +1,8 @@
 """Readings to InfluxDB line protocol, encoded straight from the contract Structs.
 
 One measurement per device kind (`meter`, `inverter`, ...), tagged with device_id, kind and source
-(plus inverter_id/index for strings, channel for relays). Per-phase values go to `<kind>_phase`
+(plus inverter_id/index for strings, channel for relays, and `site` for readings that came through a
+central broker under `sites/<site_id>/`). Per-phase values go to `<kind>_phase`
 with a `phase` tag. The timestamp is the reading's own, in nanoseconds. Field types follow the
 contract (float fields always as floats, so an integral value never causes a type conflict);
 vendor `extra` values become `extra_<key>` fields, numbers always as floats for the same reason.
@@ -146,8 +147,11 @@ class LineEncoder:
         self.max_series = max_series
         self._prefixes: dict[tuple[Any, ...], tuple[str, str]] = {}
 
-    def _prefix(self, plan: _Plan, reading: m.ReadingBase, device_id: str, source: str) -> tuple[str, str]:
-        key: tuple[Any, ...] = (plan, device_id, source)
+    def _prefix(self, plan: _Plan, reading: m.ReadingBase, device_id: str, source: str,
+                site: str | None) -> tuple[str, str]:
+        # The site is part of the key: the same device id may exist at two sites (a demo serial, a
+        # reused test rig), and their series must not share a tag set.
+        key: tuple[Any, ...] = (plan, device_id, source, site)
         if plan.tag_fields:  # strings and relays: the index/channel is part of the series
             key += tuple(getattr(reading, name) for name in plan.tag_fields)
         found = self._prefixes.get(key)
@@ -157,6 +161,8 @@ class LineEncoder:
         for name in plan.tag_fields:
             tags.append(f"{name}={tag_value(str(getattr(reading, name)))}")
         tags.append(f"source={tag_value(source)}")
+        if site is not None:
+            tags.append(f"site={tag_value(site)}")
         tags.sort()
         tagset = ",".join(t for t in tags if not t.endswith("="))  # an empty tag value is not allowed
         if len(self._prefixes) >= self.max_series:
@@ -164,15 +170,16 @@ class LineEncoder:
         found = self._prefixes[key] = (f"{plan.measurement},{tagset} ", f"{plan.measurement}_phase,{tagset},phase=")
         return found
 
-    def encode(self, reading: m.ReadingBase, source: str, device_id: str | None = None) -> list[str]:
+    def encode(self, reading: m.ReadingBase, source: str, device_id: str | None = None,
+               site: str | None = None) -> list[str]:
         """The line(s) for one reading: its main point, then one `<kind>_phase` point per phase.
 
         `device_id` is the topic's id (the broker's ACL vouches for the topic, not for the payload);
-        None uses the payload's.
+        None uses the payload's. `site` (from a `sites/<site_id>/` topic prefix) adds a `site` tag.
         """
         plan = PLANS[type(reading)]
         ts = f" {timestamp_ns(reading.timestamp)}\n"
-        main, phase_prefix = self._prefix(plan, reading, device_id or reading.device_id, source)
+        main, phase_prefix = self._prefix(plan, reading, device_id or reading.device_id, source, site)
         fields = []
         for attr, key, enc in plan.scalars:
             value = getattr(reading, attr)
@@ -214,6 +221,6 @@ class LineEncoder:
         return lines
 
 
-def encode(reading: m.ReadingBase, source: str, device_id: str | None = None) -> list[str]:
+def encode(reading: m.ReadingBase, source: str, device_id: str | None = None, site: str | None = None) -> list[str]:
     """One-off encoding (CLI, tests); the writer keeps a LineEncoder with its cache."""
-    return LineEncoder(max_series=1).encode(reading, source, device_id)
+    return LineEncoder(max_series=1).encode(reading, source, device_id, site)

@@ -37,8 +37,9 @@ class Pipeline:
         self.log = log
         self._decoder = msgspec.json.Decoder(m.Reading)
         self._encoder = lineproto.LineEncoder()
-        # topic -> (source, device id), parsed once per device: the topics repeat with every reading.
-        self._topics: dict[str, tuple[str, str]] = {}
+        # topic -> (source, device id, site id or None), parsed once per device: the topics repeat
+        # with every reading. The site comes from a central broker's `sites/<site_id>/` prefix.
+        self._topics: dict[str, tuple[str, str, str | None]] = {}
         # Per-message tallies kept by the network thread alone (plain ints, no lock per message);
         # `sync_counters` copies them into the service counters once per cycle.
         self._received = 0
@@ -69,7 +70,7 @@ class Pipeline:
             if origin is None:
                 origin = self._origin(topic)
             reading = self._decoder.decode(payload)
-            lines = self._encoder.encode(reading, origin[0], origin[1])
+            lines = self._encoder.encode(reading, origin[0], origin[1], origin[2])
         except (topics.TopicError, msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError,
                 lineproto.EncodeError) as exc:
             self.dead.add(f"payload: {exc}", topic=topic, payload=payload, counter="payload_rejected")
@@ -93,13 +94,14 @@ class Pipeline:
         elif wake and self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
-    def _origin(self, topic: str) -> tuple[str, str]:
-        parsed = topics.parse(topic)
+    def _origin(self, topic: str) -> tuple[str, str, str | None]:
+        site, contract_topic = topics.strip_site(topic)
+        parsed = topics.parse(contract_topic)
         if parsed.leaf != "reading" or parsed.source is None or parsed.ident is None:
             raise topics.TopicError(f"not a reading topic: {topic!r}")
         if len(self._topics) >= 65536:  # bounded: a flood of made-up device ids must not grow it forever
             self._topics.clear()
-        origin = self._topics[topic] = (parsed.source, parsed.ident)
+        origin = self._topics[topic] = (parsed.source, parsed.ident, site)
         return origin
 
     def sync_counters(self) -> None:
