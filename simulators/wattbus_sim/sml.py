@@ -5,6 +5,12 @@ the link at it and writes telegrams at the line's real pacing (9600 8N1: about 1
 uneven chunks, as an IR head's USB adapter delivers them. Faults on demand: `--garbage-every N`,
 `--corrupt-every N` (a flipped byte, so the CRC fails), `--truncate-every N`. The house is a
 simple day-shaped load and PV curve until the shared house model exists.
+
+`--format iec --mode-c` is an IEC 62056-21 mode C meter instead: silent until the reader signs on
+with `/?!` CR LF (or `/?<address>!` CR LF), it answers its identification `/ESY5...` at 300 baud,
+takes the option select `ACK 0 Z 0` CR LF (Z: the baud rate character) and sends the STX...ETX BCC
+readout. A pty has no baud rate, so the requested rate only sets the pacing and is logged.
+`--garbage-ident-every N` answers every Nth sign-on with line noise instead of an identification.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import contextlib
 import math
 import os
 import random
+import re
 import time
 import tty
 from dataclasses import dataclass, field
@@ -147,6 +154,84 @@ def build(fmt: str, state: MeterState) -> bytes:
                        f"1ESY{state.serial}", mode_c=False)
 
 
+MODE_C_BAUD = {"0": 300, "1": 600, "2": 1200, "3": 2400, "4": 4800, "5": 9600, "6": 19200}
+SIGN_ON = re.compile(rb"/\?([0-9A-Za-z ]{0,32})!\r\n")
+OPTION_SELECT = re.compile(rb"\x06([0-9])([0-9])([0-9])\r\n")
+RESPONSE_S = 0.2  # tr: a meter answers 200 ms to 1500 ms after a request
+
+
+class ModeCMeter:
+    """An IEC 62056-21 mode C meter answering on a pty: sign-on -> identification -> readout."""
+
+    def __init__(self, line: PtyLine, state: MeterState, address: str = "", ident: bytes = b"/ESY5Q3DB1024 V3.04",
+                 garbage_ident_every: int = 0, log: bool = True) -> None:
+        self.line, self.state, self.address, self.ident = line, state, address, ident
+        self.garbage_ident_every = garbage_ident_every
+        self.log = log
+        self.sign_ons = 0
+        self.readouts = 0
+        self.requested_bauds: list[int] = []
+        self._identified = False
+        self._buf = bytearray()
+        self._rng = random.Random(state.serial)
+
+    def _say(self, text: str) -> None:
+        if self.log:
+            print(f"mode C: {text}", flush=True)
+
+    def _send(self, data: bytes, baud: int) -> None:
+        self.line.byte_time = 10 / baud  # 7E1: start, 7 data, parity, stop
+        time.sleep(RESPONSE_S)
+        self.line.write_paced(data, self._rng)
+
+    def serve(self, timeout: float) -> None:
+        """Handle whatever request lines arrive within `timeout` seconds."""
+        self._buf += bytes(b & 0x7F for b in self.line.read_available(timeout))  # 7E1 parity bit off
+        while (end := self._buf.find(b"\r\n")) != -1:
+            request = bytes(self._buf[: end + 2])
+            del self._buf[: end + 2]
+            self._handle(request)
+        if len(self._buf) > 256:  # noise without a line end: a real meter discards it too
+            self._buf.clear()
+
+    def _handle(self, request: bytes) -> None:
+        sign_on = SIGN_ON.search(request)
+        if sign_on is not None:
+            address = sign_on.group(1).decode().strip()
+            if address and address != self.address:
+                self._say(f"sign-on for address {address!r} ignored (we are {self.address!r})")
+                self._identified = False
+                return
+            self.sign_ons += 1
+            if self.garbage_ident_every and self.sign_ons % self.garbage_ident_every == 0:
+                noise = bytes(self._rng.choice(b"#%&?@*+-=~0123456789abcdef") for _ in range(18))
+                self._say("answering the sign-on with line noise")
+                self._identified = False
+                self._send(noise + b"\r\n", 300)
+                return
+            self._identified = True
+            self._send(self.ident + b"\r\n", 300)
+            return
+        option = OPTION_SELECT.search(request)
+        if option is None or not self._identified:
+            self._say(f"request {request!r} ignored")
+            self._identified = False
+            return
+        self._identified = False
+        protocol, baud_char, mode = option.group(1, 2, 3)
+        baud = MODE_C_BAUD.get(baud_char.decode())
+        if baud is None or mode != b"0":
+            self._say(f"option select {request!r} not supported (only data readout, Z 0..6)")
+            return
+        self._say(f"option select: protocol {protocol.decode()}, data readout at {baud} baud")
+        self.requested_bauds.append(baud)
+        self.state.advance(1.0, house_power_w(time.time()))
+        readout = iec_readout(self.state.import_wh, self.state.export_wh, self.state.power_w, self.state.phases_w,
+                              f"1ESY{self.state.serial}", mode_c=True)
+        self.readouts += 1
+        self._send(readout.partition(b"\r\n")[2], baud)  # the identification line went out already
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wattbus-sim sml", description=__doc__)
     parser.add_argument("--link", required=True, help="symlink the reader opens, e.g. .run/sml-meter0")
@@ -158,7 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--truncate-every", type=int, default=0)
     parser.add_argument("--no-pin", action="store_true", help="meter without PIN: kWh totals only")
     parser.add_argument("--count", type=int, default=0, help="stop after this many telegrams (0: run)")
+    parser.add_argument("--mode-c", action="store_true", help="IEC 62056-21 mode C: answer sign-ons")
+    parser.add_argument("--address", default="", help="mode C device address (empty: answer /?! only)")
+    parser.add_argument("--garbage-ident-every", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.mode_c:
+        return _serve_mode_c(args)
     baud = {"sml": 9600, "dsmr": 115200, "iec": 9600}[args.format]
     line = PtyLine(Path(args.link), baud)
     state = MeterState(serial=args.serial, pin_entered=not args.no_pin)
@@ -181,6 +271,21 @@ def main(argv: list[str] | None = None) -> int:
                 data = bytes(rng.randrange(256) for _ in range(rng.randint(5, 200))) + data
             line.write_paced(data, rng)
             time.sleep(max(0.0, args.interval - (time.monotonic() - now)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        line.close()
+    return 0
+
+
+def _serve_mode_c(args: argparse.Namespace) -> int:
+    line = PtyLine(Path(args.link), 300)
+    meter = ModeCMeter(line, MeterState(serial=args.serial), args.address,
+                       garbage_ident_every=args.garbage_ident_every)
+    print(f"meter simulator (iec mode C) on {line.path} -> {args.link}", flush=True)
+    try:
+        while args.count == 0 or meter.readouts < args.count:
+            meter.serve(1.0)
     except KeyboardInterrupt:
         pass
     finally:

@@ -24,6 +24,8 @@ class MeterConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     iec_mode: Literal["c", "d"] = "d"  # IEC 62056-21: d = meter pushes, c = we request a readout
     iec_request_interval_s: Annotated[float, Meta(ge=1)] = 5.0
     iec_baud_switch: bool = True  # mode C: switch to the baud rate the meter offers after sign-on
+    # mode C device address for meters sharing one bus (sign-on `/?<address>!`); empty: `/?!`
+    iec_address: Annotated[str, Meta(pattern=r"^[0-9A-Za-z ]{0,32}$")] = ""
     max_power_w: Annotated[float, Meta(gt=0)] = 60000.0  # totals that grow faster are rejected
     energy_slack_wh: Annotated[float, Meta(ge=0)] = 1000.0  # resolution of PIN-less totals (1 kWh)
     offline_after_s: Annotated[float, Meta(gt=0)] = 15.0

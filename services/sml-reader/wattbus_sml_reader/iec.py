@@ -16,6 +16,10 @@ STX, ETX = 0x02, 0x03
 MAX_READOUT = 16 * 1024
 BAUD_IDS = {"0": 300, "1": 600, "2": 1200, "3": 2400, "4": 4800, "5": 9600, "6": 19200}
 SIGN_ON = b"/?!\r\n"
+# Identification: `/`, manufacturer (3 letters; a lower-case third one means 20 ms response time),
+# the baud rate character, up to 16 identification characters (some meters add `\2`-style escapes,
+# so a little more is allowed), CR LF. Anything else is line noise, not a meter answering.
+_IDENT = re.compile(rb"^/[A-Za-z]{3}[0-9A-Z][\x20-\x7e]{1,32}\r\n$")
 _LINE = re.compile(r"^(?:(\d{1,3})-(\d{1,3}):)?(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?(?:\*\d{1,3}|&\d{1,3})?"
                    r"\(([^()]*)\)")
 _NUMBER = re.compile(r"^[-+]?\d+(?:\.\d+)?$")
@@ -31,6 +35,34 @@ def bcc(data: bytes) -> int:
 def baud_from_ident(ident: bytes) -> int | None:
     """The baud rate a meter offers in its identification line (`/ESY5...` -> 9600)."""
     return BAUD_IDS.get(chr(ident[4])) if len(ident) > 4 and ident.startswith(b"/") else None
+
+
+def sign_on(address: str = "") -> bytes:
+    """The request message: `/?!` CR LF, or `/?<address>!` CR LF for one meter on a shared bus."""
+    return b"/?" + address.encode("ascii") + b"!\r\n"
+
+
+def check_ident(raw: bytes) -> bytes:
+    """The meter's identification line with the parity bit off, or a FrameError saying why not."""
+    line = bytes(b & 0x7F for b in raw)  # 7E1 lines read as 8N1 keep the parity bit
+    if not line.endswith(b"\r\n"):
+        raise FrameError(f"identification {line[:40]!r} incomplete: no CR LF within the response time", "ident")
+    if _IDENT.match(line) is None or b"/" in line[1:] or b"!" in line:
+        raise FrameError(f"identification {line[:40]!r} is not /XXXZident CR LF", "ident")
+    return line
+
+
+def option_select(ident: bytes, current_baud: int, switch: bool) -> tuple[bytes, int]:
+    """ACK V Z Y CR LF for a data readout (V=0 normal protocol, Y=0 readout) and the rate to read it at.
+
+    Z is the rate the meter offered when we switch, else the rate we are on: a meter told `0` while
+    we listen at 9600 would answer at 300 baud.
+    """
+    offered = baud_from_ident(ident)
+    if switch and offered is not None:
+        return b"\x060" + ident[4:5] + b"0\r\n", offered
+    current = next((char for char, rate in BAUD_IDS.items() if rate == current_baud), "0")
+    return b"\x060" + current.encode() + b"0\r\n", current_baud
 
 
 class IecFramer:

@@ -98,6 +98,13 @@ class Meter:
             else:
                 self.publish(item)
 
+    def on_link_error(self, error: FrameError) -> None:
+        """A failed mode C exchange: counted like a bad frame; half a readout must not meet the next one."""
+        self._count("frames_rejected")
+        self._count(f"frames_rejected_{error.kind}")
+        self._warn_limited(error.kind, "meter exchange failed", reason=str(error), port=self.config.port)
+        self.decoder = FrameDecoder(self.config)
+
     def device_id(self, frame: DecodedFrame) -> tuple[str, str | None, str | None]:
         serial_no = frame.serial or self.config.serial
         maker = frame.manufacturer or self.config.manufacturer
@@ -154,7 +161,10 @@ class Meter:
                 def sink(chunk: bytes) -> None:  # called in the reader thread
                     loop.call_soon_threadsafe(self.on_bytes, chunk)
 
-                conn = Connection(self.config, sink)
+                def on_error(error: FrameError) -> None:  # called in the reader thread
+                    loop.call_soon_threadsafe(self.on_link_error, error)
+
+                conn = Connection(self.config, sink, on_error)
                 started = time.monotonic()
                 try:
                     self.log.info("opening", meter=self.config.key, port=self.config.port)
