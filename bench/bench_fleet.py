@@ -6,11 +6,11 @@ publishing M MeterReadings (3 phases, 4 points each) once a second at QoS 1; pub
 
   (a) broker fan-in: the bridged topics `sites/<site>/wattbus/v1/device/...` counted by one bare
       paho subscriber (what the broker delivers at this load, and its loss)
-  (b) central influx-writers (services/influx-writer, unchanged) in one share group into
-      VictoriaMetrics, 1, 2 and 4 instances: stored readings counted in the database afterwards.
-      The writer parses contract topics only (`wattbus/v1/...`), so this stage publishes the site
-      id inside the device id (`<site>-dev<j>`), i.e. a bridge without the topic prefix; see
-      docs/fleet.md for the writer change the prefixed form needs.
+  (b) central influx-writers (services/influx-writer) in one share group subscribed to
+      `sites/+/wattbus/v1/device/+/+/reading`, into VictoriaMetrics, 1, 2 and 4 instances: the
+      same bridged topics as (a) (device ids `dev<j>` repeat at every site, told apart by the
+      `site` tag the writer takes from the prefix); stored readings counted in the database.
+      The broker runs the project ACL plus mosquitto/acl.central (the writer reads sites/#).
   (c) catch-up: the writers were down while the fleet published WATTBUS_FLEET_BACKLOG_S seconds of
       readings (queued by the broker in their persistent sessions); readings/s is how fast 1, 2
       and 4 writers work the backlog off (from their process start to the last reading stored,
@@ -41,6 +41,7 @@ DEVICES = int(os.environ.get("WATTBUS_FLEET_DEVICES", "10"))
 SECONDS = int(os.environ.get("WATTBUS_FLEET_SECONDS", "20"))
 BACKLOG_S = int(os.environ.get("WATTBUS_FLEET_BACKLOG_S", "60"))  # (c): seconds of fleet readings queued
 PUBLISHERS = 2
+SUBSCRIPTION = "sites/+/wattbus/v1/device/+/+/reading"  # what a central writer subscribes to
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -48,10 +49,12 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def publisher(port: int, user: str, password: str, sites: list[str], devices: int, seconds: int,
               form: str, run: str) -> dict[str, int]:
-    """One process: a connection per site, M readings per site per second; returns what was sent."""
+    """One process: a connection per site, M readings per site per second, on the bridged topics
+    `sites/<run>-<site>/wattbus/v1/...`; form "burst" publishes without pacing (a backlog).
+    Returns what was sent."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
-    from wattbus import codec
+    from wattbus import codec, topics
     from wattbus import messages as m
 
     clients = []
@@ -80,14 +83,12 @@ def publisher(port: int, user: str, password: str, sites: list[str], devices: in
         stamp = base + timedelta(seconds=tick)  # synthetic: one distinct timestamp per device and tick
         for site, client in clients:
             for j in range(devices):
-                device = f"{run}-{site}-dev{j}" if form != "prefixed" else f"dev{j}"
+                device = f"dev{j}"
                 reading = m.MeterReading(
                     device_id=device, timestamp=stamp, power_w=float((tick * 37 + j) % 5000) - 2500.0,
                     energy_import_wh=4e6 + tick, frequency_hz=50.0,
                     phases=[m.PhaseValues(phase=p, voltage_v=230.0, current_a=1.0 + p) for p in (1, 2, 3)])
-                topic = f"wattbus/v1/device/house-sim/{device}/reading"
-                if form == "prefixed":
-                    topic = f"sites/{site}/{topic}"
+                topic = topics.in_site(f"{run}-{site}", topics.device_reading("house-sim", device))
                 info = client.publish(topic, codec.encode(reading), qos=1)
                 if info.rc == mqtt.MQTT_ERR_SUCCESS:
                     sent += 1
@@ -135,9 +136,9 @@ def cpu_s(pids: list[int]) -> float:
 
 
 def stored(vm_url: str, run: str) -> int:
-    """Readings of this run in VictoriaMetrics (one meter_power_w sample per reading), counted by
-    the server (an export of every sample would compete with the writers for the CPU)."""
-    query = urllib.parse.urlencode({"query": f'sum(count_over_time(meter_power_w{{device_id=~"{run}.*"}}[6h]))'})
+    """Readings of this run's sites in VictoriaMetrics (one meter_power_w sample per reading), counted
+    by the server (an export of every sample would compete with the writers for the CPU)."""
+    query = urllib.parse.urlencode({"query": f'sum(count_over_time(meter_power_w{{site=~"{run}.*"}}[6h]))'})
     with urllib.request.urlopen(f"{vm_url}/api/v1/query?{query}", timeout=60) as resp:
         result = json.loads(resp.read())["data"]["result"]
     return int(float(result[0]["value"][1])) if result else 0
@@ -180,7 +181,7 @@ def broker_stage(broker: object) -> Row:
     sub.loop_start()
     time.sleep(1)
     cpu0, t0 = cpu_s([broker.proc.pid]), time.monotonic()
-    totals = collect(spawn_publishers(broker.port, TEST_ADMIN, broker.files.password(TEST_ADMIN), "prefixed", "a"))
+    totals = collect(spawn_publishers(broker.port, TEST_ADMIN, broker.files.password(TEST_ADMIN), "paced", "a"))
     ended = time.monotonic()
     while got < totals["sent"] and time.monotonic() - ended < 60:
         time.sleep(0.1)
@@ -197,6 +198,7 @@ def start_writers(broker: Any, vm_url: str, tmp: Path, run: str, n: int) -> list
     for i in range(n):
         conf = tmp / f"{run}-{i}.toml"
         conf.write_text(f'[influx-writer]\ninstance = "{run}-{i}"\nshare_group = "fleet-{run}"\n'
+                        f'subscriptions = ["{SUBSCRIPTION}"]\n'
                         f'url = "{vm_url}"\napi = "v2"\nbucket = "fleet"\norg = "fleet"\n'
                         f'spool_dir = "{tmp}/{run}-{i}/spool"\ndead_letter_file = "{tmp}/{run}-{i}/dead.jsonl"\n')
         env = {**broker.env("influx-writer"), "PATH": "/usr/bin:/bin"}
@@ -214,7 +216,7 @@ def stop_writers(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def warm_up(broker: Any, vm_url: str, run: str) -> None:
     """Publish until the writers store something: their (shared, persistent) subscriptions exist."""
-    from wattbus import codec
+    from wattbus import codec, topics
     from wattbus import messages as m
 
     from tests.support.servers import TEST_ADMIN
@@ -224,8 +226,8 @@ def warm_up(broker: Any, vm_url: str, run: str) -> None:
     while stored(vm_url, f"{run}warm") < 1 and time.monotonic() < deadline:
         subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-u", TEST_ADMIN, "-P",
                         broker.files.password(TEST_ADMIN), "-q", "1", "-t",
-                        f"wattbus/v1/device/house-sim/{run}warm/reading", "-m",
-                        codec.encode(m.MeterReading(device_id=f"{run}warm", power_w=1.0, timestamp=datetime.now(UTC)
+                        topics.in_site(f"{run}warm", topics.device_reading("house-sim", "warm")), "-m",
+                        codec.encode(m.MeterReading(device_id="warm", power_w=1.0, timestamp=datetime.now(UTC)
                                                     - timedelta(hours=2, seconds=warm))).decode()],
                        check=True, timeout=30)
         warm += 1
@@ -252,7 +254,7 @@ def writer_stage(broker: Any, vm_url: str, tmp: Path, n: int) -> Row:
     warm_up(broker, vm_url, run)
     pids = [p.pid for p in procs]
     cpu0, bcpu0, t0 = cpu_s(pids), cpu_s([broker.proc.pid]), time.monotonic()
-    totals = collect(spawn_publishers(broker.port, TEST_ADMIN, broker.files.password(TEST_ADMIN), "flat", run))
+    totals = collect(spawn_publishers(broker.port, TEST_ADMIN, broker.files.password(TEST_ADMIN), "paced", run))
     ended = time.monotonic()
     count = wait_stored(vm_url, f"{run}-", totals["sent"], 120)
     drain = time.monotonic() - ended
@@ -290,7 +292,10 @@ def catch_up_stage(broker: Any, vm_url: str, tmp: Path, n: int) -> Row:
 
 
 def main() -> str:
-    from tests.support.servers import Mosquitto, VictoriaMetrics
+    from wattbus.embedded import write_broker
+
+    from tests.support.servers import ROOT as TEST_ROOT
+    from tests.support.servers import TEST_ADMIN, Mosquitto, VictoriaMetrics
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="wattbus-fleet-") as tmpdir:
@@ -298,6 +303,10 @@ def main() -> str:
         (tmp / "mq").mkdir()
         (tmp / "vm").mkdir()
         broker, vm = Mosquitto(tmp / "mq"), VictoriaMetrics(tmp / "vm")
+        # A central broker: the project ACL plus the shipped central ACL (influx-writer reads sites/#).
+        broker.files = write_broker(TEST_ROOT, tmp / "mq", broker.port, anonymous=False, extra_users=(TEST_ADMIN,),
+                                    extra_acl=f"\nuser {TEST_ADMIN}\ntopic readwrite #\n\n"
+                                    + (TEST_ROOT / "mosquitto" / "acl.central").read_text(), persistence=False)
         broker.start()
         vm.start()
         try:
@@ -315,7 +324,9 @@ def main() -> str:
     lines = [f"{SITES} sites x {DEVICES} devices at 1 Hz = {SITES * DEVICES:,} readings/s "
              f"({SITES * DEVICES * 4:,} points/s) for {SECONDS} s through one Mosquitto, QoS 1; loss = sent - "
              "delivered (a) or stored in the database (b); drain = from the last publish until all arrived; "
-             "CPU in % of one core over the whole run; readings/s: offered (a, b) or achieved (c).", "",
+             "CPU in % of one core over the whole run; readings/s: offered (a, b) or achieved (c). Every stage "
+             "publishes the bridged topics sites/<site>/wattbus/v1/...; the writers subscribe to "
+             f"{SUBSCRIPTION} and tag each point with its site.", "",
              "| stage | readings/s | sent | delivered/stored | loss | drain (c: catch-up time) | writers CPU | "
              "broker CPU |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r.stage} | {r.offered_per_s:,.0f} | {r.sent:,} | {r.delivered:,} | {r.loss} | {r.drain_s:.1f} s | "
