@@ -127,8 +127,8 @@ def test_real_identifications_are_accepted(line: bytes, rate: int) -> None:
 
 
 @pytest.mark.parametrize("line, why", [
-    (b"#%&?@*+-=~01234567\r\n", "is not /XXXZident"), (b"/ES\r\n", "is not /XXXZident"),
-    (b"/ESY5Q3DB1024", "no CR LF"), (b"/ESY5Q3D/B1024\r\n", "is not /XXXZident"), (b"", "no CR LF"),
+    (b"#%&?@*+-=~01234567\r\n", "is not /MMMZident"), (b"/ES\r\n", "is not /MMMZident"),
+    (b"/ESY5Q3DB1024", "no CR LF"), (b"/ESY5Q3D/B1024\r\n", "is not /MMMZident"), (b"", "no CR LF"),
 ])
 def test_garbage_identifications_are_rejected(line: bytes, why: str) -> None:
     with pytest.raises(FrameError, match=why) as caught:

@@ -2,8 +2,9 @@
 
 The line format is simple enough that the Python packages for it (iec62056-21, last release 2019)
 would add more than they save; DSMR, which is a profile of it with CRCs, goes through dsmr-parser.
-A readout is `/XXXZident CR LF`, optionally STX, data lines `A-B:C.D.E*F(value*unit)`, `!` CR LF,
-and in mode C ETX and a block check character (XOR over everything after STX up to ETX).
+A readout is `/MMMZident CR LF` (MMM the maker, Z the baud character), optionally STX, data
+lines `A-B:C.D.E*F(value*unit)`, `!` CR LF, and in mode C ETX and a block check character (XOR
+over everything after STX up to ETX).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def check_ident(raw: bytes) -> bytes:
     if not line.endswith(b"\r\n"):
         raise FrameError(f"identification {line[:40]!r} incomplete: no CR LF within the response time", "ident")
     if _IDENT.match(line) is None or b"/" in line[1:] or b"!" in line:
-        raise FrameError(f"identification {line[:40]!r} is not /XXXZident CR LF", "ident")
+        raise FrameError(f"identification {line[:40]!r} is not /MMMZident CR LF", "ident")
     return line
 
 
@@ -107,7 +108,7 @@ class IecFramer:
 def decode(raw: bytes) -> DecodedFrame:
     header, _, rest = raw.partition(b"\r\n")
     if not header.startswith(b"/") or len(header) < 5:
-        raise FrameError(f"readout header {header[:20]!r} is not /XXXZident", "invalid")
+        raise FrameError(f"readout header {header[:20]!r} is not /MMMZident", "invalid")
     body = rest
     if STX in rest:
         stx = rest.index(STX)

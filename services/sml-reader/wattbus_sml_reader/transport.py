@@ -24,7 +24,7 @@ Sink = Callable[[bytes], None]
 ErrorSink = Callable[[FrameError], None]
 RESPONSE_S = 1.5  # IEC 62056-21 tr and inter-character timeout maximum
 SLACK_S = 2.0  # a loaded Raspberry Pi or a WiFi IR head adds latency
-IDENT_MAX = 40  # `/XXXZ` + 16 identification characters + CR LF, with room for escape sequences
+IDENT_MAX = 40  # `/MMMZ` + 16 identification characters + CR LF, with room for escape sequences
 
 
 def char_time(baud: int) -> float:
