@@ -93,6 +93,13 @@ async def test_readings_of_two_sites_are_stored_with_site_tags(
     await until(lambda: watch.counter("written") == watch.counter("received") >= 2 * PER_SITE + 1, 30,
                 "the writer reports every reading written")
     assert watch.counter("dead_lettered") == 0 and watch.counter("payload_rejected") == 0
+    # A site id no bridge can have (MQTT allows spaces in a level): dead-lettered, named, counted.
+    bad_topic = "sites/bad site/" + topics.device_reading(PUBLISHER, "meter-fleet")
+    assert admin.publish(bad_topic, meter_readings(1, "meter-fleet")[0])
+    await until(lambda: watch.counter("payload_rejected") == 1, 30, "the bad site topic rejected")
+    dead = (tmp_path / "central" / "dead-letter.jsonl").read_text()
+    assert "invalid site id 'bad site'" in dead and bad_topic in dead, dead
+    assert writer.proc.poll() is None, writer.output()
     for bus in (*buses.values(), admin):
         await bus.stop()
     assert writer.stop() == 0, writer.output()
