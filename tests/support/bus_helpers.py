@@ -26,3 +26,25 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0, what: str 
         if loop.time() > deadline:
             raise AssertionError(f"{what} not reached within {timeout} s")
         await asyncio.sleep(0.02)
+
+
+async def subscriptions_active(bus: Bus, timeout: float = 10.0) -> None:
+    """Wait until the broker applies the bus's earlier subscriptions.
+
+    The broker handles one client's SUBSCRIBEs in order, so a probe subscribed afterwards that
+    receives its own message proves the earlier ones are active too. The probe lives in the
+    client's own service space, which every broker user may read and write.
+    """
+    probe = f"wattbus/v1/service/{bus.service}/{bus.instance}/probe"
+    echoed = asyncio.Event()
+    bus.subscribe(probe, bytes, lambda _msg: echoed.set())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not echoed.is_set():
+        if loop.time() > deadline:
+            raise AssertionError(f"subscriptions of {bus.client_id} not active within {timeout} s")
+        bus.publish(probe, b"probe", qos=0)
+        try:
+            await asyncio.wait_for(echoed.wait(), 0.2)
+        except TimeoutError:
+            continue
