@@ -33,7 +33,8 @@ from .giv import Dongle as GivDongle
 from .goe import GoeFirmware
 from .goe import build_app as goe_app
 from .house import House
-from .house_ev import VOLTAGE_V, Ev
+from .house_charger import HouseCharger
+from .house_ev import VOLTAGE_V
 from .house_giv import HouseGiv
 from .house_profiles import ProfileError, clock_s
 from .shelly import ShellyState
@@ -44,68 +45,8 @@ from .sunspec_devices import Plant
 METER_BASE_IMPORT_WH = 5_432_100.0
 METER_BASE_EXPORT_WH = 1_234_500.0
 HEATER_BASE_WH = 12_345.0
-GOE_BASE_WH = 1_234_500.0
 PV_BASE_WH = 12_345_678.0
 FORCE = {"neutral": 0, "off": 1, "on": 2}  # go-e API v2 `frc`
-
-
-class HouseCharger:
-    """The house's wallbox as a goe.ChargerModel: the go-e firmware layer writes and reads it.
-
-    The House owns the clock: `step()` from the firmware (on every status request) is a no-op,
-    because the house advances on its own schedule (real time or faster) and must not be stepped
-    twice. Plugging follows the day profile's EV window; `plug()` overrides it for tests.
-    """
-
-    def __init__(self, house: House) -> None:
-        self.house = house
-        self._last_ev: Ev | None = house.charger.ev
-
-    def set_current_a(self, amps: float) -> None:
-        self.house.charger.set_current_a(amps)
-
-    def set_phases(self, phases: int) -> None:
-        self.house.charger.set_phases(phases)
-
-    def set_enabled(self, enabled: bool) -> None:
-        self.house.charger.set_enabled(enabled)
-
-    def plug(self, connected: bool) -> None:
-        charger = self.house.charger
-        if charger.ev is not None:
-            self._last_ev = charger.ev
-        charger.plug(self._last_ev if connected else None)
-
-    def step(self, now_s: float) -> None:
-        return None  # the house steps itself (see the class docstring)
-
-    def power_w(self) -> float:
-        return self.house.charger.power_w()
-
-    def phase_currents_a(self) -> tuple[float, float, float]:
-        c = self.house.charger
-        amps = round(c.current_a(), 2)
-        n = c.effective_phases() if amps > 0 else 0
-        return (amps if n >= 1 else 0.0, amps if n >= 2 else 0.0, amps if n >= 3 else 0.0)
-
-    def voltages_v(self) -> tuple[float, float, float]:
-        return (VOLTAGE_V, VOLTAGE_V, VOLTAGE_V)
-
-    def energy_total_wh(self) -> float:
-        return GOE_BASE_WH + self.house.charger.energy_total_wh
-
-    def session_energy_wh(self) -> float:
-        return self.house.charger.session_energy_wh
-
-    def car_connected(self) -> bool:
-        return self.house.charger.ev is not None
-
-    def car_full(self) -> bool:
-        ev = self.house.charger.ev
-        return ev is not None and ev.full
-
-    def phases(self) -> int:
-        return self.house.charger.phases
 
 
 class HousePlant(Plant):

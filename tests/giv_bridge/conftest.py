@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.servers import free_port, wait_port
+from tests.support.servers import SimulatorProcess
 
 
-class GivSim:
+class GivSim(SimulatorProcess):
+    """The GivEnergy dongle simulator on a free port."""
+
     def __init__(self, log: Path, *args: str) -> None:
-        self.port = free_port()
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "wattbus_sim", "giv", "--port", str(self.port), *args],
-                                         stdout=out, stderr=subprocess.STDOUT)
-        wait_port(self.port)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        super().__init__(log, "giv", *args)
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -14,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import Mosquitto, free_port, wait_port
+from tests.support.servers import Mosquitto, SimulatorProcess, free_port, wait_port
 
 MODULE = "wattbus_http_api"
 DATA = Path(__file__).parent / "data"
@@ -88,25 +86,9 @@ def load_readings(name: str) -> list[tuple[str, bytes]]:
     return out
 
 
-class Simulator:
-    """A wattbus simulator (`python -m wattbus_sim <module>`) on a free loopback port."""
-
-    def __init__(self, log: Path, module: str, *args: str) -> None:
-        self.port = free_port()
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "wattbus_sim", module, "--port", str(self.port), *args],
-                                         stdout=out, stderr=subprocess.STDOUT)
-        wait_port(self.port)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
 @pytest.fixture
-def giv_sim(tmp_path: Path) -> Iterator[Simulator]:
-    sim = Simulator(tmp_path / "giv-sim.log", "giv", "--batteries", "2")
+def giv_sim(tmp_path: Path) -> Iterator[SimulatorProcess]:
+    sim = SimulatorProcess(tmp_path / "giv-sim.log", "giv", "--batteries", "2")
     yield sim
     sim.stop()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tests.http_api.conftest import HttpApi, Simulator
+from tests.http_api.conftest import HttpApi
 from tests.support.bus_helpers import until
-from tests.support.servers import Mosquitto
+from tests.support.servers import Mosquitto, SimulatorProcess
 
 INVERTER = "givenergy-sa2345g678"
 TOKEN = "s3cret-token"
@@ -32,7 +32,8 @@ CONTROLS: list[tuple[str, dict[str, str] | None, str]] = [
 ]
 
 
-async def test_runall_and_every_control_through_the_bridge(broker: Mosquitto, giv_sim: Simulator, start_service: Any,
+async def test_runall_and_every_control_through_the_bridge(broker: Mosquitto, giv_sim: SimulatorProcess,
+                                                            start_service: Any,
                                                             http_api: Callable[..., HttpApi]) -> None:
     start_service("wattbus_giv_bridge", env={
         **broker.env("giv-bridge"), "WATTBUS_GIV_BRIDGE_POLL_INTERVAL_S": "1",

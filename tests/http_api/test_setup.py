@@ -17,9 +17,9 @@ from wattbus import topics
 from wattbus.embedded import write_broker
 from wattbus.runner import RELOAD_EXIT_CODE
 
-from tests.http_api.conftest import HttpApi, Simulator
+from tests.http_api.conftest import HttpApi
 from tests.support.bus_helpers import started_bus, until
-from tests.support.servers import ROOT, TEST_ADMIN, Mosquitto, free_port, wait_port
+from tests.support.servers import ROOT, TEST_ADMIN, Mosquitto, SimulatorProcess, free_port, wait_port
 
 SETUP_ACL = "\nuser http-api\ntopic write wattbus/v1/service/+/+/command\n"
 
@@ -167,7 +167,7 @@ async def test_sections_devices_and_bad_requests(house_file: tuple[Path, HttpApi
     assert status == 400 and doc["where"] == "$.serial_port"
     status, doc, _ = api.call("POST", "/api/v1/setup/devices", {"protocol": "zigbee", "host": "127.0.0.1"})
     assert status == 400 and doc["where"] == "$.protocol"
-    sim = Simulator(tmp_path / "sunspec.log", "sunspec")
+    sim = SimulatorProcess(tmp_path / "sunspec.log", "sunspec")
     try:
         status, doc, _ = api.call("POST", "/api/v1/setup/devices", {"protocol": "sunspec", "host": "127.0.0.1",
                                                                     "port": sim.port, "unit_id": 1})

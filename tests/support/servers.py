@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -158,3 +159,19 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+class SimulatorProcess:
+    """A device simulator (`python -m wattbus_sim <module> --port <free port> ...`) as a subprocess."""
+
+    def __init__(self, log: Path, module: str, *args: str) -> None:
+        self.port = free_port()
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "wattbus_sim", module, "--port", str(self.port), *args],
+                                         stdout=out, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
