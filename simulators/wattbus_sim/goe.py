@@ -311,23 +311,28 @@ async def announce_mdns(service_type: str, name: str, port: int, properties: dic
     return zc
 
 
-async def serve(args: argparse.Namespace) -> None:
-    model = SimCharger(ramp_delay_s=args.ramp_delay_s, car_phases=args.car_phases)
-    firmware = GoeFirmware(model, serial=args.serial, max_current_a=args.max_current_a)
-    runner = web.AppRunner(build_app(firmware, args.api))
+async def serve_http(app: web.Application, port: int, banner: str,
+                     mdns: tuple[str, str, dict[str, str]] | None = None) -> None:
+    """Serve an HTTP simulator on 127.0.0.1 until cancelled; mdns = (service type, name, TXT)."""
+    runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
-    print(f"go-e simulator (API {args.api}, serial {args.serial}) on http://127.0.0.1:{args.port}", flush=True)
-    zc = None
-    if args.mdns:
-        zc = await announce_mdns("_http._tcp.local.", f"go-echarger_{args.serial}", args.port,
-                                 {"devicetype": "go-eCharger", "serial": args.serial})
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print(f"{banner} on http://127.0.0.1:{port}", flush=True)
+    zc = await announce_mdns(mdns[0], mdns[1], port, mdns[2]) if mdns else None
     try:
         await asyncio.Event().wait()
     finally:
         if zc is not None:
             await zc.async_close()
         await runner.cleanup()
+
+
+async def serve(args: argparse.Namespace) -> None:
+    model = SimCharger(ramp_delay_s=args.ramp_delay_s, car_phases=args.car_phases)
+    firmware = GoeFirmware(model, serial=args.serial, max_current_a=args.max_current_a)
+    mdns = ("_http._tcp.local.", f"go-echarger_{args.serial}", {"devicetype": "go-eCharger", "serial": args.serial})
+    await serve_http(build_app(firmware, args.api), args.port,
+                     f"go-e simulator (API {args.api}, serial {args.serial})", mdns if args.mdns else None)
 
 
 def main(argv: list[str] | None = None) -> int:

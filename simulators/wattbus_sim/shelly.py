@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from wattbus_sim.goe import announce_mdns
+from wattbus_sim.goe import serve_http
 
 # model -> (generation, relays, metered relays, energy-meter phases, mDNS/id prefix, app or type)
 MODELS: dict[str, tuple[int, int, bool, int, str]] = {
@@ -328,21 +328,11 @@ def build_app(state: ShellyState, password: str | None = None) -> web.Applicatio
 
 async def serve(args: argparse.Namespace) -> None:
     state = ShellyState(args.model, mac=args.mac.upper(), load_w=args.load_w)
-    runner = web.AppRunner(build_app(state, args.password))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
-    print(f"Shelly {args.model} (gen {state.gen}) {state.device_id} on http://127.0.0.1:{args.port}", flush=True)
-    zc = None
-    if args.mdns:
-        props = {"gen": str(state.gen), "app": args.model, "ver": "1.4.4"} if state.gen >= 2 else {}
-        kind = "_shelly._tcp.local." if state.gen >= 2 else "_http._tcp.local."
-        zc = await announce_mdns(kind, state.device_id, args.port, props)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        if zc is not None:
-            await zc.async_close()
-        await runner.cleanup()
+    props = {"gen": str(state.gen), "app": args.model, "ver": "1.4.4"} if state.gen >= 2 else {}
+    kind = "_shelly._tcp.local." if state.gen >= 2 else "_http._tcp.local."
+    await serve_http(build_app(state, args.password), args.port,
+                     f"Shelly {args.model} (gen {state.gen}) {state.device_id}",
+                     (kind, state.device_id, props) if args.mdns else None)
 
 
 def main(argv: list[str] | None = None) -> int:
