@@ -86,9 +86,20 @@ async def run(ctx: ServiceContext[Config]) -> None:
 
 # --------------------------------------------------------------------------- subcommands
 
-def _read_lines(name: str) -> list[tuple[int, str]]:
+def _read_readings(name: str) -> tuple[list[m.Reading], int]:
+    """Readings from a JSON-lines file (- = stdin); bad lines are reported on stderr and counted."""
     text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
-    return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    readings: list[m.Reading] = []
+    bad = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            readings.append(codec.decode_reading(line))
+        except codec.PayloadError as exc:
+            bad += 1
+            print(f"{name}:{number}: {exc}", file=sys.stderr)
+    return readings, bad
 
 
 def _check_args(parser: argparse.ArgumentParser) -> None:
@@ -121,14 +132,8 @@ def _render(args: argparse.Namespace, _loaded: LoadedConfig) -> int:
     except ConfigError as exc:
         print(f"wattbus-{NAME}: {exc}", file=sys.stderr)
         return 2
-    bad = 0
-    for number, line in _read_lines(args.readings):
-        try:
-            reading = codec.decode_reading(line)
-        except codec.PayloadError as exc:
-            bad += 1
-            print(f"{args.readings}:{number}: {exc}", file=sys.stderr)
-            continue
+    readings, bad = _read_readings(args.readings)
+    for reading in readings:
         base = model.flatten(reading, args.source, None)
         for rule in rules:
             if not rule.matches(model.kind_of(reading), reading.device_id):
@@ -153,14 +158,8 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
 def _discovery(args: argparse.Namespace, _loaded: LoadedConfig) -> int:
     settings = discovery.Settings(prefix=args.prefix, service_availability=topics.service_availability(NAME, "main"))
     meta_doc = codec.decode(Path(args.meta).read_bytes(), m.DeviceMeta) if args.meta else None
-    bad = 0
-    for number, line in _read_lines(args.readings):
-        try:
-            reading = codec.decode_reading(line)
-        except codec.PayloadError as exc:
-            bad += 1
-            print(f"{args.readings}:{number}: {exc}", file=sys.stderr)
-            continue
+    readings, bad = _read_readings(args.readings)
+    for reading in readings:
         kind = model.kind_of(reading)
         meta = meta_doc or m.DeviceMeta(device_id=reading.device_id, kind=kind,  # type: ignore[arg-type]
                                         source="cli", protocol="simulated")
