@@ -296,11 +296,21 @@ class ReloadConfig(CommandBase, frozen=True, kw_only=True, tag="reload_config"):
     if it changed, `ok` with "unchanged" otherwise."""
 
 
+class ProbeDevice(CommandBase, frozen=True, kw_only=True, tag="probe_device"):
+    """Read a device once without adopting it (sent to `service/<bridge>/<instance>/command` by the
+    setup page before it saves a device added by hand). `entry` is the item the bridge's config list
+    would hold (e.g. sunspec-bridge `{host, port, unit_ids}`, sml-reader `{key, format, port}`); the
+    bridge validates it with its own config Struct and reads it with the adapter it polls with. The
+    answer is `ok` with `devices` + `readings`, or `failed`/`invalid` with the precise reason."""
+
+    entry: dict[str, ExtraValue | list[ExtraValue]]
+
+
 Command = (
     SetChargeCurrent | SetCharging | SetPhases | SetRelay | SetBatteryMode | SetChargeTarget | SetBatteryReserve
     | SetChargeSlot | SetDischargeSlot | SetSchedule | SetBatteryPowerLimit | SetClock | Restart | Rescan
     | SetLoadpointMode | SetLoadpointLimits | SetPowerLimit | SetConnected | SetChargeTargetEnabled
-    | ReloadConfig
+    | ReloadConfig | ProbeDevice
 )
 
 CommandStatus = Literal["ok", "refused", "invalid", "failed", "timeout"]
@@ -316,6 +326,8 @@ class CommandResult(Struct, frozen=True, kw_only=True):
     message: str = ""  # why it was refused / failed, for a person
     applied: dict[str, ExtraValue] = {}  # the values read back
     timestamp: datetime = field(default_factory=utc_now)
+    devices: list[DeviceMeta] = []  # probe_device: who answered (identity as the bridge would announce it)
+    readings: list[Reading] = []  # probe_device: what it read, in the contract's units
 
 
 # --------------------------------------------------------------------------- discovery & services

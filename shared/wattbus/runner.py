@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+import msgspec
 
 from . import __version__, topics
 from . import messages as m
@@ -140,6 +143,7 @@ class Service(Generic[C]):
         self.subcommands = subcommands
         self.session_expiry_s = session_expiry_s
         self.reloaded: LoadedConfig | None = None  # the file re-read by `reload_config` (run-many restarts)
+        self._probes: set[asyncio.Task[m.CommandResult]] = set()  # probe_device tasks in flight
 
     def parser(self) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(prog=f"wattbus-{self.name}", description=self.description)
@@ -232,9 +236,12 @@ class Service(Generic[C]):
                                                  request_id=msg.payload.request_id, message=message), result_topic)
 
         def on_command(msg: Message[m.CommandBase]) -> None:
+            if isinstance(msg.payload, m.ProbeDevice):
+                self._start_probe(ctx, msg)
+                return
             if not isinstance(msg.payload, m.ReloadConfig):
                 ctx.counters.inc("service_commands_refused")
-                answer(msg, "refused", "a service accepts only reload_config here")
+                answer(msg, "refused", "a service accepts only reload_config and probe_device here")
                 return
             try:
                 fresh = load(ctx.loaded.path, ctx.loaded.environ) if ctx.loaded.path else ctx.loaded
@@ -255,6 +262,46 @@ class Service(Generic[C]):
             ctx.stopping.set()
 
         ctx.bus.subscribe(topics.service_command(self.name, ctx.instance), m.Command, on_command)
+        if ctx.instance != topics.ALL_INSTANCES:  # every replica, also `instance = "auto"` ones nobody can name
+            ctx.bus.subscribe(topics.service_broadcast(self.name), m.Command, on_command)
+
+    def _start_probe(self, ctx: ServiceContext[C], msg: Message[m.CommandBase]) -> None:
+        """`probe_device`: a bridge reads a device once with its own adapter (`<package>.probe.probe`,
+        a module of the service's own package, imported on first use). Runs as a task: a slow device
+        must not hold up the service's other messages."""
+        result_topic = topics.service_result(self.name, ctx.instance)
+        base = m.CommandResult(status="failed", command="probe_device", target=f"{self.name}/{ctx.instance}",
+                               request_id=msg.payload.request_id)
+        ctx.counters.inc("probes")
+        name = f"{self.run.__module__.split('.')[0]}.probe"
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the probe module exists but is broken: that is a bug to see
+                raise
+            ctx.counters.inc("service_commands_refused")
+            ctx.bus.respond(msg, msgspec.structs.replace(
+                base, status="refused", message=f"{self.name} cannot probe devices"), result_topic)
+            return
+        probe: Callable[[ServiceContext[C], m.CommandBase], Awaitable[m.CommandResult]] = module.probe
+
+        def done(task: asyncio.Task[m.CommandResult]) -> None:
+            if task.cancelled():
+                return
+            error = task.exception()
+            if error is not None:  # a bug in the probe: answer it, log it, keep the service running
+                ctx.counters.inc("probes_failed")
+                ctx.log.error("probe failed unexpectedly", error=repr(error))
+                result = msgspec.structs.replace(base, message=f"{self.name} probe failed: {error!r}")
+            else:
+                result = msgspec.structs.replace(task.result(), command=base.command, target=base.target,
+                                                 request_id=base.request_id)
+            ctx.bus.respond(msg, result, result_topic)
+
+        task = asyncio.ensure_future(probe(ctx, msg.payload))
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+        task.add_done_callback(done)
 
     async def _heartbeat(self, ctx: ServiceContext[C]) -> None:
         while True:

@@ -15,6 +15,7 @@ Layout (every topic starts with `wattbus/v1/`):
     service/<service>/<instance>/status         ServiceStatus, retained
     service/<service>/<instance>/availability   "online" | "offline", retained, the last will
     service/<service>/<instance>/command        Command (reload_config)
+    service/<service>/all/command               Command for every instance (scaled replicas)
     service/<service>/<instance>/result         CommandResult for service commands
     reply/<service>/<instance>/<suffix>         response topics a requester listens on
 
@@ -109,6 +110,16 @@ def service_availability(service: str, instance: str) -> str:
 
 def service_command(service: str, instance: str) -> str:
     return f"{PREFIX}/service/{segment(service, 'service')}/{segment(instance, 'instance')}/command"
+
+
+# The instance segment every replica of a service listens on besides its own (`instance = "auto"`
+# replicas have hostnames nobody knows in advance); a real instance may not be called this.
+ALL_INSTANCES = "all"
+
+
+def service_broadcast(service: str) -> str:
+    """The command topic every instance of a service subscribes to (reload_config for all replicas)."""
+    return service_command(service, ALL_INSTANCES)
 
 
 def service_result(service: str, instance: str) -> str:
@@ -252,6 +263,9 @@ TOPICS: tuple[TopicSpec, ...] = (
               "`online` after connecting, `offline` on clean shutdown and as the last will."),
     TopicSpec(f"{PREFIX}/service/<service>/<instance>/command", "Command", False, 1, "http-api",
               "`reload_config`: re-read the service's config section; answered on `.../result` (request_id)."),
+    TopicSpec(f"{PREFIX}/service/<service>/all/command", "Command", False, 1, "http-api",
+              "The same commands for every instance of the service (scaled `instance = \"auto\"` replicas); "
+              "each answers on its own `.../<instance>/result`."),
     TopicSpec(f"{PREFIX}/service/<service>/<instance>/result", "CommandResult", False, 1, "every service",
               "Answers to service commands (the service's own topic space, so every broker user may write it)."),
     TopicSpec(f"{PREFIX}/reply/<service>/<instance>/<suffix>", "CommandResult", False, 1, "bridges",

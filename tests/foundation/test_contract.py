@@ -38,6 +38,7 @@ SAMPLES: list[msgspec.Struct] = [
     m.SetBatteryPowerLimit(direction="charge", power_w=2600), m.SetClock(time=NOW), m.Restart(request_id="r1"),
     m.Rescan(), m.SetPowerLimit(limit_pct=60.0), m.SetPowerLimit(), m.SetConnected(connected=False),
     m.SetChargeTargetEnabled(enabled=True), m.ReloadConfig(request_id="r-1"),
+    m.ProbeDevice(request_id="p-1", entry={"host": "192.0.2.10", "port": 502, "unit_ids": [1]}),
     m.SetLoadpointMode(mode="minpv"), m.SetLoadpointLimits(min_current_a=6, max_current_a=32),
     m.CommandResult(status="refused", command="set_charge_current", target="goe-1", message="above max 16 A",
                     timestamp=NOW),
