@@ -120,6 +120,15 @@ async def one_run(profile: str, row: str, start: str, end: str, interval_s: floa
 Results = dict[tuple[str, str], dict[str, float]]
 
 
+def neutral_pct(row: dict[str, float]) -> float:
+    """The share with the home battery's difference booked: a row that ends the day with less in
+    the battery took that energy from it, not from the sun (nan without a battery)."""
+    if not row["surplus_kwh"]:
+        return 0.0
+    from_surplus = row["share_pct"] / 100.0 * row["surplus_kwh"]
+    return 100.0 * (from_surplus + row["battery_delta_kwh"]) / row["surplus_kwh"]
+
+
 async def run_all(start: str, end: str, interval_s: float, profiles: tuple[str, ...],
                   rows: tuple[str, ...] = tuple(STRATEGIES)) -> Results:
     with tempfile.TemporaryDirectory(prefix="bench-surplus-") as tmp:
@@ -130,31 +139,35 @@ async def run_all(start: str, end: str, interval_s: float, profiles: tuple[str, 
 
 def table(results: dict[tuple[str, str], dict[str, float]], start: str, end: str, interval_s: float,
           profiles: tuple[str, ...], rows: tuple[str, ...] = tuple(STRATEGIES)) -> str:
-    head = (f"{'day':<9} {'controller':<11} {'surplus kWh':>11} {'EV kWh':>7} {'share %':>7} {'import Wh':>9} "
-            f"{'on/off':>6} {'phase sw':>8} {'ph set':>6} {'bat Δ kWh':>9} {'commands':>8} {'react s':>7}"
-            f" {'clouds':>6} "
-            f"{'wall s':>6}")
+    head = (f"{'day':<9} {'controller':<11} {'surplus kWh':>11} {'EV kWh':>7} {'share %':>7} {'neutral %':>9} "
+            f"{'import Wh':>9} {'worst 10m':>9} {'on/off':>6} {'phase sw':>8} {'ph set':>6} {'bat Δ kWh':>9} "
+            f"{'commands':>8} {'react s':>7} {'clouds':>6} {'wall s':>6}")
     lines = [f"simulated {start}-{end}, meter every {interval_s:g} s, lockstep through Mosquitto", "",
              "```", head, "-" * len(head)]
     for profile in profiles:
         for strategy in rows:
             r = results[(profile, strategy)]
             lines.append(f"{profile:<9} {strategy:<11} {r['surplus_kwh']:11.1f} {r['ev_kwh']:7.1f} "
-                         f"{r['share_pct']:7.1f} "
-                         f"{r['import_wh']:9.0f} {r['cycles']:6.0f} {r['phase_switches']:8.0f} "
+                         f"{r['share_pct']:7.1f} {neutral_pct(r):9.1f} "
+                         f"{r['import_wh']:9.0f} {r['worst_window_wh']:9.1f} {r['cycles']:6.0f} "
+                         f"{r['phase_switches']:8.0f} "
                          f"{r['phase_settings']:6.0f} {r['battery_delta_kwh']:9.2f} {r['commands']:8.0f} "
                          f"{r['reaction_s']:7.1f} {r['cloud_events']:6.0f} {r['wall_s']:6.0f}")
         surplus, strict, bridged = foresight_bound(profile, start, clock_s(end))
         for name, bound in (("bound", strict), ("bound+imp", bridged)):
             share = 100 * bound / surplus if surplus else 0.0
             lines.append(f"{profile:<9} {name:<11} {surplus / 1000:11.1f} {bound / 1000:7.1f} {share:7.1f} "
-                         f"{'-':>9} {'-':>6} {'-':>8} {'-':>6} {'-':>9} {'-':>8} {'-':>7} {'-':>6} {'-':>6}")
+                         f"{share:9.1f} " + " ".join(f"{'-':>{w}}" for w in (9, 9, 6, 8, 6, 9, 8, 7, 6, 6)))
     lines.append("```")
     lines.append("bound: perfect foresight, never importing (largest whole-amp 1p/3p setting not above the "
                  "surplus each second); bound+imp: perfect foresight bridging every gap below the minimum "
                  "power with import (an upper limit on share for any controller).")
     lines.append("share: EV energy covered by PV surplus / PV surplus (PV minus household load). import: grid "
-                 "energy imported while the car charged. on/off: charger enabled after being disabled. phase sw: phase "
+                 "energy imported while the car charged; worst 10m: the most of it in any 10 minutes (the "
+                 "controller's allowance is 40 Wh per 10 minutes). neutral: share with the battery difference "
+                 "booked: (EV energy from surplus + bat Δ) / surplus, so energy borrowed from the home battery "
+                 "(and not given back by the end) does not count as absorbed surplus. on/off: charger enabled "
+                 "after being disabled. phase sw: phase "
                  "changes while the car charged (they open the contactors under load and pause charging); ph set: "
                  "every change of the phase setting, also while stopped. bat Δ: home battery energy at the end "
                  "minus at the start (what a row took from or left in the battery). react: median "

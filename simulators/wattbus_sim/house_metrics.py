@@ -4,7 +4,8 @@ Per simulated second: the PV surplus (PV minus household load, before battery, E
 the EV's power, the grid. A cloud event is a surplus drop of at least 1 kW within a minute that
 leaves the EV (above its minimum current) drawing more than the surplus; its reaction time is the
 seconds until the charger was told less (lower offer, stop or phase switch). Events the sun ends
-by itself are not counted.
+by itself are not counted. The worst window is the most grid energy imported while the car
+charged in any `window_s` (600 s) stretch: what a controller's import allowance must bound.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ class DayMetrics:
     ev_from_surplus_wh: float = 0.0
     import_while_charging_wh: float = 0.0
     reactions_s: list[float] = field(default_factory=list)
+    window_s: int = 600
+    worst_window_wh: float = 0.0
+    _window: deque[float] = field(default_factory=deque)  # Wh per second of the last window_s seconds
+    _window_wh: float = 0.0
     _history: deque[float] = field(default_factory=lambda: deque(maxlen=61))
     _event: tuple[float, tuple[float, bool, int]] | None = None  # start, charger setting then
 
@@ -34,8 +39,13 @@ class DayMetrics:
         self.surplus_wh += max(0.0, surplus) * dt
         self.ev_wh += ev * dt
         self.ev_from_surplus_wh += min(ev, max(0.0, surplus)) * dt
-        if ev > 0:
-            self.import_while_charging_wh += max(0.0, house.grid_power_w()) * dt
+        imported = max(0.0, house.grid_power_w()) * dt if ev > 0 else 0.0
+        self.import_while_charging_wh += imported
+        self._window.append(imported)
+        self._window_wh += imported
+        if len(self._window) > self.window_s:
+            self._window_wh -= self._window.popleft()
+        self.worst_window_wh = max(self.worst_window_wh, self._window_wh)
         self._track_cloud(house, surplus, ev)
         self._history.append(surplus)
 
@@ -57,7 +67,7 @@ class DayMetrics:
     def table_row(self) -> dict[str, float]:
         share = 100.0 * self.ev_from_surplus_wh / self.surplus_wh if self.surplus_wh else 0.0
         return {"surplus_kwh": self.surplus_wh / 1000, "ev_kwh": self.ev_wh / 1000, "share_pct": share,
-                "import_wh": self.import_while_charging_wh,
+                "import_wh": self.import_while_charging_wh, "worst_window_wh": self.worst_window_wh,
                 "reaction_s": statistics.median(self.reactions_s) if self.reactions_s else float("nan"),
                 "cloud_events": float(len(self.reactions_s))}
 

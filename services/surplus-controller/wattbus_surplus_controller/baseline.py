@@ -31,8 +31,9 @@ class EvccLoadpoint(Loadpoint):
 
     def decide(self, now: float, available_w: float | None, charger: ChargerView,
                stale_action: StaleAction = "stop", stale_reason: str = "", buffered_w: float = 0.0,
-               buffer_wh: float = 0.0) -> Setting:
-        # the buffer is ignored: evcc has no cloud buffer, its 3 min disable delay is the only ride-through
+               buffer_wh: float = 0.0, import_w: float = 0.0) -> Setting:
+        # the buffer and the hard import window are ignored: evcc has neither, its 3 min disable
+        # delay is the only ride-through
         if self._next_tick is not None and now < self._next_tick:
             return self.setting  # evcc only looks every interval
         self._next_tick = now + self.interval_s

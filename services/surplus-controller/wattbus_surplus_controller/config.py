@@ -33,6 +33,11 @@ class LoadpointConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     disable_delay_s: Seconds = 900.0
     import_allowance_wh: Watts = 40.0
     allowance_refill_s: Seconds = 300.0  # the allowance refills at most this fast while there is surplus
+    # the hard limit: grid import while charging in pv mode never exceeds import_allowance_wh in any
+    # window of this length; stop_lag_s is how long a cut takes to show at the meter (bridge poll,
+    # charger response delay, ramp down), kept in reserve so the cut lands before the limit
+    allowance_window_s: Annotated[float, Meta(gt=0)] = 600.0
+    stop_lag_s: Seconds = 8.0
     min_off_s: Seconds = 120.0  # after a stop, stay off at least this long (fewer on/off cycles)
     raise_hold_s: Seconds = 10.0  # raise only after the surplus held this long; cuts are immediate
     # with at least this much in the site's battery cloud buffer, round the current to the nearest

@@ -33,6 +33,13 @@ class SurplusRelay:
             return 0.0
         return view.power_w if view.power_w is not None else self.cfg.power_w
 
+    def committed_w(self, now: float, view: RelayView) -> float:
+        """What the relay draws and may not be switched off for yet (minimum on time): power the
+        loadpoints must not count on, or raising the car imports until the relay may go off."""
+        if not self.on or self.changed_at is None or now - self.changed_at >= self.cfg.min_on_s:
+            return 0.0
+        return self.draw_w(view)
+
     def decide(self, now: float, remaining_w: float | None, view: RelayView) -> bool:
         """remaining_w: surplus left for this relay, its own present draw included (None: stale)."""
         cfg = self.cfg

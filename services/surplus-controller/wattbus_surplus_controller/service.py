@@ -9,6 +9,7 @@ from typing import Any
 from wattbus import messages as m
 from wattbus import topics
 from wattbus.bus import Message
+from wattbus.commands import RecentCommands, request_key
 from wattbus.runner import ServiceContext
 
 from .baseline import EvccLoadpoint
@@ -18,18 +19,20 @@ from .persist import StateFile
 from .relays import RelayView, SurplusRelay
 from .site import Site
 from .strategy import Loadpoint
+from .tracking import CHARGING, CURRENT, PHASES, Sent, adopt_readings
 
 ALL_RESULTS = f"{topics.PREFIX}/device/+/+/result"
+SERVICE_AVAILABILITY = f"{topics.PREFIX}/service/+/+/availability"
+COMMAND_TIMEOUT_S = 15.0
 
 
 @dataclass
-class Sent:
-    """What the controller last commanded a charger, and when (controller clock)."""
+class Pending:
+    """A command waiting for its result: to whom, and for which loadpoint (None: a relay)."""
 
-    enabled: bool | None = None
-    current_a: float | None = None
-    phases: int | None = None
-    at: float = float("-inf")
+    ref: str
+    loadpoint: str | None
+    tag: str
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -58,8 +61,10 @@ class Controller:
         self.sent: dict[str, Sent] = {lp.cfg.id: Sent() for lp in self.loadpoints}
         self.relay_sent: dict[str, tuple[bool | None, float]] = {r.cfg.id: (None, float("-inf")) for r in self.relays}
         self._requests = 0
-        self._pending: dict[str, str] = {}
+        self._pending: dict[str, Pending] = {}
+        self._online: dict[str, bool] = {}  # availability topic -> last seen online
         self._stale_alert: str | None = None
+        self.recent = RecentCommands(ctx.counters)  # a redelivered loadpoint command is answered, not re-applied
 
     def _strategy(self, cfg: LoadpointConfig, settings: Settings) -> Loadpoint:
         if self.ctx.config.strategy == "evcc":
@@ -70,6 +75,9 @@ class Controller:
         bus = self.ctx.bus
         bus.subscribe(topics.ALL_READINGS, m.Reading, self.on_reading)
         bus.subscribe(ALL_RESULTS, m.CommandResult, self.on_result)
+        # a bridge (re)starting misses what was sent before it subscribed: re-send when it is back
+        bus.subscribe(SERVICE_AVAILABILITY, bytes, self.on_availability)
+        bus.subscribe(topics.ALL_DEVICE_AVAILABILITY, bytes, self.on_availability)
         for lp in self.loadpoints:
             bus.subscribe(topics.loadpoint_command(lp.cfg.id), m.Command, self.on_loadpoint_command)
 
@@ -113,19 +121,60 @@ class Controller:
         if count <= 20 or count % 100 == 0:
             self.ctx.log.warning("reading not usable", device=ref, problem=why, rejected_total=count)
 
+    def on_availability(self, msg: Message[bytes]) -> None:
+        parsed = topics.parse(msg.topic)
+        online = msg.payload.strip() == m.ONLINE.encode()
+        was = self._online.get(msg.topic)
+        self._online[msg.topic] = online
+        if not online or was is True:
+            return
+        # wattbus/v1/service/<source>/<instance>/availability names the bridge (the service),
+        # wattbus/v1/device/<source>/<id>/availability one device of it
+        service_wide, source = parsed.area == "service", parsed.source
+        for lp in self.loadpoints:
+            lp_source, lp_device = split_ref(lp.cfg.charger)
+            if lp_source == source and (service_wide or parsed.ident == lp_device):
+                self.ctx.counters.inc("resends_on_online")
+                self.ctx.log.info("charger's bridge online: sending its setting again", loadpoint=lp.cfg.id,
+                                  topic=msg.topic)
+                self.sent[lp.cfg.id].forget()
+        for relay in self.relays:
+            r_source, r_device = split_ref(relay.cfg.device)
+            if r_source == source and (service_wide or parsed.ident == r_device):
+                self.relay_sent[relay.cfg.id] = (None, float("-inf"))
+        if self.site.grid_problem(self.site.now()) is None:
+            self.cycle(self.site.now())
+
     def on_result(self, msg: Message[m.CommandResult]) -> None:
         result = msg.payload
-        if result.request_id is None or self._pending.pop(result.request_id, None) is None:
+        pending = self._pending.pop(result.request_id, None) if result.request_id is not None else None
+        if pending is None:
             return
-        self._count_result(result)
+        self._count_result(result, pending)
 
-    def _count_result(self, result: m.CommandResult) -> None:
+    def _count_result(self, result: m.CommandResult, pending: Pending) -> None:
         if result.status == "ok":
             self.ctx.counters.inc("commands_ok")
-        else:
-            self.ctx.counters.inc(f"commands_{result.status}")
-            self.ctx.log.warning("command not applied", command=result.command, target=result.target,
-                                 status=result.status, message=result.message)
+            return
+        self.ctx.counters.inc(f"commands_{result.status}")
+        self.ctx.log.warning("command not applied", command=result.command or pending.tag, target=pending.ref,
+                             status=result.status, reason=result.message or "(no reason given)")
+        lp = next((lp for lp in self.loadpoints if lp.cfg.id == pending.loadpoint), None)
+        if lp is None:
+            return  # a relay: its readings show the mismatch, and _apply_relay re-sends after 30 s
+        now = self.site.now()
+        sent = self.sent[lp.cfg.id]
+        view = self.site.chargers.get(lp.cfg.charger, ChargerView())
+        if result.status == "timeout":
+            sent.forget()  # maybe lost on the way: the next decision sends the setting again
+            return
+        # refused: the charger kept its value. Believe its readings now, plan from them, and do
+        # not repeat this command before resync_s (a bridge that keeps refusing gets no storm)
+        sent.from_readings(view, now)
+        sent.blocked[pending.tag] = now + lp.cfg.resync_s
+        adopt_readings(lp.setting, view, pending.tag)
+        self.ctx.log.info("loadpoint re-synced from the charger's readings", loadpoint=lp.cfg.id,
+                          enabled=view.enabled, current_a=view.set_current_a, phases=view.phases)
 
     # ------------------------------------------------------------------ one decision
 
@@ -136,18 +185,26 @@ class Controller:
         consumers = sum(v.power_w or 0.0 for v in views.values())
         consumers += sum(r.draw_w(relay_views[r.cfg.id]) for r in self.relays)
         remaining = site.available_w(now, consumers)
+        # relays held on by their minimum on time keep drawing whatever the car does: not available
+        committed = sum(r.committed_w(now, relay_views[r.cfg.id]) for r in self.relays)
+        if remaining is not None:
+            remaining -= committed
         buffered, lendable = site.buffered_w(now), site.lendable_wh(now)
         problem = site.grid_problem(now)
+        import_w = max(0.0, site.grid_w or 0.0) if problem is None else 0.0
         self._alert(problem)
         self.ctx.counters.inc("cycles")
         for lp in self.loadpoints:
             view = views[lp.cfg.id]
-            setting = lp.decide(now, remaining, view, self.ctx.config.stale_action, problem or "", buffered, lendable)
+            setting = lp.decide(now, remaining, view, self.ctx.config.stale_action, problem or "", buffered, lendable,
+                                import_w)
             buffered = lendable = 0.0  # one loadpoint borrows from the battery, not each of them
             self._apply(lp, setting, view, now)
             self._publish_state(lp, setting, view, remaining, problem)
             if remaining is not None:
                 remaining -= lp.expected_power_w()
+        if remaining is not None:
+            remaining += committed  # the relays share what the loadpoints left, their own draw included
         for relay in self.relays:
             rview = relay_views[relay.cfg.id]
             on = relay.decide(now, remaining, rview)
@@ -180,13 +237,21 @@ class Controller:
             self.ctx.counters.inc("resyncs")
             commands = [m.SetPhases(phases=s.phases), m.SetChargeCurrent(current_a=s.current_a),
                         m.SetCharging(enabled=s.enabled)]
+        commands = [c for c in commands if not sent.is_blocked(str(c.__struct_config__.tag), now)]
         if not commands:
             return
         self.ctx.log.info("loadpoint setting", loadpoint=lp.cfg.id, enabled=s.enabled, current_a=s.current_a,
                           phases=s.phases, reason=s.reason)
         for command in commands:
-            self._send(lp.cfg.charger, command)
-        self.sent[lp.cfg.id] = Sent(s.enabled, s.current_a if s.enabled else sent.current_a, s.phases, now)
+            self._send(lp.cfg.charger, command, lp.cfg.id)
+            tag = command.__struct_config__.tag
+            if tag == PHASES:
+                sent.phases = s.phases
+            elif tag == CURRENT:
+                sent.current_a = s.current_a
+            elif tag == CHARGING:
+                sent.enabled = s.enabled
+        sent.at = now
 
     @staticmethod
     def _differs(s: Setting, view: ChargerView) -> bool:
@@ -205,23 +270,24 @@ class Controller:
         self._send(relay.cfg.device, m.SetRelay(on=on, channel=relay.cfg.channel))
         self.relay_sent[relay.cfg.id] = (on, now)
 
-    def _send(self, ref: str, command: m.CommandBase) -> None:
+    def _send(self, ref: str, command: m.CommandBase, loadpoint: str | None = None) -> None:
         self._requests += 1
         request_id = f"{self.ctx.name}-{self.ctx.instance}-{self._requests}"
         command = type(command)(**{**_fields(command), "request_id": request_id})
         source, device_id = split_ref(ref)
         topic = topics.device_command(source, device_id)
         self.ctx.counters.inc("commands_sent")
+        pending = Pending(ref, loadpoint, str(command.__struct_config__.tag))
         if self.ctx.config.command_replies == "response_topic":
-            asyncio.get_running_loop().create_task(self._request(topic, command))
+            asyncio.get_running_loop().create_task(self._request(topic, command, pending))
         else:
-            self._pending[request_id] = ref
+            self._pending[request_id] = pending
             if len(self._pending) > 1000:  # bridges that never answer must not grow this forever
                 self._pending.pop(next(iter(self._pending)))
             self.ctx.bus.publish(topic, command)
 
-    async def _request(self, topic: str, command: m.CommandBase) -> None:
-        self._count_result(await self.ctx.bus.request(topic, command, timeout=15.0))
+    async def _request(self, topic: str, command: m.CommandBase, pending: Pending) -> None:
+        self._count_result(await self.ctx.bus.request(topic, command, timeout=COMMAND_TIMEOUT_S), pending)
 
     def _publish_state(self, lp: Loadpoint, s: Setting, view: ChargerView, available: float | None,
                        problem: str | None) -> None:
@@ -242,14 +308,20 @@ class Controller:
         command = msg.payload
         tag = command.__struct_config__.tag
         fallback = topics.reply(self.ctx.name, self.ctx.instance, "loadpoint")
+        key = request_key(msg, command.request_id)
+        repeated = self.recent.recall(key)
+        if repeated is not None:  # a redelivery after a newer command must not undo it
+            self.ctx.bus.respond(msg, repeated, fallback)
+            return None
 
         def answer(status: m.CommandStatus, message: str = "", applied: dict[str, m.ExtraValue] | None = None) -> None:
             if status != "ok":
                 self.ctx.counters.inc("loadpoint_commands_rejected")
                 self.ctx.log.warning("loadpoint command rejected", loadpoint=lp_id, command=tag, reason=message)
-            self.ctx.bus.respond(msg, m.CommandResult(status=status, command=str(tag), target=lp_id,
-                                                      request_id=command.request_id, message=message,
-                                                      applied=applied or {}), fallback)
+            result = m.CommandResult(status=status, command=str(tag), target=lp_id, request_id=command.request_id,
+                                     message=message, applied=applied or {})
+            self.recent.remember(key, result)
+            self.ctx.bus.respond(msg, result, fallback)
 
         if lp is None:
             return answer("refused", f"unknown loadpoint {lp_id!r}")

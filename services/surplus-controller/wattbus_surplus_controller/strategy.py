@@ -20,6 +20,7 @@ from typing import Literal
 
 from .config import LoadpointConfig
 from .model import ChargerView, PhaseBudget, Phases, Setting, Settings, amps_for
+from .window import ImportWindow
 
 StaleAction = Literal["min_current", "stop"]
 
@@ -45,6 +46,8 @@ class Loadpoint:
         self._slow_w: float | None = None  # the surplus averaged over phase_tau_s (phase choice)
         self._fast_w: float | None = None  # ... and over raise_tau_s (current steps)
         self._round_w = 0.0  # half an amp step while the battery buffer may cover it, else 0
+        self.window = ImportWindow(cfg.allowance_window_s)  # metered import while charging in pv mode
+        self._import_w = 0.0
 
     # ------------------------------------------------------------------ helpers
 
@@ -145,11 +148,17 @@ class Loadpoint:
 
     def decide(self, now: float, available_w: float | None, charger: ChargerView,
                stale_action: StaleAction = "stop", stale_reason: str = "", buffered_w: float = 0.0,
-               buffer_wh: float = 0.0) -> Setting:
+               buffer_wh: float = 0.0, import_w: float = 0.0) -> Setting:
         """One decision. buffered_w: battery discharge the site's cloud buffer covers now;
-        buffer_wh: what that buffer holds (it may round the current up)."""
+        buffer_wh: what that buffer holds (it may round the current up); import_w: what the grid
+        meter shows imported now (booked against the hard allowance while charging in pv mode)."""
         dt = 0.0 if self._last_now is None else min(60.0, max(0.0, now - self._last_now))
         self._last_now = now
+        drawing = self.setting.enabled or (charger.power_w or 0.0) > 0.0
+        if self.settings.mode == "pv" and drawing and available_w is not None:
+            # the reading stands for the interval since the previous one (the controller sees no more)
+            self.window.book(now, self._import_w, dt)
+        self._import_w = max(0.0, import_w)
         rounding = 0 < self.cfg.round_from_buffer_wh <= buffer_wh
         self._round_w = self.cfg.voltage_v * self.setting.phases / 2.0 if rounding else 0.0
         self._smooth(dt, available_w)
@@ -177,11 +186,21 @@ class Loadpoint:
             return self._set(True, switched or f"minpv: {why}, surplus {available_w:.0f} W")
         return self._pv(now, dt, available_w, buffered_w)
 
+    def _window_left_wh(self, now: float, dt: float) -> float:
+        """Allowance left in the rolling window once the present import has run until a cut shows
+        (the next reading plus stop_lag_s), with all the charger draws as the worst case: a cloud
+        edge can take the whole surplus away between two readings."""
+        lag_h = (max(dt, 1.0) + self.cfg.stop_lag_s) / 3600.0
+        worst_w = max(self._import_w, self.expected_power_w())
+        return self.cfg.import_allowance_wh - self.window.used_wh(now) - worst_w * lag_h
+
     def _pv(self, now: float, dt: float, available_w: float, buffered_w: float = 0.0) -> Setting:
         s = self.setting
         cfg = self.cfg
         if not s.enabled:
             return self._pv_start(now, available_w)
+        if self._import_w > 0.0 and self._window_left_wh(now, dt) <= 0.0:
+            return self._safe_level(now, available_w)
         settling = now < self._settle_until
         # while the battery's cloud buffer carries a dip on 3p, riding it beats two phase switches
         carried = buffered_w > 0 and s.phases == 3 and self.cfg.buffer_holds_phases
@@ -216,6 +235,17 @@ class Loadpoint:
         self._deficit_wh = max(0.0, self._deficit_wh - refill * dt)
         self._deficit_since = None  # the dip is over; its energy stays booked until refilled
         return self._set(True, f"pv: {self._regulate(now, target)}, surplus {available_w:.0f} W")
+
+    def _safe_level(self, now: float, available_w: float) -> Setting:
+        """The hard limit is near: the largest setting that imports nothing, else stop."""
+        cfg = self.cfg
+        used = self.window.used_wh(now)
+        why = f"{used:.1f} of {cfg.import_allowance_wh:g} Wh import allowance used in {cfg.allowance_window_s:g} s"
+        fits = amps_for(available_w, cfg.voltage_v, self.setting.phases)
+        if fits >= self.settings.min_current_a:
+            self.setting.current_a, self._raise_since = self._clamp(fits), None
+            return self._set(True, f"pv: {why}: cut to {self.setting.current_a:g} A")
+        return self._stop(now, f"pv: {why}: stop")
 
     def _pv_start(self, now: float, available_w: float) -> Setting:
         cfg = self.cfg
