@@ -13,6 +13,7 @@ from msgspec import Meta
 from wattbus import codec, topics
 from wattbus import messages as m
 from wattbus.bus import Message
+from wattbus.commands import RecentCommands, request_key
 from wattbus.config import ServiceCommon
 from wattbus.runner import Service, ServiceContext, Subcommand
 
@@ -42,6 +43,7 @@ class Bridge:
         self.plants: list[Plant] = []
         self.locks: dict[int, asyncio.Lock] = {}  # a command never interleaves with a poll
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.recent = RecentCommands(ctx.counters)  # a redelivered request is answered, not executed again
         self.identified: Callable[[Plant], None] | None = None  # told once a plant's serial is known
 
     def add(self, cfg: InverterConfig) -> Plant:
@@ -127,22 +129,25 @@ class Bridge:
                                                         request_id=command.request_id,
                                                         message=f"{device_id} is not a controllable device here"))
             return
+        result, _ = await self.recent.once(request_key(msg, command.request_id),
+                                           lambda: self.execute(plant, device_id, name, command))
+        self.answer(msg, device_id, result)
+
+    async def execute(self, plant: Plant, device_id: str, name: str | None, command: m.CommandBase) -> m.CommandResult:
         try:
             async with self.locks[id(plant)]:
                 applied = await controls.execute(plant, command)
         except controls.CommandInvalid as exc:
-            result = m.CommandResult(status="invalid", command=name, target=device_id, request_id=command.request_id,
-                                     message=str(exc))
+            return m.CommandResult(status="invalid", command=name, target=device_id, request_id=command.request_id,
+                                   message=str(exc))
         except (DongleError, RuntimeError) as exc:
             self.ctx.counters.inc("commands_failed")
-            result = m.CommandResult(status="failed", command=name, target=device_id, request_id=command.request_id,
-                                     message=str(exc))
-        else:
-            self.ctx.counters.inc("commands_ok")
-            result = m.CommandResult(status="ok", command=name, target=device_id, request_id=command.request_id,
-                                     applied=applied)
-            self.publish(plant, set(self.ctx.devices))  # show the new settings at once
-        self.answer(msg, device_id, result)
+            return m.CommandResult(status="failed", command=name, target=device_id, request_id=command.request_id,
+                                   message=str(exc))
+        self.ctx.counters.inc("commands_ok")
+        self.publish(plant, set(self.ctx.devices))  # show the new settings at once
+        return m.CommandResult(status="ok", command=name, target=device_id, request_id=command.request_id,
+                               applied=applied)
 
     def parse_command(self, payload: bytes) -> m.CommandBase:
         raw: Any = codec.decode(payload, Any)  # PayloadError for anything that is not JSON text

@@ -7,6 +7,7 @@ import asyncio
 from wattbus import codec, topics
 from wattbus import messages as m
 from wattbus.bus import Message
+from wattbus.commands import RecentCommands, request_key
 from wattbus.runner import ServiceContext
 
 from .adopt import Fleet
@@ -21,6 +22,7 @@ async def run(ctx: ServiceContext[Config]) -> None:
     if not workers and not ctx.config.adopt:
         ctx.log.warning("no devices configured", hint="add [[goe-shelly-bridge.devices]] url = \"http://...\"")
     running: set[asyncio.Task[None]] = set()
+    recent = RecentCommands(ctx.counters)  # a QoS 1 redelivery is answered, not executed again
 
     async def on_command(msg: Message[bytes]) -> None:
         parsed = topics.parse(msg.topic)
@@ -41,7 +43,7 @@ async def run(ctx: ServiceContext[Config]) -> None:
                             fallback)
             return
         # Read-back can take seconds; run it beside the dispatcher so other devices' commands flow.
-        task = asyncio.create_task(_run_command(ctx, worker, device_id, command, msg, fallback))
+        task = asyncio.create_task(_run_command(ctx, worker, device_id, command, msg, fallback, recent))
         running.add(task)
         task.add_done_callback(running.discard)
 
@@ -51,8 +53,14 @@ async def run(ctx: ServiceContext[Config]) -> None:
 
 
 async def _run_command(ctx: ServiceContext[Config], worker: DeviceWorker, device_id: str, command: m.CommandBase,
-                       msg: Message[bytes], fallback: str) -> None:
-    result = await execute(worker, device_id, command)
+                       msg: Message[bytes], fallback: str, recent: RecentCommands) -> None:
+    result, repeated = await recent.once(request_key(msg, command.request_id),
+                                         lambda: execute(worker, device_id, command))
+    if repeated:
+        ctx.log.info("repeated request answered with its first result", device=device_id, command=result.command,
+                     request_id=command.request_id)
+        ctx.bus.respond(msg, result, fallback)
+        return
     ctx.counters.inc(f"commands_{result.status}")
     if result.status != "ok":
         ctx.log.info("command not applied", device=device_id, command=result.command, status=result.status,

@@ -9,6 +9,7 @@ from wattbus import messages as m
 from wattbus import topics
 from wattbus.adoption import Adoption, Decision
 from wattbus.bus import Message
+from wattbus.commands import RecentCommands, request_key
 from wattbus.runner import ServiceContext
 
 from . import commands
@@ -31,6 +32,7 @@ class Bridge:
         self.pollers: dict[str, asyncio.Task[None]] = {}
         self.adopted: dict[str, asyncio.Task[None]] = {}  # announced device id -> its endpoint task
         self.polled_as: dict[str, str] = {}  # announced device id -> id the device reported itself
+        self.recent = RecentCommands(ctx.counters)  # a redelivered request is answered, not executed again
         self.adoption = Adoption(["sunspec"], enabled=ctx.config.adopt, deny=ctx.config.deny,
                                  counters=ctx.counters, log=ctx.log.child("adoption"))
 
@@ -139,7 +141,9 @@ class Bridge:
                                      request_id=command.request_id,
                                      message=f"{target!r} is not a SunSpec device of this bridge")
         else:
-            result = await commands.execute(device, command)
+            sunspec = device
+            result, _ = await self.recent.once(request_key(msg, command.request_id),
+                                               lambda: commands.execute(sunspec, command))
         self.ctx.bus.respond(msg, result, topics.device_result(self.ctx.name, topics.slug(target) or "unknown"))
 
 
