@@ -43,7 +43,7 @@ def _write(method: str, summary: str, tag: str, schema: dict[str, Any] | None) -
 @cache
 def document() -> dict[str, Any]:
     from .api import LimitsBody, ModeBody  # the schemas live beside their handlers
-    from .setup_api import ManualDevice
+    from .setup_probe import ManualDevice
     from .setup_roles import RoleBody
     (command, mode, limits, _result, role, manual), components = msgspec.json.schema_components(
         [m.Command, ModeBody, LimitsBody, m.CommandResult, RoleBody, ManualDevice],
@@ -77,8 +77,10 @@ def document() -> dict[str, Any]:
                      "setup", section)},
         "/api/v1/setup/devices": {
             **_get("devices on the bus with their roles, and what discovery found", "setup"),
-            **_write("post", "add a device by hand (connect check first) to its bridge's section", "setup",
-                     manual)},
+            **_write("post", "add a device by hand to its bridge's section after its bridge read it once "
+                             "(probe_device; save_anyway skips the check)", "setup", manual)},
+        "/api/v1/setup/probe": _write("post", "read a device once through its bridge (nothing saved): identity "
+                                              "and readings, or the problem next to its field", "setup", manual),
         "/api/v1/setup/devices/{device_id}/adopt": _write("post", "adopt a discovered device", "setup", None),
         "/api/v1/setup/devices/{device_id}/ignore": _write("post", "ignore it (the bridge's deny list)", "setup",
                                                            None),

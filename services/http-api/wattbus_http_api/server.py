@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import api, givtcp, meterhub, setup_api
+from . import api, givtcp, meterhub, setup_api, setup_probe
 from .site import Site
 from .web import MAX_BODY, SITE, ApiError, reject
 
@@ -50,6 +50,7 @@ def build_app(site: Site) -> web.Application:
     app[SITE] = site
     app.add_routes(api.routes())
     app.add_routes(setup_api.routes())
+    app.add_routes(setup_probe.routes(setup_api.BASE))
     app.add_routes([web.get("/ui", ui_redirect), web.get("/ui/", ui_index), web.get("/ui/setup", ui_setup),
                     web.static("/ui/static", STATIC)])
     app.add_routes(givtcp.routes())

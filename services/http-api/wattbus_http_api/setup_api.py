@@ -9,16 +9,15 @@ import asyncio
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from aiohttp import web
-from msgspec import Meta, Struct
 from wattbus.config import ConfigError
 from wattbus.settings import Settings
 
 from .config import Config
-from .setup_roles import CONTROLLER, RoleBody, RoleError, assign, check_body, roles_of
+from .setup_roles import CONTROLLER, RoleBody, RoleError, assign, breaker_problem, check_body, effective_max_a, roles_of
 from .site import Site
 from .web import convert, json_response, read_json, reject, require_write, site_of
 
@@ -26,17 +25,6 @@ BASE = "/api/v1/setup"
 SELF = "http-api"
 HELP = tomllib.loads((Path(__file__).parent / "data" / "settings_help.toml").read_text())
 _WHERE = re.compile(r"^config \[[^\]]+\] ([^\s=(]+)")
-
-
-class ManualDevice(Struct, kw_only=True, forbid_unknown_fields=True):
-    """POST /api/v1/setup/devices: a device discovery cannot find (another subnet, a serial port)."""
-
-    protocol: str
-    host: str | None = None
-    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
-    unit_id: Annotated[int, Meta(ge=0, le=255)] = 1
-    serial_port: str | None = None  # /dev/ttyUSB0 or socket://host:port (serial protocols)
-    key: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")] = "meter"
 
 
 def _settings(request: web.Request) -> Settings:
@@ -79,9 +67,7 @@ async def _apply(request: web.Request, section: str, config: Any) -> dict[str, A
         asyncio.get_running_loop().call_later(1.0, lambda: asyncio.ensure_future(
             site.setup.commands.reload(SELF, site.ctx.instance, site.config.setup.reload_timeout_s)))
         return {"status": "ok", "message": "http-api restarts in a second to apply listener/access changes"}
-    instance = getattr(config, "instance", "main")
-    if instance == "auto":
-        return {"status": "refused", "message": f"[{section}] instance = \"auto\": restart its replicas to apply"}
+    instance = getattr(config, "instance", "main")  # "auto": every replica, on service/<name>/all/command
     result = await site.setup.commands.reload(section, instance, site.config.setup.reload_timeout_s)
     return msgspec.to_builtins(result)  # type: ignore[no-any-return]
 
@@ -125,6 +111,9 @@ async def put_section(request: web.Request) -> web.Response:
         raise reject(request, 400, f"the body must be a JSON object with the [{name}] keys", "body")
     async with site_of(request).setup.lock:
         settings = _settings(request)
+        problem = breaker_problem(body, _breakers(settings)) if name == CONTROLLER else None
+        if problem is not None:
+            raise reject(request, 400, str(problem), problem.where)
         try:
             config = settings.put_section(name, body)
         except ConfigError as exc:
@@ -203,66 +192,6 @@ async def adopt_or_ignore(request: web.Request) -> web.Response:
                           "bridge": spec.bridge, "applied": await _apply(request, spec.bridge, config)})
 
 
-async def _reachable(host: str, port: int, timeout_s: float) -> str | None:
-    """None when a TCP connection opens, else why not (for the person)."""
-    try:
-        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
-    except TimeoutError:
-        return f"no answer within {timeout_s:g} s"
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    writer.close()
-    return None
-
-
-async def add_device(request: web.Request) -> web.Response:
-    require_write(request)
-    site = site_of(request)
-    body = convert(request, await read_json(request), ManualDevice)
-    spec = site.setup.bridges.get(body.protocol)
-    if spec is None:
-        raise reject(request, 400, f"unknown protocol {body.protocol!r}; one of: {', '.join(site.setup.bridges)}",
-                     "$.protocol")
-    timeout = site.config.setup.probe_timeout_s
-    if spec.serial:
-        where, target = "$.serial_port", body.serial_port or ""
-        if target.startswith("socket://"):
-            host, _, port_text = target[len("socket://"):].rpartition(":")
-            problem = await _reachable(host, int(port_text), timeout) if port_text.isdigit() and host \
-                else "use socket://host:port"
-        elif target.startswith("/dev/"):
-            problem = None if Path(target).exists() else "no such device file"
-        else:
-            problem = "give a serial device (/dev/ttyUSB0) or socket://host:port"
-        values: dict[str, Any] = {"serial_port": target, "key": body.key}
-    else:
-        where = "$.host"
-        if not body.host:
-            raise reject(request, 400, f"{body.protocol} devices are added by host (and port)", where)
-        port = body.port or spec.port or 0
-        problem = await _reachable(body.host, port, timeout)
-        target = f"{body.host}:{port}"
-        values = {"host": body.host, "port": port, "unit_id": body.unit_id}
-    if problem is not None:
-        raise reject(request, 400, f"cannot reach {target}: {problem}; check the address and that the device "
-                                   "is switched on", where)
-    entry = spec.new_entry(values)
-    async with site.setup.lock:
-        settings = _settings(request)
-        section = settings.section(spec.bridge)
-        items = section.get(spec.list_key, [])
-        if entry in items:
-            raise reject(request, 400, f"{target} is already configured in [{spec.bridge}] {spec.list_key}", where)
-        section[spec.list_key] = [*items, entry]
-        try:
-            config = settings.put_section(spec.bridge, section)
-        except ConfigError as exc:
-            raise _config_error(request, exc) from None
-        _save(request, settings)
-    return json_response({"bridge": spec.bridge, "entry": entry, "applied": await _apply(request, spec.bridge, config)},
-                         201)
-
-
 # ------------------------------------------------------------------ roles
 
 async def set_role(request: web.Request) -> web.Response:
@@ -298,14 +227,18 @@ async def set_role(request: web.Request) -> web.Response:
     applied = {SELF: await _apply(request, SELF, own_config)}
     if controller_config is not None:
         applied[CONTROLLER] = await _apply(request, CONTROLLER, controller_config)
-    return json_response({"ref": ref, "role": body.role, "saved": str(settings.path), "applied": applied})
+    answer: dict[str, Any] = {"ref": ref, "role": body.role, "saved": str(settings.path), "applied": applied}
+    if body.role == "charger" and effective_max_a(body) < body.max_current_a:
+        answer["note"] = (f"max_current_a {body.max_current_a:g} A is above the circuit breaker "
+                          f"({body.breaker_a:g} A): the controller offers at most {effective_max_a(body):g} A")
+    return json_response(answer)
 
 
 def routes() -> list[web.RouteDef]:
     return [
         web.get(BASE, overview),
         web.get(f"{BASE}/sections/{{section}}", get_section), web.put(f"{BASE}/sections/{{section}}", put_section),
-        web.get(f"{BASE}/devices", list_devices), web.post(f"{BASE}/devices", add_device),
+        web.get(f"{BASE}/devices", list_devices),
         web.post(f"{BASE}/devices/{{device_id}}/{{action:adopt|ignore}}", adopt_or_ignore),
         web.put(f"{BASE}/roles/{{source}}/{{device_id}}", set_role),
     ]

@@ -60,11 +60,29 @@ def check_body(body: RoleBody, kind: str | None, ref: str) -> None:
         if body.min_current_a > body.max_current_a:
             raise RoleError(f"min_current_a {body.min_current_a:g} A is above max_current_a "
                             f"{body.max_current_a:g} A", "$.min_current_a")
-        if body.breaker_a is not None and body.max_current_a > body.breaker_a:
-            raise RoleError(f"max_current_a {body.max_current_a:g} A is above the circuit breaker "
-                            f"({body.breaker_a:g} A)", "$.max_current_a")
+        if body.breaker_a is not None and body.min_current_a > body.breaker_a:
+            raise RoleError(f"min_current_a {body.min_current_a:g} A is above the circuit breaker "
+                            f"({body.breaker_a:g} A): this circuit cannot charge at all", "$.min_current_a")
     if body.role == "relay" and body.power_w is None:
         raise RoleError("a surplus relay needs power_w: what the load draws when on", "$.power_w")
+
+
+def effective_max_a(body: RoleBody) -> float:
+    """What the controller may offer: the charger's maximum, capped by the circuit breaker. The
+    controller reads only `max_current_a` (it has no breaker key), so the cap is written there."""
+    if body.breaker_a is None:
+        return body.max_current_a
+    return min(body.max_current_a, body.breaker_a)
+
+
+def breaker_problem(controller: dict[str, Any], breakers: dict[str, Any]) -> RoleError | None:
+    """A loadpoint set (by hand or REST) to more than the breaker the wizard knows for its circuit."""
+    for index, lp in enumerate(controller.get("loadpoints", [])):
+        limit, wanted = breakers.get(str(lp.get("id"))), lp.get("max_current_a", 16.0)
+        if isinstance(limit, int | float) and isinstance(wanted, int | float) and wanted > limit:
+            return RoleError(f"loadpoint {lp.get('id')}: max_current_a {wanted:g} A is above its circuit breaker "
+                             f"({limit:g} A, [http-api.setup.breakers])", f"$.loadpoints.{index}.max_current_a")
+    return None
 
 
 def unassign(controller: dict[str, Any], site: dict[str, Any], ref: str) -> None:
@@ -117,7 +135,7 @@ def assign(controller: dict[str, Any], site: dict[str, Any], breakers: dict[str,
         loadpoints = [lp for lp in controller.get("loadpoints", []) if lp.get("id") != lp_id]
         tuning = {key: getattr(body, key) for key in TUNING if getattr(body, key) is not None}
         loadpoints.append({**kept, "id": lp_id, "charger": ref, "mode": body.mode,
-                           "min_current_a": body.min_current_a, "max_current_a": body.max_current_a,
+                           "min_current_a": body.min_current_a, "max_current_a": effective_max_a(body),
                            "phases": body.phases, **tuning})
         controller["loadpoints"] = loadpoints
         site.setdefault("chargers", []).append(ref)

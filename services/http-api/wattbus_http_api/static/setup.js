@@ -193,20 +193,61 @@ async function load() {
   document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
 }
 
-$("manual").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const form = $("manual");
+function manualBody() {
   const body = { protocol: $("manual-protocol").value };
   if ($("manual-host").value) body.host = $("manual-host").value;
   if ($("manual-port").value) body.port = Number($("manual-port").value);
   if ($("manual-unit").value) body.unit_id = Number($("manual-unit").value);
   if ($("manual-serial").value) body.serial_port = $("manual-serial").value;
+  if ($("manual-anyway").checked) body.save_anyway = true;
+  return body;
+}
+
+// What the bridge read once: each device it found, with its values in SI units.
+function showValues(probe) {
+  const box = $("manual-values");
+  box.replaceChildren();
+  if (!probe || !probe.devices) return;
+  for (const dev of probe.devices) {
+    const card = el("div", { class: "dev", "data-probed": dev.device_id });
+    card.append(el("strong", {}, dev.device_id), el("span", { class: "muted" },
+      [dev.kind, dev.manufacturer, dev.model, dev.serial && "serial " + dev.serial].filter(Boolean).join(" · ")));
+    const reading = (probe.readings || []).find((r) => r.device_id === dev.device_id);
+    if (reading) {
+      const list = el("ul", { class: "values" });
+      for (const [k, v] of Object.entries(reading)) {
+        if (v === null || typeof v === "object" || k === "device_id" || k === "kind") continue;
+        list.append(el("li", { "data-key": k }, `${k.replace(/_/g, " ")}: ${v}`));
+      }
+      card.append(list);
+    }
+    box.append(card);
+  }
+}
+
+async function manualSend(path, verb) {
+  const form = $("manual");
   const result = form.querySelector("[data-result]");
-  result.textContent = "checking…";
-  const { ok, doc } = await call("POST", "/api/v1/setup/devices", body);
-  if (ok) { result.textContent = `added to ${doc.bridge} · ` + appliedText(doc.applied); result.dataset.result = "ok"; await load(); }
-  else { result.textContent = ""; result.dataset.result = "error"; showError(form, doc); }
-});
+  form.querySelectorAll(".error").forEach((e) => { e.textContent = ""; });
+  result.dataset.result = "";
+  result.textContent = "asking the bridge to read it…";
+  $("manual-values").replaceChildren();
+  const { ok, doc } = await call("POST", path, manualBody());
+  showValues(doc.probe);
+  if (ok) {
+    const applied = doc.applied ? " · " + appliedText(doc.applied) : "";
+    result.textContent = `${verb} (${doc.bridge}): ${doc.probe ? doc.probe.message : doc.problem || ""}${applied}`;
+    result.dataset.result = "ok";
+    if (doc.applied) await load();
+  } else {
+    result.textContent = "";
+    result.dataset.result = "error";
+    showError(form, doc);
+  }
+}
+
+$("manual").addEventListener("submit", (event) => { event.preventDefault(); manualSend("/api/v1/setup/devices", "added"); });
+$("manual-check").addEventListener("click", () => manualSend("/api/v1/setup/probe", "read"));
 
 load();
 // Until devices show up (a bridge just started), look again; after that only actions reload,
