@@ -1,8 +1,9 @@
 """The async bus client: one per service, on paho-mqtt (MQTT v5).
 
-paho runs the network in its own thread and reconnects by itself with a doubling backoff
-(`reconnect_min_s` .. `reconnect_max_s`); messages are handed to the asyncio loop, decoded into
-contract Structs and dispatched to handlers. After every reconnect the client subscribes again and
+paho's protocol code runs on the service's own asyncio loop (mqtt_loop.py: no network thread, so
+no per-message hand-over between threads) and reconnects with a doubling backoff
+(`reconnect_min_s` .. `reconnect_max_s`); messages are decoded into contract Structs and
+dispatched to handlers. After every reconnect the client subscribes again and
 re-publishes the retained state it owns (meta, availability, status), so a broker that restarted
 without persistence gets it back. Outgoing QoS 1 messages wait in paho's bounded queue while the
 broker is away.
@@ -33,6 +34,7 @@ from . import messages as m
 from .config import BusConfig
 from .counters import Counters
 from .log import Logger, get_logger
+from .mqtt_loop import LoopClient, LoopDriver
 
 T = TypeVar("T")
 
@@ -99,7 +101,7 @@ class Bus:
         self._pending: dict[bytes, asyncio.Future[m.CommandResult]] = {}
         self._reply_topic: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # paho's thread appends here and wakes the loop once per batch, not once per message.
+        # paho's read callback appends here and wakes the dispatcher once per batch.
         self._inbox: deque[mqtt.MQTTMessage] = deque()
         self._inbox_ready = asyncio.Event()
         self._wake_pending = False
@@ -108,7 +110,7 @@ class Bus:
         self._connected = asyncio.Event()
         self._ever_connected = False
 
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        client = LoopClient(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
         password = config.resolved_password()
         user = config.username or service  # one broker user per service
         if password is not None or config.username:
@@ -118,14 +120,14 @@ class Bus:
                            cert_reqs=ssl.CERT_REQUIRED)
         if will:
             client.will_set(will[0], will[1], qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=max(1, int(config.reconnect_min_s)),
-                                   max_delay=max(1, int(config.reconnect_max_s)))
         client.max_queued_messages_set(config.max_queued_messages)
         client.max_inflight_messages_set(config.max_inflight_messages)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self._client = client
+        self._driver = LoopDriver(client, config.host, config.port, config.keepalive_s,
+                                  max(1.0, config.reconnect_min_s), max(1.0, config.reconnect_max_s), self.log)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -143,7 +145,7 @@ class Bus:
             props.SessionExpiryInterval = self.config.session_expiry_s
         self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s,
                                    clean_start=not persistent, properties=props)
-        self._client.loop_start()
+        self._driver.start()
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         try:
@@ -155,12 +157,12 @@ class Bus:
     async def stop(self, final: list[tuple[str, bytes]] | None = None, timeout: float = 3.0) -> None:
         """Publish the final retained messages (an explicit `offline`), wait for them, disconnect."""
         infos = [self._client.publish(topic, payload, qos=1, retain=True) for topic, payload in final or []]
-        loop = asyncio.get_running_loop()
-        for info in infos:
-            if self.connected:
-                await loop.run_in_executor(None, info.wait_for_publish, timeout)
-        self._client.disconnect()
-        await loop.run_in_executor(None, self._client.loop_stop)
+        deadline = asyncio.get_running_loop().time() + timeout
+        # The loop itself carries the PUBACKs now: wait by yielding to it, not by blocking a thread.
+        while (self.connected and not all(i.is_published() for i in infos)
+               and asyncio.get_running_loop().time() < deadline):
+            await asyncio.sleep(0.01)
+        await self._driver.stop(timeout)
         if self._dispatcher:
             self._dispatcher.cancel()
 
@@ -241,11 +243,12 @@ class Bus:
 
     def subscribe_in_network_thread(self, subscription: str, callback: Callable[[str, bytes], None],
                                     qos: int = 1) -> None:
-        """Call callback(topic, payload) in paho's network thread, before the QoS 1 PUBACK goes out.
+        """Call callback(topic, payload) inside paho's read path, before the QoS 1 PUBACK goes out.
 
         For consumers that must own a message before the broker forgets it (the influx-writer
-        spools it) and that cannot afford the hop to the event loop per message. The callback
-        must be quick and thread-safe; matching messages are not dispatched to async handlers.
+        spools it) without the dispatcher's per-message cost. It runs on the event loop's thread
+        (the name is from when paho had a thread of its own), so it must be quick and never block;
+        matching messages are not dispatched to async handlers.
         """
         sub = _Subscription(subscription, bytes, _never_called, qos, network_callback=callback)
         self._network_subs.append(sub)
@@ -315,6 +318,7 @@ class Bus:
         else:
             self.log.info("connected to broker", host=self.config.host, port=self.config.port)
         self._ever_connected = True
+        self._driver.connected()
         if self._loop:
             self._loop.call_soon_threadsafe(self._connected.set)
 
@@ -339,7 +343,7 @@ class Bus:
         self._inbox.append(message)
         if not self._wake_pending and self._loop:
             self._wake_pending = True
-            self._loop.call_soon_threadsafe(self._wake)
+            self._wake()  # on the loop's thread (mqtt_loop.py): no self-pipe round trip
 
     def _wake(self) -> None:
         self._wake_pending = False
