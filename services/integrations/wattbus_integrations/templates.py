@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
-import aiohttp
 from wattbus import messages as m
 from wattbus.bus import Bus
 from wattbus.counters import Counters
 from wattbus.log import Logger
 
 from . import model
-from .http_push import HttpPusher
 from .render import HttpOut, MqttOut, render
 from .rules import Rule
+
+if TYPE_CHECKING:  # aiohttp (~10 MB RSS) is imported only when a rule pushes over HTTP
+    import aiohttp
+
+    from .http_push import HttpPusher
 
 
 class Templates:
@@ -28,6 +32,8 @@ class Templates:
         self._mqtt_last: dict[tuple[str, str], float] = {}
 
     def start(self, session: aiohttp.ClientSession) -> list[asyncio.Task[None]]:
+        from .http_push import HttpPusher  # only with HTTP rules: it brings in aiohttp
+
         tasks: list[asyncio.Task[None]] = []
         for rule in self.rules:
             if rule.spec.http:
