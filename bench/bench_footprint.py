@@ -253,12 +253,15 @@ def scenario(name: str, env: dict[str, str], services: list[str], tmp: Path, *, 
 
 
 def import_costs(services: list[str]) -> list[tuple[str, float, float]]:
-    """Per service: import time of its __main__ and the interpreter's RSS right after (MB)."""
+    """Per service: import time of its __main__ and the interpreter's RSS right after (MB).
+
+    VmRSS of the child itself: ru_maxrss survives fork + exec on Linux, so it reported this
+    benchmark's own peak (159 MB for every service) instead of the fresh interpreter's."""
     rows = []
     for name in services:
         module = "wattbus_" + name.replace("-", "_")
-        code = (f"import time,resource;t=time.perf_counter();import {module}.__main__;"
-                "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024)")
+        code = (f"import time;t=time.perf_counter();import {module}.__main__;d=time.perf_counter()-t;"
+                "print(d, next(int(v.split()[1]) for v in open('/proc/self/status') if v.startswith('VmRSS:'))/1024)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         if out.returncode == 0:
             seconds, rss = out.stdout.split()
