@@ -107,3 +107,30 @@ async def test_writer_restart_loses_nothing(broker: Mosquitto, influxdb: InfluxD
     await pub.stop()
     await admin.stop()
     assert writer.stop() == 0, writer.output()
+
+
+async def test_sigkill_with_readings_in_memory_loses_nothing(broker: Mosquitto, influxdb: InfluxDB1, tmp_path: Path,
+                                                             start_service: Callable[..., Any]) -> None:
+    """PUBACKs wait until a batch is stored: readings the killed writer held in memory come back
+    from the broker at the next start and are stored once (rewriting a point is idempotent)."""
+    db = "v1_sigkill"
+    normal = write_config(tmp_path, "normal", url=influxdb.url, api="v1", database=db, create_database=True,
+                          instance="sigkill", share_group="iw-sigkill")
+    holding = write_config(tmp_path, "holding", url=influxdb.url, api="v1", database=db, instance="sigkill",
+                           share_group="iw-sigkill", batch_size=1_000_000, flush_interval_s=60, idle_flush_s=0)
+    writer, watch, admin, pub, _base = await _start(broker, start_service, normal, "sigkill")
+    assert writer.stop() == 0, writer.output()  # the session and its subscription stay on the broker
+    writer = start_service(MODULE, "--config", str(holding), env=writer_env(broker))
+    await until(lambda: "ingest connected" in writer.output(), 30, "the holding writer connected")
+    publish(pub, meter_readings(1500, "meter-sigkill"))
+    await until(lambda: watch.counter("received", "sigkill") == 1500, 60, "1500 readings in the writer")
+    assert influx_count(influxdb, db, "meter-sigkill") == 0  # all of them only in the writer's memory
+    writer.proc.kill()
+    writer.proc.wait(10)
+
+    writer = start_service(MODULE, "--config", str(normal), env=writer_env(broker))
+    await until(lambda: influx_count(influxdb, db, "meter-sigkill") == 1500, 60, "1500 points after the restart")
+    await until(lambda: watch.counter("received", "sigkill") >= 1500, 30, "the broker re-sent them")
+    await pub.stop()
+    await admin.stop()
+    assert writer.stop() == 0, writer.output()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from wattbus.config import ConfigError, LoadedConfig
 from wattbus.runner import Service, ServiceContext, Subcommand
 
 from . import lineproto
-from .config import SESSION_EXPIRY_S, Config
+from .config import Config
+from .ingest import Ingest
 from .pipeline import Pipeline
 from .sink import Sink
 from .spool import DeadLetters, Spool
@@ -36,20 +38,26 @@ async def run(ctx: ServiceContext[Config]) -> None:
                        ctx.log.child("dead-letter"))
     async with Sink(cfg) as sink:
         pipeline = Pipeline(cfg, sink, spool, dead, ctx.counters, ctx.log)
-
-        # The per-filter callback takes the messages in paho's network thread, so a reading is
-        # in the batch or the spool before its PUBACK goes out, and skips the per-message hop to
-        # the event loop. The bus client renews the (shared, persistent) subscription after
-        # every reconnect.
-        for sub in cfg.subscription_list():
-            ctx.bus.subscribe_in_network_thread(sub, pipeline.on_message, qos=1)
+        ingest = Ingest(ctx.bus.config, client_id=f"{ctx.bus.client_id}-ingest",
+                        username=ctx.bus.config.username or NAME, filters=cfg.subscription_list(),
+                        session_expiry_s=cfg.session_expiry_s, receive_maximum=cfg.receive_maximum,
+                        on_publish=pipeline.on_message, on_acks=pipeline.on_acks, counters=ctx.counters,
+                        log=ctx.log.child("ingest"))
+        pipeline.acknowledge = ingest.acknowledge
         ctx.log.info("writing readings", target=sink.target, subscriptions=cfg.subscription_list(),
-                     spool=str(spool.dir), spool_points=spool.points, session_expiry_s=ctx.bus.config.session_expiry_s)
+                     spool=str(spool.dir), spool_points=spool.points, session_expiry_s=cfg.session_expiry_s)
+        receiving = asyncio.create_task(ingest.run(), name="influx-writer-ingest")
         try:
             await pipeline.run()
         finally:
-            # run() is cancelled at shutdown; a fresh task saves the batch in memory.
+            # run() is cancelled at shutdown. Stop reading, store and acknowledge what is in
+            # memory, then say goodbye: the broker keeps everything later for the next start.
+            ingest.pause()
             await asyncio.create_task(pipeline.close())
+            await asyncio.create_task(ingest.close())
+            receiving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiving
             ctx.log.info("writer closed", **{k: ctx.counters.get(k) for k in ("received", "written", "spooled")})
 
 
@@ -101,8 +109,7 @@ def _spool(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
 SERVICE = Service(NAME, Config, run, "Every reading on the bus into InfluxDB (v1 /write or v2 API), without loss",
                   subcommands=(Subcommand("encode", "print the line protocol for readings", _encode_args, _encode),
-                               Subcommand("spool", "show the spool and the dead letters", _spool_args, _spool)),
-                  session_expiry_s=SESSION_EXPIRY_S)
+                               Subcommand("spool", "show the spool and the dead letters", _spool_args, _spool)))
 
 
 def main() -> int:

@@ -47,6 +47,10 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # what to store
     subscriptions: list[str] = field(default_factory=lambda: [topics.ALL_READINGS])
     share_group: str = "influx-writer"  # "" = plain subscription (every instance gets everything)
+    # the ingest connection (ingest.py): how long the broker keeps our session and readings while
+    # we are away, and how many unacknowledged readings it may send us (bounds our memory)
+    session_expiry_s: Annotated[int, Meta(ge=0, le=0xFFFFFFFF)] = SESSION_EXPIRY_S
+    receive_maximum: Annotated[int, Meta(ge=1, le=65535)] = 20000
 
     def __post_init__(self) -> None:
         # `docker compose --scale` starts identical replicas: "@hostname" gives each its own

@@ -1,18 +1,19 @@
 """Bus messages -> line protocol -> batches -> the database, with spool and dead letters.
 
-Decoding and encoding run in the MQTT network thread, inside the message callback: paho sends the
-QoS 1 PUBACK only after the callback returns, so once the writer is closing every message that
-arrives goes straight to the on-disk spool before it is acknowledged. One asyncio task flushes
-batches (by size or age), writes them, and replays the spool oldest first; while the spool holds
-anything, new batches join its tail so points reach the server in arrival order.
+Readings arrive from the ingest connection (ingest.py) in the event loop, a socket read at a
+time; each is decoded and encoded at once and its line protocol joins the batch, together with
+the PUBACKs of its socket read (AckTokens). One asyncio task flushes batches (by size or age),
+writes them, and replays the spool oldest first; while the spool holds anything, new batches join
+its tail so points reach the server in arrival order. A batch's PUBACKs go out only when the whole
+batch was written or spooled: until then the broker still holds every reading in it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
+from collections.abc import Callable
 
 import msgspec
 from wattbus import messages as m
@@ -22,6 +23,7 @@ from wattbus.log import Logger
 
 from . import lineproto
 from .config import Config
+from .ingest import AckToken
 from .sink import Outcome, Sink
 from .spool import DeadLetters, Spool
 
@@ -35,21 +37,22 @@ class Pipeline:
         self.dead = dead
         self.counters = counters
         self.log = log
+        # Called with the AckTokens of readings that are now safe (written or spooled).
+        self.acknowledge: Callable[[list[AckToken]], None] = lambda _tokens: None
         self._decoder = msgspec.json.Decoder(m.Reading)
         self._encoder = lineproto.LineEncoder()
         # topic -> (source, device id, site id or None), parsed once per device: the topics repeat
         # with every reading. The site comes from a central broker's `sites/<site_id>/` prefix.
-        self._topics: dict[str, tuple[str, str, str | None]] = {}
-        # Per-message tallies kept by the network thread alone (plain ints, no lock per message);
-        # `sync_counters` copies them into the service counters once per cycle.
+        self._topics: dict[bytes, tuple[str, str, str | None]] = {}
+        # Per-message tallies as plain ints; `sync_counters` copies them into the service
+        # counters once per cycle (a locked counter per message costs more than the rest).
         self._received = 0
         self._points = 0
         self._mismatched = 0
-        self._lock = threading.Lock()
         self._batch: list[str] = []
+        self._acks: list[AckToken] = []
         self._batch_since = 0.0  # wall-clock arrival of the batch's first line (for lag)
         self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._wake_pending = False
         self._retry_at = 0.0
@@ -57,13 +60,12 @@ class Pipeline:
         self._down_since: float | None = None
         self._database_ready = config.api != "v1" or not config.create_database
 
-    # ------------------------------------------------------------------ intake (MQTT network thread)
+    # ------------------------------------------------------------------ intake
 
-    def on_message(self, topic: str, payload: bytes) -> None:
+    def on_message(self, topic: bytes, payload: bytes) -> None:
         """One reading from the bus. Never raises: bad input is dead-lettered with the reason.
 
-        This runs in paho's network thread, which also reads every message and sends every PUBACK:
-        each microsecond here is taken from the writer's message rate, hence the caches."""
+        Runs once per reading on the writer's hot path, hence the caches and plain-int tallies."""
         self._received += 1
         try:
             origin = self._topics.get(topic)
@@ -73,89 +75,96 @@ class Pipeline:
             lines = self._encoder.encode(reading, origin[0], origin[1], origin[2])
         except (topics.TopicError, msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError,
                 lineproto.EncodeError) as exc:
-            self.dead.add(f"payload: {exc}", topic=topic, payload=payload, counter="payload_rejected")
+            self.dead.add(f"payload: {exc}", topic=topic.decode(errors="replace"), payload=payload,
+                          counter="payload_rejected")
             return
         if reading.device_id != origin[1]:
             self._mismatched += 1  # stored under the topic's id, which the ACL vouches for
-        with self._lock:
-            if not self._closed:
-                if not self._batch:
-                    self._batch_since = time.time()
-                self._batch.extend(lines)
-                wake = len(self._batch) >= self.config.batch_size and not self._wake_pending
-                if wake:
-                    self._wake_pending = True
-                closed = False
-            else:
-                closed = True
         self._points += len(lines)
-        if closed:
+        if self._closed:  # arrived while shutting down: straight to disk
             self.spool.append(lines)
-        elif wake and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+            return
+        batch = self._batch
+        if not batch:
+            self._batch_since = time.time()
+        batch.extend(lines)
+        if len(batch) >= self.config.batch_size and not self._wake_pending:
+            self._wake_pending = True
+            self._wake.set()
 
-    def _origin(self, topic: str) -> tuple[str, str, str | None]:
+    def on_acks(self, token: AckToken) -> None:
+        """The PUBACKs for the readings just taken: they leave with the batch that holds them."""
+        self._acks.append(token)
+
+    def _origin(self, raw_topic: bytes) -> tuple[str, str, str | None]:
+        topic = raw_topic.decode()
         site, contract_topic = topics.strip_site(topic)
         parsed = topics.parse(contract_topic)
         if parsed.leaf != "reading" or parsed.source is None or parsed.ident is None:
             raise topics.TopicError(f"not a reading topic: {topic!r}")
         if len(self._topics) >= 65536:  # bounded: a flood of made-up device ids must not grow it forever
             self._topics.clear()
-        origin = self._topics[topic] = (parsed.source, parsed.ident, site)
+        origin = self._topics[raw_topic] = (parsed.source, parsed.ident, site)
         return origin
 
     def sync_counters(self) -> None:
-        """Publish the network thread's tallies (reading an int is atomic; only that thread writes)."""
+        """Copy the per-message tallies into the service counters."""
         self.counters.set("received", self._received)
         self.counters.set("points", self._points)
         if self._mismatched:
             self.counters.set("device_id_mismatch", self._mismatched)
 
-    def _take(self) -> tuple[list[str], float]:
-        with self._lock:
-            batch, since = self._batch, self._batch_since
-            self._batch = []
-            self._wake_pending = False
-        return batch, since
+    def _take(self) -> tuple[list[str], float, list[AckToken]]:
+        batch, since, acks = self._batch, self._batch_since, self._acks
+        self._batch, self._acks = [], []
+        self._wake_pending = False
+        return batch, since, acks
 
     # ------------------------------------------------------------------ output (event loop)
 
     async def run(self) -> None:
         """Flush, write, spool and replay until cancelled; `close()` then saves what is left."""
-        self._loop = asyncio.get_running_loop()
         if not self._database_ready:
             await self._ensure_database()
         if self.spool:
             self.log.info("spool from a previous run, replaying first", points=self.spool.points)
-        idle_s = self.config.idle_flush_s or self.config.flush_interval_s
-        step = min(idle_s, self.config.flush_interval_s)
+        idle_s = self.config.idle_flush_s
+        step = min(idle_s or 1.0, self.config.flush_interval_s, 1.0)  # at least once a second: counters
         next_cycle = time.monotonic() + self.config.flush_interval_s
-        seen = 0
+        seen, seen_since = 0, time.monotonic()
         while True:
             woken = False
             with contextlib.suppress(TimeoutError):  # a check interval passed
                 await asyncio.wait_for(self._wake.wait(), step)
                 woken = True
             self._wake.clear()
+            self.sync_counters()
             # A full batch, the flush interval, or a pause in the stream (nothing new for idle_s):
             # the tail of a burst is written at once instead of waiting out the flush interval.
-            pending = len(self._batch)  # a read of the length; the lock guards changes only
-            paused = 0 < pending == seen
-            seen = pending
-            if woken or paused or time.monotonic() >= next_cycle:
+            now = time.monotonic()
+            pending = len(self._batch) + len(self._acks)  # acks alone: readings that were dead-lettered
+            if pending != seen:
+                seen, seen_since = pending, now
+            paused = pending > 0 and idle_s > 0 and now - seen_since >= idle_s - 1e-3
+            if woken or paused or now >= next_cycle:
                 await self._cycle()
-                seen = 0
+                seen, seen_since = 0, time.monotonic()
                 next_cycle = time.monotonic() + self.config.flush_interval_s
 
     async def _cycle(self) -> None:
-        batch, since = self._take()
+        batch, since, acks = self._take()
         self.sync_counters()  # after the take, so `received` covers every line about to be written
+        await self._store(batch, since)
+        self.acknowledge(acks)  # every line of the batch is in the database or on disk now
+        if self.spool and time.monotonic() >= self._retry_at:
+            await self._replay()
+
+    async def _store(self, batch: list[str], since: float) -> None:
+        """Write batch in chunks; what the server cannot take now goes to the spool."""
         chunks = [batch[i:i + self.config.batch_size] for i in range(0, len(batch), self.config.batch_size)]
         if self.spool or time.monotonic() < self._retry_at:
             for chunk in chunks:
                 self.spool.append(chunk)
-            if time.monotonic() >= self._retry_at:
-                await self._replay()
             return
         for i, chunk in enumerate(chunks):
             remaining = await self.send(chunk)
@@ -176,9 +185,10 @@ class Pipeline:
                 return
             self.counters.inc("replayed", len(segment.lines) - len(remaining))
             self.counters.set("lag_ms", int((time.time() - segment.created) * 1000))
-            batch, _since = self._take()
+            batch, _since, acks = self._take()
             if batch:
                 self.spool.append(batch)
+            self.acknowledge(acks)
         if self._down_since is not None:
             self.log.info("database back, spool replayed", target=self.sink.target,
                           outage_s=round(time.monotonic() - self._down_since, 1))
@@ -226,17 +236,16 @@ class Pipeline:
         return False
 
     async def close(self) -> None:
-        """Stop batching: write what is in memory once (or spool it); later arrivals go to the spool."""
-        with self._lock:
-            self._closed = True
-        batch, _since = self._take()
+        """Stop batching: write what is in memory once (or spool it), then acknowledge it; later
+        arrivals go to the spool (the ingest connection is paused first, so there should be none)."""
+        self._closed = True
+        batch, _since, acks = self._take()
         self.sync_counters()
-        if not batch:
-            return
         if self.spool or time.monotonic() < self._retry_at or not self._database_ready:
             self.spool.append(batch)
-            return
-        for i in range(0, len(batch), self.config.batch_size):
-            chunk = batch[i:i + self.config.batch_size]
-            # After one failed attempt the rest goes to disk at once: shutdown must stay quick.
-            self.spool.append(chunk if time.monotonic() < self._retry_at else await self.send(chunk))
+        else:
+            for i in range(0, len(batch), self.config.batch_size):
+                chunk = batch[i:i + self.config.batch_size]
+                # After one failed attempt the rest goes to disk at once: shutdown must stay quick.
+                self.spool.append(chunk if time.monotonic() < self._retry_at else await self.send(chunk))
+        self.acknowledge(acks)
