@@ -15,6 +15,7 @@ code's, so before/after come from one run.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import resource
 import subprocess
@@ -33,7 +34,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from wattbus import codec, topics
 from wattbus import messages as m
+from wattbus.config import BusConfig
+from wattbus.counters import Counters
+from wattbus.log import get_logger
 from wattbus_influx_writer import lineproto
+from wattbus_influx_writer.ingest import AckToken, Ingest
 
 from tests.influx_writer.helpers import influx_count, victoria_count
 from tests.support.servers import ROOT, TEST_ADMIN, InfluxDB1, Mosquitto, VictoriaMetrics
@@ -144,12 +149,46 @@ def bare_main(argv: list[str]) -> int:
     return 0
 
 
+def bare_ingest_main(argv: list[str]) -> int:
+    """The same bare subscriber on the writer's own ingest connection (ingest.py): counts and
+    acknowledges at once, no decoding -- what the writer's receive path alone costs."""
+    port, topic, count = int(argv[0]), argv[1], int(argv[2])
+
+    async def run() -> None:
+        got = 0
+        done = asyncio.Event()
+
+        def on_publish(_topic: bytes, _payload: bytes) -> None:
+            nonlocal got
+            got += 1
+            if got == count:
+                done.set()
+
+        def on_acks(token: AckToken) -> None:
+            ingest.acknowledge([token])
+
+        ingest = Ingest(BusConfig(port=port, username=TEST_ADMIN, password=os.environ["BENCH_PASSWORD"]),
+                        client_id="bench-bare-ingest", username=TEST_ADMIN, filters=[topic], session_expiry_s=0,
+                        receive_maximum=20000, on_publish=on_publish, on_acks=on_acks, counters=Counters(),
+                        log=get_logger("bench-ingest"))
+        task = asyncio.create_task(ingest.run())
+        await ingest.connected.wait()
+        print("ready", flush=True)
+        await asyncio.wait_for(done.wait(), 600)
+        print(time.monotonic(), flush=True)
+        await ingest.close()
+        task.cancel()
+
+    asyncio.run(run())
+    return 0
+
+
 def bare(broker: Mosquitto, name: str, server: InfluxDB1 | VictoriaMetrics | None = None,
-         server_url: str = "", pace_s: float = 0.0) -> Run:
+         server_url: str = "", pace_s: float = 0.0, mode: str = "--bare") -> Run:
     device = f"bench-bare-{time.monotonic_ns()}"  # a fresh series each run
     env = {**os.environ, "BENCH_PASSWORD": broker.files.password(TEST_ADMIN)}
     topic = topics.shared("bench-bare", topics.device_reading(PUBLISHER, device))
-    sub = subprocess.Popen([sys.executable, "-m", "bench.bench_influx", "--bare", str(broker.port), topic,
+    sub = subprocess.Popen([sys.executable, "-m", "bench.bench_influx", mode, str(broker.port), topic,
                             str(READINGS)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     assert sub.stdout is not None
     sub.stdout.readline()
@@ -303,6 +342,8 @@ def main(argv: list[str] | None = None) -> str:
                     runs.append(writers(broker, tmp, n, label, section,
                                         f"({'b' if n == 1 else 'c'}) {n} writer(s) -> {names[label]}"))
             runs.append(bare(broker, "(a) bare paho subscriber again (drift check)"))
+            runs.append(bare(broker, "(a'') bare subscriber on the writer's ingest connection (no decoding)",
+                             mode="--bare-ingest"))
             d_influx = direct(urls["influx"], "bench-direct")
             d_vm = direct(urls["vm"], "bench-direct")
         finally:
@@ -327,4 +368,6 @@ def main(argv: list[str] | None = None) -> str:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--bare"]:
         sys.exit(bare_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["--bare-ingest"]:
+        sys.exit(bare_ingest_main(sys.argv[2:]))
     main(sys.argv[1:])
