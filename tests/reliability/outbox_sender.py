@@ -27,7 +27,7 @@ def amps_for(index: int) -> int:
 async def send(bus: Bus, topic: str, request_id: str, amps: int) -> bool:
     result = await bus.request(topic, m.SetChargeCurrent(current_a=amps, request_id=request_id), timeout=30)
     print(request_id, result.status, flush=True)
-    return result.status == "ok"
+    return bool(result.status == "ok")
 
 
 async def run(port: int, user: str, password: str, topic: str, outbox: Path, count: int) -> int:

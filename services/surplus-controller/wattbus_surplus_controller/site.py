@@ -1,8 +1,10 @@
 """What the controller knows about the site: the latest readings it uses, on its own clock.
 
-The clock is wall time in production. With `clock = "readings"` (simulated houses running faster
-than real time) it is the newest reading timestamp, so every delay and the staleness check run in
-the simulation's time.
+The clock is the monotonic clock in production (`clock = "wall"`): delays and staleness are
+intervals, and a wall clock stepped by NTP or an RTC-less boot (+/- hours) must neither make fresh
+data look stale nor hide a silent meter; states are still stamped with wall time (now_dt). With
+`clock = "readings"` (simulated houses running faster than real time) it is the newest reading
+timestamp, so every delay and the staleness check run in the simulation's time.
 """
 
 from __future__ import annotations
@@ -41,10 +43,12 @@ class Site:
     def now(self) -> float:
         if self.clock == "readings":
             return self.sim_now if self.sim_now is not None else 0.0
-        return time.time()
+        return time.monotonic()
 
     def now_dt(self) -> datetime:
-        return datetime.fromtimestamp(self.now(), UTC)
+        if self.clock == "readings":
+            return datetime.fromtimestamp(self.now(), UTC)
+        return datetime.now(UTC)
 
     def arrived(self, reading: m.ReadingBase) -> float:
         """The controller-clock time of a reading (advances the simulated clock)."""
@@ -52,7 +56,7 @@ class Site:
             ts = reading.timestamp.timestamp()
             self.sim_now = ts if self.sim_now is None else max(self.sim_now, ts)
             return ts
-        return time.time()
+        return time.monotonic()
 
     def grid_problem(self, now: float) -> str | None:
         """Why grid data cannot be trusted now, or None when it is fresh."""
@@ -89,6 +93,11 @@ class Site:
     def buffered_w(self, now: float) -> float:
         """Battery discharge the cloud buffer covers right now (W, 0 when none)."""
         return max(0.0, self.battery_w or 0.0) if self.lendable_wh(now) > 0 else 0.0
+
+    def battery_room(self, now: float) -> bool:
+        """The home battery can still take surplus (fresh reading below battery_room_soc_pct)."""
+        return self.battery_fresh(now) and self.battery_soc is not None \
+            and self.battery_soc < self.config.battery_room_soc_pct
 
     def battery_fresh(self, now: float) -> bool:
         return self.battery_at is not None and now - self.battery_at <= self.config.stale_after_s
