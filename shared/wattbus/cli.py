@@ -74,12 +74,21 @@ def config_command(args: argparse.Namespace) -> int:
         settings = Settings(path)
         if args.action == "get":
             print(tomlkit.dumps({args.section: settings.section(args.section)}), end="")
+            overrides = settings.overrides(args.section)
+            if overrides:  # what the services really use: the environment wins over the file
+                print("# effective values set by the environment (editing the file will not change them):")
+                for key, found in overrides.items():
+                    print(f"# {key} = {tomlkit.item(found['value']).as_string()}  "
+                          f"# from {found['env']} (file: {found['file_value']!r})")
             return 0
         if args.action == "set":
             settings.set_value(args.section, args.key, parse_value(args.value))
             settings.save()
             print(f"{path}: [{args.section}] {args.key} = {args.value} (valid; a running service applies it "
                   "after reload_config, see docs/topics.md)")
+            override = settings.overrides(args.section).get(args.key)
+            if override is not None:
+                print(f"wattbus config: warning: {override['note']}", file=sys.stderr)
             return 0
         if args.action == "apply":
             return config_apply(args, path)

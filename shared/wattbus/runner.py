@@ -273,7 +273,9 @@ class Service(Generic[C]):
         base = m.CommandResult(status="failed", command="probe_device", target=f"{self.name}/{ctx.instance}",
                                request_id=msg.payload.request_id)
         ctx.counters.inc("probes")
-        name = f"{self.run.__module__.split('.')[0]}.probe"
+        # `python -m wattbus_x` runs the service's module as `__main__`: its spec still names the package.
+        spec = getattr(sys.modules.get(self.run.__module__), "__spec__", None)
+        name = f"{(spec.name if spec is not None else self.run.__module__).split('.')[0]}.probe"
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

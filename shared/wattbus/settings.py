@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import tempfile
 import tomllib
 import uuid
@@ -35,9 +36,10 @@ import tomlkit
 from tomlkit.container import Container
 from tomlkit.items import AoT, Table
 
-from .config import BusConfig, ConfigError, convert
+from .config import BusConfig, ConfigError, _apply_env, convert
 from .messages import CommandResult
 
+_SECRET = re.compile(r"(password|token|secret|key)$")  # key_file, password_file: paths, shown
 NOT_SERVICES = frozenset({"sim"})  # wattbus-sim runs simulators, it has no config section
 SETUP_COMMENT = "written by wattbus setup (web UI, REST or `wattbus config`); edit freely"
 
@@ -127,6 +129,24 @@ class Settings:
             raise ConfigError(f"config [{name}] must be a table, got {type(data).__name__}")
         return data
 
+    def overrides(self, name: str, environ: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
+        """Keys of [name] a WATTBUS_<SECTION>_<KEY> variable sets (config.load applies them over the
+        file): dotted key -> {"env", "value" (effective), "file_value", "note"}. Editing such a key in
+        the file changes nothing while the variable is set, and the UI, REST and CLI say so."""
+        found = env_overrides(name, os.environ if environ is None else environ)
+        data = self.section(name)
+        out: dict[str, dict[str, Any]] = {}
+        for key, (env, value) in sorted(found.items()):
+            file_value: Any = data
+            for part in key.split("."):
+                file_value = file_value.get(part) if isinstance(file_value, dict) else None
+            if _SECRET.search(key.rsplit(".", 1)[-1]):  # shown over REST: say that it is set, not what
+                value, file_value = "(secret)", None if file_value is None else "(secret)"
+            out[key] = {"env": env, "value": value, "file_value": file_value,
+                        "note": f"{env} sets [{name}] {key} = {value!r}; editing the file will not change it "
+                                "while that variable is set"}
+        return out
+
     def validate(self, name: str, data: Mapping[str, Any], origin: str = "the request") -> Any:
         """The section decoded by its service's Struct; ConfigError naming key, value and rule."""
         config_type = self.types.config_type(name)
@@ -187,6 +207,20 @@ class Settings:
             os.replace(tmp, self.path)
         except OSError as exc:
             raise ConfigError(f"config file {self.path}: cannot write it ({exc.strerror})") from exc
+
+
+def env_overrides(section: str, environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
+    """Dotted key -> (variable name, value as the services read it), by the rules of wattbus.config."""
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    _apply_env(section, data, environ, sources)
+    out: dict[str, tuple[str, Any]] = {}
+    for key, source in sources.items():
+        value: Any = data
+        for part in key.split("."):
+            value = value[part]
+        out[key] = (source.removeprefix("environment variable "), value)
+    return out
 
 
 def _step(target: Any, part: str, key: str, create: bool) -> Any:

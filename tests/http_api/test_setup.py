@@ -54,16 +54,21 @@ def house_file(broker: Mosquitto, tmp_path: Path, start_service: Any) -> tuple[P
     return path, HttpApi(port, proc)
 
 
-def wait_devices(api: HttpApi, *refs: str) -> None:
-    import time
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+async def wait_devices(api: HttpApi, *refs: str) -> None:
+    """Wait (yielding to the loop, so this test's own bus clients keep running) until the setup page
+    lists these devices on the bus."""
+    doc: Any = None
+
+    def listed() -> bool:
+        nonlocal doc
         status, doc, _ = api.call("GET", "/api/v1/setup/devices")
         assert status == 200, doc
-        if set(refs) <= {d["ref"] for d in doc["on_bus"]}:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{refs} not on the bus: {doc}")
+        return set(refs) <= {d["ref"] for d in doc["on_bus"]}
+
+    try:
+        await until(listed, 30, f"{refs} on the bus")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {doc}") from None
 
 
 def role(api: HttpApi, ref: str, **body: Any) -> tuple[int, Any]:
@@ -77,7 +82,7 @@ async def test_roles_are_validated_and_written(house_file: tuple[Path, HttpApi],
     try:  # a second meter (a sub meter), so a duplicate grid meter can be tried
         admin.publish(topics.device_meta("sml-reader", "emh-sub"), m.DeviceMeta(
             device_id="emh-sub", kind="meter", source="sml-reader", protocol="sml", serial="sub"), retain=True)
-        wait_devices(api, "house-sim/house-meter", "house-sim/house-wallbox", "sml-reader/emh-sub")
+        await wait_devices(api, "house-sim/house-meter", "house-sim/house-wallbox", "sml-reader/emh-sub")
         status, doc, _ = api.call("GET", "/api/v1/setup")
         assert status == 200 and doc["first_run"] is True and doc["problems"] == {}
 
@@ -248,7 +253,7 @@ async def test_wizard_to_a_charging_loadpoint_and_a_live_change(house_file: tupl
     """From nothing to a charging loadpoint over REST, then a limit change the controller applies by
     restarting itself (exit RELOAD_EXIT_CODE; the test restarts it as supervisord would)."""
     path, api = house_file
-    wait_devices(api, "house-sim/house-meter", "house-sim/house-wallbox")
+    await wait_devices(api, "house-sim/house-meter", "house-sim/house-wallbox")
     assert role(api, "house-sim/house-meter", role="grid")[0] == 200
     status, doc, _ = api.call("GET", "/api/v1/setup/sections/surplus-controller")
     values = {**doc["values"], "state_file": str(tmp_path / "controller.json"), "command_replies": "result_topic",

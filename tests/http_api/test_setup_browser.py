@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ from tests.http_api.browser import Browser
 from tests.http_api.conftest import HttpApi
 from tests.http_api.test_browser import wait_js
 from tests.http_api.test_setup import broker, house_file, wait_devices  # noqa: F401  (fixtures)
+from tests.http_api.test_setup_probe import wait_online
 from tests.support.bus_helpers import started_bus
-from tests.support.servers import Mosquitto, free_port
+from tests.support.servers import Mosquitto, SimulatorProcess, free_port
 
 
 async def wait_through_navigation(browser: Browser, expression: str, what: str, timeout: float = 20) -> None:
@@ -64,7 +66,7 @@ async def test_wizard_from_nothing_to_a_charging_loadpoint(house_file: tuple[Pat
     admin = await started_bus(broker, "test-admin", instance="wizard")
     admin.publish(topics.device_meta("sml-reader", "emh-sub"), m.DeviceMeta(
         device_id="emh-sub", kind="meter", source="sml-reader", protocol="sml", serial="sub"), retain=True)
-    wait_devices(api, "house-sim/house-meter", "house-sim/house-wallbox", "sml-reader/emh-sub")
+    await wait_devices(api, "house-sim/house-meter", "house-sim/house-wallbox", "sml-reader/emh-sub")
     browser = Browser(tmp_path / "chromium-profile")
     try:
         await browser.connect()
@@ -105,6 +107,43 @@ async def test_wizard_from_nothing_to_a_charging_loadpoint(house_file: tuple[Pat
                       "error next to host")
         assert f"cannot reach 127.0.0.1:{closed}" in await browser.eval(
             "document.querySelector('#manual .error[data-for=host]').textContent")
+
+        # A reachable device is read once by its bridge: the values show next to the form, then it is added.
+        goe = SimulatorProcess(tmp_path / "goe.log", "goe", "--serial", "204711")
+        start_service("wattbus_goe_shelly_bridge", "--config", str(path), env=broker.env("goe-shelly-bridge"))
+        try:
+            await wait_online(broker, ("goe-shelly-bridge",))
+            await browser.eval("document.getElementById('manual-protocol').value = 'goe';"
+                               f"document.getElementById('manual-port').value = '{goe.port}';"
+                               "document.getElementById('manual-check').click()")
+            await wait_js(browser, "!!document.querySelector('#manual-values [data-probed=goe-204711]')",
+                          "the go-e charger's values next to the form", 40)
+            values = await browser.eval("document.getElementById('manual-values').textContent")
+            assert "charger" in values and "set current a" in values, values
+            await browser.eval("document.querySelector('#manual [data-result]').dataset.result = '';"
+                               "document.getElementById('manual-add').click()")
+            await wait_js(browser, "document.querySelector('#manual [data-result]').dataset.result === 'ok'",
+                          "the charger added", 40)
+            assert tomllib.loads(path.read_text())["goe-shelly-bridge"]["devices"] == [
+                {"url": f"http://127.0.0.1:{goe.port}"}]
+        finally:
+            goe.stop()
+
+        # Ignoring a discovered Shelly writes the deny entry goe-shelly-bridge honours.
+        disco = await started_bus(broker, "discovery", instance="wizard")
+        shelly = m.DeviceAnnouncement(device_id="shelly-plug-a1b2", protocol="shelly", address="127.0.0.1",
+                                      port=free_port(), kind="relay", serial="A1B2")
+        disco.publish(topics.discovery(shelly.device_id), shelly, retain=True)
+        try:
+            await browser.eval("load()")
+            found = "document.querySelector('[data-found=\"shelly-plug-a1b2\"]')"
+            await wait_js(browser, f"!!{found}", "the discovered Shelly listed", 30)
+            await browser.eval(f"{found}.querySelector('button[data-action=ignore]').click()")
+            await wait_js(browser, f"{found}?.dataset.state === 'ignored'", "the Shelly ignored", 30)
+            assert tomllib.loads(path.read_text())["goe-shelly-bridge"]["deny"] == ["shelly-plug-a1b2"]
+        finally:
+            disco.publish(topics.discovery(shelly.device_id), b"", retain=True)
+            await disco.stop()
 
         # Controller settings, each with its current value and a line on what it does.
         await wait_js(browser, "!!document.querySelector('#controller input[name=state_file]')", "controller form")

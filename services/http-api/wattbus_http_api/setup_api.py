@@ -85,6 +85,8 @@ async def overview(request: web.Request) -> web.Response:
                           "help": HELP,
                           "protocols": sorted(site.setup.bridges),
                           "roles": roles_of(controller, site_roles, _breakers(settings)),
+                          "overrides": {name: found for name in ("bus", *settings.types.known)
+                                        if (found := settings.overrides(name))},
                           "devices": _devices(site, settings)})
 
 
@@ -99,8 +101,16 @@ async def get_section(request: web.Request) -> web.Response:
         problem = None
     except ConfigError as exc:
         problem = str(exc)
+    overrides = settings.overrides(name)
+    effective = dict(values)
+    for key, found in overrides.items():  # what the services run with: the environment wins
+        target = effective
+        *parents, last = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {}) if isinstance(target.get(part, {}), dict) else {}
+        target[last] = found["value"]
     return json_response({"section": name, "values": values, "valid": problem is None, "problem": problem,
-                          "config_file": str(settings.path)})
+                          "config_file": str(settings.path), "overrides": overrides, "effective": effective})
 
 
 async def put_section(request: web.Request) -> web.Response:
@@ -119,7 +129,10 @@ async def put_section(request: web.Request) -> web.Response:
         except ConfigError as exc:
             raise _config_error(request, exc) from None
         _save(request, settings)
-    return json_response({"saved": str(settings.path), "section": name, "applied": await _apply(request, name, config)})
+    # Keys the person just edited that an environment variable overrides: saved, but without effect.
+    overridden = {key: found for key, found in settings.overrides(name).items() if key.split(".")[0] in body}
+    return json_response({"saved": str(settings.path), "section": name, "overridden": overridden,
+                          "applied": await _apply(request, name, config)})
 
 
 # ------------------------------------------------------------------ devices

@@ -96,6 +96,8 @@ async def check(request: web.Request, body: ManualDevice, for_saving: bool = Fal
     if for_saving and entry in _settings(request).section(spec.bridge).get(spec.list_key, []):
         raise reject(request, 400, f"{target} is already configured in [{spec.bridge}] {spec.list_key}", where)
     checked = Checked(bridge=spec.bridge, entry=entry, target=target, where=where)
+    if for_saving and body.save_anyway:  # the person said so (the device is off today): no wait for a read
+        return checked
     if problem is not None:
         checked.problem = f"cannot reach {target}: {problem}; check the address and that the device is switched on"
         return checked
@@ -116,7 +118,7 @@ async def check(request: web.Request, body: ManualDevice, for_saving: bool = Fal
 def _answer(checked: Checked) -> dict[str, Any]:
     probe = msgspec.to_builtins(checked.probe) if checked.probe is not None else None
     return {"bridge": checked.bridge, "entry": checked.entry, "target": checked.target, "ok": checked.problem is None,
-            "problem": checked.problem, "where": checked.where, "probe": probe}
+            "checked": checked.probe is not None, "problem": checked.problem, "where": checked.where, "probe": probe}
 
 
 async def probe_device(request: web.Request) -> web.Response:
@@ -135,7 +137,7 @@ async def add_device(request: web.Request) -> web.Response:
     site = site_of(request)
     body = convert(request, await read_json(request), ManualDevice)
     checked = await check(request, body, for_saving=True)
-    if checked.problem is not None and not body.save_anyway:
+    if checked.problem is not None:
         raise reject(request, 400, checked.problem, checked.where)
     spec = site.setup.bridges[body.protocol]
     async with site.setup.lock:
