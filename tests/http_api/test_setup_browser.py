@@ -79,6 +79,10 @@ async def test_wizard_from_nothing_to_a_charging_loadpoint(house_file: tuple[Pat
             browser, "location.pathname === '/ui/setup' && document.body?.dataset.firstRun === '1'",
                       "the setup page on first run")
         await wait_js(browser, f"!!{row('house-sim/house-wallbox')}", "the wallbox listed")
+        # The broker login comes from the environment here: the page says so, with the variable's name.
+        overrides = await browser.eval("document.getElementById('overrides').textContent")
+        assert f"[bus] port = {broker.port} from WATTBUS_BUS_PORT" in overrides, overrides
+        assert "(secret)" in overrides and broker.files.password("http-api") not in overrides
 
         await set_fields(browser, "house-sim/house-wallbox", role="charger")
         await save_row(browser, "house-sim/house-wallbox")

@@ -156,9 +156,18 @@ async function loadController() {
     const wrap = el("div");
     const label = el("label", {}, key.replace(/_/g, " ") + " ");
     const current = values[key];
-    label.append(el("input", { name: key, value: current ?? "", placeholder: "default",
-                              "data-number": typeof current === "number" || /_(w|s|pct)$/.test(key) ? "1" : "" }));
+    const override = (doc.overrides || {})[key];
+    const field = el("input", { name: key, value: current ?? "", placeholder: "default",
+                                "data-number": typeof current === "number" || /_(w|s|pct)$/.test(key) ? "1" : "" });
+    label.append(field);
     wrap.append(label, el("span", { class: "error", "data-for": key }), el("p", { class: "help" }, text));
+    if (override) {
+      // The environment wins over the file: show what runs, where it comes from, and keep the file's value.
+      field.disabled = true;
+      field.value = String(override.value);
+      wrap.dataset.override = override.env;
+      wrap.append(el("p", { class: "help override" }, override.note));
+    }
     form.append(wrap);
   }
   const save = el("button", { type: "submit", id: "controller-save" }, "Save controller settings");
@@ -168,6 +177,7 @@ async function loadController() {
     event.preventDefault();
     const body = { ...values };
     for (const f of form.querySelectorAll("input")) {
+      if (f.disabled) continue;  // set by the environment: the file keeps its own value
       if (f.value === "") delete body[f.name];
       else body[f.name] = f.dataset.number && !Number.isNaN(Number(f.value)) ? Number(f.value) : f.value;
     }
@@ -183,6 +193,10 @@ async function load() {
   help = doc.help || {};
   $("config-file").textContent = doc.config_file;
   $("problems").textContent = Object.values(doc.problems).join(" · ");
+  const overrides = Object.entries(doc.overrides || {}).flatMap(([section, keys]) =>
+    Object.entries(keys).map(([key, o]) => `[${section}] ${key} = ${JSON.stringify(o.value)} from ${o.env}`));
+  $("overrides").textContent = overrides.length
+    ? "Set by the environment (editing the file will not change these): " + overrides.join(" · ") : "";
   document.body.dataset.firstRun = doc.first_run ? "1" : "0";
   const devices = doc.devices.on_bus.filter((d) => !d.parent_id);
   if (devices.length) $("bus-devices").replaceChildren(...devices.map(deviceRow));
