@@ -1,13 +1,16 @@
 """Setup figures: the cost of validating and saving the config file with every service's own Struct,
-and how long a change takes to reach a running service over the bus (`reload_config`).
+how long a change takes to reach a running service over the bus (`reload_config`), and how long a
+bridge takes to read a device added by hand once (`probe_device`).
 
 Real parts: the demo config built from every services/*/embedded.toml, Mosquitto with the project's
-ACL, a real service process (tests.support.echo_service through the real runner).
+ACL, a real service process (tests.support.echo_service through the real runner), the real
+goe-shelly-bridge and sunspec-bridge against their simulators on loopback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -20,8 +23,8 @@ from wattbus import topics
 from wattbus.bus import Message
 from wattbus.settings import ServiceTypes, Settings
 
-from tests.support.bus_helpers import started_bus, until
-from tests.support.servers import ROOT, Mosquitto
+from tests.support.bus_helpers import started_bus, subscriptions_active, until
+from tests.support.servers import ROOT, Mosquitto, SimulatorProcess
 
 
 def demo_config(path: Path) -> None:
@@ -91,7 +94,7 @@ async def reload_figures(tmp: Path) -> list[tuple[str, str]]:
             config.write_text(f'[sml-reader]\ndevice_serial = "E-{i + 2:04d}"\n')
             t0 = time.perf_counter()
             admin.publish(topics.service_command("sml-reader", "main"), m.ReloadConfig(request_id=f"new-{i}"))
-            proc.wait(30)
+            await until(lambda: proc.poll() is not None, 30, "service exit")  # noqa: B023  (the loop carries the bus)
             proc = start()  # what supervisord's autorestart does
             await until(lambda: len(online) > i + 1, 30, "service back online")  # noqa: B023
             applied.append(online[-1] - t0)
@@ -104,11 +107,51 @@ async def reload_figures(tmp: Path) -> list[tuple[str, str]]:
             ("changed section: command -> service online again", ms(applied))]
 
 
+async def probe_figures(tmp: Path) -> list[tuple[str, str]]:
+    """probe_device round trips (request -> the bridge reads the device once -> answer) for two
+    bridges against their simulators, as the setup page's "add by hand" check does."""
+    broker = Mosquitto(tmp / "probe-broker")
+    broker.start()
+    config = tmp / "probe.toml"
+    config.write_text("[goe-shelly-bridge]\nadopt = false\n[sunspec-bridge]\nadopt = false\n")
+    sims = [SimulatorProcess(tmp / "goe.log", "goe"), SimulatorProcess(tmp / "sunspec.log", "sunspec", "--static")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    bridges = [subprocess.Popen([sys.executable, "-m", f"wattbus_{name.replace('-', '_')}", "--config", str(config)],
+                                env={**env, **broker.env(name)}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for name in ("goe-shelly-bridge", "sunspec-bridge")]
+    admin = await started_bus(broker, "test-admin", instance="bench-probe")
+    rows = []
+    try:
+        await subscriptions_active(admin)
+        asks: list[tuple[str, dict[str, m.ExtraValue | list[m.ExtraValue]]]] = [
+            ("goe-shelly-bridge", {"url": f"http://127.0.0.1:{sims[0].port}"}),
+            ("sunspec-bridge", {"host": "127.0.0.1", "port": sims[1].port, "unit_ids": [1]})]
+        for name, entry in asks:
+            times: list[float] = []
+            for _ in range(10):
+                t0 = time.perf_counter()
+                result = await admin.request(topics.service_command(name, "main"), m.ProbeDevice(entry=entry), 30)
+                if result.status == "timeout" and not times:
+                    continue  # the bridge was still starting
+                assert result.status == "ok", result
+                times.append(time.perf_counter() - t0)
+            rows.append((f"probe_device round trip, {name} ({len(times)} reads)", ms(times)))
+    finally:
+        await admin.stop()
+        for proc in bridges:
+            proc.terminate()
+            proc.wait(10)
+        for sim in sims:
+            sim.stop()
+        broker.stop()
+    return rows
+
+
 def main() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "wattbus.toml"
         demo_config(path)
-        rows = file_figures(path) + asyncio.run(reload_figures(Path(tmp)))
+        rows = file_figures(path) + asyncio.run(reload_figures(Path(tmp))) + asyncio.run(probe_figures(Path(tmp)))
     width = max(len(name) for name, _ in rows)
     text = "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
     print(text)
