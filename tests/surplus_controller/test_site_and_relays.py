@@ -27,7 +27,7 @@ def test_battery_charge_counts_as_surplus_and_discharge_against_it() -> None:
 
 
 def test_battery_priority_reserves_its_charge_power_and_assist_has_hysteresis() -> None:
-    s = site(battery_priority_soc_pct=25, battery_assist_soc_pct=60, battery_assist_w=1_500,
+    s = site(battery_priority_soc_pct=25, battery_assist_soc_pct=60, battery_assist_w=1_500, battery_assist_use="raise",
              battery_max_charge_w=3_000)
     s.grid_w, s.battery_w = 0.0, -1_000.0
     s.battery_soc = 20.0

@@ -58,6 +58,11 @@ class LoadpointConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     raise_tau_s: Seconds = 10.0
     phase_tau_s: Seconds = 120.0
     max_phase_switches_per_hour: Annotated[int, Meta(ge=0)] = 3
+    # broken sky (see sky.py): charge on 1p while the surplus keeps dropping below the 3p minimum.
+    # "1p_with_room": only while the home battery can take what 1p leaves of the sun (else that
+    # part would be exported); "1p": always; "auto": no special case
+    broken_sky_phases: Literal["auto", "1p_with_room", "1p"] = "1p_with_room"
+    sky_window_s: Annotated[float, Meta(gt=0)] = 1800.0
     resync_s: Annotated[float, Meta(gt=0)] = 30.0  # re-send a setting the charger still does not show
 
 
@@ -85,7 +90,12 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     battery_priority_soc_pct: Soc = 0.0
     battery_assist_soc_pct: Soc = 100.0
     battery_assist_w: Watts = 0.0
+    # "ride": the assist only carries a running charge through shadows at its minimum (that battery
+    # discharge is not booked as import); "raise": it counts as surplus, the car charges faster
+    # from the battery (drains it: what evcc's bufferSoc does)
+    battery_assist_use: Literal["ride", "raise"] = "ride"
     battery_max_charge_w: Watts = 3000.0  # reserved for the battery below battery_priority_soc_pct
+    battery_room_soc_pct: Soc = 90.0  # below this the battery can take surplus a 1p car leaves
     # the battery as a buffer for clouds: what it charged from the surplus (up to battery_buffer_wh)
     # it may give back while a loadpoint rides a dip at minimum current, above battery_buffer_soc_pct;
     # that discharge does not count against the import allowance. 0 Wh: off (evcc has no such buffer)

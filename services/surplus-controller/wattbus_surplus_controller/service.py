@@ -189,13 +189,15 @@ class Controller:
         committed = sum(r.committed_w(now, relay_views[r.cfg.id]) for r in self.relays)
         if remaining is not None:
             remaining -= committed
-        buffered, lendable = site.buffered_w(now), site.lendable_wh(now)
+        buffered, lendable = max(site.buffered_w(now), site.assist_w(now)), site.lendable_wh(now)
         problem = site.grid_problem(now)
         import_w = max(0.0, site.grid_w or 0.0) if problem is None else 0.0
         self._alert(problem)
         self.ctx.counters.inc("cycles")
+        room = site.battery_room(now)
         for lp in self.loadpoints:
             view = views[lp.cfg.id]
+            lp.battery_room = room
             setting = lp.decide(now, remaining, view, self.ctx.config.stale_action, problem or "", buffered, lendable,
                                 import_w)
             buffered = lendable = 0.0  # one loadpoint borrows from the battery, not each of them

@@ -118,9 +118,18 @@ class Site:
             if soc < cfg.battery_priority_soc_pct:
                 # the battery first: reserve its full charge power, whatever it takes right now
                 available -= cfg.battery_max_charge_w
-            elif self._assisting(soc):
+            elif self._assisting(soc) and cfg.battery_assist_use == "raise":
                 available += cfg.battery_assist_w
         return available
+
+    def assist_w(self, now: float) -> float:
+        """Battery discharge that "ride" assist covers now: a shadow ridden on it is not import."""
+        cfg = self.config
+        if cfg.battery_assist_use != "ride" or cfg.battery_assist_w <= 0 or not self.battery_fresh(now):
+            return 0.0
+        if self.battery_soc is None or not self._assisting(self.battery_soc):
+            return 0.0
+        return min(cfg.battery_assist_w, max(0.0, self.battery_w or 0.0))
 
     def _assisting(self, soc: float) -> bool:
         """Battery assist with a 3 % SOC hysteresis: without it the surplus jumps by the assist power

@@ -20,6 +20,7 @@ from typing import Literal
 
 from .config import LoadpointConfig
 from .model import ChargerView, PhaseBudget, Phases, Setting, Settings, amps_for
+from .sky import SkyWatch
 from .window import ImportWindow
 
 StaleAction = Literal["min_current", "stop"]
@@ -48,6 +49,8 @@ class Loadpoint:
         self._round_w = 0.0  # half an amp step while the battery buffer may cover it, else 0
         self.window = ImportWindow(cfg.allowance_window_s)  # metered import while charging in pv mode
         self._import_w = 0.0
+        self.sky = SkyWatch(cfg.sky_window_s)
+        self.battery_room = False  # set by the controller: the home battery can take surplus now
 
     # ------------------------------------------------------------------ helpers
 
@@ -115,8 +118,12 @@ class Loadpoint:
         margin = self.phase_margin_w()
         slow = self._slow_w if self._slow_w is not None else available_w
         dwelt = now - self._switched_at >= self.cfg.phase_dwell_s
+        broken = self.prefer_1p()
         if self.setting.phases == 1:
             self._down_since = None
+            if broken:
+                self._up_since = None  # each sunny spell is followed by a shadow: stay on 1p
+                return None
             # up only when the average and the present reading both carry 3p with the margin
             if min(slow, available_w) >= three_min + margin:
                 self._up_since = self._up_since if self._up_since is not None else now
@@ -135,6 +142,10 @@ class Loadpoint:
             # 1p at minimum overdraws far less than 3p at minimum: switch down rather than stop
             self._switch_phases(now, 1, available_w, charging)
             return f"surplus {available_w:.0f} W, dip allowance used on 3p: 3p -> 1p"
+        if broken and available_w < three_min and dwelt:
+            # a shadow starts in broken weather: ride it and the next ones on 1p
+            self._switch_phases(now, 1, available_w, charging)
+            return f"broken sky, surplus {available_w:.0f} W below the 3p minimum: 3p -> 1p"
         if slow < three_min - margin:
             self._down_since = self._down_since if self._down_since is not None else now
             if now - self._down_since >= self.cfg.phase_down_delay_s and dwelt:
@@ -143,6 +154,13 @@ class Loadpoint:
         else:
             self._down_since = None
         return None
+
+    def prefer_1p(self) -> bool:
+        """Broken weather (sky.py) and somewhere for the sun 1p cannot take: charge on 1p."""
+        policy = self.cfg.broken_sky_phases
+        if self.cfg.phases != "auto" or policy == "auto" or (policy == "1p_with_room" and not self.battery_room):
+            return False
+        return self.sky.broken(self.power_at(self.settings.min_current_a, 3))
 
     # ------------------------------------------------------------------ the decision
 
@@ -158,6 +176,8 @@ class Loadpoint:
         if self.settings.mode == "pv" and drawing and available_w is not None:
             # the reading stands for the interval since the previous one (the controller sees no more)
             self.window.book(now, self._import_w, dt)
+        if available_w is not None:
+            self.sky.note(now, available_w)
         self._import_w = max(0.0, import_w)
         rounding = 0 < self.cfg.round_from_buffer_wh <= buffer_wh
         self._round_w = self.cfg.voltage_v * self.setting.phases / 2.0 if rounding else 0.0
@@ -203,7 +223,7 @@ class Loadpoint:
             return self._safe_level(now, available_w)
         settling = now < self._settle_until
         # while the battery's cloud buffer carries a dip on 3p, riding it beats two phase switches
-        carried = buffered_w > 0 and s.phases == 3 and self.cfg.buffer_holds_phases
+        carried = buffered_w > 0 and s.phases == 3 and self.cfg.buffer_holds_phases and not self.prefer_1p()
         switched = None if carried else self._auto_phases(now, available_w, True)
         if switched:
             return self._set(True, switched)
@@ -253,7 +273,8 @@ class Loadpoint:
             return self._set(False, f"pv: off, minimum off time {cfg.min_off_s:g} s")
         phases: Phases = self.setting.phases
         if cfg.phases == "auto":
-            phases = 3 if available_w >= self.power_at(self.settings.min_current_a, 3) + self.phase_margin_w() else 1
+            phases = 3 if available_w >= self.power_at(self.settings.min_current_a, 3) + self.phase_margin_w() \
+                and not self.prefer_1p() else 1
         need = self.power_at(self.settings.min_current_a, phases) + cfg.enable_threshold_w
         # a restart needs the average too: a sunny minute inside a grey hour is not worth a cycle
         slow = self._slow_w if self._slow_w is not None and self._stopped_at is not None else available_w
