@@ -287,14 +287,18 @@ async def request_reload(bus_config: BusConfig, service: str, instance: str = "m
         if msg.payload.request_id == request_id and not answer.done():
             answer.set_result(msg.payload)
 
+    # `instance = "auto"` replicas have no name we know: ask all of them, take the first answer.
+    every = instance in ("auto", topics.ALL_INSTANCES)
     bus = Bus(bus_config, "wattbus-config", f"cli-{request_id[:8]}")
-    bus.subscribe(topics.service_result(service, instance), CommandResult, on_result)
+    bus.subscribe(f"{topics.PREFIX}/service/{topics.segment(service, 'service')}/+/result" if every
+                  else topics.service_result(service, instance), CommandResult, on_result)
     await bus.start()
     try:
         if not await bus.wait_connected(timeout_s):
             raise ConfigError(f"cannot reach the broker at {bus_config.host}:{bus_config.port} as "
                               f"{bus_config.username or 'anonymous'}")
-        bus.publish(topics.service_command(service, instance), ReloadConfig(request_id=request_id))
+        bus.publish(topics.service_broadcast(service) if every else topics.service_command(service, instance),
+                    ReloadConfig(request_id=request_id))
         return await asyncio.wait_for(answer, timeout_s)
     except TimeoutError:
         return CommandResult(status="timeout", command="reload_config", target=f"{service}/{instance}",

@@ -68,9 +68,10 @@ def sims(tmp_path: Path, start_service: Any) -> Iterator[dict[str, Any]]:
                "giv": SimulatorProcess(tmp_path / "giv.log", "giv", "--batteries", "1"),
                "ecu": SimulatorProcess(tmp_path / "ecu.log", "ecu", "--pv-fraction", "0.5"),
                "sunspec": SimulatorProcess(tmp_path / "sunspec.log", "sunspec", "--static")}
-    link = tmp_path / "sml-meter"
-    meter = start_service("wattbus_sim", "sml", "--link", str(link), "--interval", "1")
-    yield {**started, "sml_link": link, "sml_proc": meter}
+    link, second = tmp_path / "sml-meter", tmp_path / "sml-meter-2"
+    start_service("wattbus_sim", "sml", "--link", str(link), "--interval", "1")
+    start_service("wattbus_sim", "sml", "--link", str(second), "--interval", "1", "--serial", "60694612")
+    yield {**started, "sml_link": link, "sml_link_2": second}
     for sim in started.values():
         sim.stop()
 
@@ -81,7 +82,7 @@ async def test_each_bridge_reads_a_device_once_before_it_is_saved(tmp_path: Path
     path, api = start_api(tmp_path, start_service, broker)
     for service in BRIDGES:
         start_service(module(service), "--config", str(path), env=broker.env(service))
-    await until(lambda: sims["sml_link"].exists(), 20, "the meter's pty")
+    await until(lambda: sims["sml_link"].exists() and sims["sml_link_2"].exists(), 20, "the meters' ptys")
     await wait_online(broker, BRIDGES)
     host = {"host": "127.0.0.1"}
     asks = {
@@ -93,12 +94,11 @@ async def test_each_bridge_reads_a_device_once_before_it_is_saved(tmp_path: Path
         "sml": {"protocol": "sml", "serial_port": str(sims["sml_link"]), "key": "house"},
         # the wrong protocol on a live port, the wrong format on a live line: refused with the bridge's reason
         "ecu_on_http": {"protocol": "aps-ecu", **host, "port": sims["goe"].port},
+        # (a line of its own: one serial line has one reader at a time)
+        "dsmr_on_sml": {"protocol": "dsmr", "serial_port": str(sims["sml_link_2"]), "key": "other"},
     }
     answers = dict(zip(asks, await asyncio.gather(*(
         asyncio.to_thread(api.call, "POST", "/api/v1/setup/probe", body) for body in asks.values())), strict=True))
-    # After the good read: one line has one reader at a time (a second opener gets the port's own error).
-    asks["dsmr_on_sml"] = {"protocol": "dsmr", "serial_port": str(sims["sml_link"]), "key": "other"}
-    answers["dsmr_on_sml"] = await asyncio.to_thread(api.call, "POST", "/api/v1/setup/probe", asks["dsmr_on_sml"])
     for name in ("goe", "shelly", "giv", "ecu", "sunspec", "sml"):
         status, doc, _ = answers[name]
         assert status == 200 and doc["probe"]["status"] == "ok", (name, doc)
@@ -190,7 +190,11 @@ async def test_auto_instance_replicas_reload(tmp_path: Path, start_service: Any,
     path, api = start_api(tmp_path, start_service, broker, '[sml-reader]\ninstance = "auto"\n', reload_timeout_s=20)
     replica = start_service("wattbus_sml_reader", "--config", str(path), env=broker.env("sml-reader"))
     await wait_online(broker, ("sml-reader",), resolve_instance("auto"))
-    await until(lambda: "sml-reader" in api.call("GET", "/api/v1/setup/sections/sml-reader")[1]["section"], 10)
+    # `wattbus config apply` reaches the replica too (the section is unchanged: it answers and keeps running).
+    cli = [sys.executable, "-m", "wattbus.cli", "config", "--config", str(path), "apply", "sml-reader"]
+    done = await asyncio.to_thread(subprocess.run, cli, env={**os.environ, **broker.env("http-api")},
+                                   capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "unchanged" in done.stdout, (done.stdout, done.stderr)
     code, doc, _ = api.call("PUT", "/api/v1/setup/sections/sml-reader", {"instance": "auto", "status_interval_s": 7})
     assert code == 200 and doc["applied"]["status"] == "ok", doc
     assert doc["applied"]["target"] == "sml-reader/all" and resolve_instance("auto") in doc["applied"]["message"]
