@@ -101,6 +101,8 @@ class HouseBus:
             elif device_id == CHARGER and isinstance(command, m.SetCharging):
                 charger.set_enabled(command.enabled)
                 applied["enabled"] = charger.enabled
+            elif device_id == CHARGER and isinstance(command, m.SetPhases) and not charger.can_switch_phases:
+                status, message = "refused", f"{device_id} has no phase-switch contactor: it stays on {charger.phases}p"
             elif device_id == CHARGER and isinstance(command, m.SetPhases):
                 charger.set_phases(command.phases)
                 applied["phases"] = charger.phases

@@ -66,6 +66,9 @@ class Charger:
     # under load and interrupt charging, so these are the switches that wear the hardware and
     # cost energy; a change while stopped (before a start) is a relay move without load
     phase_switches_charging: int = 0
+    # False: a wallbox without a phase-switch contactor (wired 3p, or 1p only): the bridge
+    # refuses set_phases, as real ones without the feature do
+    can_switch_phases: bool = True
     _now_s: float = 0.0
     _target_a: float = 0.0  # what the car is currently ramping to
     _pending: tuple[float, float] | None = None  # (effective at, target) after the response delay

@@ -49,6 +49,8 @@ class Loadpoint:
         self._round_w = 0.0  # half an amp step while the battery buffer may cover it, else 0
         self.window = ImportWindow(cfg.allowance_window_s)  # metered import while charging in pv mode
         self._import_w = 0.0
+        self._dt = 2.0  # the latest interval between decisions (readings)
+        self._draw_w = 0.0  # the charger's metered power (it lags a cut by its response delay)
         self.sky = SkyWatch(cfg.sky_window_s)
         self.battery_room = False  # set by the controller: the home battery can take surplus now
 
@@ -172,6 +174,7 @@ class Loadpoint:
         meter shows imported now (booked against the hard allowance while charging in pv mode)."""
         dt = 0.0 if self._last_now is None else min(60.0, max(0.0, now - self._last_now))
         self._last_now = now
+        self._dt = dt if dt > 0 else self._dt
         drawing = self.setting.enabled or (charger.power_w or 0.0) > 0.0
         if self.settings.mode == "pv" and drawing and available_w is not None:
             # the reading stands for the interval since the previous one (the controller sees no more)
@@ -179,6 +182,7 @@ class Loadpoint:
         if available_w is not None:
             self.sky.note(now, available_w)
         self._import_w = max(0.0, import_w)
+        self._draw_w = charger.power_w or 0.0
         rounding = 0 < self.cfg.round_from_buffer_wh <= buffer_wh
         self._round_w = self.cfg.voltage_v * self.setting.phases / 2.0 if rounding else 0.0
         self._smooth(dt, available_w)
@@ -210,8 +214,11 @@ class Loadpoint:
         """Allowance left in the rolling window once the present import has run until a cut shows
         (the next reading plus stop_lag_s), with all the charger draws as the worst case: a cloud
         edge can take the whole surplus away between two readings."""
+        worst_w = max(self._import_w, self.expected_power_w(), self._draw_w)
+        return self._room_wh(now, dt, worst_w)
+
+    def _room_wh(self, now: float, dt: float, worst_w: float) -> float:
         lag_h = (max(dt, 1.0) + self.cfg.stop_lag_s) / 3600.0
-        worst_w = max(self._import_w, self.expected_power_w())
         return self.cfg.import_allowance_wh - self.window.used_wh(now) - worst_w * lag_h
 
     def _pv(self, now: float, dt: float, available_w: float, buffered_w: float = 0.0) -> Setting:
@@ -219,8 +226,8 @@ class Loadpoint:
         cfg = self.cfg
         if not s.enabled:
             return self._pv_start(now, available_w)
-        if self._import_w > 0.0 and self._window_left_wh(now, dt) <= 0.0:
-            return self._safe_level(now, available_w)
+        if self._window_left_wh(now, dt) <= 0.0:
+            return self._safe_level(now, dt, available_w)
         settling = now < self._settle_until
         # while the battery's cloud buffer carries a dip on 3p, riding it beats two phase switches
         carried = buffered_w > 0 and s.phases == 3 and self.cfg.buffer_holds_phases and not self.prefer_1p()
@@ -256,15 +263,18 @@ class Loadpoint:
         self._deficit_since = None  # the dip is over; its energy stays booked until refilled
         return self._set(True, f"pv: {self._regulate(now, target)}, surplus {available_w:.0f} W")
 
-    def _safe_level(self, now: float, available_w: float) -> Setting:
-        """The hard limit is near: the largest setting that imports nothing, else stop."""
+    def _safe_level(self, now: float, dt: float, available_w: float) -> Setting:
+        """The hard limit is near: no import at all now, and no more draw than a sudden shadow could
+        import within the rest of the window before a cut shows; below the minimum, stop."""
         cfg = self.cfg
         used = self.window.used_wh(now)
         why = f"{used:.1f} of {cfg.import_allowance_wh:g} Wh import allowance used in {cfg.allowance_window_s:g} s"
-        fits = amps_for(available_w, cfg.voltage_v, self.setting.phases)
-        if fits >= self.settings.min_current_a:
-            self.setting.current_a, self._raise_since = self._clamp(fits), None
-            return self._set(True, f"pv: {why}: cut to {self.setting.current_a:g} A")
+        cap_w = max(0.0, cfg.import_allowance_wh - used) * 3600.0 / (max(dt, 1.0) + cfg.stop_lag_s)
+        limit_w = min(available_w, cap_w) if self._import_w > 0.0 else cap_w
+        amps = min(self.setting.current_a, amps_for(limit_w, cfg.voltage_v, self.setting.phases))
+        if amps >= self.settings.min_current_a:
+            self.setting.current_a, self._raise_since = amps, None
+            return self._set(True, f"pv: {why}: at most {amps:g} A")
         return self._stop(now, f"pv: {why}: stop")
 
     def _pv_start(self, now: float, available_w: float) -> Setting:
@@ -287,9 +297,15 @@ class Loadpoint:
         delay = cfg.enable_delay_s if self._stopped_at is None else max(cfg.enable_delay_s, cfg.restart_delay_s)
         if now - self._enable_since < delay:
             return self._set(False, f"pv: surplus {available_w:.0f} W, starting after {delay:g} s")
+        start_a = self._clamp(amps_for(available_w, cfg.voltage_v, phases))
+        if self._room_wh(now, self._dt, self.power_at(start_a, phases)) <= 0.0:
+            # a shadow right after the start could not be cut in time: wait until the window frees up
+            return self._set(False, f"pv: surplus {available_w:.0f} W, but {self.window.used_wh(now):.1f} of "
+                                    f"{cfg.import_allowance_wh:g} Wh import allowance used in "
+                                    f"{cfg.allowance_window_s:g} s")
         if phases != self.setting.phases:
             self._switch_phases(now, phases, available_w, charging=False)
-        self.setting.current_a = self._clamp(amps_for(available_w, cfg.voltage_v, phases))
+        self.setting.current_a = start_a
         self._settle_until = now + cfg.settle_s
         self._deficit_wh, self._deficit_since, self._enable_since = 0.0, None, None
         return self._set(True, f"pv: start, surplus {available_w:.0f} W on {phases}p")
