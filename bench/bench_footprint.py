@@ -301,8 +301,11 @@ def report(scenarios: list[Scenario], imports: list[tuple[str, float, float]]) -
 
 
 def main() -> str:
+    from bench import footprint_bus  # the per-message cost behind the CPU column
+
     services = service_programs()
     imports = import_costs(services)
+    trickle = footprint_bus.main()
     with tempfile.TemporaryDirectory(prefix="wattbus-footprint-") as tmpdir:
         tmp = Path(tmpdir)
         scenarios = [scenario("idle", IDLE_ENV, services, tmp, stop_sims=True),
@@ -317,7 +320,8 @@ def main() -> str:
          "imports": imports}, indent=1))
     text = (f"Real `wattbus embedded` stack, settle {SETTLE_S:.0f} s then {MEASURE_S:.0f} s measured; RSS/PSS "
             "are peaks per program (with children), CPU is the mean over the interval.\n\n"
-            + report(scenarios, imports))
+            + report(scenarios, imports) + "\n\nBus cost per message at a service's trickle (bench/footprint_bus.py): "
+            + trickle)
     print(text)
     return text
 

@@ -101,10 +101,12 @@ class Bus:
         self._pending: dict[bytes, asyncio.Future[m.CommandResult]] = {}
         self._reply_topic: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # paho's read callback appends here and wakes the dispatcher once per batch.
+        # paho's read callback appends here; _drain delivers right after the read, and the
+        # dispatcher task takes over while an async handler is being awaited (order is kept).
         self._inbox: deque[mqtt.MQTTMessage] = deque()
         self._inbox_ready = asyncio.Event()
-        self._wake_pending = False
+        self._awaiting = False
+        self._carried: tuple[Awaitable[Any], str, list[_Subscription], _Delivery] | None = None
         self._props_by_type: dict[str, Properties] = {}
         self._dispatcher: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -127,7 +129,8 @@ class Bus:
         client.on_message = self._on_message
         self._client = client
         self._driver = LoopDriver(client, config.host, config.port, config.keepalive_s,
-                                  max(1.0, config.reconnect_min_s), max(1.0, config.reconnect_max_s), self.log)
+                                  max(1.0, config.reconnect_min_s), max(1.0, config.reconnect_max_s), self.log,
+                                  after_read=self._drain)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -341,36 +344,51 @@ class Bus:
                         sub.network_callback(message.topic, bytes(message.payload))  # no copy for bytes
                         return
         self._inbox.append(message)
-        if not self._wake_pending and self._loop:
-            self._wake_pending = True
-            self._wake()  # on the loop's thread (mqtt_loop.py): no self-pipe round trip
-
-    def _wake(self) -> None:
-        self._wake_pending = False
-        self._inbox_ready.set()
 
     # ------------------------------------------------------------------ dispatch (asyncio side)
+
+    def _drain(self) -> None:
+        """Deliver what paho just read within the same loop pass (one wake-up per message)."""
+        while self._inbox and not self._awaiting:
+            raw = self._inbox.popleft()
+            delivery, subs = self._route(raw)
+            for index, sub in enumerate(subs):
+                pending = self._call(sub, raw, delivery)
+                if pending is not None:  # an async handler: the dispatcher awaits it, then goes on
+                    self._awaiting = True
+                    self._carried = (pending, raw.topic, subs[index + 1:], delivery)
+                    self._inbox_ready.set()
+                    break
+
+    def _route(self, raw: mqtt.MQTTMessage) -> tuple[_Delivery, list[_Subscription]]:
+        self.counters.inc("messages_in")
+        props = getattr(raw, "properties", None)
+        delivery = (raw, getattr(props, "ResponseTopic", None) if props else None,
+                    getattr(props, "CorrelationData", None) if props else None)
+        idents = getattr(props, "SubscriptionIdentifier", None) if props else None
+        # Brokers without subscription identifiers: fall back to filter matching.
+        return delivery, [sub for sub in self._subs if sub.network_callback is None
+                          and ((sub.ident in idents) if idents else sub.matches(raw.topic))]
 
     async def _dispatch(self) -> None:
         while True:
             await self._inbox_ready.wait()
             self._inbox_ready.clear()
+            if self._carried is not None:
+                pending, topic, rest, delivery = self._carried
+                self._carried = None
+                await self._finish(pending, topic)
+                for sub in rest:
+                    await self._finish(self._call(sub, delivery[0], delivery), topic)
             while self._inbox:
                 raw = self._inbox.popleft()
-                self.counters.inc("messages_in")
-                props = getattr(raw, "properties", None)
-                response_topic = getattr(props, "ResponseTopic", None) if props else None
-                correlation = getattr(props, "CorrelationData", None) if props else None
-                idents = getattr(props, "SubscriptionIdentifier", None) if props else None
-                for sub in self._subs:
-                    if sub.network_callback is not None:
-                        continue
-                    # Brokers without subscription identifiers: fall back to filter matching.
-                    if (sub.ident in idents) if idents else sub.matches(raw.topic):
-                        await self._deliver(sub, raw, response_topic, correlation)
+                delivery, subs = self._route(raw)
+                for sub in subs:
+                    await self._finish(self._call(sub, raw, delivery), raw.topic)
+            self._awaiting = False  # no await since the inbox was seen empty: _drain takes over
 
-    async def _deliver(self, sub: _Subscription, raw: mqtt.MQTTMessage, response_topic: str | None,
-                       correlation: bytes | None) -> None:
+    def _call(self, sub: _Subscription, raw: mqtt.MQTTMessage, delivery: _Delivery) -> Awaitable[Any] | None:
+        """Decode for sub and call its handler; an awaitable result is returned to be awaited."""
         if sub.payload_type is bytes:
             payload: Any = raw.payload
         else:
@@ -381,15 +399,26 @@ class Bus:
                 if count <= 20 or count % 100 == 0:
                     self.log.warning("rejected malformed payload", topic=raw.topic, error=str(exc),
                                      rejected_total=count)
-                return
-        msg = Message(raw.topic, payload, bool(raw.retain), response_topic, correlation)
+                return None
         try:
-            result = sub.handler(msg)
-            if inspect.isawaitable(result):
-                await result
+            result = sub.handler(Message(raw.topic, payload, bool(raw.retain), delivery[1], delivery[2]))
         except Exception as exc:
             self.counters.inc("handler_errors")
             self.log.exception("handler failed", topic=raw.topic, error=repr(exc))
+            return None
+        return result if inspect.isawaitable(result) else None
+
+    async def _finish(self, pending: Awaitable[Any] | None, topic: str) -> None:
+        if pending is None:
+            return
+        try:
+            await pending
+        except Exception as exc:
+            self.counters.inc("handler_errors")
+            self.log.exception("handler failed", topic=topic, error=repr(exc))
+
+
+_Delivery = tuple[mqtt.MQTTMessage, str | None, bytes | None]  # message, response topic, correlation
 
 
 def _never_called(_msg: Message[Any]) -> None:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -37,8 +38,9 @@ class LoopDriver:
     """Connects, reads, writes, pings and reconnects one LoopClient on the running asyncio loop."""
 
     def __init__(self, client: LoopClient, host: str, port: int, keepalive_s: int, reconnect_min_s: float,
-                 reconnect_max_s: float, log: Logger) -> None:
+                 reconnect_max_s: float, log: Logger, after_read: Callable[[], None] | None = None) -> None:
         self.client = client
+        self.after_read = after_read  # the bus delivers what was read in the same loop pass
         self.host, self.port = host, port
         self.reconnect_min_s = max(0.1, reconnect_min_s)
         self.reconnect_max_s = max(self.reconnect_min_s, reconnect_max_s)
@@ -115,7 +117,10 @@ class LoopDriver:
 
     async def _open(self) -> socket.socket:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        try:  # an address literal resolves here without the executor thread getaddrinfo needs
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+        except socket.gaierror:
+            infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
         error: OSError = OSError(f"no address for {self.host}")
         for family, kind, proto, _name, address in infos:
             sock = socket.socket(family, kind, proto)
@@ -177,8 +182,13 @@ class LoopDriver:
         pending = getattr(self._sock, "pending", None)
         while pending is not None and self._sock is not None and pending() > 0:
             self.client.loop_read()
+        if self.after_read is not None:
+            self.after_read()
+        self._flush()  # the PUBACK and what the handlers published, without another loop pass
 
     def _flush(self) -> None:
+        if not self._flush_pending:  # already flushed (by _read) since it was scheduled
+            return
         self._flush_pending = False
         if self._sock is None or self._loop is None:
             return
