@@ -241,8 +241,8 @@ def writers(broker: Mosquitto, tmp: Path, n: int, label: str, section: str, name
                         f'spool_dir = "{tmp}/{tag}-{i}/spool"\ndead_letter_file = "{tmp}/{tag}-{i}/dead.jsonl"\n'
                         f'{section}')
         env = {**broker.env("influx-writer"), "PATH": "/usr/bin:/bin"}
-        if pythonpath:
-            env["PYTHONPATH"] = pythonpath  # ahead of the editable install: the old package wins
+        if pythonpath or os.environ.get("PYTHONPATH"):  # ahead of the editable install: that tree wins
+            env["PYTHONPATH"] = pythonpath or os.environ["PYTHONPATH"]
         procs.append(subprocess.Popen([sys.executable, "-m", "wattbus_influx_writer", "--config", str(conf),
                                        "--log-level", "WARNING"], env=env))
     count = counter_for(label, device)

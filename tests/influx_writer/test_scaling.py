@@ -3,6 +3,7 @@ bad config stops start-up with a message naming the key."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Callable
@@ -52,6 +53,42 @@ async def test_two_instances_share_the_stream(broker: Mosquitto, victoria: Victo
     await admin.stop()
     for writer in writers:
         assert writer.stop() == 0, writer.output()
+
+
+async def test_scale_down_drains_and_strands_nothing(broker: Mosquitto, victoria: VictoriaMetrics, tmp_path: Path,
+                                                     start_service: Callable[..., Any]) -> None:
+    """One of two writers stops mid-stream (a scale-down): it leaves the share group and ends its
+    session, so the readings after it left all reach the other writer; none wait in its session."""
+    watch = StatusWatch()
+    admin = await started_bus(broker, "test-admin", "watch-down")
+    watch.attach(admin)
+    writers = {}
+    for instance in ("down-a", "down-b"):
+        conf = write_config(tmp_path, instance, url=victoria.url, api="v2", bucket="down", org="home",
+                            instance=instance, share_group="iw-down", batch_size=400)
+        writers[instance] = start_service(MODULE, "--config", str(conf), env=writer_env(broker))
+    pub = await started_bus(broker, PUBLISHER, "down")
+    for instance in writers:
+        await warm_up(pub, watch, instance)
+    base_b = watch.counter("received", "down-b")
+
+    async def stream() -> None:  # 6000 readings over ~6 s
+        for start in range(0, 6000, 100):
+            publish(pub, meter_readings(100, "meter-down", start=start))
+            await asyncio.sleep(0.1)
+
+    streaming = asyncio.create_task(stream())
+    await until(lambda: watch.counter("received", "down-b") > base_b + 100, 30, "down-b takes its share")
+    assert not streaming.done()
+    assert writers["down-b"].stop() == 0, writers["down-b"].output()  # mid-stream
+    await streaming
+    await until(lambda: victoria_count(victoria, "meter_power_w", device_id="meter-down") >= 6000, 60,
+                "all 6000 samples stored, those after the scale-down by the remaining writer")
+    assert victoria_count(victoria, "meter_power_w", device_id="meter-down") == 6000
+    assert "drained: left the share group" in writers["down-b"].output()
+    await pub.stop()
+    await admin.stop()
+    assert writers["down-a"].stop() == 0, writers["down-a"].output()
 
 
 def test_bad_config_names_the_key(tmp_path: Path) -> None:

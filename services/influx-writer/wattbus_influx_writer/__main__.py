@@ -19,6 +19,7 @@ from wattbus.runner import Service, ServiceContext, Subcommand
 
 from . import lineproto
 from .config import Config
+from .drain import Peers, drain
 from .ingest import Ingest
 from .pipeline import Pipeline
 from .sink import Sink
@@ -46,15 +47,21 @@ async def run(ctx: ServiceContext[Config]) -> None:
         pipeline.acknowledge = ingest.acknowledge
         ctx.log.info("writing readings", target=sink.target, subscriptions=cfg.subscription_list(),
                      spool=str(spool.dir), spool_points=spool.points, session_expiry_s=cfg.session_expiry_s)
+        peers = Peers(ctx.bus, NAME, ctx.instance)
         receiving = asyncio.create_task(ingest.run(), name="influx-writer-ingest")
         try:
             await pipeline.run()
         finally:
-            # run() is cancelled at shutdown. Stop reading, store and acknowledge what is in
-            # memory, then say goodbye: the broker keeps everything later for the next start.
+            # run() is cancelled at shutdown. With other writers online, hand our share of the
+            # stream to them (drain); otherwise stop reading: the broker keeps the rest for our
+            # next start. Either way what is in memory is stored before it is acknowledged.
+            drained = False
+            if cfg.share_group and (cfg.drain_on_stop == "always" or (cfg.drain_on_stop == "auto" and peers.online)):
+                ctx.log.info("other writers online: draining before stop", peers=sorted(peers.online))
+                drained = await asyncio.create_task(drain(ingest, pipeline, ctx.log))
             ingest.pause()
             await asyncio.create_task(pipeline.close())
-            await asyncio.create_task(ingest.close())
+            await asyncio.create_task(ingest.close(end_session=drained))
             receiving.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await receiving

@@ -51,6 +51,9 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # we are away, and how many unacknowledged readings it may send us (bounds our memory)
     session_expiry_s: Annotated[int, Meta(ge=0, le=0xFFFFFFFF)] = SESSION_EXPIRY_S
     receive_maximum: Annotated[int, Meta(ge=1, le=65535)] = 20000
+    # On stop, leave the share group and end the session (drain.py): "auto" when other writers are
+    # online (a scale-down), "always", or "never" (keep the session: its readings wait for us).
+    drain_on_stop: Literal["auto", "always", "never"] = "auto"
 
     def __post_init__(self) -> None:
         # `docker compose --scale` starts identical replicas: "@hostname" gives each its own

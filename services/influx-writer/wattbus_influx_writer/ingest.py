@@ -53,6 +53,7 @@ class _Protocol(asyncio.Protocol):
         self.closed = asyncio.get_running_loop().create_future()
         self.control: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
         self.last_heard = time.monotonic()
+        self.last_publish = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -92,6 +93,7 @@ class _Protocol(asyncio.Protocol):
                 self.transport.abort()
             return
         if acks:
+            self.last_publish = self.last_heard
             self.owner.on_acks(AckToken(self.number, bytes(acks)))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -117,6 +119,7 @@ class Ingest:
         self._protocol: _Protocol | None = None
         self._connections = 0
         self._stopping = False
+        self._unsubscribed: asyncio.Future[list[int]] | None = None
         self.connected = asyncio.Event()
 
     # ------------------------------------------------------------------ called by the pipeline
@@ -225,6 +228,9 @@ class Ingest:
                 if kind == wire.DISCONNECT:
                     code, text = wire.parse_disconnect(body)
                     raise ConnectionError(f"broker disconnected us: {wire.reason_text(code)} {text}".strip())
+                if kind == wire.UNSUBACK and self._unsubscribed is not None and not self._unsubscribed.done():
+                    self._unsubscribed.set_result(wire.parse_unsuback(body)[1])
+                    continue
                 if kind == wire.PUBREL:  # only after a QoS 2 PUBREC, which we never send
                     raise wire.ProtocolError("PUBREL without a QoS 2 exchange")
                 continue  # PINGRESP, late SUBACK: nothing to do
@@ -239,12 +245,35 @@ class Ingest:
             context.load_cert_chain(self.bus.cert_file, self.bus.key_file)
         return context
 
-    async def close(self) -> None:
-        """A normal DISCONNECT: the session (and what it holds for us) stays on the broker."""
+    @property
+    def last_publish(self) -> float:
+        """Monotonic time the last reading arrived on the current connection (0: none yet)."""
+        return self._protocol.last_publish if self._protocol is not None else 0.0
+
+    async def unsubscribe(self, timeout: float = 5.0) -> bool:
+        """Leave the share group(s): the broker routes no new readings to us; what it already queued
+        for us still arrives. False when not connected or the broker did not confirm in time."""
+        proto = self._protocol
+        if proto is None or proto.transport is None or proto.transport.is_closing():
+            return False
+        self._unsubscribed = asyncio.get_running_loop().create_future()
+        proto.transport.write(wire.unsubscribe(2, self.filters))
+        try:
+            codes = await asyncio.wait_for(asyncio.shield(self._unsubscribed), timeout)
+        except TimeoutError:
+            return False
+        refused = [wire.reason_text(c) for c in codes if c >= 0x80]
+        if refused:
+            self.log.warning("broker refused to unsubscribe", filters=self.filters, reasons=refused)
+        return not refused
+
+    async def close(self, end_session: bool = False) -> None:
+        """A normal DISCONNECT: the session (and what it holds for us) stays on the broker, unless
+        end_session (after a drain) asks the broker to delete it."""
         self._stopping = True
         proto = self._protocol
         if proto is not None and proto.transport is not None and not proto.transport.is_closing():
-            proto.transport.write(wire.DISCONNECT_PACKET)
+            proto.transport.write(wire.disconnect_ending_session() if end_session else wire.DISCONNECT_PACKET)
             proto.transport.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(proto.closed), 3)

@@ -100,6 +100,18 @@ def subscribe(packet_id: int, filters: list[str], qos: int = 1) -> bytes:
     return _packet(SUBSCRIBE << 4 | 0x02, body)
 
 
+def unsubscribe(packet_id: int, filters: list[str]) -> bytes:
+    body = struct.pack("!H", packet_id) + b"\x00" + b"".join(_string(f) for f in filters)
+    return _packet(UNSUBSCRIBE << 4 | 0x02, body)
+
+
+def disconnect_ending_session() -> bytes:
+    """DISCONNECT (normal) with Session Expiry Interval 0: the broker deletes our session, so no
+    reading can be queued for a writer that is not coming back."""
+    props = b"\x11" + struct.pack("!I", 0)
+    return _packet(DISCONNECT << 4, b"\x00" + varint(len(props)) + props)
+
+
 def puback(packet_id: int) -> bytes:
     """Reason 0 (success) with no properties may be left out: 4 bytes per acknowledgement."""
     return struct.pack("!BBH", PUBACK << 4, 2, packet_id)
@@ -165,6 +177,11 @@ def parse_suback(body: bytes) -> tuple[int, list[int]]:
     packet_id = struct.unpack_from("!H", body, 0)[0]
     _props, pos = properties(body, 2)
     return packet_id, list(body[pos:])
+
+
+def parse_unsuback(body: bytes) -> tuple[int, list[int]]:
+    """(packet id, one reason code per filter: 0 = removed, 0x11 = there was none, >= 0x80 = refused)."""
+    return parse_suback(body)
 
 
 def parse_disconnect(body: bytes) -> tuple[int, str]:

@@ -151,6 +151,14 @@ class Pipeline:
                 seen, seen_since = 0, time.monotonic()
                 next_cycle = time.monotonic() + self.config.flush_interval_s
 
+    async def flush(self) -> None:
+        """Store and acknowledge what is in memory now, and replay the spool if it is due."""
+        await self._cycle()
+
+    def idle(self) -> bool:
+        """Nothing in memory waiting to be stored or acknowledged."""
+        return not self._batch and not self._acks
+
     async def _cycle(self) -> None:
         batch, since, acks = self._take()
         self.sync_counters()  # after the take, so `received` covers every line about to be written
