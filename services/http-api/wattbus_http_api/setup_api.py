@@ -6,6 +6,7 @@ affected service is told over the bus (`reload_config`). Writes need the bearer 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from wattbus.config import ConfigError
-from wattbus.settings import Settings
+from wattbus.settings import Settings, env_overrides
 
 from .config import Config
 from .setup_roles import CONTROLLER, RoleBody, RoleError, assign, breaker_problem, check_body, effective_max_a, roles_of
@@ -67,7 +68,9 @@ async def _apply(request: web.Request, section: str, config: Any) -> dict[str, A
         asyncio.get_running_loop().call_later(1.0, lambda: asyncio.ensure_future(
             site.setup.commands.reload(SELF, site.ctx.instance, site.config.setup.reload_timeout_s)))
         return {"status": "ok", "message": "http-api restarts in a second to apply listener/access changes"}
-    instance = getattr(config, "instance", "main")  # "auto": every replica, on service/<name>/all/command
+    override = env_overrides(section, os.environ).get("instance")  # the environment wins, as in the service
+    # "auto": every replica, on service/<name>/all/command
+    instance = str(override[1]) if override else getattr(config, "instance", "main")
     result = await site.setup.commands.reload(section, instance, site.config.setup.reload_timeout_s)
     return msgspec.to_builtins(result)  # type: ignore[no-any-return]
 

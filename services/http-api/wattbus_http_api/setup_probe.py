@@ -60,7 +60,10 @@ async def _reachable(host: str, port: int, timeout_s: float) -> str | None:
 
 
 def _bridge_instance(request: web.Request, bridge: str) -> str:
-    instance = str(_settings(request).section(bridge).get("instance", "main"))
+    """The instance the bridge runs as (an environment override wins, as in the bridge itself)."""
+    settings = _settings(request)
+    override = settings.overrides(bridge).get("instance")
+    instance = str(override["value"] if override else settings.section(bridge).get("instance", "main"))
     return topics.ALL_INSTANCES if instance == "auto" else instance
 
 
