@@ -29,6 +29,7 @@ class Broker:
             with self.files.conf.open("a") as conf:
                 conf.write("\n" + block + "\n")
         self.log = run_dir / "mosquitto.log"
+        self.subscribe_log: Path | None = None  # set by flood_rig.subscribing_broker
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
