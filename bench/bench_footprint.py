@@ -301,11 +301,12 @@ def report(scenarios: list[Scenario], imports: list[tuple[str, float, float]]) -
 
 
 def main() -> str:
-    from bench import footprint_bus  # the per-message cost behind the CPU column
+    from bench import footprint_bus, footprint_floor  # per-message CPU, per-process RSS floor
 
     services = service_programs()
     imports = import_costs(services)
     trickle = footprint_bus.main()
+    floor = footprint_floor.main()
     with tempfile.TemporaryDirectory(prefix="wattbus-footprint-") as tmpdir:
         tmp = Path(tmpdir)
         scenarios = [scenario("idle", IDLE_ENV, services, tmp, stop_sims=True),
@@ -321,7 +322,8 @@ def main() -> str:
     text = (f"Real `wattbus embedded` stack, settle {SETTLE_S:.0f} s then {MEASURE_S:.0f} s measured; RSS/PSS "
             "are peaks per program (with children), CPU is the mean over the interval.\n\n"
             + report(scenarios, imports) + "\n\nBus cost per message at a service's trickle (bench/footprint_bus.py): "
-            + trickle)
+            + trickle + "\n\nWhat one service process is made of (fresh interpreter, imports in order; "
+            "bench/footprint_floor.py):\n\n" + floor)
     print(text)
     return text
 

@@ -6,12 +6,18 @@ the demo config file) and then runs supervisord in the foreground. Ctrl-C stops 
 
 Services join by shipping `services/<name>/supervisor.conf`, simulators by
 `simulators/supervisor/<name>.conf`; no edit here is needed.
+
+WATTBUS_EMBEDDED_PROFILE=one-process (the Raspberry Pi profile) runs every Python service in one
+`wattbus run-many` program instead of one interpreter each; their other programs (a database)
+and the simulators stay as they are.
 """
 
 from __future__ import annotations
 
+import configparser
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
@@ -108,11 +114,69 @@ def choose_port(preferred: int) -> int:
     raise SystemExit(f"no free port in {preferred}..{preferred + 19} for the embedded broker")
 
 
-def write_supervisord(root: Path, run_dir: Path, broker: BrokerFiles) -> Path:
+PROFILES = ("process-per-service", "one-process")
+
+
+def _environment(value: str) -> dict[str, str]:
+    """supervisord's KEY="value",KEY2=value2 (a quoted value may hold commas)."""
+    return dict(re.findall(r'(\w+)=("[^"]*"|[^,]*)', value))
+
+
+def write_one_process(root: Path, run_dir: Path) -> Path:
+    """The services' supervisor.conf files folded into one [program:run-many].
+
+    A program whose command is the service's own `wattbus-<name>` script joins run-many, with its
+    `environment=` settings (its password file excepted: run-many gives each service its own from
+    run/secrets/); any other program (the embedded InfluxDB) is kept as it is.
+    """
+    names: list[str] = []
+    env: dict[str, str] = {}
+    kept: list[str] = []
+    for conf in sorted(root.glob("services/*/supervisor.conf")):
+        parser = configparser.RawConfigParser(strict=False)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys keep their case
+        parser.read(conf)
+        for section in parser.sections():
+            name = section.removeprefix("program:")
+            items = dict(parser.items(section))
+            if not items.get("command", "").endswith(f"/bin/wattbus-{name}"):
+                kept.append(f"[{section}]\n" + "".join(f"{k}={v}\n" for k, v in items.items()))
+                continue
+            names.append(name)
+            for key, value in _environment(items.get("environment", "")).items():
+                if key == "WATTBUS_BUS_PASSWORD_FILE":
+                    continue
+                if env.setdefault(key, value) != value:
+                    raise SystemExit(f"{conf}: {key} differs from another service's value; run-many "
+                                     "shares one environment")
+    program = f"""[program:run-many]
+command=%(ENV_WATTBUS_VENV)s/bin/wattbus run-many {' '.join(names)} --secrets-dir %(ENV_WATTBUS_RUN)s/secrets
+directory=%(ENV_WATTBUS_ROOT)s
+priority=50
+autorestart=true
+startsecs=2
+stopsignal=TERM
+stopwaitsecs=20
+redirect_stderr=true
+stdout_logfile=%(ENV_WATTBUS_RUN)s/logs/%(program_name)s.log
+stdout_logfile_maxbytes=5MB
+stdout_logfile_backups=2
+"""
+    if env:
+        program += "environment=" + ",".join(f"{k}={v}" for k, v in env.items()) + "\n"
+    path = run_dir / "supervisor-one-process.conf"
+    path.write_text("\n".join([program, *kept]))
+    return path
+
+
+def write_supervisord(root: Path, run_dir: Path, broker: BrokerFiles, profile: str = PROFILES[0]) -> Path:
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    includes = [str(p) for p in sorted(root.glob("services/*/supervisor.conf"))]
+    if profile == "one-process":
+        includes = [str(write_one_process(root, run_dir))]
+    else:
+        includes = [str(p) for p in sorted(root.glob("services/*/supervisor.conf"))]
     includes += [str(p) for p in sorted(root.glob("simulators/supervisor/*.conf"))]
     text = f"""\
 [supervisord]
@@ -175,12 +239,15 @@ def write_config(config: Path, root: Path, run_dir: Path) -> None:
 
 
 def main(root: Path, run_dir: Path, prepare_only: bool = False) -> int:
+    profile = os.environ.get("WATTBUS_EMBEDDED_PROFILE") or PROFILES[0]
+    if profile not in PROFILES:
+        raise SystemExit(f"WATTBUS_EMBEDDED_PROFILE={profile!r}: expected one of {', '.join(PROFILES)}")
     run_dir.mkdir(parents=True, exist_ok=True)
     port = choose_port(int(os.environ.get("WATTBUS_EMBEDDED_PORT", "1883")))
     broker = write_broker(root, run_dir, port)
     config = run_dir / "wattbus.toml"
     write_config(config, root, run_dir)
-    conf = write_supervisord(root, run_dir, broker)
+    conf = write_supervisord(root, run_dir, broker, profile)
     env = dict(os.environ)
     env.update({
         "WATTBUS_RUN": str(run_dir),
@@ -191,11 +258,12 @@ def main(root: Path, run_dir: Path, prepare_only: bool = False) -> int:
         "WATTBUS_BUS_HOST": "127.0.0.1",
     })
     programs = sorted(p.parent.name for p in root.glob("services/*/supervisor.conf"))
+    together = "  (in one `wattbus run-many` process)" if profile == "one-process" else ""
     print(f"""
 wattbus embedded stack
   web UI      http://127.0.0.1:8008/ui/   (MeterHub JSON at /, GivTCP REST on :6345, API at /api/v1/openapi.json)
   broker      mqtt://127.0.0.1:{port}  (anonymous read-only on 127.0.0.1; services log in as their own users)
-  services    {', '.join(programs) or '(none yet)'}
+  services    {', '.join(programs) or '(none yet)'}{together}
   config      {config}  (kept across runs; delete it to start from the demo again)
   logs        {run_dir}/logs/
   watch       mosquitto_sub -h 127.0.0.1 -p {port} -t 'wattbus/v1/#' -v
