@@ -74,8 +74,9 @@ print(json.dumps({"cpu_s": marks["cpu1"] - marks["cpu0"], "wall_s": marks["t1"] 
 
 
 def payload(n: int) -> bytes:
-    return codec.encode(m.MeterReading(device_id="emh-1", timestamp=datetime.now(UTC), power_w=float(n),
-                                       energy_import_wh=3985744.0 + n, frequency_hz=50.0))
+    data: bytes = codec.encode(m.MeterReading(device_id="emh-1", timestamp=datetime.now(UTC), power_w=float(n),
+                                              energy_import_wh=3985744.0 + n, frequency_hz=50.0))
+    return data
 
 
 def trickle(broker: Mosquitto, kind: str, count: int, rate_hz: float) -> dict[str, float]:
