@@ -91,6 +91,37 @@ async def test_scale_down_drains_and_strands_nothing(broker: Mosquitto, victoria
     assert writers["down-a"].stop() == 0, writers["down-a"].output()
 
 
+async def test_stopping_every_writer_keeps_the_sessions(broker: Mosquitto, victoria: VictoriaMetrics, tmp_path: Path,
+                                                        start_service: Callable[..., Any]) -> None:
+    """`docker compose stop`: both replicas stop together, see each other leave and keep their
+    sessions, so what is published while none runs waits in the broker and is stored on return."""
+    watch = StatusWatch()
+    admin = await started_bus(broker, "test-admin", "watch-all")
+    watch.attach(admin)
+    confs = {instance: write_config(tmp_path, instance, url=victoria.url, api="v2", bucket="all", org="home",
+                                    instance=instance, share_group="iw-all", batch_size=400)
+             for instance in ("all-a", "all-b")}
+    writers = [start_service(MODULE, "--config", str(conf), env=writer_env(broker)) for conf in confs.values()]
+    pub = await started_bus(broker, PUBLISHER, "all")
+    for instance in confs:
+        await warm_up(pub, watch, instance)
+    for writer in writers:
+        writer.proc.terminate()  # together, as compose does
+    for writer in writers:
+        assert writer.stop() == 0, writer.output()
+        assert "draining before stop" not in writer.output()  # each saw the other leave too
+    publish(pub, meter_readings(2000, "meter-all"))
+    await asyncio.sleep(1)  # published while no writer runs
+    writers = [start_service(MODULE, "--config", str(conf), env=writer_env(broker)) for conf in confs.values()]
+    await until(lambda: victoria_count(victoria, "meter_power_w", device_id="meter-all") >= 2000, 60,
+                "the 2000 readings kept in the sessions are stored")
+    assert victoria_count(victoria, "meter_power_w", device_id="meter-all") == 2000
+    await pub.stop()
+    await admin.stop()
+    for writer in writers:
+        assert writer.stop() == 0, writer.output()
+
+
 def test_bad_config_names_the_key(tmp_path: Path) -> None:
     conf = tmp_path / "bad.toml"
     conf.write_text('[influx-writer]\napi = "v3"\n')

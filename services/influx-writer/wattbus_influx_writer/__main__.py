@@ -13,7 +13,8 @@ import contextlib
 import sys
 from pathlib import Path
 
-from wattbus import codec
+from wattbus import codec, topics
+from wattbus import messages as m
 from wattbus.config import ConfigError, LoadedConfig
 from wattbus.runner import Service, ServiceContext, Subcommand
 
@@ -26,6 +27,7 @@ from .sink import Sink
 from .spool import DeadLetters, Spool
 
 NAME = "influx-writer"
+PEER_WINDOW_S = 2.0  # replicas stopped together announce their leaving within this
 
 
 async def run(ctx: ServiceContext[Config]) -> None:
@@ -56,8 +58,7 @@ async def run(ctx: ServiceContext[Config]) -> None:
             # stream to them (drain); otherwise stop reading: the broker keeps the rest for our
             # next start. Either way what is in memory is stored before it is acknowledged.
             drained = False
-            if cfg.share_group and (cfg.drain_on_stop == "always" or (cfg.drain_on_stop == "auto" and peers.online)):
-                ctx.log.info("other writers online: draining before stop", peers=sorted(peers.online))
+            if cfg.share_group and await asyncio.create_task(should_drain(ctx, peers)):
                 drained = await asyncio.create_task(drain(ingest, pipeline, ctx.log))
             ingest.pause()
             await asyncio.create_task(pipeline.close())
@@ -66,6 +67,24 @@ async def run(ctx: ServiceContext[Config]) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await receiving
             ctx.log.info("writer closed", **{k: ctx.counters.get(k) for k in ("received", "written", "spooled")})
+
+
+async def should_drain(ctx: ServiceContext[Config], peers: Peers) -> bool:
+    """Drain only when some writer of the group stays: a stop of every replica at once (`docker
+    compose stop`) must keep the sessions, or the readings published meanwhile would find an empty
+    share group and be dropped. So announce our leaving at once (availability offline) and watch
+    the others for a moment: replicas stopped together see each other leave too."""
+    mode = ctx.config.drain_on_stop
+    if mode == "never" or (mode == "auto" and not peers.online):
+        return False
+    ctx.bus.publish(topics.service_availability(NAME, ctx.instance), m.OFFLINE, retain=True)
+    if mode == "auto":
+        await asyncio.sleep(PEER_WINDOW_S)
+        if not peers.online:
+            ctx.log.info("every writer of the group is stopping: keeping the session for the next start")
+            return False
+    ctx.log.info("draining before stop: the other writers take our share", peers=sorted(peers.online))
+    return True
 
 
 # --------------------------------------------------------------------------- subcommands
