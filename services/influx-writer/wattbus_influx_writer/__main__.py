@@ -58,7 +58,8 @@ async def run(ctx: ServiceContext[Config]) -> None:
             # stream to them (drain); otherwise stop reading: the broker keeps the rest for our
             # next start. Either way what is in memory is stored before it is acknowledged.
             drained = False
-            if cfg.share_group and await asyncio.create_task(should_drain(ctx, peers)):
+            leaving: bool = bool(cfg.share_group) and await asyncio.create_task(should_drain(ctx, peers))
+            if leaving:
                 drained = await asyncio.create_task(drain(ingest, pipeline, ctx.log))
             ingest.pause()
             await asyncio.create_task(pipeline.close())
