@@ -8,7 +8,10 @@ The six runs go in parallel, each with its own broker.
 
 All rows get the same limits (6-16 A, automatic 1p/3p). `wattbus` and `evcc` share evcc's battery
 policy (its charge power counts as surplus, prioritySoc 0); `wattbus+bat` adds our battery policy
-(the battery charges first below 25 % SOC and may feed up to 1.5 kW to the EV above 30 %). The bound is what an ideal
+(the battery charges first below 25 % SOC and above 30 % may carry a running charge through shadows
+with up to 1.5 kW, "ride" assist). Every row reports the plain share and a battery-neutral one that
+books the home battery's difference (a row must not look better by emptying the battery into the
+car), and the worst 10-minute import against the 40 Wh allowance. The bound is what an ideal
 controller with perfect foresight absorbs: each second the largest settable power (whole amps,
 1p or 3p) not above the surplus, no ramps, no pauses, until the car is full.
 

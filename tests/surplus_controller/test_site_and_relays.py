@@ -115,3 +115,16 @@ def test_house_counts_phase_switches_under_load_apart_from_idle_ones() -> None:
     charger.set_phases(3)  # under load: the car stops for the pause
     charger.set_phases(3)  # no change, no switch
     assert (charger.phase_switches, charger.phase_switches_charging) == (2, 1)
+
+
+def test_the_cloud_buffer_can_lend_only_when_the_battery_has_no_room() -> None:
+    """With room, what the car leaves is stored, not lost: borrowing it back would only cost the
+    round trip. Nearly full, the surplus the car leaves would be exported: then the buffer lends."""
+    s = site(battery_buffer_wh=500, battery_room_soc_pct=90, battery_buffer_when="no_room")
+    s.grid_w = 0.0
+    s.note_battery(100.0, -3_600.0, 60.0)
+    s.note_battery(160.0, -3_600.0, 60.0)  # 60 Wh charged from the surplus
+    s.note_battery(170.0, 2_000.0, 60.0)
+    assert s.buffer_wh > 0 and s.lendable_wh(170.0) == 0.0 and s.buffered_w(170.0) == 0.0
+    s.note_battery(171.0, 2_000.0, 95.0)
+    assert s.lendable_wh(171.0) > 0 and s.buffered_w(171.0) == 2_000.0

@@ -19,7 +19,7 @@ def make(mode: str = "pv", **cfg: object) -> Loadpoint:
 
 
 def feed(lp: Loadpoint, available: list[float], start: float = 0.0, step: float = 1.0) -> list[tuple[bool, float, int]]:
-    out = []
+    out: list[tuple[bool, float, int]] = []
     for i, watts in enumerate(available):
         s = lp.decide(start + i * step, watts, CAR)
         out.append((s.enabled, s.current_a, s.phases))
@@ -189,7 +189,7 @@ def test_sun_flashes_refill_the_import_allowance_only_slowly() -> None:
     lp = make("pv", phases=1, enable_delay_s=0, settle_s=0, import_allowance_wh=20, disable_delay_s=3600,
               allowance_refill_s=600)
     feed(lp, [2_000.0] * 5)
-    t, stops = 5.0, []
+    t, stops = 5.0, list[tuple[int, str]]()
     for dip in range(3):  # 30 s dips (1200 W import, 10 Wh each) between 10 s flashes of ample sun
         for _ in range(30):
             if not lp.decide(t, 180.0, CAR).enabled and not stops:

@@ -101,6 +101,10 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # that discharge does not count against the import allowance. 0 Wh: off (evcc has no such buffer)
     battery_buffer_wh: Watts = 1000.0
     battery_buffer_soc_pct: Soc = 20.0
+    # "no_room": lend only while the battery is above battery_room_soc_pct. With room, what the car
+    # does not take is stored, not lost, and borrowing it back costs the round trip; without room it
+    # would be exported, so the car should take it and let the battery carry the shadows
+    battery_buffer_when: Literal["always", "no_room"] = "always"
     stale_after_s: Annotated[float, Meta(gt=0)] = 15.0
     stale_action: Literal["min_current", "stop"] = "stop"
     watchdog_interval_s: Annotated[float, Meta(gt=0)] = 1.0

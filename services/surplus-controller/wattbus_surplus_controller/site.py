@@ -88,6 +88,8 @@ class Site:
             return 0.0
         if self.battery_soc is None or self.battery_soc < cfg.battery_buffer_soc_pct:
             return 0.0
+        if cfg.battery_buffer_when == "no_room" and self.battery_room(now):
+            return 0.0
         return self.buffer_wh
 
     def buffered_w(self, now: float) -> float:

@@ -218,8 +218,17 @@ class Loadpoint:
         return self._room_wh(now, dt, worst_w)
 
     def _room_wh(self, now: float, dt: float, worst_w: float) -> float:
-        lag_h = (max(dt, 1.0) + self.cfg.stop_lag_s) / 3600.0
-        return self.cfg.import_allowance_wh - self.window.used_wh(now) - worst_w * lag_h
+        """Allowance left after worst_w for the time a cut takes. An empty window has all of it:
+        an allowance below the minimum power times that lag could otherwise never start a charge."""
+        used = self.window.used_wh(now)
+        if used <= 0.0 and self._import_w <= 0.0:
+            return self.cfg.import_allowance_wh
+        return self.cfg.import_allowance_wh - used - worst_w * self._lag_s(dt) / 3600.0
+
+    def _lag_s(self, dt: float) -> float:
+        """Until a cut shows at the meter: the next reading (a gap in readings is not the usual
+        interval, so at most 5 s of it) plus the charger's own reaction."""
+        return min(max(dt, 1.0), 5.0) + self.cfg.stop_lag_s
 
     def _pv(self, now: float, dt: float, available_w: float, buffered_w: float = 0.0) -> Setting:
         s = self.setting
@@ -269,7 +278,7 @@ class Loadpoint:
         cfg = self.cfg
         used = self.window.used_wh(now)
         why = f"{used:.1f} of {cfg.import_allowance_wh:g} Wh import allowance used in {cfg.allowance_window_s:g} s"
-        cap_w = max(0.0, cfg.import_allowance_wh - used) * 3600.0 / (max(dt, 1.0) + cfg.stop_lag_s)
+        cap_w = max(0.0, cfg.import_allowance_wh - used) * 3600.0 / self._lag_s(dt)
         limit_w = min(available_w, cap_w) if self._import_w > 0.0 else cap_w
         amps = min(self.setting.current_a, amps_for(limit_w, cfg.voltage_v, self.setting.phases))
         if amps >= self.settings.min_current_a:
