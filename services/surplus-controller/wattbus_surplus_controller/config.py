@@ -63,7 +63,9 @@ class LoadpointConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     # part would be exported); "1p": always; "auto": no special case
     broken_sky_phases: Literal["auto", "1p_with_room", "1p"] = "1p_with_room"
     sky_window_s: Annotated[float, Meta(gt=0)] = 1800.0
-    resync_s: Annotated[float, Meta(gt=0)] = 30.0  # re-send a setting the charger still does not show
+    # re-send a setting the charger still does not show after this long (a lost command); a refused
+    # command is not repeated sooner than this either
+    resync_s: Annotated[float, Meta(gt=0)] = 10.0
 
 
 class RelayConfig(Struct, kw_only=True, forbid_unknown_fields=True):
