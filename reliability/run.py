@@ -59,6 +59,32 @@ EXPECTED: dict[str, str] = {
     "test_rogue_commands_refused_with_reason": "rogue 80 A -> invalid, 20 A on a 16 A charger -> refused with the "
                                                "reason; device never written; no-rights user gets 0x87",
     "test_resent_command_is_not_applied_twice": "the same command twice writes the device once",
+    "test_redelivered_command_after_broker_kill_is_answered_not_executed":
+        "a QoS 1 command re-sent with DUP (same packet id) after a broker SIGKILL + restart, and two deliveries "
+        "while the first executes: answered with the first result, the go-e simulator written once; a stale "
+        "10 A never replaces the newer 12 A",
+    "test_sender_sigkilled_mid_stream_replays_without_double_execution":
+        "commanding client SIGKILLed mid-stream replays its outbox after the restart: every request id "
+        "reaches the device exactly once (simulator set count), replays counted as commands_duplicate",
+    "test_influx_down_briefly_loses_nothing": "InfluxDB stopped ~10 s mid-stream (make test variant): "
+                                              "published = stored, exactly",
+    "test_bridge_and_writer_follow_a_stepped_wall_clock":
+        "wall clock stepped +1 h and -1 h (libfaketime) under the go-e bridge and influx-writer: polling goes "
+        "on, readings stamped with the new wall time and stored under it",
+    "test_controller_staleness_ignores_wall_clock_steps":
+        "surplus-controller under a wall clock stepped +1 h: no stale alert while readings flow; stepped -1 h "
+        "with the meter silent: stale alert and safe state within stale_after_s",
+    "test_every_service_has_a_flood_config": "every service in services/ is covered by the flood",
+    "test_malformed_flood_on_every_subscribed_topic":
+        "malformed flood (bad JSON, wrong kind, invalid UTF-8, 512 KiB) on every topic each service subscribes "
+        "to (from the broker's SUBSCRIBE log): all received, rejections counted, good reload_config answered, "
+        "heartbeat on, no handler errors, RSS growth < 64 MiB",
+    "test_http_bodies_never_crash_the_api":
+        "hypothesis bodies on every documented http-api write (token set): 4xx JSON error naming the field, "
+        "5xx only as an explained 502/503/504, never a dropped connection",
+    "test_givtcp_range_error_names_the_givtcp_field": "a GivTCP value out of range: 400 naming the GivTCP field",
+    "test_meterhub_push_with_a_control_character_key": "MeterHub push with a control-character key: 4xx answer",
+    "test_atheris_finds_no_crash": "atheris (coverage-guided, seeded with real captures): N inputs, no crash",
     "test_device_hangs_then_vanishes_then_returns": "device hangs, then answers garbage, then vanishes -> offline, "
                                                     "rejections counted, other device and service unaffected, "
                                                     "back online when it returns",
@@ -83,7 +109,8 @@ EXPECTED: dict[str, str] = {
 }
 
 SCALE = {"WATTBUS_FUZZ_SCALE": "8", "WATTBUS_FLOOD": "10000", "WATTBUS_MANY_DEVICES": "200",
-         "WATTBUS_OUTAGE_S": "120", "WATTBUS_LOAD_S": "30"}
+         "WATTBUS_OUTAGE_S": "120", "WATTBUS_LOAD_S": "30", "WATTBUS_FLOOD_PER_TOPIC": "400",
+         "WATTBUS_ATHERIS_RUNS": "10000"}
 
 
 @dataclass
