@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium openssl
+DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium openssl faketime
 SERVICES := $(sort $(wildcard services/*/wattbus_*/__init__.py))
 
 .PHONY: install system-deps run test bench reliability lint schema clean
