@@ -4,8 +4,8 @@ to the file is the service's NTP step or RTC-less boot. CLOCK_MONOTONIC is left 
 wall-clock step leaves it alone.
 
 libfaketime 0.9.10 with the monotonic clock unfaked fails clock_nanosleep (time.sleep raises
-EINVAL); no service calls time.sleep (asyncio waits in epoll), only paho's reconnect back-off
-does, so these tests keep the broker up.
+EINVAL); no service calls time.sleep (asyncio waits in epoll, and the Bus drives paho from the
+service's loop, shared/wattbus/mqtt_loop.py), so the services run unchanged under it.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 from wattbus import topics
 from wattbus.bus import Message
 
-from tests.support.bus_helpers import started_bus, until
+from tests.support.bus_helpers import started_bus, subscriptions_active, until
 from tests.support.servers import Mosquitto, free_port, wait_port
 
 TOKEN = "s3cret-token-for-tests"
@@ -66,6 +66,9 @@ async def test_writes_without_token_are_401(broker: Mosquitto, http_api: int) ->
     for pattern in (f"{topics.PREFIX}/device/+/+/command", f"{topics.PREFIX}/loadpoint/+/command",
                     topics.DISCOVERY_COMMAND):
         admin.subscribe(pattern, bytes, seen)
+    # The HTTP calls below block this loop, and the Bus sends its SUBSCRIBEs from the loop: make
+    # sure they are active before, or the one command that should pass could be missed.
+    await subscriptions_active(admin)
     try:
         for method, path, body in WRITES:
             for token in (None, "wrong-token", ""):
