@@ -112,7 +112,7 @@ def _datetime(request: web.Request, body: dict[str, Any]) -> m.CommandBase:
 def _rate(direction: str, key: str) -> Callable[[web.Request, dict[str, Any]], m.CommandBase]:
     def build(request: web.Request, body: dict[str, Any]) -> m.CommandBase:
         return convert(request, {"direction": direction, "power_w": _text(request, body, key)},
-                       m.SetBatteryPowerLimit, strict=False)
+                       m.SetBatteryPowerLimit, strict=False, client_fields={"$.power_w": f"$.{key}"})
     return build
 
 

@@ -81,6 +81,9 @@ async def post_values(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise reject(request, 400, f"POST / takes a JSON object of values, got a JSON {type(body).__name__}", "body")
+    for key in body:
+        if not key.isprintable():  # it would also end up in a log line and a response header
+            raise reject(request, 400, f"key {key!r} contains control characters", "body")
     now = time.monotonic()
     allowed = site.config.publish
     ignored = sorted(k for k in body if k not in allowed)

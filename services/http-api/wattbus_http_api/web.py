@@ -77,14 +77,18 @@ async def read_json(request: web.Request, allow_empty: bool = False) -> Any:
         raise reject(request, 400, f"the body is not JSON: {exc}", "body") from None
 
 
-def convert(request: web.Request, data: Any, into: type[T], strict: bool = True) -> T:
-    """Validate decoded JSON against a Struct; 400 with msgspec's message ("... - at `$.mode`")."""
+def convert(request: web.Request, data: Any, into: type[T], strict: bool = True,
+            client_fields: dict[str, str] | None = None) -> T:
+    """Validate decoded JSON against a Struct; 400 with msgspec's message ("... - at `$.mode`").
+    client_fields maps a Struct path to the field the client sent ({"$.power_w": "$.chargeRate"}),
+    for compatibility endpoints whose request fields are not the contract's."""
     try:
         return msgspec.convert(data, type=into, strict=strict)
     except msgspec.ValidationError as exc:
         text = str(exc)
         reason, _, where = text.partition(" - at ")
-        raise reject(request, 400, reason, where.strip("`") or "body") from None
+        where = where.strip("`") or "body"
+        raise reject(request, 400, reason, (client_fields or {}).get(where, where)) from None
 
 
 def result_response(result: m.CommandResult) -> web.Response:
