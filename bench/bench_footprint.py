@@ -6,7 +6,8 @@ on a free broker port. Three scenarios, one stack start each:
   idle         every service running, no devices configured, simulators stopped
   house 1 Hz   the demo house (inverters + meter, SDM630s, ECU, GivEnergy hybrid with 2 batteries,
                go-e charger, two Shellys, the SML meter, the simulated house on the bus) polled at 1 s
-  run-many     the same house with all services in one `wattbus run-many` process
+  run-many     the same house in the Raspberry Pi profile (WATTBUS_EMBEDDED_PROFILE=one-process:
+               every service in one `wattbus run-many` program under supervisord)
 
 RSS counts each process with its children; PSS (shared pages split between processes) is what the
 programs really cost together. The budget (300 MB RSS, 10 % of one core) is for services + broker;
@@ -38,6 +39,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 SETTLE_S = float(os.environ.get("WATTBUS_BENCH_SETTLE_S", "20"))
 MEASURE_S = float(os.environ.get("WATTBUS_BENCH_MEASURE_S", "30"))
 RUN_MANY = "run-many"
+ONE_PROCESS_ENV = {"WATTBUS_EMBEDDED_PROFILE": "one-process"}
 
 # No devices: the floor every service pays (interpreter, imports, bus client, heartbeat).
 IDLE_ENV = {"WATTBUS_SUNSPEC_BRIDGE_DEVICES": "[]", "WATTBUS_SML_READER_METERS": "[]",
@@ -160,7 +162,6 @@ class Stack:
         self.proc = subprocess.Popen([str(VENV_BIN / "wattbus"), "embedded", "--root", str(ROOT), "--run-dir",
                                       str(run_dir)], env=self.env, cwd=ROOT, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        self.extra: list[subprocess.Popen[bytes]] = []
         self.failed: list[str] = []
 
     def ctl(self, *args: str) -> str:
@@ -187,26 +188,6 @@ class Stack:
             time.sleep(1)
         raise TimeoutError(f"stack not all RUNNING after {timeout} s: {self.status()}")
 
-    def run_many(self, services: list[str]) -> int:
-        """Stop the services' own processes and start them all in one `wattbus run-many`."""
-        self.ctl("stop", *services)
-        env = dict(self.env)
-        env.update({"WATTBUS_RUN": str(self.run_dir), "WATTBUS_ROOT": str(ROOT), "WATTBUS_CONFIG":
-                    str(self.run_dir / "wattbus.toml"), "WATTBUS_BUS_HOST": "127.0.0.1",
-                    "WATTBUS_BUS_PORT": self.broker_port()})
-        for conf in ROOT.glob("services/*/supervisor.conf"):  # the programs' own environment= settings
-            for value in re.findall(r"^environment=(.*)$", conf.read_text(), re.M):
-                value = value.replace("%(ENV_WATTBUS_RUN)s", str(self.run_dir))
-                value = value.replace("%(ENV_WATTBUS_ROOT)s", str(ROOT))
-                for key, val in re.findall(r'(\w+)="([^"]*)"', value):
-                    if key.startswith("WATTBUS_") and key != "WATTBUS_BUS_PASSWORD_FILE":
-                        env[key] = val
-        proc = subprocess.Popen([str(VENV_BIN / "wattbus"), "run-many", *services, "--secrets-dir",
-                                 str(self.run_dir / "secrets")], env=env, cwd=ROOT, stdout=self.log,
-                                stderr=subprocess.STDOUT)
-        self.extra.append(proc)
-        return proc.pid
-
     def services_online(self) -> list[str]:
         """Services whose retained availability says online (proof they run, whichever process)."""
         out = subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", self.broker_port(), "-u", "admin", "-P",
@@ -219,9 +200,6 @@ class Stack:
         return match.group(1) if match else "1883"
 
     def stop(self) -> None:
-        for proc in self.extra:
-            proc.terminate()
-            proc.wait(30)
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(60)
@@ -231,8 +209,7 @@ class Stack:
         self.log.close()
 
 
-def scenario(name: str, env: dict[str, str], services: list[str], tmp: Path, *, stop_sims: bool = False,
-             many: bool = False) -> Scenario:
+def scenario(name: str, env: dict[str, str], services: list[str], tmp: Path, *, stop_sims: bool = False) -> Scenario:
     run_dir = tmp / name.replace(" ", "-")
     run_dir.mkdir()
     stack = Stack(run_dir, env)
@@ -242,9 +219,6 @@ def scenario(name: str, env: dict[str, str], services: list[str], tmp: Path, *, 
             sims = [n for n in pids if role(n, services) == "simulator"]
             stack.ctl("stop", *sims)
             pids = {n: p for n, p in pids.items() if n not in sims}
-        if many:
-            pids = {n: p for n, p in pids.items() if n not in services}
-            pids[RUN_MANY] = stack.run_many([s for s in services if s in stack.status()])
         time.sleep(SETTLE_S)
         usage = measure(pids, services, MEASURE_S)
         return Scenario(name, usage, stack.services_online(), stack.failed)
@@ -311,7 +285,7 @@ def main() -> str:
         tmp = Path(tmpdir)
         scenarios = [scenario("idle", IDLE_ENV, services, tmp, stop_sims=True),
                      scenario("house 1 Hz", HOUSE_ENV, services, tmp),
-                     scenario("house 1 Hz, run-many", HOUSE_ENV, services, tmp, many=True)]
+                     scenario("house 1 Hz, run-many", {**HOUSE_ENV, **ONE_PROCESS_ENV}, services, tmp)]
     FIGURES.mkdir(parents=True, exist_ok=True)
     (FIGURES / "footprint.json").write_text(json.dumps(
         {"budget_rss_mb": BUDGET_RSS_MB, "budget_cpu_pct": BUDGET_CPU_PCT,
