@@ -47,6 +47,20 @@ def concrete(subscription: str) -> str:
     return "/".join("flood" if p == "+" else "flood/x" if p == "#" else p for p in parts)
 
 
+def matches(subscription: str, topic: str) -> bool:
+    """MQTT filter matching (`+` one level, `#` the rest), `$share/<group>/` dropped."""
+    levels = subscription.split("/")
+    if levels[0] == "$share":
+        levels = levels[2:]
+    parts = topic.split("/")
+    for index, level in enumerate(levels):
+        if level == "#":
+            return True
+        if index >= len(parts) or level not in ("+", parts[index]):
+            return False
+    return len(parts) == len(levels)
+
+
 def _closed() -> int:
     return free_port()  # nothing listens there: every poll fails fast with connection refused
 
