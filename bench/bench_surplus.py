@@ -6,14 +6,20 @@ on the bus in lockstep (the house waits for the controller's LoadpointState afte
 reading), so a simulated day runs in a few minutes and the two strategies see identical weather.
 The six runs go in parallel, each with its own broker.
 
-All rows get the same limits (6-16 A, automatic 1p/3p). `wattbus` and `evcc` share evcc's battery
-policy (its charge power counts as surplus, prioritySoc 0); `wattbus+bat` adds our battery policy
-(the battery charges first below 25 % SOC and above 30 % may carry a running charge through shadows
-with up to 1.5 kW, "ride" assist). Every row reports the plain share and a battery-neutral one that
-books the home battery's difference (a row must not look better by emptying the battery into the
-car), and the worst 10-minute import against the 40 Wh allowance. The bound is what an ideal
-controller with perfect foresight absorbs: each second the largest settable power (whole amps,
-1p or 3p) not above the surplus, no ramps, no pauses, until the car is full.
+All rows get the same limits (6-16 A, automatic 1p/3p). `wattbus` runs the controller's defaults
+(the battery's charge power counts as surplus, no battery priority, and above 30 % SOC the battery
+may carry a charge ridden at minimum through a shadow with up to 500 W, "ride" assist); `evcc` has
+evcc's documented defaults (prioritySoc 0, no buffer); `wattbus+bat` adds a battery priority (the
+battery charges first below 25 % SOC) and a 1.5 kW ride assist above 30 %. Every row reports the
+plain share and a battery-neutral one that books the home battery's difference (a row must not look
+better by emptying the battery into the car), and the worst 10-minute import against the 40 Wh
+allowance. The bound is what an ideal controller with perfect foresight absorbs: each second the
+largest settable power (whole amps, 1p or 3p) not above the surplus, no ramps, no pauses, until the
+car is full.
+
+`--profiles broken --rows wattbus,evcc` runs a subset (one day takes about two minutes);
+`--variant NAME=site;lines|loadpoint;lines` adds a wattbus row with extra config, to compare
+candidate defaults against the same weather in one run.
 
 Broker and house set TCP_NODELAY and the house publishes readings at QoS 0: with Nagle's
 algorithm each lockstep round waited ~40 ms for delayed ACKs (a day took half an hour).
@@ -48,7 +54,7 @@ STRATEGIES: dict[str, tuple[str, str, str]] = {
     "wattbus": ("wattbus", "", ""),
     "wattbus+bat": ("wattbus", BATTERY_POLICY, ""),  # battery buffers clouds above 30 % SOC
     # evcc's documented defaults; it has no cloud buffer, so ours is off for it
-    "evcc": ("evcc", "battery_buffer_wh = 0\n", ""),
+    "evcc": ("evcc", "battery_buffer_wh = 0\nbattery_assist_w = 0\n", ""),
 }
 
 
@@ -71,6 +77,18 @@ mode = "pv"
 {extra_lp}
 """)
     return path
+
+
+def add_variant(spec: str) -> str:
+    """`--variant NAME=site lines|loadpoint lines` (lines separated by ';'): a wattbus row with
+    extra config, to compare candidate defaults in one run. Returns the row name."""
+    name, sep, rest = spec.partition("=")
+    if not sep or not name or name in STRATEGIES:
+        raise ValueError(f"--variant {spec!r}: expected NAME=site;lines|loadpoint;lines with a new NAME")
+    site, _, lp = rest.partition("|")
+    STRATEGIES[name] = ("wattbus", "".join(f"{x.strip()}\n" for x in site.split(";") if x.strip()),
+                        "".join(f"{x.strip()}\n" for x in lp.split(";") if x.strip()))
+    return name
 
 
 async def one_run(profile: str, row: str, start: str, end: str, interval_s: float, base: Path) -> dict[str, float]:
@@ -103,15 +121,15 @@ async def one_run(profile: str, row: str, start: str, end: str, interval_s: floa
             await asyncio.sleep(0.1)
         started = time.monotonic()
         await adapter.run(clock_s(end))
-        row = adapter.metrics.table_row()
-        row.update(wall_s=time.monotonic() - started, cycles=float(house.charger.enable_count),
+        figures = adapter.metrics.table_row()
+        figures.update(wall_s=time.monotonic() - started, cycles=float(house.charger.enable_count),
                    restarts=float(house.charger.charge_starts),
                    phase_switches=float(house.charger.phase_switches_charging),
                    phase_settings=float(house.charger.phase_switches), commands=float(sum(adapter.commands.values())),
                    battery_delta_kwh=(house.battery.soc_pct() - soc0) / 100 * house.battery.capacity_wh / 1000
                    if house.battery and soc0 is not None else float("nan"),
                    misses=float(adapter.lockstep_misses))
-        return row
+        return figures
     finally:
         proc.terminate()
         proc.wait(15)
@@ -136,8 +154,8 @@ async def run_all(start: str, end: str, interval_s: float, profiles: tuple[str, 
                   rows: tuple[str, ...] = tuple(STRATEGIES)) -> Results:
     with tempfile.TemporaryDirectory(prefix="bench-surplus-") as tmp:
         keys = [(p, s) for p in profiles for s in rows]
-        rows = await asyncio.gather(*(one_run(p, s, start, end, interval_s, Path(tmp)) for p, s in keys))
-    return dict(zip(keys, rows, strict=True))
+        figures = await asyncio.gather(*(one_run(p, s, start, end, interval_s, Path(tmp)) for p, s in keys))
+    return dict(zip(keys, figures, strict=True))
 
 
 def table(results: dict[tuple[str, str], dict[str, float]], start: str, end: str, interval_s: float,
@@ -150,7 +168,7 @@ def table(results: dict[tuple[str, str], dict[str, float]], start: str, end: str
     for profile in profiles:
         for strategy in rows:
             r = results[(profile, strategy)]
-            lines.append(f"{profile:<9} {strategy:<11} {r['surplus_kwh']:11.1f} {r['ev_kwh']:7.1f} "
+            lines.append(f"{profile:<9} {strategy:<11.11} {r['surplus_kwh']:11.1f} {r['ev_kwh']:7.1f} "
                          f"{r['share_pct']:7.1f} {neutral_pct(r):9.1f} "
                          f"{r['import_wh']:9.0f} {r['worst_window_wh']:9.1f} {r['cycles']:6.0f} "
                          f"{r['phase_switches']:8.0f} "
@@ -185,9 +203,16 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--interval", type=float, default=2.0, help="simulated seconds between meter readings")
     parser.add_argument("--profiles", default=",".join(PROFILES))
     parser.add_argument("--rows", default=",".join(STRATEGIES), help=f"controller rows, from {list(STRATEGIES)}")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="extra wattbus row: NAME=site;config;lines|loadpoint;config;lines")
     args = parser.parse_args(argv if argv is not None else [])
+    for spec in args.variant:
+        try:
+            add_variant(spec)
+        except ValueError as exc:
+            parser.error(str(exc))
     profiles = tuple(p for p in args.profiles.split(",") if p)
-    rows = tuple(r for r in args.rows.split(",") if r)
+    rows = tuple(r for r in args.rows.split(",") if r) + tuple(spec.partition("=")[0] for spec in args.variant)
     unknown = [r for r in rows if r not in STRATEGIES]
     if unknown:
         parser.error(f"--rows: unknown {unknown}, known {list(STRATEGIES)}")

@@ -79,15 +79,30 @@ def test_sky_watch_tells_broken_from_steady() -> None:
     assert not grey.broken(4140.0)  # all below: an overcast day, not a broken one
 
 
-def test_broken_sky_charges_on_1p_only_while_the_battery_has_room() -> None:
-    lp = lp_3p(phase_dwell_s=0, phase_up_delay_s=0)
+def broken_sky_run(policy: str, room: bool) -> Loadpoint:
+    """30 min of 200 s shadows (6 kW sun, 0.8 kW shade) with the battery's room fixed."""
+    lp = lp_3p(phase_dwell_s=0, phase_up_delay_s=0, broken_sky_phases=policy)
     view = ChargerView(power_w=0.0, state="charging")
     for t in range(0, 1800, 2):
-        lp.battery_room = True
+        lp.battery_room = room
         lp.decide(float(t), 6000.0 if (t // 200) % 2 == 0 else 800.0, view)
+    return lp
+
+
+def test_broken_sky_charges_on_1p_only_while_the_battery_has_room() -> None:
+    lp = broken_sky_run("1p_with_room", room=True)
     assert lp.prefer_1p() and lp.setting.phases == 1
     lp.battery_room = False  # the battery is full: what 1p leaves would be exported
     assert not lp.prefer_1p()
+
+
+def test_broken_sky_1p_when_full_keeps_3p_while_the_battery_has_room() -> None:
+    # with room the battery carries the 3p shadows; once full it cannot, and 1p rides them cheaper
+    assert not broken_sky_run("1p_when_full", room=True).prefer_1p()
+    full = broken_sky_run("1p_when_full", room=False)
+    assert full.prefer_1p() and full.setting.phases == 1
+    assert not broken_sky_run("auto", room=True).prefer_1p()
+    assert not broken_sky_run("auto", room=False).prefer_1p()
 
 
 async def test_closed_loop_import_never_exceeds_the_window_allowance(

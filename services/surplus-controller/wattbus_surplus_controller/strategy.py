@@ -162,6 +162,8 @@ class Loadpoint:
         policy = self.cfg.broken_sky_phases
         if self.cfg.phases != "auto" or policy == "auto" or (policy == "1p_with_room" and not self.battery_room):
             return False
+        if policy == "1p_when_full" and self.battery_room:
+            return False  # the battery can still buffer the shadows of 3p and take what 1p leaves
         return self.sky.broken(self.power_at(self.settings.min_current_a, 3))
 
     # ------------------------------------------------------------------ the decision
