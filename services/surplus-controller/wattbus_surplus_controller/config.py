@@ -106,7 +106,8 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     battery_room_soc_pct: Soc = 90.0  # below this the battery can take surplus a 1p car leaves
     # the battery as a buffer for clouds: what it charged from the surplus (up to battery_buffer_wh)
     # it may give back while a loadpoint rides a dip at minimum current, above battery_buffer_soc_pct;
-    # that discharge does not count against the import allowance. 0 Wh: off (evcc has no such buffer)
+    # that discharge does not count against the import allowance. 0 Wh: off (evcc has no such buffer).
+    # 500 Wh keeps more in the battery at a lower car share (docs/surplus.md, "Choosing the defaults")
     battery_buffer_wh: Watts = 1000.0
     battery_buffer_soc_pct: Soc = 20.0
     # "no_room": lend only while the battery is above battery_room_soc_pct. With room, what the car
