@@ -135,13 +135,12 @@ class Subcommand:
 
 class Service(Generic[C]):
     def __init__(self, name: str, config_type: type[C], run: Callable[[ServiceContext[C]], Coroutine[Any, Any, None]],
-                 description: str, subcommands: tuple[Subcommand, ...] = (), session_expiry_s: int = 0) -> None:
+                 description: str, subcommands: tuple[Subcommand, ...] = ()) -> None:
         self.name = topics.segment(name, "service")
         self.config_type = config_type
         self.run = run
         self.description = description
         self.subcommands = subcommands
-        self.session_expiry_s = session_expiry_s
         self.reloaded: LoadedConfig | None = None  # the file re-read by `reload_config` (run-many restarts)
         self._probes: set[asyncio.Task[m.CommandResult]] = set()  # probe_device tasks in flight
 
@@ -183,8 +182,6 @@ class Service(Generic[C]):
         counters = Counters()
         instance = resolve_instance(config.instance)
         availability = topics.service_availability(self.name, instance)
-        if self.session_expiry_s and not bus_cfg.session_expiry_s:
-            bus_cfg.session_expiry_s = self.session_expiry_s
         bus = Bus(bus_cfg, self.name, instance, will=(availability, m.OFFLINE.encode()),
                   counters=counters, log=log.child("bus"))
         ctx = ServiceContext(self.name, config, loaded, bus, counters, log, stopping or asyncio.Event())
