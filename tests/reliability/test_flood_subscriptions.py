@@ -74,7 +74,7 @@ async def test_malformed_flood_on_every_subscribed_topic(tmp_path: Path, start_s
     statuses: dict[str, m.ServiceStatus] = {}
 
     def on_status(msg: Message[bytes]) -> None:
-        status = codec.decode(msg.payload, m.ServiceStatus)
+        status: m.ServiceStatus = codec.decode(msg.payload, m.ServiceStatus)
         statuses[status.service] = status
 
     admin.subscribe(f"{topics.PREFIX}/service/+/main/status", bytes, on_status)
