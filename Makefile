@@ -40,6 +40,7 @@ bench: install
 	$(PY) bench/run_all.py --report bench/REPORT.md
 
 reliability: install
+	$(VENV)/bin/pip install -q -e '.[dev,reliability]'
 	$(PY) reliability/run.py
 
 lint: install

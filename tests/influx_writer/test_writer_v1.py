@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from wattbus import messages as m
+from wattbus import topics
 from wattbus.bus import Bus
 
 from tests.influx_writer.helpers import (
@@ -131,6 +133,20 @@ async def test_sigkill_with_readings_in_memory_loses_nothing(broker: Mosquitto, 
     writer = start_service(MODULE, "--config", str(normal), env=writer_env(broker))
     await until(lambda: influx_count(influxdb, db, "meter-sigkill") == 1500, 60, "1500 points after the restart")
     await until(lambda: watch.counter("received", "sigkill") >= 1500, 30, "the broker re-sent them")
+    await pub.stop()
+    await admin.stop()
+    assert writer.stop() == 0, writer.output()
+
+
+async def test_reload_request_is_answered_in_the_requester_inbox(broker: Mosquitto, influxdb: InfluxDB1, tmp_path: Path,
+                                                                 start_service: Callable[..., Any]) -> None:
+    """A v5 request (reply topic + correlation) reaches the writer and its answer reaches the
+    requester: the ACL lets the writer write reply inboxes (it once timed out there)."""
+    conf = write_config(tmp_path, "w", url=influxdb.url, api="v1", database="v1_reload", create_database=True,
+                        instance="reload")
+    writer, _watch, admin, pub, _base = await _start(broker, start_service, conf, "reload")
+    result = await admin.request(topics.service_command("influx-writer", "reload"), m.ReloadConfig(), timeout=20)
+    assert result.status == "ok" and "unchanged" in (result.message or ""), result
     await pub.stop()
     await admin.stop()
     assert writer.stop() == 0, writer.output()

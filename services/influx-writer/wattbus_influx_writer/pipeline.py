@@ -51,7 +51,7 @@ class Pipeline:
         self._mismatched = 0
         self._batch: list[str] = []
         self._acks: list[AckToken] = []
-        self._batch_since = 0.0  # wall-clock arrival of the batch's first line (for lag)
+        self._batch_since = 0.0  # monotonic arrival of the batch's first line (lag; immune to clock steps)
         self._closed = False
         self._wake = asyncio.Event()
         self._wake_pending = False
@@ -86,7 +86,7 @@ class Pipeline:
             return
         batch = self._batch
         if not batch:
-            self._batch_since = time.time()
+            self._batch_since = time.monotonic()
         batch.extend(lines)
         if len(batch) >= self.config.batch_size and not self._wake_pending:
             self._wake_pending = True
@@ -180,7 +180,7 @@ class Pipeline:
                 for rest in [remaining, *chunks[i + 1:]]:
                     self.spool.append(rest)
                 return
-            self.counters.set("lag_ms", int((time.time() - since) * 1000))
+            self.counters.set("lag_ms", int((time.monotonic() - since) * 1000))
 
     async def _replay(self) -> None:
         """Write spooled segments oldest first, taking new batches into the spool in between."""
