@@ -59,7 +59,6 @@ class _Subscription:
     qos: int
     levels: tuple[str, ...] = ()
     ident: int = 0  # MQTT v5 subscription identifier (1, 2, ... in subscribe order)
-    network_callback: Callable[[str, bytes], None] | None = None  # subscribe_in_network_thread
 
     def __post_init__(self) -> None:
         self.levels = tuple(topics.filter_of(self.subscription).split("/"))
@@ -95,7 +94,6 @@ class Bus:
         self.log = log or get_logger("bus")
         self._subs: list[_Subscription] = []
         self._subs_lock = threading.Lock()
-        self._network_subs: list[_Subscription] = []
         self._retained: dict[str, tuple[bytes, str]] = {}
         self._retained_lock = threading.Lock()
         self._pending: dict[bytes, asyncio.Future[m.CommandResult]] = {}
@@ -220,9 +218,6 @@ class Bus:
         # A subscription identifier tells which of our (possibly overlapping) subscriptions a
         # message came through, so each handler sees a message once even when the broker sends
         # one copy per matching subscription.
-        if sub.network_callback is not None:  # routed by filter in _on_message, see there
-            client.subscribe(sub.subscription, options=SubscribeOptions(qos=sub.qos))
-            return
         props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
         props.SubscriptionIdentifier = sub.ident
         client.subscribe(sub.subscription, options=SubscribeOptions(qos=sub.qos), properties=props)
@@ -242,19 +237,6 @@ class Bus:
         the handler never sees it and the service keeps running.
         """
         sub = _Subscription(subscription, payload_type, handler, qos)
-        self._add_subscription(sub)
-
-    def subscribe_in_network_thread(self, subscription: str, callback: Callable[[str, bytes], None],
-                                    qos: int = 1) -> None:
-        """Call callback(topic, payload) inside paho's read path, before the QoS 1 PUBACK goes out.
-
-        For consumers that must own a message before the broker forgets it (the influx-writer
-        spools it) without the dispatcher's per-message cost. It runs on the event loop's thread
-        (the name is from when paho had a thread of its own), so it must be quick and never block;
-        matching messages are not dispatched to async handlers.
-        """
-        sub = _Subscription(subscription, bytes, _never_called, qos, network_callback=callback)
-        self._network_subs.append(sub)
         self._add_subscription(sub)
 
     def _add_subscription(self, sub: _Subscription) -> None:
@@ -333,16 +315,6 @@ class Bus:
             self.log.warning("lost broker connection, reconnecting", reason=str(reason))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if self._network_subs:
-            # Network-thread subscriptions carry no subscription identifier (parsing one costs
-            # paho ~11 µs a message); a message without one is theirs if a filter matches.
-            props = getattr(message, "properties", None)
-            if not getattr(props, "SubscriptionIdentifier", None):
-                for sub in self._network_subs:
-                    if sub.network_callback is not None and sub.matches(message.topic):
-                        self.counters.inc("messages_in")
-                        sub.network_callback(message.topic, bytes(message.payload))  # no copy for bytes
-                        return
         self._inbox.append(message)
 
     # ------------------------------------------------------------------ dispatch (asyncio side)
@@ -367,8 +339,8 @@ class Bus:
                     getattr(props, "CorrelationData", None) if props else None)
         idents = getattr(props, "SubscriptionIdentifier", None) if props else None
         # Brokers without subscription identifiers: fall back to filter matching.
-        return delivery, [sub for sub in self._subs if sub.network_callback is None
-                          and ((sub.ident in idents) if idents else sub.matches(raw.topic))]
+        return delivery, [sub for sub in self._subs
+                          if ((sub.ident in idents) if idents else sub.matches(raw.topic))]
 
     async def _dispatch(self) -> None:
         while True:
@@ -419,10 +391,6 @@ class Bus:
 
 
 _Delivery = tuple[mqtt.MQTTMessage, str | None, bytes | None]  # message, response topic, correlation
-
-
-def _never_called(_msg: Message[Any]) -> None:
-    """Placeholder handler of network-thread subscriptions (paho routes their messages itself)."""
 
 
 def _tag(command: m.CommandBase) -> str | None:
