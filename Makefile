@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium openssl faketime
 SERVICES := $(sort $(wildcard services/*/wattbus_*/__init__.py))
 
-.PHONY: install system-deps run test bench reliability lint schema clean
+.PHONY: install system-deps run run-pi test bench reliability lint schema clean
 
 # Debian packages the stack and the tests run for real: broker, InfluxDB 1.x, VictoriaMetrics
 # (InfluxDB line protocol, v2 write API) and Chromium (the web UI tests, headless).
@@ -32,6 +32,9 @@ install: system-deps $(VENV)/.installed
 
 run: install
 	$(VENV)/bin/wattbus embedded --root .
+
+run-pi: install
+	WATTBUS_EMBEDDED_PROFILE=one-process $(VENV)/bin/wattbus embedded --root .
 
 test: install
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
