@@ -157,10 +157,14 @@ class Bus:
 
     async def stop(self, final: list[tuple[str, bytes]] | None = None, timeout: float = 3.0) -> None:
         """Publish the final retained messages (an explicit `offline`), wait for them, disconnect."""
-        infos = [self._client.publish(topic, payload, qos=1, retain=True) for topic, payload in final or []]
         deadline = asyncio.get_running_loop().time() + timeout
+        if final and not self.connected:
+            # A service that fails at once stops before its connect completed: give the connect
+            # the timeout, so its final status and `offline` still reach the broker.
+            await self.wait_connected(timeout)
+        infos = [self._client.publish(topic, payload, qos=1, retain=True) for topic, payload in final or []]
         # The loop itself carries the PUBACKs now: wait by yielding to it, not by blocking a thread.
-        while (self.connected and not all(i.is_published() for i in infos)
+        while (self.connected and not all(i.rc or i.is_published() for i in infos)
                and asyncio.get_running_loop().time() < deadline):
             await asyncio.sleep(0.01)
         await self._driver.stop(timeout)

@@ -56,6 +56,7 @@ class LoopDriver:
         self._flush_pending = False
         self._writer_added = False  # only after a partial write; removing none would cost per packet
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._misc: asyncio.TimerHandle | None = None
         self._reached = False  # this connection got its CONNACK
         client.on_socket_open = self._on_socket_open
@@ -78,20 +79,23 @@ class LoopDriver:
                 await asyncio.wait_for(asyncio.shield(self._lost), timeout)
             except TimeoutError:
                 self.log.warning("broker did not close the connection after DISCONNECT", timeout_s=timeout)
+        self._stopping = True
         self._task.cancel()
         if self._sock is not None:  # never closed by paho: close it ourselves
             sock = self._sock
             self._on_socket_close(self.client, None, sock)
             sock.close()
-        with contextlib.suppress(asyncio.CancelledError):  # we cancelled it just above
-            await self._task
+        # Python 3.11's wait_for can swallow a cancel that lands as the connect fails (the task
+        # then sleeps out its back-off): the flag ends the loop, a second cancel ends the sleep.
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):  # we cancelled it just above
+            await asyncio.wait_for(self._task, timeout)
 
     # ------------------------------------------------------------------ connection lifetime
 
     async def _run(self) -> None:
         delay = self.reconnect_min_s
         failures = 0
-        while True:
+        while not self._stopping:
             try:
                 self.client.premade = await self._open()
                 self.client.reconnect()
@@ -101,6 +105,8 @@ class LoopDriver:
                 if failures == 1 or failures % 20 == 0:
                     self.log.warning("broker unreachable, retrying", host=self.host, port=self.port,
                                      error=str(exc), attempts=failures, retry_s=delay)
+                if self._stopping:
+                    return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.reconnect_max_s)
                 continue

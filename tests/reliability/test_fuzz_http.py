@@ -87,7 +87,9 @@ def check(method: str, path: str, body: bytes, status: int, doc: Any, fields: li
     if status >= 500:
         # 502/503/504 name a missing or silent device behind the bus (a relayed CommandResult, or
         # "no GivEnergy inverter on the bus yet"); 500 or a bare 5xx would be the server's own fault.
-        relayed = isinstance(doc, dict) and doc.get("status") in ("timeout", "failed") and "command" in doc
+        # GivTCP-compatible endpoints nest the relayed result under "wattbus" next to their "result".
+        result = doc.get("wattbus", doc) if isinstance(doc, dict) else None
+        relayed = isinstance(result, dict) and result.get("status") in ("timeout", "failed") and "command" in result
         explained = isinstance(doc, dict) and bool(str(doc.get("error", "")).strip())
         assert status in (502, 503, 504) and (relayed or explained), f"server fault: {where}"
         return

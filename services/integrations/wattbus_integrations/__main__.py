@@ -66,7 +66,8 @@ async def run(ctx: ServiceContext[Config]) -> None:
 
     await ctx.bus.wait_connected()
     ctx.bus.subscribe(topics.ALL_META, bytes, on_meta)
-    ctx.bus.subscribe(topics.ALL_READINGS, bytes, on_reading)
+    # QoS 0: Home Assistant states and pushed values are latest values; no PUBACK per reading.
+    ctx.bus.subscribe(topics.ALL_READINGS, bytes, on_reading, qos=0)
     if cfg.hass_enabled:
         hass.subscribe_rest()
     ctx.log.info("integrations running", hass=cfg.hass_enabled, rules=[r.name for r in rules])
