@@ -139,8 +139,14 @@ async def test_wizard_from_nothing_to_a_charging_loadpoint(house_file: tuple[Pat
                                       port=free_port(), kind="relay", serial="A1B2")
         disco.publish(topics.discovery(shelly.device_id), shelly, retain=True)
         try:
-            await browser.eval("load()")
             found = "document.querySelector('[data-found=\"shelly-plug-a1b2\"]')"
+            # The page lists what the http-api has heard when load() runs: reload until the
+            # announcement has reached it (a loaded machine may take a while).
+            for _ in range(60):
+                await browser.eval("load()")
+                if await browser.eval(f"!!{found}"):
+                    break
+                await asyncio.sleep(0.5)
             await wait_js(browser, f"!!{found}", "the discovered Shelly listed", 30)
             await browser.eval(f"{found}.querySelector('button[data-action=ignore]').click()")
             await wait_js(browser, f"{found}?.dataset.state === 'ignored'", "the Shelly ignored", 30)
