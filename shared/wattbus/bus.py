@@ -1,12 +1,11 @@
 """The async bus client: one per service, on paho-mqtt (MQTT v5).
 
-paho's protocol code runs on the service's own asyncio loop (mqtt_loop.py: no network thread, so
-no per-message hand-over between threads) and reconnects with a doubling backoff
-(`reconnect_min_s` .. `reconnect_max_s`); messages are decoded into contract Structs and
-dispatched to handlers. After every reconnect the client subscribes again and
-re-publishes the retained state it owns (meta, availability, status), so a broker that restarted
-without persistence gets it back. Outgoing QoS 1 messages wait in paho's bounded queue while the
-broker is away.
+paho's protocol code runs on the service's own asyncio loop (mqtt_loop.py: no network thread, so no
+per-message hand-over between threads) and reconnects with a doubling backoff (`reconnect_min_s` ..
+`reconnect_max_s`); messages are decoded into contract Structs and dispatched to handlers. After
+every reconnect the client subscribes again and re-publishes the retained state it owns (meta,
+availability, status), so a broker restarted without persistence gets it back. Outgoing QoS 1
+messages wait in paho's bounded queue while the broker is away.
 """
 
 from __future__ import annotations
@@ -159,8 +158,7 @@ class Bus:
         """Publish the final retained messages (an explicit `offline`), wait for them, disconnect."""
         deadline = asyncio.get_running_loop().time() + timeout
         if final and not self.connected:
-            # A service that fails at once stops before its connect completed: give the connect
-            # the timeout, so its final status and `offline` still reach the broker.
+            # A service failing at once stops before it connected: its final status must still go out.
             await self.wait_connected(timeout)
         infos = [self._client.publish(topic, payload, qos=1, retain=True) for topic, payload in final or []]
         # The loop itself carries the PUBACKs now: wait by yielding to it, not by blocking a thread.
