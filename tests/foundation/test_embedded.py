@@ -45,6 +45,19 @@ class Availability:
         self.client.disconnect()
 
 
+def stop_embedded(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a `wattbus embedded` left running by a failed test. supervisord puts each program in
+    its own process group: only it can stop them all, so ask it first, then kill its group."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -76,14 +89,7 @@ def test_embedded_stack_runs_every_service_and_stops_cleanly(repo_root: Path, tm
     finally:
         if watcher:
             watcher.close()
-        if proc.poll() is None:
-            # supervisord puts each program in its own process group: only it can stop them all.
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_embedded(proc)
         log.close()
     printed = (tmp_path / "embedded.log").read_text()
     assert f"mosquitto_sub -h 127.0.0.1 -p {port}" in printed

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from wattbus.embedded import write_one_process
 
-from tests.foundation.test_embedded import Availability, expected_services, wait_for
+from tests.foundation.test_embedded import Availability, expected_services, stop_embedded, wait_for
 from tests.support.servers import free_port, wait_port
 
 
@@ -74,11 +74,5 @@ def test_one_process_stack_brings_every_service_online_and_stops_cleanly(repo_ro
     finally:
         if watcher:
             watcher.close()
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_embedded(proc)
         log.close()
