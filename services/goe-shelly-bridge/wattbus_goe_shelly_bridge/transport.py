@@ -1,7 +1,7 @@
 """HTTP to one device: timeouts, optional basic (Shelly Gen1) or digest (Shelly Gen2+) auth, JSON.
 
 Every failure becomes a DeviceError whose text names the URL and what went wrong, so the poll
-loop can count it, back off and mark the device offline without knowing about aiohttp.
+loop can count it, back off and mark the device offline without knowing about HTTP.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import aiohttp
+from wattbus.http_client import BasicAuth, DigestAuth, HttpClient, HttpError, HttpTimeout
 
 AuthMode = Literal["none", "basic", "digest"]
 
@@ -24,61 +24,54 @@ class ResponseRejected(DeviceError):
 
 
 class HttpDevice:
-    """One session per device; no state shared between devices."""
+    """One keep-alive HTTP client per device; no state shared between devices."""
 
     def __init__(self, base_url: str, *, timeout_s: float = 3.0, username: str | None = None,
                  password: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.timeout_s = timeout_s
         self.username = username
         self.password = password
         self.auth: AuthMode = "none"
-        self._session: aiohttp.ClientSession | None = None
-        self._session_auth: AuthMode = "none"
+        # Devices serve one client at a time well; one idle connection is all a poll loop needs.
+        self._client = HttpClient(self.base_url, timeout_s=timeout_s, max_idle_per_host=1)
+        self._client_auth: AuthMode = "none"
 
     def use_auth(self, mode: AuthMode) -> None:
-        """Switch auth scheme (decided by detection); the next request opens a fitting session."""
+        """Switch auth scheme (decided by detection); the next request uses it."""
         self.auth = mode
 
-    async def _open(self) -> aiohttp.ClientSession:
-        if self._session is not None and (self._session.closed or self._session_auth != self.auth):
-            await self._session.close()
-            self._session = None
-        if self._session is None:
+    def _credentials(self) -> BasicAuth | DigestAuth | None:
+        if self._client_auth != self.auth:  # a new scheme starts without the old digest nonce
+            self._client.auth = None
+            self._client_auth = self.auth
             if self.auth == "digest" and self.password is not None:
-                middleware = aiohttp.DigestAuthMiddleware(login=self.username or "admin", password=self.password)
-                self._session = aiohttp.ClientSession(timeout=self.timeout, middlewares=(middleware,))
+                self._client.auth = DigestAuth(self.username or "admin", self.password)
             elif self.auth == "basic" and self.password is not None:
-                self._session = aiohttp.ClientSession(
-                    timeout=self.timeout, auth=aiohttp.BasicAuth(self.username or "admin", self.password))
-            else:
-                self._session = aiohttp.ClientSession(timeout=self.timeout)
-            self._session_auth = self.auth
-        return self._session
+                self._client.auth = BasicAuth(self.username or "admin", self.password)
+        return self._client.auth
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        await self._client.close()
+        self._client = HttpClient(self.base_url, timeout_s=self.timeout_s, max_idle_per_host=1)
+        self._client_auth = "none"
 
     async def request(self, path: str, params: dict[str, str] | None = None) -> tuple[int, Any]:
         """GET path; returns (HTTP status, decoded JSON or None when the body is not JSON)."""
         url = f"{self.base_url}{path}"
         try:
-            async with (await self._open()).get(url, params=params) as resp:
-                body = await resp.read()
-                status = resp.status
-        except TimeoutError as exc:
-            raise DeviceError(f"{url}: no answer within {self.timeout.total:g} s") from exc
-        except aiohttp.ClientError as exc:
-            raise DeviceError(f"{url}: {type(exc).__name__}: {exc}") from exc
-        if status == 401:
+            resp = await self._client.get(url, params=params, auth=self._credentials())
+        except HttpTimeout as exc:
+            raise DeviceError(f"{url}: no answer within {self.timeout_s:g} s") from exc
+        except HttpError as exc:
+            raise DeviceError(f"{url}: {exc}") from exc
+        if resp.status == 401:
             why = "wrong user or password" if self.password else "the device requires a password"
             raise DeviceError(f"{url}: HTTP 401 unauthorized ({why})")
         try:
-            return status, json.loads(body)
+            return resp.status, json.loads(resp.body)
         except (UnicodeDecodeError, json.JSONDecodeError):
-            return status, None
+            return resp.status, None
 
     async def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         """GET path expecting HTTP 200 and a JSON body."""
