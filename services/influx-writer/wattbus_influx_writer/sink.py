@@ -1,4 +1,4 @@
-"""HTTP writes to the database: InfluxDB v1 `/write` or the v2 write API, one aiohttp session.
+"""HTTP writes to the database: InfluxDB v1 `/write` or the v2 write API, one keep-alive HTTP client.
 
 Each write answers with an Outcome the pipeline acts on: OK; REJECTED (400/422: the server says
 some line is malformed or conflicts, so the batch is split to find it); TOO_LARGE (413: split);
@@ -12,7 +12,7 @@ import enum
 import gzip
 from dataclasses import dataclass
 
-import aiohttp
+from wattbus.http_client import BasicAuth, HttpClient, HttpError
 
 from .config import Config
 
@@ -48,41 +48,38 @@ class Sink:
             params["db"] = config.database
             if config.retention_policy:
                 params["rp"] = config.retention_policy
-        self.auth: aiohttp.BasicAuth | None = None
+        self.auth: BasicAuth | None = None
         password = config.resolved_password()
         if config.api == "v1" and config.username:
-            self.auth = aiohttp.BasicAuth(config.username, password or "")
+            self.auth = BasicAuth(config.username, password or "")
         if config.gzip:
             headers["Content-Encoding"] = "gzip"
         self.params = params
         self.headers = headers
         self.target = f"{self.write_url} ({config.database if config.api == 'v1' else config.bucket})"
-        self._session: aiohttp.ClientSession | None = None
+        self._client: HttpClient | None = None
 
     async def __aenter__(self) -> Sink:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
-            connector=aiohttp.TCPConnector(limit=4, force_close=False))
+        # Up to 4 idle keep-alive connections (the aiohttp connector before allowed 4 connections).
+        self._client = HttpClient(timeout_s=self.config.timeout_s, auth=self.auth, max_idle_per_host=4)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     async def write(self, body: bytes) -> Result:
-        assert self._session is not None, "Sink used outside `async with`"
+        assert self._client is not None, "Sink used outside `async with`"
         data = gzip.compress(body, 1) if self.config.gzip else body
         try:
-            async with self._session.post(self.write_url, params=self.params, data=data, headers=self.headers,
-                                          auth=self.auth) as resp:
-                if resp.status < 300:
-                    await resp.read()
-                    return Result(Outcome.OK, resp.status)
-                text = (await resp.text(errors="replace")).strip()[:500]
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            resp = await self._client.post(self.write_url, params=self.params, body=data, headers=self.headers)
+        except HttpError as exc:  # refused, timeout (HttpTimeout), broken answer
             return Result(Outcome.UNAVAILABLE, None, f"{type(exc).__name__}: {exc}")
+        if resp.status < 300:
+            return Result(Outcome.OK, resp.status)
+        text = resp.text(errors="replace").strip()[:500]
+        status = resp.status
         if status in (400, 422):
             return Result(Outcome.REJECTED, status, text)
         if status == 413:
@@ -91,14 +88,14 @@ class Sink:
 
     async def create_database(self) -> Result:
         """v1: CREATE DATABASE (idempotent on the server)."""
-        assert self._session is not None
+        assert self._client is not None
         url = self.config.url.rstrip("/") + "/query"
         name = self.config.database.replace('"', r"\"")
         try:
-            async with self._session.post(url, data={"q": f'CREATE DATABASE "{name}"'}, auth=self.auth) as resp:
-                text = (await resp.text(errors="replace")).strip()[:500]
-                if resp.status < 300 and '"error"' not in text:
-                    return Result(Outcome.OK, resp.status)
-                return Result(Outcome.UNAVAILABLE, resp.status, text)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            resp = await self._client.post(url, form={"q": f'CREATE DATABASE "{name}"'})
+        except HttpError as exc:
             return Result(Outcome.UNAVAILABLE, None, f"{type(exc).__name__}: {exc}")
+        text = resp.text(errors="replace").strip()[:500]
+        if resp.status < 300 and '"error"' not in text:
+            return Result(Outcome.OK, resp.status)
+        return Result(Outcome.UNAVAILABLE, resp.status, text)
