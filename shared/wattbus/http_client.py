@@ -13,6 +13,7 @@ import asyncio
 import json as jsonlib
 import re
 import socket
+import time
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from .http_auth import AuthError, BasicAuth, DigestAuth
 
 if TYPE_CHECKING:
     import ssl
+
+__all__ = ["DEFAULT_MAX_BODY", "BasicAuth", "DigestAuth", "Headers", "HttpClient", "HttpError", "HttpResponse",
+           "HttpTimeout"]
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 MAX_HEAD = 64 * 1024  # status line + header section (and one chunk-size line)
@@ -120,10 +124,11 @@ def _parse_url(url: str) -> _Target:
 
 
 class _Connection:
-    __slots__ = ("reader", "writer")
+    __slots__ = ("idle_since", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.idle_since = 0.0
 
     def usable(self) -> bool:
         return not self.reader.at_eof() and not self.writer.is_closing()
@@ -144,13 +149,17 @@ class HttpClient:
 
     def __init__(self, base_url: str | None = None, *, timeout_s: float = 10.0, auth: Auth | None = None,
                  headers: Mapping[str, str] | None = None, max_idle_per_host: int = 2,
-                 max_body_bytes: int = DEFAULT_MAX_BODY, verify_tls: bool = True) -> None:
+                 max_body_bytes: int = DEFAULT_MAX_BODY, idle_timeout_s: float = 15.0,
+                 verify_tls: bool = True) -> None:
         self.base_url = base_url.rstrip("/") if base_url else None
         self.timeout_s = timeout_s
         self.auth = auth
         self.headers = {"User-Agent": "wattbus", "Accept": "*/*", **(headers or {})}
         self.max_idle_per_host = max_idle_per_host
         self.max_body_bytes = max_body_bytes
+        # Idle connections older than this are dropped instead of reused: servers close theirs
+        # after a while, and sending into that race costs a retry (or, mid-send, an error).
+        self.idle_timeout_s = idle_timeout_s
         self.verify_tls = verify_tls
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._tls: ssl.SSLContext | None = None
@@ -285,17 +294,21 @@ class HttpClient:
 
     def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
         conns = self._idle.get(key, [])
+        now = time.monotonic()
         while conns:
             conn = conns.pop()
-            if conn.usable():
+            if conn.usable() and now - conn.idle_since < self.idle_timeout_s:
                 return conn
             conn.close()
+        if not conns:
+            self._idle.pop(key, None)  # no entry kept per host once its connections are gone
         return None
 
     def _release(self, key: tuple[str, str, int], conn: _Connection, keep: bool) -> None:
-        conns = self._idle.setdefault(key, [])
+        conns = self._idle.get(key, [])
         if keep and not self._closed and len(conns) < self.max_idle_per_host and conn.usable():
-            conns.append(conn)
+            conn.idle_since = time.monotonic()
+            self._idle[key] = [*conns, conn]
         else:
             conn.close()
 
