@@ -101,9 +101,11 @@ class DigestAuth:
     client retries once when the server rejects it (a new or stale nonce).
     """
 
-    def __init__(self, username: str, password: str) -> None:
+    def __init__(self, username: str, password: str, cnonce: Callable[[], str] | None = None) -> None:
         self.username = username
         self.password = password
+        # The client nonce: random per request; a fixed one only reproduces RFC 7616's examples.
+        self._cnonce = cnonce or (lambda: os.urandom(12).hex())
         self._challenge: dict[str, str] | None = None
         self._nc = 0
 
@@ -121,7 +123,7 @@ class DigestAuth:
 
         realm, nonce = challenge.get("realm", ""), challenge["nonce"]
         qops = [q.strip().lower() for q in challenge.get("qop", "").split(",") if q.strip()]
-        cnonce = os.urandom(12).hex()
+        cnonce = self._cnonce()
         ha1 = h(f"{self.username}:{realm}:{self.password}")
         if session:
             ha1 = h(f"{ha1}:{nonce}:{cnonce}")

@@ -34,6 +34,7 @@ MAX_FIELDS = 100
 _STATUS = re.compile(rb"HTTP/(\d)\.(\d) ([1-9]\d\d)(?: (.*))?")
 _FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() would accept "²"
 _UNSET: Any = object()
 Auth = BasicAuth | DigestAuth
 
@@ -427,7 +428,7 @@ class _ResponseReader:
 
     async def _sized(self, value: str) -> bytes:
         values = {v.strip() for v in value.split(",")}  # repeated identical fields are allowed
-        if len(values) != 1 or not (length := values.pop()).isdigit() or len(length) > 18:
+        if len(values) != 1 or not _DIGITS.fullmatch(length := values.pop()):
             raise self._error(f"malformed Content-Length {value[:40]!r}")
         if int(length) > self.max_body:
             raise self._too_large(length)

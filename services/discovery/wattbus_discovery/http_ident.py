@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import aiohttp
 from wattbus import messages as m
+from wattbus.http_client import HttpClient
 
 from .found import Found
 
@@ -25,20 +25,31 @@ def family_of(instance: str) -> str | None:
     return None
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
-    async with session.get(url, allow_redirects=False) as resp:
-        if resp.status != 200:
-            return None
-        try:
-            return await resp.json(content_type=None)
-        except ValueError:
-            return None
+async def _get_json(client: HttpClient, url: str) -> Any:
+    resp = await client.get(url)  # redirects are not followed: a device answers its API directly
+    if resp.status != 200:
+        return None
+    try:
+        return resp.json()
+    except ValueError:
+        return None
 
 
-async def identify(session: aiohttp.ClientSession, host: str, port: int, family: str) -> Found | None:
+async def identify(host: str, port: int, family: str, timeout_s: float) -> Found | None:
+    """The device behind an mDNS find, or None when its HTTP API is not the family's.
+
+    Raises HttpError (a subclass of OSError) when the host does not answer over HTTP. One client
+    per probed device, closed afterwards: the probe's GETs share a keep-alive connection, and no
+    connection stays open to a device this service does not poll.
+    """
+    async with HttpClient(f"http://{host}:{port}", timeout_s=timeout_s, max_idle_per_host=1) as client:
+        return await _identify(client, host, port, family)
+
+
+async def _identify(client: HttpClient, host: str, port: int, family: str) -> Found | None:
     base = f"http://{host}:{port}"
     if family == "shelly":
-        doc = await _get_json(session, f"{base}/shelly")
+        doc = await _get_json(client, f"{base}/shelly")
         if not isinstance(doc, dict) or not isinstance(doc.get("mac"), str) or not ("gen" in doc or "type" in doc):
             return None
         gen = doc.get("gen") if isinstance(doc.get("gen"), int) else 1
@@ -48,11 +59,11 @@ async def identify(session: aiohttp.ClientSession, host: str, port: int, family:
         return Found("shelly", host, port, str(doc["mac"]).upper(), "Shelly", str(model) if model else None,
                      kind, firmware=str(firmware) if firmware else None, via="mdns",
                      extra={"gen": gen, "auth": bool(doc.get("auth") or doc.get("auth_en"))})
-    doc = await _get_json(session, f"{base}/api/status?filter=sse,fwv,typ,var")
+    doc = await _get_json(client, f"{base}/api/status?filter=sse,fwv,typ,var")
     if isinstance(doc, dict) and str(doc.get("sse") or "").strip():
         return Found("goe", host, port, str(doc["sse"]).strip(), "go-e", _text(doc.get("typ")) or "go-eCharger",
                      "charger", firmware=_text(doc.get("fwv")), via="mdns", extra={"api": "v2"})
-    doc = await _get_json(session, f"{base}/status")
+    doc = await _get_json(client, f"{base}/status")
     if isinstance(doc, dict) and {"sse", "car", "amp"} <= doc.keys() and str(doc["sse"]).strip():
         return Found("goe", host, port, str(doc["sse"]).strip(), "go-e", "go-eCharger", "charger",
                      firmware=_text(doc.get("fwv")), via="mdns", extra={"api": "v1"})

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import aiohttp
 from wattbus.counters import Counters
+from wattbus.http_client import HttpError
 from wattbus.log import Logger
 from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
@@ -32,10 +32,8 @@ class MdnsWatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._zc: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
-        self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.http_timeout_s))
         interfaces: list[str] | InterfaceChoice = self.interfaces or InterfaceChoice.All
         self._zc = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
         self._browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE_TYPES, handlers=[self._changed])
@@ -47,8 +45,6 @@ class MdnsWatcher:
             task.cancel()
         if self._zc is not None:
             await self._zc.async_close()
-        if self._session is not None:
-            await self._session.close()
 
     def present_ids(self) -> set[str]:
         return set(self.present.values())
@@ -64,7 +60,7 @@ class MdnsWatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _resolve(self, service_type: str, name: str) -> None:
-        assert self._zc is not None and self._session is not None
+        assert self._zc is not None
         instance = name[: -len(service_type) - 1] if name.endswith("." + service_type) else name
         info = AsyncServiceInfo(service_type, name)
         if not await info.async_request(self._zc.zeroconf, 3000):
@@ -82,8 +78,8 @@ class MdnsWatcher:
             return
         for address in addresses:
             try:
-                found = await identify(self._session, address, info.port, family)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                found = await identify(address, info.port, family, self.http_timeout_s)
+            except HttpError as exc:  # refused, timeout, or an answer that is not HTTP
                 self.counters.inc("http_probe_failed")
                 self.log.info("mDNS device did not answer over HTTP", name=name, address=address, error=repr(exc))
                 continue
