@@ -1,13 +1,17 @@
 """Footprint of the whole embedded stack: RSS and CPU per program, against the Raspberry Pi budget.
 
 The stack is the real `wattbus embedded` (supervisord, Mosquitto, every service, the simulators)
-on a free broker port. Three scenarios, one stack start each:
+on a free broker port. Four scenarios, one stack start each:
 
   idle         every service running, no devices configured, simulators stopped
-  house 1 Hz   the demo house (inverters + meter, SDM630s, ECU, GivEnergy hybrid with 2 batteries,
-               go-e charger, two Shellys, the SML meter, the simulated house on the bus) polled at 1 s
-  run-many     the same house in the Raspberry Pi profile (WATTBUS_EMBEDDED_PROFILE=one-process:
+  typical house 1 Hz   the issue's house: an inverter, a meter, a battery, a charger, two relays
+               and an ECU with 8 inverters, polled at 1 s (the ECU refreshes every 5 min: 30 s here)
+  demo house 1 Hz   the whole demo (4 SunSpec units, 2 SDM630s, ECU, GivEnergy hybrid with 2
+               batteries, 2 go-e chargers, 4 Shellys, the SML meter, the simulated house) at 1 s
+  run-many     the demo house in the Raspberry Pi profile (WATTBUS_EMBEDDED_PROFILE=one-process:
                every service in one `wattbus run-many` program under supervisord)
+
+Services run as `make run` starts them, with WATTBUS_OPENSSL=auto (shared/wattbus/lean.py).
 
 RSS counts each process with its children; PSS (shared pages split between processes) is what the
 programs really cost together. The budget (300 MB RSS, 10 % of one core) is for services + broker;
@@ -49,6 +53,19 @@ IDLE_ENV = {"WATTBUS_SUNSPEC_BRIDGE_DEVICES": "[]", "WATTBUS_SML_READER_METERS":
 # The typical house at 1 Hz (an ECU refreshes every 5 min: its demo poll stays at 30 s).
 HOUSE_ENV = {"WATTBUS_SUNSPEC_BRIDGE_POLL_INTERVAL_S": "1", "WATTBUS_GOE_SHELLY_BRIDGE_POLL_INTERVAL_S": "1",
              "WATTBUS_GIV_BRIDGE_POLL_INTERVAL_S": "1"}
+# The issue's typical house, from the demo's devices: one PV inverter (the simulated house's SunSpec
+# inverter), one grid meter (its Shelly Pro 3EM), a battery (GivEnergy hybrid), the charger (its
+# go-e), two relays (its heater's Plus 1PM and the demo 1PM) and the ECU with 8 inverters; the SML
+# meter, the SDM630s and the second go-e/Pro 3EM/SunSpec host are left out.
+TYPICAL_ENV = {**HOUSE_ENV,
+               "WATTBUS_SUNSPEC_BRIDGE_DEVICES": json.dumps([{"host": "127.0.0.1", "port": 15512, "unit_ids": [1]}]),
+               "WATTBUS_SML_READER_METERS": "[]",
+               "WATTBUS_GOE_SHELLY_BRIDGE_DEVICES": json.dumps([
+                   {"url": "http://127.0.0.1:18090", "max_current_a": 16, "min_switch_interval_s": 60,
+                    "min_phase_switch_interval_s": 240},
+                   {"url": "http://127.0.0.1:18091", "password": "wattbus-demo"},
+                   {"url": "http://127.0.0.1:18092", "min_switch_interval_s": 30},
+                   {"url": "http://127.0.0.1:18081", "min_switch_interval_s": 30}])}
 
 
 def service_programs() -> list[str]:
@@ -284,8 +301,9 @@ def main() -> str:
     with tempfile.TemporaryDirectory(prefix="wattbus-footprint-") as tmpdir:
         tmp = Path(tmpdir)
         scenarios = [scenario("idle", IDLE_ENV, services, tmp, stop_sims=True),
-                     scenario("house 1 Hz", HOUSE_ENV, services, tmp),
-                     scenario("house 1 Hz, run-many", {**HOUSE_ENV, **ONE_PROCESS_ENV}, services, tmp)]
+                     scenario("typical house 1 Hz", TYPICAL_ENV, services, tmp),
+                     scenario("demo house 1 Hz", HOUSE_ENV, services, tmp),
+                     scenario("demo house 1 Hz, run-many", {**HOUSE_ENV, **ONE_PROCESS_ENV}, services, tmp)]
     FIGURES.mkdir(parents=True, exist_ok=True)
     (FIGURES / "footprint.json").write_text(json.dumps(
         {"budget_rss_mb": BUDGET_RSS_MB, "budget_cpu_pct": BUDGET_CPU_PCT,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
-import ssl
 import threading
 import uuid
 from collections import deque
@@ -30,8 +29,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import codec, topics
 from . import messages as m
-from .config import BusConfig
+from .config import BusConfig, ConfigError
 from .counters import Counters
+from .lean import tls_unavailable
 from .log import Logger, get_logger
 from .mqtt_loop import LoopClient, LoopDriver
 
@@ -74,17 +74,9 @@ class _Subscription:
 
 
 class Bus:
-    def __init__(
-        self,
-        config: BusConfig,
-        service: str,
-        instance: str = "main",
-        *,
-        client_id: str | None = None,
-        will: tuple[str, bytes] | None = None,
-        counters: Counters | None = None,
-        log: Logger | None = None,
-    ) -> None:
+    def __init__(self, config: BusConfig, service: str, instance: str = "main", *, client_id: str | None = None,
+                 will: tuple[str, bytes] | None = None, counters: Counters | None = None,
+                 log: Logger | None = None) -> None:
         self.config = config
         self.service = service
         self.instance = instance
@@ -115,6 +107,10 @@ class Bus:
         if password is not None or config.username:
             client.username_pw_set(user, password)
         if config.tls:
+            try:  # only here: a service without TLS may run without OpenSSL (wattbus.lean)
+                import ssl
+            except ImportError as exc:
+                raise ConfigError(tls_unavailable("[bus] tls")) from exc
             client.tls_set(ca_certs=config.ca_file, certfile=config.cert_file, keyfile=config.key_file,
                            cert_reqs=ssl.CERT_REQUIRED)
         if will:

@@ -28,6 +28,7 @@ from . import messages as m
 from .bus import Bus, Message
 from .config import BusConfig, ConfigError, LoadedConfig, ServiceCommon, load
 from .counters import Counters
+from .lean import openssl_kept_out, tls_unavailable
 from .log import Logger, get_logger, setup_logging
 
 C = TypeVar("C", bound=ServiceCommon)
@@ -164,6 +165,8 @@ class Service(Generic[C]):
                 return command.handler(args, loaded)
             config = loaded.section(self.name, self.config_type)
             bus_config = loaded.bus()
+            if bus_config.tls and openssl_kept_out():  # WATTBUS_OPENSSL=off (auto never does this)
+                raise ConfigError(tls_unavailable("[bus] tls"))
         except ConfigError as exc:
             print(f"wattbus-{self.name}: {exc}", file=sys.stderr)
             return 2
@@ -192,7 +195,8 @@ class Service(Generic[C]):
 
         await bus.start()
         bus.publish(availability, m.ONLINE, retain=True)
-        log.info("service starting", instance=instance, version=__version__, broker=f"{bus_cfg.host}:{bus_cfg.port}")
+        log.info("service starting", instance=instance, version=__version__, broker=f"{bus_cfg.host}:{bus_cfg.port}",
+                 openssl="not loaded" if openssl_kept_out() else "loaded")
         status_task = asyncio.create_task(self._heartbeat(ctx))
         reload_wanted = asyncio.Event()
         self._answer_service_commands(ctx, reload_wanted)

@@ -18,16 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from wattbus.config import BusConfig
 from wattbus.counters import Counters
 from wattbus.log import Logger
 
 from . import mqtt_wire as wire
+
+if TYPE_CHECKING:
+    import ssl
 
 MAX_PACKET = 1 << 20  # a reading is < 2 kB; the broker refuses larger publishes to us anyway
 
@@ -240,6 +243,8 @@ class Ingest:
             proto.transport.write(wire.PINGREQ_PACKET)
 
     def _tls_context(self) -> ssl.SSLContext:
+        import ssl  # here only: without TLS the writer runs without OpenSSL (wattbus.lean)
+
         context = ssl.create_default_context(cafile=self.bus.ca_file)
         if self.bus.cert_file:
             context.load_cert_chain(self.bus.cert_file, self.bus.key_file)

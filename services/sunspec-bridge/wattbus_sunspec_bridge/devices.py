@@ -66,6 +66,7 @@ class SunSpecDevice(Polled):
         self.common: dict[str, Any] = {}
         self.stats = DailyStats()
         self.stats_due = 0.0
+        self.native_due = 0.0
         self.string_channels: dict[int, DeviceChannel] = {}
         self.battery_channel: DeviceChannel | None = None
         self.main: DeviceChannel | None = None
@@ -129,7 +130,8 @@ class SunSpecDevice(Polled):
                 if self.battery_channel is None:
                     self.battery_channel = self._child("battery", "battery", None)
                 self.battery_channel.publish_reading(out.battery)
-        if self.ctx.config.native:
+        if self.ctx.config.native and time.monotonic() >= self.native_due:
+            self.native_due = time.monotonic() + self.ctx.config.native_interval_s
             self._publish_native(decoded, ts.isoformat())
         self.stats.update(ts, decoded)
         if time.monotonic() >= self.stats_due:

@@ -73,7 +73,9 @@ class Controller:
 
     def start(self) -> None:
         bus = self.ctx.bus
-        bus.subscribe(topics.ALL_READINGS, m.Reading, self.on_reading)
+        # QoS 0: only the latest value counts and a lost one is replaced within a poll (staleness is
+        # watched); saves the PUBACK round trip for every reading on the bus.
+        bus.subscribe(topics.ALL_READINGS, m.Reading, self.on_reading, qos=0)
         bus.subscribe(ALL_RESULTS, m.CommandResult, self.on_result)
         # a bridge (re)starting misses what was sent before it subscribed: re-send when it is back
         bus.subscribe(SERVICE_AVAILABILITY, bytes, self.on_availability)
