@@ -484,5 +484,5 @@ class _ResponseReader:
             except zlib.error as raw_exc:
                 raise self._error(f"deflate body does not decompress: {raw_exc}") from None
         if len(out) > self.max_body or inflater.unconsumed_tail:
-            raise self._too_large(f"more than {self.max_body} (decompressed)")
+            raise self._error(f"{encoding} response body decompresses to more than the limit of {self.max_body} bytes")
         return out
