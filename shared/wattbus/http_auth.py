@@ -29,7 +29,7 @@ class BasicAuth:
     username: str
     password: str
 
-    def header(self) -> str:
+    def header(self, _method: str = "", _uri: str = "") -> str:
         token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
         return f"Basic {token}"
 
@@ -144,6 +144,11 @@ class DigestAuth:
         if userhash:
             parts.append("userhash=true")
         return "Digest " + ", ".join(parts)
+
+    def answer(self, www_authenticate: list[str], method: str, uri: str, sent: bool) -> str | None:
+        """The Authorization value for retrying a request the server answered with 401, or None
+        when a retry cannot help (no Digest challenge, or our digest for the same nonce refused)."""
+        return self.header(method, uri) if self.accept(www_authenticate, sent) else None
 
     def accept(self, www_authenticate: list[str], sent: bool) -> bool:
         """Take the best Digest challenge of a 401; True when retrying with it can help.

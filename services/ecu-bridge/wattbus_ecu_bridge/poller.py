@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from wattbus import messages as m
 from wattbus import topics
+from wattbus.http_client import HttpClient, HttpError
 from wattbus.runner import DeviceChannel, ServiceContext
 
 from . import model, sun, wire
@@ -124,22 +125,19 @@ class EcuPoller:
         if not can_restart:
             return m.CommandResult(status="refused", command="restart", target=target,
                                    message=f"{name} ({self.ecu_id[:4]}...) cannot restart remotely; power-cycle it")
-        # aiohttp (~10 MB RSS) only for this rare command, not in every bridge's resident set.
-        import aiohttp
-
         url = f"http://{self.cfg.host}:{self.cfg.http_port}/index.php/management/set_wlan_ap"
         form = {"SSID": self.cfg.wifi_ssid, "channel": "0", "method": "2", "psk_wep": "",
                 "psk_wpa": self.cfg.wifi_password}
         headers = {"X-Requested-With": "XMLHttpRequest"}
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session, \
-                    session.post(url, data=form, headers=headers) as resp:
-                if resp.status >= 400:
-                    return m.CommandResult(status="failed", command="restart", target=target,
-                                           message=f"{url} answered HTTP {resp.status}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            async with HttpClient(timeout_s=30) as http:
+                resp = await http.post(url, form=form, headers=headers)
+        except HttpError as exc:  # refused, timeout, broken answer; the message names the URL
             self.ctx.counters.inc("restart_failed")
-            return m.CommandResult(status="failed", command="restart", target=target, message=f"{url}: {exc!r}")
+            return m.CommandResult(status="failed", command="restart", target=target, message=str(exc))
+        if resp.status >= 400:
+            return m.CommandResult(status="failed", command="restart", target=target,
+                                   message=f"{url} answered HTTP {resp.status}")
         self.ctx.counters.inc("restarts")
         return m.CommandResult(status="ok", command="restart", target=target, message=f"{name} restart requested")
 

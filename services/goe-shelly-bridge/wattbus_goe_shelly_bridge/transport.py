@@ -63,8 +63,8 @@ class HttpDevice:
             resp = await self._client.get(url, params=params, auth=self._credentials())
         except HttpTimeout as exc:
             raise DeviceError(f"{url}: no answer within {self.timeout_s:g} s") from exc
-        except HttpError as exc:
-            raise DeviceError(f"{url}: {exc}") from exc
+        except HttpError as exc:  # its message names the method, the URL and what went wrong
+            raise DeviceError(str(exc)) from exc
         if resp.status == 401:
             why = "wrong user or password" if self.password else "the device requires a password"
             raise DeviceError(f"{url}: HTTP 401 unauthorized ({why})")
