@@ -188,7 +188,9 @@ class HttpClient:
 
     async def _exchange(self, method: str, target: _Target, send: dict[str, tuple[str, str]],
                         payload: bytes | None, where: str, shown: str) -> HttpResponse:
-        lines = [f"{method} {target.path} HTTP/1.1", f"Host: {target.host_header}"]
+        lines = [f"{method} {target.path} HTTP/1.1"]
+        if "host" not in send:  # a caller's Host (a device behind a port forward) replaces ours
+            lines.append(f"Host: {target.host_header}")
         lines += [f"{name}: {value}" for name, value in send.values()]
         try:
             data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (payload or b"")

@@ -26,7 +26,8 @@ def echo_app(peers: list[object]) -> web.Application:
         return web.json_response({"method": request.method, "path": request.path, "query": dict(request.query),
                                   "body": body.decode(), "type": request.content_type,
                                   "auth": request.headers.get("Authorization"),
-                                  "x": request.headers.get("X-Test")})
+                                  "x": request.headers.get("X-Test"), "host": request.headers.getall("Host")[0]
+                                  if len(request.headers.getall("Host")) == 1 else "several Host fields"})
 
     async def chunked(_request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse()
@@ -87,6 +88,9 @@ async def test_methods_bodies_and_params(serve: ServeApp) -> None:
         resp = await client.request("HEAD", "/echo")
         assert resp.status == 200 and resp.body == b"" and int(resp.headers["Content-Length"]) > 0
         assert (await client.get("/latin")).text() == "Zähler"
+        doc = (await client.get("/echo", headers={"Host": "shellyplus1pm-a8032ab12345.local"})).json()
+        assert doc["host"] == "shellyplus1pm-a8032ab12345.local"
+        assert (await client.get("/echo")).json()["host"] == url.removeprefix("http://")
 
 
 async def test_keep_alive_reuses_one_connection_and_caps_idle(serve: ServeApp) -> None:
