@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import re
 import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from .http_auth import AuthError, BasicAuth, DigestAuth
 from .http_wire import (
@@ -37,6 +38,7 @@ __all__ = ["DEFAULT_MAX_BODY", "BasicAuth", "DigestAuth", "Headers", "HttpClient
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 _UNSET: Any = object()
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
 Auth = BasicAuth | DigestAuth
 
 
@@ -132,11 +134,15 @@ class HttpClient:
         method = method.upper()
         if url.startswith("/") and self.base_url:
             url = self.base_url + url
-        if params:
-            url += ("&" if "?" in url else "?") + urlencode(params)
-        shown = _without_userinfo(url)
+        shown = _USERINFO.sub(r"\1", url)  # credentials in a URL never reach a message or a log
         where = f"{method} {shown}"
         try:
+            if params:
+                url += ("&" if "?" in url else "?") + urlencode(params)
+                shown = _USERINFO.sub(r"\1", url)
+                where = f"{method} {shown}"
+            if not FIELD_NAME.fullmatch(method.encode()):
+                raise ValueError(f"method {method!r} is not a token")
             target = _parse_url(url)
             send = self._request_headers(headers)
             payload: bytes | None = body.encode() if isinstance(body, str) else body
@@ -271,10 +277,3 @@ class HttpClient:
                 context.verify_mode = ssl.CERT_NONE
             self._tls = context
         return self._tls
-
-
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

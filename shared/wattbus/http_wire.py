@@ -79,8 +79,8 @@ class HttpResponse:
         """The body as JSON; ValueError (naming the URL) when it is not."""
         try:
             return jsonlib.loads(self.body)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-            raise ValueError(f"{self.method} {self.url}: answer is not JSON ({exc})") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
+            raise ValueError(f"{self.method} {self.url}: answer is not JSON ({type(exc).__name__})") from None
 
 
 class StaleConnection(Exception):
@@ -128,6 +128,7 @@ class ResponseReader:
         headers = Headers(fields)
         tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
         keep = "close" not in tokens if version >= (1, 1) else "keep-alive" in tokens
+        keep = keep and status != 101  # 101 Switching Protocols: the connection is no longer HTTP
         body = b""
         if method == "HEAD" or status < 200 or status in (204, 304):
             pass

@@ -177,3 +177,27 @@ async def test_https(serve: ServeApp, tmp_path: Path) -> None:
     async with HttpClient(url, timeout_s=20) as client:
         with pytest.raises(HttpError, match=r"cannot connect to 127.0.0.1:\d+: .*CERTIFICATE_VERIFY_FAILED"):
             await client.get("/echo")
+
+
+async def test_absurdly_nested_json_is_a_value_error(serve: ServeApp) -> None:
+    async def nested(_request: web.Request) -> web.Response:
+        return web.Response(body=b"[" * 200_000 + b"]" * 200_000, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/nested", nested)
+    url = await serve(app)
+    async with HttpClient(url, timeout_s=20) as client:
+        resp = await client.get("/nested")
+        with pytest.raises(ValueError, match=r"^GET .*/nested: answer is not JSON \(RecursionError\)"):
+            resp.json()
+
+
+async def test_bad_methods_and_urls_are_http_errors() -> None:
+    async with HttpClient(timeout_s=20) as client:
+        for method, url, error in (("GET /x HTTP/1.1\r\nX:", "http://127.0.0.1:1/", "method .* is not a token"),
+                                   ("GET", "http://[::1/x", "bad request"),
+                                   ("GET", "http://:80/x", "URL without a host")):
+            with pytest.raises(HttpError, match=error):
+                await client.request(method, url)
+        with pytest.raises(HttpError, match=r"^GET http://127.0.0.1:1/x\?a=1: "):
+            await client.get("http://admin:secret@127.0.0.1:1/x", params={"a": "1"})

@@ -6,7 +6,6 @@ loop can count it, back off and mark the device offline without knowing about HT
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -69,8 +68,8 @@ class HttpDevice:
             why = "wrong user or password" if self.password else "the device requires a password"
             raise DeviceError(f"{url}: HTTP 401 unauthorized ({why})")
         try:
-            return resp.status, json.loads(resp.body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            return resp.status, resp.json()
+        except ValueError:  # not JSON (also not UTF-8, or absurdly nested)
             return resp.status, None
 
     async def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
