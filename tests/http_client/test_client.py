@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from wattbus.http_client import BasicAuth, HttpClient, HttpError, HttpTimeout
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, require
 
 from .conftest import ServeApp
 
@@ -162,8 +162,9 @@ async def test_refused_timeout_and_bad_requests(serve: ServeApp) -> None:
 
 def _self_signed(tmp: Path) -> ssl.SSLContext:
     cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    subprocess.run([require("openssl", "openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1"], check=True,
+                   capture_output=True, timeout=120)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
