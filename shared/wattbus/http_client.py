@@ -232,15 +232,25 @@ class HttpClient:
         raise AssertionError("unreachable: the second attempt uses a new connection")
 
     def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
-        conns = self._idle.pop(key, [])  # no entry is kept for a host without idle connections
-        while conns:
-            conn = conns.pop()
-            if conn.usable() and time.monotonic() - conn.idle_since < self.idle_timeout_s:
-                if conns:
-                    self._idle[key] = conns
-                return conn
-            conn.close()
-        return None
+        """The newest live idle connection to the host; expired or closed ones, to any host, are
+        closed here, so a client talking to many hosts holds no stale sockets for long."""
+        now = time.monotonic()
+        for host in list(self._idle):
+            live = [c for c in self._idle[host] if c.usable() and now - c.idle_since < self.idle_timeout_s]
+            for conn in self._idle[host]:
+                if conn not in live:
+                    conn.close()
+            if live:
+                self._idle[host] = live
+            else:
+                del self._idle[host]  # no entry is kept for a host without idle connections
+        conns = self._idle.get(key)
+        if not conns:
+            return None
+        conn = conns.pop()
+        if not conns:
+            del self._idle[key]
+        return conn
 
     def _release(self, key: tuple[str, str, int], conn: _Connection, keep: bool) -> None:
         conns = self._idle.get(key, [])

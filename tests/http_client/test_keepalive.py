@@ -101,3 +101,23 @@ async def test_idle_connections_expire() -> None:
             await client.get("/3")
             await client.get("/4")
     assert server.connections == 3 and len(server.requests) == 4
+
+
+async def test_expired_connections_to_other_hosts_are_closed() -> None:
+    box: list[RawServer] = []
+
+    async def keep_answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await box[0].read_request(reader)
+            writer.write(OK)
+            await writer.drain()
+
+    async with raw_server(keep_answering) as first, raw_server(keep_answering) as second:
+        box.append(first)
+        async with HttpClient(timeout_s=20, idle_timeout_s=0.05) as client:
+            await client.get(f"{first.url}/a")
+            assert client.idle_connections() == 1
+            await asyncio.sleep(0.1)  # the first host's idle connection expires
+            box[0] = second
+            await client.get(f"{second.url}/b")
+            assert client.idle_connections() == 1  # only the second host's, the first one was closed
