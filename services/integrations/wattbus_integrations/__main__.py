@@ -73,10 +73,9 @@ async def run(ctx: ServiceContext[Config]) -> None:
     ctx.log.info("integrations running", hass=cfg.hass_enabled, rules=[r.name for r in rules])
     session = None
     if any(rule.spec.http for rule in rules):
-        # Only HTTP rules need aiohttp: importing it costs ~10 MB of RSS per process.
-        import aiohttp
+        from wattbus.http_client import HttpClient  # only HTTP rules push over HTTP
 
-        session = aiohttp.ClientSession()
+        session = HttpClient()
     tasks = templates.start(session) if session is not None else []
     if cfg.hass_enabled:
         tasks.append(asyncio.create_task(hass.housekeeping(cfg.stale_grace_s, cfg.remove_offline_after_s,

@@ -14,8 +14,8 @@ import contextlib
 import time
 from collections import OrderedDict
 
-import aiohttp
 from wattbus.counters import Counters
+from wattbus.http_client import HttpClient, HttpError, HttpTimeout
 from wattbus.log import Logger
 
 from .render import HttpOut
@@ -25,7 +25,7 @@ RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 class HttpPusher:
-    def __init__(self, rule: str, target: HttpTarget, min_interval_s: float, session: aiohttp.ClientSession,
+    def __init__(self, rule: str, target: HttpTarget, min_interval_s: float, session: HttpClient,
                  counters: Counters, log: Logger) -> None:
         self.rule = rule
         self.target = target
@@ -102,14 +102,14 @@ class HttpPusher:
     async def _attempt(self, message: HttpOut) -> tuple[int | None, str, float | None]:
         data = message.body.encode() if message.body and message.method != "GET" else None
         try:
-            async with self.session.request(message.method, message.url, data=data, headers=message.headers,
-                                            timeout=aiohttp.ClientTimeout(total=self.target.timeout_s)) as resp:
-                text = await resp.text(errors="replace")
-                return resp.status, f"HTTP {resp.status}: {text[:200]}", _retry_after(resp.headers.get("Retry-After"))
-        except TimeoutError:
+            resp = await self.session.request(message.method, message.url, body=data, headers=message.headers,
+                                              timeout_s=self.target.timeout_s)
+        except HttpTimeout:
             return None, f"no answer within {self.target.timeout_s:g} s", None
-        except aiohttp.ClientError as exc:
+        except HttpError as exc:  # refused, unreachable, a broken answer
             return None, f"{type(exc).__name__}: {exc}", None
+        text = resp.text(errors="replace")
+        return resp.status, f"HTTP {resp.status}: {text[:200]}", _retry_after(resp.headers.get("Retry-After"))
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -15,8 +15,8 @@ from . import model
 from .render import HttpOut, MqttOut, render
 from .rules import Rule
 
-if TYPE_CHECKING:  # aiohttp (~10 MB RSS) is imported only when a rule pushes over HTTP
-    import aiohttp
+if TYPE_CHECKING:  # the HTTP client is imported only when a rule pushes over HTTP
+    from wattbus.http_client import HttpClient
 
     from .http_push import HttpPusher
 
@@ -31,8 +31,8 @@ class Templates:
         self.pushers: dict[str, HttpPusher] = {}
         self._mqtt_last: dict[tuple[str, str], float] = {}
 
-    def start(self, session: aiohttp.ClientSession) -> list[asyncio.Task[None]]:
-        from .http_push import HttpPusher  # only with HTTP rules: it brings in aiohttp
+    def start(self, session: HttpClient) -> list[asyncio.Task[None]]:
+        from .http_push import HttpPusher  # only with HTTP rules
 
         tasks: list[asyncio.Task[None]] = []
         for rule in self.rules:
