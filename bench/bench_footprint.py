@@ -50,17 +50,25 @@ IDLE_ENV = {"WATTBUS_SUNSPEC_BRIDGE_DEVICES": "[]", "WATTBUS_SML_READER_METERS":
             "WATTBUS_ECU_BRIDGE_ECUS": "[]", "WATTBUS_GIV_BRIDGE_INVERTERS": "[]",
             "WATTBUS_GOE_SHELLY_BRIDGE_DEVICES": "[]", "WATTBUS_SURPLUS_CONTROLLER_LOADPOINTS": "[]",
             "WATTBUS_SURPLUS_CONTROLLER_RELAYS": "[]"}
-# The typical house at 1 Hz (an ECU refreshes every 5 min: its demo poll stays at 30 s).
+# Devices polled at 1 Hz (an ECU refreshes every 5 min: its demo poll stays at 30 s).
 HOUSE_ENV = {"WATTBUS_SUNSPEC_BRIDGE_POLL_INTERVAL_S": "1", "WATTBUS_GOE_SHELLY_BRIDGE_POLL_INTERVAL_S": "1",
              "WATTBUS_GIV_BRIDGE_POLL_INTERVAL_S": "1"}
 # The issue's typical house, from the demo's devices: one PV inverter (the simulated house's SunSpec
 # inverter), one grid meter (its Shelly Pro 3EM), a battery (GivEnergy hybrid), the charger (its
 # go-e), two relays (its heater's Plus 1PM and the demo 1PM) and the ECU with 8 inverters; the SML
 # meter, the SDM630s and the second go-e/Pro 3EM/SunSpec host are left out.
+
+
+def _toml_list(tables: list[dict[str, object]]) -> str:
+    """A WATTBUS_* value is TOML: a list of inline tables."""
+    return "[" + ", ".join("{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in t.items()) + "}"
+                           for t in tables) + "]"
+
+
 TYPICAL_ENV = {**HOUSE_ENV,
-               "WATTBUS_SUNSPEC_BRIDGE_DEVICES": json.dumps([{"host": "127.0.0.1", "port": 15512, "unit_ids": [1]}]),
+               "WATTBUS_SUNSPEC_BRIDGE_DEVICES": _toml_list([{"host": "127.0.0.1", "port": 15512, "unit_ids": [1]}]),
                "WATTBUS_SML_READER_METERS": "[]",
-               "WATTBUS_GOE_SHELLY_BRIDGE_DEVICES": json.dumps([
+               "WATTBUS_GOE_SHELLY_BRIDGE_DEVICES": _toml_list([
                    {"url": "http://127.0.0.1:18090", "max_current_a": 16, "min_switch_interval_s": 60,
                     "min_phase_switch_interval_s": 240},
                    {"url": "http://127.0.0.1:18091", "password": "wattbus-demo"},

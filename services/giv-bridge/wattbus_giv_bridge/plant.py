@@ -6,8 +6,10 @@ readings and the GivTCP document are all derived from those caches (measurements
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Annotated
 
 from msgspec import Meta, Struct
@@ -45,6 +47,7 @@ class Plant:
     serial: str | None = None
     battery_serials: dict[int, str] = field(default_factory=dict)
     last_poll: datetime | None = None
+    _decoded: dict[tuple[str, int], tuple[int, Mapping[str, Value]]] = field(default_factory=dict, repr=False)
 
     def cache(self, address: int) -> RegisterCache:
         return self.caches.setdefault(address, RegisterCache())
@@ -89,17 +92,26 @@ class Plant:
 
     # ------------------------------------------------------------------ values
 
-    def inverter_values(self) -> dict[str, Value]:
-        return regmap.load("inverter").decode(self.cache(self.config.address))
+    def decoded(self, name: str, address: int) -> Mapping[str, Value]:
+        """The register map decoded from the cache, once per poll: the readings, the device metas
+        and GivTCP's runAll all ask for the same values (decoding was half the bridge's CPU)."""
+        cache = self.cache(address)
+        hit = self._decoded.get((name, address))
+        if hit is None or hit[0] != cache.version:
+            hit = self._decoded[(name, address)] = (cache.version, MappingProxyType(regmap.load(name).decode(cache)))
+        return hit[1]
 
-    def battery_values(self, index: int) -> dict[str, Value]:
-        return regmap.load("battery").decode(self.cache(BATTERY_BASE_ADDRESS + index))
+    def inverter_values(self) -> Mapping[str, Value]:
+        return self.decoded("inverter", self.config.address)
 
-    def meter_values(self, address: int) -> dict[str, Value]:
-        return regmap.load("meter").decode(self.cache(address))
+    def battery_values(self, index: int) -> Mapping[str, Value]:
+        return self.decoded("battery", BATTERY_BASE_ADDRESS + index)
 
-    def ems_values(self) -> dict[str, Value]:
-        return regmap.load("ems").decode(self.cache(EMS_ADDRESS))
+    def meter_values(self, address: int) -> Mapping[str, Value]:
+        return self.decoded("meter", address)
+
+    def ems_values(self) -> Mapping[str, Value]:
+        return self.decoded("ems", EMS_ADDRESS)
 
     # ------------------------------------------------------------------ identity
 

@@ -59,10 +59,12 @@ class RegisterCache:
 
     def __init__(self) -> None:
         self.words: dict[tuple[str, int], int] = {}
+        self.version = 0  # bumped by every update: decoded values stay valid until it changes
 
     def update(self, bank: Bank, base: int, values: tuple[int, ...] | list[int]) -> None:
         for offset, value in enumerate(values):
             self.words[(bank, base + offset)] = value
+        self.version += 1
 
     def get(self, bank: str, register: int) -> int | None:
         return self.words.get((bank, register))
