@@ -73,7 +73,10 @@ TYPICAL_ENV = {**HOUSE_ENV,
                     "min_phase_switch_interval_s": 240},
                    {"url": "http://127.0.0.1:18091", "password": "wattbus-demo"},
                    {"url": "http://127.0.0.1:18092", "min_switch_interval_s": 30},
-                   {"url": "http://127.0.0.1:18081", "min_switch_interval_s": 30}])}
+                   {"url": "http://127.0.0.1:18081", "min_switch_interval_s": 30}]),
+               # only these devices: the demo's other simulators are stopped, and nothing adopted
+               "WATTBUS_SUNSPEC_BRIDGE_ADOPT": "false", "WATTBUS_GOE_SHELLY_BRIDGE_ADOPT": "false"}
+TYPICAL_STOPPED = ("sim-sunspec", "sim-sdm630-tcp", "sim-sdm630-rtu", "sim-sml", "sim-goe", "sim-shelly-pro3em")
 
 
 def service_programs() -> list[str]:
@@ -234,14 +237,16 @@ class Stack:
         self.log.close()
 
 
-def scenario(name: str, env: dict[str, str], services: list[str], tmp: Path, *, stop_sims: bool = False) -> Scenario:
+def scenario(name: str, env: dict[str, str], services: list[str], tmp: Path, *,
+             stop_sims: bool | tuple[str, ...] = False) -> Scenario:
+    """stop_sims: True stops every simulator, a tuple those named (devices the house does not have)."""
     run_dir = tmp / name.replace(" ", "-")
     run_dir.mkdir()
     stack = Stack(run_dir, env)
     try:
         pids = stack.wait_running()
         if stop_sims:
-            sims = [n for n in pids if role(n, services) == "simulator"]
+            sims = [n for n in pids if role(n, services) == "simulator" and (stop_sims is True or n in stop_sims)]
             stack.ctl("stop", *sims)
             pids = {n: p for n, p in pids.items() if n not in sims}
         time.sleep(SETTLE_S)
@@ -309,7 +314,7 @@ def main() -> str:
     with tempfile.TemporaryDirectory(prefix="wattbus-footprint-") as tmpdir:
         tmp = Path(tmpdir)
         scenarios = [scenario("idle", IDLE_ENV, services, tmp, stop_sims=True),
-                     scenario("typical house 1 Hz", TYPICAL_ENV, services, tmp),
+                     scenario("typical house 1 Hz", TYPICAL_ENV, services, tmp, stop_sims=TYPICAL_STOPPED),
                      scenario("demo house 1 Hz", HOUSE_ENV, services, tmp),
                      scenario("demo house 1 Hz, run-many", {**HOUSE_ENV, **ONE_PROCESS_ENV}, services, tmp)]
     FIGURES.mkdir(parents=True, exist_ok=True)
