@@ -1,15 +1,15 @@
 """Footprint of the whole embedded stack: RSS and CPU per program, against the Raspberry Pi budget.
 
 The stack is the real `wattbus embedded` (supervisord, Mosquitto, every service, the simulators)
-on a free broker port. Four scenarios, one stack start each:
+on a free broker port. Five scenarios, one stack start each:
 
   idle         every service running, no devices configured, simulators stopped
   typical house 1 Hz   the issue's house: an inverter, a meter, a battery, a charger, two relays
                and an ECU with 8 inverters, polled at 1 s (the ECU refreshes every 5 min: 30 s here)
   demo house 1 Hz   the whole demo (4 SunSpec units, 2 SDM630s, ECU, GivEnergy hybrid with 2
                batteries, 2 go-e chargers, 4 Shellys, the SML meter, the simulated house) at 1 s
-  run-many     the demo house in the Raspberry Pi profile (WATTBUS_EMBEDDED_PROFILE=one-process:
-               every service in one `wattbus run-many` program under supervisord)
+  run-many     the typical and the demo house in the Raspberry Pi profile (WATTBUS_EMBEDDED_PROFILE=
+               one-process: every service in one `wattbus run-many` program under supervisord)
 
 Services run as `make run` starts them, with WATTBUS_OPENSSL=auto (shared/wattbus/lean.py).
 
@@ -315,6 +315,8 @@ def main() -> str:
         tmp = Path(tmpdir)
         scenarios = [scenario("idle", IDLE_ENV, services, tmp, stop_sims=True),
                      scenario("typical house 1 Hz", TYPICAL_ENV, services, tmp, stop_sims=TYPICAL_STOPPED),
+                     scenario("typical house 1 Hz, run-many", {**TYPICAL_ENV, **ONE_PROCESS_ENV}, services, tmp,
+                              stop_sims=TYPICAL_STOPPED),
                      scenario("demo house 1 Hz", HOUSE_ENV, services, tmp),
                      scenario("demo house 1 Hz, run-many", {**HOUSE_ENV, **ONE_PROCESS_ENV}, services, tmp)]
     FIGURES.mkdir(parents=True, exist_ok=True)
