@@ -5,6 +5,7 @@ server that never answers (the total timeout)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 from wattbus.http_client import HttpClient, HttpError, HttpTimeout
@@ -82,14 +83,22 @@ async def test_server_that_never_answers_times_out() -> None:
             assert client.idle_connections() == 0
 
 
-async def test_idle_connections_expire() -> None:
-    box: list[RawServer] = []
+def answering_every_request(box: list[RawServer]) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                                               Awaitable[None]]:
+    """A handler answering 200 to every request on a connection (box[0]: the server, set once started)."""
 
     async def keep_answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             await box[0].read_request(reader)
             writer.write(OK)
             await writer.drain()
+
+    return keep_answering
+
+
+async def test_idle_connections_expire() -> None:
+    box: list[RawServer] = []
+    keep_answering = answering_every_request(box)
 
     async with raw_server(keep_answering) as server:
         box.append(server)
@@ -105,12 +114,7 @@ async def test_idle_connections_expire() -> None:
 
 async def test_expired_connections_to_other_hosts_are_closed() -> None:
     box: list[RawServer] = []
-
-    async def keep_answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            await box[0].read_request(reader)
-            writer.write(OK)
-            await writer.drain()
+    keep_answering = answering_every_request(box)
 
     async with raw_server(keep_answering) as first, raw_server(keep_answering) as second:
         box.append(first)
