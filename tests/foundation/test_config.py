@@ -85,3 +85,13 @@ def test_a_service_refuses_to_start_on_bad_config(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "[bus] port = 'mqtt'" in proc.stderr and "Expected `int`" in proc.stderr
+
+
+def test_an_unreadable_password_file_stops_start_up_with_its_name(tmp_path: Path) -> None:
+    # Found by the bus as it is built, inside the event loop: still a one-line error, no traceback.
+    path = write(tmp_path, f"[bus]\npassword_file = '{tmp_path}/missing-secret'\n")
+    proc = subprocess.run([sys.executable, "-m", "tests.support.echo_service", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert f"[bus] password_file = '{tmp_path}/missing-secret': cannot read it" in proc.stderr
+    assert "Traceback" not in proc.stderr
