@@ -29,6 +29,7 @@ from .http_wire import (
     ResponseReader,
     StaleConnection,
 )
+from .lean import openssl_kept_out, tls_unavailable
 
 if TYPE_CHECKING:
     import ssl
@@ -279,8 +280,9 @@ class HttpClient:
             try:
                 import ssl  # only here: a plain-HTTP process never loads OpenSSL
             except ImportError as exc:
+                hint = f"; {tls_unavailable('an https URL')}" if openssl_kept_out() else ""
                 raise HttpError(f"{where}: https needs Python's ssl module, which cannot be imported "
-                                f"in this process ({exc})") from None
+                                f"in this process ({exc}){hint}") from None
             context = ssl.create_default_context()
             if not self.verify_tls:
                 context.check_hostname = False
