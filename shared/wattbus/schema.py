@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,35 @@ SCHEMA_TYPES: dict[str, Any] = {
 }
 
 
+def _normalise(node: Any) -> Any:
+    """The schema with what differs between msgspec releases made one way, by us.
+
+    Releases differ in how they strip a docstring (0.23 dedents the lines after the first, older
+    ones keep them indented) and in where `null` goes in a union (0.21 and older: where the
+    flattened Optional put it, 0.22+: last). Every `description` gets inspect.cleandoc and every
+    `anyOf` lists `null` last, so the committed schema is the same whatever release generated it;
+    both leave text already in that form as it is.
+    """
+    if isinstance(node, dict):
+        out = {key: inspect.cleandoc(value) if key == "description" and isinstance(value, str)
+               else _normalise(value) for key, value in node.items()}
+        if isinstance(out.get("anyOf"), list):
+            out["anyOf"] = sorted(out["anyOf"], key=lambda option: option == {"type": "null"})
+        return out
+    if isinstance(node, list):
+        return [_normalise(item) for item in node]
+    return node
+
+
 def json_schema() -> dict[str, Any]:
     (schemas, components) = msgspec.json.schema_components(list(SCHEMA_TYPES.values()))
-    return {
+    schema: dict[str, Any] = _normalise({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"wattbus bus contract {m.CONTRACT_VERSION}",
         "payloads": dict(zip(SCHEMA_TYPES, schemas, strict=True)),
         "$defs": components,
-    }
+    })
+    return schema
 
 
 def _type_text(prop: dict[str, Any]) -> str:
