@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +58,12 @@ def listed_addresses(text: str) -> dict[str, str]:
 def device_lines(text: str) -> list[str]:
     """Addresses on uncommented `host = "..."` / `url = "http://..."` lines, in file order."""
     return [m.group(2) for m in DEVICE_LINE.finditer(text)]
+
+
+def prepare_demo(run_dir: Path, port: int) -> str:
+    """`make run`'s files in run_dir (`wattbus embedded --prepare-only`: nothing started); its banner."""
+    done = subprocess.run([sys.executable, "-m", "wattbus.cli", "embedded", "--root", str(ROOT), "--run-dir",
+                           str(run_dir), "--prepare-only"], env={**os.environ, "WATTBUS_EMBEDDED_PORT": str(port)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
