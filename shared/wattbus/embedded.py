@@ -238,6 +238,38 @@ def write_config(config: Path, root: Path, run_dir: Path) -> None:
     config.write_text(text)
 
 
+def banner(port: int, config: Path, secrets_dir: Path, run_dir: Path, conf: Path, programs: list[str],
+           profile: str) -> str:
+    """Where to look, and the two logins a person needs first: Home Assistant's and the admin's.
+
+    Anonymous clients may only read (mosquitto/acl): Home Assistant connected anonymously shows
+    every entity, but the broker drops its commands without an error, and `wattbus config apply`
+    sends its reload_config unheard. Both need a broker user, so the banner names them.
+    """
+    bindir = Path(sys.executable).parent
+    together = "  (in one `wattbus run-many` process)" if profile == "one-process" else ""
+    login = f"WATTBUS_BUS_PORT={port} WATTBUS_BUS_USERNAME=admin WATTBUS_BUS_PASSWORD_FILE={secrets_dir}/admin"
+    return f"""
+wattbus embedded stack
+  web UI      http://127.0.0.1:8008/ui/   (MeterHub JSON at /, GivTCP REST on :6345, API at /api/v1/openapi.json;
+              a browser on this machine may change settings on /ui/setup without a token)
+  broker      mqtt://127.0.0.1:{port}  (anonymous clients may only read; services log in as their own users)
+  watch       mosquitto_sub -h 127.0.0.1 -p {port} -t 'wattbus/v1/#' -v
+  Home Assistant  (on this machine) MQTT integration: broker 127.0.0.1, port {port}, user homeassistant,
+              password: cat {secrets_dir}/homeassistant
+              (connected anonymously it shows every entity, but the broker drops its commands)
+  config      {config}  (kept across runs; delete it to start from the demo again)
+  change it   {bindir}/wattbus config --config {config} set <section> <key> <value>
+  apply it    {login} \\
+              {bindir}/wattbus config --config {config} apply <section>
+              (the running service re-reads its section; asked anonymously, the broker drops the request)
+  services    {', '.join(programs) or '(none yet)'}{together}
+  logs        {run_dir}/logs/
+  control     {bindir}/supervisorctl -c {conf} status
+  stop        Ctrl-C
+"""
+
+
 def main(root: Path, run_dir: Path, prepare_only: bool = False) -> int:
     profile = os.environ.get("WATTBUS_EMBEDDED_PROFILE") or PROFILES[0]
     if profile not in PROFILES:
@@ -260,18 +292,7 @@ def main(root: Path, run_dir: Path, prepare_only: bool = False) -> int:
         "WATTBUS_OPENSSL": os.environ.get("WATTBUS_OPENSSL", "auto"),
     })
     programs = sorted(p.parent.name for p in root.glob("services/*/supervisor.conf"))
-    together = "  (in one `wattbus run-many` process)" if profile == "one-process" else ""
-    print(f"""
-wattbus embedded stack
-  web UI      http://127.0.0.1:8008/ui/   (MeterHub JSON at /, GivTCP REST on :6345, API at /api/v1/openapi.json)
-  broker      mqtt://127.0.0.1:{port}  (anonymous read-only on 127.0.0.1; services log in as their own users)
-  services    {', '.join(programs) or '(none yet)'}{together}
-  config      {config}  (kept across runs; delete it to start from the demo again)
-  logs        {run_dir}/logs/
-  watch       mosquitto_sub -h 127.0.0.1 -p {port} -t 'wattbus/v1/#' -v
-  control     {Path(sys.executable).parent}/supervisorctl -c {conf} status
-  stop        Ctrl-C
-""", flush=True)
+    print(banner(port, config, broker.secrets_dir, run_dir, conf, programs, profile), flush=True)
     if prepare_only:
         return 0
     supervisord = Path(sys.executable).parent / "supervisord"
