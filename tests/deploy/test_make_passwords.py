@@ -22,6 +22,7 @@ from tests.deploy.support import (
     SERVICE_GID,
     broker_users,
     compose_secret_files,
+    compose_services,
     wattbus_environments,
 )
 from tests.reliability.mqtt_probe import Probe
@@ -241,3 +242,15 @@ def check_refused_without_root(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "must run as root" in done.stderr and "sudo is not installed" in done.stderr
     assert not (tmp_path / "secrets").exists() and not (tmp_path / "passwd").exists()
+
+
+def test_compose_healthcheck_of_the_broker_passes_with_the_generated_admin(made: Made, compose_broker: int) -> None:
+    """compose.yaml's mosquitto healthcheck, run as written against the shipped config and ACL."""
+    kind, command = compose_services()["mosquitto"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL" and "-h 127.0.0.1 " in command
+    command = (command.replace("$$", "$").replace("/run/secrets/", f"{made.secrets}/")
+               .replace("-h 127.0.0.1 ", f"-h 127.0.0.1 -p {compose_broker} "))
+    require("mosquitto_sub", "mosquitto-clients")
+    deadline = time.monotonic() + 20  # $SYS topics appear at the broker's first sys_interval (10 s)
+    while (done := subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)).returncode:
+        assert time.monotonic() < deadline, f"healthcheck failed: {done.stderr}"
