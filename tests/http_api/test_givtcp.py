@@ -61,9 +61,9 @@ async def test_runall_and_every_control_through_the_bridge(broker: Mosquitto, gi
     status, result, _ = api.call("POST", f"/api/v1/devices/giv-bridge/{INVERTER}/command",
                                  {"command": "set_charge_target", "soc_pct": 60}, token=TOKEN)
     assert status == 200 and result["status"] == "ok" and result["applied"], result
-    status, answer, _ = api.call("GET", f"/command/{INVERTER}?command=set_battery_reserve&soc_pct=20", token=TOKEN)
+    status, answer, _ = api.call("POST", f"/command/{INVERTER}?command=set_battery_reserve&soc_pct=20", token=TOKEN)
     assert status == 200 and answer["results"][0]["command"] == "set_battery_reserve", answer
-    status, answer, _ = api.call("GET", f"/command/giv-bridge/{INVERTER}-battery?command=set_battery_mode&mode=eco",
+    status, answer, _ = api.call("POST", f"/command/giv-bridge/{INVERTER}-battery?command=set_battery_mode&mode=eco",
                                  token=TOKEN)
     assert status == 200 and answer["results"][0]["status"] == "ok", answer  # by source/device_id
     status, result, _ = api.call("POST", f"/api/v1/devices/giv-bridge/{INVERTER}/command",

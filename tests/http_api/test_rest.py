@@ -66,13 +66,14 @@ async def test_rest_loadpoint_and_commands(broker: Mosquitto, house: Any, http_a
     assert api.call("GET", "/api/v1/nothing")[1]["where"] == "path"
 
     # MeterHub's /command to a loadpoint, answered by the controller (device commands: test_givtcp).
-    status, answer, _ = api.call("GET", "/command/garage?mode=minpv", token=TOKEN)
+    status, answer, _ = api.call("POST", "/command/garage?mode=minpv", token=TOKEN)
     assert status == 200 and answer["topic"].endswith("/loadpoint/garage/command"), answer
     assert answer["results"][0]["status"] == "ok" and answer["results"][0]["target"] == "garage"
     await until(lambda: api.call("GET", "/api/v1/loadpoints/garage")[1]["mode"] == "minpv", 20, "mode minpv")
     for query, code in (("house-wallbox?amp=40", 400), ("house-wallbox?zap=1", 400), ("garage?amp=8", 400),
                         ("nowhere?amp=8", 404)):
-        assert api.call("GET", f"/command/{query}", token=TOKEN)[0] == code, query
+        assert api.call("POST", f"/command/{query}", token=TOKEN)[0] == code, query
+    assert api.call("GET", "/command/garage?mode=now", token=TOKEN)[0] == 405  # a GET changes nothing
 
     event = await asyncio.wait_for(first_event(api.url + "/api/v1/events"), 20)
     assert set(event["flow"]) >= {"pv_w", "grid_w", "home_w", "battery_w", "ev_w"}

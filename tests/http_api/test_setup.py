@@ -16,6 +16,7 @@ from wattbus import messages as m
 from wattbus import topics
 from wattbus.embedded import write_broker
 from wattbus.runner import RELOAD_EXIT_CODE
+from wattbus.settings import Settings
 
 from tests.http_api.conftest import HttpApi
 from tests.support.bus_helpers import started_bus, until
@@ -47,7 +48,8 @@ def house_file(broker: Mosquitto, tmp_path: Path, start_service: Any) -> tuple[P
                   "18:00", "--profile", "clear", env=broker.env("house-sim"))
     port = free_port()
     path = tmp_path / "wattbus.toml"
-    path.write_text(f"# my house\n[http-api]\nports = [{port}]  # the web UI\nstatus_interval_s = 5\n\n"
+    path.write_text(f"# my house\n[http-api]\nports = [{port}]  # the web UI\nstatus_interval_s = 5\n"
+                    'trusted_networks = ["127.0.0.1/32"]  # as in the embedded demo\n\n'
                     "[http-api.setup]\nreload_timeout_s = 0.3\nprobe_timeout_s = 2\n")
     proc = start_service("wattbus_http_api", "--config", str(path), env=broker.env("http-api"))
     wait_port(port, 30)
@@ -238,7 +240,9 @@ async def test_writes_need_the_token(broker: Mosquitto, tmp_path: Path, start_se
     site = {**body, "stale_after_s": 60, "site": {"grid": "house-sim/house-meter"}}
     status, doc, _ = api.call("PUT", "/api/v1/setup/sections/http-api", site, token="s3cret")
     assert status == 200 and doc["applied"] == {"status": "ok", "message": "applied now"}  # roles: in place
-    assert api.call("GET", "/api/v1/setup/sections/http-api")[1]["values"]["site"] == {"grid": "house-sim/house-meter"}
+    assert api.call("GET", "/api/v1/setup/sections/http-api")[0] == 401  # the config is not for everyone
+    shown = api.call("GET", "/api/v1/setup/sections/http-api", token="s3cret")[1]["values"]
+    assert shown["site"] == {"grid": "house-sim/house-meter"} and shown["token"] == "set"  # never the token
     status, doc, _ = api.call("PUT", "/api/v1/setup/sections/http-api", body, token="s3cret")
     assert status == 200 and "restarts" in doc["applied"]["message"]
     assert tomllib.loads(path.read_text())["http-api"]["stale_after_s"] == 30
@@ -255,9 +259,17 @@ async def test_wizard_to_a_charging_loadpoint_and_a_live_change(house_file: tupl
     path, api = house_file
     await wait_devices(api, "house-sim/house-meter", "house-sim/house-wallbox")
     assert role(api, "house-sim/house-meter", role="grid")[0] == 200
+    # A path is not settable over HTTP: the state file goes into the file as a person (or `wattbus config
+    # set`) writes it; the section PUT then keeps it.
+    status, doc, _ = api.call("PUT", "/api/v1/setup/sections/surplus-controller",
+                              {**api.call("GET", "/api/v1/setup/sections/surplus-controller")[1]["values"],
+                               "state_file": str(tmp_path / "controller.json")})
+    assert (status, doc["where"]) == (400, "$.state_file") and "file path" in doc["error"], doc
+    by_hand = Settings(path)
+    by_hand.set_value("surplus-controller", "state_file", str(tmp_path / "controller.json"))
+    by_hand.save()
     status, doc, _ = api.call("GET", "/api/v1/setup/sections/surplus-controller")
-    values = {**doc["values"], "state_file": str(tmp_path / "controller.json"), "command_replies": "result_topic",
-              "status_interval_s": 5}
+    values = {**doc["values"], "command_replies": "result_topic", "status_interval_s": 5}
     assert api.call("PUT", "/api/v1/setup/sections/surplus-controller", values)[0] == 200
     status, doc = role(api, "house-sim/house-wallbox", role="charger", loadpoint_id="garage", mode="now",
                        max_current_a=16)

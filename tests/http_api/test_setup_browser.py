@@ -12,6 +12,7 @@ from typing import Any
 
 from wattbus import messages as m
 from wattbus import topics
+from wattbus.settings import Settings
 
 from tests.http_api.browser import Browser
 from tests.http_api.conftest import HttpApi
@@ -155,12 +156,18 @@ async def test_wizard_from_nothing_to_a_charging_loadpoint(house_file: tuple[Pat
             disco.publish(topics.discovery(shelly.device_id), b"", retain=True)
             await disco.stop()
 
-        # Controller settings, each with its current value and a line on what it does.
-        await wait_js(browser, "!!document.querySelector('#controller input[name=state_file]')", "controller form")
+        # Controller settings, each with its current value and a line on what it does. A path is not
+        # settable over HTTP: the state file is written into the file by hand, the form shows it read-only.
+        by_hand = Settings(path)
+        by_hand.set_value("surplus-controller", "state_file", str(tmp_path / "controller.json"))
+        by_hand.save()
+        await browser.eval("load()")
+        state_file = "document.querySelector('#controller input[name=state_file]')"
+        await wait_js(browser, f"{state_file}?.value === {json.dumps(str(tmp_path / 'controller.json'))}",
+                      "controller form with the state file from the config file")
+        assert await browser.eval(f"{state_file}.disabled") is True
         assert await browser.eval("document.querySelectorAll('#controller .help').length") >= 8
-        await browser.eval(f"document.querySelector('#controller input[name=state_file]').value = "
-                           f"{json.dumps(str(tmp_path / 'controller.json'))};"
-                           "document.querySelector('#controller input[name=command_replies]').value = 'result_topic';"
+        await browser.eval("document.querySelector('#controller input[name=command_replies]').value = 'result_topic';"
                            "document.getElementById('controller-save').click()")
         await wait_js(browser, "document.querySelector('#controller [data-result]').dataset.result === 'ok'",
                       "controller settings saved")

@@ -37,7 +37,7 @@ def start_api(tmp_path: Path, start_service: Any, broker: Mosquitto, text: str =
     """An http-api on a fresh config file; reload_timeout_s: how long it waits for a told service."""
     port = free_port()
     path = tmp_path / "wattbus.toml"
-    path.write_text(f"[http-api]\nports = [{port}]\nstatus_interval_s = 5\n\n"
+    path.write_text(f"[http-api]\nports = [{port}]\nstatus_interval_s = 5\ntrusted_networks = [\"127.0.0.1/32\"]\n\n"
                     f"[http-api.setup]\nreload_timeout_s = {reload_timeout_s}\n\n{text}")
     proc = start_service("wattbus_http_api", "--config", str(path), env={**broker.env("http-api"), **(env or {})})
     wait_port(port, 30)

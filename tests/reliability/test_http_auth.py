@@ -26,7 +26,7 @@ WRITES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/enableChargeSchedule", None),  # GivTCP REST
     ("POST", "/setChargeTarget", {"chargeToPercent": 100}),
     ("POST", "/", {"water_vto": 1}),  # MeterHub push
-    ("GET", "/command/lp1?mode=now", None),  # MeterHub's command URL works with GET too
+    ("POST", "/command/lp1?mode=now", None),  # MeterHub's command URL as a query (a GET: 405)
     ("POST", "/command/lp1", {"mode": "now"}),
 ]
 

@@ -21,20 +21,22 @@ async def run(ctx: ServiceContext[Config]) -> None:
     site.state.subscribe(ctx.bus)
     site.setup.subscribe(ctx.bus)
     try:
-        runner = await server.start(site)
+        listening = await server.start(site)
     except OSError as exc:
         ctx.log.error("cannot listen", host=ctx.config.host, ports=ctx.config.ports, error=str(exc))
         raise
     for port in ctx.config.ports:
-        ctx.log.info("listening", url=f"http://{ctx.config.host}:{port}/ui/")
+        ctx.log.info("listening", url=f"http://{ctx.config.host}:{port}/ui/", max_connections=listening.guard.cap,
+                     token=site.token is not None, trusted_networks=ctx.config.trusted_networks)
     try:
         while await ctx.sleep(1.0):
             site.energy.sample()  # keeps integrating while the bus is quiet
+            site.limiter.flush()  # the count of refusals left out of the log, once their interval is over
             if site.posted_on_bus and set(site.state.external_values(time.monotonic())) != site.posted_on_bus:
                 meterhub.publish_externals(site)  # a posted value timed out: the bus sees it go
                 site.state.touch()
     finally:
-        await runner.cleanup()
+        await listening.stop()
 
 
 SERVICE = Service("http-api", Config, run, "MeterHub JSON, GivTCP REST, wattbus REST/OpenAPI and the web UI")

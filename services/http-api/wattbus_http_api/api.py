@@ -11,7 +11,7 @@ from wattbus import messages as m
 from wattbus import topics
 
 from . import openapi
-from .web import SITE, convert, json_response, read_json, reject, require_write, result_response, site_of
+from .web import SITE, convert, json_response, read_json, reject, result_response, site_of
 
 BASE = "/api/v1"
 
@@ -54,7 +54,6 @@ async def get_device(request: web.Request) -> web.Response:
 
 
 async def device_command(request: web.Request) -> web.Response:
-    require_write(request)
     ref = _device_ref(request)
     command: m.CommandBase = convert(request, await read_json(request), m.Command)  # type: ignore[arg-type]
     source, device_id = ref.split("/", 1)
@@ -79,7 +78,6 @@ async def get_loadpoint(request: web.Request) -> web.Response:
 
 
 async def set_mode(request: web.Request) -> web.Response:
-    require_write(request)
     lp_id = _loadpoint(request)
     body = convert(request, await read_json(request), ModeBody)
     command = m.SetLoadpointMode(mode=body.mode)
@@ -87,7 +85,6 @@ async def set_mode(request: web.Request) -> web.Response:
 
 
 async def set_limits(request: web.Request) -> web.Response:
-    require_write(request)
     lp_id = _loadpoint(request)
     body = convert(request, await read_json(request), LimitsBody)
     if body.min_current_a is None and body.max_current_a is None:
@@ -100,7 +97,6 @@ async def set_limits(request: web.Request) -> web.Response:
 
 
 async def rescan(request: web.Request) -> web.Response:
-    require_write(request)
     return result_response(await site_of(request).command(topics.DISCOVERY_COMMAND, m.Rescan()))
 
 

@@ -65,14 +65,30 @@ class SetupConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
     breakers: dict[str, Annotated[float, Meta(ge=6, le=125)]] = {}
 
 
+class Limits(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What one client may hold or try: slow or many connections, wrong tokens, deep JSON, log volume."""
+
+    max_connections: Annotated[int, Meta(ge=8, le=65536)] = 256  # also kept under the open-files limit
+    header_timeout_s: Annotated[float, Meta(gt=0, le=300)] = 10.0  # a request's headers, and idle keep-alive
+    body_timeout_s: Annotated[float, Meta(gt=0, le=300)] = 10.0  # the whole body once the headers are in
+    auth_failures_burst: Annotated[int, Meta(ge=1, le=1000)] = 20  # wrong tokens per address before 429
+    auth_failures_per_min: Annotated[float, Meta(gt=0, le=600)] = 20.0  # then this many a minute
+    json_max_depth: Annotated[int, Meta(ge=4, le=256)] = 32  # nesting of a request body
+    log_interval_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0  # one log line per kind of refusal per interval
+
+
 class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"  # "0.0.0.0" in a container
     # MeterHub's port 8008; add 6345 so GivTCP clients find their endpoints unchanged
     ports: Annotated[list[Port], Meta(min_length=1)] = msgspec.field(default_factory=lambda: [8008])
-    # Writes (POST/PUT) need `Authorization: Bearer <token>` unless the client is in trusted_networks.
+    # Writes (POST/PUT) and config reads need `Authorization: Bearer <token>` unless the client is in
+    # trusted_networks. None of these four can be changed over HTTP (setup_guard.PROTECTED).
     token: str | None = None
     token_file: str | None = None  # a docker secret
-    trusted_networks: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    trusted_networks: list[str] = []  # no token from these; the embedded demo trusts loopback
+    # Host names the API answers writes and config reads for (DNS rebinding): besides these, the
+    # machine's own names, localhost and any IP address literal (an address cannot be rebound).
+    allowed_hosts: list[Annotated[str, Meta(pattern=r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")]] = []
     stale_after_s: Annotated[float, Meta(gt=0)] = 60.0  # older values show as null
     command_timeout_s: Annotated[float, Meta(gt=0, le=120)] = 15.0
     push_interval_s: Annotated[float, Meta(ge=0.05, le=5)] = 0.25  # at most this often per SSE client
@@ -82,6 +98,7 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     publish: dict[str, Annotated[float, Meta(gt=0)]] = {}
     giv_device: str | None = None  # giv-bridge device id for /runAll and controls; default: the only one
     setup: SetupConfig = SetupConfig()
+    limits: Limits = Limits()
 
     def resolved_token(self) -> str | None:
         if self.token:

@@ -17,7 +17,7 @@ from wattbus import messages as m
 from wattbus import topics
 
 from .site import HTTP_STATUS, Site
-from .web import convert, json_response, read_json, reject, require_write, site_of
+from .web import convert, json_response, read_json, reject, site_of
 
 GIV_SOURCE = "giv-bridge"
 MODES: dict[str, m.BatteryMode] = {"1": "eco", "2": "eco_paused", "3": "timed_demand", "4": "timed_export"}
@@ -139,7 +139,6 @@ CONTROLS: dict[str, Callable[[web.Request, dict[str, Any]], m.CommandBase]] = {
 
 
 async def control(request: web.Request) -> web.Response:
-    require_write(request)
     site = site_of(request)
     name = request.match_info["function"]
     build = CONTROLS.get(name)

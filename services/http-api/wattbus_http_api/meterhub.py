@@ -1,4 +1,4 @@
-"""MeterHub compatibility: `GET /` flat site document, `POST /` external values, `/command/<target>`."""
+"""MeterHub compatibility: `GET /` flat site document, `POST /` external values, `POST /command/<target>`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .config import Source
 from .flows import aggregate, field_value
 from .site import HTTP_STATUS, Site
 from .state import External
-from .web import convert, json_response, read_json, reject, require_write, site_of
+from .web import convert, json_response, read_json, reject, site_of
 
 ROLE_WORDS = ("grid", "pv", "battery", "bat", "car", "home")
 STATUS_ORDER = ("ok", "invalid", "refused", "failed", "timeout")
@@ -76,7 +76,6 @@ def publish_externals(site: Site) -> None:
 
 
 async def post_values(request: web.Request) -> web.Response:
-    require_write(request)
     site = site_of(request)
     body = await read_json(request)
     if not isinstance(body, dict):
@@ -165,7 +164,6 @@ def target_topic(site: Site, target: str) -> tuple[str, bool] | None:
 
 
 async def command(request: web.Request) -> web.Response:
-    require_write(request)
     site = site_of(request)
     target = request.match_info["target"]
     found = target_topic(site, target)
@@ -175,7 +173,7 @@ async def command(request: web.Request) -> web.Response:
                      "path")
     topic, loadpoint = found
     query = dict(request.query)
-    if request.method == "POST" and request.can_read_body:
+    if request.can_read_body:
         body = await read_json(request, allow_empty=True)
         if isinstance(body, dict):
             query.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in body.items()})
@@ -185,6 +183,15 @@ async def command(request: web.Request) -> web.Response:
                           "results": [msgspec.to_builtins(r) for r in results]}, HTTP_STATUS[worst.status])
 
 
+async def command_by_get(request: web.Request) -> web.Response:
+    """MeterHub's `GET /command/goe?amp=8`: a link or an <img> of any web page could send it, so a
+    GET changes nothing here; the same query works with POST (and the token)."""
+    raise reject(request, 405, f"GET must not change anything: send POST {request.path_qs[:200]} instead "
+                               "(with Authorization: Bearer <token>)", "method",
+                 headers={"Allow": "POST"})
+
+
 def routes() -> list[web.RouteDef]:
     return [web.get("/", get_document), web.post("/", post_values),
-            web.get("/command/{target:.+}", command), web.post("/command/{target:.+}", command)]
+            web.get("/command/{target:.+}", command_by_get, allow_head=False),
+            web.post("/command/{target:.+}", command)]

@@ -29,12 +29,16 @@ SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _get(summary: str, tag: str) -> dict[str, Any]:
-    return {"get": {"summary": summary, "tags": [tag], "responses": {"200": {"description": "JSON"}}}}
+    op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": {"200": {"description": "JSON"}}}
+    if tag == "setup":  # it shows the config (secrets as "set"/"not set"): the token, as for writes
+        op["security"] = SECURED
+    return {"get": op}
 
 
 def _write(method: str, summary: str, tag: str, schema: dict[str, Any] | None) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "security": SECURED,
-                          "responses": {"200": RESULT, "400": ERROR, "401": ERROR, "404": ERROR}}
+                          "responses": {"200": RESULT, "400": ERROR, "401": ERROR, "403": ERROR, "404": ERROR,
+                                        "415": ERROR, "421": ERROR, "429": ERROR}}
     if schema is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
     return {method: op}
@@ -53,8 +57,9 @@ def document() -> dict[str, Any]:
         "/": {**_get("MeterHub: the whole site as one flat JSON document (null = stale)", "MeterHub"),
               **_write("post", "MeterHub: publish external values (allow-list [http-api] publish)", "MeterHub",
                        {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean", "null"]}})},
-        "/command/{target}": {**_write("get", "MeterHub: forward ?amp=8, ?alw=1, ?psm=2, ?turn=on, ?mode=pv or "
-                                              "?command=<contract command>&<fields> to a device or loadpoint",
+        "/command/{target}": {**_write("post", "MeterHub: forward ?amp=8, ?alw=1, ?psm=2, ?turn=on, ?mode=pv or "
+                                               "?command=<contract command>&<fields> to a device or loadpoint "
+                                               "(query or JSON body; a GET is refused with 405)",
                                        "MeterHub", None)},
         "/runAll": _get("GivTCP: the nested runAll document of the GivEnergy inverter", "GivTCP"),
         "/api/v1/site": _get("power flow, today's energy, loadpoints, device counts", "wattbus"),
@@ -96,7 +101,9 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "wattbus http-api", "version": __version__,
                  "description": "MeterHub- and GivTCP-compatible endpoints plus the wattbus REST API. Writes "
-                                "need `Authorization: Bearer <token>` unless the client is in trusted_networks."},
+                                "and /api/v1/setup reads need `Authorization: Bearer <token>` unless the client "
+                                "is in trusted_networks; bodies are application/json; the Host must be a name "
+                                "of the gateway and an Origin, when sent, its own."},
         "paths": paths,
         "components": {"schemas": components,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
 from . import api, givtcp, meterhub, setup_api, setup_probe
+from .connections import ConnectionGuard, connection_cap, listen, tracking
+from .ratelog import limit_library_logs
+from .security import door
 from .site import Site
 from .web import MAX_BODY, SITE, ApiError, reject
 
@@ -45,8 +50,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise reject(request, 404, f"no such endpoint {request.path}; see /api/v1/openapi.json", "path") from None
 
 
-def build_app(site: Site) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors])
+def build_app(site: Site, guard: ConnectionGuard) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[tracking(guard), door, errors])
     app[SITE] = site
     app.add_routes(api.routes())
     app.add_routes(setup_api.routes())
@@ -58,9 +63,31 @@ def build_app(site: Site) -> web.Application:
     return app
 
 
-async def start(site: Site) -> web.AppRunner:
-    runner = web.AppRunner(build_app(site), access_log=None, handle_signals=False, shutdown_timeout=2.0)
+@dataclass
+class Listening:
+    runner: web.AppRunner
+    servers: list[asyncio.Server]
+    guard: ConnectionGuard
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        await self.runner.cleanup()
+
+
+async def start(site: Site) -> Listening:
+    limits = site.config.limits
+    limit_library_logs(limits.log_interval_s)
+    guard = ConnectionGuard(connection_cap(limits.max_connections), site.limiter, site.ctx.counters)
+    # keepalive_timeout: aiohttp closes a connection that has not sent a whole request's headers this
+    # long after it opened or after its last answer (partial headers do not restart the timer).
+    runner = web.AppRunner(build_app(site, guard), access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                           keepalive_timeout=limits.header_timeout_s)
     await runner.setup()
-    for port in site.config.ports:
-        await web.TCPSite(runner, site.config.host, port, reuse_address=True).start()
-    return runner
+    guard.server = runner.server
+    try:
+        servers = await listen(guard, site.config.host, site.config.ports)
+    except OSError:
+        await runner.cleanup()
+        raise
+    return Listening(runner, servers, guard)

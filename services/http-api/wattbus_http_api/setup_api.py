@@ -1,7 +1,8 @@
 """/api/v1/setup: the first-run wizard's REST side. Sections of the config file (GET/PUT, validated
 by the owning service's Struct via wattbus.settings), discovered devices (adopt/ignore), devices
 added by hand (connect check first) and device roles; every change is saved to the file and the
-affected service is told over the bus (`reload_config`). Writes need the bearer token."""
+affected service is told over the bus (`reload_config`). Writes and reads need the bearer token (or a
+trusted network, security.door); secrets show as "set"/"not set" and paths stay put (setup_guard)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from aiohttp import web
 from wattbus.config import ConfigError
 from wattbus.settings import Settings, env_overrides
 
+from . import setup_guard
 from .config import Config
 from .setup_roles import CONTROLLER, RoleBody, RoleError, assign, breaker_problem, check_body, effective_max_a, roles_of
 from .site import Site
-from .web import convert, json_response, read_json, reject, require_write, site_of
+from .web import convert, json_response, read_json, reject, site_of
 
 BASE = "/api/v1/setup"
 SELF = "http-api"
@@ -41,10 +43,16 @@ def _settings(request: web.Request) -> Settings:
         raise reject(request, 409, str(exc), "file") from None
 
 
-def _config_error(request: web.Request, exc: ConfigError, prefix: str = "$") -> web.HTTPException:
+def _hidden(settings: Settings) -> list[str]:
+    """Every secret value in the file: never part of an answer, not even inside an error message."""
+    return list(setup_guard.secret_values({name: settings.section(name) for name in settings.sections()}))
+
+
+def _config_error(request: web.Request, exc: ConfigError, settings: Settings, prefix: str = "$",
+                  also_hide: list[str] | None = None) -> web.HTTPException:
     found = _WHERE.match(str(exc))
     where = f"{prefix}.{found.group(1)}" if found else prefix
-    return reject(request, 400, str(exc), where)
+    return reject(request, 400, setup_guard.redact(str(exc), [*_hidden(settings), *(also_hide or [])]), where)
 
 
 def _save(request: web.Request, settings: Settings) -> None:
@@ -81,8 +89,10 @@ async def overview(request: web.Request) -> web.Response:
     settings = _settings(request)
     site = site_of(request)
     controller, site_roles = settings.section(CONTROLLER), settings.section(SELF).get("site", {})
+    hidden = _hidden(settings)
+    problems = {name: setup_guard.redact(text, hidden) for name, text in settings.check().items()}
     return json_response({"config_file": str(settings.path), "sections": settings.sections(),
-                          "problems": settings.check(), "services": settings.types.known,
+                          "problems": problems, "services": settings.types.known,
                           # first run: no role anywhere yet (the UI opens on the setup page then)
                           "first_run": not controller.get("grid_meter") and not any(site_roles.values()),
                           "help": HELP,
@@ -103,7 +113,7 @@ async def get_section(request: web.Request) -> web.Response:
         settings.validate(name, values, str(settings.path))
         problem = None
     except ConfigError as exc:
-        problem = str(exc)
+        problem = setup_guard.redact(str(exc), _hidden(settings))
     overrides = settings.overrides(name)
     effective = dict(values)
     for key, found in overrides.items():  # what the services run with: the environment wins
@@ -112,25 +122,29 @@ async def get_section(request: web.Request) -> web.Response:
         for part in parents:
             target = target.setdefault(part, {}) if isinstance(target.get(part, {}), dict) else {}
         target[last] = found["value"]
-    return json_response({"section": name, "values": values, "valid": problem is None, "problem": problem,
-                          "config_file": str(settings.path), "overrides": overrides, "effective": effective})
+    return json_response({"section": name, "values": setup_guard.mask(values), "valid": problem is None,
+                          "problem": problem, "config_file": str(settings.path), "overrides": overrides,
+                          "effective": setup_guard.mask(effective)})
 
 
 async def put_section(request: web.Request) -> web.Response:
-    require_write(request)
     name = request.match_info["section"]
     body = await read_json(request)
     if not isinstance(body, dict):
         raise reject(request, 400, f"the body must be a JSON object with the [{name}] keys", "body")
     async with site_of(request).setup.lock:
         settings = _settings(request)
+        try:
+            body = setup_guard.prepare(name, body, settings.section(name))
+        except setup_guard.GuardError as exc:
+            raise reject(request, 403 if exc.where == "path" else 400, exc.message, exc.where) from None
         problem = breaker_problem(body, _breakers(settings)) if name == CONTROLLER else None
         if problem is not None:
             raise reject(request, 400, str(problem), problem.where)
         try:
             config = settings.put_section(name, body)
         except ConfigError as exc:
-            raise _config_error(request, exc) from None
+            raise _config_error(request, exc, settings, also_hide=list(setup_guard.secret_values(body))) from None
         _save(request, settings)
     # Keys the person just edited that an environment variable overrides: saved, but without effect.
     overridden = {key: found for key, found in settings.overrides(name).items() if key.split(".")[0] in body}
@@ -176,7 +190,6 @@ async def list_devices(request: web.Request) -> web.Response:
 
 
 async def adopt_or_ignore(request: web.Request) -> web.Response:
-    require_write(request)
     site = site_of(request)
     device_id, action = request.match_info["device_id"], request.match_info["action"]
     ann = site.setup.discovered.devices.get(device_id)
@@ -202,7 +215,7 @@ async def adopt_or_ignore(request: web.Request) -> web.Response:
         try:
             config = settings.put_section(spec.bridge, section)
         except ConfigError as exc:
-            raise _config_error(request, exc) from None
+            raise _config_error(request, exc, settings) from None
         _save(request, settings)
     return json_response({"device_id": device_id, "state": "ignored" if action == "ignore" else "adopted",
                           "bridge": spec.bridge, "applied": await _apply(request, spec.bridge, config)})
@@ -211,7 +224,6 @@ async def adopt_or_ignore(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------ roles
 
 async def set_role(request: web.Request) -> web.Response:
-    require_write(request)
     site = site_of(request)
     ref = f"{request.match_info['source']}/{request.match_info['device_id']}"
     rec = site.state.devices.get(ref)
@@ -238,7 +250,7 @@ async def set_role(request: web.Request) -> web.Response:
             controller_config = settings.put_section(CONTROLLER, controller) if controller else None
             own_config = settings.put_section(SELF, own)
         except ConfigError as exc:
-            raise _config_error(request, exc, "$.config") from None
+            raise _config_error(request, exc, settings, "$.config") from None
         _save(request, settings)
     applied = {SELF: await _apply(request, SELF, own_config)}
     if controller_config is not None:

@@ -9,6 +9,7 @@ an address nobody listens on is refused at once, even when the bridge is not run
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ from wattbus.config import ConfigError
 
 from .setup_api import _apply, _config_error, _save, _settings
 from .setup_store import BridgeSpec
-from .web import convert, json_response, read_json, reject, require_write, site_of
+from .web import convert, json_response, read_json, reject, site_of
 
 
 class ManualDevice(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -77,6 +78,8 @@ async def _connect_check(spec: BridgeSpec, body: ManualDevice, timeout: float) -
                 return target, "$.serial_port", "use socket://host:port"
             return target, "$.serial_port", await _reachable(host, int(port_text), timeout)
         if target.startswith("/"):  # /dev/ttyUSB0, /dev/serial/by-id/..., a link to a pty
+            if not os.path.normpath(target).startswith("/dev/"):  # any other file is not a meter (setup_guard)
+                return target, "$.serial_port", "a serial device lives under /dev/; other paths cannot be set here"
             return target, "$.serial_port", None if Path(target).exists() else "no such device file"
         return target, "$.serial_port", "give a serial device (/dev/ttyUSB0) or socket://host:port"
     port = body.port or spec.port or 0
@@ -127,7 +130,6 @@ def _answer(checked: Checked) -> dict[str, Any]:
 async def probe_device(request: web.Request) -> web.Response:
     """POST /api/v1/setup/probe: read the device once; nothing is saved. 200 with the values, or 400
     with the problem naming the field (as for a refused save)."""
-    require_write(request)  # it makes a bridge talk to a device
     checked = await check(request, convert(request, await read_json(request), ManualDevice))
     if checked.problem is not None:
         raise reject(request, 400, checked.problem, checked.where)
@@ -136,7 +138,6 @@ async def probe_device(request: web.Request) -> web.Response:
 
 async def add_device(request: web.Request) -> web.Response:
     """POST /api/v1/setup/devices: check live, then add the entry to the bridge's list and tell it."""
-    require_write(request)
     site = site_of(request)
     body = convert(request, await read_json(request), ManualDevice)
     checked = await check(request, body, for_saving=True)
@@ -154,7 +155,7 @@ async def add_device(request: web.Request) -> web.Response:
         try:
             config = settings.put_section(spec.bridge, section)
         except ConfigError as exc:
-            raise _config_error(request, exc) from None
+            raise _config_error(request, exc, settings) from None
         _save(request, settings)
     return json_response({**_answer(checked), "applied": await _apply(request, spec.bridge, config)}, 201)
 

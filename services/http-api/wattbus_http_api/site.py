@@ -12,9 +12,12 @@ import msgspec
 from wattbus import messages as m
 from wattbus.runner import ServiceContext
 
+from .access import AuthThrottle
 from .config import Config
 from .energy import EnergyToday
 from .flows import Flow, Roles, flow
+from .hosts import HostPolicy
+from .ratelog import RateLimitedLog
 from .setup_store import Discovered, ServiceCommands, SetupState
 from .state import SiteState
 
@@ -31,6 +34,9 @@ class Site:
     token: str | None
     networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
     setup: SetupState
+    hosts: HostPolicy  # Host names writes and config reads are answered for
+    throttle: AuthThrottle  # wrong tokens per client address
+    limiter: RateLimitedLog  # one log line per kind of refusal and interval
     posted_on_bus: frozenset[str] = frozenset()  # the posted keys the last external reading carried
 
     @classmethod
@@ -43,7 +49,11 @@ class Site:
         config_file = ctx.config.setup.config_file or ctx.loaded.path
         setup = SetupState(None if config_file is None else Path(config_file),
                            Discovered(ctx.counters, ctx.log.child("setup")), ServiceCommands(ctx.bus, ctx.counters))
-        return cls(ctx, state, roles, energy, ctx.config.resolved_token(), ctx.config.networks(), setup)
+        limits = ctx.config.limits
+        return cls(ctx, state, roles, energy, ctx.config.resolved_token(), ctx.config.networks(), setup,
+                   HostPolicy(ctx.config.allowed_hosts), AuthThrottle(limits.auth_failures_burst,
+                                                                      limits.auth_failures_per_min),
+                   RateLimitedLog(ctx.log.child("refused"), limits.log_interval_s))
 
     @property
     def config(self) -> Config:

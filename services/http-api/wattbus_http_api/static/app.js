@@ -76,7 +76,7 @@ async function switchMode(lp, mode, button) {
     const res = await fetch(`/api/v1/loadpoints/${encodeURIComponent(lp)}/mode`,
                             { method: "PUT", headers, body: JSON.stringify({ mode }) });
     const body = await res.json();
-    if (res.status === 401 || res.status === 403) {
+    if (res.status === 401) {
       const given = prompt("This needs the API token ([http-api] token):");
       if (given) { localStorage.setItem("wattbus-token", given); return switchMode(lp, mode, button); }
     }
@@ -138,7 +138,10 @@ function connect() {
 }
 
 // First run (no role anywhere in the config file yet): open the setup page instead.
-fetch("/api/v1/setup").then((r) => (r.ok ? r.json() : null)).then((d) => {
+// The setup overview shows the config: it needs the token (sent when this browser has one).
+const setupToken = localStorage.getItem("wattbus-token");
+fetch("/api/v1/setup", { headers: setupToken ? { Authorization: "Bearer " + setupToken } : {} })
+  .then((r) => (r.ok ? r.json() : null)).then((d) => {
   if (d && d.first_run) location.assign("/ui/setup");
 }).catch(() => { /* setup switched off or no file: stay on the live view */ });
 

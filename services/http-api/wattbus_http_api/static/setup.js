@@ -7,6 +7,7 @@ const ROLES_BY_KIND = { meter: ["grid"], inverter: ["pv"], gateway: ["pv"], stri
 const ROLE_LABELS = { none: "not used", grid: "grid meter", pv: "PV", battery: "home battery",
                       charger: "loadpoint (wallbox)", relay: "surplus load" };
 let help = {};
+const PATH_KEY = /(^|_)(file|files|dir|dirs|path|paths)$/;  // the http-api refuses new paths (setup_guard)
 
 function el(tag, attrs, text) {
   const node = document.createElement(tag);
@@ -16,12 +17,14 @@ function el(tag, attrs, text) {
 }
 
 async function call(method, path, body) {
-  const headers = { "Content-Type": "application/json" };
+  const headers = body === undefined ? {} : { "Content-Type": "application/json" };
   const token = localStorage.getItem("wattbus-token");
   if (token) headers.Authorization = "Bearer " + token;
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const doc = await res.json();
-  if ((res.status === 401 || res.status === 403) && method !== "GET") {
+  // Changes and the config itself need the token (unless this browser's network is trusted);
+  // it travels in a header, never in a cookie, so a page of another site cannot send it.
+  if (res.status === 401) {
     const given = prompt("This needs the API token ([http-api] token):");
     if (given) { localStorage.setItem("wattbus-token", given); return call(method, path, body); }
   }
@@ -167,6 +170,10 @@ async function loadController() {
       field.value = String(override.value);
       wrap.dataset.override = override.env;
       wrap.append(el("p", { class: "help override" }, override.note));
+    } else if (PATH_KEY.test(key)) {
+      // Paths are not settable over HTTP (a web page must not point a service at any file).
+      field.disabled = true;
+      wrap.append(el("p", { class: "help override" }, "a file path: change it in the config file"));
     }
     form.append(wrap);
   }
