@@ -3,10 +3,11 @@
 1100 slow partial requests (slowloris) once held every file descriptor: `Too many open files`
 on accept, every request timing out for 85 s. Here:
 - at most `max_connections` are open, kept well under the process's open-files limit so accept()
-  itself always has descriptors left (a burst of `BACKLOG` accepts before the loop frees any);
-- a new connection beyond the cap closes the oldest connection that has no request in a handler
-  (idle keep-alive, or headers still trickling in), so a normal request always gets a slot while
-  the slow ones are the ones that go; only when every slot runs a request is the newcomer told 503;
+  itself always has descriptors left (a burst of `ACCEPT_BURST` accepts before the loop frees any);
+- a new connection beyond the cap closes the oldest connection that has neither a request in a
+  handler nor a complete header block waiting for one (idle keep-alive, or headers still trickling
+  in), so a normal request always gets a slot while the slow ones are the ones that go; only when
+  every slot runs a request is the newcomer told 503;
 - a connection must finish its request headers within `header_timeout_s` of opening or of its
   previous answer (aiohttp's keep-alive timer), and its body within `body_timeout_s` (web.read_json).
 aiohttp.web has no connection limit of its own, so the asyncio protocol is wrapped (public asyncio
@@ -16,7 +17,9 @@ and aiohttp API only) and the middleware `track` tells which connections run a r
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
+import socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
@@ -26,8 +29,13 @@ from wattbus.counters import Counters
 
 from .ratelog import RateLimitedLog
 
-BACKLOG = 128
-FD_RESERVE = BACKLOG + 128  # accept bursts, the bus socket, log files, static files being sent
+ACCEPT_BURST = 128  # asyncio accepts up to this many per wake-up, before any of them is admitted or evicted
+# Evicted connections close on the next loop pass: a burst accepted, one being closed, the bus socket,
+# log files and static files being sent all need descriptors beyond the cap.
+FD_RESERVE = 2 * ACCEPT_BURST + 128
+# The kernel's queue of connections not accepted yet: when it is full, a new client's handshake is
+# dropped and retried a second later. Larger than ACCEPT_BURST, so an attacker's burst waits there.
+KERNEL_BACKLOG = 1024
 BUSY_ANSWER = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
                b"Retry-After: 1\r\nContent-Length: 58\r\n\r\n"
                b'{"error": "every connection slot is answering a request"}\n')
@@ -97,7 +105,9 @@ class Guarded(asyncio.Protocol):
         self.inner: asyncio.Protocol | None = None
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self.running = 0
+        self.running = 0  # requests of this connection inside a handler
+        self.ready = False  # a complete header block arrived and no handler has finished it yet
+        self.tail = b""  # the last bytes seen, for a header end split across two reads
         self.closed_by_guard = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -114,8 +124,17 @@ class Guarded(asyncio.Protocol):
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if self.inner is not None:
-            self.inner.data_received(data)
+        if self.inner is None:
+            return
+        if not self.ready and self.transport is not None:
+            # A whole header block arrived: a request is on its way to a handler, so this is no
+            # longer a slow client to evict (slowloris never gets here). The handler's end clears it.
+            seen = self.tail + data
+            if b"\r\n\r\n" in seen:
+                self.ready = True
+                self.guard.busy(self.transport, 1)
+            self.tail = seen[-3:]
+        self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received() if self.inner is not None else None
@@ -150,9 +169,19 @@ def tracking(guard: ConnectionGuard) -> Middleware:
             return await handler(request)
         finally:
             conn.running -= 1
+            if not conn.running:
+                conn.ready = False
             guard.busy(transport, conn.running)
 
     return track
+
+
+def _deepen_queue(server: asyncio.Server) -> None:
+    """listen() again with a longer queue: asyncio uses its `backlog` both for listen() and for the
+    accepts per wake-up; a duplicate of the descriptor reaches the same socket without touching asyncio."""
+    for transport_socket in server.sockets:
+        with socket.socket(fileno=os.dup(transport_socket.fileno())) as same:
+            same.listen(KERNEL_BACKLOG)
 
 
 async def listen(guard: ConnectionGuard, host: str, ports: list[int]) -> list[asyncio.Server]:
@@ -160,7 +189,9 @@ async def listen(guard: ConnectionGuard, host: str, ports: list[int]) -> list[as
     servers = []
     try:
         for port in ports:
-            servers.append(await loop.create_server(guard.factory, host, port, reuse_address=True, backlog=BACKLOG))
+            server = await loop.create_server(guard.factory, host, port, reuse_address=True, backlog=ACCEPT_BURST)
+            servers.append(server)
+            _deepen_queue(server)
     except OSError:
         for server in servers:
             server.close()

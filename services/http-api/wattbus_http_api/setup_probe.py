@@ -68,20 +68,27 @@ def _bridge_instance(request: web.Request, bridge: str) -> str:
     return topics.ALL_INSTANCES if instance == "auto" else instance
 
 
+def serial_form_problem(target: str) -> str | None:
+    """What is wrong with a serial port's form, whatever the device does today (never saved, not even
+    with save_anyway): socket://host:port, or a device under /dev/ (a by-id link or a simulator's pty
+    may name it: what it leads to must be under /dev/; any other file is not a meter, setup_guard)."""
+    if target.startswith("socket://"):
+        host, _, port_text = target[len("socket://"):].rpartition(":")
+        return None if port_text.isdigit() and host else "use socket://host:port"
+    if target.startswith("/"):
+        return None if os.path.realpath(target).startswith("/dev/") else \
+            "a serial device lives under /dev/; other paths cannot be set here"
+    return "give a serial device (/dev/ttyUSB0) or socket://host:port"
+
+
 async def _connect_check(spec: BridgeSpec, body: ManualDevice, timeout: float) -> tuple[str, str, str | None]:
     """(target, field, problem): a quick look that the address exists before the bridge reads it."""
     if spec.serial:
         target = body.serial_port or ""
         if target.startswith("socket://"):
             host, _, port_text = target[len("socket://"):].rpartition(":")
-            if not (port_text.isdigit() and host):
-                return target, "$.serial_port", "use socket://host:port"
             return target, "$.serial_port", await _reachable(host, int(port_text), timeout)
-        if target.startswith("/"):  # /dev/ttyUSB0, /dev/serial/by-id/..., a link to a pty
-            if not os.path.normpath(target).startswith("/dev/"):  # any other file is not a meter (setup_guard)
-                return target, "$.serial_port", "a serial device lives under /dev/; other paths cannot be set here"
-            return target, "$.serial_port", None if Path(target).exists() else "no such device file"
-        return target, "$.serial_port", "give a serial device (/dev/ttyUSB0) or socket://host:port"
+        return target, "$.serial_port", None if Path(target).exists() else "no such device file"
     port = body.port or spec.port or 0
     target = f"{body.host}:{port}"
     return target, "$.host", await _reachable(body.host or "", port, timeout)
@@ -95,6 +102,9 @@ async def check(request: web.Request, body: ManualDevice, for_saving: bool = Fal
                      "$.protocol")
     if not spec.serial and not body.host:
         raise reject(request, 400, f"{body.protocol} devices are added by host (and port)", "$.host")
+    problem = serial_form_problem(body.serial_port or "") if spec.serial else None
+    if problem is not None:
+        raise reject(request, 400, f"serial_port {body.serial_port!r}: {problem}", "$.serial_port")
     values: dict[str, Any] = ({"serial_port": body.serial_port, "key": body.key} if spec.serial else
                               {"host": body.host, "port": body.port or spec.port or 0, "unit_id": body.unit_id})
     entry = spec.new_entry(values)
