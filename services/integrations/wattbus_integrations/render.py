@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,29 @@ class HttpOut:
     body: str
     headers: dict[str, str]
     key: str  # what a newer message may replace while this one waits (rate limit)
+
+
+MAX_TOPIC_BYTES = 65535  # MQTT: a topic is a UTF-8 string with a 16-bit length
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why a rendered topic cannot be published, or None. The template's literal prefix was checked
+    at start-up; the values put into it (device names, extras) come from devices and are checked here:
+    a wildcard, NUL, CR/LF or another control character makes the broker close the connection."""
+    if not topic:
+        return "the topic is empty"
+    if topic.startswith("$"):
+        return "a topic starting with $ is the broker's own ($SYS)"
+    wildcard = next((c for c in topic if c in "+#"), None)
+    if wildcard is not None:
+        return f"the wildcard {wildcard!r} is not allowed in a topic to publish to"
+    bad = next((c for c in topic if unicodedata.category(c) in ("Cc", "Cs") or c in "\ufffe\uffff"), None)
+    if bad is not None:
+        return f"control or invalid character U+{ord(bad):04X} at position {topic.index(bad)}"
+    size = len(topic.encode("utf-8"))
+    if size > MAX_TOPIC_BYTES:
+        return f"{size} bytes long; a topic may have at most {MAX_TOPIC_BYTES}"
+    return None
 
 
 def models_for(rule: Rule, base: Mapping[str, Any]) -> Iterator[dict[str, Any]]:

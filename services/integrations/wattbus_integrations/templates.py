@@ -12,7 +12,7 @@ from wattbus.counters import Counters
 from wattbus.log import Logger
 
 from . import model
-from .render import HttpOut, MqttOut, render
+from .render import HttpOut, MqttOut, render, topic_problem
 from .rules import Rule
 
 if TYPE_CHECKING:  # the HTTP client is imported only when a rule pushes over HTTP
@@ -30,6 +30,7 @@ class Templates:
         self.metas: dict[str, m.DeviceMeta] = {}
         self.pushers: dict[str, HttpPusher] = {}
         self._mqtt_last: dict[tuple[str, str], float] = {}
+        self._refused_rules: set[str] = set()  # rules whose rendered topic was refused (logged once each)
 
     def start(self, session: HttpClient) -> list[asyncio.Task[None]]:
         from .http_push import HttpPusher  # only with HTTP rules
@@ -63,6 +64,17 @@ class Templates:
                     self._push(message)
 
     def _publish(self, rule: Rule, message: MqttOut) -> None:
+        problem = topic_problem(message.topic)
+        if problem is not None:
+            # A value rendered into the topic (a device's name with CR/LF or #) would make the broker
+            # drop our connection ("malformed packet") on every reading: refused here, counted.
+            count = self.counters.inc("template_topic_refused")
+            if rule.name not in self._refused_rules:
+                self._refused_rules.add(rule.name)
+                self.log.warning("rendered topic refused, message not sent (counted as template_topic_refused; "
+                                 "logged once per rule)", rule=rule.name, origin=rule.origin,
+                                 topic=repr(message.topic[:200]), problem=problem, refused_so_far=count)
+            return
         key = (rule.name, message.key)
         now = time.monotonic()
         if rule.spec.min_interval_s and now - self._mqtt_last.get(key, -1e12) < rule.spec.min_interval_s:
