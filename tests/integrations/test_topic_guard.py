@@ -45,12 +45,14 @@ async def test_a_bad_rendered_topic_is_refused_and_the_connection_stays(
     rules.write_text('[[rule]]\nname = "by-name"\nkinds = ["charger"]\n[rule.mqtt]\n'
                      'topic = "integrations/guard/{{name}}/{{device_id}}"\npayload = "{{power_w}}"\n')
     config = tmp_path / "wattbus.toml"
-    config.write_text(f'[integrations]\nstatus_interval_s = 1\nhass_enabled = false\ntemplate_files = ["{rules}"]\n')
+    # An instance of its own: the session broker keeps other tests' retained status of instance "main".
+    config.write_text(f'[integrations]\ninstance = "guard"\nstatus_interval_s = 1\nhass_enabled = false\n'
+                      f'template_files = ["{rules}"]\n')
     observer = await started_bus(broker, "test-admin", "guard")
     bridge = await started_bus(broker, "goe-shelly-bridge", "guard")
     seen: list[Message[bytes]] = []
-    for pattern in ("integrations/#", topics.service_availability("integrations", "main"),
-                    topics.service_status("integrations", "main")):
+    for pattern in ("integrations/#", topics.service_availability("integrations", "guard"),
+                    topics.service_status("integrations", "guard")):
         observer.subscribe(pattern, bytes, seen.append)
     devices = {**BAD_NAMES, GOOD: "Carport"}
     try:
