@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.http_api.raw import send
+from tests.http_api.conftest import HttpApi
+from tests.http_api.raw import OTHER, send
 from tests.support.servers import Mosquitto, free_port, wait_port
 
 SLOW = 1100
@@ -96,3 +97,37 @@ def test_slowloris_does_not_starve_a_normal_request(limited_api: tuple[int, Any]
     assert len(text.encode()) < 64 * 1024, "the attack filled the log"
     evicted = [line for line in text.splitlines() if "connection cap reached" in line]
     assert evicted and len(evicted) <= 4, evicted
+
+
+def open_stream(port: int, source: str = "127.0.0.1") -> tuple[socket.socket, bytes]:
+    """An event stream (the live view's connection, never evicted): the socket and its status line."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    sock.sendall(b"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    return sock, sock.recv(4096).split(b"\r\n", 1)[0]
+
+
+def test_event_streams_cannot_fill_the_connection_cap(http_api: Callable[..., HttpApi]) -> None:
+    """A stream holds its slot (never evicted): 8 per address and a quarter of all slots at most."""
+    api = http_api("[http-api.limits]\nmax_connections = 40\n")  # streams: 10 in all
+    streams: list[socket.socket] = []
+    try:
+        for _ in range(8):
+            sock, status = open_stream(api.port)
+            streams.append(sock)
+            assert status == b"HTTP/1.1 200 OK", status
+        sock, status = open_stream(api.port)
+        streams.append(sock)
+        assert status.startswith(b"HTTP/1.1 429"), status
+        for expected in (b"HTTP/1.1 200", b"HTTP/1.1 200", b"HTTP/1.1 503"):  # 10 open: the rest wait
+            sock, status = open_stream(api.port, OTHER)
+            streams.append(sock)
+            assert status.startswith(expected), status
+        assert timed_get(api.port, "/api/v1/status")[0] == 200  # the slots left serve requests
+    finally:
+        for sock in streams:
+            sock.close()
+    # Closed streams give their places back.
+    time.sleep(1.0)  # the server notices a closed stream at its next write (push_interval_s)
+    sock, status = open_stream(api.port)
+    sock.close()
+    assert status == b"HTTP/1.1 200 OK", status

@@ -19,6 +19,17 @@ from dataclasses import dataclass
 MAX_ADDRESSES = 4096  # buckets kept; full (refilled) ones go first
 
 
+def client_key(remote: str | None) -> str:
+    """One client for limits: its IPv4 address, or the /64 of an IPv6 one (a host's usual block)."""
+    try:
+        address = ipaddress.ip_address((remote or "").split("%", 1)[0])
+    except ValueError:
+        return remote or "?"
+    if address.version == 6 and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address.ipv4_mapped or address) if address.version == 6 else str(address)
+
+
 @dataclass
 class _Bucket:
     level: float
@@ -32,16 +43,6 @@ class AuthThrottle:
         self.clock = clock
         self.buckets: dict[str, _Bucket] = {}
 
-    @staticmethod
-    def key(remote: str | None) -> str:
-        try:
-            address = ipaddress.ip_address((remote or "").split("%", 1)[0])
-        except ValueError:
-            return remote or "?"
-        if address.version == 6 and address.ipv4_mapped is None:
-            return str(ipaddress.ip_network(f"{address}/64", strict=False))
-        return str(address.ipv4_mapped or address) if address.version == 6 else str(address)
-
     def _level(self, key: str, now: float) -> float:
         bucket = self.buckets.get(key)
         if bucket is None:
@@ -50,12 +51,12 @@ class AuthThrottle:
 
     def wait_s(self, remote: str | None) -> float:
         """0 when this address may try a token now, else seconds until it may."""
-        level = self._level(self.key(remote), self.clock())
+        level = self._level(client_key(remote), self.clock())
         return 0.0 if level >= 1.0 else (1.0 - level) / self.rate
 
     def failed(self, remote: str | None) -> None:
         now = self.clock()
-        key = self.key(remote)
+        key = client_key(remote)
         level = self._level(key, now) - 1.0
         if len(self.buckets) >= MAX_ADDRESSES and key not in self.buckets:
             self._forget_full(now)

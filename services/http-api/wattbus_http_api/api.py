@@ -11,6 +11,7 @@ from wattbus import messages as m
 from wattbus import topics
 
 from . import openapi
+from .access import client_key
 from .web import SITE, convert, json_response, read_json, reject, result_response, site_of
 
 BASE = "/api/v1"
@@ -113,14 +114,24 @@ async def status(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: `summary` with the flow, devices and loadpoints whenever the bus changes."""
     site = request.app[SITE]
+    # A stream holds its connection slot for as long as it lasts (it is never evicted): a few per
+    # client address, and at most a quarter of all slots, so streams cannot fill the connection cap.
+    limits, address = site.config.limits, client_key(request.remote)
+    if site.streams.get(address, 0) >= limits.event_streams_per_address:
+        raise reject(request, 429, f"{address} already has {limits.event_streams_per_address} event streams open",
+                     "header.Connection")
+    if sum(site.streams.values()) >= max(1, limits.max_connections // 4):
+        raise reject(request, 503, "too many event streams open on this gateway; try again later")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
     site.ctx.counters.inc("sse_clients")
+    site.streams[address] = site.streams.get(address, 0) + 1
     sent, quiet_since = -1, time.monotonic()
     try:
         # Polling the state's version number is cheap and cannot miss a change (no shared Event to race on).
-        while not site.ctx.stopping.is_set():
+        # A closed connection ends the stream at once (not at the next write): its place is free again.
+        while not site.ctx.stopping.is_set() and request.transport is not None and not request.transport.is_closing():
             if site.state.version != sent:
                 sent, quiet_since = site.state.version, time.monotonic()
                 data = msgspec.json.encode(site.summary()).decode()
@@ -131,6 +142,10 @@ async def events(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(site.config.push_interval_s)
     except (ConnectionResetError, asyncio.CancelledError):
         pass  # the browser went away
+    finally:
+        site.streams[address] -= 1
+        if not site.streams[address]:
+            del site.streams[address]
     return response
 
 

@@ -74,6 +74,7 @@ class Limits(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     auth_failures_burst: Annotated[int, Meta(ge=1, le=1000)] = 20  # wrong tokens per address before 429
     auth_failures_per_min: Annotated[float, Meta(gt=0, le=600)] = 20.0  # then this many a minute
     json_max_depth: Annotated[int, Meta(ge=4, le=256)] = 32  # nesting of a request body
+    event_streams_per_address: Annotated[int, Meta(ge=1, le=1000)] = 8  # /api/v1/events (all: max_connections/4)
     log_interval_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0  # one log line per kind of refusal per interval
 
 

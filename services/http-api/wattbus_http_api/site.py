@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ class Site:
     throttle: AuthThrottle  # wrong tokens per client address
     limiter: RateLimitedLog  # one log line per kind of refusal and interval
     posted_on_bus: frozenset[str] = frozenset()  # the posted keys the last external reading carried
+    streams: dict[str, int] = field(default_factory=dict)  # open event streams per client address
 
     @classmethod
     def build(cls, ctx: ServiceContext[Config]) -> Site:
