@@ -106,6 +106,50 @@ EXPECTED: dict[str, str] = {
                                         "sml-reader alive, readings resume when it returns",
     "test_broker_sigkill_bridges_reconnect": "embedded stack: SIGKILL mosquitto -> restarted, every bridge "
                                              "reconnects and publishes again",
+    # Issue #21: the http-api and integrations against a hostile LAN, web page and device (was -> now).
+    "test_config_reads_need_the_token_and_never_show_a_secret":
+        "GET /api/v1/setup, /sections, /devices from another address: 401 without or with a wrong token; with it, "
+        "every password, the write token and the ECU wifi password show as \"set\", no value anywhere in the answer "
+        "(was: served without a token); live reads stay open",
+    "test_a_problem_message_never_carries_a_secret": "an invalid secret: the section's problem names the key, "
+                                                     "never the value",
+    "test_set_keeps_each_stored_secret_and_no_secret_follows_a_new_address":
+        "PUT with \"set\" keeps each stored secret, also with devices reordered; a changed url/host/port with a "
+        "kept secret (or secret file) -> 400 naming the key, file unchanged; with the secret given again it saves",
+    "test_dns_rebinding_chain_is_refused":
+        "PUT [http-api] with Host rebind.evil.example:8008 -> 421 (was 200); trusted_networks = [\"0.0.0.0/0\"], "
+        "token, token_file, allowed_hosts -> 400 even with the token; file bytes unchanged; another address "
+        "still needs the token",
+    "test_paths_urls_and_the_bus_section_are_not_settable":
+        "config_file, *_file, *_dir, template_files, state_file, file:// or /etc paths as a meter port -> 400 "
+        "naming the key; [bus] -> 403; file bytes unchanged, nothing created (was: any path written)",
+    "test_a_kept_path_and_a_serial_device_stay_settable": "a path kept as stored, /dev/ and socket:// ports save",
+    "test_a_device_added_by_hand_cannot_name_a_file": "wizard serial port /etc/passwd, a link to it, /dev/../etc "
+                                                      "-> 400, also with save_anyway",
+    "test_cross_site_writes_and_get_side_effects_are_refused":
+        "trusted browser, other site: POST / text/plain -> 415, with its Origin -> 403 (was 200); GET "
+        "/command/discovery?command=rescan -> 405 (was 200); form, Origin null, Sec-Fetch-Site cross-site refused; "
+        "nothing on the bus; the same-origin write still reaches it",
+    "test_deep_json_is_400_not_a_recursion_error": "\"[\"*1100+\"]\"*1100 on 5 JSON endpoints -> 400 naming the "
+                                                   "depth limit (was 500 RecursionError)",
+    "test_wrong_tokens_are_throttled_per_address_without_locking_out_the_user":
+        "2000 wrong tokens from one address: the burst checked (401), the rest 429 + Retry-After unchecked "
+        "(was: all checked in 1.9 s); the right token from another address works at once, from this one after the "
+        "refill; 2 log lines",
+    "test_slow_headers_and_bodies_time_out": "unfinished headers: connection closed after header_timeout_s; "
+                                             "unfinished body: 408 after body_timeout_s",
+    "test_refusals_of_every_kind_are_logged_once_per_interval": "800 refusals of 4 kinds: at most one line per kind "
+                                                                "and interval, then the count left out",
+    "test_slowloris_does_not_starve_a_normal_request":
+        "1100 slow partial requests, 1100 more while in use, http-api at 1024 open files: normal requests < 1 s, "
+        "no Too many open files, log < 64 KB (was: all requests timing out for 85 s, 257 MB of log in 90 s)",
+    "test_event_streams_cannot_fill_the_connection_cap": "event streams: 8 per address (429), a quarter of the "
+                                                         "slots (503), requests still served",
+    "test_topic_problem_names_what_is_wrong": "rendered topics: empty, $, + #, CR/LF, NUL, DEL, C1, surrogates, "
+                                              "> 65535 bytes -> named problem",
+    "test_a_bad_rendered_topic_is_refused_and_the_connection_stays":
+        "integrations rule rendering CR/LF, #, + or NUL from device names: refused, counted, logged once; no "
+        "disconnect, every good message delivered (was: connection dropped on each reading, malformed packet)",
 }
 
 SCALE = {"WATTBUS_FUZZ_SCALE": "8", "WATTBUS_FLOOD": "10000", "WATTBUS_MANY_DEVICES": "200",
@@ -120,6 +164,11 @@ class Row:
     outcome: str
     observed: str
     seconds: float
+
+
+# The attacks of issue #21 on the http-api and integrations (they also run in `make test`).
+SECURITY = ["tests/http_api/test_security_setup.py", "tests/http_api/test_security_requests.py",
+            "tests/http_api/test_security_load.py", "tests/integrations/test_topic_guard.py"]
 
 
 def run_pytest(junit: Path, paths: list[str]) -> int:
@@ -165,7 +214,7 @@ def main() -> int:
     out.mkdir(exist_ok=True)
     started = time.monotonic()
     fast, stack = out / "fast.xml", out / "stack.xml"
-    codes = [run_pytest(fast, ["tests/reliability"]), run_pytest(stack, ["reliability/scenarios"])]
+    codes = [run_pytest(fast, ["tests/reliability", *SECURITY]), run_pytest(stack, ["reliability/scenarios"])]
     rows = [r for xml in (fast, stack) if xml.exists() for r in rows_from(xml)]
     passed = sum(r.outcome == "pass" for r in rows)
     known = sum(r.outcome.startswith("FAIL (known") for r in rows)
