@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
+import ssl
 import threading
 import uuid
 from collections import deque
@@ -29,9 +30,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import codec, topics
 from . import messages as m
-from .config import BusConfig, ConfigError
+from .config import BusConfig
 from .counters import Counters
-from .lean import tls_unavailable
 from .log import Logger, get_logger
 from .mqtt_loop import LoopClient, LoopDriver
 
@@ -107,10 +107,6 @@ class Bus:
         if password is not None or config.username:
             client.username_pw_set(user, password)
         if config.tls:
-            try:  # only here: a service without TLS may run without OpenSSL (wattbus.lean)
-                import ssl
-            except ImportError as exc:
-                raise ConfigError(tls_unavailable("[bus] tls")) from exc
             client.tls_set(ca_certs=config.ca_file, certfile=config.cert_file, keyfile=config.key_file,
                            cert_reqs=ssl.CERT_REQUIRED)
         if will:

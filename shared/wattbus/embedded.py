@@ -288,8 +288,6 @@ def main(root: Path, run_dir: Path, prepare_only: bool = False) -> int:
         "WATTBUS_CONFIG": str(config),
         "WATTBUS_BUS_PORT": str(port),
         "WATTBUS_BUS_HOST": "127.0.0.1",
-        # Services whose config asks for no TLS run without OpenSSL (wattbus.lean: -5 MB RSS each).
-        "WATTBUS_OPENSSL": os.environ.get("WATTBUS_OPENSSL", "auto"),
     })
     programs = sorted(p.parent.name for p in root.glob("services/*/supervisor.conf"))
     print(banner(port, config, broker.secrets_dir, run_dir, conf, programs, profile), flush=True)

@@ -28,7 +28,6 @@ from . import messages as m
 from .bus import Bus, Message
 from .config import BusConfig, ConfigError, LoadedConfig, ServiceCommon, load
 from .counters import Counters
-from .lean import openssl_kept_out
 from .log import Logger, get_logger, setup_logging
 
 C = TypeVar("C", bound=ServiceCommon)
@@ -194,8 +193,7 @@ class Service(Generic[C]):
 
         await bus.start()
         bus.publish(availability, m.ONLINE, retain=True)
-        log.info("service starting", instance=instance, version=__version__, broker=f"{bus_cfg.host}:{bus_cfg.port}",
-                 openssl="not loaded" if openssl_kept_out() else "loaded")
+        log.info("service starting", instance=instance, version=__version__, broker=f"{bus_cfg.host}:{bus_cfg.port}")
         status_task = asyncio.create_task(self._heartbeat(ctx))
         reload_wanted = asyncio.Event()
         self._answer_service_commands(ctx, reload_wanted)

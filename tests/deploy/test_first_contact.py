@@ -91,7 +91,7 @@ def test_home_assistant_with_the_banners_login_is_heard_and_anonymous_is_not(dem
 def demo_integrations(demo: Demo, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """The real integrations service as the demo's supervisord starts it (from the repository)."""
     env = {**os.environ, "WATTBUS_CONFIG": str(demo.run_dir / "wattbus.toml"), "WATTBUS_BUS_HOST": "127.0.0.1",
-           "WATTBUS_BUS_PORT": str(demo.port), "WATTBUS_OPENSSL": "auto",
+           "WATTBUS_BUS_PORT": str(demo.port),
            "WATTBUS_BUS_PASSWORD_FILE": str(demo.run_dir / "secrets" / "integrations")}
     with (tmp_path / "integrations.log").open("ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "wattbus_integrations"], env=env, cwd=ROOT,
