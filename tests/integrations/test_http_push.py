@@ -1,4 +1,4 @@
-"""HTTP push (wattbus.http_client) to a local aiohttp server: delivery, failure and retry, rate limit, dead target."""
+"""HTTP push (aiohttp, wattbus.http_session) to a local aiohttp server: delivery, retry, rate limit, dead target."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import aiohttp
 import pytest
 from aiohttp import web
+from wattbus import http_session
 from wattbus.counters import Counters
-from wattbus.http_client import HttpClient
 from wattbus.log import get_logger
 from wattbus_integrations.http_push import HttpPusher
 from wattbus_integrations.render import HttpOut
@@ -54,7 +55,7 @@ def message(url: str, body: str = "{}", key: str = "k", method: str = "POST") ->
     return HttpOut("test", method, url, body, {"Content-Type": "application/json"}, key)
 
 
-async def pusher_for(session: HttpClient, min_interval_s: float = 0.0, **target: object) -> \
+async def pusher_for(session: aiohttp.ClientSession, min_interval_s: float = 0.0, **target: object) -> \
         tuple[HttpPusher, Counters]:
     counters = Counters()
     spec = HttpTarget(url="http://unused", retry_initial_s=0.05, retry_max_s=0.2, timeout_s=5.0, **target)  # type: ignore[arg-type]
@@ -62,7 +63,7 @@ async def pusher_for(session: HttpClient, min_interval_s: float = 0.0, **target:
 
 
 async def test_delivers_method_body_and_headers(target: Target) -> None:
-    async with HttpClient() as session:
+    async with http_session.session() as session:
         pusher, counters = await pusher_for(session)
         assert await pusher.send(message(f"{target.url}/rest/items/x/state", "1834.5", method="PUT"))
     method, path, body, headers = target.received[0]
@@ -74,7 +75,7 @@ async def test_delivers_method_body_and_headers(target: Target) -> None:
 async def test_server_errors_are_retried_until_accepted(target: Target) -> None:
     target.script = [503, 500, 429]
     target.retry_after = "0"
-    async with HttpClient() as session:
+    async with http_session.session() as session:
         pusher, counters = await pusher_for(session, retries=3)
         assert await pusher.send(message(target.url + "/telemetry", '{"ts":1}'))
     assert len(target.received) == 4 and all(r[2] == '{"ts":1}' for r in target.received)
@@ -83,7 +84,7 @@ async def test_server_errors_are_retried_until_accepted(target: Target) -> None:
 
 async def test_gives_up_after_the_last_retry(target: Target) -> None:
     target.script = [502, 502, 502]
-    async with HttpClient() as session:
+    async with http_session.session() as session:
         pusher, counters = await pusher_for(session, retries=2)
         assert not await pusher.send(message(target.url))
     assert len(target.received) == 3
@@ -92,7 +93,7 @@ async def test_gives_up_after_the_last_retry(target: Target) -> None:
 
 async def test_client_errors_are_not_retried(target: Target) -> None:
     target.script = [401]
-    async with HttpClient() as session:
+    async with http_session.session() as session:
         pusher, counters = await pusher_for(session, retries=5)
         assert not await pusher.send(message(target.url))
     assert len(target.received) == 1 and counters.get("http_failed") == 1 and counters.get("http_retries") == 0
@@ -100,14 +101,14 @@ async def test_client_errors_are_not_retried(target: Target) -> None:
 
 async def test_dead_target_is_retried_then_counted_as_failed() -> None:
     url = f"http://127.0.0.1:{free_port()}/nobody-listens"
-    async with HttpClient() as session:
+    async with http_session.session() as session:
         pusher, counters = await pusher_for(session, retries=2)
         assert not await pusher.send(message(url))
     assert (counters.get("http_retries"), counters.get("http_failed"), counters.get("http_sent")) == (2, 1, 0)
 
 
 async def test_rate_limit_sends_the_newest_value_per_url(target: Target) -> None:
-    async with HttpClient() as session:
+    async with http_session.session() as session:
         pusher, counters = await pusher_for(session, min_interval_s=30.0)
         task = asyncio.create_task(pusher.run())
         pusher.submit(message(target.url + "/a", "1"))
@@ -123,7 +124,7 @@ async def test_rate_limit_sends_the_newest_value_per_url(target: Target) -> None
 
 
 async def test_queue_is_bounded(target: Target) -> None:
-    async with HttpClient() as session:
+    async with http_session.session() as session:
         pusher, counters = await pusher_for(session, queue_max=3)
         for n in range(5):  # no worker running: everything waits
             pusher.submit(message(target.url, str(n), key=f"k{n}"))

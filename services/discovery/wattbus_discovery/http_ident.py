@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import aiohttp
+from wattbus import http_session
 from wattbus import messages as m
-from wattbus.http_client import HttpClient
 
 from .found import Found
 
@@ -25,8 +26,8 @@ def family_of(instance: str) -> str | None:
     return None
 
 
-async def _get_json(client: HttpClient, url: str) -> Any:
-    resp = await client.get(url)  # redirects are not followed: a device answers its API directly
+async def _get_json(client: aiohttp.ClientSession, url: str) -> Any:
+    resp = await http_session.request(client, "GET", url)  # no redirects: a device answers its API directly
     if resp.status != 200:
         return None
     try:
@@ -38,15 +39,15 @@ async def _get_json(client: HttpClient, url: str) -> Any:
 async def identify(host: str, port: int, family: str, timeout_s: float) -> Found | None:
     """The device behind an mDNS find, or None when its HTTP API is not the family's.
 
-    Raises HttpError (a subclass of OSError) when the host does not answer over HTTP. One client
+    Raises HttpError (a subclass of OSError) when the host does not answer over HTTP. One session
     per probed device, closed afterwards: the probe's GETs share a keep-alive connection, and no
     connection stays open to a device this service does not poll.
     """
-    async with HttpClient(f"http://{host}:{port}", timeout_s=timeout_s, max_idle_per_host=1) as client:
+    async with http_session.session(timeout_s=timeout_s, limit_per_host=1) as client:
         return await _identify(client, host, port, family)
 
 
-async def _identify(client: HttpClient, host: str, port: int, family: str) -> Found | None:
+async def _identify(client: aiohttp.ClientSession, host: str, port: int, family: str) -> Found | None:
     base = f"http://{host}:{port}"
     if family == "shelly":
         doc = await _get_json(client, f"{base}/shelly")

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 
 from wattbus.counters import Counters
-from wattbus.http_client import HttpError
+from wattbus.http_session import HttpError
 from wattbus.log import Logger
 from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf

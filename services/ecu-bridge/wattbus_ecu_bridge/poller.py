@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from wattbus import messages as m
 from wattbus import topics
-from wattbus.http_client import HttpClient, HttpError
 from wattbus.runner import DeviceChannel, ServiceContext
 
 from . import model, sun, wire
@@ -129,10 +128,13 @@ class EcuPoller:
         form = {"SSID": self.cfg.wifi_ssid, "channel": "0", "method": "2", "psk_wep": "",
                 "psk_wpa": self.cfg.wifi_password}
         headers = {"X-Requested-With": "XMLHttpRequest"}
+        # Imported here: a restart is rare, and aiohttp costs ~9 MB RSS in every process that imports it.
+        from wattbus import http_session
+
         try:
-            async with HttpClient(timeout_s=30) as http:
-                resp = await http.post(url, form=form, headers=headers)
-        except HttpError as exc:  # refused, timeout, broken answer; the message names the URL
+            async with http_session.session(timeout_s=30) as http:
+                resp = await http_session.request(http, "POST", url, data=form, headers=headers)
+        except http_session.HttpError as exc:  # refused, timeout, broken answer; the message names the URL
             self.ctx.counters.inc("restart_failed")
             return m.CommandResult(status="failed", command="restart", target=target, message=str(exc))
         if resp.status >= 400:

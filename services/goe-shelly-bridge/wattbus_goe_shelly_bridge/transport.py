@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from wattbus.http_client import BasicAuth, DigestAuth, HttpClient, HttpError, HttpTimeout
+import aiohttp
+from wattbus import http_session
+from wattbus.http_session import HttpError, HttpTimeout
 
 AuthMode = Literal["none", "basic", "digest"]
 
@@ -23,7 +25,11 @@ class ResponseRejected(DeviceError):
 
 
 class HttpDevice:
-    """One keep-alive HTTP client per device; no state shared between devices."""
+    """One keep-alive HTTP session per device; no state (connections, digest nonce) shared between devices.
+
+    The session is made on the first request, inside the running loop, and closed by `close()`;
+    a later request opens a new one.
+    """
 
     def __init__(self, base_url: str, *, timeout_s: float = 3.0, username: str | None = None,
                  password: str | None = None) -> None:
@@ -32,34 +38,47 @@ class HttpDevice:
         self.username = username
         self.password = password
         self.auth: AuthMode = "none"
-        # Devices serve one client at a time well; one idle connection is all a poll loop needs.
-        self._client = HttpClient(self.base_url, timeout_s=timeout_s, max_idle_per_host=1)
+        self._session: aiohttp.ClientSession | None = None
+        self._basic: aiohttp.BasicAuth | None = None
+        self._digest: tuple[aiohttp.DigestAuthMiddleware, ...] = ()
         self._client_auth: AuthMode = "none"
 
     def use_auth(self, mode: AuthMode) -> None:
         """Switch auth scheme (decided by detection); the next request uses it."""
         self.auth = mode
 
-    def _credentials(self) -> BasicAuth | DigestAuth | None:
-        if self._client_auth != self.auth:  # a new scheme starts without the old digest nonce
-            self._client.auth = None
-            self._client_auth = self.auth
-            if self.auth == "digest" and self.password is not None:
-                self._client.auth = DigestAuth(self.username or "admin", self.password)
-            elif self.auth == "basic" and self.password is not None:
-                self._client.auth = BasicAuth(self.username or "admin", self.password)
-        return self._client.auth
+    def _credentials(self) -> None:
+        if self._client_auth == self.auth:
+            return
+        # A new scheme starts without the old digest nonce.
+        self._basic, self._digest = None, ()
+        user = self.username or "admin"
+        try:
+            if self.auth == "digest" and self.password is not None:  # Shelly Gen2+; nonce reused with a counter
+                self._digest = (aiohttp.DigestAuthMiddleware(user, self.password),)
+            elif self.auth == "basic" and self.password is not None:  # Shelly Gen1
+                self._basic = aiohttp.BasicAuth(user, self.password)
+        except ValueError as exc:  # a ":" in the user name cannot be sent (RFC 7617)
+            raise DeviceError(f"{self.base_url}: user {user!r} cannot log in: {exc}") from None
+        self._client_auth = self.auth
 
     async def close(self) -> None:
-        await self._client.close()
-        self._client = HttpClient(self.base_url, timeout_s=self.timeout_s, max_idle_per_host=1)
+        if self._session is not None:
+            await self._session.close()
+        self._session = None
         self._client_auth = "none"
+        self._basic, self._digest = None, ()
 
     async def request(self, path: str, params: dict[str, str] | None = None) -> tuple[int, Any]:
         """GET path; returns (HTTP status, decoded JSON or None when the body is not JSON)."""
         url = f"{self.base_url}{path}"
+        if self._session is None:
+            # Devices serve one client at a time well: one connection, kept alive between polls.
+            self._session = http_session.session(timeout_s=self.timeout_s, limit_per_host=1)
+        self._credentials()
         try:
-            resp = await self._client.get(url, params=params, auth=self._credentials())
+            resp = await http_session.request(self._session, "GET", url, params=params, auth=self._basic,
+                                              middlewares=self._digest)
         except HttpTimeout as exc:
             raise DeviceError(f"{url}: no answer within {self.timeout_s:g} s") from exc
         except HttpError as exc:  # its message names the method, the URL and what went wrong

@@ -73,9 +73,10 @@ async def run(ctx: ServiceContext[Config]) -> None:
     ctx.log.info("integrations running", hass=cfg.hass_enabled, rules=[r.name for r in rules])
     session = None
     if any(rule.spec.http for rule in rules):
-        from wattbus.http_client import HttpClient  # only HTTP rules push over HTTP
+        from wattbus import http_session  # only HTTP rules push over HTTP (aiohttp: ~9 MB a process)
 
-        session = HttpClient()
+        # No Content-Type guessed from the body: a rule's headers say what it sends.
+        session = http_session.session(skip_auto_headers=("Content-Type",))
     tasks = templates.start(session) if session is not None else []
     if cfg.hass_enabled:
         tasks.append(asyncio.create_task(hass.housekeeping(cfg.stale_grace_s, cfg.remove_offline_after_s,

@@ -14,8 +14,10 @@ import contextlib
 import time
 from collections import OrderedDict
 
+import aiohttp
+from wattbus import http_session
 from wattbus.counters import Counters
-from wattbus.http_client import HttpClient, HttpError, HttpTimeout
+from wattbus.http_session import HttpError, HttpTimeout
 from wattbus.log import Logger
 
 from .render import HttpOut
@@ -25,7 +27,7 @@ RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 class HttpPusher:
-    def __init__(self, rule: str, target: HttpTarget, min_interval_s: float, session: HttpClient,
+    def __init__(self, rule: str, target: HttpTarget, min_interval_s: float, session: aiohttp.ClientSession,
                  counters: Counters, log: Logger) -> None:
         self.rule = rule
         self.target = target
@@ -102,8 +104,8 @@ class HttpPusher:
     async def _attempt(self, message: HttpOut) -> tuple[int | None, str, float | None]:
         data = message.body.encode() if message.body and message.method != "GET" else None
         try:
-            resp = await self.session.request(message.method, message.url, body=data, headers=message.headers,
-                                              timeout_s=self.target.timeout_s)
+            resp = await http_session.request(self.session, message.method, message.url, data=data,
+                                              headers=message.headers, timeout_s=self.target.timeout_s)
         except HttpTimeout:
             return None, f"no answer within {self.target.timeout_s:g} s", None
         except HttpError as exc:  # refused, unreachable, a broken answer

@@ -16,7 +16,7 @@ from .render import HttpOut, MqttOut, render, topic_problem
 from .rules import Rule
 
 if TYPE_CHECKING:  # the HTTP client is imported only when a rule pushes over HTTP
-    from wattbus.http_client import HttpClient
+    from aiohttp import ClientSession
 
     from .http_push import HttpPusher
 
@@ -32,7 +32,7 @@ class Templates:
         self._mqtt_last: dict[tuple[str, str], float] = {}
         self._refused_rules: set[str] = set()  # rules whose rendered topic was refused (logged once each)
 
-    def start(self, session: HttpClient) -> list[asyncio.Task[None]]:
+    def start(self, session: ClientSession) -> list[asyncio.Task[None]]:
         from .http_push import HttpPusher  # only with HTTP rules
 
         tasks: list[asyncio.Task[None]] = []
