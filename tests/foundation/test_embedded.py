@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -67,14 +70,19 @@ def wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def test_embedded_stack_runs_every_service_and_stops_cleanly(repo_root: Path, tmp_path: Path) -> None:
+@contextmanager
+def embedded_stack(repo_root: Path, tmp_path: Path, env: dict[str, str] | None = None) \
+        -> Iterator[tuple[subprocess.Popen[bytes], Availability, Path]]:
+    """`wattbus embedded` on a free broker port, every service online: (process, watcher, run dir).
+
+    Stopped (and its process group killed if need be) when the block ends."""
     port = free_port()
     run_dir = tmp_path / "run"
     wattbus = Path(sys.executable).parent / "wattbus"
     log = (tmp_path / "embedded.log").open("wb")
     proc = subprocess.Popen([str(wattbus), "embedded", "--root", str(repo_root), "--run-dir", str(run_dir)],
-                            env={**os.environ, "WATTBUS_EMBEDDED_PORT": str(port)}, stdout=log, stderr=log,
-                            start_new_session=True)  # its own process group: nothing outlives the test
+                            env={**(os.environ if env is None else env), "WATTBUS_EMBEDDED_PORT": str(port)},
+                            stdout=log, stderr=log, start_new_session=True)  # nothing outlives the test
     watcher: Availability | None = None
     try:
         wait_port(port, 30)
@@ -83,16 +91,22 @@ def test_embedded_stack_runs_every_service_and_stops_cleanly(repo_root: Path, tm
         started = wait_for(lambda: watcher.services("online") >= expected, 90)
         logs = {p.name: p.read_text(errors="replace")[-1500:] for p in (run_dir / "logs").glob("*.log")}
         assert started, f"not online: {sorted(expected - watcher.services('online'))}\n{logs}"
-        proc.send_signal(signal.SIGTERM)  # what Ctrl-C does to supervisord
-        assert proc.wait(60) == 0
-        assert wait_for(lambda: watcher.services("offline") >= expected, 10), watcher.state
+        yield proc, watcher, run_dir
     finally:
         if watcher:
             watcher.close()
         stop_embedded(proc)
         log.close()
+
+
+def test_embedded_stack_runs_every_service_and_stops_cleanly(repo_root: Path, tmp_path: Path) -> None:
+    with embedded_stack(repo_root, tmp_path) as (proc, watcher, run_dir):
+        proc.send_signal(signal.SIGTERM)  # what Ctrl-C does to supervisord
+        assert proc.wait(60) == 0
+        assert wait_for(lambda: watcher.services("offline") >= expected_services(repo_root), 10), watcher.state
     printed = (tmp_path / "embedded.log").read_text()
-    assert f"mosquitto_sub -h 127.0.0.1 -p {port}" in printed
+    port = re.search(r"^listener (\d+)", (run_dir / "mosquitto" / "mosquitto.conf").read_text(), re.M)
+    assert port and f"mosquitto_sub -h 127.0.0.1 -p {port.group(1)}" in printed
 
 
 def test_demo_config_is_kept_across_runs_and_gains_new_services(repo_root: Path, tmp_path: Path) -> None:
