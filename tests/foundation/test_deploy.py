@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -82,3 +84,56 @@ def test_make_passwords_script_creates_hashed_users(repo_root: Path, tmp_path: P
     assert all("$7$" in line for line in lines)  # hashed, never plain text
     secret = (tmp_path / "secrets" / "sml-reader").read_text()
     assert len(secret) >= 24 and secret not in (tmp_path / "passwd").read_text()
+
+
+def test_the_serial_override_maps_the_ir_head_and_the_base_file_no_device(
+        repo_root: Path, compose: dict[str, dict[str, object]]) -> None:
+    # Docker refuses to start a container whose device is missing: the base file must start anywhere.
+    assert not [name for name, service in compose.items() if "devices" in service]
+    result = subprocess.run([str(compose_binary()), "-f", "compose.yaml", "-f", "compose.serial.yaml",
+                             "--project-directory", str(repo_root), "config", "--format", "json"],
+                            capture_output=True, text=True, timeout=60, cwd=repo_root, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    merged = json.loads(result.stdout)["services"]
+    mapped = {name: s["devices"] for name, s in merged.items() if s.get("devices")}
+    assert list(mapped) == ["sml-reader"]
+    assert [(d["source"], d["target"]) for d in mapped["sml-reader"]] == [("/dev/ttyUSB0", "/dev/ttyUSB0")]
+    assert "dialout" in merged["sml-reader"]["group_add"]
+
+
+def test_containers_not_built_here_read_their_secrets_through_the_services_group(
+        compose: dict[str, dict[str, object]]) -> None:
+    """Secrets are root:10001 mode 0440 (make-passwords.sh): the image's user has gid 10001, every
+    other container that mounts one gets the group, and none is told to run as someone else."""
+    for name, service in compose.items():
+        if not service.get("secrets"):
+            continue
+        assert "user" not in service, name
+        groups = service.get("group_add", [])
+        if service.get("image") != "wattbus:latest":
+            assert isinstance(groups, list) and "10001" in [str(g) for g in groups], name
+
+
+def test_the_image_makes_the_ids_and_the_directories_its_volumes_are_mounted_on(
+        repo_root: Path, compose: dict[str, dict[str, object]]) -> None:
+    dockerfile = (repo_root / "Dockerfile").read_text()
+    assert "--gid 10001 wattbus" in dockerfile and "--uid 10001 --gid wattbus" in dockerfile
+    assert "pip install -c constraints.txt ." in dockerfile and "COPY pyproject.toml constraints.txt" in dockerfile
+    made = set(re.findall(r"install -d -o wattbus -g wattbus -m 0750 ([^\n\\]+)", dockerfile)[0].split())
+    for name, service in compose.items():
+        if service.get("image") != "wattbus:latest":
+            continue
+        for volume in service.get("volumes", []):  # type: ignore[attr-defined]
+            source, target = str(volume).split(":")[:2]
+            if not source.startswith((".", "/")):  # a named volume takes the owner of its mount point
+                assert target in made, f"{name}: volume {source} on {target}, which the image does not create"
+
+
+def test_the_build_context_leaves_out_secrets_and_local_files(repo_root: Path) -> None:
+    patterns = [p.strip() for p in (repo_root / ".dockerignore").read_text().splitlines()
+                if p.strip() and not p.startswith("#")]
+    assert patterns[0] == "*", "the context is an allow-list: nothing new gets in by accident"
+    included = {p[1:] for p in patterns if p.startswith("!")}
+    copied = set(re.findall(r"^COPY (.+) \S+$", (repo_root / "Dockerfile").read_text(), re.M))
+    assert {f for line in copied for f in line.split()} <= included
+    assert not included & {"secrets", "mosquitto", "config", ".venv", ".run"}
