@@ -312,12 +312,12 @@ async def announce_mdns(service_type: str, name: str, port: int, properties: dic
 
 
 async def serve_http(app: web.Application, port: int, banner: str,
-                     mdns: tuple[str, str, dict[str, str]] | None = None) -> None:
-    """Serve an HTTP simulator on 127.0.0.1 until cancelled; mdns = (service type, name, TXT)."""
+                     mdns: tuple[str, str, dict[str, str]] | None = None, host: str = "127.0.0.1") -> None:
+    """Serve an HTTP simulator on host until cancelled; mdns = (service type, name, TXT)."""
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    print(f"{banner} on http://127.0.0.1:{port}", flush=True)
+    await web.TCPSite(runner, host, port).start()
+    print(f"{banner} on http://{host}:{port}", flush=True)
     zc = await announce_mdns(mdns[0], mdns[1], port, mdns[2]) if mdns else None
     try:
         await asyncio.Event().wait()

@@ -127,8 +127,9 @@ class HouseDevices:
 
     def __init__(self, house: House, *, goe_serial: str = "204571", meter_mac: str = "08F9E0E5A001",
                  heater_mac: str = "B8D61A8BA002", meter_password: str | None = None,
-                 goe_max_current_a: int = 16, goe_force: int = 0) -> None:
+                 goe_max_current_a: int = 16, goe_force: int = 0, host: str = "127.0.0.1") -> None:
         self.house = house
+        self.host = host  # the address every device listens on (0.0.0.0 in a container)
         self.charger = HouseCharger(house)
         self.goe = GoeFirmware(self.charger, serial=goe_serial, max_current_a=goe_max_current_a)
         # frc as the charger was left: 0 neutral charges a plugged-in car at once (the go-e's own
@@ -146,7 +147,7 @@ class HouseDevices:
     async def _serve(self, name: str, app: web.Application, port: int) -> int:
         runner = web.AppRunner(app)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", port)
+        site = web.TCPSite(runner, self.host, port)
         await site.start()
         self._runners.append(runner)
         server = site._server  # the bound port when 0 was asked for (tests)
@@ -167,7 +168,7 @@ class HouseDevices:
         from .sunspec import SunSpecUnit
 
         server = ModbusTcpServer([SunSpecUnit("fronius", serial, HousePlant(self.house)).device(1)],
-                                 address=("127.0.0.1", port))
+                                 address=(self.host, port))
         task = asyncio.create_task(server.serve_forever())
 
         async def stop() -> None:
@@ -192,7 +193,7 @@ class HouseDevices:
             finally:
                 clients.pop(task, None)
 
-        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        server = await asyncio.start_server(handle, self.host, port)
 
         async def stop() -> None:
             # Python 3.11's Server.close() leaves open connections running: close them, so no
@@ -267,7 +268,7 @@ async def _amain(args: argparse.Namespace) -> int:
     house = build_house(args)
     devices = HouseDevices(house, goe_serial=args.goe_serial, meter_mac=args.meter_mac, heater_mac=args.heater_mac,
                            meter_password=args.meter_password, goe_max_current_a=args.goe_max_current_a,
-                           goe_force=FORCE[args.goe_force])
+                           goe_force=FORCE[args.goe_force], host=args.host)
     await devices.start(args.goe_port, args.meter_port, args.heater_port)
     if args.sunspec_port:
         await devices.start_sunspec(args.sunspec_port)
@@ -283,7 +284,7 @@ async def _amain(args: argparse.Namespace) -> int:
         sml = feed_sml(house, Path(args.sml_link), args.sml_interval, args.sml_serial, stop)
         tasks.append(asyncio.create_task(sml))
     print(f"house devices ({args.profile} day from {args.start}, speed {args.speed:g}): "
-          + ", ".join(f"{k} on 127.0.0.1:{v}" for k, v in devices.ports.items())
+          + ", ".join(f"{k} on {args.host}:{v}" for k, v in devices.ports.items())
           + (f", SML meter -> {args.sml_link}" if args.sml_link else ""), flush=True)
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait([tasks[0], waiter], return_when=asyncio.FIRST_COMPLETED)
@@ -307,6 +308,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--end", default="19:00", help="simulated time of day to stop (or wrap) at, HH:MM")
     parser.add_argument("--loop", action="store_true", help="restart the day at --start when --end is reached")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (1 real time)")
+    parser.add_argument("--host", default="127.0.0.1", help="the address the devices listen on (0.0.0.0: all)")
     parser.add_argument("--battery", action="store_true", help="keep the profile's home battery in the house")
     parser.add_argument("--goe-port", type=int, default=18090, help="go-e Charger HTTP API v2")
     parser.add_argument("--goe-serial", default="204571")

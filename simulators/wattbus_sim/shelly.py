@@ -332,12 +332,13 @@ async def serve(args: argparse.Namespace) -> None:
     kind = "_shelly._tcp.local." if state.gen >= 2 else "_http._tcp.local."
     await serve_http(build_app(state, args.password), args.port,
                      f"Shelly {args.model} (gen {state.gen}) {state.device_id}",
-                     (kind, state.device_id, props) if args.mdns else None)
+                     (kind, state.device_id, props) if args.mdns else None, host=args.host)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wattbus-sim shelly", description="Shelly Gen1/Gen2+ relay and meter")
     parser.add_argument("--port", type=int, default=18081)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: all)")
     parser.add_argument("--model", choices=sorted(MODELS), default="SHSW-PM")
     parser.add_argument("--mac", default="A8032AB12345")
     parser.add_argument("--load-w", type=float, default=1500.0, help="power of the load behind each relay")
