@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium openssl faketime
 SERVICES := $(sort $(wildcard services/*/wattbus_*/__init__.py))
 
-.PHONY: install system-deps run run-pi test bench reliability lint schema lock clean
+.PHONY: install system-deps run run-pi test bench reliability lint schema lock clean compose-test
 
 # Debian packages the stack and the tests run for real: broker, InfluxDB 1.x, VictoriaMetrics
 # (InfluxDB line protocol, v2 write API) and Chromium (the web UI tests, headless).
@@ -46,6 +46,18 @@ bench: install
 reliability: install
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev,reliability]'
 	$(PY) reliability/run.py
+
+# compose.yaml on a real Docker engine, as README's compose steps run it (deploy/compose-test/run.sh):
+# Debian's dockerd in a network namespace of its own, stand-in images built from Debian packages
+# (cached in /var/cache/wattbus-compose-test), the simulated house as the devices. Needs root.
+COMPOSE_TEST_PACKAGES := docker.io debootstrap iptables iproute2
+compose-test: install
+	@missing=""; for p in $(COMPOSE_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	$(SUDO) env VENV=$(abspath $(VENV)) deploy/compose-test/run.sh
 
 lint: install
 	$(VENV)/bin/ruff check shared services simulators tests bench reliability

@@ -1,0 +1,340 @@
+"""The compose smoke test's checks, each printed with its result and time; run.sh starts this.
+
+It types what README says (`docker compose up -d` ...) in a fresh copy of the repository (project.py),
+with COMPOSE_FILE = compose.yaml + compose.test.yaml, against the engine run.sh started
+(DOCKER_HOST). A check that fails stops those that need it; the last line is `N passed, N failed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from project import SetupError, prepare
+
+HERE = Path(__file__).resolve().parent
+PROJECT = "wattbus"  # compose.yaml's name:
+HEALTHY_WITHIN_S = 240
+READING = "wattbus/v1/device/+/+/reading"
+WRITER_STATUS = "wattbus/v1/service/influx-writer/+/status"
+# What no service may log while the test runs (wattbus' ERROR/CRITICAL, Python tracebacks, Go panics,
+# Mosquitto's "Error:").
+BAD_LOG = re.compile(r"\b(ERROR|CRITICAL|FATAL)\b|Traceback \(most recent call last\)|\bpanic:|\bError: ")
+
+
+class CheckFailed(Exception):
+    """A check's expectation did not hold; the message says what was seen instead."""
+
+
+class Compose:
+    """`docker compose ...` in the project directory, printed as it is typed."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.env = {**os.environ, "COMPOSE_FILE": f"compose.yaml{os.pathsep}{HERE / 'compose.test.yaml'}"}
+
+    def run(self, *args: str, timeout: float = 300, check: bool = True, quiet: bool = False) -> str:
+        if not quiet:
+            print(f"    $ docker compose {' '.join(args)}", flush=True)
+        try:
+            result = subprocess.run(["docker", "compose", *args], cwd=self.work, env=self.env, capture_output=True,
+                                    text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise CheckFailed(f"`docker compose {' '.join(args)}` still running after {timeout:.0f} s") from exc
+        if check and result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
+            raise CheckFailed(f"`docker compose {' '.join(args)}` exited {result.returncode}:\n{tail}")
+        return result.stdout
+
+    def containers(self, *, all_: bool = False) -> list[dict[str, object]]:
+        out = self.run("ps", "--format", "json", *(["--all"] if all_ else []), quiet=True)
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def services(self) -> list[str]:
+        return self.run("config", "--services", quiet=True).split()
+
+    def subscribe(self, topic: str, seconds: int, until: Callable[[list[str]], bool] | None = None) -> list[str]:
+        """`topic TAB payload` lines from mosquitto_sub as admin, run in the broker's container."""
+        command = (f'mosquitto_sub -h 127.0.0.1 -u admin -P "$(cat /run/secrets/admin)" -t \'{topic}\' '
+                   f"-F '%t\t%p' -W {seconds}")
+        proc = subprocess.Popen(["docker", "compose", "exec", "-T", "mosquitto", "sh", "-c", command], cwd=self.work,
+                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if until and until(lines):
+                proc.terminate()
+                break
+        _, err = proc.communicate(timeout=seconds + 30)
+        if proc.returncode not in (0, 27, -15) and not lines:  # 27: mosquitto_sub's -W timeout
+            raise CheckFailed(f"mosquitto_sub as admin exited {proc.returncode}: {err.strip()}")
+        return lines
+
+
+def wait_healthy(dc: Compose, replicas: dict[str, int], timeout: float = HEALTHY_WITHIN_S) -> str:
+    """Every service's containers running and healthy; returns how long each took to get there."""
+    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    healthy_at: dict[str, float] = {}
+    while True:
+        rows = dc.containers()
+        waiting = []
+        for service, count in replicas.items():
+            mine = [r for r in rows if r["Service"] == service]
+            ok = [r for r in mine if r["State"] == "running" and r.get("Health") in ("healthy", "")]
+            if len(ok) >= count:
+                healthy_at.setdefault(service, time.monotonic() - start)
+            else:
+                states = ", ".join(f"{r['State']}/{r.get('Health') or '-'}" for r in mine) or "no container"
+                waiting.append(f"{service} ({len(ok)}/{count}: {states})")
+        if not waiting:
+            slowest = max(healthy_at, key=lambda s: healthy_at[s])
+            return f"{len(replicas)} services, slowest {slowest} at {healthy_at[slowest]:.0f} s"
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"not healthy after {timeout:.0f} s: {'; '.join(waiting)}")
+        time.sleep(2)
+
+
+def error_report(lines: list[str]) -> str:
+    """Each distinct error of `docker compose logs` once, with its traceback, and how often it came."""
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z?\s*")
+    found: dict[str, list[str]] = {}
+    count: dict[str, int] = {}
+    consumed: set[int] = set()
+    for index, line in enumerate(lines):
+        if index in consumed or not BAD_LOG.search(line):
+            continue
+        container, _, text = line.partition("|")
+        block = [stamp.sub("", text.strip(), count=1)]
+        for later in range(index + 1, min(index + 200, len(lines))):  # its traceback, to the next log line
+            other, _, rest = lines[later].partition("|")
+            if other != container:
+                continue  # another container's line in between
+            if stamp.match(rest.strip()) or len(block) >= 40:
+                break
+            block.append(rest.rstrip())
+            consumed.add(later)
+        key = container.strip().rsplit("-", 1)[0] + ": " + "\n".join(block)
+        count[key] = count.get(key, 0) + 1
+        found.setdefault(key, block)
+    if not found:
+        return ""
+    report = [f"{sum(count.values())} errors in the services' logs, {len(found)} distinct:"]
+    for key in found:
+        report.append(f"({count[key]}x) {key}")
+    return "\n".join(report)
+
+
+def http_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.load(resp)
+
+
+class Checks:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.dc = Compose(args.work)
+        self.expected: set[str] = set()
+        self.results: list[tuple[str, bool, float, str]] = []
+        self.database = f"http://{args.namespace_ip}:8086"
+
+    def check(self, name: str, action: Callable[[], str]) -> bool:
+        print(f"[compose-test] {name} ...", flush=True)
+        start = time.monotonic()
+        try:
+            detail, ok = action(), True
+        except (CheckFailed, SetupError, subprocess.CalledProcessError, OSError) as exc:
+            detail, ok = str(exc), False
+        took = time.monotonic() - start
+        self.results.append((name, ok, took, detail))
+        print(f"[compose-test] {'PASS' if ok else 'FAIL'}  {name}  ({took:.1f} s)", flush=True)
+        for line in detail.splitlines():
+            print(f"    {line}", flush=True)
+        return ok
+
+    # ---------------------------------------------------------------- the checks
+
+    def setup(self) -> str:
+        self.expected, summary = prepare(self.args.repo, self.args.work)
+        self.dc.run("down", "--volumes", "--remove-orphans", quiet=True)  # a killed run's volumes
+        return summary
+
+    def build(self) -> str:
+        self.dc.run("build", timeout=1800)
+        out = subprocess.run(["docker", "image", "inspect", "wattbus:latest", "--format", "{{.Size}}"],
+                             capture_output=True, text=True, check=True).stdout
+        return f"wattbus:latest, {int(out) / 1e6:.0f} MB"
+
+    def up(self) -> str:
+        self.dc.run("up", "-d", timeout=600)
+        return f"{len(self.dc.containers(all_=True))} containers created"
+
+    def healthy(self) -> str:
+        result = wait_healthy(self.dc, {s: 1 for s in self.dc.services()})
+        self.dc.run("ps", quiet=True)
+        return result
+
+    def readings_on_broker(self) -> str:
+        want = {f"wattbus/v1/device/{d}/reading" for d in self.expected}
+        lines = self.dc.subscribe(READING, 60, until=lambda ls: want <= {line.split("\t")[0] for line in ls})
+        seen = {line.split("\t")[0] for line in lines}
+        missing = sorted(t.split("/")[3] + "/" + t.split("/")[4] for t in want - seen)
+        if missing:
+            raise CheckFailed(f"no reading within 60 s from {missing}; seen from {sorted(seen)}")
+        return f"{len(lines)} readings, every device the config names: {', '.join(sorted(self.expected))}"
+
+    def readings_stored(self) -> str:
+        deadline = time.monotonic() + 90
+        while True:
+            stored = set()
+            for device in self.expected:
+                source, device_id = device.split("/")
+                query = urllib.parse.urlencode({"match[]": f'{{source="{source}",device_id="{device_id}"}}',
+                                                "start": f"{time.time() - 3600:.0f}"})
+                series = http_json(f"{self.database}/api/v1/series?{query}")
+                if isinstance(series, dict) and series.get("data"):
+                    stored.add(device)
+            if stored == self.expected:
+                count = http_json(f"{self.database}/api/v1/series/count")
+                series = count.get("data", ["?"])[0] if isinstance(count, dict) else "?"
+                return f"every device's readings in the database ({series} series)"
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"not in the database after 90 s: {sorted(self.expected - stored)}")
+            time.sleep(3)
+
+    def scale(self) -> str:
+        self.dc.run("up", "-d", "--scale", "influx-writer=3", timeout=600)
+        replicas = {s: 1 for s in self.dc.services()} | {"influx-writer": 3}
+        wait_healthy(self.dc, replicas)
+        writers = {str(r["ID"])[:12] for r in self.dc.containers() if r["Service"] == "influx-writer"}
+        received: dict[str, list[int]] = {w: [] for w in writers}
+        for line in self.dc.subscribe(WRITER_STATUS, 16):
+            topic, payload = line.split("\t", 1)
+            instance = topic.split("/")[4]
+            if instance in received:
+                received[instance].append(int(json.loads(payload).get("counters", {}).get("received", 0)))
+        idle = sorted(w for w, counts in received.items() if len(counts) < 2 or counts[-1] <= counts[0])
+        if idle:
+            raise CheckFailed(f"writers that received nothing in 16 s: {idle} ({received})")
+        return "3 writers, each receiving: " + ", ".join(f"{w} +{c[-1] - c[0]}" for w, c in sorted(received.items()))
+
+    def restart(self) -> str:
+        service = "goe-shelly-bridge"
+        (row,) = [r for r in self.dc.containers() if r["Service"] == service]
+        cid = str(row["ID"])
+        info = json.loads(subprocess.run(["docker", "inspect", cid], capture_output=True, text=True, check=True).stdout)
+        before, pid = info[0]["RestartCount"], info[0]["State"]["Pid"]
+        # A crash: the service's process dies by SIGKILL (as the kernel's OOM killer does). `docker kill`
+        # would not do: the engine counts it as a deliberate stop and no restart policy applies to that.
+        os.kill(pid, 9)
+        print(f"    $ kill -KILL {pid}   # {service}'s process, from the host", flush=True)
+        deadline = time.monotonic() + 60
+        while True:
+            state = json.loads(subprocess.run(["docker", "inspect", cid], capture_output=True, text=True,
+                                              check=True).stdout)[0]
+            if state["RestartCount"] > before and state["State"]["Running"]:
+                break
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"{service} not restarted 60 s after its process was killed: {state['State']}")
+            time.sleep(1)
+        result = wait_healthy(self.dc, {s: 1 for s in self.dc.services()} | {"influx-writer": 3})
+        return f"{service} restarted by its restart policy (restarts {before} -> {state['RestartCount']}); {result}"
+
+    def stop(self) -> str:
+        start = time.monotonic()
+        self.dc.run("stop", timeout=300)
+        took = time.monotonic() - start
+        rows = self.dc.containers(all_=True)
+        # SIGTERM's own exit code (143) is clean for the simulators, which install no handler for it
+        unclean = [f"{r['Name']} exit {r['ExitCode']}" for r in rows if r["State"] != "exited"
+                   or r["ExitCode"] not in ((0, 143) if str(r["Service"]).startswith("sim-") else (0,))]
+        logs = self.dc.run("logs", "--no-color", "--no-log-prefix", quiet=True, timeout=120)
+        closed = [line for line in logs.splitlines() if "writer closed" in line]
+        if unclean:
+            raise CheckFailed(f"stopped in {took:.0f} s, not cleanly: {unclean}")
+        return f"{len(rows)} containers stopped in {took:.0f} s, every exit code 0; " + \
+            f"{len(closed)} writers closed their spool"
+
+    def logs_clean(self) -> str:
+        logs = self.dc.run("logs", "--no-color", quiet=True, timeout=120)
+        lines = logs.splitlines()
+        findings = error_report(lines)
+        if findings:
+            raise CheckFailed(findings)
+        return f"{len(lines)} log lines, none an error or a traceback"
+
+    def down(self) -> str:
+        self.dc.run("down", "--volumes", timeout=300)
+        label = f"label=com.docker.compose.project={PROJECT}"
+        left = {kind: subprocess.run(["docker", kind, "ls", "-q", "--filter", label], capture_output=True, text=True,
+                                     check=True).stdout.split() for kind in ("container", "network", "volume")}
+        left = {k: v for k, v in left.items() if v}
+        if left:
+            raise CheckFailed(f"left behind after down: {left}")
+        return "no container, network or volume of the project left"
+
+    def diagnose(self) -> None:
+        """What the containers did, before the failed run's `down` removes them."""
+        print(self.dc.run("ps", "--all", check=False, quiet=True), flush=True)
+        for row in self.dc.containers(all_=True):
+            if row["State"] != "running" or row.get("Health") not in ("healthy", ""):
+                print(f"--- {row['Name']} ({row['State']}/{row.get('Health') or '-'}), its last log lines:")
+                print(self.dc.run("logs", "--no-color", "--tail", "20", str(row["Service"]), check=False, quiet=True))
+
+    def run(self) -> int:
+        plan: list[tuple[str, Callable[[], str], bool]] = [
+            ("set-up as README says", self.setup, True),
+            ("docker compose build", self.build, True),
+            ("docker compose up -d", self.up, True),
+            ("every service healthy", self.healthy, True),
+            ("readings on the broker", self.readings_on_broker, False),
+            ("readings stored in the database", self.readings_stored, False),
+            ("--scale influx-writer=3: every writer consumes", self.scale, False),
+            ("a killed service restarts", self.restart, False),
+            ("docker compose stop: clean", self.stop, False),
+            ("no errors in the services' logs", self.logs_clean, False),
+            ("docker compose down", self.down, False),
+        ]
+        not_run = []
+        for index, (name, action, needed) in enumerate(plan):
+            if not self.check(name, action) and self.args.keep:
+                not_run = [n for n, _, _ in plan[index + 1:]]
+                break
+            if not self.results[-1][1] and needed:
+                not_run = [n for n, _, _ in plan[index + 1:]]
+                self.diagnose()
+                self.dc.run("down", "--volumes", "--remove-orphans", check=False, quiet=True)
+                break
+        subprocess.run(["docker", "image", "prune", "-f"], capture_output=True, check=False)  # old wattbus layers
+        passed = sum(ok for _, ok, _, _ in self.results)
+        failed = len(self.results) - passed + len(not_run)
+        print("\n[compose-test] summary")
+        for name, ok, took, _ in self.results:
+            print(f"  {'PASS' if ok else 'FAIL'}  {took:6.1f} s  {name}")
+        for name in not_run:
+            print(f"  FAIL       -    {name} (not run: an earlier step failed)")
+        print(f"{passed} passed, {failed} failed")
+        return 0 if failed == 0 else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repo", type=Path, required=True)
+    parser.add_argument("--work", type=Path, required=True, help="the project copy (replaced)")
+    parser.add_argument("--namespace-ip", required=True, help="where the engine publishes ports")
+    parser.add_argument("--keep", action="store_true", help="stop at the first failure, leave the project up")
+    return Checks(parser.parse_args()).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
