@@ -11,11 +11,12 @@ on a free broker port. Five scenarios, one stack start each:
   run-many     the typical and the demo house in the Raspberry Pi profile (WATTBUS_EMBEDDED_PROFILE=
                one-process: every service in one `wattbus run-many` program under supervisord)
 
-Services run as `make run` starts them, with WATTBUS_OPENSSL=auto (shared/wattbus/lean.py).
+Services run as `make run` (process per service) and `make run-pi` (one process) start them.
 
 RSS counts each process with its children; PSS (shared pages split between processes) is what the
-programs really cost together. The budget (300 MB RSS, 10 % of one core) is for services + broker;
-simulators and the embedded InfluxDB are listed apart.
+programs really cost together. The Raspberry Pi budget (300 MB RSS, 10 % of one core, services +
+broker) is the one-process profile's: small devices run that. Process-per-service mode is
+reported, not capped. Simulators and the embedded InfluxDB are listed apart.
 """
 
 from __future__ import annotations
@@ -274,14 +275,18 @@ def import_costs(services: list[str]) -> list[tuple[str, float, float]]:
 
 
 def report(scenarios: list[Scenario], imports: list[tuple[str, float, float]]) -> str:
-    lines = ["| scenario | services online | services + broker RSS | PSS | CPU (% of one core) | budget | "
+    lines = ["| scenario | services online | services + broker RSS | PSS | CPU (% of one core) | Pi budget | "
              "simulators RSS | simulators CPU | database RSS |", "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
     for s in scenarios:
         rss, pss = s.total(("service", "broker"), "rss_mb"), s.total(("service", "broker"), "pss_mb")
         cpu = s.total(("service", "broker"), "cpu_pct")
-        verdict = "within" if rss <= BUDGET_RSS_MB and cpu <= BUDGET_CPU_PCT else "OVER"
+        if s.name.endswith(RUN_MANY):
+            verdict = "within" if rss <= BUDGET_RSS_MB and cpu <= BUDGET_CPU_PCT else "OVER"
+            verdict += f" ({BUDGET_RSS_MB:.0f} MB, {BUDGET_CPU_PCT:.0f} %)"
+        else:
+            verdict = "reported, not capped"
         lines.append(f"| {s.name} | {len(s.online)} | {rss:.0f} MB | {pss:.0f} MB | {cpu:.1f} % | {verdict} "
-                     f"({BUDGET_RSS_MB:.0f} MB, {BUDGET_CPU_PCT:.0f} %) | {s.total(('simulator',), 'rss_mb'):.0f} MB | "
+                     f"| {s.total(('simulator',), 'rss_mb'):.0f} MB | "
                      f"{s.total(('simulator',), 'cpu_pct'):.1f} % | {s.total(('database',), 'rss_mb'):.0f} MB |")
     for s in scenarios:
         if s.failed:

@@ -4,8 +4,7 @@ A fresh interpreter imports, in order, what every service needs (asyncio, msgspe
 wattbus runner) and then the optional heavy modules some services need. Each row is the RSS
 after that import, split into file-backed pages (libpython, libcrypto, extension modules: shared
 with every other process running them, so PSS counts them once across processes) and anonymous
-pages (the interpreter's own heap and objects: paid by every process). The last column is the same
-import sequence with OpenSSL kept out (WATTBUS_OPENSSL=auto, shared/wattbus/lean.py).
+pages (the interpreter's own heap and objects: paid by every process).
 """
 
 from __future__ import annotations
@@ -27,9 +26,6 @@ STEPS = [("interpreter (python -c pass)", None),
 
 PROBE = r"""
 import importlib, json, sys
-if sys.argv[2] == "without-openssl":  # what wattbus.lean does under WATTBUS_OPENSSL=auto/off
-    for name in ("ssl", "_ssl", "_hashlib"):
-        sys.modules[name] = None
 def usage():
     file_kb = anon_kb = 0
     for line in open("/proc/self/status"):
@@ -49,20 +45,14 @@ print(json.dumps(rows))
 
 def main() -> str:
     modules = [module for _label, module in STEPS]
-    runs = []
-    for variant in ("default", "without-openssl"):
-        chosen = modules if variant == "default" else [mod for mod in modules if mod != "pymodbus.client"]
-        out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(chosen), variant], capture_output=True,
-                             text=True, timeout=120, check=True)
-        runs.append(dict(zip(chosen, json.loads(out.stdout), strict=True)))
-    lines = ["| step | RSS | file-backed (shared) | anonymous (per process) | RSS without OpenSSL |",
-             "|---|---:|---:|---:|---:|"]
+    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(modules)], capture_output=True, text=True,
+                         timeout=120, check=True)
+    usage = dict(zip(modules, json.loads(out.stdout), strict=True))
+    lines = ["| step | RSS | file-backed (shared) | anonymous (per process) |", "|---|---:|---:|---:|"]
     for label, module in STEPS:
-        file_kb, anon_kb = runs[0][module]
-        lean = runs[1].get(module)
-        lean_text = f"{sum(lean) / 1024:.1f} MB" if lean else "- (pymodbus imports ssl)"
+        file_kb, anon_kb = usage[module]
         lines.append(f"| {label} | {(file_kb + anon_kb) / 1024:.1f} MB | {file_kb / 1024:.1f} MB | "
-                     f"{anon_kb / 1024:.1f} MB | {lean_text} |")
+                     f"{anon_kb / 1024:.1f} MB |")
     text = "\n".join(lines)
     print(text)
     return text

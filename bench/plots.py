@@ -97,7 +97,7 @@ def footprint_plot() -> Path | None:
             values = [next((p[key] for p in s["programs"] if p["name"] == prog), 0.0) for s in scenarios]
             ax.bar(names, values, bottom=bottom, label=prog, color=cmap(i % 20))
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        ax.axhline(budget, color="red", linestyle="--", label="Raspberry Pi budget")
+        ax.axhline(budget, color="red", linestyle="--", label="Raspberry Pi budget (run-many)")
         ax.set_ylabel(label)
         ax.set_title(f"services + broker: {label}")
     ax_cpu.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
