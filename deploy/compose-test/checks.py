@@ -14,6 +14,8 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -153,7 +155,7 @@ class Checks:
         start = time.monotonic()
         try:
             detail, ok = action(), True
-        except (CheckFailed, SetupError, subprocess.CalledProcessError, OSError) as exc:
+        except (CheckFailed, SetupError, subprocess.CalledProcessError, OSError, json.JSONDecodeError) as exc:
             detail, ok = str(exc), False
         took = time.monotonic() - start
         self.results.append((name, ok, took, detail))
@@ -211,6 +213,36 @@ class Checks:
             if time.monotonic() > deadline:
                 raise CheckFailed(f"not in the database after 90 s: {sorted(self.expected - stored)}")
             time.sleep(3)
+
+    def web_ui_and_setup_save(self) -> str:
+        """The UI's files come from the installed package; the setup page saves into ./config (README's
+        chgrp step) as the containers' user, and the bridge is told to reload."""
+        api = f"http://{self.args.namespace_ip}:8008"
+        with urllib.request.urlopen(f"{api}/ui/", timeout=10) as resp:
+            page = resp.read().decode()
+        if "<html" not in page.lower():
+            raise CheckFailed(f"GET /ui/ answered no HTML page: {page[:200]!r}")
+        token = (self.args.work / "secrets" / "http-api-token").read_text().strip()
+        auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        section = "giv-bridge"
+        with urllib.request.urlopen(urllib.request.Request(f"{api}/api/v1/setup/sections/{section}", headers=auth),
+                                    timeout=10) as resp:
+            values = json.load(resp).get("values")
+        if not isinstance(values, dict):
+            raise CheckFailed(f"GET /api/v1/setup/sections/{section} has no values: {values!r}")
+        values["poll_interval_s"] = float(values.get("poll_interval_s", 10)) + 1
+        put = urllib.request.Request(f"{api}/api/v1/setup/sections/{section}", data=json.dumps(values).encode(),
+                                     headers=auth, method="PUT")
+        try:
+            with urllib.request.urlopen(put, timeout=30) as resp:
+                answer = json.load(resp)
+        except urllib.error.HTTPError as exc:
+            raise CheckFailed(f"PUT {section} answered {exc.code}: {exc.read().decode()[:300]}") from exc
+        saved = tomllib.loads((self.args.work / "config" / "wattbus.toml").read_text())[section]
+        if saved.get("poll_interval_s") != values["poll_interval_s"]:
+            raise CheckFailed(f"config/wattbus.toml [{section}] not saved: {saved} (answer {answer})")
+        return (f"GET /ui/ {len(page)} bytes; [{section}] poll_interval_s = {values['poll_interval_s']:g} saved to "
+                f"config/wattbus.toml, applied: {answer.get('applied')}")
 
     def scale(self) -> str:
         self.dc.run("up", "-d", "--scale", "influx-writer=3", timeout=600)
@@ -299,6 +331,7 @@ class Checks:
             ("every service healthy", self.healthy, True),
             ("readings on the broker", self.readings_on_broker, False),
             ("readings stored in the database", self.readings_stored, False),
+            ("web UI served, setup page saves the config", self.web_ui_and_setup_save, False),
             ("--scale influx-writer=3: every writer consumes", self.scale, False),
             ("a killed service restarts", self.restart, False),
             ("docker compose stop: clean", self.stop, False),
@@ -315,7 +348,9 @@ class Checks:
                 self.diagnose()
                 self.dc.run("down", "--volumes", "--remove-orphans", check=False, quiet=True)
                 break
-        subprocess.run(["docker", "image", "prune", "-f"], capture_output=True, check=False)  # old wattbus layers
+        # the wattbus image of an earlier run, and build cache beyond 1 GB: the cache stays bounded
+        subprocess.run(["docker", "image", "prune", "-f"], capture_output=True, check=False)
+        subprocess.run(["docker", "builder", "prune", "-f", "--keep-storage", "1gb"], capture_output=True, check=False)
         passed = sum(ok for _, ok, _, _ in self.results)
         failed = len(self.results) - passed + len(not_run)
         print("\n[compose-test] summary")

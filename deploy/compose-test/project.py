@@ -113,10 +113,10 @@ def write_config(work: Path) -> dict[str, Any]:
                          "deploy/compose-test/project.py")
     config = work / "config" / "wattbus.toml"
     config.write_text(tomlkit.dumps(doc))
-    # README: the setup page saves the file by rename, as the containers' group, into this directory
-    for path in (work / "config", config):
-        os.chown(path, -1, SERVICE_GID)
-    (work / "config").chmod(0o775)
+    # README: `sudo chgrp 10001 config && sudo chmod g+w config`: the setup page saves the file by
+    # rename into this directory, as the containers' group
+    os.chown(work / "config", -1, SERVICE_GID)
+    (work / "config").chmod((work / "config").stat().st_mode | 0o020)
     return doc.unwrap()
 
 
