@@ -22,7 +22,9 @@ COPY shared shared
 COPY services services
 COPY simulators simulators
 # A real (non-editable) install: what is not declared as package data is not in the image.
-RUN pip install -c constraints.txt . && pip check && rm -rf /src
+# PIP_CONSTRAINT reaches pip's isolated build environment too (-c does not): the build backend
+# (setuptools) is the locked one.
+RUN PIP_CONSTRAINT=/src/constraints.txt pip install . && pip check && rm -rf /src
 WORKDIR /var/lib/wattbus
 USER wattbus
 # Written by the service runner after each status publish; read by `wattbus healthcheck`.
