@@ -295,8 +295,14 @@ async def request_reload(bus_config: BusConfig, service: str, instance: str = "m
     await bus.start()
     try:
         if not await bus.wait_connected(timeout_s):
+            # The name the bus really logs in with: a password without a user name logs in as
+            # "wattbus-config", which no broker account has (set WATTBUS_BUS_USERNAME).
+            login = bus_config.username or ("wattbus-config" if bus_config.resolved_password() is not None
+                                            else "anonymous")
+            hint = "" if bus_config.username or login == "anonymous" else \
+                " (no user name given: set WATTBUS_BUS_USERNAME to an account such as admin)"
             raise ConfigError(f"cannot reach the broker at {bus_config.host}:{bus_config.port} as "
-                              f"{bus_config.username or 'anonymous'}")
+                              f"{login}{hint}")
         bus.publish(topics.service_broadcast(service) if every else topics.service_command(service, instance),
                     ReloadConfig(request_id=request_id))
         return await asyncio.wait_for(answer, timeout_s)

@@ -141,3 +141,4 @@ def test_config_apply_in_compose_as_readme_gives_it(broker: Mosquitto, start_ser
     without_user = subprocess.run([*apply, "--timeout", "2"], env=env, capture_output=True, text=True, timeout=60)
     # the password alone logs in as the command's own name (wattbus-config), which is no broker user
     assert without_user.returncode == 2 and "cannot reach the broker" in without_user.stderr, without_user.stderr
+    assert "as wattbus-config" in without_user.stderr and "WATTBUS_BUS_USERNAME" in without_user.stderr
