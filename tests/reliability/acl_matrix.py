@@ -50,7 +50,7 @@ def expectations(root: Path) -> dict[str, Expectation]:
         if user != EVERYONE:
             exp.publish_allowed += [t.format(user=user) for t in every["publish_allowed"]]
             exp.publish_denied += [t for t in every["publish_denied"] if t not in exempt]
-            exp.read_allowed += every["read_allowed"]
+            exp.read_allowed += [t for t in (r.format(user=user) for r in every["read_allowed"]) if t not in exempt]
             exp.read_denied += [t for t in every["read_denied"] if t not in exempt and t not in exp.read_allowed]
         result[user] = exp
     return result
