@@ -1,223 +1,140 @@
-"""surplus-controller vs an evcc-style baseline vs the perfect-foresight bound, closed loop.
+"""surplus-controller vs an evcc-faithful baseline vs the perfect-foresight bound, on measured sun.
 
-For each reference day (clear, broken clouds, overcast) and each strategy, a real Mosquitto with
-the project's ACL, the controller as a real process (`clock = "readings"`) and the simulated house
-on the bus in lockstep (the house waits for the controller's LoadpointState after every meter
-reading), so a simulated day runs in a few minutes and the two strategies see identical weather.
-The six runs go in parallel, each with its own broker.
-
-All rows get the same limits (6-16 A, automatic 1p/3p). `wattbus` runs the controller's defaults
-(the battery's charge power counts as surplus, no battery priority, and above 30 % SOC the battery
-may carry a charge ridden at minimum through a shadow with up to 500 W, "ride" assist); `evcc` has
-evcc's documented defaults (prioritySoc 0, no buffer); `wattbus+bat` adds a battery priority (the
-battery charges first below 25 % SOC) and a 1.5 kW ride assist above 30 %. Every row reports the
-plain share and a battery-neutral one that books the home battery's difference (a row must not look
-better by emptying the battery into the car), and the worst 10-minute import against the 40 Wh
-allowance. The bound is what an ideal controller with perfect foresight absorbs: each second the
-largest settable power (whole amps, 1p or 3p) not above the surplus, no ramps, no pauses, until the
-car is full.
-
-`--profiles broken --rows wattbus,evcc` runs a subset (one day takes about two minutes);
-`--variant NAME=site;lines|loadpoint;lines` adds a wattbus row with extra config, to compare
-candidate defaults against the same weather in one run.
-
-Broker and house set TCP_NODELAY and the house publishes readings at QoS 0: with Nagle's
-algorithm each lockstep round waited ~40 ms for delayed ACKs (a day took half an hour).
+Every measured day of bench/surplus_sun.py (Payerne June 2016, BSRN 1-minute; three US days),
+each in a house with and without a 10 kWh battery (bench/surplus_house.py: base load, fridge,
+kettles, a charger answering 2-5 s late). The wattbus row is the production decision code — the
+service's `Site` and `Loadpoint`, fed the readings the service would get, in the order it would
+get them (meter every 2 s, charger and battery every 5 s), as `Controller.cycle` does for one
+loadpoint — driven in simulated time; the baseline is bench/evcc_baseline.py. Both see the same
+house, sun, kettles and charger latencies (same seeds).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import subprocess
+import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+import msgspec
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from wattbus.bus import Bus  # noqa: E402
-from wattbus_sim.house import House  # noqa: E402
-from wattbus_sim.house_bus import HouseBus  # noqa: E402
-from wattbus_sim.house_metrics import foresight_bound  # noqa: E402
-from wattbus_sim.house_profiles import clock_s  # noqa: E402
+from wattbus_surplus_controller.config import Config  # noqa: E402
+from wattbus_surplus_controller.model import ChargerView, Setting, Settings  # noqa: E402
+from wattbus_surplus_controller.site import Site  # noqa: E402
+from wattbus_surplus_controller.strategy import Loadpoint  # noqa: E402
 
-from tests.support.servers import Mosquitto  # noqa: E402
+from bench.evcc_baseline import EvccLoadpoint  # noqa: E402
+from bench.surplus_house import Driver, Result, foresight_kwh, simulate  # noqa: E402
+from bench.surplus_sun import Day, all_days  # noqa: E402
 
-PROFILES = ("clear", "broken", "overcast")
-# row name -> (strategy, extra site config, extra loadpoint config)
-BATTERY_POLICY = "battery_priority_soc_pct = 25\nbattery_assist_soc_pct = 30\nbattery_assist_w = 1500\n"
-STRATEGIES: dict[str, tuple[str, str, str]] = {
-    "wattbus": ("wattbus", "", ""),
-    "wattbus+bat": ("wattbus", BATTERY_POLICY, ""),  # battery buffers clouds above 30 % SOC
-    # evcc's documented defaults; it has no cloud buffer, so ours is off for it
-    "evcc": ("evcc", "battery_buffer_wh = 0\nbattery_assist_w = 0\n", ""),
-}
+CHARGER = "sim/wallbox"
 
 
-def controller_config(run_dir: Path, strategy: str, extra: str = "", extra_lp: str = "") -> Path:
-    """The controller's config; extra lines go into the site section and the loadpoint."""
-    path = run_dir / "wattbus.toml"
-    path.write_text(f"""
-[surplus-controller]
-strategy = "{strategy}"
-clock = "readings"
-grid_meter = "house-sim/house-meter"
-battery = "house-sim/house-battery"
-state_file = "{run_dir}/state.json"
-command_replies = "result_topic"
-{extra}
-[[surplus-controller.loadpoints]]
-id = "garage"
-charger = "house-sim/house-wallbox"
-mode = "pv"
-{extra_lp}
-""")
-    return path
+class WattbusDriver:
+    """The service's decision path for one loadpoint (service.Controller.cycle without relays)."""
+
+    def __init__(self, with_battery: bool, extra: dict[str, object] | None = None) -> None:
+        raw: dict[str, object] = {"clock": "readings", "grid_meter": "sim/meter",
+                                  "loadpoints": [{"id": "garage", "charger": CHARGER}], **(extra or {})}
+        if with_battery:
+            raw["battery"] = "sim/battery"
+        cfg = msgspec.convert(raw, Config)
+        self.site = Site(cfg)
+        lp_cfg = cfg.loadpoints[0]
+        self.lp = Loadpoint(lp_cfg, Settings("pv", lp_cfg.min_current_a, lp_cfg.max_current_a))
+
+    def battery(self, now: float, power_w: float, soc: float) -> None:
+        self.site.sim_now = now
+        self.site.note_battery(now, power_w, soc)
+
+    def charger(self, now: float, view: ChargerView) -> None:
+        self.site.sim_now = now
+        self.site.chargers[CHARGER] = view
+
+    def meter(self, now: float, grid_w: float) -> Setting:
+        site = self.site
+        site.sim_now = now
+        site.grid_w, site.grid_at = grid_w, now
+        view = site.chargers.get(CHARGER, ChargerView())
+        remaining = site.available_w(now, view.power_w or 0.0)
+        buffered, lendable = max(site.buffered_w(now), site.assist_w(now)), site.lendable_wh(now)
+        self.lp.battery_room = site.battery_room(now)
+        return self.lp.decide(now, remaining, view, site.config.stale_action, "", buffered, lendable,
+                              max(0.0, grid_w))
 
 
-def add_variant(spec: str) -> str:
-    """`--variant NAME=site lines|loadpoint lines` (lines separated by ';'): a wattbus row with
-    extra config, to compare candidate defaults in one run. Returns the row name."""
-    name, sep, rest = spec.partition("=")
-    if not sep or not name or name in STRATEGIES:
-        raise ValueError(f"--variant {spec!r}: expected NAME=site;lines|loadpoint;lines with a new NAME")
-    site, _, lp = rest.partition("|")
-    STRATEGIES[name] = ("wattbus", "".join(f"{x.strip()}\n" for x in site.split(";") if x.strip()),
-                        "".join(f"{x.strip()}\n" for x in lp.split(";") if x.strip()))
-    return name
+Key = tuple[str, str, bool]  # (climate, sky, with battery)
 
 
-async def one_run(profile: str, row: str, start: str, end: str, interval_s: float, base: Path) -> dict[str, float]:
-    strategy, extra, extra_lp = STRATEGIES[row]
-    run_dir = base / f"{profile}-{row.replace('+', '-')}"
-    base.mkdir(parents=True, exist_ok=True)
-    run_dir.mkdir()
-    broker = Mosquitto(run_dir)
-    broker.files.conf.write_text(broker.files.conf.read_text() + "\nset_tcp_nodelay true\n")
-    broker.start()
-    env = {**os.environ, **broker.env("surplus-controller"), "PYTHONUNBUFFERED": "1"}
-    log = (run_dir / "controller.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "wattbus_surplus_controller", "--config",
-                             str(controller_config(run_dir, strategy, extra, extra_lp))], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    bus = Bus(broker.bus_config("house-sim"), "house-sim", f"bench-{profile}-{row.replace('+', '-')}")
-    try:
-        await bus.start()
-        if not await bus.wait_connected(15):
-            raise RuntimeError(f"{profile}/{strategy}: house-sim could not connect")
-        house = House.from_profile(profile, start, with_heater=False)
-        soc0 = house.battery.soc_pct() if house.battery else None
-        adapter = HouseBus(house, bus, meter_interval_s=interval_s, speed=0, lockstep_loadpoint="garage",
-                           lockstep_timeout_s=10, reading_qos=0)
-        adapter.start()
-        deadline = time.monotonic() + 30
-        while b"connected to broker" not in (run_dir / "controller.log").read_bytes():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"{profile}/{strategy}: controller did not start, see {run_dir}/controller.log")
-            await asyncio.sleep(0.1)
-        started = time.monotonic()
-        await adapter.run(clock_s(end))
-        figures = adapter.metrics.table_row()
-        figures.update(wall_s=time.monotonic() - started, cycles=float(house.charger.enable_count),
-                   restarts=float(house.charger.charge_starts),
-                   phase_switches=float(house.charger.phase_switches_charging),
-                   phase_settings=float(house.charger.phase_switches), commands=float(sum(adapter.commands.values())),
-                   battery_delta_kwh=(house.battery.soc_pct() - soc0) / 100 * house.battery.capacity_wh / 1000
-                   if house.battery and soc0 is not None else float("nan"),
-                   misses=float(adapter.lockstep_misses))
-        return figures
-    finally:
-        proc.terminate()
-        proc.wait(15)
-        log.close()
-        await bus.stop()
-        broker.stop()
+def run(days: list[Day]) -> dict[tuple[Key, str], list[Result]]:
+    out: dict[tuple[Key, str], list[Result]] = {}
+    for i, day in enumerate(days):
+        for with_battery in (False, True):
+            key = (day.climate, day.sky, with_battery)
+            drivers: dict[str, Driver] = {"wattbus": WattbusDriver(with_battery), "evcc": EvccLoadpoint()}
+            for row, driver in drivers.items():
+                out.setdefault((key, row), []).append(simulate(day, driver, with_battery, seed=i))
+    return out
 
 
-Results = dict[tuple[str, str], dict[str, float]]
+def _sum(results: list[Result], attr: str) -> float:
+    return float(sum(getattr(r, attr) for r in results))
 
 
-def neutral_pct(row: dict[str, float]) -> float:
-    """The share with the home battery's difference booked: a row that ends the day with less in
-    the battery took that energy from it, not from the sun (nan without a battery)."""
-    if not row["surplus_kwh"]:
-        return 0.0
-    from_surplus = row["share_pct"] / 100.0 * row["surplus_kwh"]
-    return 100.0 * (from_surplus + row["battery_delta_kwh"]) / row["surplus_kwh"]
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else ("=" if a == b else "inf")
 
 
-async def run_all(start: str, end: str, interval_s: float, profiles: tuple[str, ...],
-                  rows: tuple[str, ...] = tuple(STRATEGIES)) -> Results:
-    with tempfile.TemporaryDirectory(prefix="bench-surplus-") as tmp:
-        keys = [(p, s) for p in profiles for s in rows]
-        figures = await asyncio.gather(*(one_run(p, s, start, end, interval_s, Path(tmp)) for p, s in keys))
-    return dict(zip(keys, figures, strict=True))
-
-
-def table(results: dict[tuple[str, str], dict[str, float]], start: str, end: str, interval_s: float,
-          profiles: tuple[str, ...], rows: tuple[str, ...] = tuple(STRATEGIES)) -> str:
-    head = (f"{'day':<9} {'controller':<11} {'surplus kWh':>11} {'EV kWh':>7} {'share %':>7} {'neutral %':>9} "
-            f"{'import Wh':>9} {'worst 10m':>9} {'on/off':>6} {'phase sw':>8} {'ph set':>6} {'bat Δ kWh':>9} "
-            f"{'commands':>8} {'react s':>7} {'clouds':>6} {'wall s':>6}")
-    lines = [f"simulated {start}-{end}, meter every {interval_s:g} s, lockstep through Mosquitto", "",
-             "```", head, "-" * len(head)]
-    for profile in profiles:
-        for strategy in rows:
-            r = results[(profile, strategy)]
-            lines.append(f"{profile:<9} {strategy:<11.11} {r['surplus_kwh']:11.1f} {r['ev_kwh']:7.1f} "
-                         f"{r['share_pct']:7.1f} {neutral_pct(r):9.1f} "
-                         f"{r['import_wh']:9.0f} {r['worst_window_wh']:9.1f} {r['cycles']:6.0f} "
-                         f"{r['phase_switches']:8.0f} "
-                         f"{r['phase_settings']:6.0f} {r['battery_delta_kwh']:9.2f} {r['commands']:8.0f} "
-                         f"{r['reaction_s']:7.1f} {r['cloud_events']:6.0f} {r['wall_s']:6.0f}")
-        surplus, strict, bridged = foresight_bound(profile, start, clock_s(end))
-        for name, bound in (("bound", strict), ("bound+imp", bridged)):
-            share = 100 * bound / surplus if surplus else 0.0
-            lines.append(f"{profile:<9} {name:<11} {surplus / 1000:11.1f} {bound / 1000:7.1f} {share:7.1f} "
-                         f"{share:9.1f} " + " ".join(f"{'-':>{w}}" for w in (9, 9, 6, 8, 6, 9, 8, 7, 6, 6)))
+def table(days: list[Day], results: dict[tuple[Key, str], list[Result]]) -> str:
+    head = (f"{'climate':<8} {'sky':<9} {'bat':<3} {'days':>4} {'surplus':>7} {'bound':>6} "
+            f"{'PV→EV w/e':>13} {'ratio':>5} {'grid→EV w/e':>11} {'ratio':>5} "
+            f"{'on/off+ph w/e':>15} {'ratio':>5} {'react p50 w/e':>13}")
+    lines = ["```", head, "-" * len(head)]
+    for climate in ("Payerne", "US"):
+        for sky in ("clear", "broken", "overcast"):
+            for bat in (False, True):
+                key = (climate, sky, bat)
+                if (key, "wattbus") not in results:
+                    continue
+                w, e = results[(key, "wattbus")], results[(key, "evcc")]
+                group = [(i, d) for i, d in enumerate(days) if (d.climate, d.sky) == (climate, sky)]
+                bound = sum(foresight_kwh(d, i) for i, d in group) if not bat else float("nan")
+                wpv, epv = _sum(w, "ev_pv_kwh"), _sum(e, "ev_pv_kwh")
+                wg, eg = _sum(w, "ev_grid_kwh"), _sum(e, "ev_grid_kwh")
+                wc = _sum(w, "starts_stops") + _sum(w, "phase_switches")
+                ec = _sum(e, "starts_stops") + _sum(e, "phase_switches")
+                wr = [x for r in w for x in r.reactions]
+                er = [x for r in e for x in r.reactions]
+                wm = statistics.median(wr) if wr else float("nan")
+                em = statistics.median(er) if er else float("nan")
+                lines.append(
+                    f"{climate:<8} {sky:<9} {'yes' if bat else 'no':<3} {len(w):>4} {_sum(w, 'surplus_kwh'):7.1f} "
+                    f"{bound:6.1f} {wpv:6.1f}/{epv:6.1f} {_ratio(wpv, epv):>5} {wg:5.2f}/{eg:5.2f} "
+                    f"{_ratio(wg, eg):>5} {wc:7.0f}/{ec:7.0f} {_ratio(wc, ec):>5} {wm:6.0f}/{em:6.0f}")
     lines.append("```")
-    lines.append("bound: perfect foresight, never importing (largest whole-amp 1p/3p setting not above the "
-                 "surplus each second); bound+imp: perfect foresight bridging every gap below the minimum "
-                 "power with import (an upper limit on share for any controller).")
-    lines.append("share: EV energy covered by PV surplus / PV surplus (PV minus household load). import: grid "
-                 "energy imported while the car charged; worst 10m: the most of it in any 10 minutes (the "
-                 "controller's allowance is 40 Wh per 10 minutes). neutral: share with the battery difference "
-                 "booked: (EV energy from surplus + bat Δ) / surplus, so energy borrowed from the home battery "
-                 "(and not given back by the end) does not count as absorbed surplus. on/off: charger enabled "
-                 "after being disabled. phase sw: phase "
-                 "changes while the car charged (they open the contactors under load and pause charging); ph set: "
-                 "every change of the phase setting, also while stopped. bat Δ: home battery energy at the end "
-                 "minus at the start (what a row took from or left in the battery). react: median "
-                 "seconds from a cloud (surplus drop >= 1 kW below the EV's draw) to a lower charger setting.")
+    lines.append("w/e: wattbus / evcc-faithful baseline, summed over the days of the type (kWh, 8 h around "
+                 "solar noon); ratio: wattbus / baseline. surplus: PV minus household load; bound: the "
+                 "perfect-foresight EV energy without import (no battery). PV→EV: EV energy covered by the "
+                 "surplus of the moment; grid→EV: EV energy from the grid (with a battery, what the battery "
+                 "gave the car is neither). on/off+ph: charger starts+stops + phase switches under load. "
+                 "react: median s from a cloud edge (surplus 1 kW below the car's draw) to a lower setting.")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--start", default="09:00")
-    parser.add_argument("--end", default="17:00")
-    parser.add_argument("--interval", type=float, default=2.0, help="simulated seconds between meter readings")
-    parser.add_argument("--profiles", default=",".join(PROFILES))
-    parser.add_argument("--rows", default=",".join(STRATEGIES), help=f"controller rows, from {list(STRATEGIES)}")
-    parser.add_argument("--variant", action="append", default=[],
-                        help="extra wattbus row: NAME=site;config;lines|loadpoint;config;lines")
+    parser.add_argument("--days", default="", help="comma-separated day names (default: all)")
     args = parser.parse_args(argv if argv is not None else [])
-    for spec in args.variant:
-        try:
-            add_variant(spec)
-        except ValueError as exc:
-            parser.error(str(exc))
-    profiles = tuple(p for p in args.profiles.split(",") if p)
-    rows = tuple(r for r in args.rows.split(",") if r) + tuple(spec.partition("=")[0] for spec in args.variant)
-    unknown = [r for r in rows if r not in STRATEGIES]
-    if unknown:
-        parser.error(f"--rows: unknown {unknown}, known {list(STRATEGIES)}")
-    results = asyncio.run(run_all(args.start, args.end, args.interval, profiles, rows))
-    text = table(results, args.start, args.end, args.interval, profiles, rows)
+    days = all_days()
+    if args.days:
+        wanted = set(args.days.split(","))
+        days = [d for d in days if d.name in wanted]
+    text = "\n".join([
+        "days: " + ", ".join(f"{d.name} {d.sky} (k {d.k:.2f}, VI {d.vi:.0f})" for d in days), "",
+        table(days, run(days))])
     print(text)
     return text
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 
 import pytest
-from wattbus_surplus_controller.baseline import EvccLoadpoint
 from wattbus_surplus_controller.config import LoadpointConfig
 from wattbus_surplus_controller.model import ChargerView, Settings
 from wattbus_surplus_controller.strategy import Loadpoint
@@ -113,13 +112,6 @@ def test_no_car_or_full_car_is_never_enabled() -> None:
     lp = make("now")
     assert not lp.decide(0, 9_000.0, ChargerView(state="idle")).enabled
     assert not lp.decide(1, 9_000.0, ChargerView(state="complete")).enabled
-
-
-def test_evcc_baseline_only_looks_every_interval() -> None:
-    cfg = LoadpointConfig(id="garage", charger="house-sim/house-wallbox", phases=1)
-    lp = EvccLoadpoint(cfg, Settings("pv", 6.0, 16.0), interval_s=30)
-    decisions = [lp.decide(float(t), 3_000.0, CAR).enabled for t in range(0, 200)]
-    assert decisions.index(True) in (60, 90)  # the 1 min enable timer, seen on a 30 s tick
 
 
 def test_a_dip_the_battery_buffer_covers_does_not_use_the_import_allowance() -> None:

@@ -85,7 +85,9 @@ class RelayConfig(Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
-    strategy: Literal["wattbus", "evcc"] = "wattbus"  # "evcc": the documented evcc defaults (benchmark)
+    # one regulation; the key stays so existing config files still load (the benchmark's evcc-style
+    # baseline lives in bench/evcc_baseline.py, not in the service)
+    strategy: Literal["wattbus"] = "wattbus"
     clock: Literal["wall", "readings"] = "wall"  # "readings": simulated time from reading timestamps
     grid_meter: DeviceRef
     battery: DeviceRef | None = None
@@ -121,6 +123,5 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # "response_topic": MQTT v5 request/response (the contract's way); "result_topic": request_id and
     # the device's result topic, for bridges whose broker user may not write reply topics
     command_replies: Literal["response_topic", "result_topic"] = "response_topic"
-    evcc_interval_s: Annotated[float, Meta(gt=0)] = 30.0
     loadpoints: list[LoadpointConfig] = []
     relays: list[RelayConfig] = []

@@ -12,8 +12,7 @@ from wattbus.bus import Message
 from wattbus.commands import RecentCommands, request_key
 from wattbus.runner import ServiceContext
 
-from .baseline import EvccLoadpoint
-from .config import Config, LoadpointConfig
+from .config import Config
 from .model import ChargerView, Setting, Settings
 from .persist import StateFile
 from .relays import RelayView, SurplusRelay
@@ -56,7 +55,7 @@ class Controller:
             saved = stored.get(lp_cfg.id)
             if saved is not None and saved.mode in ("off", "now", "minpv", "pv"):
                 settings = Settings(saved.mode, saved.min_current_a, saved.max_current_a)  # type: ignore[arg-type]
-            self.loadpoints.append(self._strategy(lp_cfg, settings))
+            self.loadpoints.append(Loadpoint(lp_cfg, settings))
         self.relays = [SurplusRelay(r) for r in sorted(cfg.relays, key=lambda r: -r.priority)]
         self.sent: dict[str, Sent] = {lp.cfg.id: Sent() for lp in self.loadpoints}
         self.relay_sent: dict[str, tuple[bool | None, float]] = {r.cfg.id: (None, float("-inf")) for r in self.relays}
@@ -65,11 +64,6 @@ class Controller:
         self._online: dict[str, bool] = {}  # availability topic -> last seen online
         self._stale_alert: str | None = None
         self.recent = RecentCommands(ctx.counters)  # a redelivered loadpoint command is answered, not re-applied
-
-    def _strategy(self, cfg: LoadpointConfig, settings: Settings) -> Loadpoint:
-        if self.ctx.config.strategy == "evcc":
-            return EvccLoadpoint(cfg, settings, self.ctx.config.evcc_interval_s)
-        return Loadpoint(cfg, settings)
 
     def start(self) -> None:
         bus = self.ctx.bus
