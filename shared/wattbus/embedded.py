@@ -26,13 +26,21 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-BROKER_QUEUE_SETTINGS = """\
-# Readings must not be lost when a subscriber falls behind (default queue: 1000 messages).
-max_queued_messages 200000
-max_queued_bytes 268435456
-max_inflight_messages 100
-persistent_client_expiration 7d
-"""
+# The broker limits compose's mosquitto.conf sets (packet size, connections, per-client queues,
+# session expiry); the demo's broker takes the same lines from that file, so both enforce one set.
+BROKER_LIMITS = ("max_packet_size", "max_connections", "max_queued_messages", "max_queued_bytes",
+                 "max_inflight_messages", "persistent_client_expiration")
+
+
+def broker_limits(root: Path) -> list[str]:
+    """The limit lines of mosquitto/mosquitto.conf (max_connections applies to the listener before it)."""
+    lines = [line.strip() for line in (root / "mosquitto" / "mosquitto.conf").read_text().splitlines()]
+    found = [line for line in lines if line.split(" ", 1)[0] in BROKER_LIMITS]
+    missing = set(BROKER_LIMITS) - {line.split(" ", 1)[0] for line in found}
+    if missing:
+        raise SystemExit(f"{root / 'mosquitto' / 'mosquitto.conf'}: no {', '.join(sorted(missing))} line; "
+                         "the embedded broker takes its limits from there")
+    return found
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ def write_broker(root: Path, run_dir: Path, port: int, *, anonymous: bool = True
         f"persistence {'true' if persistence else 'false'}",
         f"persistence_location {broker_dir}/",
         "autosave_interval 30",
-        BROKER_QUEUE_SETTINGS,
+        *broker_limits(root),  # after the listener line: max_connections is per listener
         "log_dest stdout",
         "log_type error",
         "log_type warning",

@@ -18,20 +18,24 @@ from typing import Any
 
 from wattbus import codec, topics
 from wattbus import messages as m
-from wattbus.bus import Bus, Message
+from wattbus.bus import Bus, Message, bound_client_id
 from wattbus.config import BusConfig
+from wattbus.embedded import broker_limits
 
 from tests.reliability.flood_rig import CONFIGS, concrete, matches, module, subscribing_broker, subscriptions
 from tests.reliability.goe_rig import rss_kib
 from tests.support.bus_helpers import until
 from tests.support.servers import ROOT, TEST_ADMIN
 
-HUGE = b'{"kind":"meter","device_id":"' + b"a" * (512 * 1024) + b'"}'
+# The biggest payload the broker lets through (mosquitto.conf max_packet_size, less room for the
+# topic and properties): a larger packet never reaches a service, its sender is disconnected.
+MAX_PACKET = int(next(line for line in broker_limits(ROOT) if line.startswith("max_packet_size")).split()[1])
+HUGE = b'{"kind":"meter","device_id":"' + b"a" * (MAX_PACKET - 1024) + b'"}'
 MALFORMED: list[bytes] = [
     b"{not json", b'{"kind":"warp","command":"warp_speed"}', b'{"device_id":5,"timestamp":"yesterday","on":"yes"}',
     b'{"command":"rescan","request_id":"Z\xe4hler"}', b"\xff\xfe\x00", b"[]", b"",
 ]
-HUGE_PER_TOPIC = 2  # a fixed few: at scale, 512 KiB times the flood would measure the broker, not us
+HUGE_PER_TOPIC = 2  # a fixed few: at scale, 256 KiB times the flood would measure the broker, not us
 BATCH_PER_CLIENT = 600  # below mosquitto's max_queued_messages (1000) per subscriber
 BATCH_TOTAL = 5000  # below the publishing Bus's own queue (max_queued_messages 10000)
 REJECTION_WORDS = ("rejected", "invalid", "refused", "malformed", "dead", "dropped", "bad")
@@ -96,13 +100,14 @@ async def test_malformed_flood_on_every_subscribed_topic(tmp_path: Path, start_s
                    "WATTBUS_BUS_USERNAME": service, "WATTBUS_BUS_PASSWORD": broker.files.password(service)}
             procs[service] = start_service(module(service), "--config", str(path), env=env)
         await until(lambda: set(statuses) >= set(chosen), 90, f"a heartbeat from each of {sorted(chosen)}")
+        ids = {s: bound_client_id(f"{s}-main", s, broker.files.password(s)) for s in chosen}  # bus.py's scheme
         # The runner subscribes service/<name>/main/command first and the service's own topics
         # right after; the status heartbeat can overtake the log lines, so wait for them.
-        await until(lambda: all(topics.service_command(s, "main") in subscriptions(broker, f"{s}-main")
+        await until(lambda: all(topics.service_command(s, "main") in subscriptions(broker, ids[s])
                                 for s in chosen), 30, "every service's subscriptions in the broker log")
         await asyncio.sleep(1)  # settling, not a condition: subscriptions made just after the first ones
-        subs = {s: subscriptions(broker, f"{s}-main") for s in chosen}
-        helper_subs = {s: subscriptions(broker, f"{s}-main", helpers=True) for s in chosen}
+        subs = {s: subscriptions(broker, ids[s]) for s in chosen}
+        helper_subs = {s: subscriptions(broker, ids[s], helpers=True) for s in chosen}
         rss_before = {s: rss_kib(p.proc.pid) for s, p in procs.items()}
         before = {s: (statuses[s].counters.get("messages_in", 0), rejections(statuses[s])) for s in chosen}
         flooded = sorted({concrete(f) for filters in (*subs.values(), *helper_subs.values()) for f in filters})
