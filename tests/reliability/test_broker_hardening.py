@@ -26,8 +26,7 @@ from wattbus.embedded import BROKER_LIMITS, broker_limits
 
 from tests.reliability.brokers import Broker
 from tests.reliability.mqtt_probe import NOT_AUTHORIZED, Probe
-# The embedded demo's broker fixture, shared with the ACL tests (pytest fixtures are used as parameters).
-from tests.reliability.test_acl import demo_broker as demo  # noqa: F401
+from tests.reliability.test_acl import demo_broker as demo  # noqa: F401  (the demo broker fixture)
 from tests.reliability.waiting import wait_for
 from tests.support.bus_helpers import subscriptions_active, until
 from tests.support.servers import ROOT, TEST_ADMIN
