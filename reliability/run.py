@@ -24,8 +24,27 @@ EXPECTED: dict[str, str] = {
     "test_acl_matrix": "each user may publish only its own topic space; reads limited to the bus (PUBACK 0x87 "
                        "for denied publishes, denied topics never delivered)",
     "test_bad_logins_refused": "anonymous, wrong password, unknown user refused (CONNACK 0x86/0x87)",
-    "test_embedded_demo_anonymous_is_read_only": "embedded demo: anonymous may read wattbus/# and homeassistant/#, "
-                                                 "publish nothing",
+    "test_embedded_demo_anonymous_is_read_only": "embedded demo: anonymous may read the bus (not commands or reply "
+                                                 "inboxes) and homeassistant/#, publish nothing",
+    "test_client_ids_are_bound_to_the_account_secret": "client ids carry an HMAC tag of the account's password: "
+                                                       "stable per instance, another account's secret gives another id",
+    "test_client_id_takeover_leaves_the_writer_and_its_queued_readings":
+        "sml-reader or an anonymous demo client connecting with every id it can derive for the writer (old scheme, "
+        "-ingest, tag keyed with its own secret): 0 of 50 queued readings reach it, the writer gets all 50 and stays "
+        "connected (was: writer kicked, 122 readings in 10 s delivered to the intruder)",
+    "test_forged_command_result_is_not_taken": "command to a hung bridge: sml-reader and anonymous see no command "
+                                               "(no correlation data); forged `ok` answers in the http-api's inbox "
+                                               "-> request times out (was: 200 ok); homeassistant may not write an "
+                                               "inbox (0x87); the addressee's real answer -> ok",
+    "test_anonymous_demo_client_reads_no_commands_or_replies": "demo anonymous client: device/service/loadpoint/"
+                                                               "discovery commands and reply inboxes never delivered, "
+                                                               "publishing there 0x87; readings and states delivered",
+    "test_oversized_packet_is_refused_without_affecting_others": "a packet over max_packet_size (256 KiB): sender "
+                                                                 "disconnected, nothing delivered; half the limit "
+                                                                 "delivered; a bystander stays connected; the account "
+                                                                 "logs in again",
+    "test_demo_and_compose_enforce_the_same_limits": "the demo broker carries mosquitto.conf's limit lines "
+                                                     "(max_connections after its listener)",
     "test_tls_listener": "TLS listener (tls.conf.example) accepts the right CA, refuses other CA, plain MQTT and "
                          "anonymous; ACL holds over TLS",
     "test_seeds_present_and_decodable": "fuzz seeds are real captures that decode",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -86,8 +87,8 @@ def test_client_ids_are_bound_to_the_account_secret(demo: Broker) -> None:
 
 
 @pytest.mark.parametrize("attacker", ["sml-reader", None])  # a service account; the demo's anonymous client
-async def test_client_id_takeover_leaves_the_writer_and_its_queued_readings(demo: Broker,
-                                                                              attacker: str | None) -> None:
+async def test_client_id_takeover_leaves_the_writer_and_its_queued_readings(
+        demo: Broker, attacker: str | None, record_property: Callable[[str, object], None]) -> None:
     """Issue 21 item 5: taking the writer's id kicked it and took its persistent session."""
     cfg = bus_config(demo, "influx-writer", session_expiry_s=600)
     got: list[str] = []
@@ -124,6 +125,9 @@ async def test_client_id_takeover_leaves_the_writer_and_its_queued_readings(demo
         assert meter.publish_reason(READING, b"after") < 0x80
         await until(lambda: len(got) >= queued + 1, 10, "a reading after the attack")
         assert again.connected and len(got) == queued + 1
+        record_property("intruder_ids", len(intruders))
+        record_property("readings_to_intruders", sum(len(i.received) for i in intruders))
+        record_property("readings_to_writer", len(got))
         await again.stop()
     finally:
         for intruder in intruders:
