@@ -53,6 +53,9 @@ class Loadpoint:
         self._draw_w = 0.0  # the charger's metered power (it lags a cut by its response delay)
         self.sky = SkyWatch(cfg.sky_window_s)
         self.battery_room = False  # set by the controller: the home battery can take surplus now
+        self._commanded: tuple[bool, float, int] = (False, 0.0, first)  # the setting last decided
+        self._commanded_at = float("-inf")  # ... and when it changed
+        self._unconfirmed = False  # the charger's reading does not show that setting yet
 
     # ------------------------------------------------------------------ helpers
 
@@ -99,6 +102,9 @@ class Loadpoint:
             self.setting.current_a, self._raise_since = cut, None
             return f"cut to {cut:g} A"
         target = self._clamp(min(target_a, smooth_a))
+        if target > current and self._unconfirmed:
+            self._raise_since = None
+            return f"surplus for {target:g} A, waiting for the charger to show {current:g} A"
         if target > current:
             if self._raise_since is None:
                 self._raise_since, self._raise_min_a = now, target
@@ -185,6 +191,12 @@ class Loadpoint:
             self.sky.note(now, available_w)
         self._import_w = max(0.0, import_w)
         self._draw_w = charger.power_w or 0.0
+        self._unconfirmed = self._stale_view(now, charger)
+        if self._unconfirmed and available_w is not None:
+            # the meter already shows the new draw, the reading still the old one: count the draw
+            # as commanded (a fresh meter reading minus a stale charger reading once read "66 W"
+            # with 7 kW there and cut the current); raises wait until the reading catches up
+            available_w += max(0.0, self.expected_power_w() - self._draw_w)
         rounding = 0 < self.cfg.round_from_buffer_wh <= buffer_wh
         self._round_w = self.cfg.voltage_v * self.setting.phases / 2.0 if rounding else 0.0
         self._smooth(dt, available_w)
@@ -286,20 +298,27 @@ class Loadpoint:
         if amps >= self.settings.min_current_a:
             self.setting.current_a, self._raise_since = amps, None
             return self._set(True, f"pv: {why}: at most {amps:g} A")
+        if self.setting.phases == 3 and self.cfg.phases == "auto" \
+                and amps_for(limit_w, cfg.voltage_v, 1) >= self.settings.min_current_a:
+            # 1p fits without import: a stop would open the contactors too, and throw the surplus away
+            self._switch_phases(now, 1, limit_w, True)
+            return self._set(True, f"pv: {why}: 3p -> 1p at {self.setting.current_a:g} A instead of a stop")
         return self._stop(now, f"pv: {why}: stop")
 
     def _pv_start(self, now: float, available_w: float) -> Setting:
         cfg = self.cfg
         if self._stopped_at is not None and now - self._stopped_at < cfg.min_off_s:
             return self._set(False, f"pv: off, minimum off time {cfg.min_off_s:g} s")
+        # a restart needs the average too: a sunny minute inside a grey hour is not worth a cycle;
+        # the phase count comes from the same figure, so a surplus that carries 1p starts on 1p
+        slow = self._slow_w if self._slow_w is not None and self._stopped_at is not None else available_w
+        basis = min(available_w, slow)
         phases: Phases = self.setting.phases
         if cfg.phases == "auto":
-            phases = 3 if available_w >= self.power_at(self.settings.min_current_a, 3) + self.phase_margin_w() \
+            phases = 3 if basis >= self.power_at(self.settings.min_current_a, 3) + self.phase_margin_w() \
                 and not self.prefer_1p() else 1
         need = self.power_at(self.settings.min_current_a, phases) + cfg.enable_threshold_w
-        # a restart needs the average too: a sunny minute inside a grey hour is not worth a cycle
-        slow = self._slow_w if self._slow_w is not None and self._stopped_at is not None else available_w
-        if min(available_w, slow) < need:
+        if basis < need:
             self._enable_since = None
             return self._set(False, f"pv: surplus {available_w:.0f} W (average {slow:.0f} W) below "
                                     f"{need:.0f} W to start")
@@ -308,7 +327,7 @@ class Loadpoint:
         delay = cfg.enable_delay_s if self._stopped_at is None else max(cfg.enable_delay_s, cfg.restart_delay_s)
         if now - self._enable_since < delay:
             return self._set(False, f"pv: surplus {available_w:.0f} W, starting after {delay:g} s")
-        start_a = self._clamp(amps_for(available_w, cfg.voltage_v, phases))
+        start_a = self._clamp(amps_for(basis, cfg.voltage_v, phases))
         if self._room_wh(now, self._dt, self.power_at(start_a, phases)) <= 0.0:
             # a shadow right after the start could not be cut in time: wait until the window frees up
             return self._set(False, f"pv: surplus {available_w:.0f} W, but {self.window.used_wh(now):.1f} of "
@@ -334,7 +353,25 @@ class Loadpoint:
         s.enabled = enabled
         s.current_a = self._clamp(s.current_a)  # limits may have changed by command
         s.reason = reason
+        commanded = (enabled, s.current_a if enabled else 0.0, int(s.phases))
+        if commanded != self._commanded:
+            self._commanded, self._commanded_at = commanded, self._last_now or 0.0
         return s
+
+    def _stale_view(self, now: float, charger: ChargerView) -> bool:
+        """The charger's reading predates the last change of the setting, or does not show it yet
+        (commands take seconds; readings come every few): decisions must not mix it with a fresh
+        meter reading. After 2 x resync_s the reading is believed (a refused or lost command)."""
+        if now - self._commanded_at > 2 * self.cfg.resync_s or charger.at is None:
+            return False
+        if charger.at < self._commanded_at:
+            return True
+        enabled, current, phases = self._commanded
+        if charger.enabled is not None and charger.enabled != enabled:
+            return True
+        if enabled and charger.set_current_a is not None and charger.set_current_a != current:
+            return True
+        return enabled and charger.phases is not None and charger.phases != phases
 
 
 def _ema(average: float | None, value: float, dt: float, tau_s: float) -> float:
