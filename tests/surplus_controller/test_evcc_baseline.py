@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bench.evcc_baseline import EvccLoadpoint
 from wattbus_surplus_controller.model import ChargerView
+
+from bench.evcc_baseline import EvccLoadpoint
 
 
 def run(lp: EvccLoadpoint, surplus_w: list[float]) -> list[tuple[bool, float, int]]:

@@ -329,10 +329,18 @@ class Loadpoint:
             return self._set(False, f"pv: surplus {available_w:.0f} W, starting after {delay:g} s")
         start_a = self._clamp(amps_for(basis, cfg.voltage_v, phases))
         if self._room_wh(now, self._dt, self.power_at(start_a, phases)) <= 0.0:
-            # a shadow right after the start could not be cut in time: wait until the window frees up
-            return self._set(False, f"pv: surplus {available_w:.0f} W, but {self.window.used_wh(now):.1f} of "
-                                    f"{cfg.import_allowance_wh:g} Wh import allowance used in "
-                                    f"{cfg.allowance_window_s:g} s")
+            # a shadow right after a start at this power could not be cut in time: start lower, at
+            # what the rest of the window can carry through a full shadow (on 1p if 3p cannot),
+            # rather than leave the car standing in the sun until the window frees up
+            left_wh = max(0.0, cfg.import_allowance_wh - self.window.used_wh(now))
+            cap_w = left_wh * 3600.0 / self._lag_s(self._dt)
+            if cfg.phases == "auto" and amps_for(cap_w, cfg.voltage_v, phases) < self.settings.min_current_a:
+                phases = 1
+            start_a = min(start_a, amps_for(min(cap_w, basis), cfg.voltage_v, phases))
+            if start_a < self.settings.min_current_a:
+                return self._set(False, f"pv: surplus {available_w:.0f} W, but {self.window.used_wh(now):.1f} of "
+                                        f"{cfg.import_allowance_wh:g} Wh import allowance used in "
+                                        f"{cfg.allowance_window_s:g} s")
         if phases != self.setting.phases:
             self._switch_phases(now, phases, available_w, charging=False)
         self.setting.current_a = start_a

@@ -1,0 +1,92 @@
+"""Behaviours the measured-irradiance benchmark asked for, as scenarios in simulated time.
+
+The plant: the charger applies a setting `lag` seconds after it was decided and reports every 5 s
+(so the controller often holds a reading that predates its last command), a meter reading every
+2 s shows the import the car's real draw causes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from wattbus_surplus_controller.config import LoadpointConfig
+from wattbus_surplus_controller.model import ChargerView, Settings
+from wattbus_surplus_controller.strategy import Loadpoint
+
+
+def make(**cfg: object) -> Loadpoint:
+    lp_cfg = LoadpointConfig(id="garage", charger="sim/wallbox", **cfg)  # type: ignore[arg-type]
+    return Loadpoint(lp_cfg, Settings("pv", lp_cfg.min_current_a, lp_cfg.max_current_a))
+
+
+@dataclass
+class Plant:
+    lag: float = 3.0
+    applied: tuple[bool, float, int] = (False, 6.0, 3)
+    queue: list[tuple[float, tuple[bool, float, int]]] = field(default_factory=list)
+    view: ChargerView = field(default_factory=lambda: ChargerView(0.0, "connected", 6.0, 3, False, 0.0))
+    log: list[tuple[float, bool, float, int, str]] = field(default_factory=list)
+
+    def draw(self) -> float:
+        on, amps, phases = self.applied
+        return amps * 230.0 * phases if on else 0.0
+
+    def run(self, lp: Loadpoint, surplus_at: list[float]) -> None:
+        """surplus_at: the house's surplus (PV minus household) for each second."""
+        for t, surplus in enumerate(surplus_at):
+            now = float(t)
+            while self.queue and self.queue[0][0] <= now:
+                self.applied = self.queue.pop(0)[1]
+            if t % 5 == 0:
+                on, amps, phases = self.applied
+                self.view = ChargerView(self.draw(), "charging" if on else "connected", amps, phases, on, now)
+            if t % 2:
+                continue
+            grid = self.draw() - surplus
+            # what the service computes: -grid + the charger's (reported) draw
+            s = lp.decide(now, -grid + (self.view.power_w or 0.0), self.view, import_w=max(0.0, grid))
+            wanted = (s.enabled, s.current_a, int(s.phases))
+            last = self.queue[-1][1] if self.queue else self.applied
+            if wanted != last:
+                self.queue.append((now + self.lag, wanted))
+            self.log.append((now, s.enabled, s.current_a, int(s.phases), s.reason))
+
+
+def test_at_the_allowance_a_3p_charge_drops_to_1p_instead_of_stopping() -> None:
+    lp = make(enable_delay_s=0, settle_s=0)
+    plant = Plant()
+    # 7 kW for 3 minutes (start on 3p), then 3 kW: below the 3p minimum (4.14 kW), plenty for 1p
+    plant.run(lp, [7_000.0] * 180 + [3_000.0] * 600)
+    after = [row for row in plant.log if row[0] >= 180]
+    assert all(on for _, on, _, _, _ in after)  # never stopped
+    assert after[-1][3] == 1 and after[-1][2] == 13  # 1p at 13 A = 2990 W: all of the 3 kW
+    assert any("instead of a stop" in reason or "3p -> 1p" in reason for *_, reason in after)
+
+
+def test_a_reading_older_than_the_last_command_does_not_cut_the_current() -> None:
+    lp = make(enable_delay_s=0, settle_s=0, phases=3)
+    plant = Plant(lag=4.0)
+    # a steady 9 kW: the car starts, is raised to 13 A and must not be cut back while the
+    # charger's readings (every 5 s, applied 4 s late) still show the previous setting
+    plant.run(lp, [9_000.0] * 400)
+    running = [row for row in plant.log if row[1]]
+    assert running
+    cuts = [row for row in plant.log if row[4].startswith("pv: cut")]
+    assert cuts == []
+    assert plant.log[-1][2] == 13.0  # 13 A x 3 x 230 V = 8970 W
+
+
+def test_a_start_uses_the_phases_the_averaged_surplus_carries() -> None:
+    lp = make(enable_delay_s=30, restart_delay_s=60, min_off_s=60, settle_s=0)
+    plant = Plant()
+    # a running 3p charge is stopped by a grey spell; then 3.5 kW with flashes of 6 kW: the
+    # average carries 1p, so it restarts on 1p instead of waiting for a 3p start that never comes
+    flashes = ([3_500.0] * 50 + [6_000.0] * 10) * 10
+    plant.run(lp, [7_000.0] * 120 + [200.0] * 400 + flashes)
+    stopped = next(row[0] for row in plant.log if row[0] > 120 and not row[1])
+    restarts = [row for row in plant.log if row[0] > stopped and row[4].startswith("pv: start")]
+    assert restarts, "no restart within 10 minutes of 3.5 kW"
+    assert restarts[0][3] == 1
+    # the 6 kW flashes (3p would fit for 10 s) must not restart the 1p enable timer each minute:
+    # the start comes within min_off, the average's rise and one restart delay after the sun is back
+    assert restarts[0][0] - max(stopped, 520.0) <= 150
