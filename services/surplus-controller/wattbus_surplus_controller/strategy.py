@@ -137,7 +137,10 @@ class Loadpoint:
                 self._up_since = self._up_since if self._up_since is not None else now
                 # go up only with a switch to spare: on 3p a long cloud must find a way back to 1p
                 spare = self.budget.used(now) + 2 <= self.budget.per_hour
-                if now - self._up_since >= self.cfg.phase_up_delay_s and spare and dwelt:
+                # ... and only when the import window can carry 3p through a shadow: else the hard
+                # limit sends it straight back to 1p (two switches for nothing)
+                room = self._room_wh(now, self._dt, three_min) > 0.0
+                if now - self._up_since >= self.cfg.phase_up_delay_s and spare and dwelt and room:
                     self._switch_phases(now, 3, available_w, charging)
                     return f"surplus {available_w:.0f} W (average {slow:.0f} W) held: 1p -> 3p"
             else:
