@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from .house_profiles import Sky, load_profile
+from .lifecycle import run
 
 FAULTS = ("timeout", "truncate", "garbage", "bad_length", "wrong_command", "maintenance", "night")
 # Per type: the values after the 13-byte record head, in order ("p" panel power, "v" AC voltage).
@@ -268,7 +268,10 @@ async def _serve(args: argparse.Namespace) -> None:
     sim.faults.update(args.fault)
     port = await sim.start(args.port, args.http_port)
     print(f"ECU simulator {args.model} {sim.ecu_id} ({len(sim.fleet)} inverters) on 127.0.0.1:{port}", flush=True)
-    await asyncio.Event().wait()
+    try:
+        await asyncio.Event().wait()  # until cancelled by a stop signal
+    finally:
+        await sim.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,6 +287,5 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-s", type=float, default=0.0)
     parser.add_argument("--fault", action="append", default=[], choices=FAULTS)
     args: Any = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
+    run(_serve(args))
     return 0

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from .lifecycle import run
+
 MARKER = b"\x59\x59\x00\x01"
 ADAPTER = "WF2345G678"
 INVERTER = "SA2345G678"
@@ -279,6 +281,7 @@ async def serve(host: str, port: int, batteries: int, heartbeat_s: float, heartb
     if holder is not None:
         holder.append(dongle)
     server = await asyncio.start_server(dongle.handle, host, port)
+    print(f"GivEnergy dongle simulator on {host}:{port} ({batteries} batteries)", flush=True)
     if ready is not None:
         ready.set()
     async with server:
@@ -296,7 +299,5 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heartbeat-timeout-s", type=float, default=5.0)
     parser.add_argument("--no-split", action="store_true", help="send every answer in one TCP write")
     args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port, args.batteries, args.heartbeat_s, args.heartbeat_timeout_s,
-                          not args.no_split))
+    run(serve(args.host, args.port, args.batteries, args.heartbeat_s, args.heartbeat_timeout_s, not args.no_split))
     return 0

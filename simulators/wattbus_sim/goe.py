@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import time
 from typing import Any, Protocol
 
 from aiohttp import web
+
+from .lifecycle import run
 
 VOLTAGE_V = 230.0
 MIN_CURRENT_A = 6
@@ -345,6 +346,5 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ramp-delay-s", type=float, default=2.0)
     parser.add_argument("--mdns", action="store_true", help="announce over mDNS on 127.0.0.1")
     args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args))
+    run(serve(args))
     return 0

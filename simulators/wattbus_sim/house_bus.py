@@ -26,6 +26,7 @@ from wattbus.config import ConfigError, load
 from .house import House
 from .house_metrics import DayMetrics
 from .house_profiles import ProfileError, clock_s
+from .lifecycle import run
 
 SOURCE = "house-sim"
 METER, PV, BATTERY, CHARGER, HEATER = "house-meter", "house-pv", "house-battery", "house-wallbox", "house-heater"
@@ -181,17 +182,21 @@ class HouseBus:
 
 async def _amain(args: argparse.Namespace) -> int:
     house = House.from_profile(args.profile, args.start)
+    end, wrap_to = clock_s(args.end), clock_s(args.start) if args.loop else None
     bus_cfg = load(args.config).bus()
     bus = Bus(bus_cfg, SOURCE, args.instance)
     await bus.start()
     adapter = HouseBus(house, bus, meter_interval_s=args.interval, speed=args.speed,
                        lockstep_loadpoint=args.lockstep_loadpoint)
     adapter.start()
-    end = clock_s(args.end)
-    await adapter.run(end, wrap_to_s=clock_s(args.start) if args.loop else None)
-    await bus.stop()
-    row = adapter.metrics.table_row()
-    print(" ".join(f"{k}={v:.2f}" for k, v in row.items()), dict(adapter.commands))
+    print(f"house on the bus as {SOURCE} ({args.profile} day from {args.start} to {args.end}, "
+          f"speed {args.speed:g})", flush=True)
+    try:
+        await adapter.run(end, wrap_to_s=wrap_to)
+    finally:  # the day's end or a stop signal: disconnect cleanly and report the day so far
+        await bus.stop()
+        row = adapter.metrics.table_row()
+        print(" ".join(f"{k}={v:.2f}" for k, v in row.items()), dict(adapter.commands), flush=True)
     return 0
 
 
@@ -210,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.speed < 0:
         parser.error("--speed must be 0 (lockstep) or positive")
     try:
-        return asyncio.run(_amain(args))
+        return run(_amain(args)) or 0  # None: stopped by a signal
     except (ConfigError, ProfileError, ValueError) as exc:
         print(f"wattbus-sim house_bus: {exc}")
         return 2

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import contextlib
 import random
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +36,7 @@ from .house_charger import HouseCharger
 from .house_ev import VOLTAGE_V
 from .house_giv import HouseGiv
 from .house_profiles import ProfileError, clock_s
+from .lifecycle import stop_event
 from .shelly import ShellyState
 from .shelly import build_app as shelly_app
 from .sunspec_devices import Plant
@@ -163,12 +163,10 @@ class HouseDevices:
 
     async def start_sunspec(self, port: int, serial: str = "34119777") -> None:
         """The PV as a Fronius-like SunSpec inverter (unit 1) on Modbus TCP (pymodbus only when asked for)."""
-        from pymodbus.server import ModbusTcpServer
-
+        from .modbus_units import tcp_server
         from .sunspec import SunSpecUnit
 
-        server = ModbusTcpServer([SunSpecUnit("fronius", serial, HousePlant(self.house)).device(1)],
-                                 address=(self.host, port))
+        server = tcp_server([SunSpecUnit("fronius", serial, HousePlant(self.house)).device(1)], self.host, port)
         task = asyncio.create_task(server.serve_forever())
 
         async def stop() -> None:
@@ -265,6 +263,7 @@ def build_house(args: argparse.Namespace) -> House:
 
 
 async def _amain(args: argparse.Namespace) -> int:
+    stop = stop_event()  # first: a signal during start-up stops the devices once they are up
     house = build_house(args)
     devices = HouseDevices(house, goe_serial=args.goe_serial, meter_mac=args.meter_mac, heater_mac=args.heater_mac,
                            meter_password=args.meter_password, goe_max_current_a=args.goe_max_current_a,
@@ -274,10 +273,6 @@ async def _amain(args: argparse.Namespace) -> int:
         await devices.start_sunspec(args.sunspec_port)
     if args.giv_port is not None:
         await devices.start_giv(args.giv_port, args.giv_batteries, args.giv_heartbeat_s)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(devices.run(args.speed, clock_s(args.end),
                                              clock_s(args.start) if args.loop else None))]
     if args.sml_link:

@@ -10,9 +10,7 @@ digest auth (SHA-256, realm = device id, user `admin`), as the real firmware doe
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
-import contextlib
 import hashlib
 import math
 import re
@@ -25,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from wattbus_sim.goe import serve_http
+from wattbus_sim.lifecycle import run
 
 # model -> (generation, relays, metered relays, energy-meter phases, mDNS/id prefix, app or type)
 MODELS: dict[str, tuple[int, int, bool, int, str]] = {
@@ -345,6 +344,5 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--password", help="enable auth (Gen1 basic, Gen2 digest; user admin)")
     parser.add_argument("--mdns", action="store_true", help="announce over mDNS on 127.0.0.1")
     args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args))
+    run(serve(args))
     return 0

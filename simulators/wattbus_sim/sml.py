@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wattbus_sim import meter_sml_encode as enc
+from wattbus_sim.lifecycle import interrupt_on_sigterm
 from wattbus_sim.meter_text import dsmr_telegram, iec_readout
 
 OBIS = {name: bytes.fromhex(code) for name, code in {
@@ -247,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default="", help="mode C device address (empty: answer /?! only)")
     parser.add_argument("--garbage-ident-every", type=int, default=0)
     args = parser.parse_args(argv)
+    interrupt_on_sigterm()  # the loops below already clean up after Ctrl-C
     if args.mode_c:
         return _serve_mode_c(args)
     baud = {"sml": 9600, "dsmr": 115200, "iec": 9600}[args.format]

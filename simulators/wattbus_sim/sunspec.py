@@ -7,13 +7,13 @@
 Registers are built from the official SunSpec model definitions (sunspec_image), served by a
 pymodbus server; values are refreshed from the simulated plant when a client reads. Model 123
 (immediate controls) is writable and throttles or disconnects the simulated inverter.
+A unit id the host does not have gets exception 0x0B over TCP and no answer over RTU (modbus_units).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import struct
 import time
 
@@ -21,6 +21,8 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from .lifecycle import stop_event
+from .modbus_units import rtu_server, tcp_server
 from .sunspec_devices import BASE, PROFILES, Plant, models_for
 from .sunspec_image import definition, encode_device, offset_of
 from .sunspec_pty import PtyPair
@@ -153,27 +155,26 @@ def build_devices(profiles: list[str], plant: Plant, sdm_unit: int) -> list[SimD
 async def serve(args: argparse.Namespace) -> None:
     plant = Plant(static=args.static)
     devices = build_devices(args.profile or ["fronius"], plant, args.sdm_unit)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     pty: PtyPair | None = None
     server: ModbusTcpServer | ModbusSerialServer
     if args.rtu_link:
         pty = PtyPair(args.rtu_link)
-        pty.start(loop)
-        server = ModbusSerialServer(devices, port=pty.server_path, baudrate=9600)
+        pty.start(asyncio.get_running_loop())
+        server = rtu_server(devices, pty.server_path, 9600)
         print(f"sunspec simulator: Modbus RTU on {args.rtu_link} (units {[d.id for d in devices]})", flush=True)
     else:
-        server = ModbusTcpServer(devices, address=(args.host, args.port))
+        server = tcp_server(devices, args.host, args.port)
         print(f"sunspec simulator: Modbus TCP on {args.host}:{args.port} (units {[d.id for d in devices]})",
               flush=True)
     task = asyncio.create_task(server.serve_forever())
-    await stop.wait()
-    await server.shutdown()  # type: ignore[no-untyped-call]
-    task.cancel()
-    if pty:
-        pty.close()
+    try:
+        await stop.wait()
+    finally:
+        await server.shutdown()  # type: ignore[no-untyped-call]
+        task.cancel()
+        if pty:
+            pty.close()
 
 
 def main(argv: list[str]) -> int:

@@ -13,6 +13,8 @@ import os
 import tty
 from pathlib import Path
 
+from .lifecycle import run
+
 
 class PtyPair:
     def __init__(self, link: str) -> None:
@@ -59,14 +61,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("link_b")
     args = parser.parse_args(argv)
 
-    async def run() -> None:
+    async def link() -> None:
         pair = PtyPair(args.link_b)
         Path(args.link_a).unlink(missing_ok=True)
         Path(args.link_a).symlink_to(pair.server_path)
         pair.start(asyncio.get_running_loop())
         print(f"{args.link_a} <-> {args.link_b}", flush=True)
-        await asyncio.Event().wait()
+        try:
+            await asyncio.Event().wait()  # until cancelled by a stop signal
+        finally:
+            pair.close()
+            Path(args.link_a).unlink(missing_ok=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    run(link())
     return 0
