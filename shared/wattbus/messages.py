@@ -382,7 +382,15 @@ class LoadpointState(Struct, frozen=True, kw_only=True):
     reason: str = ""
     timestamp: datetime = field(default_factory=utc_now)
     alert: str | None = None  # set while the loadpoint is held in a safe state (e.g. stale grid data)
-    strategy: str | None = None  # which regulation ran ("wattbus", "evcc")
+    strategy: str | None = None  # which regulation ran ("wattbus")
+    # the present plug-in session: energy (the charger's own counter when it has one) and time since
+    # the car was plugged in; None without a car
+    session_energy_wh: float | None = None
+    session_duration_s: float | None = None
+    # why the car is (not) charging, one word: no_vehicle, vehicle_full, safe_state, mode_off,
+    # waiting_for_surplus, waiting_delay, waiting_import_window, charging_now, charging_at_minimum,
+    # charging_from_surplus (`reason` has the detail)
+    status: str | None = None
 
 
 ONLINE = "online"

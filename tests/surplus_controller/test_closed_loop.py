@@ -56,6 +56,10 @@ async def test_closed_loop_charges_from_the_sun_and_a_restart_keeps_the_mode(
     state = adapter.last_state
     assert state is not None and state.mode == "pv" and state.charging and state.strategy == "wattbus"
     assert 6 <= (state.set_current_a or 0) <= 16
+    # what a person sees: the session since the car was plugged in, and in one word why it charges
+    assert state.status in ("charging_from_surplus", "charging_at_minimum"), state
+    assert state.session_duration_s is not None and 0 < state.session_duration_s <= 130
+    assert state.session_energy_wh is not None and state.session_energy_wh > 0
 
     person = await started_bus(broker, "http-api", "closed-loop")
     result = await person.request(topics.loadpoint_command("garage"), m.SetLoadpointMode(mode="off"))

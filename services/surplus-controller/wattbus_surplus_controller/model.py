@@ -20,6 +20,7 @@ class ChargerView:
     phases: int | None = None
     enabled: bool | None = None
     at: float | None = None  # controller clock when it arrived
+    session_energy_wh: float | None = None
 
 
 @dataclass

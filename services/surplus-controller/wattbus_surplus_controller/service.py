@@ -16,6 +16,7 @@ from .config import Config
 from .model import ChargerView, Setting, Settings
 from .persist import StateFile
 from .relays import RelayView, SurplusRelay
+from .session import Session, status
 from .site import Site
 from .strategy import Loadpoint
 from .tracking import CHARGING, CURRENT, PHASES, Sent, adopt_readings
@@ -58,6 +59,7 @@ class Controller:
             self.loadpoints.append(Loadpoint(lp_cfg, settings))
         self.relays = [SurplusRelay(r) for r in sorted(cfg.relays, key=lambda r: -r.priority)]
         self.sent: dict[str, Sent] = {lp.cfg.id: Sent() for lp in self.loadpoints}
+        self.sessions: dict[str, Session] = {lp.cfg.id: Session() for lp in self.loadpoints}
         self.relay_sent: dict[str, tuple[bool | None, float]] = {r.cfg.id: (None, float("-inf")) for r in self.relays}
         self._requests = 0
         self._pending: dict[str, Pending] = {}
@@ -103,7 +105,11 @@ class Controller:
             self.site.note_battery(now, reading.power_w, reading.soc_pct)
         elif isinstance(reading, m.ChargerReading):
             self.site.chargers[ref] = ChargerView(reading.power_w, reading.state, reading.set_current_a,
-                                                  reading.phases_active, reading.enabled, now)
+                                                  reading.phases_active, reading.enabled, now,
+                                                  reading.session_energy_wh)
+            for lp in self.loadpoints:
+                if lp.cfg.charger == ref:
+                    self.sessions[lp.cfg.id].note(now, self.site.chargers[ref])
         elif isinstance(reading, m.RelayReading):
             self.site.relays[(ref, reading.channel)] = RelayView(reading.on, reading.power_w, reading.temperature_c)
         else:
@@ -289,13 +295,16 @@ class Controller:
 
     def _publish_state(self, lp: Loadpoint, s: Setting, view: ChargerView, available: float | None,
                        problem: str | None) -> None:
+        session = self.sessions[lp.cfg.id]
         state = m.LoadpointState(
             loadpoint_id=lp.cfg.id, mode=lp.settings.mode, charger_id=split_ref(lp.cfg.charger)[1],
             charging=view.state == "charging", set_current_a=s.current_a if s.enabled else None, phases=s.phases,
             power_w=view.power_w, surplus_w=None if available is None else round(available, 1),
             min_current_a=lp.settings.min_current_a, max_current_a=lp.settings.max_current_a,
             phase_switches_last_hour=lp.budget.used(self.site.now()), reason=s.reason,
-            timestamp=self.site.now_dt(), alert=problem, strategy=self.ctx.config.strategy)
+            timestamp=self.site.now_dt(), alert=problem, strategy=self.ctx.config.strategy,
+            session_energy_wh=session.session_energy_wh(view), session_duration_s=session.duration_s(self.site.now()),
+            status=status(s, view, problem))
         self.ctx.bus.publish(topics.loadpoint_state(lp.cfg.id), state, retain=True)
 
     # ------------------------------------------------------------------ loadpoint commands
