@@ -39,7 +39,7 @@ EXPECTED: dict[str, str] = {
     "test_anonymous_demo_client_reads_no_commands_or_replies": "demo anonymous client: device/service/loadpoint/"
                                                                "discovery commands and reply inboxes never delivered, "
                                                                "publishing there 0x87; readings and states delivered",
-    "test_oversized_packet_is_refused_without_affecting_others": "a packet over max_packet_size (256 KiB): sender "
+    "test_oversized_packet_is_refused_without_affecting_others": "a packet over max_packet_size (1 MiB): sender "
                                                                  "disconnected, nothing delivered; half the limit "
                                                                  "delivered; a bystander stays connected; the account "
                                                                  "logs in again",

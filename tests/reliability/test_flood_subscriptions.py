@@ -35,7 +35,7 @@ MALFORMED: list[bytes] = [
     b"{not json", b'{"kind":"warp","command":"warp_speed"}', b'{"device_id":5,"timestamp":"yesterday","on":"yes"}',
     b'{"command":"rescan","request_id":"Z\xe4hler"}', b"\xff\xfe\x00", b"[]", b"",
 ]
-HUGE_PER_TOPIC = 2  # a fixed few: at scale, 256 KiB times the flood would measure the broker, not us
+HUGE_PER_TOPIC = 2  # a fixed few: at scale, 1 MiB times the flood would measure the broker, not us
 BATCH_PER_CLIENT = 600  # below mosquitto's max_queued_messages (1000) per subscriber
 BATCH_TOTAL = 5000  # below the publishing Bus's own queue (max_queued_messages 10000)
 REJECTION_WORDS = ("rejected", "invalid", "refused", "malformed", "dead", "dropped", "bad")
