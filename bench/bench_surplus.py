@@ -91,8 +91,10 @@ def _ratio(a: float, b: float) -> str:
 def table(days: list[Day], results: dict[tuple[Key, str], list[Result]]) -> str:
     head = (f"{'climate':<8} {'sky':<9} {'bat':<3} {'days':>4} {'surplus':>7} {'bound':>6} "
             f"{'PV→EV w/e':>13} {'ratio':>5} {'grid→EV w/e':>11} {'ratio':>5} "
-            f"{'on/off+ph w/e':>15} {'ratio':>5} {'react p50 w/e':>13}")
+            f"{'on/off+ph w/e':>15} {'ratio':>5} {'react p50 w/e':>13} {'bat→EV w/e':>11} {'bat Δ w/e':>11}")
     lines = ["```", head, "-" * len(head)]
+    ratios = ["| climate, sky, battery | PV→EV | PV→EV + bat Δ | grid→EV | starts+stops+phase sw | cloud edge p50 s |",
+              "|---|---:|---:|---:|---:|---:|"]
     for climate in ("Payerne", "US"):
         for sky in ("clear", "broken", "overcast"):
             for bat in (False, True):
@@ -103,6 +105,7 @@ def table(days: list[Day], results: dict[tuple[Key, str], list[Result]]) -> str:
                 group = [(i, d) for i, d in enumerate(days) if (d.climate, d.sky) == (climate, sky)]
                 bound = sum(foresight_kwh(d, i) for i, d in group) if not bat else float("nan")
                 wpv, epv = _sum(w, "ev_pv_kwh"), _sum(e, "ev_pv_kwh")
+                wd, ed = _sum(w, "battery_delta_kwh"), _sum(e, "battery_delta_kwh")
                 wg, eg = _sum(w, "ev_grid_kwh"), _sum(e, "ev_grid_kwh")
                 wc = _sum(w, "starts_stops") + _sum(w, "phase_switches")
                 ec = _sum(e, "starts_stops") + _sum(e, "phase_switches")
@@ -113,14 +116,23 @@ def table(days: list[Day], results: dict[tuple[Key, str], list[Result]]) -> str:
                 lines.append(
                     f"{climate:<8} {sky:<9} {'yes' if bat else 'no':<3} {len(w):>4} {_sum(w, 'surplus_kwh'):7.1f} "
                     f"{bound:6.1f} {wpv:6.1f}/{epv:6.1f} {_ratio(wpv, epv):>5} {wg:5.2f}/{eg:5.2f} "
-                    f"{_ratio(wg, eg):>5} {wc:7.0f}/{ec:7.0f} {_ratio(wc, ec):>5} {wm:6.0f}/{em:6.0f}")
+                    f"{_ratio(wg, eg):>5} {wc:7.0f}/{ec:7.0f} {_ratio(wc, ec):>5} {wm:6.0f}/{em:6.0f} "
+                    f"{_sum(w, 'ev_battery_kwh'):5.1f}/{_sum(e, 'ev_battery_kwh'):5.1f} "
+                    f"{_sum(w, 'battery_delta_kwh'):5.1f}/{_sum(e, 'battery_delta_kwh'):5.1f}")
+                ratios.append(f"| {climate}, {sky} ({len(w)} d), {'with' if bat else 'no'} battery | "
+                              f"{_ratio(wpv, epv)} | {_ratio(wpv + wd, epv + ed) if bat else '-'} | "
+                              f"{_ratio(wg, eg)} | {_ratio(wc, ec)} | {wm:.0f} vs {em:.0f} |")
     lines.append("```")
+    lines = ["Ratios wattbus / evcc-faithful baseline (same house, sun and charger):", "", *ratios, "", *lines]
     lines.append("w/e: wattbus / evcc-faithful baseline, summed over the days of the type (kWh, 8 h around "
                  "solar noon); ratio: wattbus / baseline. surplus: PV minus household load; bound: the "
                  "perfect-foresight EV energy without import (no battery). PV→EV: EV energy covered by the "
                  "surplus of the moment; grid→EV: EV energy from the grid (with a battery, what the battery "
                  "gave the car is neither). on/off+ph: charger starts+stops + phase switches under load. "
-                 "react: median s from a cloud edge (surplus 1 kW below the car's draw) to a lower setting.")
+                 "react: median s from a cloud edge (surplus 1 kW below the car's draw above 6 A) to a lower "
+                 "setting. bat→EV: EV energy the home battery gave; bat Δ: battery energy at the end minus at "
+                 "the start (10 kWh, 50 % at the start of each day). PV→EV + bat Δ: battery-neutral, a row must "
+                 "not look better by emptying the battery into the car.")
     return "\n".join(lines)
 
 
