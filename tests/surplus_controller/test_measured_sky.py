@@ -90,3 +90,18 @@ def test_a_start_uses_the_phases_the_averaged_surplus_carries() -> None:
     # the 6 kW flashes (3p would fit for 10 s) must not restart the 1p enable timer each minute:
     # the start comes within min_off, the average's rise and one restart delay after the sun is back
     assert restarts[0][0] - max(stopped, 520.0) <= 150
+
+
+def test_no_way_back_to_3p_that_the_import_window_would_bounce_straight_back() -> None:
+    lp = make(enable_delay_s=0, settle_s=0, phase_up_delay_s=60, phase_dwell_s=0)
+    plant = Plant()
+    # 3p, then a kettle-sized dip rides on import and ends on 1p, then 6 kW: 3p would fit, but the
+    # window holds the dip's import; a shadow right after going up could not be cut in time
+    plant.run(lp, [7_000.0] * 180 + [2_900.0] * 240 + [6_000.0] * 900)
+    phases = [(t, p, reason) for t, on, _, p, reason in plant.log if on]
+    downs = [t for (t, p, _), (_, q, _) in zip(phases, phases[1:], strict=False) if p == 3 and q == 1]
+    ups = [t for (t, p, _), (_, q, _) in zip(phases, phases[1:], strict=False) if p == 1 and q == 3]
+    assert len(downs) == 1 and 180 <= downs[0] < 420  # the dip sent it to 1p, once
+    assert len(ups) == 1 and ups[0] > 420  # back to 3p in the sun, once, and it stays there
+    assert phases[-1][1] == 3
+    assert lp.window.used_wh(ups[0]) + 4140.0 * lp._lag_s(2.0) / 3600.0 <= 40.0
