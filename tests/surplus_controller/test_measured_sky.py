@@ -7,6 +7,7 @@ The plant: the charger applies a setting `lag` seconds after it was decided and 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from wattbus_surplus_controller.config import LoadpointConfig
@@ -99,8 +100,8 @@ def test_no_way_back_to_3p_that_the_import_window_would_bounce_straight_back() -
     # window holds the dip's import; a shadow right after going up could not be cut in time
     plant.run(lp, [7_000.0] * 180 + [2_900.0] * 240 + [6_000.0] * 900)
     phases = [(t, p, reason) for t, on, _, p, reason in plant.log if on]
-    downs = [t for (t, p, _), (_, q, _) in zip(phases, phases[1:], strict=False) if p == 3 and q == 1]
-    ups = [t for (t, p, _), (_, q, _) in zip(phases, phases[1:], strict=False) if p == 1 and q == 3]
+    downs = [t for (t, p, _), (_, q, _) in itertools.pairwise(phases) if p == 3 and q == 1]
+    ups = [t for (t, p, _), (_, q, _) in itertools.pairwise(phases) if p == 1 and q == 3]
     assert len(downs) == 1 and 180 <= downs[0] < 420  # the dip sent it to 1p, once
     assert len(ups) == 1 and ups[0] > 420  # back to 3p in the sun, once, and it stays there
     assert phases[-1][1] == 3
