@@ -113,7 +113,7 @@ def test_naive_and_offset_timestamps_are_utc() -> None:
 @pytest.mark.parametrize("case", BAD, ids=[c["why"] for c in BAD])
 def test_bad_payload_is_dead_lettered_with_reason(case: dict[str, str], tmp_path: Path) -> None:
     pipeline, counters = make_pipeline(tmp_path)
-    pipeline.on_message(case["topic"].encode(), case["payload"].encode())
+    pipeline.on_message(case["topic"], case["payload"].encode())
     pipeline.sync_counters()
     assert counters.get("payload_rejected") == 1
     assert counters.get("received") == 1
@@ -186,10 +186,10 @@ def test_counters_tally_per_message_and_sync(tmp_path: Path) -> None:
     points = 0
     for _name, payload in RECORDED * 2:  # the second round takes the topic cache
         reading = decode(payload)
-        pipeline.on_message(topics.device_reading("recorded", reading.device_id).encode(), payload)
+        pipeline.on_message(topics.device_reading("recorded", reading.device_id), payload)
         points += len(lineproto.encode(reading, "recorded"))
     assert counters.get("received") == 0  # not synced yet
-    pipeline.on_message(topics.device_reading("recorded", "someone-else").encode(), RECORDED[0][1])
+    pipeline.on_message(topics.device_reading("recorded", "someone-else"), RECORDED[0][1])
     pipeline.sync_counters()
     assert counters.get("received") == 2 * len(RECORDED) + 1
     assert counters.get("points") == points + len(lineproto.encode(decode(RECORDED[0][1]), "recorded"))
@@ -207,7 +207,7 @@ async def test_pause_in_the_stream_flushes_before_the_interval(influxdb: InfluxD
     async with pipeline.sink:
         task = asyncio.create_task(pipeline.run())
         for name, payload in RECORDED:
-            pipeline.on_message(topics.device_reading("recorded", f"{name}-idle").encode(), payload)
+            pipeline.on_message(topics.device_reading("recorded", f"{name}-idle"), payload)
         await until(lambda: counters.get("written") == counters.get("points") > 0, 30,
                     "the burst written well before the 60 s flush interval")
         task.cancel()

@@ -133,3 +133,7 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", MODULE, "--config", str(conf)], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "share_group" in proc.stderr, proc.stderr
+    conf.write_text('[influx-writer]\nsubscriptions = ["wattbus/v1/#/reading"]\n')
+    proc = subprocess.run([sys.executable, "-m", MODULE, "--config", str(conf)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "not a valid MQTT filter" in proc.stderr, proc.stderr

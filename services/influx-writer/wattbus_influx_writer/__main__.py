@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import gc
 import sys
 from pathlib import Path
 
@@ -21,10 +21,10 @@ from wattbus.runner import Service, ServiceContext, Subcommand
 from . import lineproto
 from .config import Config
 from .drain import Peers, drain
-from .ingest import Ingest
 from .pipeline import Pipeline
 from .sink import Sink
 from .spool import DeadLetters, Spool
+from .subscriber import Subscriber
 
 NAME = "influx-writer"
 PEER_WINDOW_S = 2.0  # replicas stopped together announce their leaving within this
@@ -39,18 +39,22 @@ async def run(ctx: ServiceContext[Config]) -> None:
                   ctx.log.child("spool"))
     dead = DeadLetters(dead_letter_file, int(cfg.dead_letter_max_mb * 1024 * 1024), ctx.counters,
                        ctx.log.child("dead-letter"))
-    async with Sink(cfg) as sink:
+    async with Sink(cfg, on_retry=lambda: ctx.counters.inc("write_retries")) as sink:
         pipeline = Pipeline(cfg, sink, spool, dead, ctx.counters, ctx.log)
-        ingest = Ingest(ctx.bus.config, client_id=f"{ctx.bus.client_id}-ingest",
-                        username=ctx.bus.config.username or NAME, filters=cfg.subscription_list(),
-                        session_expiry_s=cfg.session_expiry_s, receive_maximum=cfg.receive_maximum,
-                        on_publish=pipeline.on_message, on_acks=pipeline.on_acks, counters=ctx.counters,
-                        log=ctx.log.child("ingest"))
+        ingest = Subscriber(ctx.bus.config, client_id=f"{ctx.bus.client_id}-ingest",
+                            username=ctx.bus.config.username or NAME, filters=cfg.subscription_list(),
+                            session_expiry_s=cfg.session_expiry_s, receive_maximum=cfg.receive_maximum,
+                            on_publish=pipeline.on_message, on_acks=pipeline.on_acks, counters=ctx.counters,
+                            log=ctx.log.child("ingest"))
         pipeline.acknowledge = ingest.acknowledge
         ctx.log.info("writing readings", target=sink.target, subscriptions=cfg.subscription_list(),
                      spool=str(spool.dir), spool_points=spool.points, session_expiry_s=cfg.session_expiry_s)
         peers = Peers(ctx.bus, NAME, ctx.instance)
-        receiving = asyncio.create_task(ingest.run(), name="influx-writer-ingest")
+        # What start-up created (influxdb-client's generated API is most of it) lives as long as
+        # the process: out of the cycle collector's full passes, which otherwise walk it again and
+        # again while a backlog drains (measured: 2/3 of the collector's time, 4 us per reading).
+        gc.freeze()
+        ingest.start()
         try:
             await pipeline.run()
         finally:
@@ -64,9 +68,6 @@ async def run(ctx: ServiceContext[Config]) -> None:
             ingest.pause()
             await asyncio.create_task(pipeline.close())
             await asyncio.create_task(ingest.close(end_session=drained))
-            receiving.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await receiving
             ctx.log.info("writer closed", **{k: ctx.counters.get(k) for k in ("received", "written", "spooled")})
 
 

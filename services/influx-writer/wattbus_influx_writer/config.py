@@ -47,8 +47,8 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # what to store
     subscriptions: list[str] = field(default_factory=lambda: [topics.ALL_READINGS])
     share_group: str = "influx-writer"  # "" = plain subscription (every instance gets everything)
-    # the ingest connection (ingest.py): how long the broker keeps our session and readings while
-    # we are away, and how many unacknowledged readings it may send us (bounds our memory)
+    # the ingest connection (subscriber.py): how long the broker keeps our session and readings
+    # while we are away, and how many unacknowledged readings it may send us (bounds our memory)
     session_expiry_s: Annotated[int, Meta(ge=0, le=0xFFFFFFFF)] = SESSION_EXPIRY_S
     receive_maximum: Annotated[int, Meta(ge=1, le=65535)] = 20000
     # On stop, leave the share group and end the session (drain.py): "auto" when other writers are
@@ -87,6 +87,9 @@ def _check_subscription(sub: str) -> None:
     where = f"config [influx-writer] subscriptions: {sub!r}"
     if topics.filter_of(sub) != sub:
         raise ConfigError(f"{where} is a shared subscription; the $share/<group>/ prefix comes from share_group")
+    for index, level in enumerate(levels := sub.split("/")):
+        if ("+" in level and level != "+") or ("#" in level and (level != "#" or index != len(levels) - 1)):
+            raise ConfigError(f"{where} is not a valid MQTT filter: + and # stand for whole levels, # only last")
     rest = sub
     if sub.startswith(f"{topics.SITE_PREFIX}/"):
         parts = sub.split("/", 2)

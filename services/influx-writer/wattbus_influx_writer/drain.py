@@ -18,8 +18,8 @@ from wattbus import topics
 from wattbus.bus import Bus, Message
 from wattbus.log import Logger
 
-from .ingest import Ingest
 from .pipeline import Pipeline
+from .subscriber import Subscriber
 
 
 class Peers:
@@ -41,7 +41,7 @@ class Peers:
             self.online.discard(instance)
 
 
-async def drain(ingest: Ingest, pipeline: Pipeline, log: Logger, quiet_s: float = 1.0,
+async def drain(ingest: Subscriber, pipeline: Pipeline, log: Logger, quiet_s: float = 1.0,
                 deadline_s: float = 60.0) -> bool:
     """Unsubscribe, then store and acknowledge until nothing arrived for quiet_s (every PUBACK frees
     a slot for the next queued reading). True when the broker holds nothing more for us."""

@@ -1,11 +1,13 @@
 """Bus messages -> line protocol -> batches -> the database, with spool and dead letters.
 
-Readings arrive from the ingest connection (ingest.py) in the event loop, a socket read at a
-time; each is decoded and encoded at once and its line protocol joins the batch, together with
-the PUBACKs of its socket read (AckTokens). One asyncio task flushes batches (by size or age),
-writes them, and replays the spool oldest first; while the spool holds anything, new batches join
-its tail so points reach the server in arrival order. A batch's PUBACKs go out only when the whole
-batch was written or spooled: until then the broker still holds every reading in it.
+Readings arrive from the subscriber (subscriber.py) in the event loop; each is decoded and
+encoded at once and its line protocol joins the batch, together with the PUBACKs of its socket
+read (AckTokens). One asyncio task flushes batches (by size or age), writes them, and replays the
+spool oldest first; while the spool holds anything, new batches join its tail so points reach the
+server in arrival order. A batch's PUBACKs go out only when the whole batch was written or
+spooled: until then the broker still holds every reading in it. Cancelled while a batch is being
+written, the task first finishes that batch (written, or spooled), so its readings are never in
+limbo when the writer drains and ends its session.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from wattbus.log import Logger
 
 from . import lineproto
 from .config import Config
-from .ingest import AckToken
 from .sink import Outcome, Sink
 from .spool import DeadLetters, Spool
+from .subscriber import AckToken
 
 
 class Pipeline:
@@ -43,7 +45,7 @@ class Pipeline:
         self._encoder = lineproto.LineEncoder()
         # topic -> (source, device id, site id or None), parsed once per device: the topics repeat
         # with every reading. The site comes from a central broker's `sites/<site_id>/` prefix.
-        self._topics: dict[bytes, tuple[str, str, str | None]] = {}
+        self._topics: dict[str, tuple[str, str, str | None]] = {}
         # Per-message tallies as plain ints; `sync_counters` copies them into the service
         # counters once per cycle (a locked counter per message costs more than the rest).
         self._received = 0
@@ -62,7 +64,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ intake
 
-    def on_message(self, topic: bytes, payload: bytes) -> None:
+    def on_message(self, topic: str, payload: bytes) -> None:
         """One reading from the bus. Never raises: bad input is dead-lettered with the reason.
 
         Runs once per reading on the writer's hot path, hence the caches and plain-int tallies."""
@@ -75,7 +77,7 @@ class Pipeline:
             lines = self._encoder.encode(reading, origin[0], origin[1], origin[2])
         except (topics.TopicError, msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError,
                 lineproto.EncodeError) as exc:
-            self.dead.add(f"payload: {exc}", topic=topic.decode(errors="replace"), payload=payload,
+            self.dead.add(f"payload: {exc}", topic=topic, payload=payload,
                           counter="payload_rejected")
             return
         if reading.device_id != origin[1]:
@@ -96,15 +98,14 @@ class Pipeline:
         """The PUBACKs for the readings just taken: they leave with the batch that holds them."""
         self._acks.append(token)
 
-    def _origin(self, raw_topic: bytes) -> tuple[str, str, str | None]:
-        topic = raw_topic.decode()
+    def _origin(self, topic: str) -> tuple[str, str, str | None]:
         site, contract_topic = topics.strip_site(topic)
         parsed = topics.parse(contract_topic)
         if parsed.leaf != "reading" or parsed.source is None or parsed.ident is None:
             raise topics.TopicError(f"not a reading topic: {topic!r}")
         if len(self._topics) >= 65536:  # bounded: a flood of made-up device ids must not grow it forever
             self._topics.clear()
-        origin = self._topics[raw_topic] = (parsed.source, parsed.ident, site)
+        origin = self._topics[topic] = (parsed.source, parsed.ident, site)
         return origin
 
     def sync_counters(self) -> None:
@@ -147,7 +148,12 @@ class Pipeline:
                 seen, seen_since = pending, now
             paused = pending > 0 and idle_s > 0 and now - seen_since >= idle_s - 1e-3
             if woken or paused or now >= next_cycle:
-                await self._cycle()
+                cycle = asyncio.ensure_future(self._cycle())
+                try:
+                    await asyncio.shield(cycle)
+                except asyncio.CancelledError:
+                    await cycle  # the batch taken is stored or spooled, and acknowledged, before we stop
+                    raise
                 seen, seen_since = 0, time.monotonic()
                 next_cycle = time.monotonic() + self.config.flush_interval_s
 
@@ -202,12 +208,13 @@ class Pipeline:
                           outage_s=round(time.monotonic() - self._down_since, 1))
             self._down_since = None
 
-    async def send(self, lines: list[str]) -> list[str]:
+    async def send(self, lines: list[str], retry: bool = True) -> list[str]:
         """Write lines; returns those the server could not take now (to spool). Malformed lines are
-        found by halving the batch (rewriting a point is idempotent) and dead-lettered one by one."""
+        found by halving the batch (rewriting a point is idempotent) and dead-lettered one by one.
+        retry=False: one attempt, no influxdb-client retries (shutdown)."""
         if not lines:
             return []
-        result = await self.sink.write("".join(lines).encode())
+        result = await self.sink.write("".join(lines).encode(), retry)
         if result.outcome is Outcome.OK:
             self.counters.inc("written", len(lines))
             self._backoff = self.config.retry_min_s
@@ -220,10 +227,10 @@ class Pipeline:
             self.dead.add(f"HTTP {result.status}: {result.message}", line=lines[0])
             return []
         mid = len(lines) // 2
-        left = await self.send(lines[:mid])
+        left = await self.send(lines[:mid], retry)
         if left:
             return left + lines[mid:]
-        return await self.send(lines[mid:])
+        return await self.send(lines[mid:], retry)
 
     def _unavailable(self, status: int | None, message: str) -> None:
         self.counters.inc("write_failures")
@@ -245,7 +252,7 @@ class Pipeline:
 
     async def close(self) -> None:
         """Stop batching: write what is in memory once (or spool it), then acknowledge it; later
-        arrivals go to the spool (the ingest connection is paused first, so there should be none)."""
+        arrivals go to the spool (the subscriber is paused first, so there should be none)."""
         self._closed = True
         batch, _since, acks = self._take()
         self.sync_counters()
@@ -255,5 +262,5 @@ class Pipeline:
             for i in range(0, len(batch), self.config.batch_size):
                 chunk = batch[i:i + self.config.batch_size]
                 # After one failed attempt the rest goes to disk at once: shutdown must stay quick.
-                self.spool.append(chunk if time.monotonic() < self._retry_at else await self.send(chunk))
+                self.spool.append(chunk if time.monotonic() < self._retry_at else await self.send(chunk, retry=False))
         self.acknowledge(acks)

@@ -1,20 +1,25 @@
-"""HTTP writes to the database: InfluxDB v1 `/write` or the v2 write API, one keep-alive HTTP client.
+"""Writes to the database: the v2 write API or InfluxDB 1.x's `/write`, both through influxdb-client.
 
 Each write answers with an Outcome the pipeline acts on: OK; REJECTED (400/422: the server says
 some line is malformed or conflicts, so the batch is split to find it); TOO_LARGE (413: split);
 UNAVAILABLE (no connection, timeout, 5xx, 429, and refusals that are not the data's fault such as
-401/403/404: the batch is spooled and retried).
+401/403/404: the batch is spooled and retried). influxdb-client is synchronous where it retries
+(influx_http.py), so each request runs in a worker thread while the event loop keeps receiving;
+the pipeline awaits it, and only then acknowledges the batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
-import gzip
+from collections.abc import Callable
 from dataclasses import dataclass
-
-from wattbus.http_client import BasicAuth, HttpClient, HttpError
+from typing import TYPE_CHECKING
 
 from .config import Config
+
+if TYPE_CHECKING:
+    from .influx_http import InfluxHttp
 
 
 class Outcome(enum.Enum):
@@ -31,71 +36,44 @@ class Result:
     message: str = ""
 
 
+def outcome_of(status: int) -> Outcome:
+    if status < 300:
+        return Outcome.OK
+    if status in (400, 422):
+        return Outcome.REJECTED
+    if status == 413:
+        return Outcome.TOO_LARGE
+    return Outcome.UNAVAILABLE
+
+
 class Sink:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, on_retry: Callable[[], object] | None = None) -> None:
         self.config = config
+        self.on_retry = on_retry  # called (in the worker thread) before influxdb-client retries a write
         base = config.url.rstrip("/")
-        params: dict[str, str] = {"precision": "ns"}
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if config.api == "v2":
-            self.write_url = f"{base}/api/v2/write"
-            params.update(bucket=config.bucket, org=config.org)
-            token = config.resolved_token()
-            if token:
-                headers["Authorization"] = f"Token {token}"
-        else:
-            self.write_url = f"{base}/write"
-            params["db"] = config.database
-            if config.retention_policy:
-                params["rp"] = config.retention_policy
-        self.auth: BasicAuth | None = None
-        password = config.resolved_password()
-        if config.api == "v1" and config.username:
-            self.auth = BasicAuth(config.username, password or "")
-        if config.gzip:
-            headers["Content-Encoding"] = "gzip"
-        self.params = params
-        self.headers = headers
-        self.target = f"{self.write_url} ({config.database if config.api == 'v1' else config.bucket})"
-        self._client: HttpClient | None = None
+        self.target = (f"{base}/api/v2/write ({config.bucket})" if config.api == "v2"
+                       else f"{base}/write ({config.database})")
+        self._http: InfluxHttp | None = None
 
     async def __aenter__(self) -> Sink:
-        # Up to 4 idle keep-alive connections (the aiohttp connector before allowed 4 connections).
-        self._client = HttpClient(timeout_s=self.config.timeout_s, auth=self.auth, max_idle_per_host=4)
+        # Imported here, not with the module: the config checks of other processes (http-api,
+        # `wattbus config`) import this service's __main__ and must not load influxdb-client.
+        from .influx_http import InfluxHttp
+
+        self._http = InfluxHttp(self.config, self.on_retry)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
-    async def write(self, body: bytes) -> Result:
-        assert self._client is not None, "Sink used outside `async with`"
-        data = gzip.compress(body, 1) if self.config.gzip else body
-        try:
-            resp = await self._client.post(self.write_url, params=self.params, body=data, headers=self.headers)
-        except HttpError as exc:  # refused, timeout (HttpTimeout), broken answer
-            return Result(Outcome.UNAVAILABLE, None, f"{type(exc).__name__}: {exc}")
-        if resp.status < 300:
-            return Result(Outcome.OK, resp.status)
-        text = resp.text(errors="replace").strip()[:500]
-        status = resp.status
-        if status in (400, 422):
-            return Result(Outcome.REJECTED, status, text)
-        if status == 413:
-            return Result(Outcome.TOO_LARGE, status, text)
-        return Result(Outcome.UNAVAILABLE, status, text)
+    async def write(self, body: bytes, retry: bool = True) -> Result:
+        """Write line protocol; retry=False makes one attempt (shutdown must stay quick)."""
+        assert self._http is not None, "Sink used outside `async with`"
+        return await asyncio.to_thread(self._http.write, body, retry)
 
     async def create_database(self) -> Result:
         """v1: CREATE DATABASE (idempotent on the server)."""
-        assert self._client is not None
-        url = self.config.url.rstrip("/") + "/query"
-        name = self.config.database.replace('"', r"\"")
-        try:
-            resp = await self._client.post(url, form={"q": f'CREATE DATABASE "{name}"'})
-        except HttpError as exc:
-            return Result(Outcome.UNAVAILABLE, None, f"{type(exc).__name__}: {exc}")
-        text = resp.text(errors="replace").strip()[:500]
-        if resp.status < 300 and '"error"' not in text:
-            return Result(Outcome.OK, resp.status)
-        return Result(Outcome.UNAVAILABLE, resp.status, text)
+        assert self._http is not None, "Sink used outside `async with`"
+        return await asyncio.to_thread(self._http.create_database)
