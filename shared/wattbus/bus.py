@@ -11,8 +11,6 @@ messages wait in paho's bounded queue while the broker is away.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import inspect
 import socket
 import ssl
@@ -32,6 +30,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import codec, topics
 from . import messages as m
+from .client_id import bound_client_id
 from .config import BusConfig
 from .counters import Counters
 from .log import Logger, get_logger
@@ -50,26 +49,6 @@ class Message(Generic[T]):
 
 
 Handler = Callable[[Message[Any]], Awaitable[None] | None]
-
-CLIENT_ID_TAG_HEX = 16  # 64 bits: not guessable by trying ids against the broker
-
-
-def bound_client_id(base: str, user: str | None, password: str | None) -> str:
-    """The MQTT client id for `base` (`<service>-<instance>`), bound to the account's secret.
-
-    Mosquitto lets any login take any client id, and a new connection with an id in use kicks the
-    old one and inherits its persistent session (issue 21: the writer's queued readings went to an
-    intruder). The broker has no per-account client-id rule (`clientid_prefixes` is global,
-    `use_username_as_clientid` allows one connection per account, the dynamic-security plugin binds
-    one exact id), so the id carries a tag only the account's password yields: stable across
-    restarts (the session survives), different per instance and per helper connection, unknown to
-    every other account. Without a password (an anonymous demo login) there is nothing to bind to.
-    """
-    if not password:
-        return base
-    tag = hmac.new(password.encode(), f"wattbus client id\0{user or ''}\0{base}".encode(), hashlib.sha256)
-    return f"{base}-{tag.hexdigest()[:CLIENT_ID_TAG_HEX]}"
-
 
 @dataclass(slots=True)
 class _Subscription:

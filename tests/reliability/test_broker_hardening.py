@@ -21,7 +21,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from wattbus import codec, topics
 from wattbus import messages as m
-from wattbus.bus import Bus, bound_client_id
+from wattbus.bus import Bus
+from wattbus.client_id import bound_client_id
 from wattbus.config import BusConfig
 from wattbus.embedded import BROKER_LIMITS, broker_limits
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from wattbus import codec, topics
 from wattbus import messages as m
-from wattbus.bus import Bus, Message, bound_client_id
+from wattbus.bus import Bus, Message
+from wattbus.client_id import bound_client_id
 from wattbus.config import BusConfig
 from wattbus.embedded import broker_limits
 
