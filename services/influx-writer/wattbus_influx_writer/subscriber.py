@@ -16,13 +16,15 @@ bus client does; that client still carries status, last will and commands.
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -47,21 +49,25 @@ class AckToken:
 
 
 class _BufferedSocket:
-    """What paho reads from: its socket, read 64 kB at a time.
+    """What paho reads from and writes to: its socket, with a buffer each way.
 
     paho reads each packet with at least three recv() calls (type byte, length, the rest), one
     system call each; at a backlog's pace that is a third of the writer's receive cost. Here they
-    are served from one buffer. A wake-up of the event loop may refill it once (`refills`, reset
-    by the subscriber after each read), so a broker that always has more to send cannot keep the
-    loop from writing batches and sending their PUBACKs; paho keeps a half-read packet until the
-    next wake-up. `pending()` is what the loop driver asks to go on reading without a system call.
+    are served from one 64 kB read. A wake-up of the event loop may refill it once (`refills`,
+    reset by the subscriber after each read), so a broker that always has more to send cannot keep
+    the loop from writing batches and sending their PUBACKs; paho keeps a half-read packet until
+    the next wake-up. `pending()` is what the loop driver asks to go on reading without a system
+    call. Writing, paho sends each packet on its own: a batch's 1250 PUBACKs would be 1250 system
+    calls (and over TLS 1250 records); they are collected and sent at once by `flush()`.
     """
 
     def __init__(self, sock: SocketLike) -> None:
-        self.sock = sock
+        # A TCP socket, or its TLS wrapper (a subclass): paho here makes no WebSocket connections.
+        self.sock = cast(socket.socket, sock)
         self.data = b""
         self.pos = 0
         self.refills = 1
+        self.out = bytearray()
 
     def recv(self, size: int) -> bytes:
         if self.pos >= len(self.data):
@@ -84,10 +90,34 @@ class _BufferedSocket:
         return len(self.data) - self.pos + self._inner_pending()
 
     def send(self, buffer: bytes | bytearray) -> int:
-        return self.sock.send(buffer)
+        self.out += buffer
+        return len(buffer)
+
+    def flush(self) -> None:
+        """Send what paho wrote; what the socket cannot take now stays for the next flush."""
+        while self.out:
+            try:
+                sent = self.sock.send(self.out)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return
+            except OSError:
+                # The connection is gone: paho notices at its next read and reconnects; what
+                # was not sent is void with this connection (unacknowledged readings come back).
+                self.out.clear()
+                return
+            del self.out[:sent]
 
     def close(self) -> None:
-        self.sock.close()
+        # paho closes right after writing a DISCONNECT (the session's expiry may ride on it).
+        try:
+            if self.out:
+                self.sock.settimeout(1.0)
+                self.sock.sendall(self.out)
+        except OSError:
+            pass  # the broker is gone already
+        finally:
+            self.out.clear()
+            self.sock.close()
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -97,11 +127,11 @@ class _BufferedSocket:
 
 
 class _Client(LoopClient):
-    """paho's client with two of its internal steps replaced (paho 2.x, pinned < 3; the suite
-    covers both): reading through a _BufferedSocket, and handing each message to on_message
-    directly. paho's own dispatch looks for per-topic callbacks (message_callback_add, unused
-    here) with a matcher that builds a self-referencing closure per message -- garbage only the
-    cycle collector frees, at a backlog's pace a tenth of the writer's time with the GC included."""
+    """paho's client with some of its internal steps replaced (paho 2.x, pinned < 3; the suite
+    covers them): reading and writing through a _BufferedSocket, and handing each message to
+    on_message directly. paho's own dispatch looks for per-topic callbacks (message_callback_add,
+    unused here) with a matcher that builds a self-referencing closure per message -- garbage only
+    the cycle collector frees, at a backlog's pace a tenth of the writer's time with the GC."""
 
     buffered: _BufferedSocket | None = None
 
@@ -114,6 +144,16 @@ class _Client(LoopClient):
         on_message = self.on_message
         if on_message is not None:
             on_message(self, self._userdata, message)
+
+    def _packet_write(self) -> MQTTErrorCode:
+        rc = super()._packet_write()  # every queued packet into the buffer, then out in one go
+        if self.buffered is not None:
+            self.buffered.flush()
+        return rc
+
+    def want_write(self) -> bool:
+        # The loop driver then waits until the socket takes the rest of the buffer.
+        return super().want_write() or (self.buffered is not None and bool(self.buffered.out))
 
 
 class Subscriber:
