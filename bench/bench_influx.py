@@ -38,7 +38,7 @@ from wattbus.config import BusConfig
 from wattbus.counters import Counters
 from wattbus.log import get_logger
 from wattbus_influx_writer import lineproto
-from wattbus_influx_writer.ingest import AckToken, Ingest
+from wattbus_influx_writer.subscriber import AckToken, Subscriber
 
 from tests.influx_writer.helpers import influx_count, victoria_count
 from tests.support.servers import ROOT, TEST_ADMIN, InfluxDB1, Mosquitto, VictoriaMetrics
@@ -150,15 +150,16 @@ def bare_main(argv: list[str]) -> int:
 
 
 def bare_ingest_main(argv: list[str]) -> int:
-    """The same bare subscriber on the writer's own ingest connection (ingest.py): counts and
-    acknowledges at once, no decoding -- what the writer's receive path alone costs."""
+    """The same bare subscriber on the writer's subscription (subscriber.py: paho, manual
+    acknowledgements, buffered reads): counts and acknowledges at once, no decoding -- what the
+    writer's receive path alone costs."""
     port, topic, count = int(argv[0]), argv[1], int(argv[2])
 
     async def run() -> None:
         got = 0
         done = asyncio.Event()
 
-        def on_publish(_topic: bytes, _payload: bytes) -> None:
+        def on_publish(_topic: str, _payload: bytes) -> None:
             nonlocal got
             got += 1
             if got == count:
@@ -167,17 +168,16 @@ def bare_ingest_main(argv: list[str]) -> int:
         def on_acks(token: AckToken) -> None:
             ingest.acknowledge([token])
 
-        ingest = Ingest(BusConfig(port=port, username=TEST_ADMIN, password=os.environ["BENCH_PASSWORD"]),
-                        client_id="bench-bare-ingest", username=TEST_ADMIN, filters=[topic], session_expiry_s=0,
-                        receive_maximum=20000, on_publish=on_publish, on_acks=on_acks, counters=Counters(),
-                        log=get_logger("bench-ingest"))
-        task = asyncio.create_task(ingest.run())
+        ingest = Subscriber(BusConfig(port=port, username=TEST_ADMIN, password=os.environ["BENCH_PASSWORD"]),
+                            client_id="bench-bare-ingest", username=TEST_ADMIN, filters=[topic], session_expiry_s=0,
+                            receive_maximum=20000, on_publish=on_publish, on_acks=on_acks, counters=Counters(),
+                            log=get_logger("bench-ingest"))
+        ingest.start()
         await ingest.connected.wait()
         print("ready", flush=True)
         await asyncio.wait_for(done.wait(), 600)
         print(time.monotonic(), flush=True)
         await ingest.close()
-        task.cancel()
 
     asyncio.run(run())
     return 0
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> str:
                     runs.append(writers(broker, tmp, n, label, section,
                                         f"({'b' if n == 1 else 'c'}) {n} writer(s) -> {names[label]}"))
             runs.append(bare(broker, "(a) bare paho subscriber again (drift check)"))
-            runs.append(bare(broker, "(a'') bare subscriber on the writer's ingest connection (no decoding)",
+            runs.append(bare(broker, "(a'') bare subscriber on the writer's subscription (no decoding)",
                              mode="--bare-ingest"))
             d_influx = direct(urls["influx"], "bench-direct")
             d_vm = direct(urls["vm"], "bench-direct")
