@@ -5,12 +5,13 @@ comes from a small gate in front of a real VictoriaMetrics: it answers the first
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,8 +21,18 @@ from wattbus_influx_writer import lineproto
 from wattbus_influx_writer.config import Config
 from wattbus_influx_writer.sink import Outcome, Sink
 
-from tests.influx_writer.helpers import influx_count, meter_readings, victoria_count
-from tests.support.servers import InfluxDB1, VictoriaMetrics, free_port
+from tests.influx_writer.helpers import (
+    PUBLISHER,
+    StatusWatch,
+    influx_count,
+    meter_readings,
+    publish,
+    victoria_count,
+    write_config,
+    writer_env,
+)
+from tests.support.bus_helpers import started_bus, until
+from tests.support.servers import InfluxDB1, Mosquitto, VictoriaMetrics, free_port
 
 
 def _config(**values: Any) -> Config:
@@ -145,3 +156,49 @@ async def test_v1_login_refused_is_unavailable_not_rejected(tmp_path: Path) -> N
         assert result.outcome is Outcome.UNAVAILABLE and result.status in (401, 403), result
     finally:
         server.stop()
+
+
+async def test_stop_ends_the_retries_of_the_write_under_way(gate: type[_Gate]) -> None:
+    """A server that keeps answering 503 + Retry-After: the write would retry for a while; the stop
+    (from the event loop, while the write runs in its thread) ends it after the current attempt."""
+    gate.refuse, gate.retry_after = 100, "3600"
+    config = _config(url=gate.url, api="v2", bucket="b", org="home", retry_min_s=5, retry_max_s=20, timeout_s=60)
+    async with Sink(config) as sink:
+        started = time.monotonic()
+        writing = asyncio.ensure_future(sink.write(_body("stopping", 5)))
+        await asyncio.sleep(0.5)
+        assert not writing.done()
+        sink.stop_retrying()
+        result = await writing
+        took = time.monotonic() - started
+        again = await sink.write(_body("stopping", 5))  # after the stop: one attempt
+    assert result.outcome is Outcome.UNAVAILABLE and took < 2, (result, took)
+    assert again.outcome is Outcome.UNAVAILABLE and len(gate.seen) <= 3, len(gate.seen)
+
+
+async def test_writer_stops_promptly_while_the_database_refuses(broker: Mosquitto, gate: type[_Gate], tmp_path: Path,
+                                                               start_service: Callable[..., Any]) -> None:
+    """The whole service: readings in memory while every write is refused; SIGTERM spools them
+    (acknowledged from disk) and the process ends in seconds, not after its retries."""
+    gate.refuse, gate.retry_after = 10**6, "3600"
+    conf = write_config(tmp_path, "w", url=gate.url, api="v2", bucket="b", org="home", instance="refused",
+                        retry_min_s=5, retry_max_s=20, timeout_s=60)
+    watch = StatusWatch()
+    admin = await started_bus(broker, "test-admin", "watch-refused")
+    watch.attach(admin)
+    writer = start_service("wattbus_influx_writer", "--config", str(conf), env=writer_env(broker))
+    pub = await started_bus(broker, PUBLISHER, "refused")
+    try:
+        await until(lambda: "ingest connected" in writer.output(), 30, "the writer connected")
+        publish(pub, meter_readings(200, "meter-refused"))
+        await until(lambda: watch.counter("received", "refused") >= 200 and len(gate.seen) >= 1, 30,
+                    "readings in the writer, a write under way")
+        started = time.monotonic()
+        writer.proc.terminate()
+        assert writer.proc.wait(15) == 0, writer.output()
+        assert time.monotonic() - started < 8, writer.output()[-3000:]
+        spooled = sum(p.read_bytes().count(b"\n") for p in (tmp_path / "w" / "spool").glob("*.lp"))
+        assert spooled == 200  # every reading's point waits on disk, once
+    finally:
+        await pub.stop()
+        await admin.stop()

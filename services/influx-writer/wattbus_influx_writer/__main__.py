@@ -60,7 +60,9 @@ async def run(ctx: ServiceContext[Config]) -> None:
         finally:
             # run() is cancelled at shutdown. With other writers online, hand our share of the
             # stream to them (drain); otherwise stop reading: the broker keeps the rest for our
-            # next start. Either way what is in memory is stored before it is acknowledged.
+            # next start. Either way what is in memory is stored before it is acknowledged, with
+            # one attempt per write: a database that does not answer must not hold the stop up.
+            sink.stop_retrying()
             drained = False
             leaving: bool = bool(cfg.share_group) and await asyncio.create_task(should_drain(ctx, peers))
             if leaving:

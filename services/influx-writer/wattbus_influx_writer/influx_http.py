@@ -23,6 +23,8 @@ only when a sink opens (its generated API costs ~16 MB and 0.2 s to import).
 from __future__ import annotations
 
 import gzip
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +33,7 @@ from influxdb_client.client.write.retry import WritesRetry
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, MaxRetryError, ResponseError
 
 from .config import Config
 from .sink import Outcome, Result, outcome_of
@@ -41,18 +43,44 @@ TEXT = "text/plain; charset=utf-8"
 
 
 class CappedRetry(WritesRetry):  # type: ignore[misc]  # influxdb-client's classes are unannotated
-    """WritesRetry whose wait for a Retry-After is capped at max_retry_delay: a write thread asleep
-    for an hour on a server's say-so would hold every unacknowledged reading in memory meanwhile."""
+    """WritesRetry whose wait for a Retry-After is capped at max_retry_delay (a write thread asleep
+    for an hour on a server's say-so would hold every unacknowledged reading in memory meanwhile),
+    and which gives up at once when the writer stops (`stopping`): a request cannot be cancelled
+    from the event loop, and the process waits for its worker thread before it exits."""
+
+    stopping: threading.Event | None = None
+
+    def new(self, **kw: Any) -> CappedRetry:
+        new: CappedRetry = super().new(**kw)  # type: ignore[no-untyped-call]
+        new.stopping = self.stopping
+        return new
 
     def get_retry_after(self, response: Any) -> float | None:
         after: float | None = super().get_retry_after(response)  # type: ignore[no-untyped-call]
         return None if after is None else min(after, float(self.max_retry_delay))
+
+    def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
+                  error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> CappedRetry:
+        if self.stopping is not None and self.stopping.is_set():
+            raise MaxRetryError(_pool, url, error or ResponseError("the writer is stopping"))
+        new: CappedRetry = super().increment(method, url, response, error, _pool, _stacktrace)  # type: ignore[no-untyped-call]
+        return new
+
+    def sleep(self, response: Any = None) -> None:
+        wait = self.get_retry_after(response) if self.respect_retry_after_header and response else None
+        if wait is None:
+            wait = self.get_backoff_time()  # type: ignore[no-untyped-call]
+        if self.stopping is not None:
+            self.stopping.wait(wait)  # woken by the stop; the next increment() gives up
+        elif wait > 0:
+            time.sleep(wait)
 
 
 class InfluxHttp:
     def __init__(self, config: Config, on_retry: Callable[[], object] | None) -> None:
         self.config = config
         self.on_retry = on_retry
+        self.stopping = threading.Event()
         timeout_ms = int(config.timeout_s * 1000)
         if config.api == "v2":
             self.client = InfluxDBClient(url=config.url, token=config.resolved_token() or "", org=config.org,
@@ -72,11 +100,18 @@ class InfluxHttp:
     def close(self) -> None:
         self.client.close()  # type: ignore[no-untyped-call]
 
+    def stop_retrying(self) -> None:
+        """From any thread: the request under way makes no further attempt, later ones make one."""
+        self.stopping.set()
+
     def _retries(self, retry: bool) -> CappedRetry:
         cfg = self.config
-        return CappedRetry(total=WRITE_RETRIES if retry else 0, retry_interval=cfg.retry_min_s,
-                           max_retry_delay=cfg.retry_max_s, max_retry_time=cfg.timeout_s, exponential_base=2,
-                           retry_callback=self._retried, allowed_methods=["POST"], raise_on_status=False)
+        retries = CappedRetry(total=WRITE_RETRIES if retry and not self.stopping.is_set() else 0,
+                              retry_interval=cfg.retry_min_s, max_retry_delay=cfg.retry_max_s,
+                              max_retry_time=cfg.timeout_s, exponential_base=2, retry_callback=self._retried,
+                              allowed_methods=["POST"], raise_on_status=False)
+        retries.stopping = self.stopping
+        return retries
 
     def _retried(self, _error: Exception) -> int:  # influxdb-client's callback type; the value is unused
         if self.on_retry is not None:

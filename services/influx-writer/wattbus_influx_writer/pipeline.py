@@ -152,6 +152,7 @@ class Pipeline:
                 try:
                     await asyncio.shield(cycle)
                 except asyncio.CancelledError:
+                    self.sink.stop_retrying()  # a database that does not answer must not hold the stop up
                     await cycle  # the batch taken is stored or spooled, and acknowledged, before we stop
                     raise
                 seen, seen_since = 0, time.monotonic()

@@ -68,6 +68,11 @@ class Sink:
             self._http.close()
             self._http = None
 
+    def stop_retrying(self) -> None:
+        """The writer is stopping: the request under way gives up its retries, later ones retry not."""
+        if self._http is not None:
+            self._http.stop_retrying()
+
     async def write(self, body: bytes, retry: bool = True) -> Result:
         """Write line protocol; retry=False makes one attempt (shutdown must stay quick)."""
         assert self._http is not None, "Sink used outside `async with`"
