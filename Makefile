@@ -4,13 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium openssl faketime
+DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb victoria-metrics chromium openssl faketime \
+	gcc libc6-dev mosquitto-dev libmosquitto-dev
 SERVICES := $(sort $(wildcard services/*/wattbus_*/__init__.py))
 
-.PHONY: install system-deps run run-pi test bench reliability lint schema lock clean compose-test
+.PHONY: install system-deps broker-plugin run run-pi test bench reliability lint schema lock clean compose-test
 
 # Debian packages the stack and the tests run for real: broker, InfluxDB 1.x, VictoriaMetrics
-# (InfluxDB line protocol, v2 write API) and Chromium (the web UI tests, headless).
+# (InfluxDB line protocol, v2 write API) and Chromium (the web UI tests, headless); a C compiler
+# and Mosquitto's headers build the broker plugin.
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -29,7 +31,15 @@ $(VENV)/.installed: pyproject.toml setup.py constraints.txt $(SERVICES) | $(VENV
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-install: system-deps $(VENV)/.installed
+# The broker plugin binding client ids to accounts (mosquitto/plugin/): the demo's and the tests'
+# brokers load it from build/ (compose builds its own in mosquitto/Dockerfile).
+BROKER_PLUGIN := build/mosquitto/wattbus_client_ids.so
+$(BROKER_PLUGIN): mosquitto/plugin/wattbus_client_ids.c mosquitto/plugin/build.sh | system-deps
+	mosquitto/plugin/build.sh $@
+
+broker-plugin: $(BROKER_PLUGIN)
+
+install: system-deps $(VENV)/.installed $(BROKER_PLUGIN)
 
 run: install
 	$(VENV)/bin/wattbus embedded --root .
