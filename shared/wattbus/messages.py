@@ -20,7 +20,8 @@ CONTRACT_VERSION = "v1"
 
 DeviceKind = Literal["meter", "inverter", "string", "battery", "charger", "relay", "gateway"]
 Protocol = Literal[
-    "sunspec", "modbus", "sml", "dsmr", "iec62056", "aps-ecu", "givenergy", "goe", "shelly", "http", "simulated"
+    "sunspec", "modbus", "sml", "dsmr", "iec62056", "aps-ecu", "givenergy", "goe", "shelly", "http", "simulated",
+    "mqtt",  # a device read from MQTT topics of its own (generic-bridge)
 ]
 
 Percent = Annotated[float, Meta(ge=0, le=100)]
