@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import time
+import zlib
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from .goe_v2 import GoeV2, SetRefused
 from .lifecycle import run
 
 VOLTAGE_V = 230.0
@@ -154,26 +155,38 @@ class GoeFirmware:
     """The settings a go-e stores and the status documents it serves, over a ChargerModel."""
 
     def __init__(self, model: ChargerModel, *, serial: str = "012345", max_current_a: int = 32,
-                 firmware_v2: str = "56.8", firmware_v1: str = "041.0", variant_kw: int = 11) -> None:
+                 firmware_v2: str = "60.4", firmware_v1: str = "041.0", variant_kw: int | None = None) -> None:
         self.model = model
         self.serial = serial
-        self.max_current_a = max_current_a
+        self.max_current_a = max_current_a  # `ama`, at most what the hardware variant carries
         self.firmware_v2 = firmware_v2
         self.firmware_v1 = firmware_v1
-        self.variant_kw = variant_kw
-        self.amp = 16
+        self.variant_kw = variant_kw or (11 if max_current_a <= 16 else 22)  # `var`: 11 kW/16 A or 22 kW/32 A
+        low = zlib.crc32(serial.encode()) & 0xFFFFFF  # a stable, serial-specific station MAC (`wcb`)
+        self.mac = "A8:03:2A:" + ":".join(f"{low:06X}"[i:i + 2] for i in (0, 2, 4))
+        self.amp = min(16, max_current_a)
         self.frc = 0  # 0 neutral, 1 off, 2 on
         self.psm = 2  # 0 auto, 1 one phase, 2 three phases
         self.alw_v1 = True  # API v1 start/stop
         self.err = 0
         self.sets = 0  # how many set requests were honoured (for tests and benchmarks)
+        self.v2 = GoeV2(self)
+        self._stopped_by_limit = False
         model.set_current_a(self.amp)
-        self._apply()
+        self.apply()
 
-    def _apply(self) -> None:
+    def apply(self) -> None:
         self.model.set_current_a(self.amp)
         self.model.set_phases(1 if self.psm == 1 else 3)
-        self.model.set_enabled(self.frc == 2 or (self.frc == 0 and self.alw_v1))
+        self._stopped_by_limit = self.v2.energy_limit_reached()
+        self.model.set_enabled(self.allowed() and not self._stopped_by_limit)
+
+    def enforce_energy_limit(self) -> None:
+        """`dwo`: the charger stops by itself once the session reaches the energy limit."""
+        reached = self.v2.energy_limit_reached()
+        if reached != self._stopped_by_limit:
+            self._stopped_by_limit = reached
+            self.model.set_enabled(self.allowed() and not reached)
 
     def allowed(self) -> bool:
         return self.frc == 2 or (self.frc == 0 and self.alw_v1)
@@ -183,7 +196,7 @@ class GoeFirmware:
             return 5
         if not self.model.car_connected():
             return 1
-        if self.model.car_full():
+        if self.model.car_full() or self._stopped_by_limit:
             return 4
         return 2 if self.model.power_w() > 0 else 3
 
@@ -194,39 +207,16 @@ class GoeFirmware:
         pf = [99.0 if a > 0 else 0.0 for a in i]
         return [*[round(v, 1) for v in u], 0.0, *i, *p, 0.0, round(sum(p), 1), *pf, 0.0]
 
-    # ---- API v2
+    # ---- API v2 (goe_v2.GoeV2 holds every other key)
     def status_v2(self, keys: list[str] | None) -> dict[str, Any]:
-        self.model.step(time.monotonic())
-        doc: dict[str, Any] = {
-            "alw": self.allowed() and self.model.car_connected(), "acu": self.amp if self.model.power_w() > 0 else None,
-            "amp": self.amp, "ama": self.max_current_a, "car": self.car(), "cbl": 32, "err": self.err,
-            "eto": round(self.model.energy_total_wh()), "frc": self.frc, "fwv": self.firmware_v2,
-            "fna": f"go-e-Charger {self.serial}", "nrg": self.nrg(), "psm": self.psm,
-            "pha": [p > 0 for p in self.model.phase_currents_a()] + [True, True, True], "sse": self.serial,
-            "tma": [24.5, 25.1], "typ": "go-eCharger", "var": self.variant_kw,
-            "wh": round(self.model.session_energy_wh(), 2), "rbc": 12, "rbt": int(time.monotonic() * 1000),
-        }
-        return {k: doc[k] for k in keys if k in doc} if keys else doc
+        return self.v2.status(keys)
 
     def set_v2(self, key: str, raw: str) -> str | None:
         """Apply one /api/set key; returns the error text the firmware would answer, or None."""
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            return f"could not parse value {raw!r}"
-        match key:
-            case "amp" if isinstance(value, int) and MIN_CURRENT_A <= value <= self.max_current_a:
-                self.amp = value
-            case "frc" if value in (0, 1, 2):
-                self.frc = value
-            case "psm" if value in (0, 1, 2):
-                self.psm = value
-            case "amp" | "frc" | "psm":
-                return "value out of range"
-            case _:
-                return "key not found"
-        self.sets += 1
-        self._apply()
+            self.v2.set(key, raw)
+        except SetRefused as exc:
+            return str(exc)
         return None
 
     # ---- API v1: every value a string except nrg; scaled (0.1 A, 0.1 kW, 0.01 kW, 0.1 kWh, 10 Ws)
@@ -262,7 +252,7 @@ class GoeFirmware:
         else:
             return f"invalid {key}={raw}"
         self.sets += 1
-        self._apply()
+        self.apply()
         return None
 
 
@@ -291,6 +281,7 @@ def build_app(firmware: GoeFirmware, api: str = "v2") -> web.Application:
             return web.Response(status=400, text=error)
         return web.json_response(firmware.status_v1())
 
+    firmware.v2.conf["hla"] = api == "both"  # httpLegacyApiEnabled: v2 firmware with API v1 switched on
     if api in ("v2", "both"):
         app.router.add_get("/api/status", status_v2)
         app.router.add_get("/api/set", set_v2)

@@ -80,7 +80,7 @@ async def test_goe_simulator_speaks_v2_and_v1(serve: ServeApp) -> None:
         async with http.get(f"{url}/api/status", params={"filter": "amp,sse"}) as resp:
             assert await resp.json() == {"amp": 16, "sse": "303030"}
         async with http.get(f"{url}/api/set", params={"amp": "5"}) as resp:
-            assert resp.status == 400 and (await resp.json())["amp"] == "value out of range"
+            assert resp.status == 400 and (await resp.json())["amp"] == "amp: 5 is out of range (6..16)"
         async with http.get(f"{url}/api/set", params={"amp": "8", "psm": "1"}) as resp:
             assert await resp.json() == {"amp": True, "psm": True}
         async with http.get(f"{url}/status") as resp:
