@@ -2,6 +2,7 @@
 
     wattbus-sim sunspec --port 1502 --profile fronius --profile sma --profile float
     wattbus-sim sunspec --port 1503 --profile sdm630 --sdm-unit 1
+    wattbus-sim sunspec --port 1504 --profile sdm120 --profile sdm72 --sdm-unit 5   # units 5 and 6
     wattbus-sim sunspec --rtu-link /tmp/sdm-tty --profile sdm630     # RTU over a pseudo-terminal pair
 
 Registers are built from the official SunSpec model definitions (sunspec_image), served by a
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import struct
 import time
 
 from pymodbus.constants import ExcCodes
@@ -23,16 +23,11 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from .lifecycle import stop_event
 from .modbus_units import rtu_server, tcp_server
+from .sdm import MODELS as SDM_MODELS
+from .sdm import sdm_devices
 from .sunspec_devices import BASE, PROFILES, Plant, models_for
 from .sunspec_image import definition, encode_device, offset_of
 from .sunspec_pty import PtyPair
-
-SDM_POINTS = {  # Eastron SDM630 input registers (float32, big-endian): address -> plant quantity
-    0x00: "v1", 0x02: "v2", 0x04: "v3", 0x06: "i1", 0x08: "i2", 0x0A: "i3", 0x0C: "p1", 0x0E: "p2",
-    0x10: "p3", 0x1E: "pf", 0x20: "pf", 0x22: "pf", 0x34: "p", 0x46: "hz", 0x48: "imp", 0x4A: "exp",
-    0x156: "tot",
-}
-SDM_SERIAL_REGISTER = 0xFC00
 
 
 class SunSpecUnit:
@@ -99,53 +94,12 @@ class SunSpecUnit:
         return None
 
 
-class SdmUnit:
-    """An Eastron SDM630: float32 input registers, serial number in holding register 0xFC00."""
-
-    def __init__(self, serial: int, plant: Plant) -> None:
-        self.serial, self.plant = serial, plant
-
-    def values(self) -> dict[str, float]:
-        grid = self.plant.house_w - self.plant.pv_w()
-        return {"v1": 230.2, "v2": 231.0, "v3": 229.5, "i1": abs(grid) * 0.4 / 230.2,
-                "i2": abs(grid) * 0.35 / 231.0, "i3": abs(grid) * 0.25 / 229.5, "p1": grid * 0.4,
-                "p2": grid * 0.35, "p3": grid * 0.25, "pf": 0.97, "p": grid, "hz": 50.02,
-                "imp": self.plant.import_wh / 1000, "exp": self.plant.export_wh / 1000,
-                "tot": (self.plant.import_wh + self.plant.export_wh) / 1000}
-
-    def registers(self) -> list[int]:
-        regs = [0] * 0x158
-        for address, key in SDM_POINTS.items():
-            hi, lo = struct.unpack(">HH", struct.pack(">f", self.values()[key]))
-            regs[address], regs[address + 1] = hi, lo
-        return regs
-
-    def device(self, unit: int) -> SimDevice:
-        serial = [self.serial >> 16, self.serial & 0xFFFF]
-        blocks = [SimData(0, values=self.registers(), datatype=DataType.REGISTERS),
-                  SimData(SDM_SERIAL_REGISTER, values=serial, datatype=DataType.REGISTERS)]
-        return SimDevice(unit, blocks, action=self.action)
-
-    async def action(self, function: int, start: int, address: int, count: int, regs: list[int],
-                     set_values: list[int] | list[bool] | None) -> ExcCodes | None:
-        if set_values is not None:
-            return ExcCodes.ILLEGAL_FUNCTION
-        if function == 4 and address >= SDM_SERIAL_REGISTER:
-            return ExcCodes.ILLEGAL_ADDRESS  # the serial number is a holding register
-        if address < 0x158:
-            self.plant.advance()
-            regs[0:0x158] = self.registers()
-        return None
-
-
 def build_devices(profiles: list[str], plant: Plant, sdm_unit: int) -> list[SimDevice]:
     devices: list[SimDevice] = []
     for profile in profiles:
-        if profile == "sdm630":
-            devices.append(SdmUnit(21_003_456, plant).device(sdm_unit))
-            continue
-        for unit, (kind, serial) in PROFILES[profile].items():
+        for unit, (kind, serial) in PROFILES.get(profile, {}).items():
             devices.append(SunSpecUnit(kind, serial, plant).device(unit))
+    devices += sdm_devices(profiles, plant, sdm_unit)
     ids = [d.id for d in devices]
     if len(ids) != len(set(ids)):
         raise SystemExit(f"profiles {profiles} use the same unit id twice ({ids})")
@@ -181,8 +135,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="wattbus-sim sunspec", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1502)
-    parser.add_argument("--profile", action="append", choices=[*PROFILES, "sdm630"])
-    parser.add_argument("--sdm-unit", type=int, default=1)
+    parser.add_argument("--profile", action="append", choices=[*PROFILES, *SDM_MODELS])
+    parser.add_argument("--sdm-unit", type=int, default=1,
+                        help="unit id of the first Eastron meter; further ones take the next ids")
     parser.add_argument("--rtu-link", help="serve Modbus RTU on a pseudo-terminal; its client end is linked here")
     parser.add_argument("--static", action="store_true", help="fixed values (tests)")
     args = parser.parse_args(argv)

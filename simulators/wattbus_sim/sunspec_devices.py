@@ -99,8 +99,11 @@ def mppt(plant: Plant) -> tuple[int, dict[str, Any]]:
 
 
 def controls() -> tuple[int, dict[str, Any]]:
+    # Every point the model marks mandatory has a value: a power factor setpoint of 1.000 (cos phi,
+    # scale -3) and the reactive power mode, both disabled, as an inverter leaves them by default.
     return 123, {"Conn": 1, "WMaxLimPct_SF": -1, "WMaxLimPct": 100.0, "WMaxLim_Ena": 0, "Conn_WinTms": 0,
-                 "Conn_RvrtTms": 0, "WMaxLimPct_WinTms": 0, "WMaxLimPct_RvrtTms": 0, "WMaxLimPct_RmpTms": 0}
+                 "Conn_RvrtTms": 0, "WMaxLimPct_WinTms": 0, "WMaxLimPct_RvrtTms": 0, "WMaxLimPct_RmpTms": 0,
+                 "OutPFSet_SF": -3, "OutPFSet": 1.0, "OutPFSet_Ena": "DISABLED", "VArPct_Ena": "DISABLED"}
 
 
 def meter(plant: Plant) -> tuple[int, dict[str, Any]]:
@@ -110,8 +113,11 @@ def meter(plant: Plant) -> tuple[int, dict[str, Any]]:
         "A_SF": -2, "A": round(abs(grid) / 230, 2), "AphA": round(abs(per[0]) / 230, 2),
         "AphB": round(abs(per[1]) / 230, 2), "AphC": round(abs(per[2]) / 230, 2),
         "V_SF": -1, "PhV": 230.4, "PhVphA": 230.2, "PhVphB": 230.9, "PhVphC": 230.1,
+        "PPV": 399.1, "PhVphAB": 399.4, "PhVphBC": 399.2, "PhVphCA": 398.7,
         "Hz_SF": -2, "Hz": 49.98, "W_SF": 0, "W": grid, "WphA": per[0], "WphB": per[1], "WphC": per[2],
-        "PF_SF": -2, "PF": 0.98, "TotWh_SF": 0, "TotWhExp": round(plant.export_wh), "TotWhImp": round(plant.import_wh),
+        # The model's PF unit is percent: 98.0 % goes out as 980 at scale -1.
+        "PF_SF": -1, "PF": 98.0, "PFphA": 97.5, "PFphB": 98.2, "PFphC": 98.4,
+        "TotWh_SF": 0, "TotWhExp": round(plant.export_wh), "TotWhImp": round(plant.import_wh),
         "Evt": 0,
     }
 
@@ -119,10 +125,14 @@ def meter(plant: Plant) -> tuple[int, dict[str, Any]]:
 def battery(plant: Plant) -> list[tuple[int, dict[str, Any]]]:
     return [
         (124, {"WChaMax_SF": 0, "WChaMax": 5000, "ChaState_SF": -1, "ChaState": 57.3, "InBatV_SF": -1,
-               "InBatV": 51.2, "ChaSt": "CHARGING", "MinRsvPct_SF": 0, "MinRsvPct": 10}),
+               "InBatV": 51.2, "ChaSt": "CHARGING", "MinRsvPct_SF": 0, "MinRsvPct": 10,
+               "WChaDisChaGra_SF": 0, "WChaGra": 10, "WDisChaGra": 10, "StorCtl_Mod": 0}),
         (802, {"AHRtg_SF": 0, "AHRtg": 200, "WHRtg_SF": 0, "WHRtg": 10240, "SoC_SF": -1, "SoC": 57.3,
                "SoH_SF": 0, "SoH": 98, "ChaSt": "CHARGING", "V_SF": -1, "V": 51.2, "A_SF": -1, "A": -23.4,
-               "W_SF": 0, "W": -1198, "Typ": 4, "State": 2, "NCyc": 311}),
+               "W_SF": 0, "W": -1198, "Typ": "LITHIUM_ION", "State": "CONNECTED", "NCyc": 311,
+               "WChaDisChaMax_SF": 0, "WChaRteMax": 5000, "WDisChaRteMax": 5000, "LocRemCtl": "REMOTE",
+               "AlmRst": 0, "Evt1": 0, "Evt2": 0, "EvtVnd1": 0, "EvtVnd2": 0, "SetOp": "CONNECT",
+               "SetInvState": "INVERTER_STARTED", "CellV_SF": -3, "AMax_SF": 0}),
     ]
 
 

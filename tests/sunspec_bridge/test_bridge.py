@@ -7,9 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from wattbus import codec, topics
 from wattbus import messages as m
 from wattbus.bus import Bus, Message
+from wattbus_sim.sdm import PHASE_PF
+from wattbus_sim.sunspec_devices import Plant
+from wattbus_sim.sunspec_devices import meter as sim_meter
+from wattbus_sunspec_bridge.decode import shortest_float32
 
 from tests.support.bus_helpers import started_bus, until
 
@@ -82,6 +87,9 @@ unit_ids = [1]
         assert isinstance(meter, m.MeterReading)
         assert meter.power_w == 650 - 4960 and meter.energy_import_wh == 4_567_890
         assert [p.power_w for p in meter.phases] == [round(-4310 * s) for s in (0.4, 0.35, 0.25)]
+        # Model 203 sends PF in percent (PFphA 97.5 at scale -1); the contract has the ratio.
+        sent = sim_meter(Plant(static=True))[1]
+        assert [p.power_factor for p in meter.phases] == pytest.approx([sent[f"PFph{x}"] / 100 for x in "ABC"])
         battery = seen.readings["wattbus-sim-fl-000771-battery"]
         assert isinstance(battery, m.BatteryReading)
         assert (battery.soc_pct, battery.power_w, battery.soh_pct) == (57.3, -1198, 98)
@@ -92,6 +100,9 @@ unit_ids = [1]
         assert sdm_reading.power_w is not None and round(sdm_reading.power_w) == -4310
         assert sdm_reading.energy_import_wh is not None and round(sdm_reading.energy_import_wh) == 4_567_890
         assert len(sdm_reading.phases) == 3
+        # Exporting: Eastron sends PF -0.97 (signed with the current), the contract has |P|/S.
+        assert all(p.power_w is not None and p.power_w < 0 for p in sdm_reading.phases)
+        assert [p.power_factor for p in sdm_reading.phases] == [shortest_float32(pf) for pf in PHASE_PF]
         assert seen.meta["fronius-34119102"].capabilities == ["set_power_limit", "set_connected"]
         assert seen.meta["fronius-34119102-mppt1"].parent_id == "fronius-34119102"
         # iotic's `live`: every decoded point per model; `stats`: the day's min/max.

@@ -23,10 +23,11 @@ def _num(values: dict[str, Any], key: str) -> float | None:
 
 
 def _pf(value: float | None) -> float | None:
-    """SunSpec PF is in percent in the integer models (-100..100), a ratio in some float devices."""
+    """SunSpec PF points are percent (-100..100, the sign says leading/lagging) in every model,
+    integer and float; the contract's power factor is the magnitude |P|/S, 0..1."""
     if value is None:
         return None
-    return round(value / 100, 4) if abs(value) > 1.0 else value
+    return round(abs(value) / 100, 4)
 
 
 def device_kind(models: list[int]) -> m.DeviceKind:

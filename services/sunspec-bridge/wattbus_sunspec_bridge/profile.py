@@ -2,7 +2,11 @@
 
 Adding a meter is writing `profiles/<name>.toml` (or one in `profiles_dir`): the function code,
 and per contract field (`power_w`, `l1.voltage_v`, `extra.<key>`) an address, a type and a
-scale. Reads are merged into as few requests as the 125-register limit allows.
+scale. Reads are merged into as few requests as the device's `max_read` allows (Modbus: 125).
+
+Power factors leave as the contract defines them: the magnitude |P|/S, 0..1. Meters sign it by
+their own rules (Eastron: with the direction of the current, negative while exporting), and the
+direction is already in the sign of the phase's `power_w`.
 """
 
 from __future__ import annotations
@@ -54,12 +58,13 @@ class Profile:
     word_order: str = "big"
     serial: ProfilePoint | None = None
     serial_function: int = 3
+    max_read: int = MAX_READ  # registers per request the device accepts
 
     def ranges(self) -> list[tuple[int, int]]:
         spans: list[list[int]] = []
         for point in sorted(self.points, key=lambda p: p.address):
             end = point.address + point.size
-            if spans and point.address - spans[-1][1] <= MAX_GAP and end - spans[-1][0] <= MAX_READ:
+            if spans and point.address - spans[-1][1] <= MAX_GAP and end - spans[-1][0] <= self.max_read:
                 spans[-1][1] = max(spans[-1][1], end)
             else:
                 spans.append([point.address, end])
@@ -94,6 +99,9 @@ def load_profile(name: str, extra_dir: str | None = None) -> Profile:
     function = data.get("function", 4)
     if function not in (3, 4):
         raise ProfileError(f"register profile {path}: function = {function!r}, expected 3 or 4")
+    max_read = data.get("max_read", MAX_READ)
+    if not isinstance(max_read, int) or isinstance(max_read, bool) or not 2 <= max_read <= MAX_READ:
+        raise ProfileError(f"register profile {path}: max_read = {max_read!r}, expected 2..{MAX_READ} registers")
     serial_raw = data.get("serial")
     serial = None
     if isinstance(serial_raw, dict):
@@ -101,7 +109,7 @@ def load_profile(name: str, extra_dir: str | None = None) -> Profile:
     return Profile(name, str(data.get("manufacturer", "unknown")), str(data.get("model", name)), function,
                    tuple(_point(str(path), k, v) for k, v in raw_points.items()),
                    str(data.get("word_order", "big")), serial,
-                   int(serial_raw.get("function", 3)) if isinstance(serial_raw, dict) else 3)
+                   int(serial_raw.get("function", 3)) if isinstance(serial_raw, dict) else 3, max_read)
 
 
 def value_of(point: ProfilePoint, regs: list[int], word_order: str = "big") -> float | int | None:
@@ -121,7 +129,7 @@ def value_of(point: ProfilePoint, regs: list[int], word_order: str = "big") -> f
 
 async def read_profile(link: Link, unit: int, profile: Profile) -> dict[str, float | int | None]:
     image: dict[int, int] = {}
-    for start, count in profile.ranges():
+    for start, count in profile.ranges():  # each within max_read: Link splits only at 125
         regs = await link.read(unit, start, count, function=profile.function)
         image.update(zip(range(start, start + count), regs, strict=True))
     return {p.key: value_of(p, [image[a] for a in range(p.address, p.address + p.size)], profile.word_order)
@@ -142,6 +150,8 @@ def meter_reading(dev_id: str, ts: datetime, values: dict[str, float | int | Non
     phases = []
     for n in (1, 2, 3):
         fields = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(f"l{n}.") and v is not None}
+        if "power_factor" in fields:
+            fields["power_factor"] = abs(fields["power_factor"])
         if fields:
             phases.append(m.PhaseValues(phase=n, **fields))
     return m.MeterReading(device_id=dev_id, timestamp=ts, phases=phases, extra=extra, **top)
