@@ -1,0 +1,183 @@
+"""A device description: where the values come from and which contract field each one fills.
+
+Descriptions are data (TOML): the shipped examples in data/, a file of the user's, or an inline
+table in the config. They decode into these Structs and are then checked as a whole, so a bad one
+is refused at start-up with the key and what is wrong, never discovered by a crash at run time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+from wattbus import messages as m
+
+from . import units
+from .select import Selector, SelectorError
+
+Kind = Literal["meter", "inverter", "battery", "charger", "relay", "gateway"]
+READING_BY_KIND: dict[str, type[m.ReadingBase]] = {
+    "meter": m.MeterReading, "inverter": m.InverterReading, "battery": m.BatteryReading,
+    "charger": m.ChargerReading, "relay": m.RelayReading, "gateway": m.GatewayReading,
+}
+Seconds = Annotated[float, Meta(gt=0, le=86400)]
+RegisterType = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]
+REGISTER_WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "int64": 4, "uint64": 4,
+                  "float32": 2, "float64": 4}
+
+
+class HttpSource(Struct, kw_only=True, forbid_unknown_fields=True, tag="http", tag_field="type"):
+    url: str  # may hold {host}, {port} and the description's other variables
+    interval_s: Seconds = 10.0
+    timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
+    auth: Literal["basic", "digest"] = "basic"  # used when the device config gives a password
+
+
+class MqttSource(Struct, kw_only=True, forbid_unknown_fields=True, tag="mqtt", tag_field="type"):
+    topic: str  # the values' topic unless a value names its own
+    payload: Literal["json", "plain"] = "json"  # plain: the payload is the value ("21.5", "ON")
+    stale_after_s: Seconds = 300.0  # no message for this long: the device is offline
+
+
+class ModbusSource(Struct, kw_only=True, forbid_unknown_fields=True, tag="modbus", tag_field="type"):
+    host: str = "{host}"
+    port: Annotated[int, Meta(ge=1, le=65535)] = 502
+    unit_id: Annotated[int, Meta(ge=0, le=255)] = 1
+    interval_s: Seconds = 10.0
+    timeout_s: Annotated[float, Meta(gt=0, le=60)] = 3.0
+
+
+Source = HttpSource | MqttSource | ModbusSource
+
+
+class Value(Struct, kw_only=True, forbid_unknown_fields=True):
+    """One contract field (or `extra.<name>`) and where its value is."""
+
+    field: str
+    phase: Annotated[int, Meta(ge=1, le=3)] | None = None  # a PhaseValues field of this phase
+    select: str | None = None  # JSONPath into a JSON document (HTTP, MQTT json)
+    topic: str | None = None  # MQTT: this value's own topic
+    register: Annotated[int, Meta(ge=0, le=65535)] | None = None  # Modbus: first register
+    table: Literal["holding", "input"] = "holding"
+    type: RegisterType = "uint16"
+    word_order: Literal["big", "little"] = "big"  # big: the high word comes first (most devices)
+    scale: float = 1.0  # raw * scale, then the unit conversion
+    unit: str | None = None  # what the device sends; converted to the field's SI unit
+    map: dict[str, str] = {}  # text fields: device word -> contract word ("Charging" -> "charging")
+
+
+class Write(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A relay's switch: a plain HTTP request per state, confirmed by reading the state back."""
+
+    on_url: str
+    off_url: str
+    method: Literal["GET", "POST"] = "GET"
+    min_switch_interval_s: Annotated[float, Meta(ge=0, le=86400)] = 30.0  # contacts wear with each switch
+    confirm_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
+
+
+class Description(Struct, kw_only=True, forbid_unknown_fields=True):
+    kind: Kind
+    source: Source
+    values: Annotated[list[Value], Meta(min_length=1)]
+    manufacturer: str | None = None
+    model: str | None = None
+    about: str = ""  # where the response shape comes from (provenance), shown by `templates`
+    defaults: dict[str, str] = {}  # variables a device config may override ({port}, {meter})
+    write: Write | None = None
+
+
+def field_types(kind: str) -> dict[str, str]:
+    """The fields a description may fill for a kind: name -> number, bool or text."""
+    out: dict[str, str] = {}
+    info: Any = msgspec.inspect.type_info(READING_BY_KIND[kind])
+    for field in info.fields:
+        category = _category(field.type)
+        if category and field.name not in ("device_id", "channel", "inverter_id", "index"):
+            out[field.name] = category
+    return out
+
+
+def phase_field_types() -> dict[str, str]:
+    info: Any = msgspec.inspect.type_info(m.PhaseValues)
+    return {f.name: c for f in info.fields if (c := _category(f.type)) and f.name != "phase"}
+
+
+def _category(info: Any) -> str | None:
+    if isinstance(info, msgspec.inspect.UnionType):
+        kinds = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        if len(kinds) != 1:
+            return None
+        info = kinds[0]
+    if isinstance(info, msgspec.inspect.FloatType | msgspec.inspect.IntType):
+        return "number"
+    if isinstance(info, msgspec.inspect.BoolType):
+        return "bool"
+    if isinstance(info, msgspec.inspect.StrType | msgspec.inspect.LiteralType):
+        return "text"
+    return None
+
+
+def category_of(desc: Description, value: Value) -> str:
+    """number, bool or text: what the value is converted to (checked by `problems`)."""
+    if value.field.startswith("extra."):
+        return "text" if value.map else "number"
+    if value.phase is not None:
+        return phase_field_types().get(value.field, "number")
+    return field_types(desc.kind).get(value.field, "number")
+
+
+def problems(desc: Description) -> list[tuple[str, str]]:
+    """(key, what is wrong) for every problem a decoded description still has."""
+    found: list[tuple[str, str]] = []
+    fields = field_types(desc.kind)
+    phase_fields = phase_field_types()
+    seen: set[tuple[str, int | None]] = set()
+    for i, value in enumerate(desc.values):
+        key = f"values[{i}]"
+        name = value.field
+        if name.startswith("extra."):
+            if not name[6:].isidentifier():
+                found.append((f"{key}.field", f"{name!r}: extra values are named extra.<letters_digits_>"))
+        elif value.phase is not None and name not in phase_fields:
+            found.append((f"{key}.field", f"{name!r} is not a per-phase field; known: {', '.join(phase_fields)}"))
+        elif value.phase is None and name not in fields:
+            found.append((f"{key}.field", f"a {desc.kind} reading has no field {name!r}; known: "
+                                          f"{', '.join(fields)} or extra.<name>"))
+        if (name, value.phase) in seen:
+            found.append((f"{key}.field", f"{name!r} is filled twice"))
+        seen.add((name, value.phase))
+        if category_of(desc, value) == "number" and (why := units.check(name, value.unit)):
+            found.append((f"{key}.unit", why))
+        found.extend((f"{key}.{k}", why) for k, why in _source_problems(desc.source, value))
+    if desc.write is not None:
+        if desc.kind != "relay":
+            found.append(("write", f"only a relay can be switched; this description is a {desc.kind}"))
+        if not any(v.field == "on" for v in desc.values):
+            found.append(("write", "a switchable relay needs a value with field = \"on\" to read the state back"))
+        if not isinstance(desc.source, HttpSource | ModbusSource):
+            found.append(("write", "the state is read back by polling: use an http or modbus source"))
+    return found
+
+
+def _source_problems(source: Source, value: Value) -> list[tuple[str, str]]:
+    if isinstance(source, ModbusSource):
+        if value.register is None:
+            return [("register", "a Modbus value needs its register address")]
+        return []
+    if value.register is not None:
+        return [("register", f"registers are read from Modbus sources only, this source is {_tag(source)}")]
+    if isinstance(source, MqttSource) and source.payload == "plain":
+        return [("select", "a plain payload is the value itself: leave select out")] if value.select else []
+    if value.select is None:
+        return [("select", "a JSON value needs a JSONPath selector, e.g. \"$.main.value\"")]
+    try:
+        Selector(value.select)
+    except SelectorError as exc:
+        return [("select", str(exc))]
+    return []
+
+
+def _tag(source: Source) -> str:
+    return str(source.__struct_config__.tag)

@@ -1,0 +1,102 @@
+"""Devices the generic-bridge reads by description, on loopback: an AI-on-the-edge water meter and a
+Tasmota SML reading head, answering in the shapes their documentation shows.
+
+    wattbus-sim generic_http --device ai-on-the-edge --port 18095   # GET /json
+    wattbus-sim generic_http --device tasmota-sml --port 18096      # GET /cm?cmnd=status%2010
+
+`POST /sim/firmware?prefix=Strom` renames the Tasmota meter's JSON prefix (what a changed SML script
+does) and `?number=wasser` AI-on-the-edge's number sequence, so a selector stops matching at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from wattbus_sim.goe import serve_http
+from wattbus_sim.lifecycle import run
+
+
+@dataclass
+class WaterMeter:
+    """An analog water meter read every few minutes: m³ with 5 decimals, as text (REST-API.md)."""
+
+    total_m3: float = 1130.15400
+    flow_l_per_min: float = 4.2
+    number: str = "main"
+    _last: float = field(default_factory=time.monotonic)
+
+    def document(self) -> dict[str, Any]:
+        now = time.monotonic()
+        rate_m3 = self.flow_l_per_min / 1000
+        self.total_m3 += rate_m3 * (now - self._last) / 60
+        self._last = now
+        value = f"{self.total_m3:.5f}"
+        stamp = datetime.now().astimezone().strftime("%Y-%m-%dT%H:%M:%S%z")
+        return {self.number: {"value": value, "raw": value, "pre": value, "error": "no error",
+                              "rate": f"{rate_m3:.6f}", "timestamp": stamp}}
+
+
+@dataclass
+class SmlHead:
+    """A Tasmota IR head on a two-way meter: kWh totals with 3 decimals, power in W (Power_curr)."""
+
+    import_kwh: float = 3985.744
+    export_kwh: float = 18804.181
+    power_w: float = 513.0
+    prefix: str = "SML"
+    _last: float = field(default_factory=time.monotonic)
+
+    def status_sns(self) -> dict[str, Any]:
+        now = time.monotonic()
+        energy_kwh = self.power_w * (now - self._last) / 3_600_000
+        self._last = now
+        if energy_kwh >= 0:
+            self.import_kwh += energy_kwh
+        else:
+            self.export_kwh -= energy_kwh
+        return {"Time": datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
+                self.prefix: {"Total_in": round(self.import_kwh, 3), "Total_out": round(self.export_kwh, 3),
+                              "Power_curr": round(self.power_w), "Meter_id": "0a01454d4800009f4d2e"}}
+
+
+def build_app(device: str) -> web.Application:
+    water, head = WaterMeter(), SmlHead()
+    app = web.Application()
+
+    async def json_endpoint(_request: web.Request) -> web.Response:
+        return web.json_response(water.document())
+
+    async def command(request: web.Request) -> web.Response:
+        cmnd = request.query.get("cmnd", "").strip().lower()
+        if cmnd == "status 10":
+            return web.json_response({"StatusSNS": head.status_sns()})
+        return web.json_response({"Command": "Unknown"})  # what Tasmota answers to a command it lacks
+
+    async def firmware(request: web.Request) -> web.Response:
+        head.prefix = request.query.get("prefix", head.prefix)
+        water.number = request.query.get("number", water.number)
+        return web.json_response({"prefix": head.prefix, "number": water.number})
+
+    if device == "ai-on-the-edge":
+        app.router.add_get("/json", json_endpoint)
+    else:
+        app.router.add_get("/cm", command)
+    app.router.add_post("/sim/firmware", firmware)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wattbus-sim generic_http",
+                                     description="AI-on-the-edge water meter or Tasmota SML head over HTTP")
+    parser.add_argument("--device", choices=["ai-on-the-edge", "tasmota-sml"], required=True)
+    parser.add_argument("--port", type=int, default=18095)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    run(serve_http(build_app(args.device), args.port, f"{args.device} simulator", host=args.host))
+    return 0
