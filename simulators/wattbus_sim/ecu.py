@@ -3,11 +3,14 @@
     wattbus-sim ecu --port 18899 --model ECU-R --fleet 01:2,02:1,03:1,04:1,05:1 --refresh-s 300
 
 Answers the info (0001), real-time (0002) and signal (0030) queries with the byte layouts of the
-real ECU-R/ECU-B (info layout "01") and ECU-C (layout "02"), for every inverter type. Power follows
-the simulated house's PV day profile at the current local time of day. Like the real ECU it
-serves one client at a time, refreshes its data every `refresh_s`, reports inverters offline with
-zero values at night, and can be told to misbehave (`faults`): timeout, truncate, garbage,
-bad_length, wrong_command, maintenance (connection closed without answer), night.
+real ECU-R/ECU-B (info layout "01", ending in the two 6-byte MAC addresses a real ECU-R sends after
+its time zone) and ECU-C (layout "02"), for every inverter type. The ECU's clock runs in the time
+zone it declares (`timezone`, Europe/Berlin by default), whatever the host's zone is, and power
+follows the simulated house's PV day profile at that local time of day. Like the real ECU it serves
+one client at a time, refreshes its data (power, energy counters, timestamp) every `refresh_s`,
+reports inverters offline with zero values at night, and can be told to misbehave (`faults`):
+timeout, truncate, garbage, bad_length, wrong_command, maintenance (connection closed without
+answer), night.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
@@ -86,6 +90,13 @@ class EcuSimulator:
         self.fleet = fleet if fleet is not None else fleet_from_text("01:2,02:1,03:1,04:1,05:1")
         self.refresh_s, self.panel_peak_w = refresh_s, panel_peak_w
         self.timezone, self.firmware, self.answer_latency_s = timezone, firmware, answer_latency_s
+        try:
+            self.zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"ECU simulator timezone {timezone!r}: not an IANA time zone name") from exc
+        # Two interface MACs (6 bytes each), stable per ECU id, locally administered (no vendor's OUI).
+        digest = hashlib.sha256(self.ecu_id.encode()).digest()
+        self.macs = (bytes([0x02]) + digest[:5], bytes([0x02]) + digest[5:10])
         self.sky = Sky(load_profile(profile))
         self.peak_w = load_profile(profile).pv_peak_w or 1.0
         self.pv_fraction = pv_fraction  # fixed fraction of peak; None = follow the day profile
@@ -116,7 +127,8 @@ class EcuSimulator:
         """The data of the last refresh; the ECU only collects from its inverters every refresh_s."""
         mono = time.monotonic()
         if self._snapshot is None or mono - self._refreshed >= self.refresh_s:
-            now = datetime.now().replace(microsecond=0)
+            # The ECU's clock: local time of the zone it declares, not of the host running the simulator.
+            now = datetime.now(self.zone).replace(tzinfo=None, microsecond=0)
             if self._snapshot is not None and now <= self._snapshot[0]:
                 now = self._snapshot[0] + timedelta(seconds=1)  # every refresh gets a new stamp
             frac = self.fraction(now)
@@ -127,23 +139,25 @@ class EcuSimulator:
                 powers = [round(frac * self.panel_peak_w * (0.85 + seed[i] / 1700)) if online else 0.0
                           for i in range(PANELS[inv.type_code])]
                 rows.append((inv, online, powers))
+            self._account_energy(mono)
             self._snapshot, self._refreshed = (now, rows), mono
         return self._snapshot
 
     def power_w(self) -> float:
         return float(sum(sum(p) for _, _, p in self.snapshot()[1]))
 
-    def _account_energy(self) -> None:
-        mono = time.monotonic()
-        wh = self.power_w() * (mono - self._last_energy) / 3600
+    def _account_energy(self, mono: float) -> None:
+        """Add the energy of the interval that ends with this refresh, at the power it had: like the
+        real ECU, the counters only change when it collects from its inverters."""
+        if self._snapshot is not None:
+            wh = sum(sum(p) for _, _, p in self._snapshot[1]) * (mono - self._last_energy) / 3600
+            self.lifetime_wh += wh
+            self.today_wh += wh
         self._last_energy = mono
-        self.lifetime_wh += wh
-        self.today_wh += wh
 
     # ------------------------------------------------------------------ answers
 
     def info_answer(self) -> bytes:
-        self._account_energy()
         rows = self.snapshot()[1]
         online = sum(1 for _, on, _ in rows if on)
         head = (self.ecu_id.encode() + self.layout.encode() + _u32(self.lifetime_wh / 100)
@@ -151,7 +165,7 @@ class EcuSimulator:
         fw = f"{len(self.firmware):03d}".encode() + self.firmware.encode()
         if self.layout == "01":
             tz = f"{len(self.timezone):03d}".encode() + self.timezone.encode()
-            body = head + b"\x00" * 7 + _u16(len(rows)) + _u16(online) + b"00" + fw + tz
+            body = head + b"\x00" * 7 + _u16(len(rows)) + _u16(online) + b"00" + fw + tz + b"".join(self.macs)
         else:
             body = head + _u16(len(rows)) + _u16(online) + b"\x00" * 6 + fw
         return frame("0001", body)
@@ -264,7 +278,8 @@ class EcuSimulator:
 
 async def _serve(args: argparse.Namespace) -> None:
     sim = EcuSimulator(args.ecu_id, args.model, fleet_from_text(args.fleet), refresh_s=args.refresh_s,
-                       profile=args.profile, answer_latency_s=args.latency_s, pv_fraction=args.pv_fraction)
+                       profile=args.profile, answer_latency_s=args.latency_s, pv_fraction=args.pv_fraction,
+                       timezone=args.timezone)
     sim.faults.update(args.fault)
     port = await sim.start(args.port, args.http_port)
     print(f"ECU simulator {args.model} {sim.ecu_id} ({len(sim.fleet)} inverters) on 127.0.0.1:{port}", flush=True)
@@ -272,6 +287,14 @@ async def _serve(args: argparse.Namespace) -> None:
         await asyncio.Event().wait()  # until cancelled by a stop signal
     finally:
         await sim.stop()
+
+
+def _zone_name(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IANA time zone name (e.g. Europe/Berlin)") from exc
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="clear", help="house day profile driving the PV")
     parser.add_argument("--pv-fraction", type=float, default=None, help="fixed share of peak instead of the profile")
     parser.add_argument("--latency-s", type=float, default=0.0)
+    parser.add_argument("--timezone", type=_zone_name, default="Europe/Berlin",
+                        help="the zone the ECU declares and keeps its clock in (IANA name)")
     parser.add_argument("--fault", action="append", default=[], choices=FAULTS)
     args: Any = parser.parse_args(argv)
     run(_serve(args))

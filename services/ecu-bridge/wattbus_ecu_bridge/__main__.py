@@ -17,7 +17,7 @@ from wattbus.bus import Message
 from wattbus.config import ConfigError, LoadedConfig
 from wattbus.runner import Service, ServiceContext, Subcommand
 
-from . import aps2mqtt, model, wire
+from . import aps2mqtt, apsout, model, wire
 from .adopt import Fleet
 from .config import Config
 from .decode import decode_any
@@ -52,8 +52,8 @@ async def run(ctx: ServiceContext[Config]) -> None:
     try:
         await fleet.wait()
     finally:
-        if ctx.config.aps2mqtt_topics:
-            ctx.bus.publish(model.aps_status_topic(ctx.config.aps2mqtt_prefix), "offline", retain=True)
+        if ctx.config.aps2mqtt_topics or ctx.config.aps2mqtt_discovery:
+            ctx.bus.publish(apsout.status_topic(ctx.config.aps2mqtt_prefix), "offline", retain=True)
 
 
 def _decode_args(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from wattbus import topics
 from wattbus.config import ConfigError
 
 from .config import EcuConfig
@@ -31,6 +32,8 @@ MQTT_KEYS: dict[str, tuple[str, type]] = {
     "MQTT_BROKER_SECURED_CONNECTION": ("WATTBUS_BUS_TLS", bool),
     "MQTT_BROKER_CACERTS_PATH": ("WATTBUS_BUS_CA_FILE", str),
     "MQTT_TOPIC_PREFIX": (SECTION + "APS2MQTT_PREFIX", str), "MQTT_RETAIN": (SECTION + "APS2MQTT_RETAIN", bool),
+    "MQTT_DISCOVERY_ENABLED": (SECTION + "APS2MQTT_DISCOVERY", bool),
+    "MQTT_DISCOVERY_PREFIX": (SECTION + "APS2MQTT_DISCOVERY_PREFIX", str),
 }
 _TRUE = {"y", "yes", "t", "true", "on", "1"}
 _FALSE = {"n", "no", "f", "false", "off", "0"}
@@ -76,12 +79,26 @@ def _extras(ecu: Mapping[str, Any], origin: str) -> list[str]:
     return out
 
 
+def _instance(client_id: str, origin: str) -> str:
+    """aps2mqtt's MQTT_CLIENT_ID names the bridge instance. The client id on the broker is then
+    `ecu-bridge-<it>` plus a tag derived from the broker password (wattbus.client_id): a bare id
+    that any login could take over (and inherit the session of) is never used."""
+    try:
+        topics.segment(client_id.strip(), "instance")
+    except topics.TopicError as exc:
+        raise ConfigError(f"aps2mqtt MQTT_CLIENT_ID = {client_id!r} (from {origin}): it becomes the bridge's "
+                          f"instance name and the base of its password-bound client id: {exc}") from exc
+    return json.dumps(client_id.strip())
+
+
 def translate(ecu: Mapping[str, Any], mqtt: Mapping[str, Any], origin: str) -> dict[str, str]:
     """wattbus overrides equivalent to aps2mqtt's `ecu` and `mqtt` keys (empty if none are set)."""
     out: dict[str, str] = {}
     for key, (target, kind) in MQTT_KEYS.items():
         if mqtt.get(key) not in (None, ""):
             out[target] = _toml(mqtt[key], kind, key, origin)
+    if mqtt.get("MQTT_CLIENT_ID") not in (None, ""):
+        out[SECTION + "INSTANCE"] = _instance(str(mqtt["MQTT_CLIENT_ID"]), origin)
     if ecu.get("APS_ECU_IP") in (None, ""):
         if any(k in ecu for k in ECU_KEYS):
             raise ConfigError(f"aps2mqtt APS_ECU_IP (from {origin}) is required when other APS_ECU_* keys are set")

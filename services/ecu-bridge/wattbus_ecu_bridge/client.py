@@ -14,6 +14,14 @@ class EcuConnectionError(OSError):
     """The ECU could not be reached or did not answer in time; str() names host and step."""
 
 
+class EcuUnreachable(EcuConnectionError):
+    """Nothing accepted the connection (refused, no route): the ECU is off, booting or elsewhere."""
+
+
+class EcuBusy(EcuConnectionError):
+    """The ECU closed the connection without a byte: it serves one client at a time."""
+
+
 @dataclass(frozen=True, slots=True)
 class Timing:
     answer_delay_s: float = 5.0
@@ -33,7 +41,16 @@ class EcuClient:
         return f"{self.host}:{self.port}"
 
     async def ask(self, query: bytes, command: str) -> bytes:
-        """Send one query on its own connection and return the validated raw answer."""
+        """Send one query on its own connection and return the validated raw answer. An ECU busy
+        with another client (a discovery probe, a second integration) gets one more try after the
+        time that client's command takes."""
+        try:
+            return await self._ask_once(query, command)
+        except EcuBusy:
+            await asyncio.sleep(self.timing.answer_delay_s + self.timing.pause_between_commands_s)
+            return await self._ask_once(query, command)
+
+    async def _ask_once(self, query: bytes, command: str) -> bytes:
         async with self._lock:
             loop = asyncio.get_running_loop()
             wait = self._last_close + self.timing.pause_between_commands_s - loop.time()
@@ -52,7 +69,7 @@ class EcuClient:
         try:
             reader, writer = await asyncio.open_connection(self.host, self.port)
         except OSError as exc:
-            raise EcuConnectionError(f"ECU {self.where}: cannot connect ({exc.strerror or exc})") from exc
+            raise EcuUnreachable(f"ECU {self.where}: cannot connect ({exc.strerror or exc})") from exc
         try:
             writer.write(query)
             await writer.drain()
@@ -85,7 +102,7 @@ class EcuClient:
                 return buf  # ends in END\\n and nothing more came: let validation say what is wrong
             if not chunk:
                 if not buf:
-                    raise EcuConnectionError(f"ECU {self.where} closed the connection without answering "
-                                             f"{wire.COMMAND_NAMES[command]}")
+                    raise EcuBusy(f"ECU {self.where} closed the connection without answering "
+                                  f"{wire.COMMAND_NAMES[command]}")
                 return buf
             buf += chunk

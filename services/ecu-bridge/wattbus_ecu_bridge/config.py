@@ -55,6 +55,10 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     aps2mqtt_topics: bool = False
     aps2mqtt_prefix: str = ""  # aps2mqtt's MQTT_TOPIC_PREFIX
     aps2mqtt_retain: bool = False
+    # aps2mqtt's Home Assistant discovery (MQTT_DISCOVERY_ENABLED): its entities, unique ids and
+    # state topics, retained under this prefix; implies aps2mqtt_topics (the entities read them).
+    aps2mqtt_discovery: bool = False
+    aps2mqtt_discovery_prefix: Annotated[str, Meta(pattern=r"^[^#+\s]+$")] = "homeassistant"
     # Poll ECUs the discovery service announces (configured ECUs win), with these settings.
     adopt: bool = True
     deny: list[str] = []  # ECU ids, device ids or addresses (host or host:port) never to adopt

@@ -180,7 +180,8 @@ def decode_signal(data: bytes) -> SignalData:
     strengths: dict[str, int] = {}
     pos = 15
     while pos + 7 <= end:
-        strengths[d[pos:pos + 6].hex()] = round(d[pos + 6] / 255 * 100)
+        # Truncated, not rounded, as aps2mqtt publishes it (raw 201 -> 78 %, not 79).
+        strengths[d[pos:pos + 6].hex()] = d[pos + 6] * 100 // 255
         pos += 7
     problems = (f"{end - pos} trailing byte(s) after the last 7-byte signal record",) if pos < end else ()
     return SignalData(strengths, problems)

@@ -10,8 +10,8 @@ from wattbus import messages as m
 from wattbus import topics
 from wattbus.runner import DeviceChannel, ServiceContext
 
-from . import model, sun, wire
-from .client import EcuClient, EcuConnectionError, Timing
+from . import apsout, model, sun, wire
+from .client import EcuClient, EcuConnectionError, EcuUnreachable, Timing
 from .config import Config, EcuConfig
 from .decode import EcuInfo, InverterData, RealtimeData, SignalData, decode_info, decode_realtime, decode_signal
 
@@ -30,6 +30,8 @@ class EcuPoller:
         self.last_stamp: datetime | None = None
         self.owned: set[str] = set()  # device ids behind this ECU
         self.unchanged = 0  # answers in a row with the same timestamp
+        self.discovered: set[str] = set()  # aps2mqtt discovery config topics published
+        self.waits = 0  # connection attempts refused before the ECU's first answer
         self.zone: tzinfo = _zone(cfg.timezone) or datetime.now().astimezone().tzinfo or UTC
 
     # ------------------------------------------------------------------ the loop
@@ -64,12 +66,35 @@ class EcuPoller:
             signal = SignalData()
             if self.cfg.signal:
                 signal = await self._signal(info.ecu_id)
+        except EcuUnreachable as exc:
+            if (pause := self._first_contact_pause(exc)) is not None:
+                return pause
+            await self._failed(exc)
+            return self.cfg.retry_after_failure_s
         except (wire.EcuFrameError, EcuConnectionError) as exc:
             await self._failed(exc)
             return self.cfg.retry_after_failure_s
         self.failures = 0
         self.ctx.counters.inc("polls_ok")
         return self.next_poll(self.publish(info, rt, signal))
+
+    def _first_contact_pause(self, exc: EcuUnreachable) -> float | None:
+        """A short, doubling pause while an ECU that never answered refuses connections, else None.
+
+        The bridge and the ECU often start together: `make run` starts the simulator and the bridge
+        at the same moment and the bridge's first poll came ~0.5 s before the simulator listened; a
+        house powers up after an outage. That is not a failed poll worth a minute's wait.
+        """
+        if self.ecu_id is not None:
+            return None
+        pause = 0.25 * 2 ** self.waits
+        if pause >= self.cfg.retry_after_failure_s:
+            return None  # it has had its chances: from now on the normal failure logic applies
+        if self.waits == 0:
+            self.log.info("ECU not accepting connections yet, retrying shortly", error=str(exc))
+        self.waits += 1
+        self.ctx.counters.inc("connect_waits")
+        return pause
 
     def next_poll(self, stamp: datetime | None) -> float:
         """Seconds to the ECU's next refresh (plus a margin), from the timestamp of its data."""
@@ -174,15 +199,26 @@ class EcuPoller:
         self.gateway.publish_reading(model.gateway_reading(gid, info, stamp))
         for inv in rt.inverters:
             self._publish_inverter(gid, inv, signal.strength_pct.get(inv.uid), stamp)
-        if self.ctx.config.aps2mqtt_topics:
-            for topic, value in model.aps_topics(self.ctx.config.aps2mqtt_prefix, info, rt, signal).items():
-                self.ctx.bus.publish(topic, value, retain=self.ctx.config.aps2mqtt_retain)
-            self.ctx.bus.publish(model.aps_status_topic(self.ctx.config.aps2mqtt_prefix), "online", retain=True)
+        self._publish_aps2mqtt(info, rt, signal)
         self.ctx.bus.publish(topics.device_native(self.ctx.name, gid, "aps2mqtt"),
-                             {"ecu": model.aps_ecu_doc(info, rt), "inverters": [
-                                 model.aps_inverter_doc(i, signal.strength_pct.get(i.uid)) for i in rt.inverters]})
+                             {"ecu": apsout.ecu_doc(info, rt), "inverters": [
+                                 apsout.inverter_doc(i, signal.strength_pct.get(i.uid)) for i in rt.inverters]})
         self.ctx.counters.inc("inverters_published", len(rt.inverters))
         return stamp
+
+    def _publish_aps2mqtt(self, info: EcuInfo, rt: RealtimeData, signal: SignalData) -> None:
+        cfg = self.ctx.config
+        if not (cfg.aps2mqtt_topics or cfg.aps2mqtt_discovery):
+            return
+        if cfg.aps2mqtt_discovery:
+            configs = apsout.discovery(cfg.aps2mqtt_prefix, cfg.aps2mqtt_discovery_prefix, info, rt)
+            if configs.keys() != self.discovered:  # first poll, or the ECU lists other inverters now
+                for topic, payload in configs.items():
+                    self.ctx.bus.publish(topic, payload, retain=True)
+                self.discovered = set(configs)
+        for topic, value in apsout.value_topics(cfg.aps2mqtt_prefix, info, rt, signal).items():
+            self.ctx.bus.publish(topic, value, retain=cfg.aps2mqtt_retain)
+        self.ctx.bus.publish(apsout.status_topic(cfg.aps2mqtt_prefix), "online", retain=True)
 
     def _publish_inverter(self, gid: str, inv: InverterData, signal_pct: int | None, stamp: datetime) -> None:
         iid = model.inverter_device_id(inv.uid)
