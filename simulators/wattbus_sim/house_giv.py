@@ -13,7 +13,8 @@ class HouseGiv:
     The inverter's load is everything the house consumes (household, EV, relays), so that
     grid = load - PV - battery holds on the wire as in the house. Writes that the House battery
     can follow reach it: reserve (HR 110, also the eco pause at 100) becomes its min SOC, the
-    charge/discharge rates (HR 111/112, 50 = the battery's nominal power) its power limits. The
+    charge/discharge rates (HR 111/112 in C/100 of its capacity, capped at its nominal power) its
+    power limits. The
     House battery always runs self-consumption: it has no charge target (HR 20/116), no AC charge
     or forced export slots (HR 27/31/32/44/45/56/57/59/94-96) and no clock; such writes are
     accepted by the inverter's registers only and counted in `not_followed`.
@@ -54,9 +55,9 @@ class HouseGiv:
         if b is not None and register == self.RESERVE:
             b.min_soc_pct = float(value)
         elif b is not None and register == self.CHARGE_RATE:
-            b.max_charge_w = self.nominal_charge_w * value / 50
+            b.max_charge_w = min(b.capacity_wh * value / 100, self.nominal_charge_w)
         elif b is not None and register == self.DISCHARGE_RATE:
-            b.max_discharge_w = self.nominal_discharge_w * value / 50
+            b.max_discharge_w = min(b.capacity_wh * value / 100, self.nominal_discharge_w)
         else:
             self.not_followed[register] = self.not_followed.get(register, 0) + 1
 

@@ -72,7 +72,8 @@ async def test_readings_runall_and_every_control(broker: Mosquitto, giv_sim: Giv
             (m.SetDischargeSlot(slot=2, start="2000", end="2100"), {"hr_44": 2000, "hr_45": 2100}),
             (m.SetBatteryMode(mode="timed_export"), {"hr_27": 0, "hr_59": 1}),
             (m.SetBatteryMode(mode="eco"), {"hr_27": 1, "hr_59": 0, "hr_110": 4}),
-            (m.SetBatteryPowerLimit(direction="charge", power_w=1300), {"hr_111": 25}),
+            # HR 111 counts C/100 of the 2 x 160 Ah packs (16.4 kWh): 1300 W is 8 (rounded up)
+            (m.SetBatteryPowerLimit(direction="charge", power_w=1300), {"hr_111": 8}),
             (m.SetBatteryPowerLimit(direction="discharge", power_w=2600), {"hr_112": 50}),
         ]
         for command, expected in commands:
@@ -86,14 +87,14 @@ async def test_readings_runall_and_every_control(broker: Mosquitto, giv_sim: Giv
         givtcp_ok = await raw.request(target, {"givtcp": "setBatteryMode", "mode": "3"})
         assert givtcp_ok.status == "ok" and givtcp_ok.command == "set_battery_mode"
         for bad, fragment in (({"givtcp": "setChargeSlot1", "start": "0160", "finish": "0400"}, "minutes"),
-                              ({"givtcp": "setBatteryMode", "mode": "5"}, "1, 2, 3 or 4"),
+                              ({"givtcp": "setBatteryMode", "mode": "5"}, "Eco (Paused)"),
                               ({"givtcp": "setBatteryReserve", "dischargeToPercent": "2"}, "between 4 and 100"),
                               ({"givtcp": "setDateTime", "dateTime": "2026-01-01 10:00"}, "dd/mm/yyyy"),
                               ({"command": "set_charge_target", "soc_pct": 101}, "soc_pct"),
                               ({"command": "set_charge_slot", "start": "2400", "end": "0100"}, "start")):
             result = await raw.request(target, bad)
             assert result.status == "invalid" and fragment in result.message, (bad, result)
-        await until(lambda: native["runAll"]["Control"]["Mode"] == 3, 15, "runAll shows mode 3")
+        await until(lambda: native["runAll"]["Control"]["Mode"] == "Timed Demand", 15, "runAll shows mode 3")
         assert service.proc.poll() is None
     finally:
         await bus.stop()

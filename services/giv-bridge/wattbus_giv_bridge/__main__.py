@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,9 +17,10 @@ from wattbus.commands import RecentCommands, request_key
 from wattbus.config import ServiceCommon
 from wattbus.runner import Service, ServiceContext, Subcommand
 
-from . import controls, decode, givtcp
+from . import controls, decode, givtcp, givtcp_mqtt
 from .adopt import Adopter
 from .dongle import Dongle, DongleError
+from .givtcp_control import GivAction, GivFunctions, from_givtcp
 from .plant import InverterConfig, Plant, readings
 
 
@@ -33,6 +34,11 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     adopt: bool = True
     deny: list[str] = []  # serials, device ids or addresses (host or host:port) never to adopt
     adopted_batteries: Annotated[int, Meta(ge=0, le=6)] = 1  # batteries to look for behind an adopted inverter
+    # GivTCP's MQTT layout (<topic>/<serial>/Power/Power/SOC ...), GivTCP's MQTT_OUTPUT/MQTT_TOPIC/MQTT_RETAIN.
+    # The broker's ACL lets giv-bridge write GivEnergy/# only: another root needs an ACL line.
+    givtcp_mqtt: bool = False
+    givtcp_mqtt_topic: Annotated[str, Meta(pattern=r"^[^#+$\s/][^#+\s]*$")] = "GivEnergy"
+    givtcp_mqtt_retain: bool = False
 
 
 class Bridge:
@@ -45,6 +51,11 @@ class Bridge:
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.recent = RecentCommands(ctx.counters)  # a redelivered request is answered, not executed again
         self.identified: Callable[[Plant], None] | None = None  # told once a plant's serial is known
+        self.functions = GivFunctions(self.locked_write, ctx.log.child("givtcp"))  # GivTCP's timed functions
+
+    async def locked_write(self, plant: Plant, writes: Mapping[int, int]) -> dict[str, m.ExtraValue]:
+        async with self.locks[id(plant)]:  # never in the middle of a poll
+            return await controls.write_confirmed(plant, writes)
 
     def add(self, cfg: InverterConfig) -> Plant:
         """Start polling one inverter in its own loop."""
@@ -107,9 +118,13 @@ class Bridge:
         now = plant.last_poll or datetime.now(UTC)
         for reading in readings(plant, now):
             self.ctx.devices[reading.device_id].publish_reading(reading)
-        document = givtcp.run_all(plant, raw=self.ctx.config.print_raw)
+        cfg = self.ctx.config
+        document = givtcp.run_all(plant, raw=cfg.print_raw, timed=self.functions.minutes_left(plant))
         self.ctx.bus.publish(topics.device_native(self.ctx.name, plant.device_id, "runAll"),
                              json.dumps(document, default=str).encode())
+        if cfg.givtcp_mqtt and plant.serial:
+            for topic, text in givtcp_mqtt.topics_for(cfg.givtcp_mqtt_topic, plant.serial, document):
+                self.ctx.bus.publish(topic, text, retain=cfg.givtcp_mqtt_retain, qos=0)
 
     # ------------------------------------------------------------------ commands
 
@@ -121,7 +136,7 @@ class Bridge:
             self.answer(msg, device_id, m.CommandResult(status="invalid", target=device_id, message=str(exc),
                                                         request_id=_request_id(msg.payload)))
             return
-        tag = command.__struct_config__.tag
+        tag = command.name if isinstance(command, GivAction) else command.__struct_config__.tag
         name = tag if isinstance(tag, str) else None
         plant = self.plant_for(device_id)
         if plant is None:
@@ -133,10 +148,15 @@ class Bridge:
                                            lambda: self.execute(plant, device_id, name, command))
         self.answer(msg, device_id, result)
 
-    async def execute(self, plant: Plant, device_id: str, name: str | None, command: m.CommandBase) -> m.CommandResult:
+    async def execute(self, plant: Plant, device_id: str, name: str | None,
+                      command: m.CommandBase | GivAction) -> m.CommandResult:
+        message = ""
         try:
-            async with self.locks[id(plant)]:
-                applied = await controls.execute(plant, command)
+            if isinstance(command, GivAction):
+                applied, message = await self.functions.run(plant, command)  # takes the lock per write
+            else:
+                async with self.locks[id(plant)]:
+                    applied = await controls.execute(plant, command)
         except controls.CommandInvalid as exc:
             return m.CommandResult(status="invalid", command=name, target=device_id, request_id=command.request_id,
                                    message=str(exc))
@@ -147,12 +167,12 @@ class Bridge:
         self.ctx.counters.inc("commands_ok")
         self.publish(plant, set(self.ctx.devices))  # show the new settings at once
         return m.CommandResult(status="ok", command=name, target=device_id, request_id=command.request_id,
-                               applied=applied)
+                               applied=applied, message=message)
 
-    def parse_command(self, payload: bytes) -> m.CommandBase:
+    def parse_command(self, payload: bytes) -> m.CommandBase | GivAction:
         raw: Any = codec.decode(payload, Any)  # PayloadError for anything that is not JSON text
         if isinstance(raw, dict) and "givtcp" in raw:
-            return givtcp.from_givtcp(raw)
+            return from_givtcp(raw)
         command: m.CommandBase = codec.decode_command(payload)
         return command
 
@@ -185,6 +205,7 @@ async def run(ctx: ServiceContext[Config]) -> None:
     ctx.bus.subscribe(topics.commands_for(ctx.name), bytes, bridge.on_command)
     adopter.adoption.subscribe(ctx.bus, adopter.adopt)
     await ctx.stopping.wait()
+    await bridge.functions.close()  # a forced charge or paused battery gets its settings back
     await asyncio.gather(*bridge.tasks.values(), return_exceptions=True)
 
 

@@ -8,7 +8,7 @@ setBatteryMode 1-4, setDateTime -> set_clock, charge/discharge rate -> set_batte
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from wattbus import messages as m
@@ -30,7 +30,7 @@ MODES: dict[str, dict[int, int]] = {
     "timed_export": {27: 0, 59: 1},
 }
 REBOOT_REGISTER, REBOOT_VALUE = 163, 100
-WRITABLE = {20, 27, 31, 32, 35, 36, 37, 38, 39, 40, 44, 45, 56, 57, 59, 94, 95, 96, 110, 111, 112, 116, 163}
+WRITABLE = {20, 27, 31, 32, 35, 36, 37, 38, 39, 40, 44, 45, 56, 57, 59, 94, 95, 96, 110, 111, 112, 114, 116, 163}
 
 
 class CommandInvalid(ValueError):
@@ -95,10 +95,10 @@ def plan(command: m.CommandBase, plant: Plant, now: datetime | None = None) -> d
             return {35: local.year - 2000, 36: local.month, 37: local.day, 38: local.hour, 39: local.minute,
                     40: local.second}
         case m.SetBatteryPowerLimit(direction=direction, power_w=power):
-            limit = plant.config.battery_max_power_w
+            limit = plant.max_rate_w()
             if power > limit:
                 raise CommandInvalid(f"{direction} power {power:g} W: this battery allows at most {limit:g} W")
-            return {111 if direction == "charge" else 112: round(power / limit * 50)}
+            return {111 if direction == "charge" else 112: plant.rate_register(power)}
         case m.Restart():
             return {REBOOT_REGISTER: REBOOT_VALUE}
     raise CommandInvalid(f"command {type(command).__name__} is not supported by a GivEnergy inverter")
@@ -106,7 +106,29 @@ def plan(command: m.CommandBase, plant: Plant, now: datetime | None = None) -> d
 
 async def execute(plant: Plant, command: m.CommandBase) -> dict[str, m.ExtraValue]:
     """Write the plan, read the holding registers back, return {register: value} as confirmed."""
-    writes = plan(command, plant)
+    return await write_confirmed(plant, plan(command, plant))
+
+
+CLOCK_REGISTERS = range(35, 41)
+CLOCK_SLACK_S = 5  # the inverter's clock runs on between the write and the read-back
+
+
+def clock_time(words: Sequence[object]) -> datetime | None:
+    """HR 35-40 (year - 2000, month, day, hour, minute, second) as the inverter's local time."""
+    y, mo, d, h, mi, s = words
+    if not all(isinstance(w, int) and not isinstance(w, bool) for w in words):
+        return None
+    try:
+        return datetime(2000 + int(y), int(mo), int(d), int(h), int(mi), int(s))  # type: ignore[call-overload]
+    except ValueError:
+        return None
+
+
+async def write_confirmed(plant: Plant, writes: Mapping[int, int]) -> dict[str, m.ExtraValue]:
+    """Write registers in order, read the inverter's holding registers back, return what it holds.
+
+    Only registers on the safe list are written; a value the inverter does not echo or does not
+    hold afterwards fails the command (the clock may have run on by a few seconds)."""
     address = plant.config.address
     for register, value in writes.items():
         if register not in WRITABLE:
@@ -118,10 +140,14 @@ async def execute(plant: Plant, command: m.CommandBase) -> dict[str, m.ExtraValu
         return {"hr_163": REBOOT_VALUE}
     await plant.read_map(address, "inverter")  # the read-back: only what the inverter now holds counts
     cache = plant.cache(address)
-    applied: dict[str, m.ExtraValue] = {}
+    applied: dict[str, m.ExtraValue] = {f"hr_{register}": cache.get("hr", register) for register in writes}
+    clock = [r for r in writes if r in CLOCK_REGISTERS]
+    if len(clock) == len(CLOCK_REGISTERS):
+        wrote = clock_time([writes[r] for r in CLOCK_REGISTERS])
+        holds = clock_time([cache.get("hr", r) for r in CLOCK_REGISTERS])
+        if wrote is None or holds is None or abs((holds - wrote).total_seconds()) > CLOCK_SLACK_S:
+            raise RuntimeError(f"clock: wrote {wrote}, read back {holds}")
     for register, value in writes.items():
-        now = cache.get("hr", register)
-        applied[f"hr_{register}"] = now
-        if now != value:
-            raise RuntimeError(f"register {register}: wrote {value}, read back {now}")
+        if register not in clock and applied[f"hr_{register}"] != value:
+            raise RuntimeError(f"register {register}: wrote {value}, read back {applied[f'hr_{register}']}")
     return applied

@@ -1,113 +1,199 @@
-"""GivTCP compatibility: the nested runAll document, its control payloads and its environment.
+"""GivTCP compatibility: the nested runAll document and GivTCP's environment variables.
 
-GivTCP users find the same data on `.../native/runAll`; GivTCP-shaped control requests
-(`{"givtcp": "setChargeSlot1", "start": "0100", "finish": "0400", "chargeToPercent": "55"}`) are
-accepted on the device's command topic next to contract commands.
+The document has GivTCP's fields with GivTCP's kinds (see tests/giv_bridge/givtcp_fields.py for
+the list and where it comes from): texts such as "Eco", "enable"/"disable", "EM115", ISO 8601
+times, energies in kWh and rates in watts. Derived figures follow GivTCP's definitions (load
+energy = inverter out - AC charge - (export - import), self consumption = PV - export). GivTCP
+users find the document on `.../native/runAll`, on http-api's GET /runAll, /getCache, /readData
+and, opt-in, as GivTCP's MQTT tree (givtcp_mqtt.py).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, MutableMapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from wattbus import messages as m
-
-from .controls import CommandInvalid, hhmm, mode_of, percent
+from .controls import clock_time, mode_of
 from .plant import Plant
 from .regmap import Value
 
+# GivTCP's names of the four battery modes (setBatteryMode and Control.Mode), in GivTCP's old numbering 1-4.
+MODE_NAMES = {"eco": "Eco", "eco_paused": "Eco (Paused)", "timed_demand": "Timed Demand",
+              "timed_export": "Timed Export"}
 MODE_NUMBERS = {1: "eco", 2: "eco_paused", 3: "timed_demand", 4: "timed_export"}
+METER_TYPES = {0: "EM418", 1: "EM115"}
+BATTERY_TYPES = {0: "Lead Acid", 1: "Lithium"}
+FAMILIES = {"2": "Hybrid", "3": "AC", "4": "Hybrid", "8": "All in One"}  # device type code, first digit
+GENERATIONS = {3: "Gen 3", 8: "Gen 2", 9: "Gen 2"}  # ARM firmware // 100; everything else is Gen 1
+INVERTER_MAX_W = {0x2001: 5000, 0x2002: 4600, 0x2003: 3600, 0x3001: 3000, 0x3002: 3600, 0x4001: 6000,
+                  0x4002: 8000, 0x4003: 10000, 0x4004: 11000, 0x8001: 6000}
+TIMED = ("Force_Charge", "Force_Export", "Temp_Pause_Charge", "Temp_Pause_Discharge")
 
 
-def _kwh(value: Value) -> float | None:
-    return round(float(value) / 1000, 2) if isinstance(value, int | float) else None
+def _num(value: Value) -> float | int:
+    """A register value as a number (whole registers stay whole, as in GivTCP's document); a
+    missing one counts 0 as GivTCP's arithmetic does."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _kwh(value: Value) -> float:
+    return round(_num(value) / 1000, 2)
 
 
 def _slot(value: Value) -> str:
     return f"{value}:00" if isinstance(value, str) else "00:00:00"
 
 
-def _pos(value: float | None) -> float:
-    return max(value or 0.0, 0.0)
+def _switch(value: object) -> str:
+    return "enable" if value is True or value == 1 else "disable"
 
 
-def run_all(plant: Plant, raw: bool = False) -> dict[str, Any]:
-    v = plant.inverter_values()
-    num = {k: (float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None) for k, x in v.items()}
-    pv = (num["pv1_power_w"] or 0.0) + (num["pv2_power_w"] or 0.0)
-    grid = -(num["grid_export_power_w"] or 0.0)  # + import
-    battery = num["battery_power_w"] or 0.0  # + discharge
-    load = num["load_power_w"] or 0.0
+def _pos(value: float) -> float:
+    return max(value, 0.0)
+
+
+def inverter_type(code: Value, arm: Value) -> str:
+    family = FAMILIES.get(f"{code:04x}"[0], "Unknown") if isinstance(code, int) else "Unknown"
+    generation = GENERATIONS.get(arm // 100, "Gen 1") if isinstance(arm, int) else "Gen 1"
+    return f"{generation} {family}"
+
+
+def _local_time(v: Mapping[str, Value], fallback: datetime) -> str:
+    """The inverter's clock (local time) as ISO 8601 with the bridge's UTC offset; GivTCP keeps the
+    last good time when the clock reads the default year 2000 (or garbage): the poll time then."""
+    clock = clock_time([v[f"clock_{k}"] for k in ("year", "month", "day", "hour", "minute", "second")])
+    if clock is not None and clock.year != 2000:
+        return clock.astimezone().isoformat(timespec="seconds")  # the inverter keeps local time
+    return fallback.astimezone().isoformat(timespec="seconds")
+
+
+# GivTCP's energy fields: (today's registers, total registers), summed; IR 44-46 are GivTCP's "Invertor" energy
+ENERGY: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "PV_Energy": (("pv1_today_wh", "pv2_today_wh"), ("pv_total_wh",)),
+    "Import_Energy": (("import_today_wh",), ("import_total_wh",)),
+    "Export_Energy": (("export_today_wh",), ("export_total_wh",)),
+    "AC_Charge_Energy": (("ac_charge_today_wh",), ("inverter_in_total_wh",)),
+    "Invertor_Energy": (("pv_today_wh",), ("pv_generation_total_wh",)),
+    "Battery_Charge_Energy": (("battery_charge_today_wh",), ("battery_charge_total_wh",)),
+    "Battery_Discharge_Energy": (("battery_discharge_today_wh",), ("battery_discharge_total_wh",)),
+}
+
+
+def _energy(v: Mapping[str, Value]) -> dict[str, dict[str, float]]:
+    today = {f"{name}_Today_kWh": _kwh(sum(_num(v[r]) for r in regs[0])) for name, regs in ENERGY.items()}
+    total = {f"{name}_Total_kWh": _kwh(sum(_num(v[r]) for r in regs[1])) for name, regs in ENERGY.items()}
+    total["Battery_Throughput_Total_kWh"] = _kwh(v["battery_throughput_total_wh"])
+    today["Battery_Throughput_Today_kWh"] = round(today["Battery_Charge_Energy_Today_kWh"]
+                                                  + today["Battery_Discharge_Energy_Today_kWh"], 2)
+    for block, when in ((today, "Today"), (total, "Total")):
+        load = (block[f"Invertor_Energy_{when}_kWh"] - block[f"AC_Charge_Energy_{when}_kWh"]) \
+            - (block[f"Export_Energy_{when}_kWh"] - block[f"Import_Energy_{when}_kWh"])
+        block[f"Load_Energy_{when}_kWh"] = round(_pos(load), 2)
+        block[f"Self_Consumption_Energy_{when}_kWh"] = round(
+            _pos(block[f"PV_Energy_{when}_kWh"] - block[f"Export_Energy_{when}_kWh"]), 2)
+    return {"Today": today, "Total": total}
+
+
+def _power(plant: Plant, v: Mapping[str, Value], control: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    pv1, pv2 = _num(v["pv1_power_w"]), _num(v["pv2_power_w"])
+    grid = _num(v["grid_export_power_w"])  # GivTCP's sign: + export, - import
+    battery, load, inverter = _num(v["battery_power_w"]), _num(v["load_power_w"]), _num(v["inverter_power_w"])
+    imported, charge, discharge = _pos(-grid), _pos(-battery), _pos(battery)
+    soc = _num(v["battery_soc_pct"])
+    capacity_kwh = (plant.capacity_wh() or 0.0) / 1000
+    charge_min = int(capacity_kwh * (_num(control["Target_SOC"]) - soc) / 100 / (charge / 1000) * 60) \
+        if charge else 0
+    discharge_min = int(capacity_kwh * (soc - _num(control["Battery_Power_Reserve"])) / 100
+                        / (discharge / 1000) * 60) if discharge else 0
+    charge_min, discharge_min = max(charge_min, 0), max(discharge_min, 0)
+    return {
+        "PV_Power_String_1": pv1, "PV_Power_String_2": pv2, "PV_Power": pv1 + pv2,
+        "PV_Voltage_String_1": _num(v["pv1_voltage_v"]), "PV_Voltage_String_2": _num(v["pv2_voltage_v"]),
+        "PV_Current_String_1": _num(v["pv1_current_a"]), "PV_Current_String_2": _num(v["pv2_current_a"]),
+        "Grid_Voltage": _num(v["grid_voltage_v"]), "Grid_Current": _num(v["grid_port_current_a"]),
+        "Grid_Power": grid, "Import_Power": imported, "Export_Power": _pos(grid),
+        "EPS_Power": _num(v["eps_power_w"]), "Invertor_Power": inverter, "AC_Charge_Power": _pos(-inverter),
+        "Load_Power": load, "Self_Consumption_Power": _pos(load - imported),
+        "SOC": soc, "SOC_kWh": round(soc * capacity_kwh / 100, 2),
+        "Battery_Power": battery, "Charge_Power": charge, "Discharge_Power": discharge,
+        "Charge_Time_Remaining": charge_min,
+        "Charge_Completion_Time": (now + timedelta(minutes=charge_min)).astimezone().isoformat(timespec="seconds"),
+        "Discharge_Time_Remaining": discharge_min,
+        "Discharge_Completion_Time": (now + timedelta(minutes=discharge_min)).astimezone().isoformat(
+            timespec="seconds"),
+        "Grid_Frequency": _num(v["grid_frequency_hz"]), "Inverter_Output_Frequency": _num(v["eps_frequency_hz"]),
+    }
+
+
+def _flows(p: Mapping[str, Any]) -> dict[str, float]:
+    """Power flows by energy balance (never negative): PV serves the house first, then the
+    battery, then the grid; the battery serves the house before the grid."""
+    pv, load, battery = p["PV_Power"], p["Load_Power"], p["Battery_Power"]
     solar_to_house = min(pv, load)
     solar_to_battery = min(_pos(pv - solar_to_house), _pos(-battery))
-    solar_to_grid = _pos(pv - solar_to_house - solar_to_battery)
     battery_to_house = min(_pos(battery), _pos(load - solar_to_house))
-    grid_to_house = _pos(load - solar_to_house - battery_to_house)
-    clock = [v[f"clock_{k}"] for k in ("year", "month", "day", "hour", "minute", "second")]
-    inverter_time = (f"{clock[2]:02d}/{clock[1]:02d}/20{clock[0]:02d} {clock[3]:02d}:{clock[4]:02d}:{clock[5]:02d}"
-                     if all(isinstance(c, int) for c in clock) else None)
+    return {"Solar_to_House": solar_to_house, "Solar_to_Battery": solar_to_battery,
+            "Solar_to_Grid": _pos(pv - solar_to_house - solar_to_battery), "Battery_to_House": battery_to_house,
+            "Battery_to_Grid": _pos(_pos(battery) - battery_to_house),
+            "Grid_to_House": _pos(load - solar_to_house - battery_to_house),
+            "Grid_to_Battery": _pos(_pos(-battery) - solar_to_battery)}
+
+
+def _control(plant: Plant, v: Mapping[str, Value], timed: Mapping[str, int]) -> dict[str, Any]:
     mode = mode_of(v)
+    reserve, soc = v["battery_reserve_pct"], v["battery_soc_pct"]
+    control: dict[str, Any] = {
+        "Mode": MODE_NAMES[mode] if mode else ("Export (Paused)" if v["battery_power_mode"] == 0 else "Unknown"),
+        "Battery_Power_Reserve": _num(reserve), "Battery_Power_Cutoff": _num(v["battery_cutoff_pct"]),
+        "Battery_Power_Mode": _switch(v["battery_power_mode"]), "Target_SOC": _num(v["charge_target_pct"]),
+        "Enable_Charge_Target": _switch(v["enable_charge_target"]),
+        "Enable_Charge_Schedule": _switch(v["enable_charge"]),
+        "Enable_Discharge_Schedule": _switch(v["enable_discharge"]),
+        # GivTCP: discharge is possible while the reserve is at or under the SOC
+        "Enable_Discharge": _switch(isinstance(reserve, int) and isinstance(soc, int) and reserve <= soc),
+        "Battery_Charge_Rate": plant.rate_w(v["battery_charge_limit"]) or 0,
+        "Battery_Discharge_Rate": plant.rate_w(v["battery_discharge_limit"]) or 0,
+        "Active_Power_Rate": _num(v["active_power_rate_pct"]),
+        "Reboot_Invertor": "disable", "Reboot_Addon": "disable",
+    }
+    for name in TIMED:  # GivTCP's timed functions: "Running" with the minutes left, else "Normal"
+        control[name] = "Running" if name in timed else "Normal"
+        control[f"{name}_Num"] = timed.get(name, 0)
+    return control
+
+
+def run_all(plant: Plant, raw: bool = False, timed: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """GivTCP's runAll document for the last poll; `timed`: running timed functions, minutes left."""
+    v = plant.inverter_values()
+    polled = plant.last_poll or datetime.now(UTC)
+    since = (polled - plant.previous_poll).total_seconds() if plant.previous_poll else 0
+    control = _control(plant, v, timed or {})
+    power = _power(plant, v, control, polled)
+    dtc, arm = v["device_type_code"], v["arm_firmware"]
     doc: dict[str, Any] = {
-        "Power": {
-            "Power": {
-                "PV_Power_String_1": num["pv1_power_w"], "PV_Power_String_2": num["pv2_power_w"], "PV_Power": pv,
-                "PV_Voltage_String_1": num["pv1_voltage_v"], "PV_Voltage_String_2": num["pv2_voltage_v"],
-                "PV_Current_String_1": num["pv1_current_a"], "PV_Current_String_2": num["pv2_current_a"],
-                "Grid_Power": -grid, "Import_Power": _pos(grid), "Export_Power": _pos(-grid),
-                "EPS_Power": num["eps_power_w"], "Invertor_Power": num["inverter_power_w"], "Load_Power": load,
-                "SOC": num["battery_soc_pct"], "Battery_Power": battery, "Discharge_Power": _pos(battery),
-                "Charge_Power": _pos(-battery), "Grid_Voltage": num["grid_voltage_v"],
-                "Grid_Frequency": num["grid_frequency_hz"],
-            },
-            "Flows": {
-                "Solar_to_House": solar_to_house, "Solar_to_Battery": solar_to_battery, "Solar_to_Grid": solar_to_grid,
-                "Battery_to_House": battery_to_house, "Battery_to_Grid": _pos(_pos(battery) - battery_to_house),
-                "Grid_to_House": grid_to_house, "Grid_to_Battery": _pos(_pos(-battery) - solar_to_battery),
-            },
-        },
-        "Energy": {
-            "Today": {
-                "PV_Energy_Today_kWh": _kwh(v["pv_today_wh"]), "Import_Energy_Today_kWh": _kwh(v["import_today_wh"]),
-                "Export_Energy_Today_kWh": _kwh(v["export_today_wh"]),
-                "Battery_Charge_Energy_Today_kWh": _kwh(v["battery_charge_today_wh"]),
-                "Battery_Discharge_Energy_Today_kWh": _kwh(v["battery_discharge_today_wh"]),
-                "AC_Charge_Energy_Today_kWh": _kwh(v["ac_charge_today_wh"]),
-            },
-            "Total": {
-                "PV_Energy_Total_kWh": _kwh(v["pv_total_wh"]), "Import_Energy_Total_kWh": _kwh(v["import_total_wh"]),
-                "Export_Energy_Total_kWh": _kwh(v["export_total_wh"]),
-                "Battery_Charge_Energy_Total_kWh": _kwh(v["battery_charge_total_wh"]),
-                "Battery_Discharge_Energy_Total_kWh": _kwh(v["battery_discharge_total_wh"]),
-                "Battery_Throughput_Total_kWh": _kwh(v["battery_throughput_total_wh"]),
-            },
-        },
+        "Last_Updated_Time": polled.isoformat(), "status": "online", "Time_Since_Last_Update": round(since, 3),
+        "Power": {"Power": power, "Flows": _flows(power)},
+        "Energy": _energy(v),
         "Invertor_Details": {
-            "Invertor_Serial_Number": plant.serial, "Invertor_Type": plant.metas("giv-bridge")[0].model,
-            "Modbus_Version": v["modbus_version"], "Meter_Type": v["meter_type"], "Battery_Type": v["battery_type"],
-            "Battery_Capacity_Ah": v["battery_capacity_ah"],
-            "Invertor_Firmware": f"{v['dsp_firmware']}/{v['arm_firmware']}", "Invertor_Time": inverter_time,
-            "Invertor_Temperature": num["heatsink_temperature_c"],
-            "Charger_Temperature": num["charger_temperature_c"], "Fault_Code": v["fault_code"],
+            "Invertor_Serial_Number": plant.serial, "Invertor_Type": inverter_type(dtc, arm),
+            "Modbus_Version": _num(v["modbus_version"]), "Invertor_Firmware": arm if isinstance(arm, int) else 0,
+            "Invertor_Time": _local_time(v, polled),
+            "Meter_Type": METER_TYPES.get(v["meter_type"] if isinstance(v["meter_type"], int) else -1, "Unknown"),
+            "Battery_Type": BATTERY_TYPES.get(v["battery_type"] if isinstance(v["battery_type"], int) else -1,
+                                              "Unknown"),
+            "Battery_Capacity_kWh": round((plant.capacity_wh() or 0.0) / 1000, 2),
+            "Battery_Capacity_Ah": _num(v["battery_capacity_ah"]),
+            "Invertor_Max_Rate": round(plant.max_rate_w()), "Invertor_Max_Bat_Rate": round(plant.max_rate_w()),
+            "Invertor_Max_Inv_Rate": INVERTER_MAX_W.get(dtc, 0) if isinstance(dtc, int) else 0,
+            "Invertor_Temperature": _num(v["heatsink_temperature_c"]),
+            "Charger_Temperature": _num(v["charger_temperature_c"]), "Fault_Code": _num(v["fault_code"]),
         },
-        "Timeslots": {
-            "Charge_start_time_slot_1": _slot(v["charge_slot_1_start"]),
-            "Charge_end_time_slot_1": _slot(v["charge_slot_1_end"]),
-            "Charge_start_time_slot_2": _slot(v["charge_slot_2_start"]),
-            "Charge_end_time_slot_2": _slot(v["charge_slot_2_end"]),
-            "Discharge_start_time_slot_1": _slot(v["discharge_slot_1_start"]),
-            "Discharge_end_time_slot_1": _slot(v["discharge_slot_1_end"]),
-            "Discharge_start_time_slot_2": _slot(v["discharge_slot_2_start"]),
-            "Discharge_end_time_slot_2": _slot(v["discharge_slot_2_end"]),
-        },
-        "Control": {
-            "Battery_Power_Reserve": v["battery_reserve_pct"], "Target_SOC": v["charge_target_pct"],
-            "Enable_Charge_Target": v["enable_charge_target"], "Enable_Charge_Schedule": v["enable_charge"],
-            "Enable_Discharge_Schedule": v["enable_discharge"], "Battery_Power_Mode": v["battery_power_mode"],
-            "Mode": next((n for n, name in MODE_NUMBERS.items() if name == mode), None),
-            "Battery_Charge_Rate": v["battery_charge_limit"], "Battery_Discharge_Rate": v["battery_discharge_limit"],
-        },
+        "Timeslots": {f"{kind.title()}_{edge}_time_slot_{n}": _slot(v[f"{kind}_slot_{n}_{reg}"])
+                      for kind in ("charge", "discharge") for n in (1, 2)
+                      for edge, reg in (("start", "start"), ("end", "end"))},
+        "Control": control,
         "Battery_Details": {},
     }
     for index in sorted(plant.battery_serials):
@@ -128,74 +214,6 @@ def run_all(plant: Plant, raw: bool = False) -> dict[str, Any]:
         doc["raw"] = {f"{addr:#04x}": {f"{bank}_{reg}": word for (bank, reg), word in sorted(cache.words.items())}
                       for addr, cache in plant.caches.items()}
     return doc
-
-
-# --------------------------------------------------------------------------- control payloads
-
-def _text_percent(payload: Mapping[str, Any], key: str, what: str, minimum: int = 0) -> int:
-    raw = payload.get(key)
-    try:
-        number = float(str(raw))
-    except ValueError:
-        raise CommandInvalid(f"{key} {raw!r}: {what} must be a number") from None
-    return percent(number, what, minimum)
-
-
-def from_givtcp(payload: Mapping[str, Any]) -> m.CommandBase:
-    """Translate a GivTCP control request into a contract command; raises CommandInvalid."""
-    name = payload.get("givtcp")
-    rid = payload.get("request_id") if isinstance(payload.get("request_id"), str) else None
-    simple: dict[str, m.CommandBase] = {
-        "enableChargeTarget": m.SetChargeTargetEnabled(enabled=True, request_id=rid),
-        "disableChargeTarget": m.SetChargeTargetEnabled(enabled=False, request_id=rid),
-        "pauseChargeSchedule": m.SetSchedule(which="charge", enabled=False, request_id=rid),
-        "resumeChargeSchedule": m.SetSchedule(which="charge", enabled=True, request_id=rid),
-        "pauseDischargeSchedule": m.SetSchedule(which="discharge", enabled=False, request_id=rid),
-        "resumeDischargeSchedule": m.SetSchedule(which="discharge", enabled=True, request_id=rid),
-    }
-    if isinstance(name, str) and name in simple:
-        return simple[name]
-    match name:
-        case "setChargeTarget":
-            return m.SetChargeTarget(soc_pct=_text_percent(payload, "chargeToPercent", "charge target", 4),
-                                     request_id=rid)
-        case "setBatteryReserve":
-            return m.SetBatteryReserve(soc_pct=_text_percent(payload, "dischargeToPercent", "battery reserve", 4),
-                                       request_id=rid)
-        case "setChargeSlot1" | "setChargeSlot2" | "setDischargeSlot1" | "setDischargeSlot2":
-            start = f"{hhmm(str(payload.get('start')), 'start'):04d}"
-            end = f"{hhmm(str(payload.get('finish')), 'finish'):04d}"
-            slot = int(name[-1])
-            if name.startswith("setCharge"):
-                target = _text_percent(payload, "chargeToPercent", "charge target", 4) \
-                    if "chargeToPercent" in payload else None
-                return m.SetChargeSlot(slot=slot, start=start, end=end, target_soc_pct=target, request_id=rid)
-            reserve = _text_percent(payload, "dischargeToPercent", "discharge reserve", 4) \
-                if "dischargeToPercent" in payload else None
-            return m.SetDischargeSlot(slot=slot, start=start, end=end, reserve_soc_pct=reserve, request_id=rid)
-        case "setBatteryMode":
-            raw = str(payload.get("mode"))
-            if not raw.isdigit() or int(raw) not in MODE_NUMBERS:
-                raise CommandInvalid(f"mode {payload.get('mode')!r}: battery mode must be 1, 2, 3 or 4")
-            mode = MODE_NUMBERS[int(raw)]
-            return m.SetBatteryMode(mode=mode, request_id=rid)  # type: ignore[arg-type]
-        case "setDateTime":
-            text = str(payload.get("dateTime"))
-            try:
-                when = datetime.strptime(text, "%d/%m/%Y %H:%M:%S")
-            except ValueError:
-                raise CommandInvalid(f"dateTime {text!r}: use dd/mm/yyyy hh:mm:ss") from None
-            return m.SetClock(time=when, request_id=rid)
-        case "setChargeRate" | "setDischargeRate":
-            try:
-                watts = float(str(payload.get("chargeRate" if name == "setChargeRate" else "dischargeRate")))
-            except ValueError:
-                raise CommandInvalid(f"{name}: the rate must be a number of watts") from None
-            if not 0 <= watts <= 20000:
-                raise CommandInvalid(f"{name} {watts:g} W: between 0 and 20000 W")
-            return m.SetBatteryPowerLimit(direction="charge" if name == "setChargeRate" else "discharge",
-                                          power_w=watts, request_id=rid)
-    raise CommandInvalid(f"givtcp function {name!r} is not one of GivTCP's control functions")
 
 
 # --------------------------------------------------------------------------- environment
@@ -220,14 +238,18 @@ def apply_env(environ: MutableMapping[str, str] | None = None) -> list[str]:
                 raise ValueError(f"NUM_BATTERIES = {batteries!r}: a whole number of batteries")
             tables.append(f'{{ host = "{host}", batteries = {int(batteries)} }}')
         put("WATTBUS_GIV_BRIDGE_INVERTERS", "[" + ", ".join(tables) + "]", "INVERTOR_IP")
-    for givtcp, ours in (("MQTT_ADDRESS", "WATTBUS_BUS_HOST"), ("MQTT_PORT", "WATTBUS_BUS_PORT"),
+    if env.get("MQTT_OUTPUT", "").strip().lower() == "true":
+        put("WATTBUS_GIV_BRIDGE_GIVTCP_MQTT", "true", "MQTT_OUTPUT")
+    for givtcp, ours in (("MQTT_TOPIC", "WATTBUS_GIV_BRIDGE_GIVTCP_MQTT_TOPIC"),
+                         ("MQTT_RETAIN", "WATTBUS_GIV_BRIDGE_GIVTCP_MQTT_RETAIN"),
+                         ("MQTT_ADDRESS", "WATTBUS_BUS_HOST"), ("MQTT_PORT", "WATTBUS_BUS_PORT"),
                          ("MQTT_USERNAME", "WATTBUS_BUS_USERNAME"), ("MQTT_PASSWORD", "WATTBUS_BUS_PASSWORD"),
                          ("SELF_RUN_LOOP_TIMER", "WATTBUS_GIV_BRIDGE_POLL_INTERVAL_S"),
                          ("PRINT_RAW", "WATTBUS_GIV_BRIDGE_PRINT_RAW"), ("LOG_LEVEL", "WATTBUS_LOG_LEVEL")):
         if env.get(givtcp, "").strip():
             value = env[givtcp].strip()
-            put(ours, value.lower() if givtcp == "PRINT_RAW" else value.upper() if givtcp == "LOG_LEVEL" else value,
-                givtcp)
+            lower, upper = givtcp in ("PRINT_RAW", "MQTT_RETAIN"), givtcp == "LOG_LEVEL"
+            put(ours, value.lower() if lower else value.upper() if upper else value, givtcp)
     if any(k.startswith("INFLUX_") for k in env):
         notes.append("INFLUX_* are served by the influx-writer service, which stores every giv-bridge reading")
     return notes

@@ -6,6 +6,7 @@ readings and the GivTCP document are all derived from those caches (measurements
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,8 @@ INVERTER_ADDRESS = 0x31  # normal polling of AC / Gen1 hybrid units (0x11 also r
 BATTERY_BASE_ADDRESS = 0x32
 EMS_ADDRESS = 0x11
 FUNCTION = {"hr": 3, "ir": 4}
+NOMINAL_CELL_STACK_V = 51.2  # an LV pack's nominal voltage: capacity Wh = HR 55 (Ah) x 51.2
+MAX_RATE = 50  # HR 111/112 in C/100: 50 = 0.5 C, the documented top of the range
 # IR 0: waiting, normal, warning, fault, firmware update
 STATUS = {0: "sleeping", 1: "mppt", 2: "throttled", 3: "fault", 4: "starting"}
 
@@ -36,7 +39,7 @@ class InverterConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     meters: list[Annotated[int, Meta(ge=1, le=8)]] = []
     ems: bool = False
     name: str | None = None
-    battery_max_power_w: Annotated[float, Meta(gt=0, le=20000)] = 2600.0  # the rate register's 50 = this
+    battery_max_power_w: Annotated[float, Meta(gt=0, le=20000)] = 2600.0  # the inverter's battery limit
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Plant:
     serial: str | None = None
     battery_serials: dict[int, str] = field(default_factory=dict)
     last_poll: datetime | None = None
+    previous_poll: datetime | None = None
     _decoded: dict[tuple[str, int], tuple[int, Mapping[str, Value]]] = field(default_factory=dict, repr=False)
 
     def cache(self, address: int) -> RegisterCache:
@@ -87,7 +91,7 @@ class Plant:
                 await self.read_map(EMS_ADDRESS, "ems")
             except DongleError as exc:
                 problems.append(f"EMS at {EMS_ADDRESS:#04x}: {exc}")
-        self.last_poll = datetime.now(UTC)
+        self.previous_poll, self.last_poll = self.last_poll, datetime.now(UTC)
         return problems
 
     # ------------------------------------------------------------------ values
@@ -112,6 +116,35 @@ class Plant:
 
     def ems_values(self) -> Mapping[str, Value]:
         return self.decoded("ems", EMS_ADDRESS)
+
+    def capacity_wh(self) -> float | None:
+        """The battery capacity the inverter is set up for (HR 55 Ah at the LV pack's 51.2 V)."""
+        ah = self.inverter_values().get("battery_capacity_ah")
+        return float(ah) * NOMINAL_CELL_STACK_V if isinstance(ah, int) and ah > 0 else None
+
+    def max_rate_w(self) -> float:
+        """The most the battery can charge or discharge: the configured limit, at most 0.5 C."""
+        capacity = self.capacity_wh()
+        limit = self.config.battery_max_power_w
+        return limit if capacity is None else min(limit, capacity * MAX_RATE / 100)
+
+    def rate_w(self, raw: Value) -> int | None:
+        """A rate register (C/100 of the pack) in watts, capped by what the battery can do."""
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            return None
+        capacity = self.capacity_wh()
+        if capacity is None:  # no capacity set: 50 stands for the configured limit
+            return round(min(raw, MAX_RATE) / MAX_RATE * self.config.battery_max_power_w)
+        return round(min(raw / 100 * capacity, self.max_rate_w()))
+
+    def rate_register(self, watts: float) -> int:
+        """The rate register value (C/100) for a power in watts (at or under max_rate_w)."""
+        capacity = self.capacity_wh()
+        if watts >= self.max_rate_w():
+            return MAX_RATE
+        if capacity is None:
+            return round(watts / self.config.battery_max_power_w * MAX_RATE)
+        return min(MAX_RATE, math.ceil(watts / capacity * 100))
 
     # ------------------------------------------------------------------ identity
 
