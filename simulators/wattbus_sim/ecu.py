@@ -281,8 +281,8 @@ async def _serve(args: argparse.Namespace) -> None:
                        profile=args.profile, answer_latency_s=args.latency_s, pv_fraction=args.pv_fraction,
                        timezone=args.timezone)
     sim.faults.update(args.fault)
-    port = await sim.start(args.port, args.http_port)
-    print(f"ECU simulator {args.model} {sim.ecu_id} ({len(sim.fleet)} inverters) on 127.0.0.1:{port}", flush=True)
+    port = await sim.start(args.port, args.http_port, host=args.host)
+    print(f"ECU simulator {args.model} {sim.ecu_id} ({len(sim.fleet)} inverters) on {args.host}:{port}", flush=True)
     try:
         await asyncio.Event().wait()  # until cancelled by a stop signal
     finally:
@@ -299,6 +299,7 @@ def _zone_name(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wattbus-sim ecu", description="APsystems ECU simulator (TCP 8899)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (any 127.x.y.z works on Linux)")
     parser.add_argument("--port", type=int, default=18899)
     parser.add_argument("--http-port", type=int, default=None, help="serve the restart URL here")
     parser.add_argument("--ecu-id", default=None, help="12 digits (default by model: 2162..., 2163..., 215...)")
