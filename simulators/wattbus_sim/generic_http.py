@@ -1,8 +1,9 @@
-"""Devices the generic-bridge reads by description, on loopback: an AI-on-the-edge water meter and a
-Tasmota SML reading head, answering in the shapes their documentation shows.
+"""Devices the generic-bridge reads by description, on loopback: an AI-on-the-edge water meter, a
+Tasmota SML reading head and a Shelly-like relay, answering in the shapes their documentation shows.
 
     wattbus-sim generic_http --device ai-on-the-edge --port 18095   # GET /json
     wattbus-sim generic_http --device tasmota-sml --port 18096      # GET /cm?cmnd=status%2010
+    wattbus-sim generic_http --device relay --port 18097            # GET /status, /relay/0?turn=on|off
 
 `POST /sim/firmware?prefix=Strom` renames the Tasmota meter's JSON prefix (what a changed SML script
 does) and `?number=wasser` AI-on-the-edge's number sequence, so a selector stops matching at run time.
@@ -65,8 +66,35 @@ class SmlHead:
                               "Power_curr": round(self.power_w), "Meter_id": "0a01454d4800009f4d2e"}}
 
 
+@dataclass
+class PlainRelay:
+    """A metered relay with Shelly Gen1's plain HTTP API: /status, /relay/0[?turn=on|off]."""
+
+    on: bool = False
+    load_w: float = 1187.4
+    total_wmin: float = 2_418_520.0  # Gen1 counts watt-minutes
+    switches: int = 0
+    _last: float = field(default_factory=time.monotonic)
+
+    def relay(self) -> dict[str, Any]:
+        return {"ison": self.on, "has_timer": False, "timer_started": 0, "timer_duration": 0,
+                "timer_remaining": 0, "overpower": False, "source": "http"}
+
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        power = self.load_w if self.on else 0.0
+        self.total_wmin += power * (now - self._last) / 60
+        self._last = now
+        return {"wifi_sta": {"connected": True, "ssid": "wattbus", "ip": "127.0.0.1", "rssi": -58},
+                "time": datetime.now().strftime("%H:%M"), "unixtime": int(time.time()), "has_update": False,
+                "mac": "E8DB84D2C3B7", "relays": [self.relay()],
+                "meters": [{"power": power, "overpower": 0.0, "is_valid": True, "timestamp": int(time.time()),
+                            "counters": [power, power, power], "total": round(self.total_wmin)}],
+                "temperature": 47.6, "overtemperature": False, "uptime": int(now)}
+
+
 def build_app(device: str) -> web.Application:
-    water, head = WaterMeter(), SmlHead()
+    water, head, plain = WaterMeter(), SmlHead(), PlainRelay()
     app = web.Application()
 
     async def json_endpoint(_request: web.Request) -> web.Response:
@@ -83,18 +111,37 @@ def build_app(device: str) -> web.Application:
         water.number = request.query.get("number", water.number)
         return web.json_response({"prefix": head.prefix, "number": water.number})
 
+    async def status(_request: web.Request) -> web.Response:
+        return web.json_response(plain.status())
+
+    async def relay(request: web.Request) -> web.Response:
+        if request.match_info["channel"] != "0":
+            return web.Response(status=404, text="Not found")
+        turn = request.query.get("turn")
+        if turn not in (None, "on", "off", "toggle"):
+            return web.Response(status=400, text="Bad turn!")
+        if turn is not None:
+            wanted = not plain.on if turn == "toggle" else turn == "on"
+            plain.status()  # count the energy up to the switch
+            plain.switches += plain.on != wanted
+            plain.on = wanted
+        return web.json_response(plain.relay())
+
     if device == "ai-on-the-edge":
         app.router.add_get("/json", json_endpoint)
-    else:
+    elif device == "tasmota-sml":
         app.router.add_get("/cm", command)
+    else:
+        app.router.add_get("/status", status)
+        app.router.add_get("/relay/{channel}", relay)
     app.router.add_post("/sim/firmware", firmware)
     return app
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wattbus-sim generic_http",
-                                     description="AI-on-the-edge water meter or Tasmota SML head over HTTP")
-    parser.add_argument("--device", choices=["ai-on-the-edge", "tasmota-sml"], required=True)
+                                     description="AI-on-the-edge water meter, Tasmota SML head or plain relay")
+    parser.add_argument("--device", choices=["ai-on-the-edge", "tasmota-sml", "relay"], required=True)
     parser.add_argument("--port", type=int, default=18095)
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)

@@ -11,7 +11,6 @@ from pymodbus.exceptions import ModbusException
 
 from .spec import REGISTER_WORDS, ModbusSource, Value
 
-MAX_SPAN = 120  # registers per request (the protocol allows 125)
 MAX_GAP = 8  # read across a gap this small rather than send another request
 FORMATS = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "int64": ">q", "uint64": ">Q",
            "float32": ">f", "float64": ">d"}
@@ -28,15 +27,16 @@ class Block:
     count: int
 
 
-def plan(values: list[Value]) -> list[Block]:
-    """Group the values' registers into as few reads as the span and gap limits allow."""
+def plan(values: list[Value], max_span: int = 120) -> list[Block]:
+    """Group the values' registers into as few reads as the span (registers per request, the
+    protocol allows 125) and gap limits allow."""
     spans = sorted({(v.table, v.register or 0, REGISTER_WORDS[v.type]) for v in values})
     blocks: list[Block] = []
     for table, start, words in spans:
         last = blocks[-1] if blocks else None
         end = start + words
         if last and last.table == table and start - (last.start + last.count) <= MAX_GAP \
-                and end - last.start <= MAX_SPAN:
+                and end - last.start <= max_span:
             blocks[-1] = Block(table, last.start, max(last.count, end - last.start))
         else:
             blocks.append(Block(table, start, words))
@@ -57,7 +57,7 @@ class ModbusReader:
     def __init__(self, source: ModbusSource, values: list[Value]) -> None:
         self.source = source
         self.values = values
-        self.blocks = plan(values)
+        self.blocks = plan(values, source.max_registers)
         self._client: AsyncModbusTcpClient | None = None
 
     @property

@@ -46,6 +46,7 @@ class ModbusSource(Struct, kw_only=True, forbid_unknown_fields=True, tag="modbus
     unit_id: Annotated[int, Meta(ge=0, le=255)] = 1
     interval_s: Seconds = 10.0
     timeout_s: Annotated[float, Meta(gt=0, le=60)] = 3.0
+    max_registers: Annotated[int, Meta(ge=4, le=125)] = 120  # per request; some meters take fewer (SDM: 80)
 
 
 Source = HttpSource | MqttSource | ModbusSource

@@ -1,0 +1,181 @@
+"""Device descriptions without the network: every shipped one loads, each fixture maps to the
+contract in SI units, the simulators answer the fixtures' shapes, and bad descriptions are refused
+with the key and what is wrong."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from wattbus import messages as m
+from wattbus.config import ConfigError, LoadedConfig
+from wattbus_generic_bridge.adapter import Mapper
+from wattbus_generic_bridge.config import Config, DeviceConfig, resolve, templates
+from wattbus_generic_bridge.modbus import Block, decode, plan
+from wattbus_generic_bridge.spec import Description, Value
+from wattbus_sim import generic_http
+from wattbus_sim.sdm import MODELS, SdmUnit
+from wattbus_sim.sunspec_devices import Plant
+
+DATA = Path(__file__).parent / "data"
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+# What each shipped description needs from a device entry besides its id.
+ENTRY: dict[str, dict[str, Any]] = {
+    "ai-on-the-edge": {"host": "192.0.2.10"},
+    "tasmota-sml": {"host": "192.0.2.11", "vars": {"meter": "Strom", "power": "Power_cur"}},
+    "tasmota-sml-mqtt": {"vars": {"topic": "hichi", "meter": "Strom", "power": "Power_cur"}},
+    "shelly-relay-http": {"host": "192.0.2.12"},
+    "sdm630-modbus": {"host": "192.0.2.13", "port": 5020},
+}
+
+
+def fixture(name: str) -> Any:
+    return json.loads((DATA / name).read_text())
+
+
+def described(template: str) -> Description:
+    return resolve(DeviceConfig(id=template, template=template, **ENTRY[template]), 0)
+
+
+def paths(doc: Any, prefix: str = "$") -> set[str]:
+    """Every key path in a JSON document (list items as [i])."""
+    out = {prefix}
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            out |= paths(value, f"{prefix}.{key}")
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            out |= paths(value, f"{prefix}[{i}]")
+    return out
+
+
+def test_every_shipped_description_loads_with_its_provenance() -> None:
+    shipped = templates()
+    assert set(shipped) == set(ENTRY), "a shipped description without a test entry (or the reverse)"
+    for name, text in shipped.items():
+        desc = described(name)
+        assert desc.about and desc.manufacturer, f"{name}: say where its shape comes from"
+        assert tomllib.loads(text)["kind"] == desc.kind
+
+
+def test_ai_on_the_edge_json_is_water_in_cubic_metres() -> None:
+    doc = fixture("ai_on_the_edge_json.json")
+    reading, misses = Mapper("water", described("ai-on-the-edge")).reading(
+        Mapper("water", described("ai-on-the-edge")).select(doc), NOW)
+    assert misses == []
+    assert isinstance(reading, m.MeterReading)
+    assert reading.water_m3 == float(doc["main"]["value"])  # text "521.17108" -> m³ (already SI)
+    assert reading.extra == {"flow_m3_per_min": float(doc["main"]["rate"])}  # "no error" maps to nothing
+    assert reading.power_w is None and reading.energy_import_wh is None  # not described: missing, never 0
+
+
+def test_tasmota_status10_is_a_meter_in_watt_hours() -> None:
+    doc = fixture("tasmota_sml_status10.json")
+    mapper = Mapper("grid", described("tasmota-sml"))
+    reading, misses = mapper.reading(mapper.select(doc), NOW)
+    sml = doc["StatusSNS"]["Strom"]
+    assert misses == [] and isinstance(reading, m.MeterReading)
+    assert reading.energy_import_wh == pytest.approx(sml["Total_in"] * 1000)  # kWh -> Wh
+    assert reading.energy_export_wh == pytest.approx(sml["Total_out"] * 1000)
+    assert reading.power_w == sml["Power_cur"]
+
+
+def test_tasmota_telemetry_over_mqtt_maps_the_same() -> None:
+    doc = fixture("tasmota_sml_sensor.json")
+    desc = described("tasmota-sml-mqtt")
+    mapper = Mapper("grid", desc)
+    assert mapper.topic_of(desc.values[0]) == "tele/hichi/SENSOR"
+    reading, misses = mapper.reading(mapper.select(doc, "tele/hichi/SENSOR"), NOW)
+    assert misses == [] and isinstance(reading, m.MeterReading)
+    assert reading.energy_import_wh == pytest.approx(doc["Strom"]["Total_in"] * 1000)
+
+
+def test_shelly_status_is_a_relay_with_watt_minutes_converted() -> None:
+    doc = fixture("shelly_gen1_status.json")
+    mapper = Mapper("pump", described("shelly-relay-http"))
+    reading, misses = mapper.reading(mapper.select(doc), NOW)
+    assert misses == [] and isinstance(reading, m.RelayReading)
+    assert reading.on is True and reading.channel == 0
+    assert reading.power_w == doc["meters"][0]["power"]
+    assert reading.energy_wh == pytest.approx(doc["meters"][0]["total"] / 60)  # watt-minutes -> Wh
+    assert reading.temperature_c == doc["temperature"]
+
+
+def test_sdm630_register_list_decodes_to_si() -> None:
+    doc = fixture("sdm630_input_registers.json")
+    desc = described("sdm630-modbus")
+    registers = {int(k, 16): v for k, v in doc["registers"].items()}
+    raws = {i: decode(registers[v.register or 0], v) for i, v in enumerate(desc.values)}
+    reading, misses = Mapper("sdm", desc).reading(raws, NOW)
+    assert misses == [] and isinstance(reading, m.MeterReading)
+    assert reading.power_w == pytest.approx(1751.3, abs=0.01)
+    assert reading.energy_import_wh == pytest.approx(18234.71 * 1000, rel=1e-6)  # kWh -> Wh (float32)
+    assert [p.phase for p in reading.phases] == [1, 2, 3]
+    assert reading.phases[0].voltage_v == pytest.approx(231.4, abs=1e-3)
+    assert reading.phases[2].power_w == pytest.approx(448.0)
+    assert plan(desc.values) == [Block("input", 0x0000, 0x0012), Block("input", 0x0034, 2),
+                                 Block("input", 0x0046, 6)]
+
+
+def test_register_types_and_word_orders() -> None:
+    assert decode([0xFFFF, 0xFFFE], Value(field="power_w", register=0, type="int32")) == -2
+    assert decode([0xFFFE, 0xFFFF], Value(field="power_w", register=0, type="int32", word_order="little")) == -2
+    assert decode([0x0001, 0x0000], Value(field="power_w", register=0, type="uint32", word_order="little")) == 1
+    assert decode([0x8000], Value(field="power_w", register=0, type="int16")) == -32768
+    assert decode([0x0000, 0x0000, 0x0001, 0x0000], Value(field="power_w", register=0, type="uint64")) == 65536
+
+
+async def test_the_simulators_answer_the_fixtures_shapes() -> None:
+    for device, url, name in (("ai-on-the-edge", "/json", "ai_on_the_edge_json.json"),
+                              ("tasmota-sml", "/cm?cmnd=status%2010", "tasmota_sml_status10.json"),
+                              ("relay", "/status", "shelly_gen1_status.json")):
+        async with TestClient(TestServer(generic_http.build_app(device))) as client:
+            answer = await (await client.get(url)).json()
+        wanted = paths(fixture(name))
+        if device == "tasmota-sml":  # the simulator's script uses the descriptor prefix SML and Power_curr
+            wanted = {p.replace("Strom", "SML").replace("Power_cur", "Power_curr") for p in wanted}
+        assert wanted == paths(answer), device
+    image = SdmUnit(MODELS["sdm630"], Plant(static=True), 1).inputs()
+    for address in fixture("sdm630_input_registers.json")["registers"]:
+        start = int(address, 16)
+        value = decode(image[start:start + 2], Value(field="power_w", register=start, type="float32"))
+        assert value == value and abs(value) < 1e9, address  # a real float where the fixture has one
+
+
+BAD = [
+    ({"vars": {"unit": "kWh"}}, "values[0].unit: 'kWh' measures energy, but water_m3 is volume"),
+    ({"description": {"kind": "meter", "source": {"type": "http", "url": "http://{host}/"},
+                      "values": [{"field": "water_m3", "select": "$.main["}]}},
+     "values[0].select: '$.main[' is not a JSONPath"),
+    ({"description": {"kind": "meter", "source": {"type": "http", "url": "http://x/"},
+                      "values": [{"field": "watr_m3", "select": "$.a"}]}},
+     "values[0].field: a meter reading has no field 'watr_m3'"),
+    ({"description": {"kind": "meter", "source": {"type": "http", "url": "http://x/", "interval_s": 0},
+                      "values": [{"field": "water_m3", "select": "$.a"}]}}, "source.interval_s = 0: Expected"),
+    ({"description": {"kind": "meter", "source": {"type": "ftp", "url": "http://x/"},
+                      "values": [{"field": "water_m3", "select": "$.a"}]}}, "allowed: http, mqtt, modbus"),
+    ({"description": {"kind": "meter", "source": {"type": "modbus"}, "values": [{"field": "power_w"}]}},
+     "values[0].register: a Modbus value needs its register address"),
+    ({"description": {"kind": "meter", "source": {"type": "http", "url": "http://x/"},
+                      "values": [{"field": "water_m3", "select": "$.a"}],
+                      "write": {"on_url": "http://x/on", "off_url": "http://x/off"}}},
+     "write: only a relay can be switched"),
+    ({"template": "ai-on-the-edgy"}, "template = 'ai-on-the-edgy': no such shipped description"),
+    ({"host": None}, "uses {host}, which has no value; set host"),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), BAD, ids=[e.split(":")[0][:30] for _c, e in BAD])
+def test_a_bad_description_is_refused_with_key_and_reason(change: dict[str, Any], expected: str) -> None:
+    entry: dict[str, Any] = {"id": "water", "template": "ai-on-the-edge", "host": "192.0.2.10", **change}
+    if "description" in change:
+        entry.pop("template")
+    entry = {k: v for k, v in entry.items() if v is not None}
+    with pytest.raises(ConfigError) as refused:
+        LoadedConfig({"generic-bridge": {"devices": [entry]}}, None, {}).section("generic-bridge", Config)
+    assert "devices[0] (water)" in str(refused.value) and expected in str(refused.value)
