@@ -51,6 +51,8 @@ DEFAULT_MAPPING: dict[str, Source] = {
     "car_amp": Source(source="car", field="set_current_a"),
     "car_phase": Source(source="car", field="phases_active"),
     "car_state": Source(source="car", field="state"),
+    # MeterHub's water meter total in litres (its seed example: 1130154 for 1130.154 m³)
+    "water_vto": Source(source="water", field="water_m3", scale=1000),
 }
 
 

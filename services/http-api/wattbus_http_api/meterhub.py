@@ -17,7 +17,7 @@ from .site import HTTP_STATUS, Site
 from .state import External
 from .web import convert, json_response, read_json, reject, site_of
 
-ROLE_WORDS = ("grid", "pv", "battery", "bat", "car", "home")
+ROLE_WORDS = ("grid", "pv", "battery", "bat", "car", "home", "water")
 STATUS_ORDER = ("ok", "invalid", "refused", "failed", "timeout")
 
 
@@ -35,6 +35,8 @@ def check_source(key: str, src: Source) -> str | None:
 def resolve(site: Site, src: Source, now: float) -> m.ExtraValue:
     if src.source == "home":
         value: m.ExtraValue = site.flow().home_w if src.field == "power_w" else None
+    elif src.source == "water":
+        value = water(site, src.field, now)
     elif "/" in src.source:
         rec = site.state.devices.get(src.source)
         reading = site.state.fresh(rec, now, site.config.stale_after_s) if rec else None
@@ -46,6 +48,18 @@ def resolve(site: Site, src: Source, now: float) -> m.ExtraValue:
         scaled = round(float(value) * src.scale, src.digits)
         return int(scaled) if src.digits == 0 else scaled
     return value
+
+
+def water(site: Site, field: str, now: float) -> m.ExtraValue:
+    """MeterHub's water meter (`water_vto`): the first meter, by ref, whose fresh reading has the field
+    (water_m3: an AI-on-the-edge meter on the generic-bridge, an M-Bus channel of the sml-reader).
+    With several, name one by its ref in [http-api.meterhub]."""
+    for rec in site.state.of_kind("meter", parentless=False):
+        reading = site.state.fresh(rec, now, site.config.stale_after_s)
+        value = field_value(reading, field) if reading else None
+        if value is not None:
+            return value
+    return None
 
 
 def document(site: Site) -> dict[str, Any]:
