@@ -12,95 +12,27 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import math
 import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from wattbus_sim.goe import serve_http
 from wattbus_sim.lifecycle import run
+from wattbus_sim.shelly_config import Refused, config_call, gen1_relay_settings, gen1_settings, sys_status
+from wattbus_sim.shelly_state import GEN2_MODEL_IDS, MODELS, ShellyState
+from wattbus_sim.shelly_ws import rpc_websocket
 
-# model -> (generation, relays, metered relays, energy-meter phases, mDNS/id prefix, app or type)
-MODELS: dict[str, tuple[int, int, bool, int, str]] = {
-    "SHSW-1": (1, 1, False, 0, "shelly1"),
-    "SHSW-PM": (1, 1, True, 0, "shelly1pm"),
-    "SHPLG-S": (1, 1, True, 0, "shellyplug-s"),
-    "SHSW-25": (1, 2, True, 0, "shellyswitch25"),
-    "SHEM-3": (1, 1, False, 3, "shellyem3"),
-    "Plus1PM": (2, 1, True, 0, "shellyplus1pm"),
-    "Plus2PM": (2, 2, True, 0, "shellyplus2pm"),
-    "Pro4PM": (2, 4, True, 0, "shellypro4pm"),
-    "Pro3EM": (2, 0, False, 3, "shellypro3em"),
-    "1PMG3": (3, 1, True, 0, "shelly1pmg3"),
-}
-GEN2_MODEL_IDS = {"Plus1PM": "SNSW-001P16EU", "Plus2PM": "SNSW-102P16EU", "Pro4PM": "SPSW-104PE16EU",
-                  "Pro3EM": "SPEM-003CEBEU", "1PMG3": "S3SW-001P16EU"}
-
-
-@dataclass
-class ShellyState:
-    """Relays switching resistive loads, plus a 3-phase grid meter whose power the house may set."""
-
-    model: str
-    mac: str = "A8032AB12345"
-    load_w: float = 1500.0
-    grid_w: tuple[float, float, float] = (400.0, -150.0, 250.0)
-    relays: list[bool] = field(default_factory=list)
-    energy_wh: list[float] = field(default_factory=list)
-    grid_import_wh: float = 5_432_100.0
-    grid_export_wh: float = 1_234_500.0
-    switches: int = 0
-    _last: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        n = MODELS[self.model][1]
-        self.relays = [False] * n
-        self.energy_wh = [12_345.0] * n
-
-    @property
-    def gen(self) -> int:
-        return MODELS[self.model][0]
-
-    @property
-    def device_id(self) -> str:
-        return f"{MODELS[self.model][4]}-{self.mac.lower()}"
-
-    def power_w(self, channel: int) -> float:
-        if not (MODELS[self.model][2] and self.relays[channel]):
-            return 0.0
-        return round(self.load_w * (1 + 0.01 * math.sin(time.monotonic())), 2)
-
-    def step(self) -> None:
-        now = time.monotonic()
-        dt_h = (now - self._last) / 3600.0
-        self._last = now
-        for ch in range(len(self.relays)):
-            self.energy_wh[ch] += self.power_w(ch) * dt_h
-        total = sum(self.grid_w) if MODELS[self.model][3] else 0.0
-        if total >= 0:
-            self.grid_import_wh += total * dt_h
-        else:
-            self.grid_export_wh -= total * dt_h
-
-    def switch(self, channel: int, on: bool) -> bool:
-        self.step()
-        was = self.relays[channel]
-        if was != on:
-            self.switches += 1
-        self.relays[channel] = on
-        return was
-
+__all__ = ["GEN2_MODEL_IDS", "MODELS", "ShellyState", "build_app", "main"]
 
 # --------------------------------------------------------------------------- Gen1
 
 def gen1_relay(state: ShellyState, ch: int) -> dict[str, Any]:
     return {"ison": state.relays[ch], "has_timer": False, "timer_started": 0, "timer_duration": 0,
-            "timer_remaining": 0, "overpower": False, "source": "http"}
+            "timer_remaining": 0, "overpower": state.overpower[ch], "source": "http"}
 
 
 def gen1_status(state: ShellyState) -> dict[str, Any]:
@@ -125,7 +57,8 @@ def gen1_status(state: ShellyState) -> dict[str, Any]:
         doc["total_power"] = round(sum(state.grid_w), 2)
     else:
         # Shelly 1 (no metering) still reports a meters array with power 0.
-        doc["meters"] = [{"power": state.power_w(ch), "overpower": 0.0, "is_valid": True, "timestamp": now,
+        doc["meters"] = [{"power": state.power_w(ch), "overpower": state.load_w if state.overpower[ch] else 0.0,
+                          "is_valid": True, "timestamp": now,
                           "counters": [0.0, 0.0, 0.0], "total": round(state.energy_wh[ch] * 60)}
                          for ch in range(relays)]
         doc["temperature"] = 41.3
@@ -145,6 +78,8 @@ def gen2_switch(state: ShellyState, ch: int) -> dict[str, Any]:
                     "aenergy": {"total": round(state.energy_wh[ch], 3), "by_minute": [0.0, 0.0, 0.0],
                                 "minute_ts": int(time.time())}})
     doc["temperature"] = {"tC": 44.2, "tF": 111.6}
+    if state.overpower[ch]:
+        doc["errors"] = ["overpower"]
     return doc
 
 
@@ -181,9 +116,7 @@ def gen2_info(state: ShellyState) -> dict[str, Any]:
 def gen2_status(state: ShellyState) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "ble": {}, "cloud": {"connected": False}, "mqtt": {"connected": False},
-        "sys": {"mac": state.mac, "restart_required": False, "time": time.strftime("%H:%M"),
-                "unixtime": int(time.time()), "uptime": 3600, "ram_size": 260000, "ram_free": 120000,
-                "available_updates": {}},
+        "sys": sys_status(state),
         "wifi": {"sta_ip": "127.0.0.1", "status": "got ip", "ssid": "wattbus", "rssi": -57},
     }
     for ch in range(len(state.relays)):
@@ -223,7 +156,9 @@ def gen2_call(state: ShellyState, method: str, params: dict[str, Any]) -> tuple[
         return 200, gen2_em(state)
     if method == "EMData.GetStatus" and ident == 0 and MODELS[state.model][3]:
         return 200, gen2_emdata(state)
-    return 404, {"code": 404, "message": f"No handler for {method}"}
+    if method == "Switch.Toggle" and has_switch:
+        return 200, {"was_on": state.switch(ident, not state.relays[ident])}
+    return config_call(state, method, params, ident)
 
 
 # --------------------------------------------------------------------------- auth
@@ -240,7 +175,9 @@ def auth_middleware(state: ShellyState, password: str | None) -> Any:
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if password is None or request.path == "/shelly":
+        # Open on a real device too: identification, and the WebSocket upgrade (its frames carry auth).
+        if password is None or request.path in ("/shelly", "/rpc/Shelly.GetDeviceInfo") or \
+                (state.gen >= 2 and request.path == "/rpc" and request.method == "GET"):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         if state.gen == 1:
@@ -296,18 +233,44 @@ def build_app(state: ShellyState, password: str | None = None) -> web.Applicatio
                 return web.Response(status=400, text="Bad turn!")
             return web.json_response(gen1_relay(state, ch))
 
+        async def settings(request: web.Request) -> web.Response:
+            try:
+                return web.json_response(gen1_settings(state, password, request.query))
+            except Refused as exc:
+                return web.Response(status=400, text=str(exc))
+
+        async def relay_settings(request: web.Request) -> web.Response:
+            ch = int(request.match_info["ch"])
+            if ch >= relays:
+                return web.Response(status=404, text="Not Found")
+            try:
+                return web.json_response(gen1_relay_settings(state, ch, request.query))
+            except Refused as exc:
+                return web.Response(status=400, text=str(exc))
+
         app.router.add_get("/shelly", shelly)
         app.router.add_get("/status", status)
         app.router.add_get(r"/relay/{ch:\d+}", relay)
+        app.router.add_get("/settings", settings)
+        app.router.add_get(r"/settings/relay/{ch:\d+}", relay_settings)
         return app
 
+    def info() -> dict[str, Any]:
+        return {**gen2_info(state), "auth_en": password is not None,
+                "auth_domain": state.device_id if password else None}
+
+    def call(method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return (200, info()) if method == "Shelly.GetDeviceInfo" else gen2_call(state, method, params)
+
     async def shelly2(_r: web.Request) -> web.Response:
-        return web.json_response({**gen2_info(state), "auth_en": password is not None,
-                                  "auth_domain": state.device_id if password else None})
+        return web.json_response(info())
 
     async def rpc_get(request: web.Request) -> web.Response:
-        code, doc = gen2_call(state, request.match_info["method"], dict(request.query))
+        code, doc = call(request.match_info["method"], dict(request.query))
         return web.json_response(doc, status=code)
+
+    async def rpc_ws(request: web.Request) -> web.WebSocketResponse:
+        return await rpc_websocket(request, state, call, password, lambda ch: gen2_switch(state, ch))
 
     async def rpc_post(request: web.Request) -> web.Response:
         try:
@@ -315,13 +278,14 @@ def build_app(state: ShellyState, password: str | None = None) -> web.Applicatio
             method, params = str(frame["method"]), dict(frame.get("params") or {})
         except (ValueError, KeyError, TypeError):
             return web.json_response({"id": None, "error": {"code": -32700, "message": "parse error"}}, status=400)
-        code, doc = gen2_call(state, method, params)
+        code, doc = call(method, params)
         key = "result" if code == 200 else "error"
         return web.json_response({"id": frame.get("id"), "src": state.device_id, key: doc})
 
     app.router.add_get("/shelly", shelly2)
     app.router.add_get(r"/rpc/{method:[A-Za-z0-9.]+}", rpc_get)
     app.router.add_post("/rpc", rpc_post)
+    app.router.add_get("/rpc", rpc_ws)
     return app
 
 
