@@ -159,3 +159,49 @@ def test_object_ids_keep_to_home_assistants_character_class() -> None:
     assert discovery.object_id("tcp:192.0.2.1.unit-1") == "wattbus-tcp_192_0_2_1_unit-1"
     with pytest.raises(catalog.CatalogError, match="no command"):
         catalog.arg_info("set_warp_drive", "speed")
+
+
+def meta(device_id: str, **fields: Any) -> m.DeviceMeta:
+    return m.DeviceMeta(device_id=device_id, kind=fields.pop("kind", "inverter"), source="b", protocol="sunspec",
+                        **fields)
+
+
+def test_device_names_tell_devices_apart_by_serial_and_parent() -> None:
+    known = {d.device_id: d for d in (
+        meta("goe-1", kind="charger", manufacturer="go-e", model="go-eCharger 11 kW", serial="1"),
+        meta("goe-2", kind="charger", manufacturer="go-e", model="go-eCharger 11 kW", serial="2"),
+        meta("fr-7", manufacturer="Fronius", model="Symo", serial="7"),
+        meta("fr-7-mppt1", kind="string", manufacturer="Fronius", model="Symo", serial="7", name="String 1",
+             parent_id="fr-7"),
+        meta("fr-8", manufacturer="Fronius", model="Symo", serial="8", name="Garage roof"),
+        meta("fr-8-mppt1", kind="string", manufacturer="Fronius", model="Symo", serial="8", name="String 1",
+             parent_id="fr-8"),
+        meta("ecu-1", kind="gateway", manufacturer="APsystems", model="ECU-R", serial="2162"),
+        meta("aps-80", manufacturer="APsystems", model="QS1", serial="80", parent_id="ecu-1"),
+        meta("aps-80-panel-1", kind="string", manufacturer="APsystems", serial="80-1", parent_id="aps-80"),
+        meta("giv-9-grid", kind="meter", manufacturer="GivEnergy", model="CT clamp", parent_id="giv-9"),
+    )}
+    labels = {i: discovery.device_label(d, known.get) for i, d in known.items()}
+    assert labels == {
+        "goe-1": "go-e go-eCharger 11 kW 1", "goe-2": "go-e go-eCharger 11 kW 2",
+        "fr-7": "Fronius Symo 7", "fr-7-mppt1": "Fronius Symo 7 String 1",
+        "fr-8": "Garage roof", "fr-8-mppt1": "Garage roof String 1",  # the configured name wins
+        "ecu-1": "APsystems ECU-R 2162", "aps-80": "APsystems QS1 80",  # a serial of its own
+        "aps-80-panel-1": "APsystems QS1 80 panel-1",
+        "giv-9-grid": "giv-9 grid",  # parent never announced: its id stands in
+    }
+    assert discovery.device_block(known["fr-7-mppt1"], known.get)["name"] == labels["fr-7-mppt1"]
+
+
+def test_charge_current_range_follows_the_limits_the_bridge_reports() -> None:
+    charger = METAS["goe-203040"]
+
+    def number(values: dict[str, Any]) -> tuple[Any, Any]:
+        doc = discovery.device_config(SETTINGS, charger, "charger", {"power_w"}, values=values)
+        return doc["cmps"]["charge_current"]["min"], doc["cmps"]["charge_current"]["max"]
+
+    assert number({}) == (6, 32)  # nothing reported: the contract's range
+    assert number({"extra_limit_min_current_a": 8, "extra_limit_max_current_a": 16}) == (8, 16)
+    assert number({"extra_limit_max_current_a": 40}) == (6, 32)  # never wider than the contract
+    assert number({"extra_limit_min_current_a": 20, "extra_limit_max_current_a": 10}) == (6, 32)  # contradiction
+    assert number({"extra_limit_max_current_a": True}) == (6, 32)  # not a number

@@ -44,6 +44,10 @@ class ControlSpec(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True)
     device_class: str | None = None
     step: float | None = None
     category: Category | None = None
+    # numbers: reading values (extra_<key> for extras) that narrow the contract's range to the
+    # device's, such as the bridge's configured charge current limits
+    min_from: str | None = None
+    max_from: str | None = None
 
 
 class EntityFile(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -176,10 +180,21 @@ def controls() -> list[ControlSpec]:
         for kind in spec.kinds:
             if kind not in kinds:
                 raise CatalogError(f"controls.toml {spec.key!r}: unknown kind {kind!r}")
+            for source in (spec.min_from, spec.max_from):
+                if source and (spec.platform != "number" or not (
+                        source.startswith("extra_") or source in model.value_names(kind))):
+                    raise CatalogError(f"controls.toml {spec.key!r}: {source!r} is no value of {kind} readings "
+                                       "a number's range can come from")
             if (kind, spec.key) in keys:
                 raise CatalogError(f"controls.toml: key {spec.key!r} twice for {kind}")
             keys.add((kind, spec.key))
     return specs
+
+
+@cache
+def range_sources() -> frozenset[str]:
+    """The reading values some control's range comes from: a change re-sends the device's config."""
+    return frozenset(k for c in controls() for k in (c.min_from, c.max_from) if k)
 
 
 def controls_for(kind: str, capabilities: list[str]) -> list[ControlSpec]:

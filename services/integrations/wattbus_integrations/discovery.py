@@ -10,6 +10,7 @@ available only while both the device and this service are online.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,9 +55,41 @@ def origin(settings: Settings) -> dict[str, Any]:
     return {"name": settings.origin_name, "sw_version": __version__, "support_url": ORIGIN_URL}
 
 
-def device_block(meta: m.DeviceMeta) -> dict[str, Any]:
-    label = meta.name or " ".join(p for p in (meta.manufacturer, meta.model) if p) or meta.device_id
-    block: dict[str, Any] = {"identifiers": [object_id(meta.device_id)], "name": label,
+MetaLookup = Callable[[str], m.DeviceMeta | None]
+
+
+def _no_meta(_device_id: str) -> m.DeviceMeta | None:
+    return None
+
+
+def _join(*parts: str | None) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def device_label(meta: m.DeviceMeta, lookup: MetaLookup = _no_meta, _depth: int = 0) -> str:
+    """The device name Home Assistant shows and builds entity ids from (device name + entity name).
+
+    It must tell devices apart, or HA suffixes ids with _2, _3 in arrival order, and stay the same
+    across restarts. So it carries what is unique to the device: the name the user configured on a
+    top-level device, else manufacturer, model and serial; a named sub-device with a serial of its
+    own (an ECU's inverter) stands on it, any other (an inverter's "String 1" sharing its serial, an
+    inverter's panel) is named after its parent. An unknown parent is named by its id (hass.py
+    waits for the parent first).
+    """
+    if meta.parent_id is None:
+        return meta.name or _join(meta.manufacturer, meta.model, meta.serial or meta.device_id)
+    parent = lookup(meta.parent_id)
+    if meta.serial and parent is not None and meta.serial != parent.serial and (meta.name or meta.model):
+        return _join(meta.name or _join(meta.manufacturer, meta.model), meta.serial)
+    # Sub-devices of one parent differ by their configured name, else by their id's own part.
+    own = meta.name or (meta.device_id[len(meta.parent_id):].lstrip("-_.:")
+                        if meta.device_id.startswith(meta.parent_id) else "") or meta.model or meta.device_id
+    above = device_label(parent, lookup, _depth + 1) if parent is not None and _depth < 4 else meta.parent_id
+    return _join(above, own)
+
+
+def device_block(meta: m.DeviceMeta, lookup: MetaLookup = _no_meta) -> dict[str, Any]:
+    block: dict[str, Any] = {"identifiers": [object_id(meta.device_id)], "name": device_label(meta, lookup),
                              "manufacturer": meta.manufacturer, "model": meta.model,
                              "serial_number": meta.serial, "sw_version": meta.firmware}
     if meta.parent_id:
@@ -112,8 +145,26 @@ def sensor_component(obj: str, entity: Entity, state_topic: str, availability: s
     return comp
 
 
+def number_range(control: ControlSpec, values: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """The contract's range, narrowed to what the device reports it accepts (the bridge's limits)."""
+    info = arg_info(control.capability, control.arg)
+    low, high = info.minimum, info.maximum
+    reported_low, reported_high = (_number(values.get(k)) if k else None for k in (control.min_from, control.max_from))
+    if reported_low is not None:
+        low = reported_low if low is None else max(low, reported_low)
+    if reported_high is not None:
+        high = reported_high if high is None else min(high, reported_high)
+    if low is not None and high is not None and low > high:
+        return info.minimum, info.maximum  # a contradicting report narrows nothing
+    return low, high
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def control_component(settings: Settings, obj: str, control: ControlSpec, state_topic: str,
-                      availability: list[str]) -> dict[str, Any]:
+                      availability: list[str], values: Mapping[str, Any] | None = None) -> dict[str, Any]:
     info = arg_info(control.capability, control.arg)
     comp: dict[str, Any] = {"p": control.platform, "unique_id": f"{obj}_{control.key}",
                             **_common(control.name, control.category, None),
@@ -128,7 +179,8 @@ def control_component(settings: Settings, obj: str, control: ControlSpec, state_
     else:
         comp["optimistic"] = True  # the device reports no value to show; HA keeps what was set
     if control.platform == "number":
-        comp.update({"min": info.minimum, "max": info.maximum, "step": control.step or 1, "mode": "box"})
+        low, high = number_range(control, values or {})
+        comp.update({"min": low, "max": high, "step": control.step or 1, "mode": "box"})
         if control.unit:
             comp["unit_of_measurement"] = control.unit
     elif control.platform == "switch":
@@ -140,8 +192,13 @@ def control_component(settings: Settings, obj: str, control: ControlSpec, state_
     return comp
 
 
-def device_config(settings: Settings, meta: m.DeviceMeta, kind: str, present: set[str]) -> dict[str, Any]:
-    """The whole discovery document of one device: sensors for the values it reported, its controls."""
+def device_config(settings: Settings, meta: m.DeviceMeta, kind: str, present: set[str], *,
+                  lookup: MetaLookup = _no_meta, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The whole discovery document of one device: sensors for the values it reported, its controls.
+
+    lookup finds other devices' metas (the parent's name goes into a sub-device's); values are the
+    newest reading's, whose reported limits narrow the controls' ranges.
+    """
     obj = object_id(meta.device_id)
     state = topics.device_reading(meta.source, meta.device_id)
     avail = topics.device_availability(meta.source, meta.device_id)
@@ -151,8 +208,8 @@ def device_config(settings: Settings, meta: m.DeviceMeta, kind: str, present: se
             cmps[entity.key] = sensor_component(obj, entity, state, avail)
     control_avail = [avail, *([settings.service_availability] if settings.service_availability else [])]
     for control in controls_for(kind, meta.capabilities):
-        cmps[control.key] = control_component(settings, obj, control, state, control_avail)
-    return {"dev": device_block(meta), "o": origin(settings), "cmps": cmps, "qos": 1}
+        cmps[control.key] = control_component(settings, obj, control, state, control_avail, values)
+    return {"dev": device_block(meta, lookup), "o": origin(settings), "cmps": cmps, "qos": 1}
 
 
 def loadpoint_config(settings: Settings, state: m.LoadpointState) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from wattbus.counters import Counters
 from wattbus.log import Logger
 
 from . import discovery, model
-from .catalog import ControlSpec, arg_info, controls_for
+from .catalog import ControlSpec, arg_info, controls_for, range_sources
 from .discovery import Settings
 
 
@@ -46,6 +46,9 @@ class HomeAssistant:
         self.devices: dict[str, Tracked] = {}
         self.foreign: set[str] = set()  # retained configs of ours seen on the broker, maybe stale
         self.previous: dict[str, set[str]] = {}  # component keys of those configs
+        # Sub-devices are named after their parent, so they wait for its meta until the start-up
+        # grace has passed (then a parent that never came is named by its id).
+        self.parents_awaited = True
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ subscriptions
@@ -78,18 +81,26 @@ class HomeAssistant:
         tracked.meta = meta
         tracked.kind = tracked.kind or meta.kind
         self.publish(tracked)
+        for child in list(self.devices.values()):  # their names carry this device's
+            if child.meta is not None and child.meta.parent_id == meta.device_id:
+                self.publish(child)
+
+    def meta_of(self, device_id: str) -> m.DeviceMeta | None:
+        tracked = self.devices.get(discovery.object_id(device_id))
+        return tracked.meta if tracked is not None else None
 
     def on_reading(self, reading: m.ReadingBase) -> None:
         tracked = self.devices.get(discovery.object_id(reading.device_id))
         if tracked is None or tracked.meta is None:
             return  # no meta yet: nothing to name the device by
         values = model.values_of(reading)
+        limits_moved = any(values.get(k) != tracked.last.get(k) for k in range_sources())
         tracked.last = {**values, "channel": getattr(reading, "channel", None)}
         tracked.kind = model.kind_of(reading)
         tracked.offline_since = None
         new = {k for k, v in values.items() if v is not None} - tracked.present
-        if new:  # a value the device had not reported before gets its entity
-            tracked.present |= new
+        tracked.present |= new
+        if new or limits_moved:  # a new value gets its entity; new limits a new control range
             self.publish(tracked)
 
     def on_availability(self, msg: Message[bytes]) -> None:
@@ -120,7 +131,11 @@ class HomeAssistant:
             return discovery.loadpoint_config(self.settings, tracked.loadpoint)
         if tracked.meta is None or tracked.kind is None or not tracked.present:
             return None  # no value read yet: wait rather than announce an empty device
-        config = discovery.device_config(self.settings, tracked.meta, tracked.kind, tracked.present)
+        parent = tracked.meta.parent_id
+        if parent is not None and self.parents_awaited and self.meta_of(parent) is None:
+            return None
+        config = discovery.device_config(self.settings, tracked.meta, tracked.kind, tracked.present,
+                                         lookup=self.meta_of, values=tracked.last)
         return config if config["cmps"] else None
 
     def publish(self, tracked: Tracked, force: bool = False) -> None:
@@ -190,6 +205,10 @@ class HomeAssistant:
             await asyncio.sleep(grace_s)
             for obj in sorted(self.foreign - set(self.devices)):
                 self.remove(obj, "no device on the bus any more")
+        self.parents_awaited = False
+        for tracked in list(self.devices.values()):
+            if tracked.published is None:
+                self.publish(tracked)  # sub-devices whose parent never announced itself
         while remove_offline_after_s > 0 and not stopping.is_set():
             now = time.monotonic()
             for tracked in list(self.devices.values()):
