@@ -26,6 +26,12 @@ class Guard:
     clock: Callable[[], float] = time.monotonic
     _last: dict[str, float] = field(default_factory=dict)
 
+    def current_range_a(self, device_max_a: float | None) -> tuple[int, int]:
+        """The whole amps current_a accepts: published with each reading, so that Home Assistant
+        and others offer only these."""
+        ceiling = self.limits.max_current_a if device_max_a is None else min(self.limits.max_current_a, device_max_a)
+        return math.ceil(self.limits.min_current_a), math.floor(ceiling)
+
     def current_a(self, requested: float, device_max_a: float | None) -> tuple[int | None, str]:
         """The whole amps to write, or None and why not. Rounds down so a limit is never exceeded."""
         ceiling = self.limits.max_current_a if device_max_a is None else min(self.limits.max_current_a, device_max_a)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import msgspec
 from wattbus import messages as m
 from wattbus.runner import DeviceChannel, ServiceContext
 
@@ -82,9 +83,19 @@ class DeviceWorker:
                 if meta.device_id not in self.channels:
                     self.channels[meta.device_id] = self.ctx.device(meta)
         for reading in readings:
+            if isinstance(reading, m.ChargerReading):
+                reading = self.with_limits(reading)
             self.latest[f"{reading.device_id}/{getattr(reading, 'channel', 0)}"] = reading
             self.channels[reading.device_id].publish_reading(reading)
             self.ctx.counters.inc("readings_published")
+
+    def with_limits(self, reading: m.ChargerReading) -> m.ChargerReading:
+        """The charge current range this bridge accepts, as extras (limit_min/max_current_a)."""
+        device_max = reading.extra.get("max_current_a")
+        low, high = self.guard.current_range_a(float(device_max) if isinstance(device_max, int | float)
+                                               and not isinstance(device_max, bool) else None)
+        return msgspec.structs.replace(reading, extra={**reading.extra, "limit_min_current_a": low,
+                                                        "limit_max_current_a": high})
 
     def _failed(self, exc: DeviceError, delay: float) -> float:
         self.failures += 1
