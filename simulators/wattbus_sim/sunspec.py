@@ -116,17 +116,22 @@ async def serve(args: argparse.Namespace) -> None:
         pty = PtyPair(args.rtu_link)
         pty.start(asyncio.get_running_loop())
         server = rtu_server(devices, pty.server_path, 9600)
-        print(f"sunspec simulator: Modbus RTU on {args.rtu_link} (units {[d.id for d in devices]})", flush=True)
+        where = f"Modbus RTU on {args.rtu_link}"
     else:
         server = tcp_server(devices, args.host, args.port)
-        print(f"sunspec simulator: Modbus TCP on {args.host}:{args.port} (units {[d.id for d in devices]})",
-              flush=True)
-    task = asyncio.create_task(server.serve_forever())
+        where = f"Modbus TCP on {args.host}:{args.port}"
+    try:
+        # Listening before the banner: a client that waits for the banner can connect at once.
+        await server.serve_forever(background=True)
+    except RuntimeError as exc:  # pymodbus: "Could not start listen, please check address."
+        if pty:
+            pty.close()
+        raise SystemExit(f"sunspec simulator: {where}: {exc}") from exc
+    print(f"sunspec simulator: {where} (units {[d.id for d in devices]})", flush=True)
     try:
         await stop.wait()
     finally:
         await server.shutdown()  # type: ignore[no-untyped-call]
-        task.cancel()
         if pty:
             pty.close()
 
