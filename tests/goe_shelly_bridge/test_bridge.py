@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from wattbus import codec, topics
 from wattbus import messages as m
@@ -134,6 +135,23 @@ async def test_readings_and_guarded_commands(broker: Mosquitto, serve: ServeApp,
     assert result.status == "refused" and "no relay channel 3" in result.message
     assert (await send(bus, "shelly-a0a3b3000003", m.SetRelay(on=True))).status == "ok" and plus.relays == [True]
     assert (await send(bus, "shelly-a0a3b3000003", m.SetRelay(on=False))).status == "ok" and plus.relays == [False]
+
+    # the devices' own limits hold too: a charger's ama, and relays that trip on overpower (Gen1 and Gen2)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{urls[0]}/api/set", params={"ama": "12"}) as resp:
+            assert await resp.json() == {"ama": True}
+        async with http.get(f"{urls[4]}/rpc/Switch.SetConfig", params={"id": "0", "config": '{"power_limit": 1000}'}
+                            ) as resp:
+            assert await resp.json() == {"restart_required": False}
+        async with http.get(f"{urls[2]}/settings", params={"max_power": "1000"},
+                            headers={"Authorization": aiohttp.encode_basic_auth("admin", "pw1")}) as resp:
+            assert resp.status == 200
+    result = await send(bus, "goe-100001", m.SetChargeCurrent(current_a=14))
+    assert result.status == "refused" and "above the device maximum of 12 A" in result.message and v2.amp == 10
+    for device_id, channel, state in (("shelly-a0a3b3000003", 0, plus), ("shelly-e8db84000001", 0, sw25)):
+        result = await send(bus, device_id, m.SetRelay(on=True, channel=channel))
+        assert result.status == "failed" and state.relays[channel] is False and state.overpower[channel]
+        assert f"relay {channel} did not stay on: the device reports overpower" in result.message
     assert (await send(bus, "shelly-08f9e0000002-em", m.SetRelay(on=True))).status == "refused"
     assert (await send(bus, "goe-100001", m.SetRelay(on=True))).status == "refused"
     result = await send(bus, "goe-424242", m.SetChargeCurrent(current_a=8))

@@ -28,13 +28,15 @@ def answer(command: m.CommandBase, device_id: str, status: m.CommandStatus, mess
                   message=message, applied=applied or {})
 
 
-async def confirm(worker: DeviceWorker, check: Callable[[], Awaitable[Any]], wanted: Any) -> Any:
-    """Read back until the device reports `wanted` or confirm_timeout_s passes; returns the last value."""
+async def confirm(worker: DeviceWorker, check: Callable[[], Awaitable[Any]], wanted: Any,
+                  given_up: Callable[[], bool] = lambda: False) -> Any:
+    """Read back until the device reports `wanted`, `given_up()` (the device said it will not) or
+    confirm_timeout_s passes; returns the last value."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + worker.ctx.config.confirm_timeout_s
     while True:
         value = await check()
-        if value == wanted or loop.time() >= deadline:
+        if value == wanted or given_up() or loop.time() >= deadline:
             return value
         await asyncio.sleep(0.2)
 
@@ -114,9 +116,16 @@ async def _relay(worker: DeviceWorker, shelly: ShellyDevice, command: m.SetRelay
         await shelly.set_relay(command.channel, command.on)
         worker.guard.note_switch(what)
 
+    faults: list[str] = []
+
     async def state() -> bool:
-        return await shelly.relay_on(command.channel)
-    got = await confirm(worker, state, command.on)
+        on, faults[:] = await shelly.relay_state(command.channel)
+        return on
+    got = await confirm(worker, state, command.on, lambda: bool(faults))
+    if got != command.on and faults:
+        return answer(command, dev, "failed", f"{dev}: relay {command.channel} did not stay "
+                      f"{'on' if command.on else 'off'}: the device reports {', '.join(faults)} "
+                      "(its own protection limit)", {"on": got, "channel": command.channel})
     return _confirmed(command, dev, got == command.on, {"on": got, "channel": command.channel})
 
 

@@ -49,17 +49,25 @@ class ShellyDevice:
         where = f"{self.http.base_url}/rpc/Shelly.GetStatus"
         return decode_gen2(await self.http.get_object("/rpc/Shelly.GetStatus"), self.info, now, where)
 
-    async def relay_on(self, channel: int) -> bool:
+    async def relay_state(self, channel: int) -> tuple[bool, list[str]]:
+        """Whether the output is on, and the faults it reports (Gen1 `overpower`, Gen2 `errors`):
+        a protected output opens by itself, and the fault tells a command why it did not stay on."""
         if self.info.gen == 1:
             doc = await self.http.get_object(f"/relay/{channel}")
             key = "ison"
+            faults = ["overpower"] if doc.get("overpower") is True else []
         else:
             doc = await self.http.get_object("/rpc/Switch.GetStatus", {"id": str(channel)})
             key = "output"
+            errors = doc.get("errors")
+            faults = [str(e) for e in errors] if isinstance(errors, list) else []
         value = doc.get(key)
         if not isinstance(value, bool):
             raise ResponseRejected(f"{self.http.base_url}: relay {channel} {key} = {value!r} is not true/false")
-        return value
+        return value, faults
+
+    async def relay_on(self, channel: int) -> bool:
+        return (await self.relay_state(channel))[0]
 
     async def set_relay(self, channel: int, on: bool) -> None:
         if self.info.gen == 1:
