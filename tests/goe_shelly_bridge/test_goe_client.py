@@ -18,6 +18,9 @@ from goe.charger import GoEChargerClient
 from goe.charger.components import ChargingStatus, Configuration, Statistics
 from goe.charger.enums import CableLockMode, CableLockState, CarState, ChargingStateDetail, PhaseSwitchMode
 from goe.components.common import MetaData, Time, TimeServerSyncStatus, TimeZoneDaylightSavingMode
+from wattbus_goe_shelly_bridge.detect import detect
+from wattbus_goe_shelly_bridge.goe import GoeCharger
+from wattbus_goe_shelly_bridge.transport import HttpDevice
 from wattbus_sim.goe import GoeFirmware, SimCharger
 from wattbus_sim.goe import build_app as goe_app
 from wattbus_sim.goe_v2 import DATA, LIVE
@@ -180,3 +183,29 @@ async def test_ama_caps_amp_and_energy_limit_stops_the_session(rig: Rig) -> None
     _m, _t, config, status, _s = await rig.read()
     assert config.energy_limit is None and status.allowed_current_now == 12
     assert status.state_detail is ChargingStateDetail.ChargingBecauseFallbackDefault
+
+
+async def test_bridge_and_client_agree(rig: Rig) -> None:
+    """The bridge's adapter (detect + read) and the goe client on one charger: the same values."""
+    http = HttpDevice(rig.url, timeout_s=2.0)
+    try:
+        adapter = await detect(http)
+        assert isinstance(adapter, GoeCharger) and adapter.api == "v2"
+        meta = adapter.metas("test")[0]
+        assert (meta.serial, meta.firmware, meta.model) == (SERIAL, "60.4", "go-eCharger 22 kW")
+        for frc in ("0", "1"):  # charging (steady power), then stopped (counters stand still)
+            assert await rig.set(frc=frc) == (200, {"frc": True})
+            reading = await adapter.read_charger()
+            _meta, _clock, config, status, stats = await rig.read()
+            energies = status.energies
+            assert reading.power_w == energies.power_total and reading.set_current_a == rig.fw.amp
+            assert [p.current_a for p in reading.phases] == list(energies.current)
+            assert [p.voltage_v for p in reading.phases] == list(energies.voltage)[:3]
+            assert reading.state == {"0": "charging", "1": "waiting"}[frc] and status.car_state.value == {
+                "0": 2, "1": 3}[frc]
+            assert reading.extra["phase_mode"] == config.phase_switch_mode.value
+            assert reading.extra["max_current_a"] == 32.0
+        assert reading.energy_total_wh == stats.energy_total_wh
+        assert reading.session_energy_wh == status.energy_since_connected
+    finally:
+        await http.close()
