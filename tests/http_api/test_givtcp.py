@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +30,10 @@ CONTROLS: list[tuple[str, dict[str, str] | None, str]] = [
     ("setDischargeSlot1", {"start": "0100", "finish": "0400", "dischargeToPercent": "55"}, "set_discharge_slot"),
     ("setDischargeSlot2", {"start": "0100", "finish": "0400", "dischargeToPercent": "55"}, "set_discharge_slot"),
     ("setBatteryMode", {"mode": "1"}, "set_battery_mode"),
+    ("setBatteryMode", {"mode": "Eco"}, "set_battery_mode"),  # current GivTCP: the mode's name
+    ("enableChargeSchedule", {"state": "enable"}, "set_schedule"),
+    ("enableDischargeSchedule", {"state": "disable"}, "set_schedule"),
+    ("enableChargeTarget", {"state": "disable"}, "set_charge_target_enabled"),
     ("setDateTime", {"dateTime": "21/06/2024 10:15:00"}, "set_clock"),
     ("setChargeRate", {"chargeRate": "2600"}, "set_battery_power_limit"),
 ]
@@ -45,6 +52,9 @@ async def test_runall_and_every_control_through_the_bridge(broker: Mosquitto, gi
     status, doc, _ = api.call("GET", "/runAll")
     assert {"Power", "Energy", "Invertor_Details", "Timeslots", "Control", "Battery_Details"} <= set(doc)
     assert set(doc["Battery_Details"]) == {"BG2345G001", "DZ2345G002"}
+    for alias in ("/getCache", "/readData"):  # GivTCP's other names for the same document, open like runAll
+        status, same, _ = api.call("GET", alias)
+        assert status == 200 and same["Invertor_Details"] == doc["Invertor_Details"], (alias, same)
 
     for name, payload, command in CONTROLS:
         status, answer, _ = api.call("POST", f"/{name}", payload, token=TOKEN)
@@ -52,6 +62,8 @@ async def test_runall_and_every_control_through_the_bridge(broker: Mosquitto, gi
         assert answer["result"] == f"{name} was a success"
         assert answer["wattbus"]["status"] == "ok" and answer["wattbus"]["command"] == command
         assert answer["wattbus"]["target"] == INVERTER and answer["wattbus"]["applied"], answer
+
+    await _givtcp_functions(api)
 
     # The new values show in runAll (the bridge republishes after a confirmed write).
     await until(lambda: str(api.call("GET", "/runAll")[1]["Control"].get("Target_SOC")) == "55", 20,
@@ -83,3 +95,55 @@ async def test_runall_and_every_control_through_the_bridge(broker: Mosquitto, gi
     assert api.call("POST", "/setChargeTarget", {"chargeToPercent": "50"}, token="wrong")[0] == 401
     status, err, _ = api.call("POST", "/setNothing", {}, token=TOKEN)
     assert status == 404 and "setChargeTarget" in err["error"]
+    for name, payload, where in (("forceCharge", {"duration": "0"}, "$.duration"),
+                                 ("tempPauseCharge", {}, "$.duration"),
+                                 ("enableDischarge", {"state": "on"}, "$.state"),
+                                 ("enableChargeSchedule", {}, "$.state")):
+        status, err, _ = api.call("POST", f"/{name}", payload, token=TOKEN)
+        assert status == 400 and err["where"] == where, (name, err)
+    # the same-origin rule of every write: a page of another site may not force a charge
+    request = urllib.request.Request(api.url + "/forceCharge", data=json.dumps({"duration": "30"}).encode(),
+                                     method="POST", headers={"Content-Type": "application/json",
+                                                             "Authorization": f"Bearer {TOKEN}",
+                                                             "Origin": "http://evil.example"})
+    try:
+        urllib.request.urlopen(request, timeout=10)
+        raise AssertionError("a cross-site forceCharge was accepted")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 403, exc.read()
+    assert api.call("POST", "/forceCharge", {"duration": "30"})[0] == 401
+
+
+async def _givtcp_functions(api: HttpApi) -> None:
+    """GivTCP's functions the bridge runs itself: each confirmed by the registers read back."""
+    def post(name: str, payload: dict[str, str]) -> dict[str, Any]:
+        status, answer, _ = api.call("POST", f"/{name}", payload, token=TOKEN)
+        assert status == 200 and answer["result"].startswith(f"{name} was a success"), (name, answer)
+        assert answer["wattbus"]["status"] == "ok", answer
+        applied: dict[str, Any] = answer["wattbus"]["applied"]
+        return applied
+
+    def control() -> dict[str, Any]:
+        found: dict[str, Any] = api.call("GET", "/runAll")[1]["Control"]
+        return found
+
+    assert post("setBatteryReserve", {"reservePercent": "12"}) == {"hr_110": 12}  # GivTCP 2+'s key
+    assert post("enableDischarge", {"state": "disable"}) == {"hr_110": 100}
+    await until(lambda: control()["Enable_Discharge"] == "disable", 20, "discharge disabled in runAll")
+    assert post("enableDischarge", {"state": "enable"}) == {"hr_110": 12}  # the reserve it had before
+
+    before = control()["Enable_Charge_Schedule"]
+    forced = post("forceCharge", {"duration": "30"})
+    assert forced["hr_96"] == 1 and forced["hr_116"] == 100 and forced["hr_111"] == 50, forced
+    await until(lambda: control()["Force_Charge"] == "Running" and control()["Force_Charge_Num"] in (29, 30), 20,
+                "Force_Charge running in runAll")
+    restored = post("forceCharge", {"duration": "Cancel"})
+    assert restored["hr_96"] == (1 if before == "enable" else 0), restored
+    await until(lambda: control()["Force_Charge"] == "Normal", 20, "Force_Charge over")
+
+    assert post("tempPauseCharge", {"duration": "15"}) == {"hr_111": 0}
+    await until(lambda: control()["Battery_Charge_Rate"] == 0 and control()["Temp_Pause_Charge"] == "Running",
+                20, "charge paused in runAll")
+    assert post("tempPauseCharge", {"duration": "Cancel"}) == {"hr_111": 50}
+    assert post("forceExport", {"duration": "10"})["hr_59"] == 1
+    assert post("forceExport", {"duration": "Cancel"})["hr_27"] == 1  # back to eco

@@ -1,7 +1,11 @@
-"""GivTCP compatibility: `GET /runAll` and the control endpoints of GivTCP's REST table.
+"""GivTCP compatibility: `GET /runAll` (also `/getCache`, `/readData`) and GivTCP's control endpoints.
 
 The control payloads are GivTCP's own (`{"chargeToPercent": "50"}`, numbers as text); each becomes
 a contract command for the giv-bridge inverter, and the answer carries the bridge's real result.
+GivTCP's functions without a contract command (enableDischarge and the timed forceCharge,
+forceExport, tempPauseCharge, tempPauseDischarge) go to giv-bridge as GivTCP-shaped requests;
+the bridge runs and later reverts them. Writes pass the same door as every other write
+(security.py: Host, Origin, bearer token, JSON only).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from aiohttp import web
@@ -20,7 +24,20 @@ from .site import HTTP_STATUS, Site
 from .web import convert, json_response, read_json, reject, site_of
 
 GIV_SOURCE = "giv-bridge"
-MODES: dict[str, m.BatteryMode] = {"1": "eco", "2": "eco_paused", "3": "timed_demand", "4": "timed_export"}
+# GivTCP's mode names (current GivTCP) and its old numbers 1-4
+MODES: dict[str, m.BatteryMode] = {"1": "eco", "2": "eco_paused", "3": "timed_demand", "4": "timed_export",
+                                   "eco": "eco", "eco (paused)": "eco_paused", "timed demand": "timed_demand",
+                                   "timed export": "timed_export"}
+TIMED = ("forceCharge", "forceExport", "tempPauseCharge", "tempPauseDischarge")
+MAX_DURATION_MIN = 1440
+
+
+class GivTcpFunction(m.CommandBase, frozen=True, kw_only=True, omit_defaults=True, tag="givtcp_function"):
+    """A GivTCP function giv-bridge runs itself (its command topic takes GivTCP-shaped requests)."""
+
+    givtcp: str
+    state: str | None = None
+    duration: str | None = None
 
 
 def giv_device(request: web.Request, site: Site) -> str:
@@ -95,9 +112,36 @@ def _slot(name: str) -> Callable[[web.Request, dict[str, Any]], m.CommandBase]:
 
 def _mode(request: web.Request, body: dict[str, Any]) -> m.CommandBase:
     text = _text(request, body, "mode")
-    if text not in MODES:
-        raise reject(request, 400, f"mode {text!r}: battery mode must be 1, 2, 3 or 4", "$.mode")
-    return m.SetBatteryMode(mode=MODES[text])
+    if text.lower() not in MODES:
+        raise reject(request, 400, f"mode {text!r}: battery mode must be Eco, Eco (Paused), Timed Demand or "
+                                   "Timed Export (or 1, 2, 3, 4)", "$.mode")
+    return m.SetBatteryMode(mode=MODES[text.lower()])
+
+
+def _state(request: web.Request, body: dict[str, Any], default: str | None = None) -> bool:
+    text = _text(request, body, "state") if default is None or "state" in body else default
+    if text not in ("enable", "disable"):
+        raise reject(request, 400, f"state {text!r}: \"enable\" or \"disable\"", "$.state")
+    return text == "enable"
+
+
+def _schedule(which: Literal["charge", "discharge"]) -> Callable[[web.Request, dict[str, Any]], m.CommandBase]:
+    return lambda r, b: m.SetSchedule(which=which, enabled=_state(r, b))
+
+
+def _reserve(request: web.Request, body: dict[str, Any]) -> m.CommandBase:
+    key = "reservePercent" if "reservePercent" in body else "dischargeToPercent"  # GivTCP 2+ / 1.x
+    return m.SetBatteryReserve(soc_pct=_percent(request, body, key))
+
+
+def _timed(name: str) -> Callable[[web.Request, dict[str, Any]], m.CommandBase]:
+    def build(request: web.Request, body: dict[str, Any]) -> m.CommandBase:
+        text = _text(request, body, "duration")
+        if text.lower() != "cancel" and (not text.isdigit() or not 1 <= int(text) <= MAX_DURATION_MIN):
+            raise reject(request, 400, f"duration {text!r}: whole minutes from 1 to {MAX_DURATION_MIN}, or "
+                                       "\"Cancel\"", "$.duration")
+        return GivTcpFunction(givtcp=name, duration=text)
+    return build
 
 
 def _datetime(request: web.Request, body: dict[str, Any]) -> m.CommandBase:
@@ -121,20 +165,24 @@ def _fixed(command: m.CommandBase) -> Callable[[web.Request, dict[str, Any]], m.
 
 
 CONTROLS: dict[str, Callable[[web.Request, dict[str, Any]], m.CommandBase]] = {
-    "enableChargeTarget": _fixed(m.SetChargeTargetEnabled(enabled=True)),
+    "enableChargeTarget": lambda r, b: m.SetChargeTargetEnabled(enabled=_state(r, b, "enable")),
     "disableChargeTarget": _fixed(m.SetChargeTargetEnabled(enabled=False)),
     "pauseChargeSchedule": _fixed(m.SetSchedule(which="charge", enabled=False)),
     "resumeChargeSchedule": _fixed(m.SetSchedule(which="charge", enabled=True)),
     "pauseDischargeSchedule": _fixed(m.SetSchedule(which="discharge", enabled=False)),
     "resumeDischargeSchedule": _fixed(m.SetSchedule(which="discharge", enabled=True)),
     "setChargeTarget": lambda r, b: m.SetChargeTarget(soc_pct=_percent(r, b, "chargeToPercent")),
-    "setBatteryReserve": lambda r, b: m.SetBatteryReserve(soc_pct=_percent(r, b, "dischargeToPercent")),
+    "setBatteryReserve": _reserve,
     "setChargeSlot1": _slot("setChargeSlot1"), "setChargeSlot2": _slot("setChargeSlot2"),
     "setDischargeSlot1": _slot("setDischargeSlot1"), "setDischargeSlot2": _slot("setDischargeSlot2"),
     "setBatteryMode": _mode,
     "setDateTime": _datetime,
     "setChargeRate": _rate("charge", "chargeRate"),
     "setDischargeRate": _rate("discharge", "dischargeRate"),
+    "enableChargeSchedule": _schedule("charge"), "enableDischargeSchedule": _schedule("discharge"),
+    "enableDischarge": lambda r, b: GivTcpFunction(givtcp="enableDischarge", state="enable" if _state(r, b)
+                                                   else "disable"),
+    **{name: _timed(name) for name in TIMED},
 }
 
 
@@ -153,8 +201,11 @@ async def control(request: web.Request) -> web.Response:
     device = giv_device(request, site)
     result = await site.command(topics.device_command(GIV_SOURCE, device), command)
     text = f"{name} was a success" if result.status == "ok" else f"{name} failed ({result.status}): {result.message}"
+    if result.status == "ok" and result.message:
+        text = f"{text}: {result.message}"
     return json_response({"result": text, "wattbus": msgspec.to_builtins(result)}, HTTP_STATUS[result.status])
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/runAll", run_all), web.post("/{function:(enable|disable|pause|resume|set)[A-Za-z0-9]+}", control)]
+    return [web.get("/runAll", run_all), web.get("/getCache", run_all), web.get("/readData", run_all),
+            web.post("/{function:(enable|disable|pause|resume|set|force|temp)[A-Za-z0-9]+}", control)]

@@ -19,6 +19,9 @@ GIVTCP_BODIES: dict[str, dict[str, str] | None] = {
     "setDischargeSlot2": {"start": "0100", "finish": "0400", "dischargeToPercent": "55"},
     "setBatteryMode": {"mode": "1"}, "setDateTime": {"dateTime": "31/12/2024 23:59:00"},
     "setChargeRate": {"chargeRate": "2500"}, "setDischargeRate": {"dischargeRate": "2500"},
+    "enableChargeSchedule": {"state": "enable"}, "enableDischargeSchedule": {"state": "disable"},
+    "enableDischarge": {"state": "enable"}, "forceCharge": {"duration": "30"}, "forceExport": {"duration": "30"},
+    "tempPauseCharge": {"duration": "Cancel"}, "tempPauseDischarge": {"duration": "30"},
 }
 
 ERROR = {"description": "rejected request: {\"error\": ..., \"where\": ...}"}
@@ -62,6 +65,8 @@ def document() -> dict[str, Any]:
                                                "(query or JSON body; a GET is refused with 405)",
                                        "MeterHub", None)},
         "/runAll": _get("GivTCP: the nested runAll document of the GivEnergy inverter", "GivTCP"),
+        "/getCache": _get("GivTCP: the runAll document (GivTCP's name for the cached read)", "GivTCP"),
+        "/readData": _get("GivTCP: the runAll document (GivTCP's name for the cached read)", "GivTCP"),
         "/api/v1/site": _get("power flow, today's energy, loadpoints, device counts", "wattbus"),
         "/api/v1/devices": _get("every device on the bus with meta, availability and latest reading", "wattbus"),
         "/api/v1/devices/{source}/{device_id}": _get("one device", "wattbus"),
