@@ -165,6 +165,8 @@ BAD = [
                       "values": [{"field": "water_m3", "select": "$.a"}],
                       "write": {"on_url": "http://x/on", "off_url": "http://x/off"}}},
      "write: only a relay can be switched"),
+    ({"description": {"kind": "relay", "source": {"type": "mqtt", "topic": "stat/+/POWER", "payload": "plain"},
+                      "values": [{"field": "on"}]}}, "values[0].topic: 'stat/+/POWER': name one topic"),
     ({"template": "ai-on-the-edgy"}, "template = 'ai-on-the-edgy': no such shipped description"),
     ({"host": None}, "uses {host}, which has no value; set host"),
 ]

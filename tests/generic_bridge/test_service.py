@@ -54,6 +54,9 @@ def stack(broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                f"port = {sim.port}\ninterval_s = 0.5\n" for ident, (template, sim) in polled.items()]
     entries.append('[[generic-bridge.devices]]\nid = "hichi"\ntemplate = "tasmota-sml-mqtt"\n'
                    'vars = { topic = "hichi", meter = "Strom", power = "Power_cur" }\n')
+    # A Tasmota plug's relay state, a plain payload ("ON"/"OFF") on stat/<topic>/POWER, described inline.
+    entries.append('[[generic-bridge.devices]]\nid = "plug"\ndescription = { kind = "relay", source = { type = "mqtt", '
+                   'topic = "stat/plug/POWER", payload = "plain" }, values = [{ field = "on" }] }\n')
     config.write_text("[generic-bridge]\nstatus_interval_s = 1\n" + "".join(entries)
                       + f'[http-api]\nports = [{api_port}]\ninstance = "t{api_port}"\n'
                         'trusted_networks = ["127.0.0.1/32"]\n')
@@ -106,13 +109,9 @@ async def watching(broker: Mosquitto) -> tuple[Bus, Seen]:
 async def test_readings_arrive_in_si_units(broker: Mosquitto, stack: Stack) -> None:
     bus, seen = await watching(broker)
     try:
-        sensor = (DATA / "tasmota_sml_sensor.json").read_bytes()
         # The head publishes every TelePeriod; until the bridge has subscribed, a message is missed.
-        for _ in range(100):
-            bus.publish("tele/hichi/SENSOR", sensor)
-            if seen.last("hichi") is not None:
-                break
-            await asyncio.sleep(0.1)
+        await publish_until(bus, "tele/hichi/SENSOR", (DATA / "tasmota_sml_sensor.json").read_bytes(),
+                            lambda: seen.last("hichi") is not None)
         wanted = ("water", "utility-meter", "hichi", "pump", "sdm")
         await until(lambda: all(seen.last(d) is not None for d in wanted), 20,
                     f"a reading from each of {wanted}: {stack.bridge.output()[-2000:]}")
@@ -130,6 +129,48 @@ async def test_readings_arrive_in_si_units(broker: Mosquitto, stack: Stack) -> N
         assert [seen.metas[d].protocol for d in ("water", "hichi", "sdm")] == ["http", "mqtt", "modbus"]
         assert seen.metas["pump"].capabilities == ["set_relay"] and seen.metas["water"].capabilities == []
         assert all("error" not in seen.last(d).extra for d in wanted)
+    finally:
+        await bus.stop()
+
+
+async def publish_until(bus: Bus, topic: str, payload: bytes, arrived: Any) -> None:
+    """Publish (as a device does, again and again) until the bridge's reading shows it."""
+    for _ in range(100):
+        bus.publish(topic, payload)
+        if arrived():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no reading after publishing {payload!r} on {topic}")
+
+
+async def test_plain_mqtt_payloads(broker: Mosquitto, stack: Stack) -> None:
+    bus, seen = await watching(broker)
+    try:
+        await publish_until(bus, "stat/plug/POWER", b"ON", lambda: getattr(seen.last("plug"), "on", None) is True)
+        await publish_until(bus, "stat/plug/POWER", b"OFF", lambda: getattr(seen.last("plug"), "on", None) is False)
+        bus.publish("stat/plug/POWER", b"dimmed")  # not a relay state: null and shown, the bridge goes on
+        await until(lambda: "error" in seen.last("plug").extra, 10, "the plain payload's error")
+        assert seen.last("plug").on is None and "'dimmed' is not on/off" in seen.last("plug").extra["error"]
+        await publish_until(bus, "stat/plug/POWER", b"ON", lambda: getattr(seen.last("plug"), "on", None) is True)
+    finally:
+        await bus.stop()
+
+
+async def test_probe_reads_an_entry_before_it_is_saved(broker: Mosquitto, stack: Stack) -> None:
+    bus = await started_bus(broker, TEST_ADMIN)
+    service = topics.service_command(SOURCE, "main")
+    try:
+        entry: dict[str, Any] = {"id": "new-head", "template": "tasmota-sml", "host": "127.0.0.1",
+                                 "port": stack.head.port, "vars.meter": "SML"}
+        result = await bus.request(service, m.ProbeDevice(entry=entry), timeout=15)
+        assert result.status == "ok", result.message
+        assert [d.device_id for d in result.devices] == ["new-head"] and result.devices[0].protocol == "http"
+        assert isinstance(result.readings[0], m.MeterReading) and result.readings[0].power_w == 513
+        bad = await bus.request(service, m.ProbeDevice(entry={**entry, "vars.meter": "Strom"}), timeout=15)
+        assert bad.status == "failed" and "$.StatusSNS.Strom.Total_in matched nothing" in bad.message
+        invalid = await bus.request(service, m.ProbeDevice(entry={"id": "x", "template": "ai-on-the-edge"}),
+                                    timeout=15)
+        assert invalid.status == "invalid" and "uses {host}, which has no value" in invalid.message
     finally:
         await bus.stop()
 

@@ -8,9 +8,9 @@ import json
 import sys
 import tomllib
 from datetime import UTC, datetime
-from typing import Any
 
 from wattbus import codec
+from wattbus import messages as m
 from wattbus.config import ConfigError, LoadedConfig
 
 from .adapter import Mapper
@@ -43,7 +43,9 @@ def read_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("id", help="the device's id in [[generic-bridge.devices]]")
 
 
-async def read_once(device_id: str, desc: Description, username: str | None, password: str | None) -> dict[str, Any]:
+async def read_once(device_id: str, desc: Description, username: str | None,
+                    password: str | None) -> tuple[m.ReadingBase, list[str]]:
+    """One reading of an HTTP or Modbus device, and the values that did not match."""
     mapper = Mapper(device_id, desc)
     source = desc.source
     if isinstance(source, HttpSource):
@@ -59,8 +61,7 @@ async def read_once(device_id: str, desc: Description, username: str | None, pas
             raws = dict(await reader.read())
         finally:
             reader.close()
-    reading, misses = mapper.reading(raws, datetime.now(UTC))
-    return {"device": device_id, "reading": json.loads(codec.encode(reading)), "misses": misses}
+    return mapper.reading(raws, datetime.now(UTC))
 
 
 def read_cmd(args: argparse.Namespace, loaded: LoadedConfig) -> int:
@@ -80,9 +81,9 @@ def read_cmd(args: argparse.Namespace, loaded: LoadedConfig) -> int:
               "mosquitto_sub instead", file=sys.stderr)
         return 2
     try:
-        doc = asyncio.run(read_once(dev.id, desc, dev.username, dev.resolved_password()))
+        reading, misses = asyncio.run(read_once(dev.id, desc, dev.username, dev.resolved_password()))
     except (FetchError, ModbusError) as exc:
         print(f"wattbus-generic-bridge read: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(doc, indent=2))
-    return 0 if not doc["misses"] else 3
+    print(json.dumps({"device": dev.id, "reading": json.loads(codec.encode(reading)), "misses": misses}, indent=2))
+    return 0 if not misses else 3

@@ -169,6 +169,8 @@ def _source_problems(source: Source, value: Value) -> list[tuple[str, str]]:
         return []
     if value.register is not None:
         return [("register", f"registers are read from Modbus sources only, this source is {_tag(source)}")]
+    if isinstance(source, MqttSource) and any(c in (value.topic or source.topic) for c in "+#"):
+        return [("topic", f"{value.topic or source.topic!r}: name one topic, without the wildcards + and #")]
     if isinstance(source, MqttSource) and source.payload == "plain":
         return [("select", "a plain payload is the value itself: leave select out")] if value.select else []
     if value.select is None:

@@ -1,0 +1,48 @@
+"""`probe_device`: read a described device once, before it is saved (the setup page's "add by hand"),
+with the description, mapper and transports the poll loop uses. `entry` is a device entry; its
+variables come as `vars.<name>` keys, since a probe entry holds no nested tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wattbus import messages as m
+from wattbus.config import ConfigError, convert
+from wattbus.runner import ServiceContext
+
+from .cli import read_once
+from .config import Config, DeviceConfig, resolve
+from .fetch import FetchError
+from .modbus import ModbusError
+from .spec import MqttSource
+from .worker import device_meta
+
+
+def entry_of(raw: dict[str, Any]) -> dict[str, Any]:
+    entry = {k: v for k, v in raw.items() if not k.startswith("vars.")}
+    variables = {k[5:]: str(v) for k, v in raw.items() if k.startswith("vars.")}
+    return {**entry, "vars": variables} if variables else entry
+
+
+async def probe(ctx: ServiceContext[Config], command: m.CommandBase) -> m.CommandResult:
+    assert isinstance(command, m.ProbeDevice)
+    entry = entry_of(dict(command.entry))
+    try:
+        dev = convert(f"{ctx.name}.devices", entry, DeviceConfig, dict.fromkeys(entry, "probe"))
+        desc = resolve(dev, 0)
+    except ConfigError as exc:
+        ctx.counters.inc("probes_invalid")
+        return m.CommandResult(status="invalid", message=str(exc))
+    if isinstance(desc.source, MqttSource):
+        ctx.counters.inc("probes_invalid")
+        return m.CommandResult(status="invalid", message=f"{dev.id} listens on {desc.source.topic}: an MQTT "
+                               "device is not read on demand; save it and watch its first reading")
+    try:
+        reading, misses = await read_once(dev.id, desc, dev.username, dev.resolved_password())
+    except (FetchError, ModbusError) as exc:
+        ctx.counters.inc("probes_failed")
+        return m.CommandResult(status="failed", message=str(exc))
+    status: m.CommandStatus = "failed" if misses and len(misses) == len(desc.values) else "ok"
+    message = f"{dev.id}: answered" + (f"; not matched: {'; '.join(misses)}" if misses else "")
+    return m.CommandResult(status=status, message=message, devices=[device_meta(ctx.name, dev, desc)],
+                           readings=[reading])  # type: ignore[list-item]  # a ReadingBase is one of them
