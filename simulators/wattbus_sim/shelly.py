@@ -1,7 +1,10 @@
-"""Shelly relays and meters on loopback: Gen1 REST (`/status`, `/relay/N`) and Gen2+ RPC (`/rpc/...`).
+"""Shelly relays and meters on loopback: Gen1 REST (`/status`, `/relay/N`, `/settings`, `/settings/relay/N`)
+and Gen2+ RPC (`GET /rpc/<Method>`, `POST /rpc`, and the WebSocket on `/rpc`; methods in gen2_call and
+shelly_config.config_call).
 
 Gen1 protects everything but `/shelly` with HTTP basic auth when a password is set; Gen2+ uses
-digest auth (SHA-256, realm = device id, user `admin`), as the real firmware does.
+digest auth (SHA-256, realm = device id, user `admin`) on HTTP and in each WebSocket frame, as the
+real firmware does. Metered outputs trip on their power/current limits (shelly_state).
 
     wattbus-sim shelly --port 18081 --model SHSW-PM          # Gen1 Shelly 1PM
     wattbus-sim shelly --port 18082 --model Pro3EM --password secret
