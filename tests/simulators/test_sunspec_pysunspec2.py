@@ -8,7 +8,8 @@ The definitions are pysunspec2's model JSON, the same files the simulator encode
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,3 +130,37 @@ def test_scans_leave_the_simulator_log_clean(sim: tuple[SimProcess, int], scans:
     assert len(scans) == sum(len(PROFILES[p]) for p in SIM_PROFILES)
     log = sim[0].stdout() + sim[0].stderr()
     assert "Traceback" not in log and "ERROR" not in log, log
+
+
+def test_power_limit_written_by_pysunspec2_throttles(sim: tuple[SimProcess, int], scans: dict[int, Scan]) -> None:
+    """Model 123 the way pysunspec2 writes it: the inverter throttles, and lets go when disabled."""
+    device = SunSpecModbusClientDeviceTCP(slave_id=126, ipaddr="127.0.0.1", ipport=sim[1], timeout=5)
+    try:
+        device.scan()
+        controls, inverter = device.models[123][0], device.models[103][0]
+        full = inverter.W.cvalue
+        controls.WMaxLimPct.cvalue = 25
+        controls.WMaxLim_Ena.value = 1  # ENABLED
+        controls.write()
+        try:
+            throttled = _read_until(inverter, lambda w: w < full)
+            controls.read()
+            assert (controls.WMaxLimPct.cvalue, controls.WMaxLim_Ena.value) == (25, 1)
+            assert throttled == pytest.approx(Plant(static=True).peak_w * 0.25, abs=1)
+            assert inverter.St.value == 5  # THROTTLED
+        finally:
+            controls.WMaxLim_Ena.value = 0  # the plant is shared by every unit of this simulator
+            controls.write()
+        assert _read_until(inverter, lambda w: w == full) == full
+    finally:
+        device.close()
+
+
+def _read_until(model: Any, done: Callable[[float], bool], attempts: int = 50) -> float:
+    """Read the inverter's W until `done` holds: the simulator applies controls at its next refresh."""
+    for _ in range(attempts):
+        model.read()
+        if done(model.W.cvalue):
+            return float(model.W.cvalue)
+        time.sleep(0.05)
+    raise AssertionError(f"W stayed {model.W.cvalue} after {attempts} reads")
