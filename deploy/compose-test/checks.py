@@ -66,8 +66,8 @@ class Compose:
 
     def subscribe(self, topic: str, seconds: int, until: Callable[[list[str]], bool] | None = None) -> list[str]:
         """`topic TAB payload` lines from mosquitto_sub as admin, run in the broker's container."""
-        command = (f'mosquitto_sub -h 127.0.0.1 -u admin -P "$(cat /run/secrets/admin)" -t \'{topic}\' '
-                   f"-F '%t\t%p' -W {seconds}")
+        command = (f'mosquitto_sub -h 127.0.0.1 -u admin -I admin-compose-test- -P "$(cat /run/secrets/admin)" '
+                   f"-t '{topic}' -F '%t\t%p' -W {seconds}")
         proc = subprocess.Popen(["docker", "compose", "exec", "-T", "mosquitto", "sh", "-c", command], cwd=self.work,
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines: list[str] = []
@@ -214,6 +214,34 @@ class Checks:
                 raise CheckFailed(f"not in the database after 90 s: {sorted(self.expected - stored)}")
             time.sleep(3)
 
+    def writer_id_not_taken(self) -> str:
+        """Issue 21: another account (admin, from the broker's own container) connecting with the
+        writer's client id, as read from the broker's log, is refused; the writer stays connected."""
+        log = self.dc.run("logs", "--no-color", "--no-log-prefix", "mosquitto", quiet=True)
+        ids = re.findall(r"New client connected from \S+ as (influx-writer-\S+) \(p\d, c0, k\d+, u'influx-writer'\)",
+                         log)
+        if not ids:
+            raise CheckFailed("no persistent influx-writer session in the broker's log")
+        victim, before = ids[-1], len(log.splitlines())
+        refused = []
+        for persistent in (False, True):
+            command = (f'mosquitto_sub -h 127.0.0.1 -u admin -P "$(cat /run/secrets/admin)" -i {victim} '
+                       f"{'-c ' if persistent else ''}-t 'wattbus/v1/#' -C 1 -W 5")
+            print(f"    $ docker compose exec mosquitto mosquitto_sub -u admin -i {victim}"
+                  f"{' -c' if persistent else ''} ...", flush=True)
+            result = subprocess.run(["docker", "compose", "exec", "-T", "mosquitto", "sh", "-c", command],
+                                    cwd=self.dc.work, env=self.dc.env, capture_output=True, text=True, timeout=60)
+            if result.returncode == 0 or "not authorised" not in result.stderr:
+                raise CheckFailed(f"admin with the writer's id {victim} was not refused (exit "
+                                  f"{result.returncode}): {(result.stdout + result.stderr).strip()[:300]}")
+            refused.append("persistent" if persistent else "clean")
+        since = self.dc.run("logs", "--no-color", "--no-log-prefix", "mosquitto", quiet=True).splitlines()[before:]
+        logged = [line for line in since if f"refused client id '{victim}' for user 'admin'" in line]
+        kicked = [line for line in since if f"Client {victim} " in line]  # "already connected", "disconnected"
+        if len(logged) != 2 or kicked:
+            raise CheckFailed(f"refusals logged {len(logged)} times (expected 2); the writer's session: {kicked}")
+        return f"admin refused the id {victim} ({', '.join(refused)} session), logged once each; writer kept it"
+
     def web_ui_and_setup_save(self) -> str:
         """The UI's files come from the installed package; the setup page saves into ./config (README's
         chgrp step) as the containers' user, and the bridge is told to reload."""
@@ -331,6 +359,7 @@ class Checks:
             ("every service healthy", self.healthy, True),
             ("readings on the broker", self.readings_on_broker, False),
             ("readings stored in the database", self.readings_stored, False),
+            ("a second account cannot take the writer's client id", self.writer_id_not_taken, False),
             ("web UI served, setup page saves the config", self.web_ui_and_setup_save, False),
             ("--scale influx-writer=3: every writer consumes", self.scale, False),
             ("a killed service restarts", self.restart, False),

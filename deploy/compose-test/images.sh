@@ -3,7 +3,8 @@
 #   a Debian bookworm base    debootstrap --variant=minbase, imported; with this machine's CA
 #                             bundle, Debian sources and pip index settings (registries.py)
 #   python:3.11-slim-bookworm Debian's python3 (3.11) in a venv at /usr/local, like the official image
-#   eclipse-mosquitto:2       Debian's mosquitto at the official image's paths and uid
+#   eclipse-mosquitto:2       Debian's mosquitto at the official image's paths and uid, with an `apk`
+#                             that installs the Debian build tools mosquitto/Dockerfile asks for
 #   victoria-metrics          the database stand-in for influxdb:2.7 (compose.test.yaml)
 # Usage: images.sh CACHE_DIR PYTHON. Needs DOCKER_HOST and DOCKER_CONFIG (run.sh). The base is
 # rebuilt only when its inputs change (its tag carries their hash); the rest is Docker's build cache.

@@ -4,7 +4,9 @@
 # No container registry is reachable, so the engine and every image are local: Debian's dockerd in
 # a network namespace of its own (a veth + NAT lets image builds reach the package index and the
 # Debian mirror, nothing else), stand-ins for python:3.11-slim-bookworm and eclipse-mosquitto:2
-# built from Debian packages (images.sh), VictoriaMetrics in place of influxdb:2.7 and the simulated
+# built from Debian packages (images.sh; the broker stand-in's `apk` installs Debian's compiler and
+# Mosquitto headers, so mosquitto/Dockerfile compiles the client-id plugin on it as it does on the
+# Alpine original), VictoriaMetrics in place of influxdb:2.7 and the simulated
 # house through compose.test.yaml. The checks themselves are in checks.py. Everything this starts
 # is torn down on exit; the engine's images stay cached in $CACHE for the next run.
 # Runs as root: network namespaces, iptables and dockerd need it. `run.sh --keep` stops at the

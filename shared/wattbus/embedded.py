@@ -54,6 +54,29 @@ class BrokerFiles:
         return (self.secrets_dir / user).read_text().strip()
 
 
+PLUGIN_DIR = Path("mosquitto") / "plugin"
+PLUGIN_BUILT = Path("build") / "mosquitto" / "wattbus_client_ids.so"  # where `make broker-plugin` puts it
+
+
+def broker_plugin(root: Path) -> Path:
+    """The broker plugin binding client ids to accounts (mosquitto/plugin/), compiled into build/
+    when missing or older than its source (build.sh is the recipe `make` and the image use too)."""
+    built = root / PLUGIN_BUILT
+    script = root / PLUGIN_DIR / "build.sh"
+    sources = [root / PLUGIN_DIR / "wattbus_client_ids.c", script]
+    missing = [str(source) for source in sources if not source.is_file()]
+    if missing:
+        raise SystemExit(f"{', '.join(missing)}: missing; the broker needs its client-id plugin")
+    if built.is_file() and built.stat().st_mtime >= max(source.stat().st_mtime for source in sources):
+        return built
+    result = subprocess.run([str(script), str(built)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"{script} {built} exited {result.returncode} (a C compiler and Mosquitto's headers are "
+                         f"needed: `make broker-plugin` installs gcc, libc6-dev, mosquitto-dev, libmosquitto-dev):\n"
+                         f"{result.stderr.strip()}")
+    return built
+
+
 def broker_users(root: Path) -> tuple[str, ...]:
     lines = (root / "mosquitto" / "users.txt").read_text().splitlines()
     return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
@@ -62,7 +85,12 @@ def broker_users(root: Path) -> tuple[str, ...]:
 def write_broker(root: Path, run_dir: Path, port: int, *, anonymous: bool = True,
                  bind: str = "127.0.0.1", extra_users: tuple[str, ...] = (), extra_acl: str = "",
                  persistence: bool = True) -> BrokerFiles:
-    """Write a Mosquitto config using the project's real ACL and per-service users."""
+    """Write a Mosquitto config using the project's real ACL and per-service users.
+
+    The broker plugin binds each user of mosquitto/users.txt to its client ids (`<user>` or
+    `<user>-...`), as in compose; `extra_users` (a test or bench harness' own accounts) may use any id
+    that no other user owns.
+    """
     broker_dir = run_dir / "mosquitto"
     secrets_dir = run_dir / "secrets"
     broker_dir.mkdir(parents=True, exist_ok=True)
@@ -81,6 +109,8 @@ def write_broker(root: Path, run_dir: Path, port: int, *, anonymous: bool = True
     subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True, capture_output=True)
     acl = broker_dir / "acl"
     acl.write_text((root / "mosquitto" / "acl").read_text() + extra_acl)
+    accounts = broker_dir / "accounts"  # the plugin's account list: users.txt and the extra users
+    accounts.write_text("\n".join(users) + "\n")
     lines = [
         # Mosquitto started as root drops to user `mosquitto`, which cannot read our private run
         # directory; stay the invoking user instead.
@@ -91,11 +121,15 @@ def write_broker(root: Path, run_dir: Path, port: int, *, anonymous: bool = True
         f"allow_anonymous {'true' if anonymous else 'false'}",
         f"password_file {passwd}",
         f"acl_file {acl}",
+        # Client ids bound to accounts, as mosquitto.conf does in compose (issue 21: id takeover).
+        f"plugin {broker_plugin(root)}",
+        f"plugin_opt_accounts_file {accounts}",
+        *([f"plugin_opt_free_accounts {' '.join(extra_users)}"] if extra_users else []),
         f"persistence {'true' if persistence else 'false'}",
         f"persistence_location {broker_dir}/",
         "autosave_interval 30",
         *broker_limits(root),  # after the listener line: max_connections is per listener
-        "log_dest stdout",
+        "log_dest stderr",  # written at once (Mosquitto does not flush stdout), as in mosquitto.conf
         "log_type error",
         "log_type warning",
         "log_type notice",

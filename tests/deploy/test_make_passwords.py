@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from wattbus.embedded import broker_plugin
 
 from tests.deploy.support import (
     NOT_BROKER_USERS,
@@ -29,6 +30,7 @@ from tests.reliability.mqtt_probe import Probe
 from tests.support.servers import free_port, require, wait_port
 
 SCRIPT = ROOT / "mosquitto" / "make-passwords.sh"
+IMAGE_PLUGIN = "/usr/lib/mosquitto/wattbus_client_ids.so"  # where mosquitto/Dockerfile puts the client-id plugin
 PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 
 
@@ -119,7 +121,8 @@ def test_running_again_keeps_the_secrets_and_repairs_owner_and_mode(made: Made) 
 def mosquitto_conf(made: Made, port: int) -> Path:
     """The shipped mosquitto.conf with the container's paths moved into the test's folder."""
     shipped = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
-    for needed in ("/mosquitto/config/passwd", "/mosquitto/config/acl", "/mosquitto/data/", "listener 1883\n"):
+    for needed in ("/mosquitto/config/passwd", "/mosquitto/config/acl", "/mosquitto/data/", "listener 1883\n",
+                   IMAGE_PLUGIN):
         assert needed in shipped, f"mosquitto.conf no longer has {needed!r}: update this test"
     data = made.base / "data"
     data.mkdir(exist_ok=True)
@@ -127,8 +130,10 @@ def mosquitto_conf(made: Made, port: int) -> Path:
     os.chown(data, broker_user.pw_uid, broker_user.pw_gid)
     (made.base / "config" / "conf.d").mkdir(exist_ok=True)
     shutil.copy(ROOT / "mosquitto" / "acl", made.base / "config" / "acl")
+    shutil.copy(ROOT / "mosquitto" / "users.txt", made.base / "config" / "users.txt")  # the id plugin's accounts
     conf = made.base / "config" / "mosquitto.conf"
     conf.write_text(shipped.replace("/mosquitto/config/", f"{made.base}/config/")
+                    .replace(IMAGE_PLUGIN, str(broker_plugin(ROOT)))
                     .replace("/mosquitto/data/", f"{data}/")
                     .replace("listener 1883\n", f"listener {port} 127.0.0.1\n"))
     return conf

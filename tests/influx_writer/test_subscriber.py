@@ -57,7 +57,7 @@ def _admin(broker: Mosquitto | Broker, **overrides: object) -> BusConfig:
 async def _publish(port: int, password: str, count: int, device: str, ca: Path | None = None) -> None:
     """Readings published by mosquitto_pub (a client that is not ours), QoS 1."""
     args = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1", "-u", PUBLISHER,
-            "-P", password, "-t", topics.device_reading(PUBLISHER, device), "-l"]
+            "-I", f"{PUBLISHER}-", "-P", password, "-t", topics.device_reading(PUBLISHER, device), "-l"]
     if ca is not None:
         args += ["--cafile", str(ca)]
     proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE)
@@ -121,7 +121,7 @@ async def test_tls_listener(tmp_path: Path) -> None:
     assert server.tls_port
     bus = BusConfig(port=server.tls_port, username="influx-writer", password=server.files.password("influx-writer"),
                     tls=True, ca_file=str(ca))
-    receiver = _Receiver(bus, [topics.ALL_READINGS], "sub-tls")
+    receiver = _Receiver(bus, [topics.ALL_READINGS], "influx-writer-sub-tls")
     try:
         await asyncio.wait_for(receiver.sub.connected.wait(), 20)
         await _publish(server.tls_port, server.files.password(PUBLISHER), 500, "meter-tls", ca)
@@ -153,7 +153,7 @@ async def test_reconnects_after_the_broker_restarts(tmp_path: Path) -> None:
     server.start()
     bus = BusConfig(port=server.port, username="influx-writer", password=server.files.password("influx-writer"),
                     reconnect_min_s=0.2, reconnect_max_s=1.0)
-    receiver = _Receiver(bus, [topics.ALL_READINGS], "sub-restart")
+    receiver = _Receiver(bus, [topics.ALL_READINGS], "influx-writer-sub-restart")
     try:
         await asyncio.wait_for(receiver.sub.connected.wait(), 20)
         await _publish(server.port, server.files.password(PUBLISHER), 20, "meter-before")

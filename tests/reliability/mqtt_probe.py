@@ -35,8 +35,8 @@ class Probe:
 
     def connect(self, timeout: float = 15.0) -> ReasonCode | None:
         """Connect; returns the CONNACK reason (None if the broker never answered, e.g. TLS failed)."""
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{self.user}-{uuid.uuid4().hex[:8]}",
-                             protocol=mqtt.MQTTv5)
+        own_id = f"{self.user or 'anonymous'}-probe-{uuid.uuid4().hex[:8]}"  # the broker binds ids to accounts
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=own_id, protocol=mqtt.MQTTv5)
         if self.user is not None:
             client.username_pw_set(self.user, self.password)
         if self.tls_ca is not None:
