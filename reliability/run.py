@@ -26,12 +26,25 @@ EXPECTED: dict[str, str] = {
     "test_bad_logins_refused": "anonymous, wrong password, unknown user refused (CONNACK 0x86/0x87)",
     "test_embedded_demo_anonymous_is_read_only": "embedded demo: anonymous may read the bus (not commands or reply "
                                                  "inboxes) and homeassistant/#, publish nothing",
-    "test_client_ids_are_bound_to_the_account_secret": "client ids carry an HMAC tag of the account's password: "
-                                                       "stable per instance, another account's secret gives another id",
-    "test_client_id_takeover_leaves_the_writer_and_its_queued_readings":
-        "sml-reader or an anonymous demo client connecting with every id it can derive for the writer (old scheme, "
-        "-ingest, tag keyed with its own secret): 0 of 50 queued readings reach it, the writer gets all 50 and stays "
-        "connected (was: writer kicked, 122 readings in 10 s delivered to the intruder)",
+    "test_client_ids_live_in_the_account_namespace": "a service's client id starts with its login's name "
+                                                     "(admin running it: admin-...), tagged with the account's secret",
+    "test_takeover_of_the_writer_is_refused":
+        "sml-reader (right password) or an anonymous demo client with the writer's exact ids (main, -ingest, bare "
+        "account name), clean and persistent sessions, writer offline and online: CONNACK 0x87 each, the writer gets "
+        "all 50 queued readings and stays connected, one log line per refusal with user and id, no password (was: "
+        "writer kicked, 122 readings in 10 s delivered to the intruder)",
+    "test_a_service_account_keeps_to_its_own_ids": "sml-reader may use sml-reader and sml-reader-*, not ids outside "
+                                                   "(0x87, logged once); anonymous demo clients keep random ids",
+    "test_writer_replicas_with_distinct_ids_connect": "3 influx-writer replicas (host-name instances) with their "
+                                                      "ingest connections: all connected at once, none kicked",
+    "test_own_id_with_a_wrong_password_is_refused": "the writer's own id with a wrong password: refused by the "
+                                                    "password check (the plugin only defers), the writer stays",
+    "test_demo_and_compose_bind_ids_to_the_same_accounts": "mosquitto.conf and the demo broker load the plugin with "
+                                                           "users.txt's accounts",
+    "test_a_bad_accounts_file_stops_the_broker_with_a_clear_error": "missing, malformed or empty accounts file: the "
+                                                                    "broker does not start, the log names the file "
+                                                                    "and line",
+    "test_reload_reads_the_accounts_again": "SIGHUP re-reads the accounts file: a new account's ids are reserved",
     "test_forged_command_result_is_not_taken": "command to a hung bridge: sml-reader and anonymous see no command "
                                                "(no correlation data); forged `ok` answers in the http-api's inbox "
                                                "-> request times out (was: 200 ok); homeassistant may not write an "
