@@ -55,6 +55,10 @@ class DeviceMeta(Struct, frozen=True, kw_only=True):
 # --------------------------------------------------------------------------- readings
 
 class PhaseValues(Struct, frozen=True, kw_only=True):
+    """One phase of a reading. `power_factor` is the magnitude |P|/S (0..1): the direction of the
+    flow is the sign of `power_w`, so the vendors' lead/lag (SunSpec) or current-direction (Eastron)
+    signs are dropped at the bridge."""
+
     phase: PhaseNumber
     voltage_v: float | None = None
     current_a: float | None = None
