@@ -220,7 +220,7 @@ class Stack:
     def services_online(self) -> list[str]:
         """Services whose retained availability says online (proof they run, whichever process)."""
         out = subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", self.broker_port(), "-u", "admin", "-P",
-                              (self.run_dir / "secrets" / "admin").read_text().strip(), "-v", "-W", "3",
+                              (self.run_dir / "secrets" / "admin").read_text().strip(), "-I", "admin-", "-v", "-W", "3",
                               "-t", "wattbus/v1/service/+/+/availability"], capture_output=True, text=True)
         return sorted(line.split("/")[3] for line in out.stdout.splitlines() if line.endswith(" online"))
 

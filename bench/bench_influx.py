@@ -58,7 +58,7 @@ def payloads(device: str, count: int) -> list[bytes]:
 
 def publish(broker: Mosquitto, device: str, data: list[bytes]) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-V", "mqttv5", "-q", "1",
-                             "-u", PUBLISHER, "-P", broker.files.password(PUBLISHER),
+                             "-u", PUBLISHER, "-I", f"{PUBLISHER}-", "-P", broker.files.password(PUBLISHER),
                              "-t", topics.device_reading(PUBLISHER, device), "-l"], stdin=subprocess.PIPE)
     assert proc.stdin is not None
     proc.stdin.write(b"\n".join(data) + b"\n")
