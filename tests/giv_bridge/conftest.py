@@ -6,8 +6,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from wattbus_giv_bridge import frames as f
+from wattbus_giv_bridge.decode import parse_line
 
 from tests.support.servers import SimulatorProcess
+
+DATA = Path(__file__).parent / "data"
+
+
+def responses(name: str) -> list[f.ReadResponse]:
+    """The read answers of a real capture in data/ (frames that fail their checks left out)."""
+    out = []
+    for line in (DATA / name).read_text().splitlines():
+        _ts, from_dongle, raw = parse_line(line)
+        try:
+            frame = f.decode(raw, from_dongle=from_dongle)
+        except f.FrameError:
+            continue
+        if isinstance(frame, f.ReadResponse):
+            out.append(frame)
+    return out
 
 
 class GivSim(SimulatorProcess):

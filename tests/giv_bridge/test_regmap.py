@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from wattbus_giv_bridge import frames as f
 from wattbus_giv_bridge import regmap
-from wattbus_giv_bridge.decode import parse_line
 
-DATA = Path(__file__).parent / "data"
+from tests.giv_bridge.conftest import responses
 
 
 @pytest.mark.parametrize("name", regmap.available())
@@ -26,22 +22,9 @@ def test_a_point_outside_every_block_is_refused() -> None:
         regmap.parse('blocks = [{ bank = "ir", base = 0, count = 60 }]\n[points]\nx = { ir = 1, type = "f" }', "t")
 
 
-def _responses(name: str) -> list[f.ReadResponse]:
-    out = []
-    for line in (DATA / name).read_text().splitlines():
-        _ts, from_dongle, raw = parse_line(line)
-        try:
-            frame = f.decode(raw, from_dongle=from_dongle)
-        except f.FrameError:
-            continue
-        if isinstance(frame, f.ReadResponse):
-            out.append(frame)
-    return out
-
-
 @pytest.mark.parametrize("name", ["hybrid_gen1_arm449_0x11_poll_10min.log", "hybrid_gen2_arm920_60s.log"])
 def test_real_battery_blocks_decode_to_plausible_cells(name: str) -> None:
-    blocks = [r for r in _responses(name) if r.address in (0x32, 0x33) and r.function == 4 and r.base == 60]
+    blocks = [r for r in responses(name) if r.address in (0x32, 0x33) and r.function == 4 and r.base == 60]
     assert blocks
     for block in blocks:
         cache = regmap.RegisterCache()
@@ -56,7 +39,7 @@ def test_real_battery_blocks_decode_to_plausible_cells(name: str) -> None:
 
 def test_real_inverter_block_decodes() -> None:
     cache = regmap.RegisterCache()
-    for r in _responses("hybrid_gen1_arm449_0x11_poll_10min.log"):
+    for r in responses("hybrid_gen1_arm449_0x11_poll_10min.log"):
         if r.address == 0x11:
             cache.update("hr" if r.function == 3 else "ir", r.base, r.values)
     values = regmap.load("inverter").decode(cache)

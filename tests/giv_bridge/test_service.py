@@ -12,6 +12,7 @@ from wattbus import topics
 from wattbus.bus import Bus, Message
 
 from tests.giv_bridge.conftest import GivSim
+from tests.giv_bridge.givtcp_fields import CORE_FIELDS, compare, lookup
 from tests.support.bus_helpers import started_bus, until
 from tests.support.servers import Mosquitto
 
@@ -41,11 +42,19 @@ async def _watch(bus: Bus) -> tuple[dict[str, list[Any]], dict[str, Any]]:
 
 async def test_readings_runall_and_every_control(broker: Mosquitto, giv_sim: GivSim, start_service: Any) -> None:
     # The GivTCP environment alone configures it (INVERTOR_IP, NUM_BATTERIES).
-    env = _env(broker, giv_sim, INVERTOR_IP="127.0.0.1", NUM_BATTERIES="2",
+    # MQTT_OUTPUT: GivTCP's MQTT tree too, published by the bridge's own account under the shipped ACL
+    env = _env(broker, giv_sim, INVERTOR_IP="127.0.0.1", NUM_BATTERIES="2", MQTT_OUTPUT="True",
                WATTBUS_GIV_BRIDGE_INVERTERS=f'[{{ host = "127.0.0.1", port = {giv_sim.port}, batteries = 2 }}]')
     service = start_service("wattbus_giv_bridge", env=env)
     bus = await started_bus(broker, "http-api", instance=f"giv{giv_sim.port}")
     seen, native = await _watch(bus)
+    admin = await started_bus(broker, "test-admin", instance=f"givtcp{giv_sim.port}")
+    tree: dict[str, str] = {}
+
+    def givtcp_topic(msg: Message[bytes]) -> None:
+        tree[msg.topic] = msg.payload.decode()
+
+    admin.subscribe("GivEnergy/#", bytes, givtcp_topic)
     try:
         await until(lambda: "runAll" in native and len(seen) >= 7, 30, "readings and runAll")
         assert {INVERTER, f"{INVERTER}-grid", f"{INVERTER}-battery", "givenergy-bg2345g001",
@@ -55,6 +64,17 @@ async def test_readings_runall_and_every_control(broker: Mosquitto, giv_sim: Giv
         doc = native["runAll"]
         assert set(doc) >= {"Power", "Energy", "Invertor_Details", "Timeslots", "Control", "Battery_Details"}
         assert set(doc["Battery_Details"]) == {"BG2345G001", "DZ2345G002"}
+        missing, wrong = compare(doc)  # GivTCP's 93 core fields, each of GivTCP's kind
+        assert missing == [] and wrong == [], (missing, wrong)
+        totals = doc["Energy"]["Total"]
+        assert all(v > 0 for k, v in totals.items() if k != "Load_Energy_Total_kWh"), totals
+        assert doc["Invertor_Details"]["Battery_Capacity_kWh"] == 16.38  # 2 x 160 Ah at 51.2 V
+        await until(lambda: f"GivEnergy/SA2345G678/{next(reversed(CORE_FIELDS))}" in tree, 15, "GivTCP MQTT tree")
+        for path in CORE_FIELDS:  # every core field on its GivTCP topic, as text
+            assert f"GivEnergy/SA2345G678/{path}" in tree, path
+        assert tree["GivEnergy/SA2345G678/Invertor_Details/Invertor_Serial_Number"] == "SA2345G678"
+        assert tree["GivEnergy/SA2345G678/Invertor_Details/Meter_Type"] == lookup(doc, "Invertor_Details/Meter_Type")
+        assert "GivEnergy/SA2345G678/Battery_Details/BG2345G001/Battery_SOC" in tree
 
         target = topics.device_command(SOURCE, INVERTER)
         raw = RawRequester(bus)
@@ -95,9 +115,11 @@ async def test_readings_runall_and_every_control(broker: Mosquitto, giv_sim: Giv
             result = await raw.request(target, bad)
             assert result.status == "invalid" and fragment in result.message, (bad, result)
         await until(lambda: native["runAll"]["Control"]["Mode"] == "Timed Demand", 15, "runAll shows mode 3")
+        await until(lambda: tree["GivEnergy/SA2345G678/Control/Mode"] == "Timed Demand", 15, "MQTT Mode")
         assert service.proc.poll() is None
     finally:
         await bus.stop()
+        await admin.stop()
 
 
 class RawRequester:

@@ -51,7 +51,7 @@ def _switch(value: object) -> str:
 
 
 def _pos(value: float) -> float:
-    return max(value, 0.0)
+    return value if value > 0 else 0  # whole stays whole (GivTCP shows 0, not 0.0)
 
 
 def inverter_type(code: Value, arm: Value) -> str:
@@ -202,7 +202,7 @@ def run_all(plant: Plant, raw: bool = False, timed: Mapping[str, int] | None = N
             "Battery_Serial_Number": b["serial_number"], "Battery_SOC": b["soc_pct"],
             "Battery_Capacity": b["capacity_calibrated_ah"], "Battery_Design_Capacity": b["capacity_design_ah"],
             "Battery_Remaining_Capacity": b["capacity_remaining_ah"], "Battery_Firmware_Version": b["bms_firmware"],
-            "Battery_Cells": b["cells"], "Battery_Cycles": b["cycles"], "Battery_USB_present": b["usb_inserted"] == 1,
+            "Battery_Cells": b["cells"], "Battery_Cycles": b["cycles"], "Battery_USB_present": b["usb_inserted"],
             "Battery_Temperature": b["max_temperature_c"], "Battery_Voltage": b["cells_sum_v"],
         }
         for cell in range(1, 17):
