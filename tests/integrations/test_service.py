@@ -168,3 +168,40 @@ def test_bad_template_stops_start_up_with_file_line_and_placeholder(tmp_path: Pa
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"{rules}:6:" in done.stderr and "rule 'grid'" in done.stderr and "{{ power_watts }}" in done.stderr
+
+
+async def test_per_entity_discovery_replaces_the_device_form_and_is_removed(
+        broker: Mosquitto, tmp_path: Path, start_service: Callable[..., Any]) -> None:
+    """discovery_per_entity (Home Assistant before 2024.11): one retained config per entity."""
+    observer = await started_bus(broker, "test-admin", "ha-entity")
+    bridge = await started_bus(broker, "goe-shelly-bridge", "t-entity")
+    seen = Seen()
+    number = "homeassistant/number/wattbus-goe-203040/charge_current/config"
+    try:
+        # The device form from a run before the setting changed: HA would show both.
+        observer.publish(CONFIG, codec.encode({"dev": {"identifiers": ["wattbus-goe-203040"]}, "o": {"name": "wattbus"},
+                                               "cmps": {"power_w": {"p": "sensor"}}}), retain=True)
+        observer.subscribe("homeassistant/#", bytes, seen)
+        bridge.publish(topics.device_meta(CHARGER.source, CHARGER.device_id), CHARGER, retain=True)
+        config = tmp_path / "wattbus.toml"
+        config.write_text("[integrations]\nstatus_interval_s = 1\nstale_grace_s = 1\ndiscovery_per_entity = true\n")
+        proc = start_service("wattbus_integrations", "--config", str(config), env=broker.env("integrations"))
+        # The old config's sensor and the controls come with the meta; the rest with a reading.
+        await until(lambda: any(seen.on(number)), 30, "the charge current's own config")
+        bridge.publish(topics.device_reading(CHARGER.source, CHARGER.device_id), READING)
+        energy = "homeassistant/sensor/wattbus-goe-203040/energy_total_wh/config"
+        await until(lambda: any(seen.on(energy)), 20, "the entities of the reading's values")
+        await until(lambda: seen.on(CONFIG)[-1:] == [b""], 20, "the device form's removal")
+        doc = msgspec.json.decode(next(p for p in seen.on(number) if p))
+        assert "p" not in doc and doc["dev"]["identifiers"] == ["wattbus-goe-203040"] and doc["o"]["name"] == "wattbus"
+        assert doc["command_topic"] == SET_CURRENT and (doc["min"], doc["max"]) == (6, 32)
+        entity_topics = {t for t in (msg.topic for msg in seen.messages) if t.endswith("/config") and t != CONFIG}
+        assert "homeassistant/sensor/wattbus-goe-203040/power_w/config" in entity_topics and len(entity_topics) > 5
+
+        bridge.publish(topics.device_meta(CHARGER.source, CHARGER.device_id), b"", retain=True)
+        await until(lambda: all(seen.on(t)[-1:] == [b""] for t in entity_topics), 20, "every entity's removal")
+        assert proc.stop() == 0
+    finally:
+        await asyncio.sleep(0.2)
+        await bridge.stop()
+        await observer.stop()

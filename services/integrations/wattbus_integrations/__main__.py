@@ -34,7 +34,7 @@ def settings_of(cfg: Config, instance: str) -> discovery.Settings:
                               service_availability=topics.service_availability(NAME, instance),
                               loadpoint_availability=topics.service_availability("surplus-controller",
                                                                                  cfg.loadpoint_instance),
-                              origin_name=cfg.origin_name)
+                              origin_name=cfg.origin_name, per_entity=cfg.discovery_per_entity)
 
 
 async def run(ctx: ServiceContext[Config]) -> None:

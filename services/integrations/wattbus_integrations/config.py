@@ -14,6 +14,8 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # Home Assistant
     hass_enabled: bool = True
     discovery_prefix: str = "homeassistant"
+    # One config per entity, for Home Assistant before 2024.11 (no device-based discovery there).
+    discovery_per_entity: bool = False
     origin_name: str = "wattbus"
     republish_delay_max_s: Annotated[float, Meta(ge=0, le=60)] = 2.0  # random pause after HA's birth
     stale_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 15.0  # then delete configs of vanished devices

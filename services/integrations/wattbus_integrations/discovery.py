@@ -28,6 +28,9 @@ class Settings:
     service_availability: str = ""  # this service's availability topic (controls depend on it)
     loadpoint_availability: str = ""  # the surplus controller's availability topic
     origin_name: str = "wattbus"
+    # One retained config per entity instead of per device: Home Assistant before 2024.11 knows
+    # only this form (device-based discovery came with 2024.11).
+    per_entity: bool = False
 
 
 def object_id(ident: str) -> str:
@@ -41,6 +44,19 @@ def loadpoint_object_id(loadpoint_id: str) -> str:
 
 def config_topic(settings: Settings, obj: str) -> str:
     return f"{settings.prefix}/device/{obj}/config"
+
+
+def entity_topic(settings: Settings, platform: str, obj: str, key: str) -> str:
+    return f"{settings.prefix}/{platform}/{obj}/{key}/config"
+
+
+def messages(settings: Settings, obj: str, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The retained configs of one device: its device config, or each entity's with the device."""
+    if not settings.per_entity:
+        return {config_topic(settings, obj): config}
+    return {entity_topic(settings, comp["p"], obj, key): {**{k: v for k, v in comp.items() if k != "p"},
+                                                          "dev": config["dev"], "o": config["o"]}
+            for key, comp in config["cmps"].items()}
 
 
 def command_topic(settings: Settings, obj: str, key: str) -> str:

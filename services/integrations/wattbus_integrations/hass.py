@@ -30,7 +30,7 @@ class Tracked:
     present: set[str] = field(default_factory=set)
     last: dict[str, Any] = field(default_factory=dict)  # the newest reading's model (relay channel)
     loadpoint: m.LoadpointState | None = None
-    published: bytes | None = None
+    published: dict[str, bytes] = field(default_factory=dict)  # retained config topic -> payload
     offline_since: float | None = None
 
 
@@ -44,7 +44,7 @@ class HomeAssistant:
         self.republish_delay_max_s = republish_delay_max_s
         self.command_timeout_s = command_timeout_s
         self.devices: dict[str, Tracked] = {}
-        self.foreign: set[str] = set()  # retained configs of ours seen on the broker, maybe stale
+        self.foreign: dict[str, set[str]] = {}  # retained config topics of ours seen, maybe stale
         self.previous: dict[str, set[str]] = {}  # component keys of those configs
         # Sub-devices are named after their parent, so they wait for its meta until the start-up
         # grace has passed (then a parent that never came is named by its id).
@@ -60,6 +60,7 @@ class HomeAssistant:
         self.bus.subscribe(topics.ALL_DEVICE_AVAILABILITY, bytes, self.on_availability)
         self.bus.subscribe(f"{prefix}/status", bytes, self.on_ha_status)
         self.bus.subscribe(f"{prefix}/device/+/config", bytes, self.on_config_seen)
+        self.bus.subscribe(f"{prefix}/+/+/+/config", bytes, self.on_config_seen)  # per-entity configs
         self.bus.subscribe(discovery.command_filter(self.settings), bytes, self.on_command)
 
     # ------------------------------------------------------------------ bus state in
@@ -142,21 +143,26 @@ class HomeAssistant:
         config = self.config_of(tracked)
         if config is None:
             return
-        payload = codec.encode(config)
-        if payload == tracked.published and not force:
+        payloads = {t: codec.encode(doc) for t, doc in discovery.messages(self.settings, tracked.obj, config).items()}
+        if payloads == tracked.published and not force:
             return
-        tracked.published = payload
-        self.foreign.discard(tracked.obj)
-        self.bus.publish(discovery.config_topic(self.settings, tracked.obj), payload, retain=True)
+        for topic, payload in payloads.items():
+            if force or tracked.published.get(topic) != payload:
+                self.bus.publish(topic, payload, retain=True)
+        # Configs of the other discovery form (the setting changed) would make twins in HA.
+        for topic in self.foreign.pop(tracked.obj, set()) - set(payloads):
+            self.bus.publish(topic, b"", retain=True)
+        tracked.published = payloads
         self.counters.inc("hass_configs_published")
 
     def remove(self, obj: str, why: str) -> None:
         tracked = self.devices.pop(obj, None)
-        if tracked is None and obj not in self.foreign:
+        stale = self.foreign.pop(obj, set()) | set(tracked.published if tracked is not None else ())
+        if not stale:
             return
-        self.foreign.discard(obj)
-        # An empty retained payload deletes the device and its entities in Home Assistant.
-        self.bus.publish(discovery.config_topic(self.settings, obj), b"", retain=True)
+        # An empty retained payload deletes the device (or the entity) in Home Assistant.
+        for topic in sorted(stale):
+            self.bus.publish(topic, b"", retain=True)
         self.counters.inc("hass_configs_removed")
         self.log.info("home assistant device removed", device=obj, reason=why)
 
@@ -178,7 +184,9 @@ class HomeAssistant:
         action()
 
     def on_config_seen(self, msg: Message[bytes]) -> None:
-        obj = msg.topic.split("/")[-2]
+        # <prefix>/device/<obj>/config, or per entity <prefix>/<platform>/<obj>/<key>/config
+        parts = msg.topic[len(self.settings.prefix) + 1:].split("/")
+        obj = parts[1] if len(parts) in (3, 4) else ""
         if not msg.retained or not obj.startswith("wattbus-") or not msg.payload:
             return
         try:
@@ -192,22 +200,24 @@ class HomeAssistant:
         # restart does not drop entities whose values have not been read again yet.
         cmps = doc.get("cmps")
         keys = {k for k in cmps if isinstance(k, str)} if isinstance(cmps, dict) else set()
-        self.previous[obj] = keys
+        if len(parts) == 4:
+            keys = {parts[2]}
+        self.previous[obj] = self.previous.get(obj, set()) | keys
         tracked = self.devices.get(obj)
         if tracked is not None:
             tracked.present |= keys
-        else:
-            self.foreign.add(obj)
+        if tracked is None or msg.topic not in tracked.published:
+            self.foreign.setdefault(obj, set()).add(msg.topic)
 
     async def housekeeping(self, grace_s: float, remove_offline_after_s: float, stopping: asyncio.Event) -> None:
         """After the retained state has arrived, delete configs of devices that are gone."""
         if grace_s > 0:
             await asyncio.sleep(grace_s)
-            for obj in sorted(self.foreign - set(self.devices)):
+            for obj in sorted(set(self.foreign) - set(self.devices)):
                 self.remove(obj, "no device on the bus any more")
         self.parents_awaited = False
         for tracked in list(self.devices.values()):
-            if tracked.published is None:
+            if not tracked.published:
                 self.publish(tracked)  # sub-devices whose parent never announced itself
         while remove_offline_after_s > 0 and not stopping.is_set():
             now = time.monotonic()
