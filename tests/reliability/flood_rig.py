@@ -82,6 +82,18 @@ poll_interval_s = 30
     "giv-bridge": lambda tmp: f"""[giv-bridge]
 inverters = [{{ host = "127.0.0.1", port = {_closed()} }}]
 """,
+    # One polled device (nothing answers) and one MQTT device, so its tele/ subscription is flooded too.
+    "generic-bridge": lambda tmp: f"""[generic-bridge]
+[[generic-bridge.devices]]
+id = "water"
+template = "ai-on-the-edge"
+host = "127.0.0.1"
+port = {_closed()}
+[[generic-bridge.devices]]
+id = "head"
+template = "tasmota-sml-mqtt"
+vars = {{ topic = "flood-head", meter = "SML" }}
+""",
     "goe-shelly-bridge": lambda tmp: f"""[goe-shelly-bridge]
 [[goe-shelly-bridge.devices]]
 url = "http://127.0.0.1:{_closed()}"
