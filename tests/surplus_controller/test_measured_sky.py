@@ -64,6 +64,16 @@ def test_at_the_allowance_a_3p_charge_drops_to_1p_instead_of_stopping() -> None:
     assert any("instead of a stop" in reason or "3p -> 1p" in reason for *_, reason in after)
 
 
+def test_a_dip_too_deep_for_1p_stops_without_a_phase_switch() -> None:
+    lp = make(enable_delay_s=0, settle_s=0)
+    plant = Plant()
+    # 7 kW, then 300 W: not half of the 1p minimum either; 1p would only ride on at a deep-dip rate
+    plant.run(lp, [7_000.0] * 120 + [300.0] * 300)
+    after = [row for row in plant.log if row[0] >= 120]
+    assert not after[-1][1] and all(phases == 3 for _, _, _, phases, _ in after)
+    assert any(reason.startswith("pv: import allowance") for *_, reason in after)
+
+
 def test_a_reading_older_than_the_last_command_does_not_cut_the_current() -> None:
     lp = make(enable_delay_s=0, settle_s=0, phases=3)
     plant = Plant(lag=4.0)

@@ -79,7 +79,7 @@ def test_relay_thermal_cut_and_stale_data_switch_off() -> None:
 
 
 def test_the_cloud_buffer_lends_back_only_what_the_battery_charged() -> None:
-    s = site(battery_buffer_wh=100, battery_buffer_soc_pct=20)
+    s = site(battery_buffer_wh=100, battery_buffer_soc_pct=20, battery_buffer_when="always")
     s.grid_w = 0.0
     clock = [100.0]
 

@@ -60,18 +60,34 @@ def test_pv_cuts_at_once_and_raises_calmly() -> None:
     assert raised == sorted(raised) and raised[-1] == 12.0  # then up on the 10 s average, never over
 
 
-def test_pv_stops_once_the_import_allowance_is_used() -> None:
+def ride(surplus_w: float, limit: int = 300) -> list[str]:
+    """The reasons of a 1p charge at minimum riding a dip, reading by reading, until it stops."""
     lp = make("pv", phases=1, enable_delay_s=0, settle_s=0, import_allowance_wh=20, disable_delay_s=900)
     feed(lp, [2_000.0] * 5)
-    # 1380 W minimum against 180 W surplus: 1200 W import, 20 Wh take 60 s
     reasons = []
-    for t in range(90):
-        setting = lp.decide(5.0 + t, 180.0, CAR)
+    for t in range(limit):
+        setting = lp.decide(5.0 + t, surplus_w, CAR)
         reasons.append(setting.reason)
         if not setting.enabled:
             break
-    assert 55 <= len(reasons) <= 65
+    return reasons
+
+
+def test_pv_stops_once_the_import_allowance_is_used() -> None:
+    # 1380 W minimum against 780 W surplus: 600 W import, 20 Wh take 120 s
+    reasons = ride(780.0)
+    assert 115 <= len(reasons) <= 125
     assert reasons[-1].startswith("pv: import allowance") and "Wh allowance used" in reasons[-2]
+
+
+def test_a_deep_dip_uses_the_allowance_faster_than_its_import() -> None:
+    """A dip the surplus covers less than half (a kettle with the car at the 1p minimum) captures
+    little PV per imported Wh: its import counts up to twice, so it ends sooner."""
+    # 180 W of the 1380 W minimum: 1200 W import counted 1.74x, 20 Wh take ~34 s instead of 60 s
+    deep = ride(180.0)
+    assert 30 <= len(deep) <= 40 and deep[-1].startswith("pv: import allowance")
+    # no surplus at all: 1380 W counted twice, ~26 s
+    assert 23 <= len(ride(0.0)) <= 29
 
 
 @pytest.mark.parametrize("mode", ["pv", "minpv", "now"])
@@ -182,9 +198,9 @@ def test_sun_flashes_refill_the_import_allowance_only_slowly() -> None:
               allowance_refill_s=600)
     feed(lp, [2_000.0] * 5)
     t, stops = 5.0, list[tuple[int, str]]()
-    for dip in range(3):  # 30 s dips (1200 W import, 10 Wh each) between 10 s flashes of ample sun
-        for _ in range(30):
-            if not lp.decide(t, 180.0, CAR).enabled and not stops:
+    for dip in range(3):  # 60 s dips (600 W import, 10 Wh each) between 10 s flashes of ample sun
+        for _ in range(60):
+            if not lp.decide(t, 780.0, CAR).enabled and not stops:
                 stops.append((dip, lp.setting.reason))
             t += 1
         for _ in range(10):

@@ -117,10 +117,13 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # 0.97x the baseline's car share and 1.01x battery-neutral on measured broken days (docs/surplus.md)
     battery_buffer_wh: Watts = 1000.0
     battery_buffer_soc_pct: Soc = 20.0
-    # "no_room": lend only while the battery is above battery_room_soc_pct. With room, what the car
-    # does not take is stored, not lost, and borrowing it back costs the round trip; without room it
-    # would be exported, so the car should take it and let the battery carry the shadows
-    battery_buffer_when: Literal["always", "no_room"] = "always"
+    # "no_room" (default): lend only while the battery is above battery_room_soc_pct. With room, what
+    # the car does not take is stored, not lost: lending it to the car moves battery energy into the
+    # car and uses no more PV (on the measured bench "always" took 42.7 kWh from the battery on 25
+    # broken days for +3 % car share at -3 % battery-neutral share, and the battery's own lag booked
+    # 2x the baseline's grid energy to the car); without room it would be exported, so then the car
+    # takes it and the battery carries the shadows. "always": lend whenever the buffer holds energy
+    battery_buffer_when: Literal["always", "no_room"] = "no_room"
     stale_after_s: Annotated[float, Meta(gt=0)] = 15.0
     stale_action: Literal["min_current", "stop"] = "stop"
     watchdog_interval_s: Annotated[float, Meta(gt=0)] = 1.0
