@@ -10,7 +10,7 @@ follows the simulated house's PV day profile at that local time of day. Like the
 one client at a time, refreshes its data (power, energy counters, timestamp) every `refresh_s`,
 reports inverters offline with zero values at night, and can be told to misbehave (`faults`):
 timeout, truncate, garbage, bad_length, wrong_command, maintenance (connection closed without
-answer), night.
+answer), night, busy (the next connection turned away, as while another client holds the ECU).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from aiohttp import web
 from .house_profiles import Sky, load_profile
 from .lifecycle import run
 
-FAULTS = ("timeout", "truncate", "garbage", "bad_length", "wrong_command", "maintenance", "night")
+FAULTS = ("timeout", "truncate", "garbage", "bad_length", "wrong_command", "maintenance", "night", "busy")
 # Per type: the values after the 13-byte record head, in order ("p" panel power, "v" AC voltage).
 LAYOUTS: dict[str, str] = {"00": "", "01": "pvpv", "04": "pvpv", "05": "pvpv", "02": "pvpvpvp", "03": "pvppp"}
 DEFAULT_IDS = {"ECU-R": "216200123456", "ECU-B": "216300123456", "ECU-C": "215000123456"}
@@ -216,8 +216,11 @@ class EcuSimulator:
     # ------------------------------------------------------------------ network
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._busy:
-            self.stats.refused += 1  # the real ECU serves one client; others are cut off
+        if self._busy or "busy" in self.faults:
+            # The real ECU serves one client; others are cut off. `busy` plays that other client
+            # once: it turns the next connection away, then clears itself.
+            self.faults.discard("busy")
+            self.stats.refused += 1
             writer.close()
             return
         self._busy = True

@@ -28,9 +28,11 @@ def bridge_config(tmp_path: Path, sims: list[EcuSimulator], **ecu: Any) -> Path:
     """A config file pointing the bridge at the simulators with fast, test-sized timings."""
     lines = ["[ecu-bridge]", "status_interval_s = 1"]
     for sim in sims:
-        values = {"host": "127.0.0.1", "port": sim.port, "poll_interval_s": 0.3, "answer_delay_s": 0.02,
-                  "pause_between_commands_s": 0.02, "timeout_s": 3.0, "retry_after_failure_s": 0.2,
-                  "maintenance_start": "00:00", "maintenance_end": "00:00", "http_port": sim.http_port or 80, **ecu}
+        # refresh_margin_s: the pause after the ECU's refresh before reading it (20 s for a real ECU)
+        values = {"host": "127.0.0.1", "port": sim.port, "poll_interval_s": 0.3, "refresh_margin_s": 0.05,
+                  "answer_delay_s": 0.02, "pause_between_commands_s": 0.02, "timeout_s": 3.0,
+                  "retry_after_failure_s": 0.2, "maintenance_start": "00:00", "maintenance_end": "00:00",
+                  "http_port": sim.http_port or 80, **ecu}
         lines.append("[[ecu-bridge.ecus]]")
         lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
     path = tmp_path / "wattbus.toml"

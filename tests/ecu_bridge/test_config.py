@@ -52,6 +52,17 @@ def test_several_ecus_from_one_variable() -> None:
     assert all(e.auto_restart and e.wifi_ssid == "home net" for e in cfg.ecus) and cfg.aps2mqtt_prefix == "solar"
 
 
+def test_discovery_and_client_id_variables_are_kept() -> None:
+    """MQTT_DISCOVERY_ENABLED/PREFIX switch on aps2mqtt's Home Assistant entities; MQTT_CLIENT_ID names
+    the instance, whose client id the bus binds to the password (wattbus.client_id)."""
+    cfg = config_from({"APS_ECU_IP": "192.0.2.1", "MQTT_DISCOVERY_ENABLED": "True", "MQTT_DISCOVERY_PREFIX": "ha",
+                       "MQTT_CLIENT_ID": "MyAwesomeClient"})
+    assert (cfg.aps2mqtt_discovery, cfg.aps2mqtt_discovery_prefix, cfg.instance) == (True, "ha", "MyAwesomeClient")
+    default = config_from({"APS_ECU_IP": "192.0.2.1"})
+    assert (default.aps2mqtt_discovery, default.aps2mqtt_discovery_prefix, default.instance) == (
+        False, "homeassistant", "main")
+
+
 def test_explicit_wattbus_variables_win() -> None:
     env = {"MQTT_BROKER_HOST": "192.0.2.12", "WATTBUS_BUS_HOST": "127.0.0.1"}
     assert "WATTBUS_BUS_HOST" not in aps2mqtt.overrides(env)
@@ -62,6 +73,8 @@ def test_explicit_wattbus_variables_win() -> None:
     ({"APS_ECU_IP": "192.0.2.1", "APS_ECU_PORT": "eighty"}, "APS_ECU_PORT = 'eighty'"),
     ({"APS_ECU_STOP_AT_NIGHT": "True"}, "APS_ECU_IP (from environment) is required"),
     ({"APS_ECU_IP": "192.0.2.1,,"}, "empty address"),
+    ({"APS_ECU_IP": "192.0.2.1", "MQTT_CLIENT_ID": "my/client"}, "MQTT_CLIENT_ID = 'my/client' (from environment)"),
+    ({"APS_ECU_IP": "192.0.2.1", "MQTT_DISCOVERY_ENABLED": "sure"}, "MQTT_DISCOVERY_ENABLED = 'sure'"),
 ])
 def test_bad_aps2mqtt_values_are_named(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -187,3 +187,34 @@ async def test_aps2mqtt_environment_and_topics(broker: Mosquitto, ecu_sim: EcuSi
     assert rec.last[f"{base}/{offline}/online"] == b"False" and f"{base}/{offline}/power" not in rec.last
     assert proc.stop() == 0
     await until(lambda: rec.last.get("home/aps/status") == b"offline", what="aps/status offline on shutdown")
+
+
+async def test_first_poll_waits_for_an_ecu_starting_later_and_a_busy_ecu_is_asked_again(
+        broker: Mosquitto, watcher: tuple[Bus, Recorder], start_service: Any, tmp_path: Path) -> None:
+    """`make run` starts the bridge and the simulator together: the bridge used to poll before the
+    simulator listened, fail, and wait a minute. Then an ECU busy with another client (the discovery
+    sweep's probe) turns a connection away: the bridge asks again instead of failing the poll."""
+    _, rec = watcher
+    sim = EcuSimulator(model="ECU-R", fleet=fleet_from_text("01:1"), refresh_s=0.3, pv_fraction=0.5)
+    port = free_port()
+    cfg = tmp_path / "wattbus.toml"
+    cfg.write_text(f'[ecu-bridge]\nstatus_interval_s = 1\n[[ecu-bridge.ecus]]\nhost = "127.0.0.1"\nport = {port}\n'
+                   'poll_interval_s = 0.3\nrefresh_margin_s = 0.05\nanswer_delay_s = 0.3\n'
+                   'pause_between_commands_s = 0.02\n'
+                   'maintenance_start = "00:00"\nmaintenance_end = "00:00"\n')
+    proc = start_service("wattbus_ecu_bridge", "--config", str(cfg), env=broker.env("ecu-bridge"))
+    await until(lambda: "ECU not accepting connections yet" in proc.output(), timeout=30, what="a refused connection")
+    await sim.start(port)
+    try:
+        await until(lambda: counters(rec).get("polls_ok", 0) >= 1, timeout=30, what="the first poll")
+        assert "ECU poll failed" not in proc.output()
+        sim.faults.add("busy")  # another client holds the ECU when the bridge connects next
+        await until(lambda: sim.stats.refused == 1, timeout=30, what="the bridge turned away")
+        ok = counters(rec).get("polls_ok", 0)
+        await until(lambda: counters(rec).get("polls_ok", 0) > ok + 1, timeout=30, what="polls after the busy ECU")
+        # Whichever of the three queries was turned away (a lost signal query only costs the signal).
+        assert not {"polls_failed", "signal_failed"} & set(counters(rec))
+        assert "poll failed" not in proc.output() and "query failed" not in proc.output()
+        assert counters(rec)["connect_waits"] >= 1
+    finally:
+        await sim.stop()

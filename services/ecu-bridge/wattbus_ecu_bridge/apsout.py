@@ -90,12 +90,13 @@ def value_topics(prefix: str, info: EcuInfo, rt: RealtimeData, signal: SignalDat
 
 
 # aps2mqtt's Home Assistant entities: (component, object id, JSON key, name, device class, unit, icon).
-_ECU_ENTITIES = (
+Entity = tuple[str, str, str, str, str | None, str | None, str]
+_ECU_ENTITIES: tuple[Entity, ...] = (
     ("sensor", "power", "current_power", "ECU Power", "power", "W", "mdi:solar-power"),
     ("sensor", "today_energy", "today_energy", "ECU Today Energy", "energy", "kWh", "mdi:solar-power"),
     ("sensor", "lifetime_energy", "lifetime_energy", "ECU Lifetime Energy", "energy", "kWh", "mdi:solar-power"),
 )
-_INVERTER_ENTITIES = (
+_INVERTER_ENTITIES: tuple[Entity, ...] = (
     ("binary_sensor", "online", "online", "Inverter Online", None, None, "mdi:power-plug"),
     ("sensor", "signal", "signal", "Inverter Signal", "signal_strength", "dBm", "mdi:wifi"),
     ("sensor", "temperature", "temperature", "Inverter Temperature", "temperature", "°C", "mdi:thermometer"),
@@ -112,8 +113,7 @@ def discovery(prefix: str, discovery_prefix: str, info: EcuInfo, rt: RealtimeDat
     base = base_topic(prefix, info.ecu_id)
     out: dict[str, str] = {}
 
-    def add(spec: tuple[str, str, str, str, str | None, str | None, str], ident: str, device: dict[str, Any],
-            state_topic: str) -> None:
+    def add(spec: Entity, ident: str, device: dict[str, Any], state_topic: str) -> None:
         component, obj, key, name, device_class, unit, icon = spec
         payload: dict[str, Any] = {
             "name": name, "unique_id": f"aps_{ident}_{obj}", "state_topic": state_topic,

@@ -100,6 +100,12 @@ class EcuClient:
                                else reader.read(65536))
             except TimeoutError:
                 return buf  # ends in END\\n and nothing more came: let validation say what is wrong
+            except ConnectionResetError as exc:
+                if buf:
+                    raise
+                # Closed on us with our query unread (a reset, not a clean end): busy with another client.
+                raise EcuBusy(f"ECU {self.where} reset the connection without answering "
+                              f"{wire.COMMAND_NAMES[command]}") from exc
             if not chunk:
                 if not buf:
                     raise EcuBusy(f"ECU {self.where} closed the connection without answering "

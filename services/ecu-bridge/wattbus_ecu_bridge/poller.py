@@ -87,7 +87,7 @@ class EcuPoller:
         """
         if self.ecu_id is not None:
             return None
-        pause = 0.25 * 2 ** self.waits
+        pause = 0.25 * 2.0 ** self.waits
         if pause >= self.cfg.retry_after_failure_s:
             return None  # it has had its chances: from now on the normal failure logic applies
         if self.waits == 0:
