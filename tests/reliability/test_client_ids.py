@@ -19,7 +19,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -37,7 +37,8 @@ from tests.support.servers import ROOT, free_port
 
 READING = "wattbus/v1/device/sml-reader/emh-1/reading"
 # (protocol, persistent session): MQTT v5 clean start, v5 with a session kept 10 min, v3.1.1 clean_session=0
-SESSIONS = [(mqtt.MQTTv5, False), (mqtt.MQTTv5, True), (mqtt.MQTTv311, True)]
+V5, V311 = MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311
+SESSIONS = [(V5, False), (V5, True), (V311, True)]
 
 
 def bus_config(broker: Broker, user: str, **extra: Any) -> BusConfig:
@@ -45,11 +46,11 @@ def bus_config(broker: Broker, user: str, **extra: Any) -> BusConfig:
                      reconnect_max_s=1.0, **extra)
 
 
-def try_connect(port: int, client_id: str, user: str | None, password: str | None, *, protocol: int = mqtt.MQTTv5,
-                persistent: bool = False) -> ReasonCode:
+def try_connect(port: int, client_id: str, user: str | None, password: str | None, *,
+                protocol: MQTTProtocolVersion = V5, persistent: bool = False) -> ReasonCode:
     """One CONNECT with the attacker's choice of id and session; the CONNACK's reason (then closed)."""
     got: list[ReasonCode] = []
-    if protocol == mqtt.MQTTv5:
+    if protocol == V5:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
     else:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
@@ -61,7 +62,7 @@ def try_connect(port: int, client_id: str, user: str | None, password: str | Non
         got.append(reason)
 
     client.on_connect = on_connect
-    if protocol == mqtt.MQTTv5:
+    if protocol == V5:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 600 if persistent else 0
         client.connect("127.0.0.1", port, clean_start=not persistent, properties=props)
