@@ -102,15 +102,19 @@ static bool valid_name(const char *name, size_t len)
 
 static int names_add(struct names *names, const char *name, size_t len)
 {
-	char **grown = realloc(names->items, (names->count + 1) * sizeof(char *));
+	char *copy = strndup(name, len);
+	char **grown;
+
+	if(copy == NULL){
+		return MOSQ_ERR_NOMEM;
+	}
+	grown = realloc(names->items, (names->count + 1) * sizeof(char *));
 	if(grown == NULL){
-		return MOSQ_ERR_NOMEM;
+		free(copy);
+		return MOSQ_ERR_NOMEM;  /* names->items is untouched: names_free still frees it */
 	}
+	grown[names->count] = copy;
 	names->items = grown;
-	names->items[names->count] = strndup(name, len);
-	if(names->items[names->count] == NULL){
-		return MOSQ_ERR_NOMEM;
-	}
 	names->count++;
 	return MOSQ_ERR_SUCCESS;
 }
