@@ -11,8 +11,9 @@
  *     runs three writers on one account (and the writer keeps a second, "-ingest" connection);
  *   - the dynamic-security plugin binds one exact id to a client entry, while replicas take their
  *     ids from their host names, which are not known in advance;
- *   - auth plugins such as mosquitto-go-auth replace the password and ACL checks as a whole (a
- *     backend to run and configure) to get a per-user client-id rule we need on its own.
+ *   - third-party auth plugins (mosquitto-go-auth and the like) take over the password and ACL
+ *     checks with backends of their own; we need one rule next to Mosquitto's own password_file
+ *     and acl_file, which stay as they are (make-passwords.sh, the shipped ACL and its tests).
  *
  * The rule. With `plugin_opt_accounts_file` naming the broker's account list (mosquitto/users.txt:
  * one name a line, `#` comments), an account's namespace is its name and every id starting with
