@@ -220,11 +220,11 @@ class Inverter:
         if address >= 0x32 and function == 4 and base == 60:
             return self.battery_block(address - 0x32)
         if address in (0x11, 0x31, 0x32):
-            if function == 3:
+            bank = self.ir
+            if function == 3:  # the clock is read as it runs, never stored (a read changes nothing)
                 now = self.now()
-                self.hr.update(zip(CLOCK, (now.year - 2000, now.month, now.day, now.hour, now.minute, now.second),
-                                   strict=True))
-            bank = self.hr if function == 3 else self.ir
+                bank = {**self.hr, **dict(zip(CLOCK, (now.year - 2000, now.month, now.day, now.hour, now.minute,
+                                                      now.second), strict=True))}
             return [bank.get(base + i, 0) for i in range(count)]
         return None
 
