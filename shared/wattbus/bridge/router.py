@@ -1,0 +1,91 @@
+"""Commands to a bridge's devices: topic -> the adapter that owns the device -> at most once -> answer.
+
+Every command is answered, on the request's response topic or else on the device's result topic:
+`invalid` when it does not decode, `refused` (with what the device accepts) for a device this
+bridge does not own or a command its adapter does not handle, `failed` when the device is not
+reachable, else what the adapter's `execute` found on reading back. A redelivered request is
+answered with its first result, never executed again (wattbus.commands). After a command that
+changed something the device is polled at once, so its new state is on the bus now, not next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .. import codec, topics
+from .. import messages as m
+from ..bus import Message
+from ..commands import RecentCommands, request_key
+from ..runner import ServiceContext
+from .adapter import answer, tag, tags
+from .fleet import Fleet
+from .poller import Poller
+
+
+class CommandRouter:
+    def __init__(self, ctx: ServiceContext[Any], fleet: Fleet) -> None:
+        self.ctx = ctx
+        self.fleet = fleet
+        self.recent = RecentCommands(ctx.counters)
+        self._running: set[asyncio.Task[None]] = set()
+
+    def subscribe(self) -> None:
+        self.ctx.bus.subscribe(topics.commands_for(self.ctx.name), bytes, self.on_message)
+
+    def on_message(self, msg: Message[bytes]) -> None:
+        device_id = topics.parse(msg.topic).ident or "unknown"
+        fallback = topics.device_result(self.ctx.name, device_id)
+        try:
+            command = codec.decode_command(msg.payload)
+        except codec.PayloadError as exc:
+            self.ctx.counters.inc("commands_invalid")
+            self.ctx.bus.respond(msg, m.CommandResult(status="invalid", target=device_id,
+                                                      message=f"command on {msg.topic} does not decode: {exc}"),
+                                 fallback)
+            return
+        poller = self.fleet.get(device_id)
+        refusal = self._refusal(poller, device_id, command)
+        if refusal is not None or poller is None:
+            self.ctx.counters.inc("commands_refused")
+            self.ctx.bus.respond(msg, refusal or answer(command, device_id, "refused"), fallback)
+            return
+        # A write and its read-back take a moment: other devices' commands keep flowing meanwhile.
+        task = asyncio.create_task(self._run(poller, command, msg, fallback))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    @staticmethod
+    def _refusal(poller: Poller | None, device_id: str, command: m.CommandBase) -> m.CommandResult | None:
+        if poller is None:
+            return answer(command, device_id, "refused", f"no device {device_id!r} on this bridge")
+        handled = poller.adapter.commands
+        if type(command) not in handled:
+            accepts = ", ".join(tags(handled)) or "none"
+            return answer(command, device_id, "refused",
+                          f"{device_id}: {tag(command)} is not supported (accepts: {accepts})")
+        return None
+
+    async def _run(self, poller: Poller, command: m.CommandBase, msg: Message[bytes], fallback: str) -> None:
+        result, repeated = await self.recent.once(request_key(msg, command.request_id),
+                                                  lambda: self._execute(poller, command))
+        if not repeated:
+            self.ctx.counters.inc(f"commands_{result.status}")
+            if result.status != "ok":
+                self.ctx.log.info("command not applied", device=poller.device_id, command=tag(command),
+                                  status=result.status, reason=result.message)
+        self.ctx.bus.respond(msg, result, fallback)
+        if result.status == "ok" and not repeated and not poller.push:
+            await poller.poll_once()
+
+    @staticmethod
+    async def _execute(poller: Poller, command: m.CommandBase) -> m.CommandResult:
+        device_id = poller.device_id
+        if not poller.online:
+            return answer(command, device_id, "failed",
+                          f"{device_id} is not reachable: {poller.last_error or 'no reading yet'}")
+        async with poller.lock:
+            try:
+                return await poller.adapter.execute(command)
+            except poller.adapter.errors as exc:  # the write or its read-back did not get through
+                return answer(command, device_id, "failed", f"{device_id}: {exc}")
