@@ -24,6 +24,7 @@ CHARGER = metas()["goe-203040"]
 READING = next(raw for _n, r, raw in readings() if r.device_id == CHARGER.device_id)
 CONFIG = "homeassistant/device/wattbus-goe-203040/config"
 SET_CURRENT = "homeassistant/wattbus/wattbus-goe-203040/charge_current/set"
+TWINS = ("goe-203041", "goe-203042")
 
 
 @pytest.fixture
@@ -200,8 +201,20 @@ async def test_per_entity_discovery_replaces_the_device_form_and_is_removed(
 
         bridge.publish(topics.device_meta(CHARGER.source, CHARGER.device_id), b"", retain=True)
         await until(lambda: all(seen.on(t)[-1:] == [b""] for t in entity_topics), 20, "every entity's removal")
+
+        # Two devices configured with one name: HA would suffix the second's ids, so the log says so.
+        for twin in TWINS:
+            bridge.publish(topics.device_meta(CHARGER.source, twin), msgspec.structs.replace(
+                CHARGER, device_id=twin, serial=twin, name="Garage"), retain=True)
+            reading = msgspec.structs.replace(codec.decode_reading(READING), device_id=twin)
+            bridge.publish(topics.device_reading(CHARGER.source, twin), reading)
+        await until(lambda: "two devices share one name" in proc.output(), 20, "the warning about the twins")
         assert proc.stop() == 0
     finally:
+        for twin in TWINS:
+            bridge.publish(topics.device_meta(CHARGER.source, twin), b"", retain=True)
+        for topic in {msg.topic for msg in seen.messages if any(twin in msg.topic for twin in TWINS)}:
+            observer.publish(topic, b"", retain=True)  # the broker outlives this test
         await asyncio.sleep(0.2)
         await bridge.stop()
         await observer.stop()

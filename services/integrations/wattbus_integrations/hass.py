@@ -31,6 +31,7 @@ class Tracked:
     last: dict[str, Any] = field(default_factory=dict)  # the newest reading's model (relay channel)
     loadpoint: m.LoadpointState | None = None
     published: dict[str, bytes] = field(default_factory=dict)  # retained config topic -> payload
+    label: str = ""  # the device name Home Assistant got
     offline_since: float | None = None
 
 
@@ -154,6 +155,13 @@ class HomeAssistant:
             self.bus.publish(topic, b"", retain=True)
         tracked.published = payloads
         self.counters.inc("hass_configs_published")
+        label = str(config["dev"].get("name", ""))
+        if label != tracked.label:
+            tracked.label = label
+            twins = sorted(t.obj for t in self.devices.values() if t.label == label and t is not tracked)
+            if twins:  # configured names only: derived ones carry serials and parents
+                self.log.warning("two devices share one name: Home Assistant gives the second one's entity ids "
+                                 "a _2 suffix; configure distinct names", name=label, device=tracked.obj, also=twins)
 
     def remove(self, obj: str, why: str) -> None:
         tracked = self.devices.pop(obj, None)
