@@ -41,6 +41,9 @@ CLOCK = range(35, 41)  # year-2000, month, day, hour, minute, second
 HISTORY_WH = {"pv": 8_123_400.0, "import": 3_456_700.0, "export": 2_345_600.0, "charge": 1_500_200.0,
               "discharge": 1_400_100.0, "ac_charge": 312_300.0}
 KEYS = tuple(HISTORY_WH)
+# A typical day (Wh): started mid-day, today's counters show the part of it already gone by.
+DAY_WH = {"pv": 9_000.0, "import": 6_000.0, "export": 3_000.0, "charge": 4_000.0, "discharge": 3_500.0,
+          "ac_charge": 1_000.0}
 BATTERY_HEALTH = 0.982  # calibrated / design capacity of the packs
 
 
@@ -111,9 +114,10 @@ class Inverter:
         return {k: HISTORY_WH[k] + self.energy.get(k, 0.0) for k in KEYS}
 
     def today_wh(self) -> dict[str, float]:
-        totals, day = self.totals_wh(), self.now().date()
-        if day != self.day:  # local midnight (or the first call): today's counters restart
-            self.day, self.midnight = day, totals
+        totals, now = self.totals_wh(), self.now()
+        if now.date() != self.day:  # local midnight: today's counters restart
+            gone = 0.0 if self.day else (now - datetime.combine(now.date(), datetime.min.time())).seconds / 86400
+            self.day, self.midnight = now.date(), {k: totals[k] - DAY_WH[k] * gone for k in KEYS}
         return {k: totals[k] - self.midnight[k] for k in KEYS}
 
     def max_power_w(self) -> float:
