@@ -41,6 +41,7 @@ class SimInverter:
     uid: str  # 12 hex digits
     type_code: str
     signal: int = 200  # raw 0-255 as the ECU reports it
+    lost: bool = False  # the ECU lost contact with it: a full record with the online flag 0, all zeros
 
 
 @dataclass
@@ -134,7 +135,7 @@ class EcuSimulator:
             frac = self.fraction(now)
             rows = []
             for inv in self.fleet:
-                online = frac > 0 and inv.type_code != "00"
+                online = frac > 0 and inv.type_code != "00" and not inv.lost
                 seed = hashlib.sha256(inv.uid.encode()).digest()
                 powers = [round(frac * self.panel_peak_w * (0.85 + seed[i] / 1700)) if online else 0.0
                           for i in range(PANELS[inv.type_code])]
@@ -280,7 +281,14 @@ class EcuSimulator:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    sim = EcuSimulator(args.ecu_id, args.model, fleet_from_text(args.fleet), refresh_s=args.refresh_s,
+    fleet = fleet_from_text(args.fleet)
+    for uid in args.lost:
+        found = next((inv for inv in fleet if inv.uid == uid), None)
+        if found is None:
+            raise SystemExit(f"wattbus-sim ecu: --lost {uid}: no such inverter in the fleet "
+                             f"({', '.join(inv.uid for inv in fleet)})")
+        found.lost = True
+    sim = EcuSimulator(args.ecu_id, args.model, fleet, refresh_s=args.refresh_s,
                        profile=args.profile, answer_latency_s=args.latency_s, pv_fraction=args.pv_fraction,
                        timezone=args.timezone)
     sim.faults.update(args.fault)
@@ -315,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timezone", type=_zone_name, default="Europe/Berlin",
                         help="the zone the ECU declares and keeps its clock in (IANA name)")
     parser.add_argument("--fault", action="append", default=[], choices=FAULTS)
+    parser.add_argument("--lost", action="append", default=[], metavar="UID",
+                        help="an inverter the ECU has lost contact with (reported offline)")
     args: Any = parser.parse_args(argv)
     run(_serve(args))
     return 0

@@ -33,6 +33,7 @@ from tests.support.servers import ROOT, TEST_ADMIN, Mosquitto
 FLEET = "00:1,01:2,02:1,03:1,04:1,05:1"  # every type; the 00 one is registered but silent (offline)
 ECU_ID = DEFAULT_IDS["ECU-R"]
 UIDS = [inv.uid for inv in fleet_from_text(FLEET)]
+LOST = UIDS[2]  # a YC600 the ECU lost contact with: a full record, online flag 0
 RUNNER = Path(__file__).with_name("run_aps2mqtt.py")
 
 
@@ -116,7 +117,7 @@ def side_by_side(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rec
     recorder = Recorder(broker)
     try:
         procs.append(spawn(["-m", "wattbus_sim", "ecu", "--host", host, "--port", "8899", "--fleet", FLEET,
-                            "--pv-fraction", "0.6", "--refresh-s", "600"], {}, tmp / "sim.log"))
+                            "--pv-fraction", "0.6", "--refresh-s", "600", "--lost", LOST], {}, tmp / "sim.log"))
         wait_port_on(host, 8899)
         real_env = {**aps2mqtt_env(broker, host, TEST_ADMIN, "real", "real-ha"), "APS2MQTT_TEST_PAUSE_S": "0.05"}
         procs.append(spawn([str(RUNNER)], real_env, tmp / "aps2mqtt.log"))
@@ -182,7 +183,7 @@ def test_every_aps2mqtt_topic_and_value_comes_from_ecu_bridge(side_by_side: tupl
     assert missing == [] and differing == [], "\n".join(missing + differing)
     # What the comparison covered: a silent inverter, the 2-, 3- and 4-channel types with their voltages.
     inverters = [json.loads(real[f"aps/{ECU_ID}/{uid}"]) for uid in UIDS]
-    assert [doc["online"] for doc in inverters].count(False) == 1
+    assert [uid for uid, doc in zip(UIDS, inverters, strict=True) if not doc["online"]] == [UIDS[0], LOST]
     assert {"panel_4_power", "panel_3_voltage", "panel_1_voltage"} <= set(json.loads(real[f"aps/{ECU_ID}/{UIDS[3]}"]))
     assert values == 1 + 3 + sum(len(doc) for doc in inverters)
     # Signal strengths where rounding and aps2mqtt's truncation differ (201 -> 78 %, not 79) were compared.
