@@ -115,4 +115,4 @@ def test_no_way_back_to_3p_that_the_import_window_would_bounce_straight_back() -
     assert len(downs) == 1 and 180 <= downs[0] < 420  # the dip sent it to 1p, once
     assert len(ups) == 1 and ups[0] > 420  # back to 3p in the sun, once, and it stays there
     assert phases[-1][1] == 3
-    assert lp.window.used_wh(ups[0]) + 4140.0 * lp._lag_s(2.0) / 3600.0 <= 40.0
+    assert lp.window.used_wh(ups[0]) + 4140.0 * lp._lag_s(2.0) / 3600.0 <= lp.cfg.window_allowance_wh

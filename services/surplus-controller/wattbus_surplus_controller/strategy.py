@@ -241,8 +241,8 @@ class Loadpoint:
         an allowance below the minimum power times that lag could otherwise never start a charge."""
         used = self.window.used_wh(now)
         if used <= 0.0 and self._import_w <= 0.0:
-            return self.cfg.import_allowance_wh
-        return self.cfg.import_allowance_wh - used - worst_w * self._lag_s(dt) / 3600.0
+            return self.cfg.window_allowance_wh
+        return self.cfg.window_allowance_wh - used - worst_w * self._lag_s(dt) / 3600.0
 
     def _lag_s(self, dt: float) -> float:
         """Until a cut shows at the meter: the next reading (a gap in readings is not the usual
@@ -301,8 +301,8 @@ class Loadpoint:
         import within the rest of the window before a cut shows; below the minimum, stop."""
         cfg = self.cfg
         used = self.window.used_wh(now)
-        why = f"{used:.1f} of {cfg.import_allowance_wh:g} Wh import allowance used in {cfg.allowance_window_s:g} s"
-        cap_w = max(0.0, cfg.import_allowance_wh - used) * 3600.0 / self._lag_s(dt)
+        why = f"{used:.1f} of {cfg.window_allowance_wh:g} Wh import allowance used in {cfg.allowance_window_s:g} s"
+        cap_w = max(0.0, cfg.window_allowance_wh - used) * 3600.0 / self._lag_s(dt)
         limit_w = min(available_w, cap_w) if self._import_w > 0.0 else cap_w
         amps = min(self.setting.current_a, amps_for(limit_w, cfg.voltage_v, self.setting.phases))
         if amps >= self.settings.min_current_a:
@@ -342,14 +342,14 @@ class Loadpoint:
             # a shadow right after a start at this power could not be cut in time: start lower, at
             # what the rest of the window can carry through a full shadow (on 1p if 3p cannot),
             # rather than leave the car standing in the sun until the window frees up
-            left_wh = max(0.0, cfg.import_allowance_wh - self.window.used_wh(now))
+            left_wh = max(0.0, cfg.window_allowance_wh - self.window.used_wh(now))
             cap_w = left_wh * 3600.0 / self._lag_s(self._dt)
             if cfg.phases == "auto" and amps_for(cap_w, cfg.voltage_v, phases) < self.settings.min_current_a:
                 phases = 1
             start_a = min(start_a, amps_for(min(cap_w, basis), cfg.voltage_v, phases))
             if start_a < self.settings.min_current_a:
                 return self._set(False, f"pv: surplus {available_w:.0f} W, but {self.window.used_wh(now):.1f} of "
-                                        f"{cfg.import_allowance_wh:g} Wh import allowance used in "
+                                        f"{cfg.window_allowance_wh:g} Wh import allowance used in "
                                         f"{cfg.allowance_window_s:g} s")
         if phases != self.setting.phases:
             self._switch_phases(now, phases, available_w, charging=False)
