@@ -281,14 +281,7 @@ class EcuSimulator:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    fleet = fleet_from_text(args.fleet)
-    for uid in args.lost:
-        found = next((inv for inv in fleet if inv.uid == uid), None)
-        if found is None:
-            raise SystemExit(f"wattbus-sim ecu: --lost {uid}: no such inverter in the fleet "
-                             f"({', '.join(inv.uid for inv in fleet)})")
-        found.lost = True
-    sim = EcuSimulator(args.ecu_id, args.model, fleet, refresh_s=args.refresh_s,
+    sim = EcuSimulator(args.ecu_id, args.model, args.inverters, refresh_s=args.refresh_s,
                        profile=args.profile, answer_latency_s=args.latency_s, pv_fraction=args.pv_fraction,
                        timezone=args.timezone)
     sim.faults.update(args.fault)
@@ -326,5 +319,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lost", action="append", default=[], metavar="UID",
                         help="an inverter the ECU has lost contact with (reported offline)")
     args: Any = parser.parse_args(argv)
+    try:
+        args.inverters = fleet_from_text(args.fleet)
+    except ValueError as exc:
+        parser.error(f"--fleet: {exc}")
+    for uid in args.lost:
+        found = next((inv for inv in args.inverters if inv.uid == uid), None)
+        if found is None:
+            parser.error(f"--lost {uid}: no such inverter in the fleet "
+                         f"({', '.join(inv.uid for inv in args.inverters)})")
+        found.lost = True
     run(_serve(args))
     return 0
