@@ -82,6 +82,8 @@ class Bus:
         self.instance = instance
         password = config.resolved_password()
         user = config.username or service  # one broker user per service
+        self.user = user if password is not None or config.username else None
+        self._refusals = 0
         self.client_id = client_id or bound_client_id(f"{service}-{instance}", user, password)
         self.counters = counters or Counters()
         self.log = log or get_logger("bus")
@@ -277,8 +279,9 @@ class Bus:
                     _props: Properties | None) -> None:
         if reason.is_failure:
             self.counters.inc("connect_failures")
-            self.log.warning("broker refused connection", reason=str(reason), host=self.config.host)
+            self._refused(reason)
             return
+        self._refusals = 0
         sock = client.socket()
         if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Nagle's algorithm holds small QoS 1 packets for up to ~40 ms per hop (measured
@@ -301,10 +304,28 @@ class Bus:
         if self._loop:
             self._loop.call_soon_threadsafe(self._connected.set)
 
+    def _refused(self, reason: ReasonCode) -> None:
+        """One line per try while the login is refused (the tries back off to reconnect_max_s), naming
+        who tried where; a wrong password otherwise looks like a service that just never starts."""
+        self._refusals += 1
+        login = reason.value in (0x86, 0x87, 0x04, 0x05)  # v5 bad user name or password / not authorized
+        fields: dict[str, Any] = {
+            "user": self.user or "(anonymous)", "broker": f"{self.config.host}:{self.config.port}",
+            "reason": "not authorised" if login else str(reason), "attempts": self._refusals,
+            "retry_s": self._driver.retry_s}
+        if login:
+            fields["hint"] = ("the broker does not accept this user and password: check [bus] username and "
+                              "password/password_file (WATTBUS_BUS_USERNAME, WATTBUS_BUS_PASSWORD) against the "
+                              "broker's password file (mosquitto/make-passwords.sh writes both)")
+        if self._refusals <= 10 or self._refusals % 10 == 0:  # at the 60 s cap: every ten minutes
+            self.log.warning("broker refused the login, retrying", **fields)
+
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode,
                        _props: Properties | None) -> None:
         if self._loop:
             self._loop.call_soon_threadsafe(self._connected.clear)
+        if self._refusals:
+            return  # the refusal was logged; the broker closing the connection after it says nothing new
         if reason.value != 0:
             self.log.warning("lost broker connection, reconnecting", reason=str(reason))
 

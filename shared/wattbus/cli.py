@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     p_embedded.add_argument("--root", default=".", help="repository root")
     p_embedded.add_argument("--run-dir", help="where to write the generated files (default: <root>/.run)")
     p_embedded.add_argument("--prepare-only", action="store_true", help="write the run directory and exit")
-    p_health = sub.add_parser("healthcheck", help="exit 0 if the service's heartbeat file is fresh")
+    p_health = sub.add_parser("healthcheck", help="exit 0 if the service is connected to the broker (its heartbeat "
+                              "file $WATTBUS_HEALTH_FILE is fresh)")
     p_health.add_argument("--max-age", type=float, default=120.0, help="seconds (default 120)")
     p_many = sub.add_parser("run-many", help="run several services in one process (small devices)")
     p_many.add_argument("services", nargs="+", help="service names, e.g. sml-reader sunspec-bridge")
@@ -117,19 +118,36 @@ def config_apply(args: argparse.Namespace, path: Path) -> int:
     return 0 if result.status == "ok" else 1
 
 
+HEALTH_HELP = """\
+wattbus healthcheck: WATTBUS_HEALTH_FILE is not set, so there is no heartbeat file to check.
+It checks that a service is running and connected to the broker: while connected, the service
+rewrites the file named by WATTBUS_HEALTH_FILE after each status heartbeat ([<service>]
+status_interval_s), and this command fails when that file is missing or older than --max-age
+seconds (now {max_age:g}).
+- In a container: the wattbus image sets WATTBUS_HEALTH_FILE=/tmp/wattbus-health and runs this as
+  its HEALTHCHECK; by hand: `docker compose exec <service> wattbus healthcheck` (status with
+  `docker compose ps`).
+- Outside a container: start the service with the variable set and check with the same value, e.g.
+  `WATTBUS_HEALTH_FILE=/tmp/sml-reader.health wattbus-sml-reader` and then
+  `WATTBUS_HEALTH_FILE=/tmp/sml-reader.health wattbus healthcheck`."""
+
+
 def healthcheck(max_age_s: float) -> int:
     path = os.environ.get("WATTBUS_HEALTH_FILE")
     if not path:
-        print("WATTBUS_HEALTH_FILE is not set", file=sys.stderr)
+        print(HEALTH_HELP.format(max_age=max_age_s), file=sys.stderr)
         return 1
     try:
         age = time.time() - Path(path).stat().st_mtime
     except OSError as exc:
-        print(f"no heartbeat yet ({exc.strerror}: {path})", file=sys.stderr)
+        print(f"wattbus healthcheck: no heartbeat yet ({exc.strerror}: {path}); the service writes it once it is "
+              "connected to the broker (see its log)", file=sys.stderr)
         return 1
     if age > max_age_s:
-        print(f"heartbeat is {age:.0f} s old (max {max_age_s:.0f} s): not connected to the broker?", file=sys.stderr)
+        print(f"wattbus healthcheck: heartbeat {path} is {age:.0f} s old (max {max_age_s:.0f} s): the service "
+              "is not running or not connected to the broker (see its log)", file=sys.stderr)
         return 1
+    print(f"wattbus healthcheck: ok, heartbeat {age:.0f} s old ({path})")
     return 0
 
 

@@ -357,8 +357,24 @@ class DeviceAnnouncement(Struct, frozen=True, kw_only=True):
     extra: dict[str, ExtraValue] = {}  # protocol details a bridge may use (e.g. dongle serial, API version)
 
 
+class DeviceError(Struct, frozen=True, kw_only=True):
+    """A device the service cannot read right now, and why (cleared by its next good reading).
+
+    `device_id` is None for a configured device that never answered, so it has no id yet; `address`
+    then says which one (`tcp://192.0.2.10:502/1`, `/dev/ttyUSB0`) and `name` what the config calls it.
+    A bridge sets these through the runner: `DeviceChannel.set_error(reason)` (cleared by the channel's
+    next `publish_reading`) and `ServiceContext.device_error(address, reason, name)` /
+    `clear_device_error(address)` for a device without an id yet."""
+
+    device_id: str | None = None
+    address: str | None = None
+    name: str | None = None
+    error: str  # for a person: "tcp://192.0.2.10:502/1: no answer", "cannot open /dev/ttyUSB0: ..."
+    since: datetime  # when this run of failures began (the first failure, not the latest)
+
+
 class ServiceStatus(Struct, frozen=True, kw_only=True):
-    """Periodic, retained heartbeat of a service instance."""
+    """Periodic, retained heartbeat of a service instance; re-sent at once when `device_errors` changes."""
 
     service: str
     instance: str
@@ -368,6 +384,7 @@ class ServiceStatus(Struct, frozen=True, kw_only=True):
     counters: dict[str, int] = {}
     devices: int = 0
     timestamp: datetime = field(default_factory=utc_now)
+    device_errors: list[DeviceError] = []  # the service's devices (or configured addresses) failing now
 
 
 class LoadpointState(Struct, frozen=True, kw_only=True):

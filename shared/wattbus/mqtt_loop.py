@@ -59,6 +59,7 @@ class LoopDriver:
         self._stopping = False
         self._misc: asyncio.TimerHandle | None = None
         self._reached = False  # this connection got its CONNACK
+        self.retry_s = self.reconnect_min_s
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
@@ -96,6 +97,7 @@ class LoopDriver:
         delay = self.reconnect_min_s
         failures = 0
         while not self._stopping:
+            self.retry_s = delay  # what a refused login waits before the next try (the bus logs it)
             try:
                 self.client.premade = await self._open()
                 self.client.reconnect()

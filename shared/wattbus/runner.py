@@ -39,12 +39,17 @@ RELOAD_EXIT_CODE = 75
 
 
 class DeviceChannel:
-    """Publishes one device's meta, availability and readings under its owner's topic space."""
+    """Publishes one device's meta, availability and readings under its owner's topic space.
 
-    def __init__(self, bus: Bus, meta: m.DeviceMeta) -> None:
+    `set_error(reason)` reports why the device cannot be read (its owner's `ServiceStatus.device_errors`,
+    re-published at once); the next good reading clears it. Availability stays the bridge's call."""
+
+    def __init__(self, bus: Bus, meta: m.DeviceMeta, on_error_change: Callable[[], None] | None = None) -> None:
         self.bus = bus
         self.meta = meta
         self._online: bool | None = None
+        self.error: m.DeviceError | None = None
+        self._on_error_change = on_error_change
 
     @property
     def device_id(self) -> str:
@@ -62,8 +67,24 @@ class DeviceChannel:
             self.bus.publish(topics.device_availability(self.meta.source, self.device_id),
                              m.ONLINE if online else m.OFFLINE, retain=True)
 
+    def set_error(self, reason: str) -> None:
+        """The device could not be read, for this reason; `since` stays the first failure of the run."""
+        if self.error is not None and self.error.error == reason:
+            return
+        self.error = m.DeviceError(device_id=self.device_id, address=self.meta.address, name=self.meta.name,
+                                   error=reason, since=self.error.since if self.error else m.utc_now())
+        if self._on_error_change is not None:
+            self._on_error_change()
+
+    def clear_error(self) -> None:
+        if self.error is not None:
+            self.error = None
+            if self._on_error_change is not None:
+                self._on_error_change()
+
     def publish_reading(self, reading: m.ReadingBase) -> None:
         self.set_online(True)
+        self.clear_error()
         self.bus.publish(topics.device_reading(self.meta.source, self.device_id), reading)
 
     def offline_message(self) -> tuple[str, bytes]:
@@ -88,7 +109,10 @@ class ServiceContext(Generic[C]):
     stopping: asyncio.Event
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     devices: dict[str, DeviceChannel] = field(default_factory=dict)
+    # configured devices that failed before they had an id (a probe that got no answer), by address
+    address_errors: dict[str, m.DeviceError] = field(default_factory=dict)
     _started_mono: float = field(default_factory=time.monotonic)
+    _status_due: bool = False
 
     @property
     def instance(self) -> str:
@@ -98,15 +122,49 @@ class ServiceContext(Generic[C]):
         """Register (or update) a device this service owns and announce its identity."""
         channel = self.devices.get(meta.device_id)
         if channel is None:
-            channel = self.devices[meta.device_id] = DeviceChannel(self.bus, meta)
+            channel = self.devices[meta.device_id] = DeviceChannel(self.bus, meta, self.device_errors_changed)
         channel.announce(meta)
         return channel
+
+    def device_error(self, address: str, reason: str, name: str | None = None) -> None:
+        """A configured device that has no id yet (it never answered) failed: report it by address."""
+        old = self.address_errors.get(address)
+        if old is not None and old.error == reason:
+            return
+        self.address_errors[address] = m.DeviceError(address=address, name=name, error=reason,
+                                                     since=old.since if old else m.utc_now())
+        self.device_errors_changed()
+
+    def clear_device_error(self, address: str) -> None:
+        """The device at this address answered (it has a channel of its own now)."""
+        if self.address_errors.pop(address, None) is not None:
+            self.device_errors_changed()
+
+    def device_errors(self) -> list[m.DeviceError]:
+        found = [c.error for c in self.devices.values() if c.error is not None]
+        return [*self.address_errors.values(), *found]
+
+    def device_errors_changed(self) -> None:
+        """Consumers learn of a new or cleared error now, not at the next heartbeat: one status per loop pass."""
+        if self._status_due:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a test or tool calling directly): publish right away
+            self.publish_status()
+            return
+        self._status_due = True
+        loop.call_soon(self._publish_due_status)
+
+    def _publish_due_status(self) -> None:
+        self._status_due = False
+        self.publish_status()
 
     def status(self) -> m.ServiceStatus:
         return m.ServiceStatus(
             service=self.name, instance=self.instance, version=__version__, started_at=self.started_at,
             uptime_s=round(time.monotonic() - self._started_mono, 3), counters=self.counters.snapshot(),
-            devices=len(self.devices),
+            devices=len(self.devices), device_errors=self.device_errors(),
         )
 
     def publish_status(self) -> None:
@@ -135,8 +193,12 @@ class Subcommand:
 
 class Service(Generic[C]):
     def __init__(self, name: str, config_type: type[C], run: Callable[[ServiceContext[C]], Coroutine[Any, Any, None]],
-                 description: str, subcommands: tuple[Subcommand, ...] = ()) -> None:
+                 description: str, subcommands: tuple[Subcommand, ...] = (),
+                 reconnect_max_s: float | None = None) -> None:
         self.name = topics.segment(name, "service")
+        # A cap on [bus] reconnect_max_s for services people watch live (the http-api): back within
+        # seconds of the broker, whatever backoff the bridges use.
+        self.reconnect_max_s = reconnect_max_s
         self.config_type = config_type
         self.run = run
         self.description = description
@@ -180,6 +242,9 @@ class Service(Generic[C]):
     async def _serve(self, config: C, bus_cfg: BusConfig, loaded: LoadedConfig,
                      stopping: asyncio.Event | None = None) -> int:
         log = get_logger(self.name)
+        if self.reconnect_max_s is not None and bus_cfg.reconnect_max_s > self.reconnect_max_s:
+            bus_cfg = msgspec.structs.replace(bus_cfg, reconnect_max_s=self.reconnect_max_s,
+                                              reconnect_min_s=min(bus_cfg.reconnect_min_s, self.reconnect_max_s))
         counters = Counters()
         instance = resolve_instance(config.instance)
         availability = topics.service_availability(self.name, instance)

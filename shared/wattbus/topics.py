@@ -258,7 +258,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(f"{PREFIX}/loadpoint/<loadpoint_id>/command", "Command", False, 1, "http-api, integrations",
               "`set_loadpoint_mode`, `set_loadpoint_limits`."),
     TopicSpec(f"{PREFIX}/service/<service>/<instance>/status", "ServiceStatus", True, 1, "every service",
-              "Heartbeat with version, uptime and counters."),
+              "Heartbeat with version, uptime, counters and `device_errors` (the devices it cannot read now, "
+              "and why); re-sent at once when those change."),
     TopicSpec(f"{PREFIX}/service/<service>/<instance>/availability", "text", True, 1, "every service",
               "`online` after connecting, `offline` on clean shutdown and as the last will."),
     TopicSpec(f"{PREFIX}/service/<service>/<instance>/command", "Command", False, 1, "http-api",
