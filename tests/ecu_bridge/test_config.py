@@ -75,6 +75,7 @@ def test_explicit_wattbus_variables_win() -> None:
     ({"APS_ECU_IP": "192.0.2.1,,"}, "empty address"),
     ({"APS_ECU_IP": "192.0.2.1", "MQTT_CLIENT_ID": "my/client"}, "MQTT_CLIENT_ID = 'my/client' (from environment)"),
     ({"APS_ECU_IP": "192.0.2.1", "MQTT_DISCOVERY_ENABLED": "sure"}, "MQTT_DISCOVERY_ENABLED = 'sure'"),
+    ({"APS_ECU_IP": "192.0.2.1", "MQTT_DISCOVERY_PREFIX": "ha #1"}, "MQTT_DISCOVERY_PREFIX = 'ha #1'"),
 ])
 def test_bad_aps2mqtt_values_are_named(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

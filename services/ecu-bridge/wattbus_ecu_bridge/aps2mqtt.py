@@ -97,6 +97,10 @@ def translate(ecu: Mapping[str, Any], mqtt: Mapping[str, Any], origin: str) -> d
     for key, (target, kind) in MQTT_KEYS.items():
         if mqtt.get(key) not in (None, ""):
             out[target] = _toml(mqtt[key], kind, key, origin)
+    prefix = str(mqtt.get("MQTT_DISCOVERY_PREFIX") or "")
+    if re.search(r"[#+\s]", prefix):
+        raise ConfigError(f"aps2mqtt MQTT_DISCOVERY_PREFIX = {prefix!r} (from {origin}): a topic prefix "
+                          "cannot hold #, + or spaces")
     if mqtt.get("MQTT_CLIENT_ID") not in (None, ""):
         out[SECTION + "INSTANCE"] = _instance(str(mqtt["MQTT_CLIENT_ID"]), origin)
     if ecu.get("APS_ECU_IP") in (None, ""):
