@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -120,6 +121,7 @@ class Meter:
                 manufacturer=maker, model=frame.model, serial=serial_no, address=self.config.port,
                 name=self.config.key))
             self.log.info("meter identified", meter=self.config.key, device_id=device_id, format=frame.format)
+            self.ctx.clear_device_error(self.config.port)
         now = datetime.now(UTC)
         stamp = frame.timestamp if frame.timestamp and abs((frame.timestamp - now).total_seconds()) < 3600 else now
         mapped = self.mapper.reading(frame, device_id, stamp)
@@ -152,6 +154,23 @@ class Meter:
             if self.channel is not None and time.monotonic() - self.last_good > self.config.offline_after_s:
                 self.channel.set_online(False)
 
+    def connection_failed(self, conn: Connection, exc: BaseException, retry_s: float) -> None:
+        """A port that never opened says so (a wrong path, no permission, a busy port), not "lost";
+        the reason also goes on the bus (the service's device_errors) so the UI can show it."""
+        port = self.config.port
+        if conn.opened:
+            self._warn_limited("connection", "meter connection lost", port=port, error=str(exc), retry_s=retry_s)
+            reason = f"connection to {port} lost: {exc}"
+        else:
+            # pyserial's text repeats the port and the errno ("[Errno 2] could not open port X: [Errno 2] ...")
+            errno = getattr(exc, "errno", None)
+            reason = f"cannot open {port}: {os.strerror(errno) if isinstance(errno, int) else exc}"
+            self._warn_limited("open", reason, port=port, error=str(exc), retry_s=retry_s)
+        if self.channel is not None:
+            self.channel.set_error(reason)
+        else:  # never read a frame: no device id yet, so it is reported by its port
+            self.ctx.device_error(port, reason, name=self.config.key)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         watchdog = asyncio.create_task(self.watchdog())
@@ -173,8 +192,7 @@ class Meter:
                         return
                 except (serial.SerialException, OSError, ValueError) as exc:
                     self._count("connection_errors")
-                    self._warn_limited("connection", "meter connection lost", port=self.config.port,
-                                       error=str(exc))
+                    self.connection_failed(conn, exc, backoff)
                 if time.monotonic() - started > 30:
                     backoff = 1.0
                 if not await self.ctx.sleep(backoff):

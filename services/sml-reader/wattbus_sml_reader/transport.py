@@ -50,6 +50,7 @@ class Connection:
         self.on_error: ErrorSink = on_error or (lambda error: None)  # link-level faults (mode C exchange)
         self._stop = threading.Event()
         self._port: serial.SerialBase | None = None
+        self.opened = False  # the port (or file) opened: a later error is a lost connection, not a failed open
 
     def stop(self) -> None:
         self._stop.set()
@@ -65,6 +66,7 @@ class Connection:
         port = serial.serial_for_url(self.meter.port, baudrate=baud, bytesize=size, parity=parity,
                                      stopbits=stop, timeout=0.5, do_not_open=False)
         self._port = port
+        self.opened = True
         try:
             if self.meter.format == "iec" and self.meter.iec_mode == "c":
                 self._mode_c(port)
@@ -148,6 +150,7 @@ class Connection:
 
     def _replay(self, path: Path) -> None:
         data = load_capture(path)
+        self.opened = True
         baud, size, parity, stop = self.meter.serial_settings()
         bits_per_byte = 1 + size + (parity != "N") + stop
         chunk = 64
