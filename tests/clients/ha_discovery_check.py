@@ -27,13 +27,18 @@ import voluptuous as vol
 from homeassistant.components.mqtt import discovery as ha_discovery
 from homeassistant.components.mqtt.abbreviations import ABBREVIATIONS
 from homeassistant.components.mqtt.discovery import MQTTDiscoveryPayload
-from homeassistant.components.mqtt.schemas import DEVICE_DISCOVERY_SCHEMA, MQTT_ORIGIN_INFO_SCHEMA
+from homeassistant.components.mqtt.schemas import MQTT_ORIGIN_INFO_SCHEMA
 from homeassistant.const import MAX_LENGTH_STATE_ENTITY_ID
 from homeassistant.const import __version__ as HA_VERSION
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import frame
 from homeassistant.util import slugify
 from homeassistant.util.json import json_loads_object
+
+try:
+    from homeassistant.components.mqtt.schemas import DEVICE_DISCOVERY_SCHEMA
+except ImportError:  # HA before 2024.11 knows per-entity discovery only (the check runs on older HA too)
+    DEVICE_DISCOVERY_SCHEMA = None
 
 TOPIC_BASE = "~"
 
@@ -78,6 +83,9 @@ def components_of(prefix: str, topic: str, text: str, problems: list[str]) -> li
             except vol.Invalid as exc:
                 problems.append(f"{topic}: origin: {exc}")
         return [(component, topic, payload)]
+    if DEVICE_DISCOVERY_SCHEMA is None:
+        problems.append(f"{topic}: HA {HA_VERSION} has no device-based discovery (2024.11 brought it)")
+        return []
     ha_discovery._replace_all_abbreviations(payload)
     try:
         DEVICE_DISCOVERY_SCHEMA(payload)
@@ -153,7 +161,8 @@ async def check_all(request: dict[str, Any]) -> dict[str, Any]:
     # Templates are compiled against a Home Assistant instance, in its event loop, as in HA.
     with tempfile.TemporaryDirectory() as config_dir:
         hass = HomeAssistant(config_dir)
-        frame.async_setup(hass)
+        if hasattr(frame, "async_setup"):  # HA before 2024.11 has no frame helper to set up
+            frame.async_setup(hass)
         prefix = request.get("prefix", "homeassistant")
         warnings = Warnings()
         logging.getLogger("homeassistant").addHandler(warnings)
