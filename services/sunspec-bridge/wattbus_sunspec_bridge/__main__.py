@@ -6,9 +6,9 @@ import sys
 
 from wattbus.runner import Service, Subcommand
 
-from .bridge import run
 from .config import Config
 from .read_cmd import add_read_arguments, read_command
+from .service import run
 
 SERVICE = Service(
     "sunspec-bridge", Config, run,

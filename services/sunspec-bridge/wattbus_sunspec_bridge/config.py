@@ -6,8 +6,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta, Struct, field
 from wattbus.config import ServiceCommon
-
-from .scan import DEFAULT_BASES, DEFAULT_UNITS
+from wattbus.sunspec import DEFAULT_BASES, DEFAULT_UNITS
 
 UnitId = Annotated[int, Meta(ge=0, le=255)]
 

@@ -7,13 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from wattbus import messages as m
-from wattbus import topics
+from wattbus import sunspec, topics
 
 from .decode import DecodedModel
 
-INVERTER_MODELS = {101: 1, 102: 2, 103: 3, 111: 1, 112: 2, 113: 3}  # model -> phases
-METER_MODELS = {201: 1, 202: 2, 203: 3, 204: 3, 211: 1, 212: 2, 213: 3, 214: 3}
-BATTERY_MODELS = (124, 802)
+# The models mapped onto readings (what kind a device is: wattbus.sunspec.kind_of).
+INVERTER_PHASES = {101: 1, 102: 2, 103: 3, 111: 1, 112: 2, 113: 3}  # model -> phases
+METER_PHASES = {201: 1, 202: 2, 203: 3, 204: 3, 211: 1, 212: 2, 213: 3, 214: 3}
+BATTERY_READ = (124, 802)
 _PHASE = ("A", "B", "C")
 
 
@@ -31,13 +32,8 @@ def _pf(value: float | None) -> float | None:
 
 
 def device_kind(models: list[int]) -> m.DeviceKind:
-    if any(mid in INVERTER_MODELS for mid in models):
-        return "inverter"
-    if any(mid in METER_MODELS for mid in models):
-        return "meter"
-    if any(mid in BATTERY_MODELS for mid in models):
-        return "battery"
-    return "inverter"
+    """SunSpec's kind of the device; one that names none of its models' kinds is taken for an inverter."""
+    return sunspec.kind_of(models) or "inverter"
 
 
 def device_id(common: dict[str, Any], fallback: str) -> str:
@@ -75,7 +71,7 @@ def inverter_reading(dev_id: str, ts: datetime, model: DecodedModel) -> m.Invert
         device_id=dev_id, timestamp=ts, power_w=_num(v, "W"), dc_power_w=_num(v, "DCW"),
         energy_total_wh=_num(v, "WH"), frequency_hz=_num(v, "Hz"), temperature_c=_num(v, "TmpCab"),
         state=state.lower() if isinstance(state, str) else None,
-        phases=_phases(v, INVERTER_MODELS[model.model_id], False),
+        phases=_phases(v, INVERTER_PHASES[model.model_id], False),
         extra=extra,
     )
 
@@ -97,7 +93,7 @@ def meter_reading(dev_id: str, ts: datetime, model: DecodedModel) -> m.MeterRead
     return m.MeterReading(
         device_id=dev_id, timestamp=ts, power_w=_num(v, "W"), energy_import_wh=_num(v, "TotWhImp"),
         energy_export_wh=_num(v, "TotWhExp"), frequency_hz=_num(v, "Hz"),
-        phases=_phases(v, METER_MODELS[model.model_id], True),
+        phases=_phases(v, METER_PHASES[model.model_id], True),
     )
 
 
@@ -123,8 +119,8 @@ def battery_reading(dev_id: str, ts: datetime, models: dict[int, DecodedModel]) 
 def readings(dev_id: str, ts: datetime, decoded: list[DecodedModel]) -> Readings:
     by_id = {model.model_id: model for model in decoded}
     out = Readings()
-    inverter = next((mo for mo in decoded if mo.model_id in INVERTER_MODELS), None)
-    meter = next((mo for mo in decoded if mo.model_id in METER_MODELS), None)
+    inverter = next((mo for mo in decoded if mo.model_id in INVERTER_PHASES), None)
+    meter = next((mo for mo in decoded if mo.model_id in METER_PHASES), None)
     if inverter is not None:
         out.main = inverter_reading(dev_id, ts, inverter)
         if 123 in by_id and out.main is not None:
@@ -138,7 +134,7 @@ def readings(dev_id: str, ts: datetime, decoded: list[DecodedModel]) -> Readings
         out.main = meter_reading(dev_id, ts, meter)
     if 160 in by_id and inverter is not None:
         out.strings = string_readings(dev_id, ts, by_id[160])
-    if any(mid in by_id for mid in BATTERY_MODELS):
+    if any(mid in by_id for mid in BATTERY_READ):
         battery_id = dev_id if out.main is None else f"{dev_id}-battery"
         out.battery = battery_reading(battery_id, ts, by_id)
     return out

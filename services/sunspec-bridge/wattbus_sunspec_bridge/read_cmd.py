@@ -9,9 +9,10 @@ import sys
 from typing import Any
 
 from wattbus.config import LoadedConfig
+from wattbus.sunspec import DEFAULT_BASES, DEFAULT_UNITS, NotSunSpec
 
 from .link import Endpoint, Link, LinkError
-from .scan import DEFAULT_BASES, DEFAULT_UNITS, NotSunSpec, read_models, scan
+from .scan import read_models, scan
 
 
 def add_read_arguments(parser: argparse.ArgumentParser) -> None:

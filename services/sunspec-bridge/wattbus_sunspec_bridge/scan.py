@@ -1,50 +1,19 @@
-"""Find SunSpec devices behind a Modbus endpoint and read their model chain.
+"""Find SunSpec devices behind a Modbus endpoint (wattbus.sunspec: marker, model chain) and read them.
 
-Detection: the `SunS` marker (0x5375 0x6E53) at one of the base addresses (40000, 0, 50000),
-then `ID, L` headers until 0xFFFF. Reads go in blocks of up to 125 registers, so a scan costs a
+Detection: the `SunS` marker at one of the base addresses (40000, 0, 50000), then `ID, L` headers
+until 0xFFFF. Reads go in blocks of up to 125 registers, so a scan costs a
 handful of requests, and a poll reads all models in ceil(span / 125) requests.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from wattbus.sunspec import DEFAULT_BASES, Block, DeviceMap, NotSunSpec, is_marker, model_chain
 
 from .decode import DecodedModel, decode_model
 from .link import MAX_READ, Link, LinkError
 from .models import ModelError, model_def
 
-SUNS = (0x5375, 0x6E53)
-DEFAULT_BASES = (40000, 0, 50000)
-# The order real installations answer in: generic 1, SMA 126, Fronius meter 240, SolarEdge 100,
-# a second device 2, GoodWe 247; then the next few ids a daisy chain uses.
-DEFAULT_UNITS = (1, 126, 240, 100, 2, 247, 3, 4, 5)
-MAX_MODELS = 200  # a chain longer than this is garbage (or a loop)
-END = 0xFFFF
-
-
-class NotSunSpec(Exception):
-    """The unit answered (or not) but has no SunSpec map."""
-
-
-@dataclass(frozen=True)
-class Block:
-    model_id: int
-    address: int  # of the ID register
-    length: int  # L, registers after the header
-
-    @property
-    def end(self) -> int:
-        return self.address + 2 + self.length
-
-
-@dataclass(frozen=True)
-class DeviceMap:
-    unit: int
-    base: int
-    blocks: tuple[Block, ...]
-
-    def first(self, *model_ids: int) -> Block | None:
-        return next((b for b in self.blocks if b.model_id in model_ids), None)
+__all__ = ["DeviceMap", "NotSunSpec", "find_base", "read_models", "scan"]
 
 
 class _Reader:
@@ -87,7 +56,7 @@ async def find_base(link: Link, unit: int, bases: tuple[int, ...] = DEFAULT_BASE
                 raise  # no answer at all: a link problem, not a verdict on SunSpec
             reasons.append(str(exc))
             continue
-        if tuple(regs) == SUNS:
+        if is_marker(regs):
             return base
         reasons.append(f"{link.endpoint} unit {unit} @{base}: {regs[0]:04x}{regs[1]:04x} is not 'SunS'")
     raise NotSunSpec("; ".join(reasons) or f"{link.endpoint} unit {unit}: no SunSpec marker")
@@ -98,19 +67,16 @@ async def scan(link: Link, unit: int, bases: tuple[int, ...] = DEFAULT_BASES,
     """Detect the base and walk the model chain of one unit; raises NotSunSpec or LinkError."""
     base = await find_base(link, unit, bases, timeout_s)
     reader = _Reader(link, unit, timeout_s)
-    blocks: list[Block] = []
-    address = base + 2
-    for _ in range(MAX_MODELS):
+
+    async def header(address: int, count: int) -> list[int] | None:
         try:
-            model_id, length = await reader.get(address, 2)
+            return await reader.get(address, count)
         except LinkError as exc:
-            if exc.exception_code is not None and blocks:
-                break  # some devices end the map without the 0xFFFF marker
-            raise
-        if model_id in (END, 0):
-            break
-        blocks.append(Block(model_id, address, length))
-        address += 2 + length
+            if exc.exception_code is None:
+                raise  # no answer: a link problem, not the end of the map
+            return None  # an exception answer: the map ends here
+
+    blocks = await model_chain(header, base + 2)
     if not blocks or blocks[0].model_id != 1:
         raise NotSunSpec(f"{link.endpoint} unit {unit}: SunS at {base} but no common model (1) after it")
     return DeviceMap(unit, base, tuple(blocks))
