@@ -14,8 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from wattbus import messages as m
 from wattbus.config import ConfigError, LoadedConfig
-from wattbus_generic_bridge.adapter import Mapper
 from wattbus_generic_bridge.config import Config, DeviceConfig, resolve, templates
+from wattbus_generic_bridge.mapper import Mapper
 from wattbus_generic_bridge.modbus import Block, decode, plan
 from wattbus_generic_bridge.spec import Description, Value
 from wattbus_sim import generic_http

@@ -7,17 +7,19 @@ import asyncio
 import json
 import sys
 import tomllib
-from datetime import UTC, datetime
 
 from wattbus import codec
 from wattbus import messages as m
+from wattbus.bridge.probe import sample
 from wattbus.config import ConfigError, LoadedConfig
+from wattbus.counters import Counters
+from wattbus.log import get_logger
 
-from .adapter import Mapper
-from .config import Config, resolve_all, templates
-from .fetch import FetchError, HttpDevice
-from .modbus import ModbusError, ModbusReader
-from .spec import Description, HttpSource, ModbusSource, MqttSource
+from .adapter import DescribedDevice
+from .config import Config, DeviceConfig, resolve_all, templates
+from .fetch import FetchError
+from .modbus import ModbusError
+from .spec import Description, MqttSource
 
 
 def templates_args(parser: argparse.ArgumentParser) -> None:
@@ -43,25 +45,11 @@ def read_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("id", help="the device's id in [[generic-bridge.devices]]")
 
 
-async def read_once(device_id: str, desc: Description, username: str | None,
-                    password: str | None) -> tuple[m.ReadingBase, list[str]]:
-    """One reading of an HTTP or Modbus device, and the values that did not match."""
-    mapper = Mapper(device_id, desc)
-    source = desc.source
-    if isinstance(source, HttpSource):
-        http = HttpDevice(source.timeout_s, username, password, source.auth)
-        try:
-            raws = mapper.select(await http.get_json(source.url))
-        finally:
-            await http.close()
-    else:
-        assert isinstance(source, ModbusSource)
-        reader = ModbusReader(source, desc.values)
-        try:
-            raws = dict(await reader.read())
-        finally:
-            reader.close()
-    return mapper.reading(raws, datetime.now(UTC))
+async def read_once(source_name: str, dev: DeviceConfig, desc: Description) -> tuple[m.ReadingBase, list[str]]:
+    """One reading of an HTTP or Modbus device through its adapter, and the values that did not match."""
+    adapter = DescribedDevice(source_name, dev, desc, Counters(), get_logger(source_name))
+    _metas, readings = await sample(adapter)
+    return readings[0], adapter.last_misses
 
 
 def read_cmd(args: argparse.Namespace, loaded: LoadedConfig) -> int:
@@ -81,7 +69,7 @@ def read_cmd(args: argparse.Namespace, loaded: LoadedConfig) -> int:
               "mosquitto_sub instead", file=sys.stderr)
         return 2
     try:
-        reading, misses = asyncio.run(read_once(dev.id, desc, dev.username, dev.resolved_password()))
+        reading, misses = asyncio.run(read_once("generic-bridge", dev, desc))
     except (FetchError, ModbusError) as exc:
         print(f"wattbus-generic-bridge read: {exc}", file=sys.stderr)
         return 1

@@ -1,21 +1,22 @@
-"""`probe_device`: read a described device once, before it is saved (the setup page's "add by hand"),
-with the description, mapper and transports the poll loop uses. `entry` is a device entry; its
-variables come as `vars.<name>` keys, since a probe entry holds no nested tables."""
+"""`probe_device`: read a described device once through its adapter, before it is saved (the setup
+page's "add by hand"). `entry` is a device entry; its variables come as `vars.<name>` keys, since a
+probe entry holds no nested tables."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from wattbus import messages as m
-from wattbus.config import ConfigError, convert
+from wattbus.bridge import probe as toolkit
+from wattbus.config import ConfigError
 from wattbus.runner import ServiceContext
 
+from .adapter import device_meta
 from .cli import read_once
 from .config import Config, DeviceConfig, resolve
 from .fetch import FetchError
 from .modbus import ModbusError
 from .spec import MqttSource
-from .worker import device_meta
 
 
 def entry_of(raw: dict[str, Any]) -> dict[str, Any]:
@@ -26,19 +27,18 @@ def entry_of(raw: dict[str, Any]) -> dict[str, Any]:
 
 async def probe(ctx: ServiceContext[Config], command: m.CommandBase) -> m.CommandResult:
     assert isinstance(command, m.ProbeDevice)
-    entry = entry_of(dict(command.entry))
+    dev = toolkit.entry(ctx, entry_of(dict(command.entry)), DeviceConfig)
+    if isinstance(dev, m.CommandResult):
+        return dev
     try:
-        dev = convert(f"{ctx.name}.devices", entry, DeviceConfig, dict.fromkeys(entry, "probe"))
         desc = resolve(dev, 0)
     except ConfigError as exc:
-        ctx.counters.inc("probes_invalid")
-        return m.CommandResult(status="invalid", message=str(exc))
+        return toolkit.invalid(ctx, str(exc))
     if isinstance(desc.source, MqttSource):
-        ctx.counters.inc("probes_invalid")
-        return m.CommandResult(status="invalid", message=f"{dev.id} listens on {desc.source.topic}: an MQTT "
-                               "device is not read on demand; save it and watch its first reading")
+        return toolkit.invalid(ctx, f"{dev.id} listens on {desc.source.topic}: an MQTT device is not read on "
+                                    "demand; save it and watch its first reading")
     try:
-        reading, misses = await read_once(dev.id, desc, dev.username, dev.resolved_password())
+        reading, misses = await read_once(ctx.name, dev, desc)
     except (FetchError, ModbusError) as exc:
         ctx.counters.inc("probes_failed")
         return m.CommandResult(status="failed", message=str(exc))

@@ -1,18 +1,12 @@
-"""The bridge service: a worker per configured device and the command subscription."""
+"""The bridge service: an adapter per configured device, polled and commanded by the bridge toolkit."""
 
 from __future__ import annotations
 
-import asyncio
-
-from wattbus import codec, topics
-from wattbus import messages as m
-from wattbus.bus import Message
-from wattbus.commands import RecentCommands, request_key
+from wattbus.bridge import CommandRouter, Fleet, Poller
 from wattbus.runner import ServiceContext
 
-from .commands import Switcher, answer
+from .adapter import DescribedDevice
 from .config import Config, resolve_all
-from .worker import DeviceWorker
 
 
 async def run(ctx: ServiceContext[Config]) -> None:
@@ -22,49 +16,12 @@ async def run(ctx: ServiceContext[Config]) -> None:
     if not resolved:
         ctx.log.warning("no devices configured",
                         hint='add [[generic-bridge.devices]] id = "...", template = "...", host = "..."')
-    workers = {dev.id: DeviceWorker(ctx, dev, desc) for dev, desc in resolved}
-    switcher = Switcher()
-    recent = RecentCommands(ctx.counters)  # a QoS 1 redelivery is answered, not executed again
-    running: set[asyncio.Task[None]] = set()
-
-    async def on_command(msg: Message[bytes]) -> None:
-        device_id = topics.parse(msg.topic).ident or "unknown"
-        fallback = topics.device_result(ctx.name, device_id)
-        try:
-            command = codec.decode_command(msg.payload)
-        except codec.PayloadError as exc:
-            ctx.counters.inc("commands_invalid")
-            ctx.bus.respond(msg, m.CommandResult(status="invalid", target=device_id,
-                                                 message=f"command on {msg.topic} does not decode: {exc}"), fallback)
-            return
-        worker = workers.get(device_id)
-        if worker is None:
-            ctx.counters.inc("commands_refused")
-            ctx.bus.respond(msg, answer(command, device_id, "refused", f"no device {device_id} on this bridge"),
-                            fallback)
-            return
-        task = asyncio.create_task(_run_command(ctx, worker, switcher, command, msg, fallback, recent))
-        running.add(task)  # read-back takes a moment: other devices' commands keep flowing meanwhile
-        task.add_done_callback(running.discard)
-
-    ctx.bus.subscribe(topics.commands_for(ctx.name), bytes, on_command)
-    tasks = [asyncio.create_task(w.run(), name=f"device-{w.device_id}") for w in workers.values()]
-    try:
-        await ctx.stopping.wait()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _run_command(ctx: ServiceContext[Config], worker: DeviceWorker, switcher: Switcher,
-                       command: m.CommandBase, msg: Message[bytes], fallback: str, recent: RecentCommands) -> None:
-    result, repeated = await recent.once(request_key(msg, command.request_id),
-                                         lambda: switcher.execute(worker, command))
-    if not repeated:
-        ctx.counters.inc(f"commands_{result.status}")
-        if result.status != "ok":
-            ctx.log.info("command not applied", device=worker.device_id, status=result.status, reason=result.message)
-    ctx.bus.respond(msg, result, fallback)
-    if result.status == "ok" and not repeated:
-        await worker.poll_once(worker.interval)  # publish the new state now, not at the next tick
+    fleet = Fleet(ctx)
+    for dev, desc in resolved:
+        adapter = DescribedDevice(ctx.name, dev, desc, ctx.counters, ctx.log, ctx.bus)
+        # An MQTT device is offline after one silent stale_after_s; a polled one after some failed polls.
+        fleet.start(Poller(ctx, adapter, interval_s=adapter.interval_s, max_backoff_s=ctx.config.max_backoff_s,
+                           offline_after=1 if adapter.push else ctx.config.offline_after_failures,
+                           push=adapter.push))
+    CommandRouter(ctx, fleet).subscribe()
+    await fleet.run()
