@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from wattbus import sunspec
+from wattbus_discovery import modbus_wire as mw
 from wattbus_discovery import port8899_wire as p8
-from wattbus_discovery import sunspec_wire as sw
 
 DATA = Path(__file__).parent / "data"
 
@@ -28,17 +29,17 @@ def recorded_sunspec() -> dict[str, tuple[int, bytes]]:
 SUNSPEC = recorded_sunspec()
 
 
-def parse(raw: bytes) -> sw.Answer:
+def parse(raw: bytes) -> mw.Answer:
     header, body = raw[:7], raw[7:]
-    assert sw.mbap_length(header) == len(body)
-    return sw.parse_answer(header, body)
+    assert mw.mbap_length(header) == len(body)
+    return mw.parse_answer(header, body)
 
 
 def test_read_request_is_function_3_only() -> None:
-    frame = sw.read_request(7, 126, 40000, 2)
+    frame = mw.read_request(7, 126, 40000, 2)
     assert frame == bytes.fromhex("0007000000067e039c400002")
-    with pytest.raises(sw.WireError, match=r"1\.\.125"):
-        sw.read_request(1, 1, 40000, 126)
+    with pytest.raises(mw.WireError, match=r"1\.\.125"):
+        mw.read_request(1, 1, 40000, 126)
 
 
 @pytest.mark.parametrize(("device", "manufacturer", "serial"), [
@@ -48,10 +49,10 @@ def test_read_request_is_function_3_only() -> None:
 def test_recorded_sunspec_identity(device: str, manufacturer: str, serial: str) -> None:
     unit, raw = SUNSPEC[f"{device}_marker"]
     marker = parse(raw)
-    assert marker.unit == unit and sw.is_marker(marker.registers)
+    assert marker.unit == unit and sunspec.is_marker(marker.registers)
     header = parse(SUNSPEC[f"{device}_common_header"][1])
-    assert header.registers[0] == sw.COMMON_MODEL and header.registers[1] in sw.COMMON_LENGTHS
-    common = sw.decode_common(parse(SUNSPEC[f"{device}_common_body"][1]).registers)
+    assert header.registers[0] == sunspec.COMMON_MODEL and header.registers[1] in sunspec.COMMON_LENGTHS
+    common = sunspec.decode_common(parse(SUNSPEC[f"{device}_common_body"][1]).registers)
     assert (common.manufacturer, common.serial) == (manufacturer, serial)
     assert common.model
 
@@ -69,22 +70,13 @@ def test_recorded_exceptions(name: str) -> None:
 ])
 def test_damaged_modbus_answers_are_rejected(damage: object, match: str) -> None:
     raw = damage(SUNSPEC["fronius_marker"][1])  # type: ignore[operator]
-    with pytest.raises(sw.WireError, match=match):
-        sw.parse_answer(raw[:7], raw[7:])
+    with pytest.raises(mw.WireError, match=match):
+        mw.parse_answer(raw[:7], raw[7:])
 
 
 def test_mbap_length_refuses_garbage() -> None:
-    with pytest.raises(sw.WireError, match="outside"):
-        sw.mbap_length(b"HTTP/1.")
-
-
-def test_common_model_strings_and_short_body() -> None:
-    assert sw.text([0x4142, 0x4300, 0x4445]) == "ABC"
-    assert sw.text([0, 0]) is None
-    with pytest.raises(sw.WireError, match="at least 64"):
-        sw.decode_common([0] * 10)
-    assert sw.kind_of([103, 120, 123]) == "inverter" and sw.kind_of([203]) == "meter"
-    assert sw.kind_of([802]) == "battery" and sw.kind_of([64001]) is None
+    with pytest.raises(mw.WireError, match="outside"):
+        mw.mbap_length(b"HTTP/1.")
 
 
 # ---------------------------------------------------------------------- APsystems ECU
@@ -101,7 +93,7 @@ def test_ecu_info_answers(name: str, ecu_id: str, layout: str, firmware: str, mo
 
 
 def test_real_short_ecu_answer_is_not_an_identity() -> None:
-    with pytest.raises(sw.WireError, match="does not end with END"):
+    with pytest.raises(mw.WireError, match="does not end with END"):
         p8.parse_ecu_info(hex_file("error_answer_issue270.hex"))
 
 
@@ -113,7 +105,7 @@ def test_real_short_ecu_answer_is_not_an_identity() -> None:
     (lambda raw: raw[:40], "END"),
 ])
 def test_damaged_ecu_answers_are_rejected(damage: object, match: str) -> None:
-    with pytest.raises(sw.WireError, match=match):
+    with pytest.raises(mw.WireError, match=match):
         p8.parse_ecu_info(damage(hex_file("info_ecur_layout01.hex")))  # type: ignore[operator]
 
 
@@ -152,7 +144,7 @@ def test_real_captures_yield_the_identity(name: str, inverter_serial: str, adapt
             continue
         try:
             ident = p8.parse_giv_answer(frame)
-        except sw.WireError as exc:
+        except mw.WireError as exc:
             assert "refused" in str(exc) or "CRC" in str(exc) or "announces" in str(exc)
             continue
         identities.add((ident.inverter_serial, ident.adapter_serial))
@@ -173,9 +165,9 @@ def test_giv_resync_on_garbage_and_split_frames() -> None:
 
 
 def test_giv_answer_too_short_or_refused() -> None:
-    with pytest.raises(sw.WireError, match="too short"):
+    with pytest.raises(mw.WireError, match="too short"):
         p8.parse_giv_answer(p8.GivFrame(2, b"\x00" * 20))
     refused = (b"WF2345G678" + b"\x00" * 7 + b"\x8a" + bytes((0x11, 0x83)) + b"SA2345G678"
                + b"\x00\x00\x00\x3c" + b"\x00\x00")
-    with pytest.raises(sw.WireError, match="refused"):
+    with pytest.raises(mw.WireError, match="refused"):
         p8.parse_giv_answer(p8.GivFrame(2, refused))

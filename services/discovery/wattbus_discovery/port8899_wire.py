@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from wattbus.checksums import crc16_modbus
 
-from .sunspec_wire import WireError
+from .modbus_wire import WireError
 
 ECU_INFO_QUERY = b"APS1100160001END\n"
 GIV_MARKER = b"\x59\x59\x00\x01"

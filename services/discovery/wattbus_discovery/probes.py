@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
+from wattbus import sunspec
 from wattbus.counters import Counters
 from wattbus.log import Logger
 
+from . import modbus_wire as mw
 from . import port8899_wire as p8
-from . import sunspec_wire as sw
 from .found import Found
 
 
@@ -32,9 +33,9 @@ class ModbusLink:
         self.reader, self.writer = reader, writer
         self.transaction = 0
 
-    async def read(self, unit: int, address: int, count: int, timeout: float) -> sw.Answer | None:
+    async def read(self, unit: int, address: int, count: int, timeout: float) -> mw.Answer | None:
         self.transaction = (self.transaction + 1) & 0xFFFF
-        self.writer.write(sw.read_request(self.transaction, unit, address, count))
+        self.writer.write(mw.read_request(self.transaction, unit, address, count))
         await self.writer.drain()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -44,10 +45,10 @@ class ModbusLink:
                 return None
             try:
                 header = await asyncio.wait_for(self.reader.readexactly(7), left)
-                body = await asyncio.wait_for(self.reader.readexactly(sw.mbap_length(header)), max(left, 0.05))
+                body = await asyncio.wait_for(self.reader.readexactly(mw.mbap_length(header)), max(left, 0.05))
             except TimeoutError:
                 return None
-            answer = sw.parse_answer(header, body)
+            answer = mw.parse_answer(header, body)
             if answer.transaction == self.transaction:
                 return answer
 
@@ -66,7 +67,7 @@ async def probe_sunspec(link: ModbusLink, host: str, port: int, units: list[int]
                 if answer.exception in (0x0A, 0x0B):
                     break  # gateway: no device behind this unit id
                 continue
-            if not sw.is_marker(answer.registers):
+            if not sunspec.is_marker(answer.registers):
                 counters.inc("modbus_not_sunspec")
                 continue
             device = await _sunspec_identity(link, host, port, unit, base, timeout, counters)
@@ -83,36 +84,27 @@ async def _sunspec_identity(link: ModbusLink, host: str, port: int, unit: int, b
         counters.inc("sunspec_bad_common")
         return None
     model_id, length = head.registers
-    if model_id != sw.COMMON_MODEL or length not in sw.COMMON_LENGTHS:
+    if model_id != sunspec.COMMON_MODEL or length not in sunspec.COMMON_LENGTHS:
         counters.inc("sunspec_bad_common")
         return None
     body = await link.read(unit, base + 4, length, timeout)
     if body is None or body.exception is not None or len(body.registers) != length:
         counters.inc("sunspec_bad_common")
         return None
-    common = sw.decode_common(body.registers)
+    common = sunspec.decode_common(body.registers)
     models = await _model_chain(link, unit, base + 4 + length, timeout)
-    kind = sw.kind_of(models)
-    return Found("sunspec", host, port, common.serial, common.manufacturer, common.model,
-                 kind if kind in ("inverter", "meter", "battery") else None,  # type: ignore[arg-type]
+    return Found("sunspec", host, port, common.serial, common.manufacturer, common.model, sunspec.kind_of(models),
                  unit, common.version, extra={"models": ",".join(str(mid) for mid in models), "base": base})
 
 
 async def _model_chain(link: ModbusLink, unit: int, at: int, timeout: float, limit: int = 40) -> list[int]:
     """Model ids after the common model, from their ID/L headers only (the kind comes from them)."""
-    models: list[int] = []
-    for _ in range(limit):
-        if at > 0xFFFE:
-            break
-        head = await link.read(unit, at, 2, timeout)
-        if head is None or head.exception is not None or len(head.registers) != 2:
-            break
-        model_id, length = head.registers
-        if model_id == sw.END_MODEL:
-            break
-        models.append(model_id)
-        at += 2 + length
-    return models
+
+    async def read(address: int, count: int) -> tuple[int, ...] | None:
+        answer = await link.read(unit, address, count, timeout)
+        return None if answer is None or answer.exception is not None else answer.registers
+
+    return [block.model_id for block in await sunspec.model_chain(read, at, limit)]
 
 
 async def probe_8899(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int,
@@ -143,7 +135,7 @@ async def probe_8899(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 continue  # the echo keeps the dongle from dropping us mid-probe
             try:
                 ident = p8.parse_giv_answer(frame)
-            except sw.WireError as exc:
+            except mw.WireError as exc:
                 counters.inc("giv_answers_rejected")
                 log.warning("GivEnergy dongle answer rejected", host=host, port=port, error=str(exc))
                 continue
@@ -166,7 +158,7 @@ async def probe_8899(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 def _ecu(data: bytes, host: str, port: int, counters: Counters, log: Logger) -> Found | None:
     try:
         info = p8.parse_ecu_info(data)
-    except sw.WireError as exc:
+    except mw.WireError as exc:
         counters.inc("ecu_answers_rejected")
         log.warning("port 8899 answers APS but not a valid ECU info answer", host=host, port=port, error=str(exc))
         return None

@@ -17,7 +17,7 @@ from wattbus.log import Logger
 from . import probes
 from .config import Config, Scope
 from .found import Found
-from .sunspec_wire import WireError
+from .modbus_wire import WireError
 
 
 @dataclass(frozen=True, slots=True)
