@@ -33,7 +33,12 @@ class ConfigError(ValueError):
     """Start-up stops on this; str() is the whole explanation for a person."""
 
 
-class BusConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+class ConfigStruct(Struct, kw_only=True, forbid_unknown_fields=True):
+    """The base of config Structs: keys by name only, and a key it does not know is an error that
+    names it (a typo must never be ignored silently). Subclasses inherit both."""
+
+
+class BusConfig(ConfigStruct):
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=1, le=65535)] = 1883
     username: str | None = None  # defaults to the service name when a password is set
@@ -61,7 +66,7 @@ class BusConfig(Struct, kw_only=True, forbid_unknown_fields=True):
         return None
 
 
-class ServiceCommon(Struct, kw_only=True, forbid_unknown_fields=True):
+class ServiceCommon(ConfigStruct):
     """Keys every service section accepts; a service's own config Struct inherits it."""
 
     instance: str = "main"

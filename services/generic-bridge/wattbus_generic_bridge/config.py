@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import Meta
 from wattbus import topics
-from wattbus.config import ConfigError, ServiceCommon
+from wattbus.config import ConfigError, ConfigStruct, ServiceCommon
 
 from .spec import Description, problems
 
@@ -32,7 +32,7 @@ DeviceId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$",
 VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class DeviceConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+class DeviceConfig(ConfigStruct):
     id: DeviceId
     template: str | None = None
     file: str | None = None
@@ -56,7 +56,7 @@ class DeviceConfig(Struct, kw_only=True, forbid_unknown_fields=True):
                               f"cannot be read ({exc.strerror})") from None
 
 
-class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
+class Config(ServiceCommon):
     devices: list[DeviceConfig] = []
     offline_after_failures: Annotated[int, Meta(ge=1, le=100)] = 2
     max_backoff_s: Annotated[float, Meta(ge=1, le=3600)] = 300.0

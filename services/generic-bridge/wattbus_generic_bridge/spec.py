@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import Meta
 from wattbus import messages as m
+from wattbus.config import ConfigStruct
 
 from . import units
 from .select import Selector, SelectorError
@@ -27,20 +28,20 @@ REGISTER_WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "int64": 4, 
                   "float32": 2, "float64": 4}
 
 
-class HttpSource(Struct, kw_only=True, forbid_unknown_fields=True, tag="http", tag_field="type"):
+class HttpSource(ConfigStruct, tag="http", tag_field="type"):
     url: str  # may hold {host}, {port} and the description's other variables
     interval_s: Seconds = 10.0
     timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
     auth: Literal["basic", "digest"] = "basic"  # used when the device config gives a password
 
 
-class MqttSource(Struct, kw_only=True, forbid_unknown_fields=True, tag="mqtt", tag_field="type"):
+class MqttSource(ConfigStruct, tag="mqtt", tag_field="type"):
     topic: str  # the values' topic unless a value names its own
     payload: Literal["json", "plain"] = "json"  # plain: the payload is the value ("21.5", "ON")
     stale_after_s: Seconds = 300.0  # no message for this long: the device is offline
 
 
-class ModbusSource(Struct, kw_only=True, forbid_unknown_fields=True, tag="modbus", tag_field="type"):
+class ModbusSource(ConfigStruct, tag="modbus", tag_field="type"):
     host: str = "{host}"
     port: Annotated[int, Meta(ge=1, le=65535)] = 502
     unit_id: Annotated[int, Meta(ge=0, le=255)] = 1
@@ -52,7 +53,7 @@ class ModbusSource(Struct, kw_only=True, forbid_unknown_fields=True, tag="modbus
 Source = HttpSource | MqttSource | ModbusSource
 
 
-class Value(Struct, kw_only=True, forbid_unknown_fields=True):
+class Value(ConfigStruct):
     """One contract field (or `extra.<name>`) and where its value is."""
 
     field: str
@@ -68,7 +69,7 @@ class Value(Struct, kw_only=True, forbid_unknown_fields=True):
     map: dict[str, str] = {}  # text fields: device word -> contract word ("Charging" -> "charging")
 
 
-class Write(Struct, kw_only=True, forbid_unknown_fields=True):
+class Write(ConfigStruct):
     """A relay's switch: a plain HTTP request per state, confirmed by reading the state back."""
 
     on_url: str
@@ -78,7 +79,7 @@ class Write(Struct, kw_only=True, forbid_unknown_fields=True):
     confirm_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
 
 
-class Description(Struct, kw_only=True, forbid_unknown_fields=True):
+class Description(ConfigStruct):
     kind: Kind
     source: Source
     values: Annotated[list[Value], Meta(min_length=1)]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from msgspec import Meta, Struct, field
-from wattbus.config import ServiceCommon
+from msgspec import Meta, field
+from wattbus.config import ConfigStruct, ServiceCommon
 from wattbus.sunspec import DEFAULT_BASES, DEFAULT_UNITS
 
 UnitId = Annotated[int, Meta(ge=0, le=255)]
 
 
-class DeviceConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+class DeviceConfig(ConfigStruct):
     """One Modbus endpoint: a TCP host (or RS485 port) and the unit ids behind it."""
 
     host: str | None = None
@@ -34,7 +34,7 @@ class DeviceConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     name: str | None = None
 
 
-class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
+class Config(ServiceCommon):
     poll_interval_s: Annotated[float, Meta(gt=0)] = 2.0
     stats_interval_s: Annotated[float, Meta(gt=0)] = 60.0
     native: bool = True  # every decoded point on native/model_<id> (iotic's `live`)
