@@ -298,8 +298,9 @@ wattbus embedded stack
   broker      mqtt://127.0.0.1:{port}  (anonymous clients may only read; services log in as their own users)
   watch       mosquitto_sub -h 127.0.0.1 -p {port} -t 'wattbus/v1/#' -v
   Home Assistant  (on this machine) MQTT integration: broker 127.0.0.1, port {port}, user homeassistant,
-              password: cat {secrets_dir}/homeassistant, client ID homeassistant (advanced options:
-              the broker binds ids to accounts and refuses the integration's random one for a login)
+              password: cat {secrets_dir}/homeassistant
+              client ID homeassistant (advanced options: the broker binds client ids to accounts
+              and refuses the random one the integration picks for a login)
               (connected anonymously it shows every entity, but the broker drops its commands)
   config      {config}  (kept across runs; delete it to start from the demo again)
   change it   {bindir}/wattbus config --config {config} set <section> <key> <value>
