@@ -217,3 +217,45 @@ async def test_bad_command_payload_is_answered_on_the_result_topic(ctx: ServiceC
         assert results[0].status == "invalid" and results[0].target == "relay-9"
     finally:
         await watcher.stop()
+
+
+class Listener(Relay):
+    """A device that speaks when it likes (an MQTT topic): `read` waits for its next message."""
+
+    def __init__(self, device_id: str, silence_s: float) -> None:
+        super().__init__(device_id, commands=(m.SetRelay,), capabilities=())
+        self.silence_s = silence_s
+        self.messages: asyncio.Queue[bool] = asyncio.Queue()
+
+    async def read(self) -> list[m.ReadingBase]:
+        try:
+            self.on = await asyncio.wait_for(self.messages.get(), self.silence_s)
+        except TimeoutError:
+            raise Unreachable(f"{self.device_id}: silent for {self.silence_s:g} s") from None
+        return [m.RelayReading(device_id=self.device_id, timestamp=m.utc_now(), on=self.on)]
+
+
+async def test_push_device_silence_is_a_failed_poll_and_commands_never_wait_for_it(
+        ctx: ServiceContext[Any], broker: Mosquitto) -> None:
+    watch = Watch()
+    watcher = await watch.attach(broker)
+    listener = Listener("listener-1", silence_s=1.5)
+    poller = Poller(ctx, listener, interval_s=60, offline_after=1, max_backoff_s=60, push=True)
+    task = asyncio.create_task(poller.run())
+    try:
+        listener.messages.put_nowait(True)
+        await until(lambda: len(watch.readings.get("listener-1", [])) == 1, 10, "the first message's reading")
+        # The poll waits for the device's next message without the lock: a command gets through.
+        assert not poller.lock.locked()
+        result = await CommandRouter._execute(poller, m.SetRelay(on=False))
+        assert result.status == "ok" and listener.executed == 1
+        listener.messages.put_nowait(False)
+        await until(lambda: len(watch.readings.get("listener-1", [])) == 2, 10, "one reading per message")
+        await until(lambda: watch.availability.get("listener-1") == "offline", 10, "offline when silent")
+        assert "silent" in poller.last_error and poller.delay_s() == 0.0
+        listener.messages.put_nowait(True)
+        await until(lambda: watch.availability.get("listener-1") == "online", 10, "online with the next message")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await watcher.stop()

@@ -15,6 +15,7 @@ Every bridge had written this loop again (`Polled`, `DeviceWorker`, `EcuPoller`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from .. import messages as m
@@ -73,7 +74,8 @@ class Poller:
 
     async def poll_once(self) -> float:
         """Identify if needed, read and publish; returns how long to wait before the next poll."""
-        async with self.lock:
+        # A push adapter's read waits for the device: holding the lock there would hold up commands.
+        async with contextlib.nullcontext() if self.push else self.lock:
             try:
                 if not self.identified or self.failures >= self.offline_after:
                     await self.adapter.identify()
