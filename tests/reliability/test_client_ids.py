@@ -33,7 +33,7 @@ from tests.reliability.brokers import Broker
 from tests.reliability.mqtt_probe import NOT_AUTHORIZED, Probe
 from tests.reliability.test_acl import demo_broker as demo  # noqa: F401  (the demo broker fixture)
 from tests.support.bus_helpers import subscriptions_active, until
-from tests.support.servers import ROOT, free_port
+from tests.support.servers import ROOT, TEST_ADMIN, free_port
 
 READING = "wattbus/v1/device/sml-reader/emh-1/reading"
 # (protocol, persistent session): MQTT v5 clean start, v5 with a session kept 10 min, v3.1.1 clean_session=0
@@ -153,6 +153,10 @@ def test_a_service_account_keeps_to_its_own_ids(demo: Broker) -> None:
     # Anonymous demo clients keep ids that no account owns (paho's and mosquitto_sub's random ones).
     assert not try_connect(demo.port, "", None, None).is_failure
     assert not try_connect(demo.port, "viewer-1", None, None).is_failure
+    # A free account (plugin_opt_free_accounts: the test harness' admin) likewise, never a service's.
+    admin = demo.files.password(TEST_ADMIN)
+    assert not try_connect(demo.port, "viewer-2", TEST_ADMIN, admin).is_failure
+    assert try_connect(demo.port, "influx-writer-x", TEST_ADMIN, admin).value == NOT_AUTHORIZED
 
 
 async def test_writer_replicas_with_distinct_ids_connect(demo: Broker) -> None:
