@@ -167,16 +167,28 @@ def test_phases_go_up_on_the_average_with_hysteresis_and_not_on_one_sunny_readin
     assert feed(lp, [three_min + 600] * 600, start=1350)[-1][2] == 3
 
 
-def test_a_restart_after_a_stop_waits_the_restart_delay_on_the_averaged_surplus() -> None:
+def test_a_restart_after_a_stop_waits_the_restart_delay_on_the_reading() -> None:
     lp = make("pv", phases=1, enable_delay_s=10, restart_delay_s=120, min_off_s=0, settle_s=0,
               import_allowance_wh=1, phase_tau_s=60)
     first = feed(lp, [2_000.0] * 20)
     assert first.index((True, 8.0, 1)) == 10  # the first start: enable_delay_s
     stopped = feed(lp, [0.0] * 30, start=20)
     assert not stopped[-1][0] and "below 1380 W to start" in lp.setting.reason
-    # the sun is back at once, but the 60 s average and then the 120 s restart delay hold the start
-    again = [e for e, _, _ in feed(lp, [2_000.0] * 400, start=50)]
-    assert again.index(True) > 120 and again[-1]
+    # the sun is back at once: the 120 s restart delay holds the start, the 60 s average does not
+    # add to it (a kettle or a shadow must not cost a minute more)
+    again = feed(lp, [2_000.0] * 400, start=50)
+    assert [e for e, _, _ in again].index(True) == 120 and again[120] == (True, 8.0, 1)
+
+
+def test_a_restart_goes_to_3p_only_on_the_averaged_surplus() -> None:
+    lp = make("pv", enable_delay_s=0, restart_delay_s=60, min_off_s=0, settle_s=0, import_allowance_wh=1)
+    assert feed(lp, [7_000.0] * 10)[-1][2] == 3
+    assert not feed(lp, [0.0] * 300, start=10)[-1][0]
+    # 7 kW after a grey spell: the reading carries 3p, the 2-minute average not yet; 1p takes 16 A
+    # after the restart delay rather than waiting for the average
+    again = feed(lp, [7_000.0] * 70, start=310)
+    start = [e for e, _, _ in again].index(True)
+    assert start == 60 and again[start] == (True, 16.0, 1) and again[-1][2] == 1
 
 
 def test_the_battery_buffer_keeps_three_phases_through_a_long_dip() -> None:

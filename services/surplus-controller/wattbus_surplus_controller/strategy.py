@@ -319,8 +319,10 @@ class Loadpoint:
         cfg = self.cfg
         if self._stopped_at is not None and now - self._stopped_at < cfg.min_off_s:
             return self._set(False, f"pv: off, minimum off time {cfg.min_off_s:g} s")
-        # a restart needs the average too: a sunny minute inside a grey hour is not worth a cycle;
-        # the phase count comes from the same figure, so a surplus that carries 1p starts on 1p
+        # a restart on 3p needs the average too (a sunny minute inside a grey hour is no 3p weather);
+        # the start itself needs the reading to carry the phases chosen for the whole restart
+        # delay: waiting for the 2-minute average as well held the car off for a minute or more
+        # after every kettle and shadow (measured: less car share on every day type, same cycles)
         slow = self._slow_w if self._slow_w is not None and self._stopped_at is not None else available_w
         basis = min(available_w, slow)
         phases: Phases = self.setting.phases
@@ -328,7 +330,7 @@ class Loadpoint:
             phases = 3 if basis >= self.power_at(self.settings.min_current_a, 3) + self.phase_margin_w() \
                 and not self.prefer_1p() else 1
         need = self.power_at(self.settings.min_current_a, phases) + cfg.enable_threshold_w
-        if basis < need:
+        if available_w < need:
             self._enable_since = None
             return self._set(False, f"pv: surplus {available_w:.0f} W (average {slow:.0f} W) below "
                                     f"{need:.0f} W to start")
@@ -337,7 +339,7 @@ class Loadpoint:
         delay = cfg.enable_delay_s if self._stopped_at is None else max(cfg.enable_delay_s, cfg.restart_delay_s)
         if now - self._enable_since < delay:
             return self._set(False, f"pv: surplus {available_w:.0f} W, starting after {delay:g} s")
-        start_a = self._clamp(amps_for(basis, cfg.voltage_v, phases))
+        start_a = self._clamp(amps_for(available_w, cfg.voltage_v, phases))
         if self._room_wh(now, self._dt, self.power_at(start_a, phases)) <= 0.0:
             # a shadow right after a start at this power could not be cut in time: start lower, at
             # what the rest of the window can carry through a full shadow (on 1p if 3p cannot),
@@ -346,7 +348,7 @@ class Loadpoint:
             cap_w = left_wh * 3600.0 / self._lag_s(self._dt)
             if cfg.phases == "auto" and amps_for(cap_w, cfg.voltage_v, phases) < self.settings.min_current_a:
                 phases = 1
-            start_a = min(start_a, amps_for(min(cap_w, basis), cfg.voltage_v, phases))
+            start_a = min(start_a, amps_for(min(cap_w, available_w), cfg.voltage_v, phases))
             if start_a < self.settings.min_current_a:
                 return self._set(False, f"pv: surplus {available_w:.0f} W, but {self.window.used_wh(now):.1f} of "
                                         f"{cfg.window_allowance_wh:g} Wh import allowance used in "
