@@ -33,12 +33,8 @@ def worth_logging(count: int) -> bool:
 class Poller:
     def __init__(self, ctx: ServiceContext[Any], adapter: Adapter, *, interval_s: float, offline_after: int,
                  max_backoff_s: float, identified: bool = False, push: bool = False) -> None:
-        self.ctx = ctx
-        self.adapter = adapter
-        self.interval_s = interval_s
-        self.offline_after = offline_after
-        self.max_backoff_s = max_backoff_s
-        self.push = push
+        self.ctx, self.adapter, self.push = ctx, adapter, push
+        self.interval_s, self.offline_after, self.max_backoff_s = interval_s, offline_after, max_backoff_s
         self.identified = identified  # the adapter has identified its device (metas are known)
         self.lock = asyncio.Lock()  # a poll and a command's write and read-back never interleave
         self.failures = 0
