@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from wattbus import sunspec
 from wattbus_sim.sunspec_image import encode_model
+from wattbus_sunspec_bridge import mapping
 from wattbus_sunspec_bridge.decode import decode_model, raw_point
 from wattbus_sunspec_bridge.models import PointDef, known_model_ids, model_def
 from wattbus_sunspec_bridge.profile import SHIPPED, ProfileError, load_profile, value_of
@@ -94,3 +96,12 @@ def test_float_word_order() -> None:
     assert value_of(point, [0x4496, 0x8000]) == 1204.0
     assert value_of(point, [0x8000, 0x4496], "little") == 1204.0
     assert value_of(point, [0x7FC0, 0x0000]) is None
+
+
+@pytest.mark.parametrize(("models", "kind"), [([1, 803], "battery"), ([1, 713, 714], "inverter"),
+                                              ([1, 103, 802], "inverter"), ([1, 64001], "inverter")])
+def test_the_bridge_publishes_the_kind_discovery_announces(models: list[int], kind: str) -> None:
+    """One function decides for both (wattbus.sunspec.kind_of); a unit whose models name no kind is
+    still published, as an inverter, while discovery leaves its kind open."""
+    assert mapping.device_kind(models) == kind
+    assert sunspec.kind_of(models) in (kind, None)
