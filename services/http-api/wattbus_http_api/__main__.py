@@ -39,7 +39,9 @@ async def run(ctx: ServiceContext[Config]) -> None:
         await listening.stop()
 
 
-SERVICE = Service("http-api", Config, run, "MeterHub JSON, GivTCP REST, wattbus REST/OpenAPI and the web UI")
+# People watch this one: back within seconds of the broker, not after the bridges' 60 s backoff.
+SERVICE = Service("http-api", Config, run, "MeterHub JSON, GivTCP REST, wattbus REST/OpenAPI and the web UI",
+                  reconnect_max_s=2.0)
 
 
 def main() -> int:

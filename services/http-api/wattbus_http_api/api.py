@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -15,6 +16,7 @@ from .access import client_key
 from .web import SITE, convert, json_response, read_json, reject, result_response, site_of
 
 BASE = "/api/v1"
+HEARTBEAT_S = 5.0  # the page calls the gateway silent after a few of these went missing
 
 
 class ModeBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -28,7 +30,7 @@ class LimitsBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 async def get_site(request: web.Request) -> web.Response:
     site = site_of(request)
-    return json_response({"flow": msgspec.to_builtins(site.flow()),
+    return json_response({"flow": msgspec.to_builtins(site.flow()), "live": msgspec.to_builtins(site.live()),
                           "energy_today_wh": site.energy.document()["totals_wh"],
                           "loadpoints": site.loadpoints_doc(),
                           "devices": {"total": len(site.state.devices),
@@ -112,7 +114,9 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: `summary` with the flow, devices and loadpoints whenever the bus changes."""
+    """Server-sent events: `summary` with the flow, liveness, devices and loadpoints whenever the bus
+    changes or the liveness verdict does (a stopped broker changes nothing on the bus), and at least
+    every HEARTBEAT_S, so the page can tell a silent gateway from a quiet house."""
     site = request.app[SITE]
     # A stream holds its connection slot for as long as it lasts (it is never evicted): a few per
     # client address, and at most a quarter of all slots, so streams cannot fill the connection cap.
@@ -127,18 +131,20 @@ async def events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     site.ctx.counters.inc("sse_clients")
     site.streams[address] = site.streams.get(address, 0) + 1
-    sent, quiet_since = -1, time.monotonic()
+    sent: tuple[int, Any] = (-1, None)
+    quiet_since = time.monotonic()
     try:
+        # The browser reconnects this soon after the stream breaks (an http-api restart).
+        await response.write(b"retry: 2000\n\n")
         # Polling the state's version number is cheap and cannot miss a change (no shared Event to race on).
         # A closed connection ends the stream at once (not at the next write): its place is free again.
         while not site.ctx.stopping.is_set() and request.transport is not None and not request.transport.is_closing():
-            if site.state.version != sent:
-                sent, quiet_since = site.state.version, time.monotonic()
+            live = site.live()
+            now = (site.state.version, (live.state, live.reasons, live.warnings))
+            if now != sent or time.monotonic() - quiet_since > HEARTBEAT_S:
+                sent, quiet_since = now, time.monotonic()
                 data = msgspec.json.encode(site.summary()).decode()
                 await response.write(f"event: summary\ndata: {data}\n\n".encode())
-            elif time.monotonic() - quiet_since > 15.0:
-                quiet_since = time.monotonic()
-                await response.write(b": keep-alive\n\n")
             await asyncio.sleep(site.config.push_interval_s)
     except (ConnectionResetError, asyncio.CancelledError):
         pass  # the browser went away

@@ -67,8 +67,11 @@ def document() -> dict[str, Any]:
         "/runAll": _get("GivTCP: the nested runAll document of the GivEnergy inverter", "GivTCP"),
         "/getCache": _get("GivTCP: the runAll document (GivTCP's name for the cached read)", "GivTCP"),
         "/readData": _get("GivTCP: the runAll document (GivTCP's name for the cached read)", "GivTCP"),
-        "/api/v1/site": _get("power flow, today's energy, loadpoints, device counts", "wattbus"),
-        "/api/v1/devices": _get("every device on the bus with meta, availability and latest reading", "wattbus"),
+        "/api/v1/site": _get("power flow, `live` (live / stale / offline and why), today's energy, loadpoints, "
+                              "device counts", "wattbus"),
+        "/api/v1/devices": _get("every device on the bus with meta, availability, latest reading and `error` "
+                                 "(what its bridge reports failing, since when); configured devices that never "
+                                 "answered are listed by address", "wattbus"),
         "/api/v1/devices/{source}/{device_id}": _get("one device", "wattbus"),
         "/api/v1/devices/{source}/{device_id}/command": _write("post", "send a contract command", "wattbus", command),
         "/api/v1/loadpoints": _get("the surplus controller's loadpoints", "wattbus"),
@@ -77,7 +80,8 @@ def document() -> dict[str, Any]:
         "/api/v1/loadpoints/{loadpoint_id}/limits": _write("put", "set min/max charge current", "wattbus", limits),
         "/api/v1/discovery/rescan": _write("post", "ask discovery for a sweep now", "wattbus", None),
         "/api/v1/energy/today": _get("today's energy in 15-minute buckets (Wh)", "wattbus"),
-        "/api/v1/events": _get("server-sent events: `summary` on every change", "wattbus"),
+        "/api/v1/events": _get("server-sent events: `summary` on every change of the bus or of `live`, "
+                                "and at least every 5 s", "wattbus"),
         "/api/v1/status": _get("this service's status and counters", "wattbus"),
         "/api/v1/openapi.json": _get("this document", "wattbus"),
         "/api/v1/setup": _get("setup overview: config file, problems, roles, devices, first_run", "setup"),

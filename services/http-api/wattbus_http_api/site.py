@@ -17,9 +17,10 @@ from .config import Config
 from .energy import EnergyToday
 from .flows import Flow, Roles, flow
 from .hosts import HostPolicy
+from .live import BusWatch, Live, error_name, error_text, judge, loadpoint_problem
 from .ratelog import RateLimitedLog
 from .setup_store import Discovered, ServiceCommands, SetupState
-from .state import SiteState
+from .state import SiteState, silent
 
 # How a command's real result becomes an HTTP status.
 HTTP_STATUS: dict[str, int] = {"ok": 200, "invalid": 400, "refused": 409, "failed": 502, "timeout": 504}
@@ -37,6 +38,7 @@ class Site:
     hosts: HostPolicy  # Host names writes and config reads are answered for
     throttle: AuthThrottle  # wrong tokens per client address
     limiter: RateLimitedLog  # one log line per kind of refusal and interval
+    watch: BusWatch  # since when the broker connection is down
     posted_on_bus: frozenset[str] = frozenset()  # the posted keys the last external reading carried
     streams: dict[str, int] = field(default_factory=dict)  # open event streams per client address
 
@@ -54,7 +56,7 @@ class Site:
         return cls(ctx, state, roles, energy, ctx.config.resolved_token(), ctx.config.networks(), setup,
                    HostPolicy(ctx.config.allowed_hosts), AuthThrottle(limits.auth_failures_burst,
                                                                       limits.auth_failures_per_min),
-                   RateLimitedLog(ctx.log.child("refused"), limits.log_interval_s))
+                   RateLimitedLog(ctx.log.child("refused"), limits.log_interval_s), BusWatch(ctx.bus))
 
     @property
     def config(self) -> Config:
@@ -62,6 +64,9 @@ class Site:
 
     def flow(self) -> Flow:
         return flow(self.state, self.roles, time.monotonic(), self.config.stale_after_s)
+
+    def live(self) -> Live:
+        return judge(self.state, self.roles, self.watch, time.monotonic(), self.config.stale_after_s)
 
     def trusted(self, remote: str | None) -> bool:
         if not remote:
@@ -86,24 +91,37 @@ class Site:
     def devices_doc(self) -> list[dict[str, Any]]:
         now = time.monotonic()
         out = []
+        errors = self.state.device_errors()
         for rec in sorted(self.state.devices.values(), key=lambda r: r.ref):
             age = rec.age_s(now)
             fresh = self.state.fresh(rec, now, self.config.stale_after_s)
+            error = errors.get(rec.ref)
             out.append({
                 "ref": rec.ref, "source": rec.source, "device_id": rec.device_id,
                 "meta": msgspec.to_builtins(rec.meta) if rec.meta else None,
                 "online": rec.online, "stale": fresh is None,
                 "reading_age_s": None if age is None else round(age, 1),
                 "reading": msgspec.to_builtins(rec.reading) if rec.reading else None,
+                "error": msgspec.to_builtins(error) if error else None,
             })
+        # Configured devices that never answered have no id and no meta: listed by their address.
+        for ref, error in sorted(errors.items()):
+            if error.device_id is None:
+                source = ref.split("/", 1)[0]
+                out.append({"ref": ref, "source": source, "device_id": None, "meta": None, "online": False,
+                            "stale": True, "reading_age_s": None, "reading": None,
+                            "error": msgspec.to_builtins(error)})
         return out
 
     def loadpoints_doc(self) -> list[dict[str, Any]]:
         now = time.monotonic()
         out = []
+        down = not self.ctx.bus.connected
         for _lp_id, (lp_state, at) in sorted(self.state.loadpoints.items()):
             doc = msgspec.to_builtins(lp_state)
             doc["age_s"] = round(now - at, 1)
+            why = "no broker connection" if down else loadpoint_problem(self.state, now)
+            doc["stale"], doc["stale_reason"] = why is not None, why
             out.append(doc)
         return out
 
@@ -111,15 +129,28 @@ class Site:
         """What the web UI shows live: flow, devices in short, loadpoints."""
         now = time.monotonic()
         devices = []
+        errors = self.state.device_errors()
+        down = not self.ctx.bus.connected  # no value is current without the broker
         for rec in sorted(self.state.devices.values(), key=lambda r: r.ref):
             meta = rec.meta
             reading = self.state.fresh(rec, now, self.config.stale_after_s)
             power = getattr(reading, "power_w", None) if reading else None
+            error = errors.get(rec.ref)
+            age = rec.age_s(now)
             devices.append({"ref": rec.ref, "kind": meta.kind if meta else None,
                             "name": (meta.name or meta.model or rec.device_id) if meta else rec.device_id,
                             "manufacturer": meta.manufacturer if meta else None,
                             "parent_id": meta.parent_id if meta else None,
-                            "status": "offline" if rec.online is False else "stale" if reading is None else "online",
+                            "status": "error" if error else "offline" if rec.online is False
+                            else "stale" if reading is None or down or silent(rec.reading_at, rec.interval_s, now)
+                            else "online",
+                            "error": error_text(error) if error else None,
+                            "age_s": None if age is None else round(age),
                             "power_w": power})
-        return {"flow": msgspec.to_builtins(self.flow()), "devices": devices, "loadpoints": self.loadpoints_doc(),
-                "version": self.state.version}
+        for ref, error in sorted(errors.items()):
+            if error.device_id is None:  # configured, never answered: no id, no meta
+                devices.append({"ref": ref, "kind": None, "name": error_name(self.state, ref, error),
+                                "manufacturer": None, "parent_id": None, "status": "error",
+                                "error": error_text(error), "age_s": None, "power_w": None})
+        return {"flow": msgspec.to_builtins(self.flow()), "live": msgspec.to_builtins(self.live()),
+                "devices": devices, "loadpoints": self.loadpoints_doc(), "version": self.state.version}

@@ -26,6 +26,7 @@ class DeviceRecord:
     online: bool | None = None
     reading: m.ReadingBase | None = None
     reading_at: float | None = None  # monotonic arrival time (staleness is judged on our clock)
+    interval_s: float | None = None  # how often its readings usually come (a smoothed mean)
 
     @property
     def ref(self) -> str:
@@ -33,6 +34,30 @@ class DeviceRecord:
 
     def age_s(self, now: float) -> float | None:
         return None if self.reading_at is None else now - self.reading_at
+
+
+def smoothed(previous: float | None, sample: float) -> float:
+    """The usual gap between messages: a slow mean, so one late message does not look usual."""
+    return sample if previous is None else previous + (sample - previous) / 8
+
+
+def silent(at: float | None, interval_s: float | None, now: float, floor_s: float = 5.0) -> float | None:
+    """Seconds without the message that usually comes every interval_s, once that is clearly overdue
+    (three gaps, at least floor_s); None while it is not."""
+    if at is None or interval_s is None:
+        return None
+    age = now - at
+    return age if age > max(floor_s, 3 * interval_s) else None
+
+
+@dataclass
+class ServiceSeen:
+    """One service instance as its retained availability and status heartbeats show it."""
+
+    online: bool | None = None
+    status: m.ServiceStatus | None = None
+    status_at: float | None = None
+    interval_s: float | None = None  # its usual heartbeat gap
 
 
 @dataclass
@@ -49,6 +74,7 @@ class SiteState:
     log: Logger
     devices: dict[str, DeviceRecord] = field(default_factory=dict)  # by "source/device_id"
     loadpoints: dict[str, tuple[m.LoadpointState, float]] = field(default_factory=dict)
+    services: dict[str, ServiceSeen] = field(default_factory=dict)  # by "service/instance"
     run_all: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)  # giv device id -> doc
     externals: dict[str, External] = field(default_factory=dict)
     version: int = 0
@@ -62,6 +88,8 @@ class SiteState:
         bus.subscribe(topics.ALL_READINGS, m.Reading, self.on_reading, qos=0)
         bus.subscribe(topics.ALL_LOADPOINT_STATE, m.LoadpointState, self.on_loadpoint)
         bus.subscribe(f"{topics.PREFIX}/device/giv-bridge/+/native/runAll", bytes, self.on_run_all)
+        bus.subscribe(topics.ALL_SERVICE_STATUS, m.ServiceStatus, self.on_service_status)
+        bus.subscribe(f"{topics.PREFIX}/service/+/+/availability", bytes, self.on_service_availability)
 
     def record(self, topic: str) -> DeviceRecord:
         parsed = topics.parse(topic)
@@ -101,7 +129,10 @@ class SiteState:
         if msg.payload.device_id != rec.device_id:
             self._reject(msg.topic, f"reading names device {msg.payload.device_id!r}, the topic {rec.device_id!r}")
             return
-        rec.reading, rec.reading_at = msg.payload, time.monotonic()
+        now = time.monotonic()
+        if rec.reading_at is not None and not msg.retained:
+            rec.interval_s = smoothed(rec.interval_s, now - rec.reading_at)
+        rec.reading, rec.reading_at = msg.payload, now
         self.counters.inc("readings_seen")
         self.touch()
 
@@ -111,6 +142,24 @@ class SiteState:
             self._reject(msg.topic, f"state names loadpoint {msg.payload.loadpoint_id!r}, the topic {lp_id!r}")
             return
         self.loadpoints[lp_id] = (msg.payload, time.monotonic())
+        self.touch()
+
+    def on_service_status(self, msg: Message[m.ServiceStatus]) -> None:
+        parsed = topics.parse(msg.topic)
+        seen = self.services.setdefault(f"{parsed.source}/{parsed.ident}", ServiceSeen())
+        now = time.monotonic()
+        if seen.status_at is not None and not msg.retained:
+            seen.interval_s = smoothed(seen.interval_s, now - seen.status_at)
+        seen.status, seen.status_at = msg.payload, now
+        self.touch()
+
+    def on_service_availability(self, msg: Message[bytes]) -> None:
+        parsed = topics.parse(msg.topic)
+        text = bytes(msg.payload).decode(errors="replace").strip()
+        if text not in (m.ONLINE, m.OFFLINE):
+            self._reject(msg.topic, f"availability {text[:40]!r} is neither online nor offline")
+            return
+        self.services.setdefault(f"{parsed.source}/{parsed.ident}", ServiceSeen()).online = text == m.ONLINE
         self.touch()
 
     def on_run_all(self, msg: Message[bytes]) -> None:
@@ -132,6 +181,30 @@ class SiteState:
             self.log.warning("bus message not usable", topic=topic, problem=why, rejected_total=count)
 
     # ------------------------------------------------------------------ queries
+
+    def service_online(self, service: str) -> bool | None:
+        """Whether any instance of the service is online; None when the bus never said (a simulator)."""
+        states = [seen.online for key, seen in self.services.items()
+                  if key.split("/", 1)[0] == service and seen.online is not None]
+        return any(states) if states else None
+
+    def service_silent(self, service: str, now: float) -> float | None:
+        """Seconds since the service's last heartbeat once every instance of it is overdue, else None."""
+        quiet = [silent(seen.status_at, seen.interval_s, now, floor_s=10.0)
+                 for key, seen in self.services.items() if key.split("/", 1)[0] == service]
+        known = [q for q in quiet if q is not None]
+        return min(known) if quiet and len(known) == len(quiet) else None
+
+    def device_errors(self) -> dict[str, m.DeviceError]:
+        """What the services report failing, by device ref ("source/device_id") or "source/@address"."""
+        out: dict[str, m.DeviceError] = {}
+        for key, seen in self.services.items():
+            if seen.status is None or seen.online is False:
+                continue
+            service = key.split("/", 1)[0]
+            for error in seen.status.device_errors:
+                out[f"{service}/{error.device_id}" if error.device_id else f"{service}/@{error.address}"] = error
+        return out
 
     def fresh(self, rec: DeviceRecord, now: float, stale_after_s: float) -> m.ReadingBase | None:
         """The device's reading if it is recent and the device is not offline, else None."""

@@ -1,4 +1,5 @@
-// wattbus web UI: live summary over server-sent events, mode switch over the REST API.
+// wattbus web UI: live summary over server-sent events (with the gateway's verdict on how live it is),
+// mode switch over the REST API.
 "use strict";
 const MODES = ["off", "now", "minpv", "pv"];
 const MODE_LABELS = { off: "Off", now: "Now", minpv: "Min+PV", pv: "PV" };
@@ -17,19 +18,48 @@ function setLink(id, value, reverse) {
   path.classList.toggle("reverse", active && reverse);
 }
 
-function renderFlow(f) {
+function renderFlow(f, live) {
+  const stale = new Set(live.stale_nodes);
   $("pv-w").textContent = watts(f.pv_w);
   $("grid-w").textContent = watts(f.grid_w);
   $("home-w").textContent = watts(f.home_w);
   $("battery-w").textContent = watts(f.battery_w);
   $("ev-w").textContent = watts(f.ev_w);
   $("battery-soc").textContent = f.battery_soc_pct === null ? "" : Math.round(f.battery_soc_pct) + " %";
-  // Paths are drawn towards the hub; "reverse" animates away from it.
-  setLink("link-pv", f.pv_w, false);
-  setLink("link-grid", f.grid_w, f.grid_w !== null && f.grid_w < 0);
-  setLink("link-home", f.home_w, false);
-  setLink("link-battery", f.battery_w, f.battery_w !== null && f.battery_w > 0);
-  setLink("link-ev", f.ev_w, false);
+  for (const node of ["pv", "grid", "battery", "ev", "home"]) {
+    const g = $("node-" + node);
+    const isStale = node === "home" ? stale.size > 0 : stale.has(node);
+    g.classList.toggle("stale", isStale);
+    const age = live.ages_s[node];
+    g.dataset.age = age === null || age === undefined ? "" : String(Math.round(age));
+  }
+  // A value that is not current draws no moving flow. Paths are drawn towards the hub; "reverse"
+  // animates away from it.
+  const v = (node, value) => (stale.has(node) ? null : value);
+  setLink("link-pv", v("pv", f.pv_w), false);
+  setLink("link-grid", v("grid", f.grid_w), f.grid_w !== null && f.grid_w < 0);
+  setLink("link-home", stale.size ? null : f.home_w, false);
+  setLink("link-battery", v("battery", f.battery_w), f.battery_w !== null && f.battery_w > 0);
+  setLink("link-ev", v("ev", f.ev_w), false);
+}
+
+const LIVE_TITLES = {
+  stale: "Not live: some values are old",
+  offline: "Not live: the gateway has lost its broker",
+  lost: "Not live: no answer from the gateway",
+};
+
+// state: live | stale | offline (from the gateway) | lost (the page hears nothing from the gateway)
+function renderLive(state, reasons, warnings) {
+  const pill = $("connection"), banner = $("live-banner");
+  pill.dataset.state = state;
+  pill.textContent = state === "live" ? "live" : state === "lost" ? "no connection" : state;
+  document.body.dataset.live = state;
+  const items = [...reasons.map((r) => el("li", {}, r)), ...warnings.map((w) => el("li", { class: "warning" }, w))];
+  banner.hidden = items.length === 0;
+  banner.dataset.state = state;
+  $("live-title").textContent = state === "live" ? "Live, but some devices fail" : LIVE_TITLES[state];
+  $("live-reasons").replaceChildren(...items);
 }
 
 function el(tag, attrs, text) {
@@ -59,6 +89,8 @@ function renderLoadpoints(list) {
                 el("span", {}, lp.set_current_a ? `${lp.set_current_a} A · ${lp.phases || "?"}p` : ""),
                 el("span", {}, lp.surplus_w === null ? "" : "surplus " + watts(lp.surplus_w)));
     card.append(row, modes, info);
+    card.classList.toggle("stale", !!lp.stale);
+    if (lp.stale) card.append(el("p", { class: "alert" }, `as of ${Math.round(lp.age_s)} s ago: ${lp.stale_reason}`));
     if (lp.alert) card.append(el("p", { class: "alert" }, lp.alert));
     else if (lp.reason) card.append(el("p", { class: "muted" }, lp.reason));
     return card;
@@ -96,6 +128,8 @@ function renderDevices(list) {
     if (d.parent_id) li.classList.add("child");
     li.append(el("span", { class: "dot" }), el("span", { class: "name" }, `${d.name} `),
               el("span", { class: "muted" }, d.kind || ""), el("span", {}, watts(d.power_w)));
+    if (d.error) li.append(el("span", { class: "error" }, d.error));
+    else if (d.status === "stale" && d.age_s !== null) li.append(el("span", { class: "error" }, `no reading for ${d.age_s} s`));
     return li;
   }));
 }
@@ -122,19 +156,28 @@ async function loadEnergy() {
   } catch (err) { /* the next round tries again */ }
 }
 
+// The gateway sends a summary at least every 5 s; this long without one means it is gone.
+const SILENT_MS = 12000;
+let lastSummary = 0;
+
 function connect() {
   const source = new EventSource("/api/v1/events");
-  const pill = $("connection");
   source.addEventListener("summary", (event) => {
     const s = JSON.parse(event.data);
-    renderFlow(s.flow);
+    lastSummary = Date.now();
+    renderFlow(s.flow, s.live);
     renderLoadpoints(s.loadpoints);
     renderDevices(s.devices);
-    pill.dataset.state = "live";
-    pill.textContent = "live";
+    renderLive(s.live.state, s.live.reasons, s.live.warnings);
     document.body.dataset.version = s.version;
   });
-  source.onerror = () => { pill.dataset.state = "lost"; pill.textContent = "reconnecting"; };
+  source.onerror = () => renderLive("lost", ["the gateway (http-api) does not answer; retrying every few seconds"], []);
+  setInterval(() => {
+    const quiet = Date.now() - lastSummary;
+    if (lastSummary && quiet > SILENT_MS && document.body.dataset.live !== "lost") {
+      renderLive("lost", [`no update from the gateway for ${Math.round(quiet / 1000)} s`], []);
+    }
+  }, 1000);
 }
 
 // First run (no role anywhere in the config file yet): open the setup page instead.
