@@ -23,11 +23,11 @@ import sys
 import tempfile
 from typing import Any
 
+import homeassistant.components.persistent_notification  # noqa: F401  before mqtt: HA 2024.1 imports in a circle
 import voluptuous as vol
 from homeassistant.components.mqtt import discovery as ha_discovery
-from homeassistant.components.mqtt.abbreviations import ABBREVIATIONS
+from homeassistant.components.mqtt.abbreviations import ABBREVIATIONS, DEVICE_ABBREVIATIONS, ORIGIN_ABBREVIATIONS
 from homeassistant.components.mqtt.discovery import MQTTDiscoveryPayload
-from homeassistant.components.mqtt.schemas import MQTT_ORIGIN_INFO_SCHEMA
 from homeassistant.const import MAX_LENGTH_STATE_ENTITY_ID
 from homeassistant.const import __version__ as HA_VERSION
 from homeassistant.core import HomeAssistant
@@ -35,6 +35,10 @@ from homeassistant.helpers import frame
 from homeassistant.util import slugify
 from homeassistant.util.json import json_loads_object
 
+try:
+    from homeassistant.components.mqtt.schemas import MQTT_ORIGIN_INFO_SCHEMA
+except ImportError:  # HA 2024.1 keeps it in discovery.py
+    MQTT_ORIGIN_INFO_SCHEMA = ha_discovery.MQTT_ORIGIN_INFO_SCHEMA
 try:
     from homeassistant.components.mqtt.schemas import DEVICE_DISCOVERY_SCHEMA
 except ImportError:  # HA before 2024.11 knows per-entity discovery only (the check runs on older HA too)
@@ -59,6 +63,22 @@ class Warnings(logging.Handler):
         return taken
 
 
+def _rename(doc: Any, table: dict[str, str]) -> None:
+    if isinstance(doc, dict):
+        for key in set(table).intersection(doc):
+            doc[table[key]] = doc.pop(key)
+
+
+def expand(payload: dict[str, Any]) -> None:
+    """HA's abbreviation expansion; HA before 2024.10 does it inline, with these same tables."""
+    if hasattr(ha_discovery, "_replace_all_abbreviations"):
+        ha_discovery._replace_all_abbreviations(payload)
+        return
+    _rename(payload, ABBREVIATIONS)
+    _rename(payload.get("device"), DEVICE_ABBREVIATIONS)
+    _rename(payload.get("origin"), ORIGIN_ABBREVIATIONS)
+
+
 def platform_schema(platform: str) -> Any:
     return importlib.import_module(f"homeassistant.components.mqtt.{platform}").DISCOVERY_SCHEMA
 
@@ -76,7 +96,7 @@ def components_of(prefix: str, topic: str, text: str, problems: list[str]) -> li
         problems.append(f"{topic}: not a JSON object ({exc})")
         return []
     if component != "device":
-        ha_discovery._replace_all_abbreviations(payload)
+        expand(payload)
         if "origin" in payload:
             try:
                 MQTT_ORIGIN_INFO_SCHEMA(payload["origin"])
