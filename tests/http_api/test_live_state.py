@@ -43,6 +43,12 @@ class House:
                                      name=device_id), retain=True)
         self.task = asyncio.create_task(self.run())
 
+    def status(self, errors: list[m.DeviceError]) -> None:
+        """The heartbeat a bridge sends, with the devices it cannot read."""
+        self.bus.publish(topics.service_status("house-sim", "t"), m.ServiceStatus(
+            service="house-sim", instance="t", version="test", started_at=datetime.now(UTC), uptime_s=1.0,
+            devices=2, device_errors=errors), retain=True)
+
     async def run(self) -> None:
         while True:
             if not self.paused:
@@ -108,12 +114,20 @@ async def test_not_live_with_the_reason_and_back(private_broker: Mosquitto, live
         # The bridge goes silent (no readings, the broker still up): stale with the reason, no flow moving.
         house.paused = True
         started = time.monotonic()
-        await wait_js(browser, f"{PILL} === 'stale'", "stale after the bridge went silent", timeout=8)
+        await wait_js(browser, f"{PILL} === 'stale'", "stale after the bridge went silent", timeout=10)
         silent_after = time.monotonic() - started
         banner = await browser.eval("document.getElementById('live-banner').textContent")
         assert "silent: no reading from grid-meter" in banner, banner
         await wait_js(browser, f"{MOVING} === 0", "no flow moving while stale", timeout=3)
+        # Its bridge says why (ServiceStatus.device_errors): the reason replaces "silent" on the page.
+        house.status([m.DeviceError(device_id="grid-meter", error="tcp://192.0.2.10:502/1: no answer",
+                                    since=datetime.now(UTC))])
+        await wait_js(browser, "document.querySelector('#devices li[data-ref=\"house-sim/grid-meter\"]')"
+                               "?.dataset.status === 'error'", "the grid meter's error in the device list", timeout=5)
+        banner = await browser.eval("document.getElementById('live-banner').textContent")
+        assert "grid: grid-meter: tcp://192.0.2.10:502/1: no answer (since " in banner, banner
         house.paused = False
+        house.status([])
         await wait_js(browser, f"{PILL} === 'live'", "live again once readings come", timeout=5)
 
         # The broker stops: the page says so within seconds, and stops the flow.
