@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from wattbus_ecu_bridge import wire
+from wattbus import apsystems as wire
+from wattbus.apsystems import decode_info
 from wattbus_ecu_bridge.client import EcuClient, Timing
-from wattbus_ecu_bridge.decode import decode_info, decode_realtime, decode_signal
+from wattbus_ecu_bridge.decode import decode_realtime, decode_signal
 from wattbus_sim.ecu import EcuSimulator, fleet_from_text
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "ecu_bridge" / "data"

@@ -50,7 +50,10 @@ async def test_sweep_finds_exactly_the_simulated_devices(lan: Lan) -> None:
     by_serial = {f.serial: f for f in result.found}
     assert by_serial["3004512345"].manufacturer == "SMA" and by_serial["3004512345"].kind == "inverter"
     assert by_serial["18420047"].kind == "meter" and by_serial["18420047"].device_id == "fronius-18420047"
-    assert by_serial["216200123456"].model == "ECU-R" and by_serial["216200123456"].firmware == "ECU_R_1.2.22"
+    # the model the ecu-bridge publishes for the same ECU: by id prefix (2162 an ECU-R with SunSpec,
+    # 215 an ECU-C, whose firmware string does not say so)
+    assert by_serial["216200123456"].model == "ECU-R (SunSpec)" and by_serial["216200123456"].firmware == "ECU_R_1.2.22"
+    assert by_serial["215000123456"].model == "ECU-C"
     assert by_serial["216200123456"].device_id == "apsystems-ecu-216200123456"
     assert by_serial["SA2345G678"].device_id == "givenergy-sa2345g678"
     assert by_serial["SA2345G678"].extra["adapter_serial"] == "WF2345G678"

@@ -6,15 +6,10 @@ from pathlib import Path
 
 import pytest
 from wattbus import sunspec
+from wattbus_discovery import givenergy_wire as p8
 from wattbus_discovery import modbus_wire as mw
-from wattbus_discovery import port8899_wire as p8
 
 DATA = Path(__file__).parent / "data"
-
-
-def hex_file(name: str) -> bytes:
-    return bytes.fromhex("".join(line for line in (DATA / name).read_text().splitlines()
-                                 if line and not line.startswith("#")))
 
 
 def recorded_sunspec() -> dict[str, tuple[int, bytes]]:
@@ -77,36 +72,6 @@ def test_damaged_modbus_answers_are_rejected(damage: object, match: str) -> None
 def test_mbap_length_refuses_garbage() -> None:
     with pytest.raises(mw.WireError, match="outside"):
         mw.mbap_length(b"HTTP/1.")
-
-
-# ---------------------------------------------------------------------- APsystems ECU
-
-@pytest.mark.parametrize(("name", "ecu_id", "layout", "firmware", "model", "inverters"), [
-    ("info_ecur_layout01.hex", "216000123456", "01", "ECU_R_1.2.22", "ECU-R", 12),
-    ("info_ecuc_layout02_night.hex", "215000003925", "02", "C1.2.5", None, 11),
-])
-def test_ecu_info_answers(name: str, ecu_id: str, layout: str, firmware: str, model: str | None,
-                          inverters: int) -> None:
-    info = p8.parse_ecu_info(hex_file(name))
-    assert (info.ecu_id, info.layout, info.firmware, info.model, info.inverters) == (
-        ecu_id, layout, firmware, model, inverters)
-
-
-def test_real_short_ecu_answer_is_not_an_identity() -> None:
-    with pytest.raises(mw.WireError, match="does not end with END"):
-        p8.parse_ecu_info(hex_file("error_answer_issue270.hex"))
-
-
-@pytest.mark.parametrize(("damage", "match"), [
-    (lambda raw: raw[:5] + b"0010" + raw[9:], "length field"),
-    (lambda raw: raw[:9] + b"0002" + raw[13:], "echoes command"),
-    (lambda raw: raw[:13] + b"ABCDEFGHIJKL" + raw[25:], "12 digits"),
-    (lambda raw: b"XYZ" + raw[3:], "not APS"),
-    (lambda raw: raw[:40], "END"),
-])
-def test_damaged_ecu_answers_are_rejected(damage: object, match: str) -> None:
-    with pytest.raises(mw.WireError, match=match):
-        p8.parse_ecu_info(damage(hex_file("info_ecur_layout01.hex")))  # type: ignore[operator]
 
 
 # ---------------------------------------------------------------------- GivEnergy dongle

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from wattbus_ecu_bridge import wire
+from wattbus import apsystems
+from wattbus.apsystems import decode_info
 from wattbus_ecu_bridge.client import EcuClient, EcuConnectionError, Timing
-from wattbus_ecu_bridge.decode import decode_info, decode_realtime
+from wattbus_ecu_bridge.decode import decode_realtime
 from wattbus_sim.ecu import EcuSimulator
 
 from tests.ecu_bridge.test_decode import load
@@ -28,12 +29,12 @@ async def test_the_simulator_serves_one_client_at_a_time(ecu_sim: EcuSimulator) 
 
 async def test_client_queries_the_simulator(ecu_sim: EcuSimulator) -> None:
     client = EcuClient("127.0.0.1", ecu_sim.port or 0, FAST)
-    info = decode_info(await client.ask(wire.info_query(), wire.CMD_INFO))
+    info = decode_info(await client.ask(apsystems.info_query(), apsystems.CMD_INFO))
     assert info.ecu_id == ecu_sim.ecu_id
-    rt = decode_realtime(await client.ask(wire.realtime_query(info.ecu_id), wire.CMD_REALTIME))
+    rt = decode_realtime(await client.ask(apsystems.realtime_query(info.ecu_id), apsystems.CMD_REALTIME))
     assert rt.count == len(ecu_sim.fleet) and not rt.problems
     with pytest.raises(EcuConnectionError, match="closed the connection without answering"):
-        await client.ask(wire.realtime_query("999999999999"), wire.CMD_REALTIME)  # not this ECU's id
+        await client.ask(apsystems.realtime_query("999999999999"), apsystems.CMD_REALTIME)  # not this ECU's id
 
 
 @pytest.mark.parametrize("pieces", [1, 3, 40])
@@ -53,7 +54,8 @@ async def test_answer_split_over_tcp_segments(pieces: int) -> None:
     server = await asyncio.start_server(replay, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        got = await EcuClient("127.0.0.1", port, FAST).ask(wire.realtime_query("216000020769"), wire.CMD_REALTIME)
+        query = apsystems.realtime_query("216000020769")
+        got = await EcuClient("127.0.0.1", port, FAST).ask(query, apsystems.CMD_REALTIME)
         assert got == capture
     finally:
         server.close()
@@ -66,7 +68,7 @@ async def test_unreachable_ecu_is_a_connection_error() -> None:
     server.close()
     await server.wait_closed()
     with pytest.raises(EcuConnectionError, match="cannot connect"):
-        await EcuClient("127.0.0.1", port, FAST).ask(wire.info_query(), wire.CMD_INFO)
+        await EcuClient("127.0.0.1", port, FAST).ask(apsystems.info_query(), apsystems.CMD_INFO)
 
 
 async def test_simulator_command_line() -> None:
@@ -83,7 +85,7 @@ async def test_simulator_command_line() -> None:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         assert b"ECU simulator ECU-C" in line
-        info = decode_info(await EcuClient("127.0.0.1", port, FAST).ask(wire.info_query(), wire.CMD_INFO))
+        info = decode_info(await EcuClient("127.0.0.1", port, FAST).ask(apsystems.info_query(), apsystems.CMD_INFO))
         assert (info.layout, info.inverters_total, info.inverters_online) == ("02", 2, 2)
     finally:
         proc.terminate()

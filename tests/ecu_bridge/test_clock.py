@@ -13,10 +13,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from wattbus import codec
+from wattbus import apsystems, codec
 from wattbus import messages as m
 from wattbus.bus import Bus
-from wattbus_ecu_bridge import decode, wire
+from wattbus_ecu_bridge import decode
 from wattbus_sim.ecu import DEFAULT_IDS, EcuSimulator
 
 from tests.ecu_bridge.conftest import Recorder
@@ -41,9 +41,9 @@ async def ask(port: int) -> tuple[bytes, bytes]:
 async def _ask_once(port: int) -> tuple[bytes, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(wire.info_query())
+        writer.write(apsystems.info_query())
         info = await reader.readuntil(b"END\n")
-        writer.write(wire.realtime_query(decode.decode_info(info).ecu_id))
+        writer.write(apsystems.realtime_query(apsystems.decode_info(info).ecu_id))
         return info, await reader.readuntil(b"END\n")
     finally:
         writer.close()
@@ -63,7 +63,7 @@ async def test_ecu_clock_and_reading_stamps(host_zone: str, ecu_zone: str, broke
     try:
         await asyncio.to_thread(wait_port, port)
         info_raw, rt_raw = await ask(port)
-        info, rt = decode.decode_info(info_raw), decode.decode_realtime(rt_raw)
+        info, rt = apsystems.decode_info(info_raw), decode.decode_realtime(rt_raw)
         assert info.timezone == ecu_zone
         # The ECU's own clock reads the declared zone's local time (a naive stamp, as on the wire).
         assert rt.timestamp is not None

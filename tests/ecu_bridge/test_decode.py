@@ -8,14 +8,15 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from wattbus_ecu_bridge import decode, wire
+from wattbus import apsystems
+from wattbus_ecu_bridge import decode
 
 DATA = Path(__file__).parent / "data"
 FILES = sorted(DATA.glob("*.hex"))
 
 
 def load(name: str) -> bytes:
-    return wire.parse_hex_or_raw((DATA / name).read_bytes())
+    return apsystems.parse_hex_or_raw((DATA / name).read_bytes())
 
 
 def test_every_data_file_is_covered() -> None:
@@ -78,7 +79,7 @@ def test_offline_and_short_records_in_yc600_capture() -> None:
 
 @pytest.mark.parametrize("name", [n for n in EXPECTED if n.startswith("info")])
 def test_info_answers(name: str) -> None:
-    info = decode.decode_info(load(name))
+    info = apsystems.decode_info(load(name))
     for key, value in EXPECTED[name].items():
         assert getattr(info, key) == value, key
 
@@ -89,7 +90,7 @@ def test_signal_answer() -> None:
 
 @pytest.mark.parametrize("name", sorted(INVALID))
 def test_real_invalid_answers_are_rejected(name: str) -> None:
-    with pytest.raises(wire.EcuFrameError, match=INVALID[name]):
+    with pytest.raises(apsystems.EcuFrameError, match=INVALID[name]):
         decode.decode_any(load(name))
 
 
@@ -112,7 +113,7 @@ DAMAGED = {
 @pytest.mark.parametrize("case", sorted(DAMAGED))
 def test_damaged_answers_are_rejected(case: str) -> None:
     damage, message = DAMAGED[case]
-    with pytest.raises(wire.EcuFrameError, match=message):
+    with pytest.raises(apsystems.EcuFrameError, match=message):
         decode.decode_realtime(damage(load(YC600)))
 
 
@@ -140,15 +141,15 @@ def test_record_cut_short_inside_valid_frame() -> None:
 def test_info_with_unknown_layout_is_rejected() -> None:
     data = bytearray(load("info_ecur_layout01.hex"))
     data[25:27] = b"07"
-    with pytest.raises(wire.EcuFrameError, match="unknown ECU info layout '07'"):
-        decode.decode_info(bytes(data))
+    with pytest.raises(apsystems.EcuFrameError, match="unknown ECU info layout '07'"):
+        apsystems.decode_info(bytes(data))
 
 
 def test_info_firmware_length_past_end_is_rejected() -> None:
     data = bytearray(load("info_ecur_layout01.hex"))
     data[52:55] = b"999"
-    with pytest.raises(wire.EcuFrameError, match="firmware"):
-        decode.decode_info(bytes(data))
+    with pytest.raises(apsystems.EcuFrameError, match="firmware"):
+        apsystems.decode_info(bytes(data))
 
 
 @pytest.mark.parametrize("name", [f.name for f in FILES])

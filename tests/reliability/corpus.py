@@ -10,7 +10,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from wattbus_ecu_bridge.wire import parse_hex_or_raw
+from wattbus.apsystems import parse_hex_or_raw
 from wattbus_giv_bridge.decode import parse_line
 from wattbus_sml_reader.transport import load_capture
 

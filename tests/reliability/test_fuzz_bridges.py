@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from wattbus import codec
+from wattbus import apsystems, codec
 from wattbus import messages as m
 from wattbus_ecu_bridge import decode as ecu
-from wattbus_ecu_bridge import wire
 from wattbus_giv_bridge import frames as giv
 from wattbus_giv_bridge import regmap
 from wattbus_goe_shelly_bridge.goe_wire import decode_status, identity
@@ -53,7 +52,7 @@ def on_the_bus(readings: list[m.ReadingBase]) -> None:
 
 def test_seeds_are_real_captures() -> None:
     assert len(ECU) >= 5 and len(GIV) >= 40 and len(GOE) >= 3 and len(SHELLY) >= 3
-    assert sum(1 for raw in ECU if not isinstance(_ecu_outcome(raw), wire.EcuFrameError)) >= 3
+    assert sum(1 for raw in ECU if not isinstance(_ecu_outcome(raw), apsystems.EcuFrameError)) >= 3
     assert sum(1 for raw in GIV if _giv_decodes(raw)) >= 20
 
 
@@ -70,24 +69,24 @@ def _giv_decodes(raw: bytes) -> bool:
 def _ecu_outcome(raw: bytes) -> object:
     try:
         return ecu.decode_any(raw)
-    except wire.EcuFrameError as exc:
+    except apsystems.EcuFrameError as exc:
         return exc
 
 
 @fuzz_settings(300)
 @given(raw=damaged(ECU))
 def test_ecu_answers_raise_ecu_frame_error_only(raw: bytes) -> None:
-    for decoder in (ecu.decode_any, ecu.decode_info, ecu.decode_realtime, ecu.decode_signal):
+    for decoder in (ecu.decode_any, apsystems.decode_info, ecu.decode_realtime, ecu.decode_signal):
         try:
             decoder(raw)
-        except wire.EcuFrameError as exc:
+        except apsystems.EcuFrameError as exc:
             assert str(exc)
 
 
 @fuzz_settings(100)
 @given(raw=st.binary(max_size=600))
 def test_ecu_random_bytes(raw: bytes) -> None:
-    with pytest.raises(wire.EcuFrameError):
+    with pytest.raises(apsystems.EcuFrameError):
         ecu.decode_any(b"APS" + raw if raw[:1] == b"X" else raw)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from wattbus import apsystems, topics
 from wattbus import messages as m
-from wattbus import topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class Found:
             case "sunspec":
                 return topics.slug(self.manufacturer or "sunspec", self.serial or fallback)
             case "aps-ecu":
-                return topics.slug("apsystems-ecu", self.serial or fallback)
+                return apsystems.ecu_device_id(self.serial or fallback)
             case "givenergy":
                 return topics.slug("givenergy", self.serial or fallback)
             case "goe":

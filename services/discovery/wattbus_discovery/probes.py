@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from wattbus import sunspec
+from wattbus import apsystems, sunspec
 from wattbus.counters import Counters
 from wattbus.log import Logger
 
+from . import givenergy_wire as p8
 from . import modbus_wire as mw
-from . import port8899_wire as p8
 from .found import Found
 
 
@@ -111,10 +111,10 @@ async def probe_8899(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      timeouts: ProbeTimeouts, counters: Counters, log: Logger) -> Found | None:
     """ECU info query first (a GivEnergy dongle ignores ASCII and resynchronises on its marker;
     an ECU would take dongle bytes as the start of a bad query and hang up), then the dongle read."""
-    writer.write(p8.ECU_INFO_QUERY)
+    writer.write(apsystems.info_query())
     await writer.drain()
-    data = await _read_some(reader, timeouts.ecu_answer_s, until=b"END\n", stop_prefix=p8.GIV_MARKER)
-    if data.startswith(b"APS"):
+    data = await _read_some(reader, timeouts.ecu_answer_s, until=apsystems.SUFFIX, stop_prefix=p8.GIV_MARKER)
+    if data.startswith(apsystems.PREFIX):
         return _ecu(data, host, port, counters, log)
     buffer = data
     if not data.startswith(p8.GIV_MARKER):
@@ -146,7 +146,7 @@ async def probe_8899(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         if not more:
             break
         buffer += more
-        if buffer.startswith(b"APS") and buffer.endswith(b"END\n"):
+        if buffer.startswith(apsystems.PREFIX) and buffer.endswith(apsystems.SUFFIX):
             return _ecu(buffer, host, port, counters, log)  # a slow ECU answering after our wait
     if adapter:
         counters.inc("giv_dongle_without_inverter")
@@ -157,13 +157,13 @@ async def probe_8899(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 def _ecu(data: bytes, host: str, port: int, counters: Counters, log: Logger) -> Found | None:
     try:
-        info = p8.parse_ecu_info(data)
-    except mw.WireError as exc:
+        info = apsystems.decode_info(data)
+    except apsystems.EcuFrameError as exc:
         counters.inc("ecu_answers_rejected")
         log.warning("port 8899 answers APS but not a valid ECU info answer", host=host, port=port, error=str(exc))
         return None
     return Found("aps-ecu", host, port, info.ecu_id, "APsystems", info.model, "gateway", firmware=info.firmware,
-                 extra={"layout": info.layout, "inverters": info.inverters})
+                 extra={"layout": info.layout, "inverters": info.inverters_total})
 
 
 async def _read_some(reader: asyncio.StreamReader, timeout: float, until: bytes | None = None,
@@ -185,7 +185,7 @@ async def _read_some(reader: asyncio.StreamReader, timeout: float, until: bytes 
         data += chunk
         if until is None or data.endswith(until) or (stop_prefix and data.startswith(stop_prefix)):
             break
-        if not data.startswith(b"APS"[:len(data)]):
+        if not data.startswith(apsystems.PREFIX[:len(data)]):
             break  # not an ECU answer; let the caller judge what it is
     return data
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from wattbus import apsystems, topics
 from wattbus import messages as m
-from wattbus import topics
 from wattbus.bus import Message
 from wattbus.config import ConfigError, LoadedConfig
 from wattbus.runner import Service, ServiceContext, Subcommand
 
-from . import aps2mqtt, apsout, model, wire
+from . import aps2mqtt, apsout
 from .adopt import Fleet
 from .config import Config
 from .decode import decode_any
@@ -34,7 +34,7 @@ async def run(ctx: ServiceContext[Config]) -> None:
     async def on_command(msg: Message[m.Command]) -> None:
         parsed = topics.parse(msg.topic)
         target = parsed.ident or ""
-        poller = next((p for p in pollers if p.ecu_id and model.ecu_device_id(p.ecu_id) == target), None)
+        poller = next((p for p in pollers if p.ecu_id and apsystems.ecu_device_id(p.ecu_id) == target), None)
         if isinstance(msg.payload, m.Restart) and poller is not None:
             result = await poller.restart()
         else:
@@ -67,8 +67,8 @@ def _decode(args: argparse.Namespace, _loaded: LoadedConfig) -> int:
         print(f"wattbus-ecu-bridge decode: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        frame, decoded = decode_any(wire.parse_hex_or_raw(content))
-    except wire.EcuFrameError as exc:
+        frame, decoded = decode_any(apsystems.parse_hex_or_raw(content))
+    except apsystems.EcuFrameError as exc:
         print(f"wattbus-ecu-bridge decode: {args.file}: invalid ECU answer: {exc}", file=sys.stderr)
         return 1
     body: dict[str, Any] = asdict(decoded)

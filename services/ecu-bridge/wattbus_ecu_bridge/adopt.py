@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+from wattbus import apsystems
 from wattbus.adoption import Adoption, Decision
 from wattbus.runner import ServiceContext
 
-from . import model
 from .config import Config, EcuConfig
 from .poller import EcuPoller
 
@@ -47,7 +47,7 @@ class Fleet:
         """A configured ECU told its id: pin it, and drop an adopted poller of the same ECU."""
         if poller in self.adopted.values():
             return
-        device_id = model.ecu_device_id(ecu_id)
+        device_id = apsystems.ecu_device_id(ecu_id)
         self.adoption.pin(ecu_id, device_id)
         duplicate = self.adopted.pop(device_id, None)
         if duplicate is not None:

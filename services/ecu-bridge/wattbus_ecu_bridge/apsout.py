@@ -12,7 +12,9 @@ import json
 from statistics import fmean
 from typing import Any
 
-from .decode import EcuInfo, InverterData, RealtimeData, SignalData, inverter_types
+from wattbus.apsystems import EcuInfo
+
+from .decode import InverterData, RealtimeData, SignalData, inverter_types
 
 
 def _num(value: float | None) -> float | int | None:

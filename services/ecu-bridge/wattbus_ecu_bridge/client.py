@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from . import wire
+from wattbus import apsystems
 
 
 class EcuConnectionError(OSError):
@@ -60,7 +60,7 @@ class EcuClient:
                 return await asyncio.wait_for(self._exchange(query, command), self.timing.timeout_s
                                               + self.timing.answer_delay_s)
             except TimeoutError as exc:
-                raise EcuConnectionError(f"ECU {self.where}: no complete answer to {wire.COMMAND_NAMES[command]} "
+                raise EcuConnectionError(f"ECU {self.where}: no complete answer to {apsystems.COMMAND_NAMES[command]} "
                                          f"within {self.timing.timeout_s:g} s") from exc
             finally:
                 self._last_close = loop.time()
@@ -74,7 +74,7 @@ class EcuClient:
             writer.write(query)
             await writer.drain()
             await asyncio.sleep(self.timing.answer_delay_s)
-            return wire.validate(await self._read_answer(reader, command), command).data
+            return apsystems.validate(await self._read_answer(reader, command), command).data
         except ConnectionError as exc:
             raise EcuConnectionError(f"ECU {self.where}: connection lost ({exc})") from exc
         finally:
@@ -90,13 +90,13 @@ class EcuClient:
         buf = b""
         settle = min(1.0, self.timing.timeout_s / 4)
         while True:
-            total = wire.declared_length(buf)
+            total = apsystems.declared_length(buf)
             if total is not None and len(buf) >= total:
                 return buf
             if len(buf) > 65536:
-                raise wire.EcuFrameError(f"ECU {self.where}: more than 64 KiB without a complete answer")
+                raise apsystems.EcuFrameError(f"ECU {self.where}: more than 64 KiB without a complete answer")
             try:
-                chunk = await (asyncio.wait_for(reader.read(65536), settle) if buf.endswith(wire.SUFFIX)
+                chunk = await (asyncio.wait_for(reader.read(65536), settle) if buf.endswith(apsystems.SUFFIX)
                                else reader.read(65536))
             except TimeoutError:
                 return buf  # ends in END\\n and nothing more came: let validation say what is wrong
@@ -105,10 +105,10 @@ class EcuClient:
                     raise
                 # Closed on us with our query unread (a reset, not a clean end): busy with another client.
                 raise EcuBusy(f"ECU {self.where} reset the connection without answering "
-                              f"{wire.COMMAND_NAMES[command]}") from exc
+                              f"{apsystems.COMMAND_NAMES[command]}") from exc
             if not chunk:
                 if not buf:
                     raise EcuBusy(f"ECU {self.where} closed the connection without answering "
-                                  f"{wire.COMMAND_NAMES[command]}")
+                                  f"{apsystems.COMMAND_NAMES[command]}")
                 return buf
             buf += chunk

@@ -1,4 +1,6 @@
-"""Decoders for the three ECU answers, in SI units. Record layouts come from inverter_types.toml.
+"""Decoders for the ECU's real-time and signal answers, in SI units (the info answer, the ECU's
+identity, is decoded in wattbus.apsystems, which discovery shares). Record layouts come from
+inverter_types.toml.
 
 Real ECUs send short records for inverters without data (type "00", 9 bytes), offline records full
 of zeros, and answers cut off mid-record; a decoder never reads past the answer and reports what it
@@ -14,7 +16,17 @@ from functools import cache
 from importlib import resources
 from statistics import fmean
 
-from .wire import CMD_INFO, CMD_REALTIME, CMD_SIGNAL, EcuFrameError, Frame, ascii_field, u16, u32, validate
+from wattbus.apsystems import (
+    CMD_INFO,
+    CMD_REALTIME,
+    CMD_SIGNAL,
+    EcuFrameError,
+    EcuInfo,
+    Frame,
+    decode_info,
+    u16,
+    validate,
+)
 
 RECORD_START = 26
 RECORD_HEAD = 13
@@ -44,19 +56,6 @@ def inverter_types() -> dict[str, InverterType]:
                              f"record_length {kind.record_length}")
         types[code] = kind
     return types
-
-
-@dataclass(frozen=True, slots=True)
-class EcuInfo:
-    ecu_id: str
-    layout: str
-    energy_total_wh: float
-    power_w: float
-    energy_today_wh: float
-    inverters_total: int | None
-    inverters_online: int | None
-    firmware: str | None
-    timezone: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,32 +94,6 @@ class RealtimeData:
 class SignalData:
     strength_pct: dict[str, int] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
-
-
-def decode_info(data: bytes) -> EcuInfo:
-    frame = validate(data, CMD_INFO)
-    d = frame.data
-    ecu_id = ascii_field(d, 13, 12, "ECU id")
-    if not ecu_id.isdigit():
-        raise EcuFrameError(f"ECU id at bytes 13-24 is not 12 digits: {ecu_id!r}")
-    layout = ascii_field(d, 25, 2, "layout code")
-    _need(d, 39, "ECU totals (bytes 27-38)")
-    total, online, firmware, timezone = None, None, None, None
-    if layout == "01":
-        _need(d, 55, "inverter counts and firmware length (bytes 46-54)")
-        total, online = u16(d, 46), u16(d, 48)
-        firmware, end = _counted_string(d, 52, "firmware")
-        if end + 3 <= len(d) - 4 and d[end:end + 3].isdigit():
-            timezone, _ = _counted_string(d, end, "timezone")
-    elif layout == "02":
-        _need(d, 52, "inverter counts and firmware length (bytes 39-51)")
-        total, online = u16(d, 39), u16(d, 41)
-        firmware, _ = _counted_string(d, 49, "firmware")
-    else:
-        raise EcuFrameError(f"unknown ECU info layout {layout!r} at bytes 25-26 (known: 01, 02)")
-    return EcuInfo(ecu_id=ecu_id, layout=layout, energy_total_wh=u32(d, 27) * 100.0, power_w=float(u32(d, 31)),
-                   energy_today_wh=u32(d, 35) * 10.0, inverters_total=total, inverters_online=online,
-                   firmware=firmware, timezone=timezone)
 
 
 def decode_realtime(data: bytes) -> RealtimeData:
@@ -197,22 +170,6 @@ def decode_any(data: bytes) -> tuple[Frame, EcuInfo | RealtimeData | SignalData]
     if frame.command == CMD_SIGNAL:
         return frame, decode_signal(data)
     raise EcuFrameError(f"answer to command {frame.command}: not an info, real-time or signal answer")
-
-
-def _need(d: bytes, length: int, what: str) -> None:
-    if len(d) - 4 < length:
-        raise EcuFrameError(f"{what}: answer body ends at byte {len(d) - 4}, needs {length}")
-
-
-def _counted_string(d: bytes, start: int, what: str) -> tuple[str, int]:
-    """A 3-digit ASCII length followed by that many characters; returns (text, next offset)."""
-    digits = ascii_field(d, start, 3, f"{what} length")
-    if not digits.isdigit():
-        raise EcuFrameError(f"{what} length at bytes {start}-{start + 2} is not 3 digits: {digits!r}")
-    length = int(digits)
-    if start + 3 + length > len(d) - 4:
-        raise EcuFrameError(f"{what} ({length} chars from byte {start + 3}) runs past the answer body")
-    return d[start + 3:start + 3 + length].decode("ascii", "replace"), start + 3 + length
 
 
 def _bcd_time(raw: bytes) -> datetime | None:

@@ -6,25 +6,9 @@ from datetime import datetime
 
 from wattbus import messages as m
 from wattbus import topics
+from wattbus.apsystems import EcuInfo
 
-from .decode import EcuInfo, InverterData
-
-
-def ecu_model(ecu_id: str) -> tuple[str, bool]:
-    """(model, can restart remotely) from the ECU id prefix, as APsystems numbers its units."""
-    if ecu_id.startswith("215"):
-        return "ECU-C", True
-    if ecu_id.startswith("2162"):
-        return "ECU-R (SunSpec)", True
-    if ecu_id.startswith("2160"):
-        return "ECU-R", False
-    if ecu_id.startswith("2163"):
-        return "ECU-B", False
-    return "ECU", False
-
-
-def ecu_device_id(ecu_id: str) -> str:
-    return topics.slug("apsystems-ecu", ecu_id)
+from .decode import InverterData
 
 
 def inverter_device_id(uid: str) -> str:

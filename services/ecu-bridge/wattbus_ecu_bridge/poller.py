@@ -6,14 +6,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from wattbus import apsystems, topics
 from wattbus import messages as m
-from wattbus import topics
+from wattbus.apsystems import EcuInfo, decode_info
 from wattbus.runner import DeviceChannel, ServiceContext
 
-from . import apsout, model, sun, wire
+from . import apsout, model, sun
 from .client import EcuClient, EcuConnectionError, EcuUnreachable, Timing
 from .config import Config, EcuConfig
-from .decode import EcuInfo, InverterData, RealtimeData, SignalData, decode_info, decode_realtime, decode_signal
+from .decode import InverterData, RealtimeData, SignalData, decode_realtime, decode_signal
 
 
 class EcuPoller:
@@ -61,8 +62,8 @@ class EcuPoller:
     async def poll_once(self) -> float:
         """Query the ECU once and publish; returns the pause before the next poll."""
         try:
-            info = decode_info(await self.client.ask(wire.info_query(), wire.CMD_INFO))
-            rt = decode_realtime(await self.client.ask(wire.realtime_query(info.ecu_id), wire.CMD_REALTIME))
+            info = decode_info(await self.client.ask(apsystems.info_query(), apsystems.CMD_INFO))
+            rt = decode_realtime(await self.client.ask(apsystems.realtime_query(info.ecu_id), apsystems.CMD_REALTIME))
             signal = SignalData()
             if self.cfg.signal:
                 signal = await self._signal(info.ecu_id)
@@ -71,7 +72,7 @@ class EcuPoller:
                 return pause
             await self._failed(exc)
             return self.cfg.retry_after_failure_s
-        except (wire.EcuFrameError, EcuConnectionError) as exc:
+        except (apsystems.EcuFrameError, EcuConnectionError) as exc:
             await self._failed(exc)
             return self.cfg.retry_after_failure_s
         self.failures = 0
@@ -109,15 +110,15 @@ class EcuPoller:
     async def _signal(self, ecu_id: str) -> SignalData:
         # Signal strength is a nice-to-have: a bad answer here must not discard the power values.
         try:
-            return decode_signal(await self.client.ask(wire.signal_query(ecu_id), wire.CMD_SIGNAL))
-        except (wire.EcuFrameError, EcuConnectionError) as exc:
+            return decode_signal(await self.client.ask(apsystems.signal_query(ecu_id), apsystems.CMD_SIGNAL))
+        except (apsystems.EcuFrameError, EcuConnectionError) as exc:
             self.ctx.counters.inc("signal_failed")
             self.log.warning("signal strength query failed", error=str(exc))
             return SignalData()
 
     async def _failed(self, exc: Exception) -> None:
         self.failures += 1
-        self.ctx.counters.inc("frames_rejected" if isinstance(exc, wire.EcuFrameError) else "polls_failed")
+        self.ctx.counters.inc("frames_rejected" if isinstance(exc, apsystems.EcuFrameError) else "polls_failed")
         self.log.warning("ECU poll failed", error=str(exc), consecutive=self.failures)
         if self.failures < self.cfg.restart_after_failures:
             return
@@ -144,8 +145,8 @@ class EcuPoller:
         """Restart the ECU the way its web UI does (re-applying its WiFi settings); ECU-C and ECU-R 2162 only."""
         if self.ecu_id is None:
             return m.CommandResult(status="refused", command="restart", message="ECU id not known yet")
-        name, can_restart = model.ecu_model(self.ecu_id)
-        target = model.ecu_device_id(self.ecu_id)
+        name, can_restart = apsystems.ecu_model(self.ecu_id)
+        target = apsystems.ecu_device_id(self.ecu_id)
         if not can_restart:
             return m.CommandResult(status="refused", command="restart", target=target,
                                    message=f"{name} ({self.ecu_id[:4]}...) cannot restart remotely; power-cycle it")
@@ -175,7 +176,7 @@ class EcuPoller:
         if self.ecu_id is None:
             if info.timezone and self.cfg.timezone is None:
                 self.zone = _zone(info.timezone) or self.zone
-            self.log.info("ECU answering", ecu=info.ecu_id, model=model.ecu_model(info.ecu_id)[0],
+            self.log.info("ECU answering", ecu=info.ecu_id, model=apsystems.ecu_model(info.ecu_id)[0],
                           firmware=info.firmware, inverters=rt.count, timezone=str(self.zone))
         if self.ecu_id != info.ecu_id and self.on_identified is not None:
             self.on_identified(self, info.ecu_id)
@@ -190,8 +191,8 @@ class EcuPoller:
         self.unchanged = 0
         self.last_stamp = rt.timestamp
         stamp = rt.timestamp.replace(tzinfo=self.zone).astimezone(UTC) if rt.timestamp else datetime.now(UTC)
-        gid = model.ecu_device_id(info.ecu_id)
-        ecu_name, _ = model.ecu_model(info.ecu_id)
+        gid = apsystems.ecu_device_id(info.ecu_id)
+        ecu_name, _ = apsystems.ecu_model(info.ecu_id)
         self.gateway = self._channel(m.DeviceMeta(
             device_id=gid, kind="gateway", source=self.ctx.name, protocol="aps-ecu", manufacturer="APsystems",
             model=ecu_name, serial=info.ecu_id, firmware=info.firmware, name=self.cfg.name,

@@ -7,14 +7,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from wattbus import apsystems
 from wattbus import messages as m
+from wattbus.apsystems import decode_info
 from wattbus.config import ConfigError, convert
 from wattbus.runner import ServiceContext
 
-from . import model, wire
+from . import model
 from .client import EcuClient, EcuConnectionError, Timing
 from .config import Config, EcuConfig
-from .decode import decode_info, decode_realtime
+from .decode import decode_realtime
 
 
 def _stamp(local: datetime | None, zone_name: str | None) -> datetime:
@@ -37,14 +39,14 @@ async def probe(ctx: ServiceContext[Config], command: m.CommandBase) -> m.Comman
         return m.CommandResult(status="invalid", message=str(exc))
     client = EcuClient(cfg.host, cfg.port, Timing(cfg.answer_delay_s, cfg.pause_between_commands_s, cfg.timeout_s))
     try:
-        info = decode_info(await client.ask(wire.info_query(), wire.CMD_INFO))
-        rt = decode_realtime(await client.ask(wire.realtime_query(info.ecu_id), wire.CMD_REALTIME))
-    except (wire.EcuFrameError, EcuConnectionError) as exc:
+        info = decode_info(await client.ask(apsystems.info_query(), apsystems.CMD_INFO))
+        rt = decode_realtime(await client.ask(apsystems.realtime_query(info.ecu_id), apsystems.CMD_REALTIME))
+    except (apsystems.EcuFrameError, EcuConnectionError) as exc:
         ctx.counters.inc("probes_failed")
         return m.CommandResult(status="failed", message=str(exc))
     stamp = _stamp(rt.timestamp, info.timezone)
-    gid = model.ecu_device_id(info.ecu_id)
-    name, _ = model.ecu_model(info.ecu_id)
+    gid = apsystems.ecu_device_id(info.ecu_id)
+    name, _ = apsystems.ecu_model(info.ecu_id)
     devices = [m.DeviceMeta(device_id=gid, kind="gateway", source=ctx.name, protocol="aps-ecu",
                             manufacturer="APsystems", model=name, serial=info.ecu_id, firmware=info.firmware,
                             address=f"tcp://{cfg.host}:{cfg.port}")]

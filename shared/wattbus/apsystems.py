@@ -1,4 +1,7 @@
-"""The ECU's TCP protocol on port 8899: queries and the validation every answer must pass.
+"""The APsystems ECU's TCP protocol on port 8899: queries, frame checks and the ECU's identity.
+
+The one home of this knowledge: the ecu-bridge polls with it, discovery identifies with it.
+Transport stays with the caller (the bridge's client, discovery's probe).
 
 An answer is `APS` + 2-char version + 4 ASCII digits (total length - 1) + 4 ASCII digits echoing
 the command + body + `END\\n`. Anything else is rejected with an EcuFrameError naming what is wrong
@@ -9,6 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import topics
+
+PORT = 8899
 PREFIX = b"APS"
 SUFFIX = b"END\n"
 HEADER_LEN = 13  # APS + version(2) + length(4) + command(4)
@@ -124,3 +130,83 @@ def parse_hex_or_raw(content: bytes) -> bytes:
 def _show(data: bytes, limit: int = 48) -> str:
     shown = data[:limit].hex()
     return shown + ("..." if len(data) > limit else "")
+
+
+# ---------------------------------------------------------------------- identity: the info answer
+
+@dataclass(frozen=True, slots=True)
+class EcuInfo:
+    ecu_id: str
+    layout: str
+    energy_total_wh: float
+    power_w: float
+    energy_today_wh: float
+    inverters_total: int | None
+    inverters_online: int | None
+    firmware: str | None
+    timezone: str | None
+
+    @property
+    def model(self) -> str:
+        return ecu_model(self.ecu_id)[0]
+
+
+def decode_info(data: bytes) -> EcuInfo:
+    """The answer to info_query(), in SI units. Both layouts carry the firmware string (the public
+    clients read it unconditionally), so an answer without it is cut short, not an older ECU."""
+    d = validate(data, CMD_INFO).data
+    ecu_id = ascii_field(d, 13, 12, "ECU id")
+    if not ecu_id.isdigit():
+        raise EcuFrameError(f"ECU id at bytes 13-24 is not 12 digits: {ecu_id!r}")
+    layout = ascii_field(d, 25, 2, "layout code")
+    _need(d, 39, "ECU totals (bytes 27-38)")
+    total, online, firmware, timezone = None, None, None, None
+    if layout == "01":
+        _need(d, 55, "inverter counts and firmware length (bytes 46-54)")
+        total, online = u16(d, 46), u16(d, 48)
+        firmware, end = _counted_string(d, 52, "firmware")
+        if end + 3 <= len(d) - 4 and d[end:end + 3].isdigit():
+            timezone, _ = _counted_string(d, end, "timezone")
+    elif layout == "02":
+        _need(d, 52, "inverter counts and firmware length (bytes 39-51)")
+        total, online = u16(d, 39), u16(d, 41)
+        firmware, _ = _counted_string(d, 49, "firmware")
+    else:
+        raise EcuFrameError(f"unknown ECU info layout {layout!r} at bytes 25-26 (known: 01, 02)")
+    return EcuInfo(ecu_id=ecu_id, layout=layout, energy_total_wh=u32(d, 27) * 100.0, power_w=float(u32(d, 31)),
+                   energy_today_wh=u32(d, 35) * 10.0, inverters_total=total, inverters_online=online,
+                   firmware=firmware, timezone=timezone)
+
+
+def _need(d: bytes, length: int, what: str) -> None:
+    if len(d) - 4 < length:
+        raise EcuFrameError(f"{what}: answer body ends at byte {len(d) - 4}, needs {length}")
+
+
+def _counted_string(d: bytes, start: int, what: str) -> tuple[str, int]:
+    """A 3-digit ASCII length followed by that many characters; returns (text, next offset)."""
+    digits = ascii_field(d, start, 3, f"{what} length")
+    if not digits.isdigit():
+        raise EcuFrameError(f"{what} length at bytes {start}-{start + 2} is not 3 digits: {digits!r}")
+    length = int(digits)
+    if start + 3 + length > len(d) - 4:
+        raise EcuFrameError(f"{what} ({length} chars from byte {start + 3}) runs past the answer body")
+    return d[start + 3:start + 3 + length].decode("ascii", "replace"), start + 3 + length
+
+
+def ecu_model(ecu_id: str) -> tuple[str, bool]:
+    """(model, can restart remotely) from the ECU id prefix, as APsystems numbers its units. The
+    firmware string does not tell: an ECU-C reports e.g. `C1.2.5`, not `ECU_C_...`."""
+    if ecu_id.startswith("215"):
+        return "ECU-C", True
+    if ecu_id.startswith("2162"):
+        return "ECU-R (SunSpec)", True
+    if ecu_id.startswith("2160"):
+        return "ECU-R", False
+    if ecu_id.startswith("2163"):
+        return "ECU-B", False
+    return "ECU", False
+
+
+def ecu_device_id(ecu_id: str) -> str:
+    return topics.slug("apsystems-ecu", ecu_id)

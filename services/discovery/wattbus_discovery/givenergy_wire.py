@@ -1,73 +1,21 @@
-"""The two protocols found on TCP port 8899: the APsystems ECU and the GivEnergy dongle.
+"""The GivEnergy dongle on TCP port 8899 (the APsystems ECU, on the same port, is wattbus.apsystems).
 
-Both probes only read: the ECU's info query (0001) and one 60-register holding read at the
-dongle's detection address 0x11, the same request GivEnergy's own app starts with.
+The probe only reads: one 60-register holding read at the dongle's detection address 0x11, the
+same request GivEnergy's own app starts with.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from wattbus.checksums import crc16_modbus
 
 from .modbus_wire import WireError
 
-ECU_INFO_QUERY = b"APS1100160001END\n"
 GIV_MARKER = b"\x59\x59\x00\x01"
 GIV_DETECT_SLAVE = 0x11
 CLIENT_SERIAL = b"AB1234G000"  # what GivEnergy clients put where the dongle puts its own serial
 GIV_SERIAL_REGISTERS = range(13, 18)  # holding registers 13-17: the inverter serial, 10 ASCII chars
-_ECU_ID = re.compile(rb"^\d{12}$")
-_FIRMWARE_MODEL = re.compile(r"^ECU_([A-Z])_")
-
-
-@dataclass(frozen=True, slots=True)
-class EcuInfo:
-    ecu_id: str
-    layout: str
-    firmware: str | None
-    inverters: int | None
-
-    @property
-    def model(self) -> str | None:
-        """ECU-R/ECU-B firmware strings start with ECU_<letter>_; others stay unknown."""
-        found = _FIRMWARE_MODEL.match(self.firmware or "")
-        return f"ECU-{found.group(1)}" if found else None
-
-
-def parse_ecu_info(data: bytes) -> EcuInfo:
-    """Validate an answer to ECU_INFO_QUERY: APS + version + length + 0001 ... END\\n."""
-    if not data.startswith(b"APS"):
-        raise WireError(f"ECU answer starts with {data[:3]!r}, not APS")
-    if not data.endswith(b"END\n"):
-        raise WireError(f"ECU answer of {len(data)} bytes does not end with END")
-    length = data[5:9]
-    if not length.isdigit() or int(length) != len(data) - 1:
-        raise WireError(f"ECU length field {length!r} does not match the {len(data)}-byte answer")
-    if data[9:13] != b"0001":
-        raise WireError(f"ECU answer echoes command {data[9:13]!r}, expected 0001")
-    ecu_id = data[13:25]
-    if not _ECU_ID.match(ecu_id):
-        raise WireError(f"ECU id {ecu_id!r} at bytes 13-25 is not 12 digits")
-    layout = data[25:27].decode("ascii", "replace")
-    firmware: str | None = None
-    inverters: int | None = None
-    body_end = len(data) - 4
-    if layout == "01" and body_end >= 50:
-        inverters = int.from_bytes(data[46:48], "big")
-        firmware = _length_prefixed(data, 52, body_end)
-    elif layout == "02" and body_end >= 43:
-        inverters = int.from_bytes(data[39:41], "big")
-        firmware = _length_prefixed(data, 49, body_end)
-    return EcuInfo(ecu_id.decode(), layout, firmware, inverters)
-
-
-def _length_prefixed(data: bytes, at: int, end: int) -> str | None:
-    size = data[at:at + 3]
-    if not size.isdigit() or at + 3 + int(size) > end:
-        return None  # older firmware leaves it out: the identity does not depend on it
-    return data[at + 3:at + 3 + int(size)].decode("ascii", "replace").strip() or None
 
 
 def giv_read_request(base: int = 0, count: int = 60, slave: int = GIV_DETECT_SLAVE) -> bytes:
