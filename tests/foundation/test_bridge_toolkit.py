@@ -130,11 +130,13 @@ async def test_offline_after_failures_reidentify_and_back_online(ctx: ServiceCon
         relay.down = True
         await until(lambda: watch.availability.get("relay-1") == "offline", 10, "offline")
         assert poller.failures >= 2 and not poller.online and "no answer" in poller.last_error
+        assert [(e.device_id, e.error) for e in ctx.device_errors()] == [("relay-1", "relay-1: no answer")]
         assert relay.identified == 1
         relay.down = False
         await until(lambda: watch.availability.get("relay-1") == "online", 10, "online again")
         assert relay.identified == 2  # identified again after it was lost: it may have been replaced
         assert ctx.counters.get("poll_failures") >= 2 and poller.failures == 0
+        assert ctx.device_errors() == []
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -17,6 +17,7 @@ from wattbus_sim.sunspec_devices import meter as sim_meter
 from wattbus_sunspec_bridge.decode import shortest_float32
 
 from tests.support.bus_helpers import started_bus, until
+from tests.support.servers import free_port
 
 SOURCE = "sunspec-bridge"
 
@@ -33,10 +34,18 @@ class Seen:
         self.meta: dict[str, m.DeviceMeta] = {}
         self.availability: dict[str, str] = {}
         self.native: dict[str, Any] = {}
+        self.status: m.ServiceStatus | None = None
+        bus.subscribe(topics.service_status(SOURCE, "main"), m.ServiceStatus, self._status)
         bus.subscribe(f"wattbus/v1/device/{SOURCE}/+/reading", m.Reading, self._reading)
         bus.subscribe(f"wattbus/v1/device/{SOURCE}/+/meta", m.DeviceMeta, self._meta)
         bus.subscribe(f"wattbus/v1/device/{SOURCE}/+/availability", bytes, self._avail)
         bus.subscribe(f"wattbus/v1/device/{SOURCE}/+/native/+", bytes, self._native)
+
+    def _status(self, msg: Message[m.ServiceStatus]) -> None:
+        self.status = msg.payload
+
+    def failing(self) -> set[str]:
+        return {e.device_id or e.address or "" for e in self.status.device_errors} if self.status else set()
 
     def _reading(self, msg: Message[m.ReadingBase]) -> None:
         self.readings[msg.payload.device_id] = msg.payload
@@ -138,11 +147,14 @@ unit_ids = [1]
         # The SDM gateway dies: only it goes offline; it comes back online on recovery.
         sdm.stop()
         await until(lambda: seen.availability.get("eastron-sdm630-21003456") == "offline", 30, "sdm offline")
+        await until(lambda: "eastron-sdm630-21003456" in seen.failing(), 10, "the sdm's error in the status")
+        assert "sma-3004512345" not in seen.failing()
         assert seen.availability["sma-3004512345"] == "online"
         seen.readings.pop("sma-3004512345")
         await until(lambda: "sma-3004512345" in seen.readings, 20, "sma keeps publishing")
         sdm.start()
         await until(lambda: seen.availability.get("eastron-sdm630-21003456") == "online", 40, "sdm online again")
+        await until(lambda: "eastron-sdm630-21003456" not in seen.failing(), 10, "the sdm's error cleared")
     finally:
         assert proc.stop() == 0, proc.output()[-3000:]
         await bus.stop()
@@ -151,11 +163,16 @@ unit_ids = [1]
 async def test_controls_are_off_by_default(broker: Any, start_sim: Callable[..., Any], start_service: Any,
                                            tmp_path: Path) -> None:
     sim = start_sim("sma")
+    nothing = free_port()  # a configured endpoint where nothing listens
     config = write_config(tmp_path / "w.toml", f"""
 [[sunspec-bridge.devices]]
 host = "127.0.0.1"
 port = {sim.port}
 unit_ids = [1, 126]
+[[sunspec-bridge.devices]]
+host = "127.0.0.1"
+port = {nothing}
+name = "garage inverter"
 """)
     bus = await started_bus(broker, "test-admin")
     seen = Seen(bus)
@@ -166,6 +183,11 @@ unit_ids = [1, 126]
         result = await bus.request(topics.device_command(SOURCE, "sma-3004512345"),
                                    m.SetPowerLimit(limit_pct=50), timeout=20)
         assert result.status == "refused" and "controls = true" in result.message
+        # Nothing there has an id yet: its address carries the error in the service status.
+        await until(lambda: f"tcp://127.0.0.1:{nothing}" in seen.failing(), 20, "the endpoint's error")
+        assert seen.status is not None
+        error = next(e for e in seen.status.device_errors if e.address == f"tcp://127.0.0.1:{nothing}")
+        assert error.name == "garage inverter" and "cannot connect" in error.error
     finally:
         assert proc.stop() == 0, proc.output()[-3000:]
         await bus.stop()

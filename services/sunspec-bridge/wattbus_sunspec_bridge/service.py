@@ -36,6 +36,7 @@ async def find(ctx: ServiceContext[Config], fleet: Fleet, cfg: DeviceConfig, ado
     found: set[int] = set()
     delay = ctx.config.poll_interval_s
     while True:
+        why = ""  # the last reason a unit was not found, for the service status
         for unit in units:
             if unit in found:
                 continue
@@ -43,21 +44,28 @@ async def find(ctx: ServiceContext[Config], fleet: Fleet, cfg: DeviceConfig, ado
             try:
                 adapter = await open_unit(ctx, cfg, link, unit)
             except sunspec.NotSunSpec as exc:
+                why = str(exc)
                 ctx.log.info("no SunSpec device", address=address, reason=str(exc))
                 continue
             except LinkError as exc:
+                why = str(exc)
                 ctx.counters.inc("probe_failures")
                 ctx.log.warning("probe failed", address=address, error=str(exc))
                 if exc.exception_code is None and not found:
                     break  # nothing answers on this endpoint: back off instead of timing out per unit
                 continue
             except (ValueError, KeyError, IndexError) as exc:  # a decoder tripped over garbage
+                why = f"unusable answer ({exc})"
                 ctx.counters.inc("probe_failures")
                 ctx.log.warning("probe failed: unusable answer", address=address, error=str(exc))
                 continue
             found.add(unit)
             ctx.log.info("device found", device=adapter.metas[0].device_id, address=address)
             fleet.start(poller(ctx, cfg, adapter), adopted_as)
+        if found:
+            ctx.clear_device_error(str(link.endpoint))
+        elif why:  # nothing has an id yet: the endpoint's address carries the error
+            ctx.device_error(str(link.endpoint), why, cfg.name)
         if len(found) == len(units):
             return
         # Nothing (or not everything) answered: retry sooner while nothing works, slowly later.

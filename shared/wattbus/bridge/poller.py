@@ -2,9 +2,10 @@
 
 Every bridge had written this loop again (`Polled`, `DeviceWorker`, `EcuPoller`, `poll_loop`,
 `Meter.run`); this is the one the toolkit's bridges share:
-- a failed poll (one of the adapter's `errors`, or a decoder tripping over garbage) is counted and
-  logged (the first three, then every 50th, so a dead device does not flood the log), and the
-  next poll waits twice as long each time, up to `max_backoff_s`;
+- a failed poll (one of the adapter's `errors`, or a decoder tripping over garbage) is counted,
+  logged (the first three, then every 50th, so a dead device does not flood the log) and set as
+  the device's error in the service status until a good read; the next poll waits twice as long
+  each time, up to `max_backoff_s`;
 - after `offline_after` failures in a row every device of the adapter goes offline (retained) and
   the adapter identifies the device again before the next read: it may have been replaced or
   come back with another layout; the next good read brings them back online;
@@ -118,6 +119,9 @@ class Poller:
         if worth_logging(self.failures):
             self.ctx.log.warning("poll failed", device=name, error=self.last_error, failures=self.failures,
                                  total=total)
+        main = self.channels.get(self.device_id)
+        if main is not None:  # the why, in the service status (the web UI lists failing devices)
+            main.set_error(self.last_error)
         if self.failures == self.offline_after:
             self.ctx.log.warning("device offline", device=name, after_failures=self.failures)
         if self.failures >= self.offline_after:
@@ -132,3 +136,4 @@ class Poller:
         self.ctx.counters.inc("polls")
         for channel in self.channels.values():
             channel.set_online(True)
+            channel.clear_error()
