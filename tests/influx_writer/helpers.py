@@ -72,16 +72,21 @@ def write_config(tmp: Path, name: str, **section: Any) -> Path:
 
 
 class StatusWatch:
-    """The writer instances' retained ServiceStatus heartbeats, by instance."""
+    """The writer instances' retained ServiceStatus heartbeats, by instance.
 
-    def __init__(self) -> None:
+    `only`: the instances a test started; the retained statuses of earlier tests' writers (whose
+    `written` counts points, which may be more than readings) stay out of its sums."""
+
+    def __init__(self, only: set[str] | None = None) -> None:
         self.latest: dict[str, m.ServiceStatus] = {}
+        self.only = only
 
     def attach(self, bus: Bus) -> None:
         bus.subscribe(status_filter(), m.ServiceStatus, self._seen)
 
     def _seen(self, msg: Message[m.ServiceStatus]) -> None:
-        self.latest[msg.payload.instance] = msg.payload
+        if self.only is None or msg.payload.instance in self.only:
+            self.latest[msg.payload.instance] = msg.payload
 
     def counter(self, name: str, instance: str | None = None) -> int:
         statuses = [s for i, s in self.latest.items() if instance in (None, i)]

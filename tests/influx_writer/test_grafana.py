@@ -32,10 +32,12 @@ def test_every_dashboard_is_provisioned() -> None:
 
 @pytest.mark.parametrize(("where", "query"), QUERIES, ids=[q[0] for q in QUERIES])
 async def test_dashboard_query_runs_on_influxdb(where: str, query: str, influxdb: InfluxDB1, tmp_path: Path) -> None:
-    for field, measurement in re.findall(r'\w+\("(\w+)"\)(?: AS "\w+")? FROM "(\w+)"', query):
-        base = measurement.removesuffix("_phase")
-        plan = MEASUREMENTS[base]
-        known = {name for name, _key, _enc in plan.scalars} | {"voltage_v", "current_a", "power_w"}
+    for field, measurement in re.findall(r'\w+\("(\w+)"(?:, \w+)?\)(?: AS "\w+")? FROM "(\w+)"', query):
+        if measurement == lineproto.VIEW_MEASUREMENT:
+            known = {"power_w", *lineproto.VIEW_TOTALS}
+        else:
+            plan = MEASUREMENTS[measurement.removesuffix("_phase")]
+            known = {name for name, _key, _enc in plan.scalars} | {"voltage_v", "current_a", "power_w"}
         assert field in known, f"{where}: {measurement} has no field {field}"
     config = Config(url=influxdb.url, database="grafana", spool_dir=str(tmp_path / "s"),
                     dead_letter_file=str(tmp_path / "d"))
@@ -44,5 +46,5 @@ async def test_dashboard_query_runs_on_influxdb(where: str, query: str, influxdb
         body = "".join(line for _name, payload in recorded_readings()
                        for line in lineproto.encode(decode(payload), "recorded"))
         assert (await sink.write(body.encode())).outcome is Outcome.OK
-    concrete = query.replace("$timeFilter", "time > now() - 3650d").replace("$__interval", "1h")
+    concrete = query.replace("$timeFilter", "time > now() - 3650d").replace("$__interval", "1h").replace("$tz", "UTC")
     influxql(influxdb, concrete, "grafana")  # raises with the server's message on a bad query

@@ -28,7 +28,7 @@ MODULE = "wattbus_influx_writer"
 
 async def test_two_instances_share_the_stream(broker: Mosquitto, victoria: VictoriaMetrics, tmp_path: Path,
                                              start_service: Callable[..., Any]) -> None:
-    watch = StatusWatch()
+    watch = StatusWatch(only={"share-a", "share-b"})
     admin = await started_bus(broker, "test-admin", "watch-share")
     watch.attach(admin)
     writers = []

@@ -1,10 +1,10 @@
 """Readings to InfluxDB line protocol, encoded straight from the contract Structs.
 
 One measurement per device kind (`meter`, `inverter`, ...), tagged with device_id, kind and source
-(plus inverter_id/index for strings, channel for relays, and `site` for readings that came through a
-central broker under `sites/<site_id>/`). Per-phase values go to `<kind>_phase`
-with a `phase` tag. The timestamp is the reading's own, in nanoseconds. Field types follow the
-contract (float fields always as floats, so an integral value never causes a type conflict);
+(plus inverter_id/index for strings, channel for relays, `site` for readings that came through a
+central broker under `sites/<site_id>/`, and the site role and parent from roles.py). Per-phase
+values go to `<kind>_phase` with a `phase` tag. The timestamp is the reading's own, in nanoseconds.
+Field types follow the contract (float fields always as floats, so an integral value never causes a type conflict);
 vendor `extra` values become `extra_<key>` fields, numbers always as floats for the same reason.
 Building influxdb-client `Point` objects costs several times more per reading, hence this module.
 """
@@ -18,6 +18,8 @@ from typing import Any
 
 import msgspec
 from wattbus import messages as m
+
+from .roles import COUNTED, RoleTags
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EPOCH_NAIVE = datetime(1970, 1, 1)
@@ -35,6 +37,13 @@ _TAG_FIELDS: dict[type[m.ReadingBase], tuple[str, ...]] = {
 _SPECIAL = {"device_id", "timestamp", "extra", "phases"}
 
 Encoder = Callable[[Any], str | None]
+# main prefix, phase prefix, and for devices in a counted role the `site_role` prefix and power field
+_Prefixes = tuple[str, str, tuple[str, str] | None]
+
+# One measurement across kinds for the devices in a counted role (roles.py): InfluxQL cannot sum
+# over measurements, and a house's PV is often an inverter and a gateway (one series per measurement).
+VIEW_MEASUREMENT = "site_role"
+VIEW_TOTALS = ("energy_total_wh", "energy_import_wh", "energy_export_wh", "energy_charge_wh", "energy_discharge_wh")
 
 
 class EncodeError(ValueError):
@@ -143,12 +152,14 @@ class LineEncoder:
     that also has to send every PUBACK. The cache is bounded: past `max_series` it starts over.
     """
 
-    def __init__(self, max_series: int = 4096) -> None:
+    def __init__(self, max_series: int = 4096, roles: RoleTags | None = None) -> None:
         self.max_series = max_series
-        self._prefixes: dict[tuple[Any, ...], tuple[str, str]] = {}
+        self.roles = roles  # None: no role/parent tags (the CLI's one-off encoding)
+        self._roles_version = roles.version if roles is not None else 0
+        self._prefixes: dict[tuple[Any, ...], _Prefixes] = {}
 
     def _prefix(self, plan: _Plan, reading: m.ReadingBase, device_id: str, source: str,
-                site: str | None) -> tuple[str, str]:
+                site: str | None) -> _Prefixes:
         # The site is part of the key: the same device id may exist at two sites (a demo serial, a
         # reused test rig), and their series must not share a tag set.
         key: tuple[Any, ...] = (plan, device_id, source, site)
@@ -161,13 +172,22 @@ class LineEncoder:
         for name in plan.tag_fields:
             tags.append(f"{name}={tag_value(str(getattr(reading, name)))}")
         tags.append(f"source={tag_value(source)}")
+        role = None
+        if self.roles is not None:
+            for name, value in self.roles.tags(site, source, device_id, plan.kind):
+                tags.append(f"{name}={tag_value(value)}")
+            role = self.roles.role(site, f"{source}/{device_id}", plan.kind)
         if site is not None:
             tags.append(f"site={tag_value(site)}")
         tags.sort()
         tagset = ",".join(t for t in tags if not t.endswith("="))  # an empty tag value is not allowed
         if len(self._prefixes) >= self.max_series:
             self._prefixes.clear()
-        found = self._prefixes[key] = (f"{plan.measurement},{tagset} ", f"{plan.measurement}_phase,{tagset},phase=")
+        view = None
+        if self.roles is not None and role in COUNTED:
+            view = (f"{VIEW_MEASUREMENT},{tagset} ", self.roles.power_field(f"{source}/{device_id}"))
+        found = self._prefixes[key] = (f"{plan.measurement},{tagset} ", f"{plan.measurement}_phase,{tagset},phase=",
+                                       view)
         return found
 
     def encode(self, reading: m.ReadingBase, source: str, device_id: str | None = None,
@@ -178,8 +198,13 @@ class LineEncoder:
         None uses the payload's. `site` (from a `sites/<site_id>/` topic prefix) adds a `site` tag.
         """
         plan = PLANS[type(reading)]
+        roles = self.roles
+        if roles is not None and roles.version != self._roles_version:
+            # A role changed: the cached tag sets are stale (new points only; stored ones keep theirs).
+            self._prefixes.clear()
+            self._roles_version = roles.version
         ts = f" {timestamp_ns(reading.timestamp)}\n"
-        main, phase_prefix = self._prefix(plan, reading, device_id or reading.device_id, source, site)
+        main, phase_prefix, view = self._prefix(plan, reading, device_id or reading.device_id, source, site)
         fields = []
         for attr, key, enc in plan.scalars:
             value = getattr(reading, attr)
@@ -216,9 +241,27 @@ class LineEncoder:
                     pfields.append(f"{key}={text}")
             if pfields:
                 lines.append(f"{phase_prefix}{phase.phase} {','.join(pfields)}{ts}")
+        if view is not None and lines and (vfields := _view_fields(reading, view[1])):
+            lines.append(view[0] + ",".join(vfields) + ts)
         if not lines:
             raise EncodeError(f"{plan.kind} reading of {device_id or reading.device_id} has no values to store")
         return lines
+
+
+def _view_fields(reading: m.ReadingBase, power_field: str) -> list[str]:
+    """The `site_role` point's fields: the power the role counts (the ref's field, as http-api
+    reads it: the attribute, else the vendor extra) and the lifetime totals the reading has."""
+    fields = []
+    power = getattr(reading, power_field, None)
+    if power is None:
+        power = reading.extra.get(power_field)
+    if type(power) is not bool and isinstance(power, float | int) and (text := _float(power)) is not None:
+        fields.append(f"power_w={text}")
+    for name in VIEW_TOTALS:
+        value = getattr(reading, name, None)
+        if value is not None and (text := _float(value)) is not None:
+            fields.append(f"{name}={text}")
+    return fields
 
 
 def encode(reading: m.ReadingBase, source: str, device_id: str | None = None, site: str | None = None) -> list[str]:

@@ -25,6 +25,7 @@ from wattbus.log import Logger
 
 from . import lineproto
 from .config import Config
+from .roles import RoleTags
 from .sink import Outcome, Sink
 from .spool import DeadLetters, Spool
 from .subscriber import AckToken
@@ -32,7 +33,7 @@ from .subscriber import AckToken
 
 class Pipeline:
     def __init__(self, config: Config, sink: Sink, spool: Spool, dead: DeadLetters, counters: Counters,
-                 log: Logger) -> None:
+                 log: Logger, roles: RoleTags | None = None) -> None:
         self.config = config
         self.sink = sink
         self.spool = spool
@@ -42,7 +43,7 @@ class Pipeline:
         # Called with the AckTokens of readings that are now safe (written or spooled).
         self.acknowledge: Callable[[list[AckToken]], None] = lambda _tokens: None
         self._decoder = msgspec.json.Decoder(m.Reading)
-        self._encoder = lineproto.LineEncoder()
+        self._encoder = lineproto.LineEncoder(roles=roles)  # roles: the role/parent tags (roles.py)
         # topic -> (source, device id, site id or None), parsed once per device: the topics repeat
         # with every reading. The site comes from a central broker's `sites/<site_id>/` prefix.
         self._topics: dict[str, tuple[str, str, str | None]] = {}
