@@ -37,7 +37,12 @@ class Fleet:
         return task
 
     def get(self, device_id: str) -> Poller | None:
-        return self.pollers.get(device_id)
+        """The poller of a device, or of the device a child (an inverter's battery) belongs to."""
+        poller = self.pollers.get(device_id)
+        if poller is None:
+            poller = next((p for p in self.pollers.values()
+                           if any(meta.device_id == device_id for meta in p.adapter.metas)), None)
+        return poller
 
     def pin(self, *keys: str | None) -> None:
         """Serials, device ids or addresses the config names: announcements of them are not adopted."""
