@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from wattbus.shelly import parse_info
 from wattbus_goe_shelly_bridge.detect import detect
 from wattbus_goe_shelly_bridge.goe import GoeCharger
 from wattbus_goe_shelly_bridge.goe_wire import decode_status
-from wattbus_goe_shelly_bridge.shelly_wire import decode_gen1, decode_gen2, parse_info
+from wattbus_goe_shelly_bridge.shelly_wire import decode_gen1, decode_gen2
 from wattbus_goe_shelly_bridge.transport import HttpDevice
 from wattbus_sim.goe import GoeFirmware, SimCharger
 from wattbus_sim.goe import build_app as goe_app

@@ -92,8 +92,12 @@ async def test_service_announces_tracks_and_rescans(lan: Lan, broker: Mosquitto,
             "sunspec", lan.ip(1), lan.modbus_port, 126, "inverter", "sweep")
         goe_ann = seen.latest["goe-777001"]
         assert (goe_ann.protocol, goe_ann.address, goe_ann.kind, goe_ann.via) == ("goe", lan.ip(7), "charger", "mdns")
-        assert seen.latest["shelly-08f9e0e50002"].model == "SPEM-003CEBEU"
-        assert seen.latest["shelly-08f9e0e50002"].kind == "meter"
+        # named as the goe-shelly-bridge names them (wattbus.goe, wattbus.shelly), not by the SKU
+        assert (goe_ann.manufacturer, goe_ann.model) == ("go-e", "go-eCharger 22 kW")  # was "go-eCharger"
+        pro3em, plug = seen.latest["shelly-08f9e0e50002"], seen.latest["shelly-a8032ab10001"]
+        assert (pro3em.manufacturer, pro3em.model, pro3em.kind) == ("Allterco (Shelly)", "Shelly Pro 3EM", "meter")
+        assert (plug.model, plug.kind, plug.firmware) == ("Shelly 1PM", "relay", "20230913-112003/v1.14.0-gcb84623")
+        assert pro3em.firmware == "1.4.4"  # Gen2+: `ver`, as the bridge publishes it, not the build id `fw_id`
         assert seen.latest["apsystems-ecu-216300654321"].kind == "gateway"
 
         # rescan on demand, answered after the sweep; other commands are refused, garbage counted

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 from wattbus import codec
-from wattbus_goe_shelly_bridge.goe_wire import decode_status, goe_table, identity, parse_table
-from wattbus_goe_shelly_bridge.shelly_wire import ShellyInfo, decode_gen1, decode_gen2, parse_info, parse_models
+from wattbus.goe import GoeIdentityError, identity
+from wattbus.shelly import ShellyIdentityError, ShellyInfo, parse_info, parse_models, shelly_models
+from wattbus_goe_shelly_bridge.goe_wire import decode_status, goe_table, parse_table
+from wattbus_goe_shelly_bridge.shelly_wire import decode_gen1, decode_gen2
 from wattbus_goe_shelly_bridge.transport import ResponseRejected
 
 DATA = Path(__file__).parent / "data"
@@ -36,15 +38,16 @@ def field(reading: Any, name: str) -> Any:
 
 
 def test_every_data_file_loads() -> None:
-    """Each data file shipped with the adapter parses and validates."""
+    """Each data file the adapters use parses and validates (the Shelly models ship with wattbus.shelly)."""
     files = [f for f in resources.files("wattbus_goe_shelly_bridge").joinpath("data").iterdir()
              if f.name.endswith(".toml")]
-    assert {f.name for f in files} == {"goe.toml", "shelly_models.toml"}
+    assert {f.name for f in files} == {"goe.toml"}
     table = parse_table(tomllib.loads(next(f for f in files if f.name == "goe.toml").read_text()))
     assert table == goe_table()
     assert {s.quantity for s in table.nrg} == {"voltage_v", "current_a", "power_w", "power_factor"}
     assert table.car[2] == "charging" and table.force[2] == "on" and table.phase_mode == {1: 1, 2: 3}
-    models = parse_models(tomllib.loads(next(f for f in files if f.name == "shelly_models.toml").read_text()))
+    models = parse_models(tomllib.loads(resources.files("wattbus").joinpath("data/shelly_models.toml").read_text()))
+    assert models == shelly_models()
     assert models["gen1"]["SHEM-3"].emeters == 3 and models["gen2"]["Pro3EM"].relays == 0
     assert all(model.relays >= 0 and model.name.startswith("Shelly") for gen in models.values()
                for model in gen.values())
@@ -104,10 +107,10 @@ def test_garbage_is_rejected_with_the_key_named(case: dict[str, Any]) -> None:
     ({"type": "SHSW-1"}, "no mac"),
 ])
 def test_shelly_info_rejects_other_devices(doc: dict[str, Any], why: str) -> None:
-    with pytest.raises(ResponseRejected, match=why):
+    with pytest.raises(ShellyIdentityError, match=why):
         parse_info(doc, "http://dev/shelly")
 
 
 def test_goe_without_serial_is_rejected() -> None:
-    with pytest.raises(ResponseRejected, match="no serial number"):
+    with pytest.raises(GoeIdentityError, match="no serial number"):
         identity({"car": 1, "sse": ""}, "v2", "http://dev/api/status")

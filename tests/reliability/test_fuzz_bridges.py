@@ -16,11 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from wattbus import apsystems, codec
 from wattbus import messages as m
+from wattbus.goe import GoeIdentityError, identity
+from wattbus.shelly import ShellyIdentityError, parse_info
 from wattbus_ecu_bridge import decode as ecu
 from wattbus_giv_bridge import frames as giv
 from wattbus_giv_bridge import regmap
-from wattbus_goe_shelly_bridge.goe_wire import decode_status, identity
-from wattbus_goe_shelly_bridge.shelly_wire import decode_gen1, decode_gen2, parse_info
+from wattbus_goe_shelly_bridge.goe_wire import decode_status
+from wattbus_goe_shelly_bridge.shelly_wire import decode_gen1, decode_gen2
 from wattbus_goe_shelly_bridge.transport import ResponseRejected
 from wattbus_sunspec_bridge import mapping
 from wattbus_sunspec_bridge.decode import decode_model
@@ -159,9 +161,9 @@ def test_sunspec_decode_and_mapping(blocks: list[tuple[int, list[int]]]) -> None
 @given(doc=damaged_doc(GOE, "response"), api=st.sampled_from(["v1", "v2"]))
 def test_goe_status_raises_response_rejected_only(doc: dict[str, Any], api: Any) -> None:
     try:
-        identity(doc, api, "http://goe/api/status")
+        identity(doc, api, "http://goe/api/status")  # the bridge turns its refusal into ResponseRejected
         reading = decode_status(doc, api, "goe-1", NOW, "http://goe/api/status")
-    except ResponseRejected as exc:
+    except (ResponseRejected, GoeIdentityError) as exc:
         assert "http://goe/api/status" in str(exc)
         return
     on_the_bus([reading])
@@ -183,10 +185,10 @@ def test_shelly_status_raises_response_rejected_only(rec: dict[str, Any], data: 
 
 @fuzz_settings(200)
 @given(doc=damaged_doc(SHELLY, "info") | st.dictionaries(st.text(max_size=5), JSON_ANY, max_size=6))
-def test_shelly_identity_raises_response_rejected_only(doc: dict[str, Any]) -> None:
+def test_shelly_identity_raises_its_identity_error_only(doc: dict[str, Any]) -> None:
     try:
         info = parse_info(doc, "http://shelly/shelly")
-    except ResponseRejected:
+    except ShellyIdentityError:  # the bridge's detect turns it into ResponseRejected
         return
     info.relay_id()
     info.meter_id(0)

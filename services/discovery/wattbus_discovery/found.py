@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from wattbus import apsystems, topics
+from wattbus import apsystems, goe, shelly, topics
 from wattbus import messages as m
 
 
@@ -35,7 +35,7 @@ class Found:
             case "givenergy":
                 return topics.slug("givenergy", self.serial or fallback)
             case "goe":
-                return topics.slug("goe", self.serial or fallback)
+                return goe.device_id(self.serial or fallback)
             case "shelly":
-                return topics.slug("shelly", self.serial or fallback)
+                return shelly.device_id(self.serial or fallback)
         return topics.slug(self.protocol, self.serial or fallback)

@@ -1,39 +1,26 @@
-"""Confirm an mDNS find at the protocol level with read-only HTTP GETs (no auth needed):
-Shelly `/shelly` (every generation), go-e API v2 `/api/status`, go-e API v1 `/status`."""
+"""Confirm an mDNS find at the protocol level with read-only HTTP GETs (no auth needed): Shelly
+`/shelly` (every generation), go-e API v2 `/api/status`, go-e API v1 `/status`. What counts as a
+device, and what it is called, comes from wattbus.shelly and wattbus.goe, as in the bridge."""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from wattbus import http_session
-from wattbus import messages as m
+from wattbus import goe, http_session, shelly
 
 from .found import Found
-
-GOE_NAME = re.compile(r"^go-?e-?charger[_-]?(\d+)$", re.IGNORECASE)
-SHELLY_NAME = re.compile(r"^shelly[a-z0-9-]*-([0-9a-f]{6,12})$", re.IGNORECASE)
 
 
 def family_of(instance: str) -> str | None:
     """Which device family an mDNS instance or host name belongs to, by the vendors' patterns."""
     label = instance.split(".", 1)[0]
-    if GOE_NAME.match(label):
+    if goe.MDNS_NAME.match(label):
         return "goe"
-    if SHELLY_NAME.match(label):
+    if shelly.MDNS_NAME.match(label):
         return "shelly"
     return None
-
-
-async def _get_json(client: aiohttp.ClientSession, url: str) -> Any:
-    resp = await http_session.request(client, "GET", url)  # no redirects: a device answers its API directly
-    if resp.status != 200:
-        return None
-    try:
-        return resp.json()
-    except ValueError:
-        return None
 
 
 async def identify(host: str, port: int, family: str, timeout_s: float) -> Found | None:
@@ -43,33 +30,29 @@ async def identify(host: str, port: int, family: str, timeout_s: float) -> Found
     per probed device, closed afterwards: the probe's GETs share a keep-alive connection, and no
     connection stays open to a device this service does not poll.
     """
-    async with http_session.session(timeout_s=timeout_s, limit_per_host=1) as client:
-        return await _identify(client, host, port, family)
-
-
-async def _identify(client: aiohttp.ClientSession, host: str, port: int, family: str) -> Found | None:
     base = f"http://{host}:{port}"
-    if family == "shelly":
-        doc = await _get_json(client, f"{base}/shelly")
-        if not isinstance(doc, dict) or not isinstance(doc.get("mac"), str) or not ("gen" in doc or "type" in doc):
-            return None
-        gen = doc.get("gen") if isinstance(doc.get("gen"), int) else 1
-        model = doc.get("model") or doc.get("type") or doc.get("app")
-        firmware = doc.get("fw_id") or doc.get("ver") or doc.get("fw")
-        kind: m.DeviceKind = "meter" if isinstance(model, str) and "EM" in model.upper() else "relay"
-        return Found("shelly", host, port, str(doc["mac"]).upper(), "Shelly", str(model) if model else None,
-                     kind, firmware=str(firmware) if firmware else None, via="mdns",
-                     extra={"gen": gen, "auth": bool(doc.get("auth") or doc.get("auth_en"))})
-    doc = await _get_json(client, f"{base}/api/status?filter=sse,fwv,typ,var")
-    if isinstance(doc, dict) and str(doc.get("sse") or "").strip():
-        return Found("goe", host, port, str(doc["sse"]).strip(), "go-e", _text(doc.get("typ")) or "go-eCharger",
-                     "charger", firmware=_text(doc.get("fwv")), via="mdns", extra={"api": "v2"})
-    doc = await _get_json(client, f"{base}/status")
-    if isinstance(doc, dict) and {"sse", "car", "amp"} <= doc.keys() and str(doc["sse"]).strip():
-        return Found("goe", host, port, str(doc["sse"]).strip(), "go-e", "go-eCharger", "charger",
-                     firmware=_text(doc.get("fwv")), via="mdns", extra={"api": "v1"})
-    return None
+    async with http_session.session(timeout_s=timeout_s, limit_per_host=1) as client:
+
+        async def get(path: str, params: Mapping[str, str] | None) -> tuple[int, Any]:
+            return await _get_json(client, f"{base}{path}", params)
+
+        try:
+            if family == "shelly":
+                info = await shelly.identify(get, base)
+                return None if info is None else Found(
+                    "shelly", host, port, info.mac, shelly.MANUFACTURER, info.model_name, info.kind,
+                    firmware=info.firmware, via="mdns", extra={"gen": info.gen, "auth": info.auth})
+            ident = await goe.identify(get, base)
+        except (shelly.ShellyIdentityError, goe.GoeIdentityError):
+            return None  # answers like one, without the identity the bridge needs: not adoptable
+    return None if ident is None else Found("goe", host, port, ident.serial, goe.MANUFACTURER, ident.model,
+                                            "charger", firmware=ident.firmware, via="mdns", extra={"api": ident.api})
 
 
-def _text(value: object) -> str | None:
-    return str(value) if value not in (None, "") else None
+async def _get_json(client: aiohttp.ClientSession, url: str, params: Mapping[str, str] | None) -> tuple[int, Any]:
+    # no redirects: a device answers its API directly
+    resp = await http_session.request(client, "GET", url, params=params)
+    try:
+        return resp.status, resp.json()
+    except ValueError:
+        return resp.status, None

@@ -1,12 +1,13 @@
-"""Which device answers on a URL: Shelly Gen1/Gen2+ (`/shelly`), go-e API v2 or API v1."""
+"""Which device answers on a URL: Shelly Gen1/Gen2+ (`/shelly`), go-e API v2 or API v1, asked in
+the order and judged by the rules of wattbus.shelly and wattbus.goe, which discovery shares."""
 
 from __future__ import annotations
 
+from wattbus import goe, shelly
+
 from .goe import GoeCharger
-from .goe_wire import identity
 from .shelly import ShellyDevice
-from .shelly_wire import parse_info
-from .transport import DeviceError, HttpDevice
+from .transport import DeviceError, HttpDevice, ResponseRejected
 
 Adapter = GoeCharger | ShellyDevice
 
@@ -18,19 +19,18 @@ class NotSupported(DeviceError):
 async def detect(http: HttpDevice) -> Adapter:
     """Probe the cheapest, auth-free endpoints first; raise DeviceError if nothing answers."""
     url = http.base_url
-    status, doc = await http.request("/shelly")  # open on every Shelly generation, even with auth on
-    if status == 200 and isinstance(doc, dict) and "mac" in doc and ("gen" in doc or "type" in doc):
-        info = parse_info(doc, f"{url}/shelly")
-        if info.auth:
-            if http.password is None:
-                raise DeviceError(f"{url}: Shelly {info.model_key} has authentication on; "
-                                  "give its password (config `password`, or --password)")
-            http.use_auth("digest" if info.gen >= 2 else "basic")
-        return ShellyDevice(http, info)
-    status, doc = await http.request("/api/status", {"filter": "sse,fwv,typ,var"})
-    if status == 200 and isinstance(doc, dict) and "sse" in doc:
-        return GoeCharger(http, "v2", identity(doc, "v2", f"{url}/api/status"))
-    status, doc = await http.request("/status")
-    if status == 200 and isinstance(doc, dict) and {"sse", "car", "amp"} <= doc.keys():
-        return GoeCharger(http, "v1", identity(doc, "v1", f"{url}/status"))
+    try:
+        info = await shelly.identify(http.request, url)  # open on every Shelly generation, even with auth on
+        if info is not None:
+            if info.auth:
+                if http.password is None:
+                    raise DeviceError(f"{url}: Shelly {info.model_key} has authentication on; "
+                                      "give its password (config `password`, or --password)")
+                http.use_auth("digest" if info.gen >= 2 else "basic")
+            return ShellyDevice(http, info)
+        ident = await goe.identify(http.request, url)
+    except (shelly.ShellyIdentityError, goe.GoeIdentityError) as exc:
+        raise ResponseRejected(str(exc)) from None
+    if ident is not None:
+        return GoeCharger(http, ident.api, ident)
     raise NotSupported(f"{url}: not a supported device (no Shelly /shelly, no go-e /api/status or /status)")

@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from wattbus import messages as m
-from wattbus import topics
+from wattbus.goe import MANUFACTURER, V2_IDENTITY_KEYS, Api, GoeIdentity, GoeIdentityError, device_id, identity
 
-from .goe_wire import Api, GoeIdentity, decode_status, identity
+from .goe_wire import decode_status
 from .transport import DeviceError, HttpDevice, ResponseRejected
 
 # The keys one poll needs; a filtered v2 status is a fraction of the full document.
-V2_POLL_KEYS = "sse,fwv,typ,var,car,amp,ama,alw,frc,psm,err,eto,wh,nrg"
+V2_POLL_KEYS = f"{V2_IDENTITY_KEYS},car,amp,ama,alw,frc,psm,err,eto,wh,nrg"
 V2_CAPABILITIES = ["set_charge_current", "set_charging", "set_phases"]
 V1_CAPABILITIES = ["set_charge_current", "set_charging"]
 
@@ -26,7 +26,7 @@ class GoeCharger:
         self.http = http
         self.api = api
         self.ident = ident
-        self.device_id = topics.slug("goe", ident.serial)
+        self.device_id = device_id(ident.serial)
 
     @property
     def generation(self) -> str:
@@ -38,7 +38,7 @@ class GoeCharger:
 
     def metas(self, source: str) -> list[m.DeviceMeta]:
         return [m.DeviceMeta(device_id=self.device_id, kind="charger", source=source, protocol="goe",
-                             manufacturer="go-e", model=self.ident.model, serial=self.ident.serial,
+                             manufacturer=MANUFACTURER, model=self.ident.model, serial=self.ident.serial,
                              firmware=self.ident.firmware, address=self.http.base_url,
                              capabilities=self.capabilities)]
 
@@ -50,7 +50,10 @@ class GoeCharger:
     async def read_charger(self) -> m.ChargerReading:
         doc = await self.status_doc()
         where = f"{self.http.base_url} go-e API {self.api} status"
-        serial = identity(doc, self.api, where).serial
+        try:
+            serial = identity(doc, self.api, where).serial
+        except GoeIdentityError as exc:
+            raise ResponseRejected(str(exc)) from None
         if serial != self.ident.serial:
             # Another charger answers on this address now (DHCP); do not mix its values into ours.
             raise ResponseRejected(f"{where}: serial changed from {self.ident.serial} to {serial}")

@@ -10,10 +10,9 @@ from importlib import resources
 from typing import Any, Literal, cast
 
 from wattbus import messages as m
+from wattbus.goe import Api
 
 from .transport import ResponseRejected, number
-
-Api = Literal["v1", "v2"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,25 +57,6 @@ def parse_table(data: dict[str, Any]) -> GoeTable:
 def goe_table() -> GoeTable:
     text = resources.files(__package__).joinpath("data/goe.toml").read_text()
     return parse_table(tomllib.loads(text))
-
-
-@dataclass(frozen=True, slots=True)
-class GoeIdentity:
-    serial: str
-    firmware: str | None
-    model: str
-
-
-def identity(doc: dict[str, Any], api: Api, where: str) -> GoeIdentity:
-    serial = doc.get("sse")
-    if not isinstance(serial, str | int) or str(serial).strip() == "":
-        raise ResponseRejected(f"{where}: no serial number (sse) in the go-e status")
-    fw = doc.get("fwv")
-    typ = doc.get("typ") if isinstance(doc.get("typ"), str) else "go-eCharger"
-    variant = doc.get("var")
-    model = f"{typ} {variant} kW" if isinstance(variant, int) and not isinstance(variant, bool) else str(typ)
-    return GoeIdentity(str(serial).strip(), None if fw is None else str(fw),
-                       model if api == "v2" else f"{model} (API v1)")
 
 
 def _int(doc: dict[str, Any], key: str, where: str) -> int | None:

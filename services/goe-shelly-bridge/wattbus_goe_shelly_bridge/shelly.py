@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from wattbus import messages as m
+from wattbus.shelly import MANUFACTURER, ShellyInfo
 
-from .shelly_wire import ShellyInfo, decode_gen1, decode_gen2
+from .shelly_wire import decode_gen1, decode_gen2
 from .transport import DeviceError, HttpDevice, ResponseRejected
 
 
@@ -29,15 +30,13 @@ class ShellyDevice:
 
     def metas(self, source: str, readings: list[m.ReadingBase]) -> list[m.DeviceMeta]:
         """One meta per device id the status produced: the relay block and each meter."""
-        model = self.info.model
-        name = model.name if model else f"Shelly {self.info.model_key}"
         metas: dict[str, m.DeviceMeta] = {}
         for reading in readings:
             relay = isinstance(reading, m.RelayReading)
             metas.setdefault(reading.device_id, m.DeviceMeta(
                 device_id=reading.device_id, kind="relay" if relay else "meter", source=source, protocol="shelly",
-                manufacturer="Allterco (Shelly)", model=name, serial=self.info.mac, firmware=self.info.firmware,
-                address=self.http.base_url, name=self.info.hostname,
+                manufacturer=MANUFACTURER, model=self.info.model_name, serial=self.info.mac,
+                firmware=self.info.firmware, address=self.http.base_url, name=self.info.hostname,
                 capabilities=self.capabilities if relay else []))
         return list(metas.values())
 

@@ -1,4 +1,5 @@
-"""Shelly status documents to readings: Gen1 `/status` and Gen2+ `Shelly.GetStatus`.
+"""Shelly status documents to readings: Gen1 `/status` and Gen2+ `Shelly.GetStatus` (the identity
+from `/shelly` and the model table are wattbus.shelly, shared with discovery).
 
 A device becomes at most one relay device (all its outputs, by `channel`) plus its energy
 meters: a 3-phase meter (3EM, Pro 3EM) is one MeterReading, so it can serve as the grid meter.
@@ -6,81 +7,13 @@ meters: a 3-phase meter (3EM, Pro 3EM) is one MeterReading, so it can serve as t
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from wattbus import messages as m
-from wattbus import topics
+from wattbus.shelly import ShellyInfo
 
 from .transport import ResponseRejected, number
-
-
-@dataclass(frozen=True, slots=True)
-class ShellyModel:
-    name: str
-    relays: int
-    metered: bool
-    emeters: int = 0
-
-
-@cache
-def shelly_models() -> dict[str, dict[str, ShellyModel]]:
-    """gen1 by `type`, gen2 by `app` (Gen3/Gen4 speak Gen2 RPC and are listed there)."""
-    raw = tomllib.loads(resources.files(__package__).joinpath("data/shelly_models.toml").read_text())
-    return parse_models(raw)
-
-
-def parse_models(raw: dict[str, Any]) -> dict[str, dict[str, ShellyModel]]:
-    out: dict[str, dict[str, ShellyModel]] = {}
-    for gen in ("gen1", "gen2"):
-        out[gen] = {}
-        for key, spec in raw[gen].items():
-            out[gen][key] = ShellyModel(name=str(spec["name"]), relays=int(spec["relays"]),
-                                        metered=bool(spec["metered"]), emeters=int(spec.get("emeters", 0)))
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class ShellyInfo:
-    """From `/shelly`, which answers without auth on every generation."""
-
-    gen: int
-    model_key: str  # Gen1 type or Gen2 app
-    mac: str
-    firmware: str | None
-    auth: bool
-    hostname: str | None
-
-    @property
-    def model(self) -> ShellyModel | None:
-        return shelly_models()["gen1" if self.gen == 1 else "gen2"].get(self.model_key)
-
-    def relay_id(self) -> str:
-        return topics.slug("shelly", self.mac)
-
-    def meter_id(self, index: int | None = None) -> str:
-        return topics.slug("shelly", self.mac, "em", index)
-
-
-def parse_info(doc: dict[str, Any], where: str) -> ShellyInfo:
-    mac = doc.get("mac")
-    if not isinstance(mac, str) or not mac:
-        raise ResponseRejected(f"{where}: no mac in /shelly")
-    gen = doc.get("gen")
-    if isinstance(gen, int) and not isinstance(gen, bool) and gen >= 2:
-        app = doc.get("app")
-        return ShellyInfo(gen, str(app or doc.get("model") or "unknown"), mac.upper(),
-                          str(doc.get("ver")) if doc.get("ver") else None, bool(doc.get("auth_en")),
-                          str(doc.get("id")) if doc.get("id") else None)
-    kind = doc.get("type")
-    if not isinstance(kind, str):
-        raise ResponseRejected(f"{where}: /shelly has neither gen >= 2 nor a Gen1 type")
-    return ShellyInfo(1, kind, mac.upper(), str(doc.get("fw")) if doc.get("fw") else None, bool(doc.get("auth")),
-                      None)
 
 
 def _obj(value: Any, where: str) -> dict[str, Any]:

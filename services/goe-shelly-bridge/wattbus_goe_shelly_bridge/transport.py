@@ -69,7 +69,7 @@ class HttpDevice:
         self._client_auth = "none"
         self._basic, self._digest = None, ()
 
-    async def request(self, path: str, params: dict[str, str] | None = None) -> tuple[int, Any]:
+    async def request(self, path: str, params: Mapping[str, str] | None = None) -> tuple[int, Any]:
         """GET path; returns (HTTP status, decoded JSON or None when the body is not JSON)."""
         url = f"{self.base_url}{path}"
         if self._session is None:
