@@ -61,16 +61,18 @@ class House:
 
 
 @pytest.fixture
-def live_stack(private_broker: Mosquitto, tmp_path: Path, start_service: Any) -> Callable[[], HttpApi]:
-    """The http-api and an sml-reader whose only meter's port does not exist, on the private broker."""
+def live_stack(private_broker: Mosquitto, tmp_path: Path, start_service: Any) -> Callable[[int], HttpApi]:
+    """The http-api (on the given port, 0: a free one) and, on first use, an sml-reader whose only
+    meter's port does not exist, all on the private broker."""
+    config = tmp_path / "http-api.toml"
 
-    def start() -> HttpApi:
-        sml = tmp_path / "sml.toml"
-        sml.write_text(f'[sml-reader]\nstatus_interval_s = 30\n[[sml-reader.meters]]\nkey = "cellar"\n'
-                       f'port = "{MISSING_PORT}"\n')
-        start_service("wattbus_sml_reader", "--config", str(sml), env=private_broker.env("sml-reader"))
-        port = free_port()
-        config = tmp_path / "http-api.toml"
+    def start(port: int = 0) -> HttpApi:
+        if not config.exists():
+            sml = tmp_path / "sml.toml"
+            sml.write_text(f'[sml-reader]\nstatus_interval_s = 30\n[[sml-reader.meters]]\nkey = "cellar"\n'
+                           f'port = "{MISSING_PORT}"\n')
+            start_service("wattbus_sml_reader", "--config", str(sml), env=private_broker.env("sml-reader"))
+        port = port or free_port()
         config.write_text(f'[http-api]\nports = [{port}]\ntrusted_networks = ["127.0.0.1/32"]\n'
                           f'[http-api.site]\ngrid = "{GRID}"\npv = ["{PV}"]\n')
         proc = start_service(MODULE, "--config", str(config), env=private_broker.env("http-api"))
@@ -80,9 +82,9 @@ def live_stack(private_broker: Mosquitto, tmp_path: Path, start_service: Any) ->
     return start
 
 
-async def test_not_live_with_the_reason_and_back(private_broker: Mosquitto, live_stack: Callable[[], HttpApi],
-                                                 tmp_path: Path) -> None:
-    api = live_stack()
+async def test_not_live_with_the_reason_and_back(private_broker: Mosquitto,
+                                                 live_stack: Callable[[int], HttpApi], tmp_path: Path) -> None:
+    api = live_stack(0)
     bus = await started_bus(private_broker, "house-sim")
     house = House(bus)
     browser = Browser(tmp_path / "chromium-profile")
@@ -142,6 +144,11 @@ async def test_not_live_with_the_reason_and_back(private_broker: Mosquitto, live
         status, site, _ = api.call("GET", "/api/v1/site")
         assert status == 200 and site["live"]["state"] == "offline"
         await browser.screenshot(tmp_path / "broker-down.png")
+        await browser.send("Emulation.setDeviceMetricsOverride", width=420, height=900, deviceScaleFactor=2,
+                           mobile=True)
+        await browser.screenshot(tmp_path / "broker-down-phone.png")
+        width = await browser.eval("document.documentElement.scrollWidth")
+        assert width <= 420, f"the banner makes the page scroll sideways on a phone ({width} px)"
 
         # Back: live within seconds (the http-api's reconnect backoff is capped at 2 s).
         private_broker.start()
@@ -149,8 +156,18 @@ async def test_not_live_with_the_reason_and_back(private_broker: Mosquitto, live
         await wait_js(browser, f"{PILL} === 'live'", "live after the broker came back", timeout=10)
         recovered_after = time.monotonic() - started
         await wait_js(browser, f"{MOVING} >= 2", "flows moving again", timeout=3)
+
+        # The gateway itself goes away: the open page says so at once, and is live again after a restart.
+        api.proc.stop()
+        await wait_js(browser, f"{PILL} === 'lost'", "no connection after the http-api stopped", timeout=5)
+        assert await browser.eval(MOVING) == 0
+        started = time.monotonic()
+        live_stack(api.port)
+        await wait_js(browser, f"{PILL} === 'live'", "live after the http-api restarted", timeout=15)
+        restarted_after = time.monotonic() - started
         print(f"stale {silent_after:.1f} s after the bridge went silent, offline {offline_after:.1f} s after "
-              f"the broker stopped, live {recovered_after:.1f} s after it returned")
+              f"the broker stopped, live {recovered_after:.1f} s after it returned and {restarted_after:.1f} s "
+              "after the http-api was started again")
     finally:
         house.task.cancel()
         await browser.close()
