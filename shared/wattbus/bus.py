@@ -308,7 +308,7 @@ class Bus:
         """One line per try while the login is refused (the tries back off to reconnect_max_s), naming
         who tried where; a wrong password otherwise looks like a service that just never starts."""
         self._refusals += 1
-        login = reason.value in (0x86, 0x87, 0x04, 0x05)  # v5 bad user name or password / not authorized
+        login = reason.value in (0x86, 0x87)  # bad user name or password / not authorized (MQTT v5)
         fields: dict[str, Any] = {
             "user": self.user or "(anonymous)", "broker": f"{self.config.host}:{self.config.port}",
             "reason": "not authorised" if login else str(reason), "attempts": self._refusals,
