@@ -14,7 +14,8 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # Home Assistant
     hass_enabled: bool = True
     discovery_prefix: str = "homeassistant"
-    # One config per entity, for Home Assistant before 2024.11 (no device-based discovery there).
+    # One config per entity, for Home Assistant 2024.2 to 2024.10 (no device-based discovery there;
+    # before 2024.2 HA refuses the device's serial_number). Checked with 2024.2.0 and 2024.10.4.
     discovery_per_entity: bool = False
     origin_name: str = "wattbus"
     republish_delay_max_s: Annotated[float, Meta(ge=0, le=60)] = 2.0  # random pause after HA's birth

@@ -28,7 +28,7 @@ class Settings:
     service_availability: str = ""  # this service's availability topic (controls depend on it)
     loadpoint_availability: str = ""  # the surplus controller's availability topic
     origin_name: str = "wattbus"
-    # One retained config per entity instead of per device: Home Assistant before 2024.11 knows
+    # One retained config per entity instead of per device: Home Assistant 2024.2 to 2024.10 knows
     # only this form (device-based discovery came with 2024.11).
     per_entity: bool = False
 
