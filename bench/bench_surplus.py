@@ -93,8 +93,8 @@ def table(days: list[Day], results: dict[tuple[Key, str], list[Result]]) -> str:
             f"{'PV→EV w/e':>13} {'ratio':>5} {'grid→EV w/e':>11} {'ratio':>5} "
             f"{'on/off+ph w/e':>15} {'ratio':>5} {'react p50 w/e':>13} {'bat→EV w/e':>11} {'bat Δ w/e':>11}")
     lines = ["```", head, "-" * len(head)]
-    ratios = ["| climate, sky, battery | PV→EV | PV→EV + bat Δ | grid→EV | starts+stops+phase sw | cloud edge p50 s |",
-              "|---|---:|---:|---:|---:|---:|"]
+    ratios = ["| climate, sky, battery | PV→EV | of the bound | PV→EV + bat Δ | grid→EV | starts+stops+phase sw "
+              "| cloud edge p50 s |", "|---|---:|---:|---:|---:|---:|---:|"]
     for climate in ("Payerne", "US"):
         for sky in ("clear", "broken", "overcast"):
             for bat in (False, True):
@@ -119,14 +119,16 @@ def table(days: list[Day], results: dict[tuple[Key, str], list[Result]]) -> str:
                     f"{_ratio(wg, eg):>5} {wc:7.0f}/{ec:7.0f} {_ratio(wc, ec):>5} {wm:6.0f}/{em:6.0f} "
                     f"{_sum(w, 'ev_battery_kwh'):5.1f}/{_sum(e, 'ev_battery_kwh'):5.1f} "
                     f"{_sum(w, 'battery_delta_kwh'):5.1f}/{_sum(e, 'battery_delta_kwh'):5.1f}")
+                of_bound = f"{wpv / bound:.3f} vs {epv / bound:.3f}" if not bat else "-"
                 ratios.append(f"| {climate}, {sky} ({len(w)} d), {'with' if bat else 'no'} battery | "
-                              f"{_ratio(wpv, epv)} | {_ratio(wpv + wd, epv + ed) if bat else '-'} | "
+                              f"{_ratio(wpv, epv)} | {of_bound} | {_ratio(wpv + wd, epv + ed) if bat else '-'} | "
                               f"{_ratio(wg, eg)} | {_ratio(wc, ec)} | {wm:.0f} vs {em:.0f} |")
     lines.append("```")
     lines = ["Ratios wattbus / evcc-faithful baseline (same house, sun and charger):", "", *ratios, "", *lines]
     lines.append("w/e: wattbus / evcc-faithful baseline, summed over the days of the type (kWh, 8 h around "
                  "solar noon); ratio: wattbus / baseline. surplus: PV minus household load; bound: the "
-                 "perfect-foresight EV energy without import (no battery). PV→EV: EV energy covered by the "
+                 "perfect-foresight EV energy without import (no battery); of the bound: PV→EV / bound, "
+                 "wattbus vs baseline (above 1 only by import). PV→EV: EV energy covered by the "
                  "surplus of the moment; grid→EV: EV energy from the grid (with a battery, what the battery "
                  "gave the car is neither). on/off+ph: charger starts+stops + phase switches under load. "
                  "react: median s from a cloud edge (surplus 1 kW below the car's draw above 6 A) to a lower "
