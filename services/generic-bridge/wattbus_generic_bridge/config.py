@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 from wattbus import topics
+from wattbus.bridge.ownership import DEFAULT_LEASE_S
 from wattbus.config import ConfigError, ConfigStruct, ServiceCommon
 
 from .spec import Description, problems
@@ -60,6 +61,8 @@ class Config(ServiceCommon):
     devices: list[DeviceConfig] = []
     offline_after_failures: Annotated[int, Meta(ge=1, le=100)] = 2
     max_backoff_s: Annotated[float, Meta(ge=1, le=3600)] = 300.0
+    # `--scale` replicas share the devices (wattbus.bridge.ownership); 0 = poll every device here
+    lease_s: Annotated[float, Meta(ge=0, le=600)] = DEFAULT_LEASE_S
 
     def __post_init__(self) -> None:
         # Decoding the section checks every description too, so the runner refuses a bad one before

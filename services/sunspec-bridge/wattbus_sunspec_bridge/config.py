@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from msgspec import Meta, field
+from wattbus.bridge.ownership import DEFAULT_LEASE_S
 from wattbus.config import ConfigStruct, ServiceCommon
 from wattbus.sunspec import DEFAULT_BASES, DEFAULT_UNITS
 
@@ -43,6 +44,8 @@ class Config(ServiceCommon):
     native_interval_s: Annotated[float, Meta(ge=0)] = 10.0
     offline_after_failures: Annotated[int, Meta(ge=1)] = 3
     max_backoff_s: Annotated[float, Meta(gt=0)] = 60.0
+    # `--scale` replicas share the devices (wattbus.bridge.ownership); 0 = poll every device here
+    lease_s: Annotated[float, Meta(ge=0, le=600)] = DEFAULT_LEASE_S
     rescan_interval_s: Annotated[float, Meta(gt=0)] = 300.0  # probe again for units that did not answer
     profiles_dir: str | None = None  # extra register profiles (*.toml) beside the shipped ones
     devices: list[DeviceConfig] = []

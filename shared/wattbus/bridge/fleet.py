@@ -5,30 +5,43 @@ announcement of it is ignored, and an adopted poller of the same device stops wh
 one starts. An announcement (discovery service) starts a *finder*, the bridge's coroutine that
 identifies what is at that address and starts a poller per device it finds; a move (DHCP) or a
 denial stops the finder and every poller it started.
+
+Replicas (`--scale`): every replica knows every device (same config, same announcements) but
+polls only those it owns (ownership.py); the fleet starts and stops pollers as ownership moves.
+`lease_s` (the bridge's config key, default 6 s; 0 = no ownership, every device polled here).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..adoption import Adoption, Decision
 from ..runner import ServiceContext
+from .ownership import DEFAULT_LEASE_S, Ownership
 from .poller import Poller
 
 Finder = Callable[[Decision], Coroutine[Any, Any, None]]
 
 
 class Fleet:
-    def __init__(self, ctx: ServiceContext[Any], adoption: Adoption | None = None) -> None:
+    def __init__(self, ctx: ServiceContext[Any], adoption: Adoption | None = None,
+                 lease_s: float | None = None) -> None:
         self.ctx = ctx
         self.adoption = adoption
-        self.pollers: dict[str, Poller] = {}  # main device id -> its poller
+        self.pollers: dict[str, Poller] = {}  # main device id -> its poller (polling here or not)
         self.tasks: set[asyncio.Task[None]] = set()
         self._polling: dict[str, asyncio.Task[None]] = {}
         self._finders: dict[str, asyncio.Task[None]] = {}  # announced id -> the task finding its devices
         self._found: dict[str, set[str]] = {}  # announced id -> device ids its finder started
+        self._ready_at: dict[str, float] = {}  # device -> when its previous holder has let go
+        self._recheck: asyncio.TimerHandle | None = None
+        lease = getattr(ctx.config, "lease_s", DEFAULT_LEASE_S) if lease_s is None else lease_s
+        self.ownership = Ownership(ctx, lease, self.rebalance) if lease > 0 else None
+        if self.ownership is not None:
+            self.ownership.start()
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
@@ -43,6 +56,22 @@ class Fleet:
             poller = next((p for p in self.pollers.values()
                            if any(meta.device_id == device_id for meta in p.adapter.metas)), None)
         return poller
+
+    def holds(self, device_id: str) -> bool:
+        """This replica polls the device (or its parent) and still owns it: checked before every
+        publish and command (fencing)."""
+        poller = self.get(device_id)
+        if poller is None or self.ownership is None:
+            return poller is not None
+        main = poller.device_id
+        return main in self._polling and self.ownership.assigned(main) and not self.ownership.superseded(main)
+
+    def assigned(self, device_id: str) -> bool:
+        """This replica is (or is about to be) the one that answers for the device: a known device's
+        owner, or for an id nobody knows the replica it hashes to."""
+        poller = self.get(device_id)
+        main = poller.device_id if poller is not None else device_id
+        return self.ownership is None or self.ownership.assigned(main)
 
     def pin(self, *keys: str | None) -> None:
         """Serials, device ids or addresses the config names: announcements of them are not adopted."""
@@ -69,8 +98,58 @@ class Fleet:
             self._found.setdefault(adopted_as, set()).add(device_id)
         self._stop_polling(device_id)
         self.pollers[device_id] = poller
-        self._polling[device_id] = self.spawn(poller.run(), f"poll-{device_id}")
+        poller.may_publish = lambda: self.holds(device_id)
+        if self.ownership is None:
+            self._polling[device_id] = self.spawn(poller.run(), f"poll-{device_id}")
+        else:
+            self.rebalance()
         return True
+
+    def rebalance(self) -> None:
+        """Poll the devices this replica owns now, let go of the others (ownership changed)."""
+        own = self.ownership
+        if own is None:
+            return
+        now = time.monotonic()
+        for device_id, poller in list(self.pollers.items()):
+            wanted = own.assigned(device_id)
+            if device_id in self._polling:
+                if not wanted or own.superseded(device_id):
+                    self._let_go(device_id, poller)
+                continue
+            if not wanted:
+                self._ready_at.pop(device_id, None)
+                continue
+            if own.held_elsewhere(device_id):
+                # Its holder lets go when it sees my lease: give that a renewal period.
+                ready = self._ready_at.setdefault(device_id, now + own.renew_s)
+                if now < ready:
+                    self._recheck_at(ready - now)
+                    continue
+            self._ready_at.pop(device_id, None)
+            own.claim(device_id)
+            self.ctx.counters.inc("devices_taken")
+            self.ctx.log.info("device taken", device=device_id, instance=own.instance)
+            self._polling[device_id] = self.spawn(poller.run(), f"poll-{device_id}")
+
+    def _recheck_at(self, delay: float) -> None:
+        if self._recheck is None or self._recheck.when() > asyncio.get_running_loop().time() + delay:
+            if self._recheck is not None:
+                self._recheck.cancel()
+            self._recheck = asyncio.get_running_loop().call_later(delay + 0.01, self._rechecked)
+
+    def _rechecked(self) -> None:
+        self._recheck = None
+        self.rebalance()
+
+    def _let_go(self, device_id: str, poller: Poller) -> None:
+        task = self._polling.pop(device_id, None)
+        if task is not None:
+            task.cancel()
+        for gone in poller.forget():  # its new owner speaks for it now: no `offline` from here at exit
+            self.ctx.devices.pop(gone, None)
+        self.ctx.counters.inc("devices_let_go")
+        self.ctx.log.info("device let go", device=device_id)
 
     def adopt(self, finder: Finder) -> None:
         """Follow the discovery service's announcements: a finder per new or moved device."""
@@ -89,12 +168,22 @@ class Fleet:
         try:
             await self.ctx.stopping.wait()
         finally:
+            if self._recheck is not None:
+                self._recheck.cancel()
             tasks = list(self.tasks)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.ownership is not None:
+                await self.ownership.stop()
+                if self.ownership.others_live():  # they take the devices at once: no `offline` from us
+                    for device_id in list(self._polling):
+                        for gone in self.pollers[device_id].forget():
+                            self.ctx.devices.pop(gone, None)
+                self.ownership.release()
 
     def _stop_polling(self, device_id: str) -> None:
+        self._ready_at.pop(device_id, None)
         self.pollers.pop(device_id, None)
         task = self._polling.pop(device_id, None)
         if task is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from .. import messages as m
@@ -43,6 +44,9 @@ class Poller:
         self.has_read = False
         self.channels: dict[str, DeviceChannel] = {}
         self._announced: dict[str, m.DeviceMeta] = {}
+        # Set by a Fleet whose replicas share devices (ownership.py): False once this replica is no
+        # longer the device's owner, checked before a read and again before its readings go out.
+        self.may_publish: Callable[[], bool] = lambda: True
 
     @property
     def device_id(self) -> str:
@@ -73,6 +77,9 @@ class Poller:
         """Identify if needed, read and publish; returns how long to wait before the next poll."""
         # A push adapter's read waits for the device: holding the lock there would hold up commands.
         async with contextlib.nullcontext() if self.push else self.lock:
+            if not self.may_publish():
+                self.ctx.counters.inc("polls_fenced")
+                return self.delay_s()
             try:
                 if not self.identified or self.failures >= self.offline_after:
                     await self.adapter.identify()
@@ -85,6 +92,9 @@ class Poller:
             except GARBAGE as exc:
                 self.ctx.counters.inc("garbage")
                 self.failed(exc)
+                return self.delay_s()
+            if not self.may_publish():  # ownership lost while the device answered (a pause, a take-over)
+                self.ctx.counters.inc("polls_fenced")
                 return self.delay_s()
             self.announce()
             for reading in readings:
@@ -110,6 +120,15 @@ class Poller:
                 self.ctx.log.error("capabilities the adapter does not handle left out", device=meta.device_id,
                                    claimed=",".join(unknown), handled=",".join(tags(self.adapter.commands)))
             self.channels[meta.device_id] = self.ctx.device(checked)
+
+    def forget(self) -> list[str]:
+        """Another replica polls the device now: drop its channels (announced again if it comes
+        back here) and return their device ids, which this service no longer speaks for."""
+        gone = list(self.channels)
+        self.channels.clear()
+        self._announced.clear()
+        self.has_read, self.failures = False, 0
+        return gone
 
     def failed(self, error: Exception) -> None:
         self.failures += 1

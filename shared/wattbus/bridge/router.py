@@ -6,6 +6,13 @@ bridge does not own or a command its adapter does not handle, `failed` when the 
 reachable, else what the adapter's `execute` found on reading back. A redelivered request is
 answered with its first result, never executed again (wattbus.commands). After a command that
 changed something the device is polled at once, so its new state is on the bus now, not next tick.
+
+Replicas (ownership.py): every replica receives every command; only the device's owner answers
+(an id no replica knows: the replica it hashes to refuses it). The owner records the request in the
+device's claim before executing it and waits until the broker has it; a replica that takes the
+device over answers a re-sent request from that record (its result, or `failed` when the previous
+owner died while executing it: it may have run) and never executes it again. The de-duplication is
+thus on the broker, not in one process.
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ from typing import Any
 from .. import codec, topics
 from .. import messages as m
 from ..bus import Message
-from ..commands import RecentCommands, request_key
+from ..commands import Key, RecentCommands, request_key
 from ..runner import ServiceContext
 from .adapter import answer, tag, tags
 from .fleet import Fleet
+from .ownership import PENDING, Executed
 from .poller import Poller
 
 
@@ -39,6 +47,16 @@ class CommandRouter:
     def on_message(self, msg: Message[bytes]) -> None:
         device_id = topics.parse(msg.topic).ident or "unknown"
         fallback = topics.device_result(self.ctx.name, device_id)
+        ownership = self.fleet.ownership
+        if ownership is not None and not self.fleet.holds(device_id):
+            if not self.fleet.assigned(device_id):
+                return  # another replica's device: it answers
+            if self.fleet.get(device_id) is not None:  # mine in a moment: its last holder is letting go
+                self.ctx.counters.inc("commands_failed")
+                self.ctx.bus.respond(msg, m.CommandResult(status="failed", target=device_id,
+                                                          message=f"{device_id} is being taken over: retry"),
+                                     fallback)
+                return
         try:
             command = self.decode(msg.payload)
         except codec.PayloadError as exc:
@@ -70,8 +88,13 @@ class CommandRouter:
         return None
 
     async def _run(self, poller: Poller, command: m.CommandBase, msg: Message[bytes], fallback: str) -> None:
-        result, repeated = await self.recent.once(request_key(msg, command.request_id),
-                                                  lambda: self._execute(poller, command))
+        key = request_key(msg, command.request_id)
+        earlier = self._recorded(poller, command, key)
+        if earlier is not None:  # executed (or begun) by the device's previous owner: answered, not run
+            self.ctx.counters.inc("commands_duplicate")
+            self.ctx.bus.respond(msg, earlier, fallback)
+            return
+        result, repeated = await self.recent.once(key, lambda: self._once_across_replicas(poller, command, key))
         if not repeated:
             self.ctx.counters.inc(f"commands_{result.status}")
             if result.status != "ok":
@@ -80,6 +103,31 @@ class CommandRouter:
         self.ctx.bus.respond(msg, result, fallback)
         if result.status == "ok" and not repeated and not poller.push:
             await poller.poll_once()
+
+    def _recorded(self, poller: Poller, command: m.CommandBase, key: Key | None) -> m.CommandResult | None:
+        ownership = self.fleet.ownership
+        if ownership is None or key is None:
+            return None
+        entry = ownership.recorded(poller.device_id, "|".join(key))
+        if entry is None:
+            return None
+        return entry.result or answer(command, poller.device_id, "failed", f"{poller.device_id}: its previous "
+                                      "owner died while executing this request: it may have been applied")
+
+    async def _once_across_replicas(self, poller: Poller, command: m.CommandBase, key: Key | None) -> m.CommandResult:
+        """Record the request in the device's claim (on the broker) before executing it, the result after."""
+        ownership, device_id = self.fleet.ownership, poller.device_id
+        if ownership is None or key is None:
+            return await self._execute(poller, command)
+        name = "|".join(key)
+        if not await ownership.record(device_id, Executed(key=name, status=PENDING)):
+            return answer(command, device_id, "failed", f"{device_id}: this replica no longer owns it or the "
+                                                        "broker did not confirm the request record: not executed")
+        if not self.fleet.holds(device_id):  # fencing: the lease ran out while the record travelled
+            return answer(command, device_id, "failed", f"{device_id}: ownership lost: not executed")
+        result = await self._execute(poller, command)
+        await ownership.record(device_id, Executed(key=name, status=result.status, result=result))
+        return result
 
     @staticmethod
     async def _execute(poller: Poller, command: m.CommandBase) -> m.CommandResult:
