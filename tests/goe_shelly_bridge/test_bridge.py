@@ -106,6 +106,9 @@ async def test_readings_and_guarded_commands(broker: Mosquitto, serve: ServeApp,
     assert isinstance(grid, m.MeterReading) and grid.power_w == sum(pro3em.grid_w)
     relays = {r.channel for r in rec.readings["shelly-e8db84000001"] if isinstance(r, m.RelayReading)}
     assert relays == {0, 1}
+    # The current range it accepts goes out with each reading (Home Assistant's number offers it).
+    extra = rec.readings["goe-100001"][-1].extra  # configured 16 A of the charger's 32 A
+    assert (extra["limit_min_current_a"], extra["limit_max_current_a"], extra["max_current_a"]) == (6, 16, 32)
 
     # current: confirmed, clamped by the configured maximum, and v1 uses amx
     result = await send(bus, "goe-100001", m.SetChargeCurrent(current_a=10.6, request_id="r1"))
