@@ -231,6 +231,9 @@ class Ownership:
             if mine is None:  # my own retained claim from before a restart: its journal still counts
                 self.claims[device_id] = claim
             return
-        if mine is None or (claim.epoch, claim.instance) > (mine.epoch, mine.instance):
+        # A newer epoch, or the same owner's journal update (rev): the newest claim wins.
+        if mine is None or (claim.epoch, claim.instance, claim.rev) > (mine.epoch, mine.instance, mine.rev):
+            taken = mine is None or (claim.epoch, claim.instance) != (mine.epoch, mine.instance)
             self.claims[device_id] = claim
-            self.on_change()
+            if taken:
+                self.on_change()
