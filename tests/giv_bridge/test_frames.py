@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from wattbus_giv_bridge import frames as f
-from wattbus_giv_bridge.decode import parse_line
+from wattbus_giv_bridge.cli import parse_line
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = sorted(p.name for p in DATA.glob("*.log"))

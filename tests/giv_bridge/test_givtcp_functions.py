@@ -26,20 +26,21 @@ async def plant(giv_sim: GivSim) -> AsyncIterator[Plant]:
     await p.dongle.close()
 
 
-def _holding(plant: Plant, *registers: int) -> dict[int, int | None]:
-    cache = plant.cache(plant.config.address)
-    return {r: cache.get("hr", r) for r in registers}
+def _holding(plant: Plant, *names: str) -> dict[str, int | None]:
+    cache, table = plant.cache(plant.config.address), controls.inverter_map()
+    return {name: cache.get("hr", table.point(name).register) for name in names}
 
 
 async def test_a_timed_function_puts_the_settings_back(plant: Plant) -> None:
     lock = asyncio.Lock()
 
-    async def write(p: Plant, writes: Mapping[int, int]) -> dict[str, m.ExtraValue]:
+    async def write(p: Plant, writes: Mapping[str, int]) -> dict[str, m.ExtraValue]:
         async with lock:
             return await controls.write_confirmed(p, writes)
 
     functions = GivFunctions(write, Logger("test"))
-    before = _holding(plant, 94, 95, 96, 111, 116, 20)
+    before = _holding(plant, "charge_slot_1_start", "charge_slot_1_end", "enable_charge", "battery_charge_limit",
+                      "charge_target_pct", "enable_charge_target")
     applied, message = await functions.run(plant, GivAction("forceCharge", minutes=30))
     assert applied["hr_96"] == 1 and applied["hr_111"] == 50 and "30 minutes" in message
     assert functions.minutes_left(plant) == {"Force_Charge": 30}
@@ -55,10 +56,10 @@ async def test_a_timed_function_puts_the_settings_back(plant: Plant) -> None:
     assert _holding(plant, *before) == before and functions.minutes_left(plant) == {}
 
     # tempPauseDischarge, then the bridge stops: close() restores the rate
-    rate = _holding(plant, 112)[112]
+    rate = _holding(plant, "battery_discharge_limit")["battery_discharge_limit"]
     assert (await functions.run(plant, GivAction("tempPauseDischarge", minutes=10)))[0] == {"hr_112": 0}
     await functions.close()
     await plant.read_map(plant.config.address, "inverter")
-    assert _holding(plant, 112)[112] == rate and functions.running == {}
+    assert _holding(plant, "battery_discharge_limit")["battery_discharge_limit"] == rate and functions.running == {}
     # Cancel with nothing running is not an error
     assert (await functions.run(plant, GivAction("forceExport", minutes=None)))[1] == "forceExport was not running"

@@ -47,3 +47,20 @@ def test_real_inverter_block_decodes() -> None:
     assert isinstance(values["grid_frequency_hz"], float) and 49 < values["grid_frequency_hz"] < 51
     assert isinstance(values["battery_soc_pct"], int)
     assert values["charge_slot_1_start"] is None or ":" in str(values["charge_slot_1_start"])
+
+
+def test_writes_are_named_recipes_over_writable_points() -> None:
+    inverter = regmap.load("inverter")
+    assert inverter.recipe("eco") == {"battery_power_mode": 1, "enable_discharge": 0, "battery_reserve_pct": 4}
+    assert all(set(inverter.recipe(name)) <= inverter.writable for name in inverter.recipes)
+    assert inverter.point("restart").register == 163
+    head = 'blocks = [{ bank = "hr", base = 0, count = 60 }, { bank = "ir", base = 0, count = 60 }]\n'
+    points = '[points]\nmode = { hr = 27 }\nsoc = { ir = 59 }\n'
+    with pytest.raises(regmap.MapError, match="not a one-register holding point"):
+        regmap.parse(head + 'writable = ["soc"]\n' + points, "t.toml")
+    with pytest.raises(regmap.MapError, match="which is not writable"):
+        regmap.parse(head + 'writable = ["mode"]\n' + points + '[recipes]\nx = { soc = 1 }\n', "t.toml")
+    with pytest.raises(regmap.MapError, match="16-bit word"):
+        regmap.parse(head + 'writable = ["mode"]\n' + points + '[recipes]\nx = { mode = 70000 }\n', "t.toml")
+    with pytest.raises(regmap.MapError, match="no recipe 'boost'"):
+        inverter.recipe("boost")

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from wattbus.apsystems import parse_hex_or_raw
-from wattbus_giv_bridge.decode import parse_line
+from wattbus_giv_bridge.cli import parse_line
 from wattbus_sml_reader.transport import load_capture
 
 from tests.support.servers import ROOT

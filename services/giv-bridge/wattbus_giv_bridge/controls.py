@@ -4,6 +4,8 @@ Every control in GivTCP's table maps to a contract command (see docs in README o
 enable/disableChargeTarget -> set_charge_target_enabled, pause/resume(Dis)ChargeSchedule ->
 set_schedule, setChargeTarget, setBatteryReserve, setChargeSlot1/2, setDischargeSlot1/2,
 setBatteryMode 1-4, setDateTime -> set_clock, charge/discharge rate -> set_battery_power_limit.
+A plan is {point name: raw word} over the names data/inverter.toml defines; the battery modes and
+the restart are recipes there, and only the points it lists as writable are ever written.
 """
 
 from __future__ import annotations
@@ -13,24 +15,19 @@ from datetime import datetime
 
 from wattbus import messages as m
 
+from . import regmap
 from .plant import Plant
 
-CAPABILITIES = ("set_charge_target_enabled", "set_schedule", "set_charge_target", "set_battery_reserve",
-                "set_charge_slot", "set_discharge_slot", "set_battery_mode", "set_clock", "set_battery_power_limit",
-                "restart")
+COMMANDS: tuple[type[m.CommandBase], ...] = (
+    m.SetChargeTargetEnabled, m.SetSchedule, m.SetChargeTarget, m.SetBatteryReserve, m.SetChargeSlot,
+    m.SetDischargeSlot, m.SetBatteryMode, m.SetClock, m.SetBatteryPowerLimit, m.Restart)
+RESERVE_MIN_PCT = 4  # the inverter refuses (or misbehaves) below 4 % (the eco recipe puts it back)
+CLOCK = ("clock_year", "clock_month", "clock_day", "clock_hour", "clock_minute", "clock_second")
+RESTART = "restart"
 
-RESERVE_MIN_PCT = 4  # the inverter refuses (or misbehaves) below 4 %
-CHARGE_SLOTS = {1: (94, 95), 2: (31, 32)}
-DISCHARGE_SLOTS = {1: (56, 57), 2: (44, 45)}
-# Battery modes are register recipes (GivTCP modes 1-4); eco restores the 4 % reserve.
-MODES: dict[str, dict[int, int]] = {
-    "eco": {27: 1, 59: 0, 110: RESERVE_MIN_PCT},
-    "eco_paused": {27: 1, 59: 0, 110: 100},
-    "timed_demand": {27: 1, 59: 1},
-    "timed_export": {27: 0, 59: 1},
-}
-REBOOT_REGISTER, REBOOT_VALUE = 163, 100
-WRITABLE = {20, 27, 31, 32, 35, 36, 37, 38, 39, 40, 44, 45, 56, 57, 59, 94, 95, 96, 110, 111, 112, 114, 116, 163}
+
+def inverter_map() -> regmap.RegisterMap:
+    return regmap.load("inverter")
 
 
 class CommandInvalid(ValueError):
@@ -50,7 +47,7 @@ def percent(value: float, what: str, minimum: int = 0) -> int:
 
 
 def mode_of(values: Mapping[str, object]) -> str | None:
-    """Which battery mode the registers describe (the reverse of MODES)."""
+    """Which battery mode the registers describe (the reverse of the mode recipes)."""
     eco, discharge, reserve = values.get("battery_power_mode"), values.get("enable_discharge"), \
         values.get("battery_reserve_pct")
     if eco == 1 and discharge is False:
@@ -60,47 +57,50 @@ def mode_of(values: Mapping[str, object]) -> str | None:
     return None
 
 
-def plan(command: m.CommandBase, plant: Plant, now: datetime | None = None) -> dict[int, int]:
-    """The holding-register writes for one command, in order; raises CommandInvalid."""
+def _slot(kind: str, slot: int, start: str, end: str) -> dict[str, int]:
+    return {f"{kind}_slot_{slot}_start": hhmm(start, "slot start"), f"{kind}_slot_{slot}_end": hhmm(end, "slot end")}
+
+
+def plan(command: m.CommandBase, plant: Plant, now: datetime | None = None) -> dict[str, int]:
+    """The writes for one command, {point: raw word} in order; raises CommandInvalid."""
     match command:
         case m.SetChargeTargetEnabled(enabled=enabled):
-            return {20: int(enabled)}
+            return {"enable_charge_target": int(enabled)}
         case m.SetSchedule(which=which, enabled=enabled):
-            return {96 if which == "charge" else 59: int(enabled)}
+            return {"enable_charge" if which == "charge" else "enable_discharge": int(enabled)}
         case m.SetChargeTarget(soc_pct=soc):
             soc = percent(soc, "charge target")
-            return {20: 0, 116: 100} if soc == 100 else {20: 1, 116: soc}
+            return {"enable_charge_target": int(soc != 100), "charge_target_pct": soc}
         case m.SetBatteryReserve(soc_pct=soc):
-            return {110: percent(soc, "battery reserve", RESERVE_MIN_PCT)}
+            return {"battery_reserve_pct": percent(soc, "battery reserve", RESERVE_MIN_PCT)}
         case m.SetChargeSlot(slot=slot, start=start, end=end, target_soc_pct=target):
-            start_reg, end_reg = CHARGE_SLOTS[slot]
-            writes = {start_reg: hhmm(start, "slot start"), end_reg: hhmm(end, "slot end")}
+            writes = _slot("charge", slot, start, end)
             if target is not None:
-                writes.update({20: 1, 116: percent(target, "charge target")})
+                writes.update({"enable_charge_target": 1, "charge_target_pct": percent(target, "charge target")})
             return writes
         case m.SetDischargeSlot(slot=slot, start=start, end=end, reserve_soc_pct=reserve):
-            start_reg, end_reg = DISCHARGE_SLOTS[slot]
-            writes = {start_reg: hhmm(start, "slot start"), end_reg: hhmm(end, "slot end")}
+            writes = _slot("discharge", slot, start, end)
             if reserve is not None:
-                writes[110] = percent(reserve, "discharge reserve", RESERVE_MIN_PCT)
+                writes["battery_reserve_pct"] = percent(reserve, "discharge reserve", RESERVE_MIN_PCT)
             return writes
         case m.SetBatteryMode(mode=mode):
-            if mode not in MODES:
-                raise CommandInvalid(f"battery mode {mode!r}: one of {', '.join(MODES)}")
-            return dict(MODES[mode])
+            if mode not in inverter_map().recipes:
+                raise CommandInvalid(f"battery mode {mode!r}: one of eco, eco_paused, timed_demand, timed_export")
+            return inverter_map().recipe(mode)
         case m.SetClock(time=when):
             local = when.astimezone() if when.tzinfo else when
             if not 2000 <= local.year <= 2099:
                 raise CommandInvalid(f"clock {when.isoformat()}: the inverter keeps years 2000-2099")
-            return {35: local.year - 2000, 36: local.month, 37: local.day, 38: local.hour, 39: local.minute,
-                    40: local.second}
+            words = (local.year - 2000, local.month, local.day, local.hour, local.minute, local.second)
+            return dict(zip(CLOCK, words, strict=True))
         case m.SetBatteryPowerLimit(direction=direction, power_w=power):
             limit = plant.max_rate_w()
             if power > limit:
                 raise CommandInvalid(f"{direction} power {power:g} W: this battery allows at most {limit:g} W")
-            return {111 if direction == "charge" else 112: plant.rate_register(power)}
+            point = "battery_charge_limit" if direction == "charge" else "battery_discharge_limit"
+            return {point: plant.rate_register(power)}
         case m.Restart():
-            return {REBOOT_REGISTER: REBOOT_VALUE}
+            return inverter_map().recipe(RESTART)
     raise CommandInvalid(f"command {type(command).__name__} is not supported by a GivEnergy inverter")
 
 
@@ -109,7 +109,6 @@ async def execute(plant: Plant, command: m.CommandBase) -> dict[str, m.ExtraValu
     return await write_confirmed(plant, plan(command, plant))
 
 
-CLOCK_REGISTERS = range(35, 41)
 CLOCK_SLACK_S = 5  # the inverter's clock runs on between the write and the read-back
 
 
@@ -124,30 +123,40 @@ def clock_time(words: Sequence[object]) -> datetime | None:
         return None
 
 
-async def write_confirmed(plant: Plant, writes: Mapping[int, int]) -> dict[str, m.ExtraValue]:
-    """Write registers in order, read the inverter's holding registers back, return what it holds.
+async def write_confirmed(plant: Plant, writes: Mapping[str, int]) -> dict[str, m.ExtraValue]:
+    """Write points in order, read the inverter's holding registers back, return what it holds
+    ({"hr_<register>": word}, GivTCP's register view).
 
-    Only registers on the safe list are written; a value the inverter does not echo or does not
-    hold afterwards fails the command (the clock may have run on by a few seconds)."""
-    address = plant.config.address
-    for register, value in writes.items():
-        if register not in WRITABLE:
-            raise CommandInvalid(f"register {register} is not on the list of safe registers")
-        answer = await plant.dongle.write(address, register, value)
+    Only points the map lists as writable are written; a value the inverter does not echo or does
+    not hold afterwards fails the command (the clock may have run on by a few seconds)."""
+    address, registers = plant.config.address, _registers(writes)
+    for name, value in writes.items():
+        answer = await plant.dongle.write(address, registers[name], value)
         if answer.value != value:
-            raise RuntimeError(f"register {register}: wrote {value}, the inverter echoed {answer.value}")
-    if REBOOT_REGISTER in writes:
-        return {"hr_163": REBOOT_VALUE}
+            raise RuntimeError(f"{name} (register {registers[name]}): wrote {value}, the inverter echoed "
+                               f"{answer.value}")
+    if RESTART in writes:  # the inverter restarts: nothing to read back
+        return {f"hr_{registers[RESTART]}": writes[RESTART]}
     await plant.read_map(address, "inverter")  # the read-back: only what the inverter now holds counts
     cache = plant.cache(address)
-    applied: dict[str, m.ExtraValue] = {f"hr_{register}": cache.get("hr", register) for register in writes}
-    clock = [r for r in writes if r in CLOCK_REGISTERS]
-    if len(clock) == len(CLOCK_REGISTERS):
-        wrote = clock_time([writes[r] for r in CLOCK_REGISTERS])
-        holds = clock_time([cache.get("hr", r) for r in CLOCK_REGISTERS])
+    applied: dict[str, m.ExtraValue] = {f"hr_{registers[name]}": cache.get("hr", registers[name]) for name in writes}
+    clock = [name for name in writes if name in CLOCK]
+    if len(clock) == len(CLOCK):
+        wrote = clock_time([writes[name] for name in CLOCK])
+        holds = clock_time([cache.get("hr", registers[name]) for name in CLOCK])
         if wrote is None or holds is None or abs((holds - wrote).total_seconds()) > CLOCK_SLACK_S:
             raise RuntimeError(f"clock: wrote {wrote}, read back {holds}")
-    for register, value in writes.items():
-        if register not in clock and applied[f"hr_{register}"] != value:
-            raise RuntimeError(f"register {register}: wrote {value}, read back {applied[f'hr_{register}']}")
+    for name, value in writes.items():
+        held = applied[f"hr_{registers[name]}"]
+        if name not in clock and held != value:
+            raise RuntimeError(f"{name} (register {registers[name]}): wrote {value}, read back {held}")
     return applied
+
+
+def _registers(writes: Mapping[str, int]) -> dict[str, int]:
+    """Each point's holding register; CommandInvalid for a point that is not on the safe list."""
+    table = inverter_map()
+    for name in writes:
+        if name not in table.writable:
+            raise CommandInvalid(f"{name!r} is not on the inverter map's list of writable points")
+    return {name: table.point(name).register for name in writes}

@@ -6,14 +6,17 @@ these) becomes a contract command where one exists. GivTCP's functions without a
 counterpart run here: `enableDischarge` (reserve 100 % pauses discharge, the saved reserve
 resumes it) and the timed ones `forceCharge`, `forceExport`, `tempPauseCharge`,
 `tempPauseDischarge` ({"duration": minutes or "Cancel"}): they write their registers, and after
-the duration write back what the inverter held before. Every write goes through
-controls.write_confirmed (safe registers only, read back).
+the duration write back what the inverter held before. Writes are {point name: word} over the
+inverter map's names; every one goes through controls.write_confirmed (writable points only, read
+back).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +24,7 @@ from typing import Any
 from wattbus import messages as m
 from wattbus.log import Logger
 
-from .controls import RESERVE_MIN_PCT, CommandInvalid, clock_time, hhmm, percent
+from .controls import RESERVE_MIN_PCT, CommandInvalid, clock_time, hhmm, inverter_map, percent
 from .dongle import DongleError
 from .givtcp import MODE_NAMES, MODE_NUMBERS
 from .plant import MAX_RATE, Plant
@@ -32,14 +35,13 @@ MAX_DURATION_MIN = 1440
 REVERT_RETRIES, REVERT_RETRY_S = 5, 30.0
 
 
-@dataclass(frozen=True)
-class GivAction:
-    """A GivTCP function the bridge runs itself (no contract command carries it)."""
+class GivAction(m.CommandBase, frozen=True, tag="givtcp"):
+    """A GivTCP function the bridge runs itself (no contract command carries it); only this
+    bridge's decoder makes one, the contract's command union does not know it."""
 
     name: str
     enable: bool = True  # enableDischarge
     minutes: int | None = None  # timed functions; None = Cancel
-    request_id: str | None = None
 
 
 def _text(payload: Mapping[str, Any], key: str) -> str:
@@ -156,7 +158,8 @@ def from_givtcp(payload: Mapping[str, Any]) -> m.CommandBase | GivAction:
 
 # --------------------------------------------------------------------------- the bridge's own functions
 
-Writer = Callable[[Plant, Mapping[int, int]], Awaitable[dict[str, m.ExtraValue]]]
+Writer = Callable[[Plant, Mapping[str, int]], Awaitable[dict[str, m.ExtraValue]]]
+Guard = Callable[[Plant], AbstractAsyncContextManager[object]]
 
 
 def _hhmm(when: datetime) -> int:
@@ -170,34 +173,40 @@ def _inverter_now(plant: Plant) -> datetime:
     return clock if clock is not None and clock.year != 2000 else datetime.now()
 
 
-def timed_writes(name: str, plant: Plant, minutes: int) -> dict[int, int]:
-    """The registers one timed function sets (what it overrides is saved before)."""
+def timed_writes(name: str, plant: Plant, minutes: int) -> dict[str, int]:
+    """The points one timed function sets (what it overrides is saved before)."""
     start = _inverter_now(plant)
     slot = (_hhmm(start), _hhmm(start + timedelta(minutes=minutes)))
     match name:
         case "forceCharge":  # charge slot 1 from now, to 100 %, at the full rate
-            return {94: slot[0], 95: slot[1], 20: 0, 116: 100, 111: MAX_RATE, 96: 1}
+            return {"charge_slot_1_start": slot[0], "charge_slot_1_end": slot[1], "enable_charge_target": 0,
+                    "charge_target_pct": 100, "battery_charge_limit": MAX_RATE, "enable_charge": 1}
         case "forceExport":  # discharge slot 1 from now, timed export at the full rate
-            return {56: slot[0], 57: slot[1], 112: MAX_RATE, 27: 0, 59: 1}
+            return {"discharge_slot_1_start": slot[0], "discharge_slot_1_end": slot[1],
+                    "battery_discharge_limit": MAX_RATE, "battery_power_mode": 0, "enable_discharge": 1}
         case "tempPauseCharge":
-            return {111: 0}
-    return {112: 0}  # tempPauseDischarge
+            return {"battery_charge_limit": 0}
+    return {"battery_discharge_limit": 0}  # tempPauseDischarge
 
 
 @dataclass
 class Running:
     plant: Plant
-    restore: dict[int, int]
+    restore: dict[str, int]
     until: datetime
     task: asyncio.Task[None] | None = None
 
 
 @dataclass
 class GivFunctions:
-    """The timed functions running per inverter, and the reserve enableDischarge restores."""
+    """The timed functions running per inverter, and the reserve enableDischarge restores.
+
+    `write` is called with the plant's poll lock already held when a command runs; the later
+    restore takes it through `guard` (a poll and a write never interleave)."""
 
     write: Writer
     log: Logger
+    guard: Guard | None = None
     running: dict[tuple[int, str], Running] = field(default_factory=dict)
     saved_reserve: dict[int, int] = field(default_factory=dict)
 
@@ -226,22 +235,22 @@ class GivFunctions:
         run.task = asyncio.create_task(self._revert_later(plant, action.name, run, action.minutes * 60.0))
         return applied, f"{action.name} for {action.minutes} minutes"
 
-    def _saved(self, plant: Plant, writes: Mapping[int, int]) -> dict[int, int]:
-        cache = plant.cache(plant.config.address)
-        saved = {register: cache.get("hr", register) for register in writes}
+    def _saved(self, plant: Plant, writes: Mapping[str, int]) -> dict[str, int]:
+        cache, table = plant.cache(plant.config.address), inverter_map()
+        saved = {name: cache.get("hr", table.point(name).register) for name in writes}
         missing = [r for r, v in saved.items() if v is None]
         if missing:
-            raise CommandInvalid(f"registers {missing} not read from the inverter yet: cannot save them for later")
+            raise CommandInvalid(f"{missing} not read from the inverter yet: cannot save them for later")
         return {r: v for r, v in saved.items() if v is not None}
 
     async def _enable_discharge(self, plant: Plant, enable: bool) -> tuple[dict[str, m.ExtraValue], str]:
-        reserve = plant.cache(plant.config.address).get("hr", 110)
+        reserve = plant.inverter_values().get("battery_reserve_pct")
         if not enable:
-            if reserve is not None and reserve < 100:
+            if isinstance(reserve, int) and reserve < 100:
                 self.saved_reserve[id(plant)] = reserve  # what enable restores, as GivTCP does
-            return await self.write(plant, {110: 100}), "discharge paused (reserve 100 %)"
+            return await self.write(plant, {"battery_reserve_pct": 100}), "discharge paused (reserve 100 %)"
         back = self.saved_reserve.get(id(plant), RESERVE_MIN_PCT)
-        return await self.write(plant, {110: back}), f"discharge enabled (reserve {back} %)"
+        return await self.write(plant, {"battery_reserve_pct": back}), f"discharge enabled (reserve {back} %)"
 
     async def _stop(self, plant: Plant, name: str, run: Running) -> dict[str, m.ExtraValue]:
         if run.task and run.task is not asyncio.current_task():
@@ -254,7 +263,8 @@ class GivFunctions:
         await asyncio.sleep(delay_s)
         for attempt in range(1, REVERT_RETRIES + 1):
             try:
-                await self._stop(plant, name, run)
+                async with self._guarded(plant):
+                    await self._stop(plant, name, run)
                 self.log.info("GivTCP timed function over, settings restored", function=name)
                 return
             except (RuntimeError, CommandInvalid, DongleError) as exc:
@@ -263,11 +273,15 @@ class GivFunctions:
                 await asyncio.sleep(REVERT_RETRY_S)
         self.log.error("settings not restored after a timed function", function=name, registers=run.restore)
 
+    def _guarded(self, plant: Plant) -> AbstractAsyncContextManager[object]:
+        return self.guard(plant) if self.guard is not None else contextlib.nullcontext()
+
     async def close(self) -> None:
         """On shutdown the inverter gets its settings back (it would stay forced otherwise)."""
         for (_pid, name), run in list(self.running.items()):
             try:
-                await self._stop(run.plant, name, run)
+                async with self._guarded(run.plant):
+                    await self._stop(run.plant, name, run)
             except (RuntimeError, CommandInvalid, DongleError) as exc:
                 self.log.warning("settings not restored at shutdown", function=name, registers=run.restore,
                                  error=str(exc))

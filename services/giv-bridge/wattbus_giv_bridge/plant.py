@@ -7,21 +7,19 @@ readings and the GivTCP document are all derived from those caches (measurements
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Annotated
 
-from msgspec import Meta, Struct
 from wattbus import messages as m
 from wattbus import topics
 
 from . import regmap
+from .config import InverterConfig
 from .dongle import Dongle, DongleError
 from .regmap import RegisterCache, Value
 
-INVERTER_ADDRESS = 0x31  # normal polling of AC / Gen1 hybrid units (0x11 also reports to the cloud)
 BATTERY_BASE_ADDRESS = 0x32
 EMS_ADDRESS = 0x11
 FUNCTION = {"hr": 3, "ir": 4}
@@ -29,17 +27,6 @@ NOMINAL_CELL_STACK_V = 51.2  # an LV pack's nominal voltage: capacity Wh = HR 55
 MAX_RATE = 50  # HR 111/112 in C/100: 50 = 0.5 C, the documented top of the range
 # IR 0: waiting, normal, warning, fault, firmware update
 STATUS = {0: "sleeping", 1: "mppt", 2: "throttled", 3: "fault", 4: "starting"}
-
-
-class InverterConfig(Struct, kw_only=True, forbid_unknown_fields=True):
-    host: str
-    port: Annotated[int, Meta(ge=1, le=65535)] = 8899
-    batteries: Annotated[int, Meta(ge=0, le=6)] = 1
-    address: Annotated[int, Meta(ge=0, le=255)] = INVERTER_ADDRESS
-    meters: list[Annotated[int, Meta(ge=1, le=8)]] = []
-    ems: bool = False
-    name: str | None = None
-    battery_max_power_w: Annotated[float, Meta(gt=0, le=20000)] = 2600.0  # the inverter's battery limit
 
 
 @dataclass
@@ -157,21 +144,21 @@ class Plant:
         serial = self.battery_serials.get(index)
         return topics.slug("givenergy", serial) if serial else f"{self.device_id}-battery-{index + 1}"
 
-    def metas(self, source: str) -> list[m.DeviceMeta]:
+    def metas(self, source: str, capabilities: Sequence[str] = ()) -> list[m.DeviceMeta]:
+        """The inverter and its children; `capabilities` (command tags) for the inverter and its battery."""
         values = self.inverter_values()
         address = f"tcp://{self.config.host}:{self.config.port}/{self.config.address}"
         firmware = f"D0.{values.get('dsp_firmware')}-A0.{values.get('arm_firmware')}"
-        from .controls import CAPABILITIES
         metas = [m.DeviceMeta(device_id=self.device_id, kind="inverter", source=source, protocol="givenergy",
                               manufacturer="GivEnergy", model=model_name(values.get("device_type_code")),
                               serial=self.serial, firmware=firmware, address=address, name=self.config.name,
-                              capabilities=list(CAPABILITIES)),
+                              capabilities=list(capabilities)),
                  m.DeviceMeta(device_id=f"{self.device_id}-grid", kind="meter", source=source,
                               protocol="givenergy", manufacturer="GivEnergy", model="CT clamp",
                               parent_id=self.device_id, address=address),
                  m.DeviceMeta(device_id=f"{self.device_id}-battery", kind="battery", source=source,
                               protocol="givenergy", manufacturer="GivEnergy", model="battery (inverter view)",
-                              parent_id=self.device_id, address=address, capabilities=list(CAPABILITIES))]
+                              parent_id=self.device_id, address=address, capabilities=list(capabilities))]
         for pv in (1, 2):
             metas.append(m.DeviceMeta(device_id=f"{self.device_id}-pv{pv}", kind="string", source=source,
                                       protocol="givenergy", manufacturer="GivEnergy", parent_id=self.device_id,

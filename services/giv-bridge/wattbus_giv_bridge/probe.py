@@ -1,48 +1,36 @@
 """`probe_device`: read a GivEnergy inverter once through its dongle (the setup page's "add by hand"
-check), with the same dongle client, register maps and decoding the poll loop uses. The probing
+check), with the adapter the poll loop uses; nothing is announced or published, and the probing
 dongle connection is closed again: the bridge only polls what its config or adoption gives it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-
 from wattbus import messages as m
-from wattbus.config import ConfigError, convert
+from wattbus.bridge import probe as toolkit
 from wattbus.runner import ServiceContext
 
+from .adapter import GivAdapter
+from .config import Config, InverterConfig
 from .dongle import Dongle, DongleError
-from .plant import InverterConfig, Plant, readings
-
-if TYPE_CHECKING:
-    from .__main__ import Config
+from .givtcp_control import GivFunctions
+from .plant import Plant
 
 
 async def probe(ctx: ServiceContext[Config], command: m.CommandBase) -> m.CommandResult:
     assert isinstance(command, m.ProbeDevice)
-    try:
-        cfg = convert(f"{ctx.name}.inverters", dict(command.entry), InverterConfig,
-                      dict.fromkeys(command.entry, "probe"))
-    except ConfigError as exc:
-        ctx.counters.inc("probes_invalid")
-        return m.CommandResult(status="invalid", message=str(exc))
+    cfg = toolkit.entry(ctx, dict(command.entry), InverterConfig)
+    if isinstance(cfg, m.CommandResult):
+        return cfg
     where = f"{cfg.host}:{cfg.port}"
     # One retry at most: a person is waiting for the answer next to the form.
     dongle = Dongle(cfg.host, cfg.port, ctx.counters, ctx.log.child(f"probe {where}"),
                     timeout_s=ctx.config.timeout_s, retries=min(ctx.config.retries, 1))
-    plant = Plant(cfg, dongle)
+    adapter = GivAdapter(ctx, Plant(cfg, dongle), GivFunctions(_no_writes, ctx.log), publish=False)
     try:
-        problems = await plant.poll()
+        devices, readings = await toolkit.sample(adapter)
     except DongleError as exc:
-        ctx.counters.inc("probes_failed")
-        return m.CommandResult(status="failed", message=f"{where}: {exc}")
-    finally:
-        await dongle.close()
-    if plant.serial is None:
-        ctx.counters.inc("probes_failed")
-        return m.CommandResult(status="failed", message=f"{where}: answered, but reported no inverter serial")
-    note = "; ".join(problems)
-    return m.CommandResult(
-        status="ok", message=f"{where}: GivEnergy inverter {plant.serial} answered" + (f" ({note})" if note else ""),
-        devices=plant.metas(ctx.name), readings=readings(plant, plant.last_poll or datetime.now(UTC)),  # type: ignore[arg-type]
-    )
+        return toolkit.result(ctx, where, [], [], [str(exc)])
+    return toolkit.result(ctx, where, devices, readings, [])
+
+
+async def _no_writes(plant: Plant, writes: object) -> dict[str, m.ExtraValue]:
+    raise RuntimeError(f"a probe of {plant.config.host} writes nothing")

@@ -2,14 +2,18 @@
 
 A map lists the register blocks to poll and named points (`pv1_power_w = { ir = 18 }`). The
 adapter turns a register cache into {name: value}; a register the device did not send, or a
-value outside the point's plausible range, is None (missing), never 0.
+value outside the point's plausible range, is None (missing), never 0. A map may also name the
+holding-register points a command may write (`writable`, the safe list) and write recipes
+(`[recipes.eco]`: point = raw word, written in order) that commands use by name.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
+from types import MappingProxyType
 from typing import Literal
 
 Bank = Literal["hr", "ir"]
@@ -49,6 +53,20 @@ class RegisterMap:
     device: str
     blocks: tuple[Block, ...]
     points: tuple[Point, ...]
+    writable: frozenset[str] = frozenset()  # holding-register points a command may write
+    recipes: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def point(self, name: str) -> Point:
+        for point in self.points:
+            if point.name == name:
+                return point
+        raise MapError(f"{self.device} map: no point {name!r}")
+
+    def recipe(self, name: str) -> dict[str, int]:
+        """The writes of one named recipe, in order (a copy: callers add to it)."""
+        if name not in self.recipes:
+            raise MapError(f"{self.device} map: no recipe {name!r} (has {', '.join(self.recipes)})")
+        return dict(self.recipes[name])
 
     def decode(self, cache: RegisterCache) -> dict[str, Value]:
         return {p.name: decode_point(p, cache) for p in self.points}
@@ -138,7 +156,28 @@ def parse(text: str, where: str) -> RegisterMap:
         if not any(b.bank == point.bank and b.base <= r < b.base + b.count
                    for b in blocks for r in point.registers):
             raise MapError(f"{where}: point {point.name!r} ({point.bank} {point.register}) is in no polled block")
-    return RegisterMap(str(data.get("device", where)), blocks, points)
+    by_name = {p.name: p for p in points}
+    writable = data.get("writable", [])
+    if not isinstance(writable, list):
+        raise MapError(f"{where}: writable must be a list of point names")
+    for name in writable:
+        target = by_name.get(name)
+        if target is None or target.bank != "hr" or TYPE_WIDTH[target.type] != 1:
+            raise MapError(f"{where}: writable {name!r} is not a one-register holding point of this map")
+    recipes = {name: _recipe(name, spec, set(writable), where) for name, spec in data.get("recipes", {}).items()}
+    return RegisterMap(str(data.get("device", where)), blocks, points, frozenset(writable),
+                       MappingProxyType(recipes))
+
+
+def _recipe(name: str, spec: object, writable: set[str], where: str) -> Mapping[str, int]:
+    if not isinstance(spec, dict) or not spec:
+        raise MapError(f"{where}: recipe {name!r} must be a table of point = value")
+    for point, value in spec.items():
+        if point not in writable:
+            raise MapError(f"{where}: recipe {name!r} writes {point!r}, which is not writable")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFF:
+            raise MapError(f"{where}: recipe {name!r} value {point} = {value!r} is not a 16-bit word")
+    return MappingProxyType(dict(spec))
 
 
 def available() -> list[str]:

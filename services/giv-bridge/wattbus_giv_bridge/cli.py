@@ -1,4 +1,5 @@
-"""`wattbus-giv-bridge decode FILE`: captured frames (hex, one per line) to JSON lines.
+"""The command line beyond running the service: `wattbus-giv-bridge decode FILE`, captured frames
+(hex, one per line) to JSON lines.
 
 A line is `[timestamp] [rx|tx] HEX`; `rx` (or no direction) decodes answer layouts, `tx` request
 layouts. Each line is one frame by default; `--stream` feeds the lines of each direction through
