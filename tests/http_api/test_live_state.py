@@ -85,6 +85,9 @@ def live_stack(private_broker: Mosquitto, tmp_path: Path, start_service: Any) ->
 async def test_not_live_with_the_reason_and_back(private_broker: Mosquitto,
                                                  live_stack: Callable[[int], HttpApi], tmp_path: Path) -> None:
     api = live_stack(0)
+    # Roles set in the config whose devices never appeared: not live, and it says which.
+    await until(lambda: f"{GRID} is configured but not on the bus" in " ".join(
+        api.call("GET", "/api/v1/site")[1]["live"]["reasons"]), 10, "the missing grid meter named")
     bus = await started_bus(private_broker, "house-sim")
     house = House(bus)
     browser = Browser(tmp_path / "chromium-profile")

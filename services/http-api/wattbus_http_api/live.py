@@ -110,8 +110,13 @@ def judge(state: SiteState, roles: Roles, watch: BusWatch, now: float, stale_s: 
             "ones received (the http-api reconnects every few seconds)"])
     reasons: list[str] = []
     stale_nodes: list[str] = []
+    configured = {"pv": roles.cfg.pv, "grid": [roles.cfg.grid] if roles.cfg.grid else [],
+                  "battery": roles.cfg.battery, "ev": roles.cfg.chargers}
     for node, members in groups.items():
         problems = [p for member in members if (p := member_problem(state, member.record, now, stale_s, errors))]
+        # A role set in the config whose device never appeared (its bridge cannot reach it, or is not running).
+        problems += [f"{ref} is configured but not on the bus (is its bridge running and the device reachable?)"
+                     for ref in configured[node] if ref.partition(":")[0] not in state.devices]
         if problems:
             stale_nodes.append(node)
             reasons += [f"{ROLE_NAMES[node]}: {p}" for p in problems if f"{ROLE_NAMES[node]}: {p}" not in reasons]
