@@ -87,6 +87,21 @@ def test_a_reading_older_than_the_last_command_does_not_cut_the_current() -> Non
     assert plant.log[-1][2] == 13.0  # 13 A x 3 x 230 V = 8970 W
 
 
+def test_a_reading_without_the_draw_yet_does_not_cut_right_after_a_start() -> None:
+    """The charger reports the new setting while the car still pauses (0 W); two seconds later the
+    meter shows the car drawing. That pair once read as "surplus 40 W" and cut 7 A to 6 A."""
+    lp = make(enable_delay_s=0, settle_s=20, phases=3)
+    s = lp.decide(0.0, 7_000.0, ChargerView(0.0, "connected", 6.0, 3, False, 0.0))
+    assert s.enabled and s.current_a == 10.0
+    paused = ChargerView(0.0, "charging", 10.0, 3, True, 4.0)
+    for now in (6.0, 8.0, 10.0):  # the meter: 7 kW surplus minus the car's 6.9 kW
+        s = lp.decide(now, 100.0, paused)
+        assert s.enabled and s.current_a == 10.0, s.reason
+    # after the settle time a reading without draw is believed: the car is not charging
+    late = ChargerView(0.0, "charging", 10.0, 3, True, 30.0)
+    assert lp.decide(30.0, 100.0, late).current_a == 6.0
+
+
 def test_a_start_uses_the_phases_the_averaged_surplus_carries() -> None:
     lp = make(enable_delay_s=30, restart_delay_s=60, min_off_s=60, settle_s=0)
     plant = Plant()

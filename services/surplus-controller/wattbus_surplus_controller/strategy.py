@@ -391,7 +391,11 @@ class Loadpoint:
             return True
         if enabled and charger.set_current_a is not None and charger.set_current_a != current:
             return True
-        return enabled and charger.phases is not None and charger.phases != phases
+        if enabled and charger.phases is not None and charger.phases != phases:
+            return True
+        # shows the setting but not yet its draw: right after a start or a phase switch the car
+        # pauses and ramps while the meter may already show it drawing
+        return enabled and now < self._settle_until and (charger.power_w or 0.0) < self.power_at(current, phases) / 2
 
 
 def _ema(average: float | None, value: float, dt: float, tau_s: float) -> float:
