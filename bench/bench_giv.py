@@ -12,7 +12,7 @@ from wattbus.counters import Counters
 from wattbus.log import get_logger
 from wattbus_giv_bridge import controls
 from wattbus_giv_bridge import frames as f
-from wattbus_giv_bridge.decode import parse_line
+from wattbus_giv_bridge.cli import parse_line
 from wattbus_giv_bridge.dongle import Dongle
 from wattbus_giv_bridge.plant import InverterConfig, Plant
 from wattbus_sim import giv
