@@ -54,6 +54,9 @@ class BrokerFiles:
         return (self.secrets_dir / user).read_text().strip()
 
 
+# Accounts that may use any client id no other account owns (never a service's): Home Assistant's
+# MQTT integration picks a random id unless the user sets one (mosquitto.conf does the same).
+FREE_ACCOUNTS = ("homeassistant",)
 PLUGIN_DIR = Path("mosquitto") / "plugin"
 PLUGIN_BUILT = Path("build") / "mosquitto" / "wattbus_client_ids.so"  # where `make broker-plugin` puts it
 
@@ -124,7 +127,7 @@ def write_broker(root: Path, run_dir: Path, port: int, *, anonymous: bool = True
         # Client ids bound to accounts, as mosquitto.conf does in compose (issue 21: id takeover).
         f"plugin {broker_plugin(root)}",
         f"plugin_opt_accounts_file {accounts}",
-        *([f"plugin_opt_free_accounts {' '.join(extra_users)}"] if extra_users else []),
+        f"plugin_opt_free_accounts {' '.join((*FREE_ACCOUNTS, *extra_users))}",
         f"persistence {'true' if persistence else 'false'}",
         f"persistence_location {broker_dir}/",
         "autosave_interval 30",
@@ -298,9 +301,8 @@ wattbus embedded stack
   broker      mqtt://127.0.0.1:{port}  (anonymous clients may only read; services log in as their own users)
   watch       mosquitto_sub -h 127.0.0.1 -p {port} -t 'wattbus/v1/#' -v
   Home Assistant  (on this machine) MQTT integration: broker 127.0.0.1, port {port}, user homeassistant,
-              password: cat {secrets_dir}/homeassistant
-              client ID homeassistant (advanced options: the broker binds client ids to accounts
-              and refuses the random one the integration picks for a login)
+              password: cat {secrets_dir}/homeassistant (its own random client id is fine; no
+              account may take a service's id)
               (connected anonymously it shows every entity, but the broker drops its commands)
   config      {config}  (kept across runs; delete it to start from the demo again)
   change it   {bindir}/wattbus config --config {config} set <section> <key> <value>

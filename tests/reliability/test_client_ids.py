@@ -157,6 +157,10 @@ def test_a_service_account_keeps_to_its_own_ids(demo: Broker) -> None:
     admin = demo.files.password(TEST_ADMIN)
     assert not try_connect(demo.port, "viewer-2", TEST_ADMIN, admin).is_failure
     assert try_connect(demo.port, "influx-writer-x", TEST_ADMIN, admin).value == NOT_AUTHORIZED
+    # Home Assistant's account is free in the shipped configs: its integration's random id connects.
+    hass = demo.files.password("homeassistant")
+    assert not try_connect(demo.port, "6bEdFx2ZqWkGdB9hN3pT1a", "homeassistant", hass).is_failure
+    assert try_connect(demo.port, "influx-writer-main", "homeassistant", hass).value == NOT_AUTHORIZED
 
 
 async def test_writer_replicas_with_distinct_ids_connect(demo: Broker) -> None:
