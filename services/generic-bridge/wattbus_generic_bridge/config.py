@@ -26,6 +26,7 @@ from wattbus import topics
 from wattbus.bridge.ownership import DEFAULT_LEASE_S
 from wattbus.config import ConfigError, ConfigStruct, ServiceCommon
 
+from . import families
 from .spec import Description, problems
 
 DeviceId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$",
@@ -89,7 +90,7 @@ def _raw_description(dev: DeviceConfig, where: str) -> tuple[dict[str, Any], str
         shipped = templates()
         if dev.template not in shipped:
             raise ConfigError(f"{where}.template = {dev.template!r}: no such shipped description; "
-                              f"known: {', '.join(sorted(shipped))}")
+                              f"known: {', '.join(sorted([*shipped, *families.FAMILIES]))}")
         text, origin = shipped[dev.template], f"template {dev.template!r}"
     else:
         assert dev.file is not None
@@ -179,4 +180,14 @@ def resolve_all(config: Config) -> list[tuple[DeviceConfig, Description]]:
     duplicate = next((i for i in ids if ids.count(i) > 1), None)
     if duplicate is not None:
         raise ConfigError(f"devices: id {duplicate!r} is used more than once")
-    return [(dev, resolve(dev, i)) for i, dev in enumerate(config.devices)]
+    return [(dev, resolve(dev, i)) for i, dev in enumerate(config.devices) if not family_entry(dev, i)]
+
+
+def family_entry(dev: DeviceConfig, index: int) -> bool:
+    """True for an entry of a device family (families/): checked here, its adapter started by the service."""
+    if dev.template not in families.FAMILIES:
+        return False
+    families.check(dev.template, dev, f"devices[{index}] ({dev.id})",
+                   {"file": dev.file, "description": dev.description, "vars": dev.vars,
+                    "password": dev.password or dev.password_file})
+    return True

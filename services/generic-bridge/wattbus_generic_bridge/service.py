@@ -5,6 +5,7 @@ from __future__ import annotations
 from wattbus.bridge import CommandRouter, Fleet, Poller
 from wattbus.runner import ServiceContext
 
+from . import families
 from .adapter import DescribedDevice
 from .config import Config, resolve_all
 
@@ -23,5 +24,10 @@ async def run(ctx: ServiceContext[Config]) -> None:
         fleet.start(Poller(ctx, adapter, interval_s=adapter.interval_s, max_backoff_s=ctx.config.max_backoff_s,
                            offline_after=1 if adapter.push else ctx.config.offline_after_failures,
                            push=adapter.push))
+    for dev in ctx.config.devices:  # entries of a device family (families/), checked by resolve_all
+        if dev.template in families.FAMILIES:
+            family = families.adapter(dev.template, ctx.name, dev)
+            fleet.start(Poller(ctx, family, interval_s=family.interval_s, max_backoff_s=ctx.config.max_backoff_s,
+                               offline_after=ctx.config.offline_after_failures))
     CommandRouter(ctx, fleet).subscribe()
     await fleet.run()
