@@ -7,11 +7,11 @@ import socket
 import time
 from pathlib import Path
 
+from wattbus import givenergy as f
 from wattbus import messages as m
 from wattbus.counters import Counters
 from wattbus.log import get_logger
 from wattbus_giv_bridge import controls
-from wattbus_giv_bridge import frames as f
 from wattbus_giv_bridge.cli import parse_line
 from wattbus_giv_bridge.dongle import Dongle
 from wattbus_giv_bridge.plant import InverterConfig, Plant

@@ -21,9 +21,9 @@ import atheris
 with atheris.instrument_imports():
     from wattbus import apsystems as wire
     from wattbus import codec
+    from wattbus import givenergy as giv
     from wattbus import messages as m
     from wattbus_ecu_bridge import decode as ecu
-    from wattbus_giv_bridge import frames as giv
     from wattbus_sml_reader.config import MeterConfig
     from wattbus_sml_reader.meter import FrameDecoder
     from wattbus_sml_reader.values import DecodedFrame, FrameError

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from wattbus import sunspec
-from wattbus_discovery import givenergy_wire as p8
+from wattbus import givenergy, sunspec
 from wattbus_discovery import modbus_wire as mw
 
 DATA = Path(__file__).parent / "data"
@@ -89,7 +88,7 @@ def test_request_matches_what_real_clients_send() -> None:
     """Byte for byte the detection read a real client sent (tests/giv_bridge capture), bar the
     placeholder serial the client puts where the dongle answers with its own."""
     real = bytes.fromhex("59590001001c010241423132333447303030000000000000000811030000003c474b")
-    assert p8.giv_read_request() == real
+    assert givenergy.detect_request() == real
 
 
 @pytest.mark.parametrize(("name", "inverter_serial", "adapter_serial"), [
@@ -98,21 +97,18 @@ def test_request_matches_what_real_clients_send() -> None:
     ("hybrid_gen1_2bat_excerpt.log", "SA2114G000", "WF2125G000"),
 ])
 def test_real_captures_yield_the_identity(name: str, inverter_serial: str, adapter_serial: str) -> None:
-    """Every rx read of a real capture, joined as the socket delivered it, splits into frames;
-    the holding-register answer at 0x11/0x31 base 0 gives the inverter serial."""
-    frames, rest, skipped = p8.split_giv_frames(capture(name))
-    assert frames and skipped == 0 and len(rest) < 200
+    """Every rx read of a real capture, joined as the socket delivered it, reassembles into frames
+    (wattbus.givenergy, the bridge's own framing); the holding-register answer at base 0 gives the
+    inverter serial."""
+    items = [item for item, _raw in givenergy.FrameStream(from_dongle=True).feed(capture(name))]
+    assert not any(isinstance(i, givenergy.FrameError) and i.reason == "garbage" for i in items)
     identities = set()
-    for frame in frames:
-        if frame.function == 1:
-            assert p8.parse_giv_heartbeat(frame) == adapter_serial
-            continue
-        try:
-            ident = p8.parse_giv_answer(frame)
-        except mw.WireError as exc:
-            assert "refused" in str(exc) or "CRC" in str(exc) or "announces" in str(exc)
-            continue
-        identities.add((ident.inverter_serial, ident.adapter_serial))
+    for item in items:
+        if isinstance(item, givenergy.Heartbeat):
+            assert item.adapter_serial == adapter_serial
+        elif isinstance(item, givenergy.ReadResponse):
+            ident = givenergy.identity(item)
+            identities.add((ident.inverter_serial, ident.adapter_serial))
     assert (inverter_serial, adapter_serial) in identities
 
 
@@ -120,19 +116,28 @@ def test_giv_resync_on_garbage_and_split_frames() -> None:
     frames_in = capture("hybrid_gen2_arm920_60s.log")
     first_len = int.from_bytes(frames_in[4:6], "big") + 6
     stream = b"\x00garbage" + frames_in[:first_len]
-    frames, rest, skipped = p8.split_giv_frames(stream[:20])
-    assert frames == [] and skipped == 8
-    frames, rest, skipped = p8.split_giv_frames(rest + stream[20:])
-    assert len(frames) == 1 and rest == b"" and skipped == 0
+    splitter = givenergy.FrameStream(from_dongle=True)
+    first = [item for item, _raw in splitter.feed(stream[:20])]
+    assert len(first) == 1 and isinstance(first[0], givenergy.FrameError) and first[0].reason == "garbage"
+    rest = [item for item, _raw in splitter.feed(stream[20:])]
+    assert len(rest) == 1 and not isinstance(rest[0], givenergy.FrameError) and splitter.pending == 0
     impossible = b"\x59\x59\x00\x01\xff\xff\x01\x02" + frames_in[:first_len]
-    frames, _rest, skipped = p8.split_giv_frames(impossible)
-    assert len(frames) == 1 and skipped == 8
+    items = [item for item, _raw in givenergy.FrameStream(from_dongle=True).feed(impossible)]
+    assert isinstance(items[0], givenergy.FrameError) and items[0].reason == "bad_length"
+    assert not isinstance(items[-1], givenergy.FrameError)
 
 
 def test_giv_answer_too_short_or_refused() -> None:
-    with pytest.raises(mw.WireError, match="too short"):
-        p8.parse_giv_answer(p8.GivFrame(2, b"\x00" * 20))
-    refused = (b"WF2345G678" + b"\x00" * 7 + b"\x8a" + bytes((0x11, 0x83)) + b"SA2345G678"
-               + b"\x00\x00\x00\x3c" + b"\x00\x00")
-    with pytest.raises(mw.WireError, match="refused"):
-        p8.parse_giv_answer(p8.GivFrame(2, refused))
+    with pytest.raises(givenergy.FrameError, match="truncated"):
+        givenergy.decode(givenergy.MARKER + (22).to_bytes(2, "big") + b"\x01\x02" + b"\x00" * 20)
+    refused = givenergy.encode(givenergy.ErrorResponse("WF2345G678", 0x11, 3, "SA2345G678", 0, 60))
+    answer = givenergy.decode(refused)
+    assert isinstance(answer, givenergy.ErrorResponse) and answer.function == 3
+
+
+def test_identity_prefers_the_serial_registers() -> None:
+    values = [0x2001] + [0] * 12 + [0x5341, 0x3233, 0x3435, 0x4736, 0x3738] + [0] * 42  # HR 13-17 "SA2345G678"
+    answer = givenergy.ReadResponse("WF2345G001", 0x11, givenergy.READ_HOLDING, "", 0, tuple(values))
+    assert givenergy.identity(answer) == givenergy.Identity("WF2345G001", "SA2345G678", 0x2001)
+    inputs = givenergy.ReadResponse("WF2345G001", 0x11, givenergy.READ_INPUT, "SA0000G000", 0, tuple(values))
+    assert givenergy.identity(inputs) == givenergy.Identity("WF2345G001", "SA0000G000", None)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from wattbus_giv_bridge import frames as f
+from wattbus import givenergy as f
 from wattbus_giv_bridge.cli import parse_line
 
 from tests.support.servers import SimulatorProcess

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from wattbus_giv_bridge import frames as f
+from wattbus import givenergy as f
 from wattbus_giv_bridge.cli import parse_line
 
 DATA = Path(__file__).parent / "data"

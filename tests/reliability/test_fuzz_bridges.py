@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from wattbus import apsystems, codec
+from wattbus import givenergy as giv
 from wattbus import messages as m
 from wattbus.goe import GoeIdentityError, identity
 from wattbus.shelly import ShellyIdentityError, parse_info
 from wattbus_ecu_bridge import decode as ecu
-from wattbus_giv_bridge import frames as giv
 from wattbus_giv_bridge import regmap
 from wattbus_goe_shelly_bridge.goe_wire import decode_status
 from wattbus_goe_shelly_bridge.shelly_wire import decode_gen1, decode_gen2

@@ -10,11 +10,10 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from wattbus import apsystems, sunspec
+from wattbus import apsystems, givenergy, sunspec
 from wattbus.counters import Counters
 from wattbus.log import Logger
 
-from . import givenergy_wire as p8
 from . import modbus_wire as mw
 from .found import Found
 
@@ -113,46 +112,52 @@ async def probe_8899(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     an ECU would take dongle bytes as the start of a bad query and hang up), then the dongle read."""
     writer.write(apsystems.info_query())
     await writer.drain()
-    data = await _read_some(reader, timeouts.ecu_answer_s, until=apsystems.SUFFIX, stop_prefix=p8.GIV_MARKER)
+    data = await _read_some(reader, timeouts.ecu_answer_s, until=apsystems.SUFFIX, stop_prefix=givenergy.MARKER)
     if data.startswith(apsystems.PREFIX):
         return _ecu(data, host, port, counters, log)
-    buffer = data
-    if not data.startswith(p8.GIV_MARKER):
+    if not data.startswith(givenergy.MARKER):
         if data:
             counters.inc("port8899_unknown")
             return None  # it said something, and neither an ECU nor a dongle would say that
-        writer.write(p8.giv_read_request())
+        writer.write(givenergy.detect_request())
         await writer.drain()
+    stream = givenergy.FrameStream(from_dongle=True)
+    received, chunk = data, data
     adapter: str | None = None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeouts.answer_s
     while loop.time() < deadline:
-        frames, buffer, _skipped = p8.split_giv_frames(buffer)
-        for frame in frames:
-            if frame.function == 1:
-                adapter = p8.parse_giv_heartbeat(frame) or adapter
-                writer.write(p8.GIV_MARKER + (len(frame.payload) + 2).to_bytes(2, "big") + b"\x01\x01" + frame.payload)
-                continue  # the echo keeps the dongle from dropping us mid-probe
-            try:
-                ident = p8.parse_giv_answer(frame)
-            except mw.WireError as exc:
+        for frame, _raw in stream.feed(chunk):
+            if isinstance(frame, givenergy.Heartbeat):
+                adapter = frame.adapter_serial or adapter
+                # the echo keeps the dongle from dropping us mid-probe
+                writer.write(givenergy.encode_heartbeat(frame.adapter_serial, frame.adapter_type))
+            elif isinstance(frame, givenergy.ReadResponse):
+                ident = givenergy.identity(frame)
+                return Found("givenergy", host, port, ident.inverter_serial, "GivEnergy", None, "inverter",
+                             extra={"adapter_serial": ident.adapter_serial or adapter,
+                                    "device_type": f"{ident.device_type:04x}" if ident.device_type is not None
+                                    else None})
+            elif not isinstance(frame, givenergy.FrameError) or frame.reason != "garbage":
                 counters.inc("giv_answers_rejected")
-                log.warning("GivEnergy dongle answer rejected", host=host, port=port, error=str(exc))
-                continue
-            return Found("givenergy", host, port, ident.inverter_serial, "GivEnergy", None, "inverter",
-                         extra={"adapter_serial": ident.adapter_serial or adapter,
-                                "device_type": f"{ident.device_type:04x}" if ident.device_type is not None else None})
-        more = await _read_some(reader, deadline - loop.time())
-        if not more:
+                log.warning("GivEnergy dongle answer rejected", host=host, port=port, error=_why(frame))
+        chunk = await _read_some(reader, deadline - loop.time())
+        if not chunk:
             break
-        buffer += more
-        if buffer.startswith(apsystems.PREFIX) and buffer.endswith(apsystems.SUFFIX):
-            return _ecu(buffer, host, port, counters, log)  # a slow ECU answering after our wait
+        received += chunk
+        if received.startswith(apsystems.PREFIX) and received.endswith(apsystems.SUFFIX):
+            return _ecu(received, host, port, counters, log)  # a slow ECU answering after our wait
     if adapter:
         counters.inc("giv_dongle_without_inverter")
     else:
         counters.inc("port8899_unknown")
     return None
+
+
+def _why(frame: givenergy.Frame | givenergy.FrameError) -> str:
+    if isinstance(frame, givenergy.ErrorResponse):
+        return f"the inverter refused the read (address {frame.address:#04x}, function {frame.function})"
+    return str(frame) if isinstance(frame, givenergy.FrameError) else f"unexpected {type(frame).__name__}"
 
 
 def _ecu(data: bytes, host: str, port: int, counters: Counters, log: Logger) -> Found | None:

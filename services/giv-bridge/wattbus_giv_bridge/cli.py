@@ -15,9 +15,9 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from wattbus import givenergy as f
 from wattbus.config import LoadedConfig
 
-from . import frames as f
 from . import regmap
 
 DIRECTIONS = {"rx": True, "tx": False, "<": True, ">": False}

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from wattbus import givenergy as f
 from wattbus.counters import Counters
 from wattbus.log import Logger
-
-from . import frames as f
 
 
 class DongleError(Exception):

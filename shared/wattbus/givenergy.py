@@ -1,4 +1,5 @@
-"""The GivEnergy dongle framing on TCP 8899: wire types, encoder, decoder and stream reassembly.
+"""The GivEnergy dongle on TCP 8899: wire types, encoder, decoder, stream reassembly and who
+answered (identification), for giv-bridge and discovery alike.
 
     59 59 | 00 01 | len (2) | uid 01 | fid | payload ...            len counts uid + fid + payload
     fid 1 heartbeat:    adapter serial (10) | adapter type (1)
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from wattbus.checksums import crc16_modbus
+from .checksums import crc16_modbus
 
 MARKER = b"\x59\x59\x00\x01"
 HEADER_LEN = 8  # marker, length, uid, fid
@@ -302,3 +303,39 @@ class FrameStream:
                 continue
             del self._buffer[:total]
             yield frame, raw
+
+
+# --------------------------------------------------------------------------- identification
+
+DETECT_ADDRESS = 0x11  # the address GivEnergy's own app reads first; every dongle answers it
+CLIENT_SERIAL = "AB1234G000"  # what GivEnergy clients put where the dongle puts its own serial
+SERIAL_REGISTERS = range(13, 18)  # holding registers 13-17: the inverter serial, 10 ASCII characters
+
+
+def detect_request() -> bytes:
+    """The identification read (discovery's probe): 60 holding registers from 0; it only reads."""
+    return encode_read(DETECT_ADDRESS, READ_HOLDING, 0, MAX_REGISTERS, CLIENT_SERIAL)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    adapter_serial: str | None
+    inverter_serial: str | None
+    device_type: int | None  # holding register 0 (its first hex digit is the family)
+
+
+def _printable(text: str) -> str | None:
+    return text if text and text.isprintable() else None
+
+
+def identity(answer: ReadResponse) -> Identity:
+    """Who answered a read: the serials in the frame, and from the holding block at 0 the inverter
+    serial registers (which a dongle fills even where the frame's serial field is blank) and the
+    device type."""
+    holding0 = answer.function == READ_HOLDING and answer.base == 0 and len(answer.values) > SERIAL_REGISTERS[-1]
+    from_registers = None
+    if holding0:
+        raw = b"".join(answer.values[r].to_bytes(2, "big") for r in SERIAL_REGISTERS)
+        from_registers = _printable(_serial(raw.split(b"\x00", 1)[0]))
+    return Identity(_printable(answer.adapter_serial), from_registers or _printable(answer.inverter_serial),
+                    answer.values[0] if holding0 else None)
