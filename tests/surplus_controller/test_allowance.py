@@ -46,7 +46,8 @@ def test_strategy_cuts_before_the_window_allowance_is_used(seed: int) -> None:
     (no battery) for two readings after a cut, as a slow charger would. The metered import in any
     600 s window stays within the window allowance (60 Wh by default) while shadows come and go."""
     rng = random.Random(seed)
-    lp = lp_3p(import_allowance_wh=40, disable_delay_s=3600, restart_delay_s=60, min_off_s=60)
+    # a ride allowance far above the window's: the ride alone would overshoot, the window must act
+    lp = lp_3p(import_allowance_wh=200, disable_delay_s=3600, restart_delay_s=60, min_off_s=60)
     draws: list[float] = [0.0, 0.0]
     booked: list[tuple[float, float]] = []
     guarded = 0

@@ -82,12 +82,12 @@ def test_pv_stops_once_the_import_allowance_is_used() -> None:
 
 def test_a_deep_dip_uses_the_allowance_faster_than_its_import() -> None:
     """A dip the surplus covers less than half (a kettle with the car at the 1p minimum) captures
-    little PV per imported Wh: its import counts up to twice, so it ends sooner."""
-    # 180 W of the 1380 W minimum: 1200 W import counted 1.74x, 20 Wh take ~34 s instead of 60 s
-    deep = ride(180.0)
-    assert 30 <= len(deep) <= 40 and deep[-1].startswith("pv: import allowance")
-    # no surplus at all: 1380 W counted twice, ~26 s
-    assert 23 <= len(ride(0.0)) <= 29
+    little PV per imported Wh: its import counts up to four times, so it ends sooner."""
+    # 345 W of the 1380 W minimum (a quarter): 1035 W import counted 2x, 20 Wh take ~35 s, not 70 s
+    deep = ride(345.0)
+    assert 31 <= len(deep) <= 39 and deep[-1].startswith("pv: import allowance")
+    # no surplus at all: 1380 W counted 4x, ~13 s
+    assert 11 <= len(ride(0.0)) <= 16
 
 
 @pytest.mark.parametrize("mode", ["pv", "minpv", "now"])
