@@ -101,11 +101,12 @@ def build_app(site: Site) -> web.Application:
                                 "DeviceStatus": {"StatusCode": 8 if pac is None else 7, "ErrorCode": 0,
                                                  "LEDColor": 2, "LEDState": 0, "MgmtTimerRemainingTime": -1,
                                                  "StateToReset": False}}
-        if pac is not None:  # a sleeping inverter leaves its AC and DC values out
+        if pac is not None:  # a sleeping inverter leaves its AC and DC values out; DC split on two trackers
+            dc_w = pac / 0.97 / 2
             data |= {"PAC": {"Value": pac, "Unit": "W"}, "FAC": {"Value": 50.01, "Unit": "Hz"},
                      "UAC": {"Value": 231.4, "Unit": "V"}, "IAC": {"Value": round(pac / 231.4, 2), "Unit": "A"},
-                     "UDC": {"Value": 412.0, "Unit": "V"}, "IDC": {"Value": round(pac / 1.94 / 412.0, 3), "Unit": "A"},
-                     "UDC_2": {"Value": 398.0, "Unit": "V"}, "IDC_2": {"Value": round(pac / 1.94 / 398.0, 3), "Unit": "A"}}
+                     "UDC": {"Value": 412.0, "Unit": "V"}, "IDC": {"Value": round(dc_w / 412.0, 3), "Unit": "A"},
+                     "UDC_2": {"Value": 398.0, "Unit": "V"}, "IDC_2": {"Value": round(dc_w / 398.0, 3), "Unit": "A"}}
         return answer(data, DataCollection="CommonInverterData", DeviceId=n, Scope="Device")
 
     async def meter(_request: web.Request) -> web.Response:

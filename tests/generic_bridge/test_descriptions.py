@@ -4,6 +4,7 @@ with the key and what is wrong."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import tomllib
 from datetime import UTC, datetime
@@ -14,7 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from wattbus import messages as m
 from wattbus.config import ConfigError, LoadedConfig
+from wattbus_generic_bridge import families
 from wattbus_generic_bridge.config import Config, DeviceConfig, resolve, templates
+from wattbus_generic_bridge.families.common import parse_data
 from wattbus_generic_bridge.mapper import Mapper
 from wattbus_generic_bridge.modbus import Block, decode, plan
 from wattbus_generic_bridge.spec import Description, Value
@@ -61,6 +64,27 @@ def test_every_shipped_description_loads_with_its_provenance() -> None:
         desc = described(name)
         assert desc.about and desc.manufacturer, f"{name}: say where its shape comes from"
         assert tomllib.loads(text)["kind"] == desc.kind
+
+
+def test_every_family_data_file_loads_with_its_provenance() -> None:
+    folder = Path(families.__file__).parent
+    data_files = sorted(folder.glob("*/*.toml"))
+    assert {p.parent.name for p in data_files} == set(families.FAMILIES.values()), "data without a family (or reverse)"
+    for template, name in families.FAMILIES.items():
+        module = importlib.import_module(f"wattbus_generic_bridge.families.{name}.adapter")
+        assert module.DATA.about and module.DATA.manufacturer, f"{template}: say where its shape comes from"
+        for path in folder.glob(f"{name}/*.toml"):  # each file parses into the family's schema, units checked
+            assert parse_data(path.read_text(), path.name, type(module.DATA)) == module.DATA
+
+
+def test_a_family_data_file_with_a_wrong_unit_is_refused_with_table_and_field() -> None:
+    from wattbus_generic_bridge.families.fronius import adapter
+    text = (Path(adapter.__file__).parent / "fronius.toml").read_text()
+    with pytest.raises(ValueError, match=r"fronius.toml \[battery\] capacity_wh: 'W' measures power"):
+        parse_data(text.replace('capacity_wh = ["Capacity_Maximum", "Wh"]', 'capacity_wh = ["Capacity_Maximum", "W"]'),
+                   "fronius.toml", adapter.Data)
+    with pytest.raises(ValueError, match=r"fronius.toml: Object missing required field `battery`"):
+        parse_data(text.split("[battery]")[0], "fronius.toml", adapter.Data)
 
 
 def test_ai_on_the_edge_json_is_water_in_cubic_metres() -> None:

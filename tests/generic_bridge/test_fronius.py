@@ -90,7 +90,8 @@ async def test_a_day_site_maps_onto_the_contract_in_si_with_its_signs(
     assert inverter.dc_power_w == pytest.approx(398.5 * 5.3 + 421.0 * 5.06)  # both MPP trackers
     assert inverter.energy_total_wh == 5487193 and inverter.energy_today_wh == 21302 and inverter.frequency_hz == 49.98
     assert isinstance(meter, m.MeterReading) and meter.power_w == -1934.7  # exporting: - at the grid point
-    assert meter.energy_import_wh == 4203311 and meter.energy_export_wh == 9877102 and meter.extra == {"location": "grid"}
+    assert meter.energy_import_wh == 4203311 and meter.energy_export_wh == 9877102
+    assert meter.extra == {"location": "grid"}
     assert [p.power_w for p in meter.phases] == [-651.2, -598.1, -685.4]
     assert [p.power_factor for p in meter.phases] == [0.97, 0.95, 0.98]  # the contract's |P|/S
     assert sum(p.power_w or 0 for p in meter.phases) == pytest.approx(meter.power_w)

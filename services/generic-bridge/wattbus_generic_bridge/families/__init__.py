@@ -8,6 +8,7 @@ when an entry uses it.
 
 from __future__ import annotations
 
+import importlib
 from typing import Protocol
 
 from wattbus.bridge import Adapter
@@ -15,7 +16,8 @@ from wattbus.config import ConfigError
 
 from .common import Entry
 
-FAMILIES = {"fronius-solar-api": "Fronius Solar API v1 (Datamanager, GEN24): inverters, smart meter, battery"}
+# template name -> its folder here, whose adapter.py defines FAMILY (the adapter class) and DATA
+FAMILIES = {"fronius-solar-api": "fronius"}
 
 
 class FamilyAdapter(Adapter, Protocol):
@@ -33,8 +35,8 @@ def check(template: str, entry: Entry, where: str, unused: dict[str, object]) ->
 
 
 def adapter(template: str, source_name: str, entry: Entry) -> FamilyAdapter:
-    if template == "fronius-solar-api":
-        from .fronius.adapter import FroniusSite
-        return FroniusSite(source_name, entry)
-    raise ConfigError(f"no device family {template!r}; known: {', '.join(FAMILIES)}")
+    if template not in FAMILIES:
+        raise ConfigError(f"no device family {template!r}; known: {', '.join(FAMILIES)}")
+    made: FamilyAdapter = importlib.import_module(f"{__name__}.{FAMILIES[template]}.adapter").FAMILY(source_name, entry)
+    return made
 

@@ -25,10 +25,18 @@ class Entry(Protocol):
 
 
 def load_data(package: str | None, name: str, schema: type[T]) -> T:
-    """A family's data file decoded into its schema, each [key, unit] table's units checked against
-    the fields they fill (tables named *_extra fill extra.<field>): ValueError names file, table, field."""
+    """A family's data file (next to its adapter) decoded into its schema and checked (`parse_data`)."""
     assert package is not None
-    data = msgspec.convert(tomllib.loads((resources.files(package) / name).read_text()), type=schema)
+    return parse_data((resources.files(package) / name).read_text(), name, schema)
+
+
+def parse_data(text: str, name: str, schema: type[T]) -> T:
+    """Data decoded into its schema, each [key, unit] table's units checked against the fields they
+    fill (tables named *_extra fill extra.<field>): ValueError names the file, table and field."""
+    try:
+        data = msgspec.convert(tomllib.loads(text), type=schema)
+    except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(f"{name}: {exc}") from None
     for table, entries in msgspec.structs.asdict(data).items():  # type: ignore[arg-type]
         for field, key in entries.items() if isinstance(entries, dict) else ():
             if isinstance(key, tuple) and (why := units.check(

@@ -136,3 +136,6 @@ class FroniusSite:
 
     async def close(self) -> None:
         await self.http.close()
+
+
+FAMILY = FroniusSite
