@@ -13,7 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from wattbus import messages as m
-from wattbus_generic_bridge.config import DeviceConfig
+from wattbus.config import ConfigError, LoadedConfig
+from wattbus_generic_bridge.config import Config, DeviceConfig
 from wattbus_generic_bridge.families import adapter
 from wattbus_generic_bridge.families.fronius.adapter import DATA, FroniusSite
 from wattbus_generic_bridge.fetch import FetchError
@@ -150,6 +151,16 @@ async def test_answers_that_are_not_the_solar_api_v1_are_refused_with_where(
     failing["Head"]["Status"] = {"Code": 255, "Reason": "Unknown error"}
     with pytest.raises(FetchError, match=r"Fronius status 255 Unknown error"):
         await read(recorded, site, DAY | {"flow": failing})
+
+
+@pytest.mark.parametrize(("entry", "expected"), [
+    ({}, "template 'fronius-solar-api' needs host"),
+    ({"host": "192.0.2.7", "vars": {"meter": "0"}}, "template 'fronius-solar-api' takes no vars"),
+    ({"host": "192.0.2.7", "file": "/etc/wattbus/fronius.toml"}, "template 'fronius-solar-api' takes no file")])
+def test_a_bad_fronius_entry_is_refused_at_start(entry: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError, match=r"devices\[0\] \(roof\): " + expected):
+        LoadedConfig({"generic-bridge": {"devices": [{"id": "roof", "template": "fronius-solar-api", **entry}]}},
+                     None, {}).section("generic-bridge", Config)
 
 
 def keys(doc: Any, prefix: str = "") -> set[str]:

@@ -4,12 +4,9 @@ bare inverter by night (no meter, no battery)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from wattbus import messages as m
@@ -98,17 +95,3 @@ async def test_night_falls_on_a_running_site(broker: Mosquitto, sites: Sites) ->
     finally:
         set_night(sites.hybrid, False)
         await bus.stop()
-
-
-def test_a_fronius_entry_without_host_stops_the_start(tmp_path: Path) -> None:
-    config = tmp_path / "bad.toml"
-    config.write_text('[[generic-bridge.devices]]\nid = "roof"\ntemplate = "fronius-solar-api"\n'
-                      'vars = { meter = "0" }\n')
-    done = subprocess.run([sys.executable, "-m", "wattbus_generic_bridge", "--config", str(config)],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    assert "devices[0] (roof): template 'fronius-solar-api' needs host" in done.stderr
-    config.write_text(config.read_text() + 'host = "192.0.2.7"\n')
-    done = subprocess.run([sys.executable, "-m", "wattbus_generic_bridge", "--config", str(config)],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "template 'fronius-solar-api' takes no vars" in done.stderr
