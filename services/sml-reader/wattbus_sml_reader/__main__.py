@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from wattbus.bridge import Poller
 from wattbus.runner import Service, ServiceContext, Subcommand
 
 from . import decode_cmd
 from .config import Config
 from .mapping import Mapper
-from .meter import Meter
+from .meter import MAX_RETRY_S, RETRY_S, Meter
 
 
 async def run(ctx: ServiceContext[Config]) -> None:
@@ -21,8 +22,12 @@ async def run(ctx: ServiceContext[Config]) -> None:
     if duplicates:
         raise ValueError(f"[sml-reader] meters: key {duplicates[0]!r} is used more than once")
     mapper = Mapper()
-    meters = [Meter(ctx, config, mapper) for config in ctx.config.meters]
-    tasks = [asyncio.create_task(meter.run(), name=f"meter-{meter.config.key}") for meter in meters]
+    # The toolkit's poll loop in push mode: a read waits for the meter's frames; a failed or silent
+    # line is one failure (offline at once, as a pulled cable is), and reopening backs off.
+    pollers = [Poller(ctx, Meter(ctx, config, mapper), interval_s=RETRY_S, offline_after=1, max_backoff_s=MAX_RETRY_S,
+                      push=True, push_backoff=True) for config in ctx.config.meters]
+    tasks = [asyncio.create_task(poller.run(), name=f"meter-{config.key}")
+             for poller, config in zip(pollers, ctx.config.meters, strict=True)]
     try:
         await ctx.stopping.wait()
     finally:

@@ -1,4 +1,11 @@
-"""One meter: bytes -> frames -> readings on the bus, with its own connection loop and watchdog."""
+"""One meter as the bridge toolkit's push adapter: bytes -> frames -> readings.
+
+The serial line (or network head, or capture file) runs in its reader thread for as long as it
+delivers; every chunk is framed, decoded, mapped and guarded the moment it arrives, and the
+readings wait in a queue for the poller's `read`. A line that fails or ends is the failed read
+(the poller backs off, 1 s doubling to 30 s, before it is opened again); no good frame within
+`offline_after_s` is one too (the device goes offline), and the next good frame brings it back.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,8 @@ import msgspec
 import serial
 from wattbus import messages as m
 from wattbus import topics
-from wattbus.runner import DeviceChannel, ServiceContext
+from wattbus.bridge import answer
+from wattbus.runner import ServiceContext
 
 from . import iec, sml
 from .config import Config, MeterConfig
@@ -26,6 +34,7 @@ if TYPE_CHECKING:
 
 PROTOCOLS: dict[str, m.Protocol] = {"sml": "sml", "dsmr": "dsmr", "iec": "iec62056"}
 LOG_EVERY_S = 10.0  # a garbage storm is counted in full but logged once per kind in this interval
+RETRY_S, MAX_RETRY_S = 1.0, 30.0  # reopening a failed line: the poller's backoff from 1 s to 30 s
 
 
 class FrameDecoder:
@@ -67,17 +76,29 @@ class FrameDecoder:
         return iec.decode(raw)
 
 
+class MeterDown(Exception):
+    """The line failed or fell silent: no reading this time (the reason names port and cause)."""
+
+
 class Meter:
+    """The toolkit `Adapter` of one meter (push: `read` waits for the meter's next frames)."""
+
+    commands: tuple[type[m.CommandBase], ...] = ()
+    errors: tuple[type[Exception], ...] = (MeterDown,)
+
     def __init__(self, ctx: ServiceContext[Config], config: MeterConfig, mapper: Mapper) -> None:
         self.ctx = ctx
         self.config = config
         self.mapper = mapper
         self.decoder = FrameDecoder(config)
         self.guard = EnergyGuard(config.max_power_w, config.energy_slack_wh)
-        self.channel: DeviceChannel | None = None
-        self.last_good = time.monotonic()
+        self.metas: list[m.DeviceMeta] = []
         self.log = ctx.log.child(config.key)
+        self.readings: asyncio.Queue[m.MeterReading] = asyncio.Queue()
+        self._conn: Connection | None = None
+        self._line: asyncio.Task[None] | None = None
         self._logged: dict[str, float] = {}
+        self._held: m.MeterReading | None = None  # the frame identify waited for: the first read's
 
     def _count(self, name: str, amount: int = 1) -> None:
         self.ctx.counters.inc(name, amount)
@@ -89,6 +110,79 @@ class Meter:
             self._logged[kind] = now
             self.log.warning(message, meter=self.config.key, **fields)
 
+    # ------------------------------------------------------------------ the adapter
+
+    async def identify(self) -> list[m.DeviceMeta]:
+        """The meter says who it is in its frames: the first good one names the device."""
+        self._held = await self._next()
+        return self.metas
+
+    async def read(self) -> list[m.ReadingBase]:
+        held, self._held = self._held, None
+        readings: list[m.ReadingBase] = [held if held is not None else await self._next()]
+        while not self.readings.empty():  # frames that came while the last ones were published
+            readings.append(self.readings.get_nowait())
+        return readings
+
+    async def execute(self, command: m.CommandBase) -> m.CommandResult:
+        device_id = self.metas[0].device_id if self.metas else self.config.key
+        return answer(command, device_id, "refused", f"{device_id}: a meter takes no commands")
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.stop()
+        if self._line is not None:
+            self._line.cancel()
+            await asyncio.gather(self._line, return_exceptions=True)
+        self._conn = self._line = None
+
+    async def _next(self) -> m.MeterReading:
+        if self.readings.empty():
+            self._open()
+        line = self._line
+        waiting = asyncio.ensure_future(self.readings.get())
+        try:
+            pending: set[asyncio.Future[object]] = {waiting}  # type: ignore[arg-type]
+            if line is not None:
+                pending.add(line)  # type: ignore[arg-type]
+            done, _ = await asyncio.wait(pending, timeout=self.config.offline_after_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not waiting.done():
+                waiting.cancel()
+        if waiting in done:
+            return waiting.result()
+        if line is not None and line in done:
+            self._line = None
+            error = line.exception()
+            raise MeterDown(self.connection_failed(error) if error is not None else f"{self.config.port} ended")
+        raise MeterDown(f"no good frame from {self.config.port} in {self.config.offline_after_s:g} s")
+
+    def _open(self) -> None:
+        """Start the line's reader thread unless it runs (a capture that ended stays ended)."""
+        if self._line is not None or (self._conn is not None and self.config.port.startswith("file://")):
+            return
+        loop = asyncio.get_running_loop()
+
+        def sink(chunk: bytes) -> None:  # called in the reader thread
+            loop.call_soon_threadsafe(self.on_bytes, chunk)
+
+        def on_error(error: FrameError) -> None:  # called in the reader thread
+            loop.call_soon_threadsafe(self.on_link_error, error)
+
+        self._conn = Connection(self.config, sink, on_error)
+        self.log.info("opening", meter=self.config.key, port=self.config.port)
+        self._line = asyncio.create_task(self._run_line(self._conn), name=f"meter-{self.config.key}")
+
+    async def _run_line(self, conn: Connection) -> None:
+        try:
+            await run_connection(conn)
+        except (serial.SerialException, OSError, ValueError):
+            self._count("connection_errors")
+            raise
+
+    # ------------------------------------------------------------------ bytes to readings
+
     def on_bytes(self, chunk: bytes) -> None:
         self._count("bytes_read", len(chunk))
         for item in self.decoder.feed(chunk):
@@ -97,7 +191,7 @@ class Meter:
                 self._count(f"frames_rejected_{item.kind}")
                 self._warn_limited(item.kind, "frame rejected", reason=str(item), port=self.config.port)
             else:
-                self.publish(item)
+                self.readings.put_nowait(self.reading(item))
 
     def on_link_error(self, error: FrameError) -> None:
         """A failed mode C exchange: counted like a bad frame; half a readout must not meet the next one."""
@@ -113,13 +207,14 @@ class Meter:
             return topics.slug(maker, serial_no), maker, serial_no
         return topics.slug("meter", self.config.key), maker, None
 
-    def publish(self, frame: DecodedFrame) -> None:
+    def reading(self, frame: DecodedFrame) -> m.MeterReading:
+        """The frame as a reading, stamped and guarded as it arrives; a new identity becomes the meta."""
         device_id, maker, serial_no = self.device_id(frame)
-        if self.channel is None or self.channel.device_id != device_id:
-            self.channel = self.ctx.device(m.DeviceMeta(
+        if not self.metas or self.metas[0].device_id != device_id:
+            self.metas = [m.DeviceMeta(
                 device_id=device_id, kind="meter", source=self.ctx.name, protocol=PROTOCOLS[frame.format],
                 manufacturer=maker, model=frame.model, serial=serial_no, address=self.config.port,
-                name=self.config.key))
+                name=self.config.key)]
             self.log.info("meter identified", meter=self.config.key, device_id=device_id, format=frame.format)
             self.ctx.clear_device_error(self.config.port)
         now = datetime.now(UTC)
@@ -128,10 +223,8 @@ class Meter:
         for problem in mapped.problems:
             self._count("values_rejected")
             self._warn_limited("value", "value rejected", reason=problem)
-        reading = self._guard_totals(mapped.reading)
-        self.last_good = time.monotonic()
         self._count("frames_ok")
-        self.channel.publish_reading(reading)
+        return self._guard_totals(mapped.reading)
 
     def _guard_totals(self, reading: m.MeterReading) -> m.MeterReading:
         at = time.monotonic()
@@ -149,54 +242,17 @@ class Meter:
                 self.log.warning("energy total re-based", meter=self.config.key, field=name, reason=message)
         return msgspec.structs.replace(reading, **withheld) if withheld else reading
 
-    async def watchdog(self) -> None:
-        while await self.ctx.sleep(1.0):
-            if self.channel is not None and time.monotonic() - self.last_good > self.config.offline_after_s:
-                self.channel.set_online(False)
-
-    def connection_failed(self, conn: Connection, exc: BaseException, retry_s: float) -> None:
-        """A port that never opened says so (a wrong path, no permission, a busy port), not "lost";
-        the reason also goes on the bus (the service's device_errors) so the UI can show it."""
+    def connection_failed(self, exc: BaseException) -> str:
+        """Why the line is down, as the service status shows it: a port that never opened says so
+        (a wrong path, no permission, a busy port), not "lost". Before the first frame there is no
+        device id, so the reason is reported by port."""
         port = self.config.port
-        if conn.opened:
-            self._warn_limited("connection", "meter connection lost", port=port, error=str(exc), retry_s=retry_s)
+        if self._conn is not None and self._conn.opened:
             reason = f"connection to {port} lost: {exc}"
         else:
             # pyserial's text repeats the port and the errno ("[Errno 2] could not open port X: [Errno 2] ...")
             errno = getattr(exc, "errno", None)
             reason = f"cannot open {port}: {os.strerror(errno) if isinstance(errno, int) else exc}"
-            self._warn_limited("open", reason, port=port, error=str(exc), retry_s=retry_s)
-        if self.channel is not None:
-            self.channel.set_error(reason)
-        else:  # never read a frame: no device id yet, so it is reported by its port
+        if not self.metas:
             self.ctx.device_error(port, reason, name=self.config.key)
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        watchdog = asyncio.create_task(self.watchdog())
-        backoff = 1.0
-        try:
-            while not self.ctx.stopping.is_set():
-                def sink(chunk: bytes) -> None:  # called in the reader thread
-                    loop.call_soon_threadsafe(self.on_bytes, chunk)
-
-                def on_error(error: FrameError) -> None:  # called in the reader thread
-                    loop.call_soon_threadsafe(self.on_link_error, error)
-
-                conn = Connection(self.config, sink, on_error)
-                started = time.monotonic()
-                try:
-                    self.log.info("opening", meter=self.config.key, port=self.config.port)
-                    await run_connection(conn)
-                    if self.config.port.startswith("file://"):
-                        return
-                except (serial.SerialException, OSError, ValueError) as exc:
-                    self._count("connection_errors")
-                    self.connection_failed(conn, exc, backoff)
-                if time.monotonic() - started > 30:
-                    backoff = 1.0
-                if not await self.ctx.sleep(backoff):
-                    return
-                backoff = min(backoff * 2, 30.0)
-        finally:
-            watchdog.cancel()
+        return reason

@@ -10,7 +10,8 @@ Every bridge had written this loop again (`Polled`, `DeviceWorker`, `EcuPoller`,
   the adapter identifies the device again before the next read: it may have been replaced or
   come back with another layout; the next good read brings them back online;
 - a `push` adapter's `read` waits for the device to speak (an MQTT topic): no schedule, and a read
-  that times out is the failure.
+  that times out is the failure; with `push_backoff` (a device behind a link that can fail, such
+  as a serial line) a failed read waits `interval_s`, doubling up to `max_backoff_s`, before the next.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def worth_logging(count: int) -> bool:
 
 class Poller:
     def __init__(self, ctx: ServiceContext[Any], adapter: Adapter, *, interval_s: float, offline_after: int,
-                 max_backoff_s: float, identified: bool = False, push: bool = False) -> None:
-        self.ctx, self.adapter, self.push = ctx, adapter, push
+                 max_backoff_s: float, identified: bool = False, push: bool = False,
+                 push_backoff: bool = False) -> None:
+        self.ctx, self.adapter, self.push, self.push_backoff = ctx, adapter, push, push_backoff
         self.interval_s, self.offline_after, self.max_backoff_s = interval_s, offline_after, max_backoff_s
         self.identified = identified  # the adapter has identified its device (metas are known)
         self.lock = asyncio.Lock()  # a poll and a command's write and read-back never interleave
@@ -58,7 +60,7 @@ class Poller:
         return self.has_read and self.failures < self.offline_after
 
     def delay_s(self) -> float:
-        if self.failures == 0 or self.push:
+        if self.failures == 0 or (self.push and not self.push_backoff):
             return 0.0 if self.push else self.interval_s
         return float(min(self.interval_s * 2 ** (self.failures - 1), self.max_backoff_s))
 
