@@ -107,6 +107,14 @@ def test_backoff_doubles_from_the_first_failure_up_to_the_cap() -> None:
         delays.append(poller.delay_s())
     assert delays == [2.0, 2.0, 4.0, 8.0, 10.0, 10.0]
     assert [n for n in range(1, 201) if worth_logging(n)] == [1, 2, 3, 50, 100, 150, 200]
+    # push: the next read at once; with push_backoff (a serial line) a failed one waits as above
+    poller.push = True
+    for push_backoff, expected in ((False, [0.0, 0.0, 0.0, 0.0]), (True, [0.0, 2.0, 4.0, 8.0])):
+        poller.push_backoff, delays = push_backoff, []
+        for failures in range(4):
+            poller.failures = failures
+            delays.append(poller.delay_s())
+        assert delays == expected, push_backoff
 
 
 def test_capabilities_must_be_commands_the_adapter_handles() -> None:
