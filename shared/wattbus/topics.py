@@ -8,6 +8,7 @@ Layout (every topic starts with `wattbus/v1/`):
     device/<source>/<device_id>/command         Command (tagged by command)
     device/<source>/<device_id>/result          CommandResult for requests without a v5 response topic
     device/<source>/<device_id>/native/<name>   vendor-shaped compatibility documents (GivTCP, aps2mqtt)
+    device/<source>/<device_id>/owner           the replica polling it (bridge.ownership.Claim), retained
     discovery/<device_id>                       DeviceAnnouncement, retained
     discovery/command                           Command (rescan)
     loadpoint/<loadpoint_id>/state              LoadpointState, retained
@@ -17,6 +18,7 @@ Layout (every topic starts with `wattbus/v1/`):
     service/<service>/<instance>/command        Command (reload_config)
     service/<service>/all/command               Command for every instance (scaled replicas)
     service/<service>/<instance>/result         CommandResult for service commands
+    service/<service>/<instance>/lease          a bridge replica's lease (bridge.ownership.Lease), retained
     reply/<service>/<instance>/<suffix>         response topics a requester listens on
 
 `<source>` is the name of the service that owns the device, so the broker's ACL can give each
@@ -208,7 +210,8 @@ def parse(topic: str) -> ParsedTopic:
     match rest:
         case ["device", source, device_id, "native", name]:
             return ParsedTopic("device", "native", source, device_id, name)
-        case ["device", source, device_id, leaf] if leaf in {"meta", "availability", "reading", "command", "result"}:
+        case ["device", source, device_id, leaf] if leaf in {"meta", "availability", "reading", "command", "result",
+                                                                  "owner"}:
             return ParsedTopic("device", leaf, source, device_id)
         case ["discovery", "command"]:
             return ParsedTopic("discovery", "command")
@@ -216,7 +219,8 @@ def parse(topic: str) -> ParsedTopic:
             return ParsedTopic("discovery", "announcement", ident=device_id)
         case ["loadpoint", loadpoint_id, leaf] if leaf in {"state", "command"}:
             return ParsedTopic("loadpoint", leaf, ident=loadpoint_id)
-        case ["service", service, instance, leaf] if leaf in {"status", "availability", "command", "result"}:
+        case ["service", service, instance, leaf] if leaf in {"status", "availability", "command", "result",
+                                                                      "lease"}:
             return ParsedTopic("service", leaf, service, instance)
         case ["reply", service, instance, suffix]:
             return ParsedTopic("reply", "reply", service, instance, suffix)
@@ -249,6 +253,8 @@ TOPICS: tuple[TopicSpec, ...] = (
               "Answers to commands that came without an MQTT v5 response topic."),
     TopicSpec(f"{PREFIX}/device/<source>/<device_id>/native/<name>", "json", False, 0, "bridges",
               "Vendor-shaped documents for compatibility (GivTCP runAll, aps2mqtt values)."),
+    TopicSpec(f"{PREFIX}/device/<source>/<device_id>/owner", "Claim (wattbus.bridge.ownership)", True, 1, "bridges",
+              "The replica that polls the device (`--scale`): instance, epoch, and its last command requests."),
     TopicSpec(f"{PREFIX}/discovery/<device_id>", "DeviceAnnouncement", True, 1, "discovery",
               "A device found on the LAN; `present: false` once it vanished."),
     TopicSpec(f"{PREFIX}/discovery/command", "Command", False, 1, "anyone allowed",
@@ -269,6 +275,8 @@ TOPICS: tuple[TopicSpec, ...] = (
               "each answers on its own `.../<instance>/result`."),
     TopicSpec(f"{PREFIX}/service/<service>/<instance>/result", "CommandResult", False, 1, "every service",
               "Answers to service commands (the service's own topic space, so every broker user may write it)."),
+    TopicSpec(f"{PREFIX}/service/<service>/<instance>/lease", "Lease (wattbus.bridge.ownership)", True, 1,
+              "bridges", "A bridge replica is alive until `lease_until`; renewed every lease/3, `released` on exit."),
     TopicSpec(f"{PREFIX}/reply/<service>/<instance>/<suffix>", "CommandResult", False, 1, "bridges",
               "Response topics; the requester sets one in the MQTT v5 `ResponseTopic` property."),
 )

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..adoption import Adoption, Decision
 from ..runner import ServiceContext
-from .ownership import DEFAULT_LEASE_S, Ownership
+from .ownership import DEFAULT_LEASE_S, Ownership, owner_of
 from .poller import Poller
 
 Finder = Callable[[Decision], Coroutine[Any, Any, None]]
@@ -39,7 +39,8 @@ class Fleet:
         self._ready_at: dict[str, float] = {}  # device -> when its previous holder has let go
         self._recheck: asyncio.TimerHandle | None = None
         lease = getattr(ctx.config, "lease_s", DEFAULT_LEASE_S) if lease_s is None else lease_s
-        self.ownership = Ownership(ctx, lease, self.rebalance) if lease > 0 else None
+        self._rebalance_due = False
+        self.ownership = Ownership(ctx, lease, self._rebalance_soon) if lease > 0 else None
         if self.ownership is not None:
             self.ownership.start()
 
@@ -102,17 +103,28 @@ class Fleet:
         if self.ownership is None:
             self._polling[device_id] = self.spawn(poller.run(), f"poll-{device_id}")
         else:
-            self.rebalance()
+            self._rebalance_soon()
         return True
+
+    def _rebalance_soon(self) -> None:
+        """Once per loop pass: a burst of claims (a take-over of 1000 devices) is one pass, not 1000."""
+        if not self._rebalance_due:
+            self._rebalance_due = True
+            asyncio.get_running_loop().call_soon(self.rebalance)
 
     def rebalance(self) -> None:
         """Poll the devices this replica owns now, let go of the others (ownership changed)."""
+        self._rebalance_due = False
         own = self.ownership
-        if own is None:
+        if own is None or not own.valid:
+            # Our lease is not confirmed (not yet, or it lapsed: a stall, a pause, the broker away):
+            # every publish is fenced meanwhile (holds); who owns what is decided once it is back,
+            # with the claims that arrived meanwhile, so a short lapse costs skipped polls only.
             return
         now = time.monotonic()
+        live = own.live()
         for device_id, poller in list(self.pollers.items()):
-            wanted = own.assigned(device_id)
+            wanted = owner_of(device_id, live) == own.instance
             if device_id in self._polling:
                 if not wanted or own.superseded(device_id):
                     self._let_go(device_id, poller)
@@ -151,15 +163,19 @@ class Fleet:
         self.ctx.counters.inc("devices_let_go")
         self.ctx.log.info("device let go", device=device_id)
 
-    def adopt(self, finder: Finder) -> None:
-        """Follow the discovery service's announcements: a finder per new or moved device."""
+    def adopt(self, finder: Finder, accept: Callable[[Decision], bool] = lambda _decision: True) -> None:
+        """Follow the discovery service's announcements: a finder per new or moved device. `accept`
+        False declines one (e.g. its password is not configured): not counted, asked again next time."""
         if self.adoption is None:
             raise ValueError("Fleet.adopt needs an Adoption")
 
-        def on_decision(decision: Decision) -> None:
+        def on_decision(decision: Decision) -> bool:
+            if not accept(decision):
+                return False
             announced = decision.announcement.device_id
             self._stop_adopted(announced, forget=False)  # a move: the old address is let go first
             self._finders[announced] = self.spawn(finder(decision), f"adopted-{announced}")
+            return True
 
         self.adoption.subscribe(self.ctx.bus, on_decision)
 

@@ -142,10 +142,17 @@ class Ownership:
         return claim is not None and claim.instance != self.instance and claim.instance in self.live()
 
     async def _renew(self) -> None:
+        unconfirmed = 0
         while True:
             self._publish_lease()
             self.on_change()
             await asyncio.sleep(self.renew_s)
+            unconfirmed = 0 if self.valid else unconfirmed + 1
+            if unconfirmed == 6:  # two leases without our own renewal coming back: nothing is polled
+                self.ctx.counters.inc("lease_unconfirmed")
+                self.ctx.log.error("the broker does not echo this replica's lease: no device is polled; "
+                                   "check the connection and that the ACL lets it write and read "
+                                   f"{lease_topic(self.source, self.instance)}")
 
     def _publish_lease(self, released: bool = False) -> None:
         self._seq += 1
@@ -179,6 +186,8 @@ class Ownership:
             if left <= 0:
                 return
             self.peers[lease.instance] = now + left
+            # Its devices move the moment the lease runs out, not at the next message after that.
+            asyncio.get_running_loop().call_later(left + 0.01, self.on_change)
         self.on_change()
 
     # ---------------------------------------------------------------- claims and the journal
