@@ -83,20 +83,23 @@ async def test_readings_and_guarded_commands(broker: Mosquitto, serve: ServeApp,
     sw25 = ShellyState("SHSW-25", mac="E8DB84000001")
     pro3em = ShellyState("Pro3EM", mac="08F9E0000002")
     plus = ShellyState("Plus1PM", mac="A0A3B3000003")
+    em3 = ShellyState("SHEM-3", mac="E8DB84000005")  # a meter with a contactor relay
     urls = [(await serve(goe_app(v2, "v2"))).url, (await serve(goe_app(v1, "v1"))).url,
             (await serve(shelly_app(sw25, "pw1"))).url, (await serve(shelly_app(pro3em, "pw2"))).url,
-            (await serve(shelly_app(plus))).url]
+            (await serve(shelly_app(plus))).url, (await serve(shelly_app(em3))).url]
     config = write_config(tmp_path, [
         {"url": urls[0], "max_current_a": 16, "min_switch_interval_s": 60, "min_phase_switch_interval_s": 60},
         {"url": urls[1]},
         {"url": urls[2], "password": "pw1", "min_switch_interval_s": 60},
         {"url": urls[3], "password": "pw2"},
         {"url": urls[4], "min_switch_interval_s": 0},
+        {"url": urls[5], "min_switch_interval_s": 0},
     ])
     bus, rec = watch
     start_service("wattbus_goe_shelly_bridge", "--config", str(config), env=broker.env(SOURCE))
-    ids = ["goe-100001", "goe-100002", "shelly-e8db84000001", "shelly-08f9e0000002-em", "shelly-a0a3b3000003"]
-    await until(lambda: all(rec.count(i) >= 2 for i in ids), 30, "readings from all five devices")
+    ids = ["goe-100001", "goe-100002", "shelly-e8db84000001", "shelly-08f9e0000002-em", "shelly-a0a3b3000003",
+           "shelly-e8db84000005", "shelly-e8db84000005-em"]
+    await until(lambda: all(rec.count(i) >= 2 for i in ids), 30, "readings from all six devices")
 
     # identity and values
     assert rec.meta["goe-100001"].capabilities == ["set_charge_current", "set_charging", "set_phases"]
@@ -138,6 +141,10 @@ async def test_readings_and_guarded_commands(broker: Mosquitto, serve: ServeApp,
     assert result.status == "refused" and "no relay channel 3" in result.message
     assert (await send(bus, "shelly-a0a3b3000003", m.SetRelay(on=True))).status == "ok" and plus.relays == [True]
     assert (await send(bus, "shelly-a0a3b3000003", m.SetRelay(on=False))).status == "ok" and plus.relays == [False]
+    # a meter beside a relay in one device takes no relay command: only the relay's id switches it
+    result = await send(bus, "shelly-e8db84000005-em", m.SetRelay(on=True))
+    assert result.status == "refused" and "accepts: none" in result.message and em3.relays == [False]
+    assert (await send(bus, "shelly-e8db84000005", m.SetRelay(on=True))).status == "ok" and em3.relays == [True]
 
     # the devices' own limits hold too: a charger's ama, and relays that trip on overpower (Gen1 and Gen2)
     async with aiohttp.ClientSession() as http:
@@ -158,7 +165,7 @@ async def test_readings_and_guarded_commands(broker: Mosquitto, serve: ServeApp,
     assert (await send(bus, "shelly-08f9e0000002-em", m.SetRelay(on=True))).status == "refused"
     assert (await send(bus, "goe-100001", m.SetRelay(on=True))).status == "refused"
     result = await send(bus, "goe-424242", m.SetChargeCurrent(current_a=8))
-    assert result.status == "refused" and "no device goe-424242" in result.message
+    assert result.status == "refused" and "no device 'goe-424242'" in result.message
 
     # a command that does not decode is answered `invalid` on the result topic (no v5 response topic)
     bus.publish(topics.device_command(SOURCE, "goe-100001"), b'{"command": "set_charge_current", "current_a": 3}')

@@ -34,7 +34,7 @@ class Watch:
         if parsed.area == "service":
             if parsed.leaf == "status":
                 self.status = codec.decode(msg.payload, m.ServiceStatus)
-            else:
+            elif parsed.leaf == "availability":  # not a bridge replica's lease
                 self.service_availability = msg.payload.decode()
             return
         ident = parsed.ident or ""

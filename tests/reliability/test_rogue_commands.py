@@ -56,7 +56,7 @@ async def test_rogue_commands_refused_with_reason(broker: Mosquitto, charger: Si
         assert result.status == "refused" and "not supported" in result.message, result
         result = await rogue.request(topics.device_command(SOURCE, "goe-999999"), m.SetCharging(enabled=True),
                                      timeout=20)
-        assert result.status == "refused" and "no device goe-999999" in result.message, result
+        assert result.status == "refused" and "no device 'goe-999999'" in result.message, result
         assert charger.firmware.sets == sets and charger.firmware.amp == 10, "a refused command reached the device"
 
         # A service without command rights cannot even deliver one (PUBACK 0x87, the bridge never sees it).

@@ -85,16 +85,32 @@ class CommandRouter:
             accepts = ", ".join(tags(handled)) or "none"
             return answer(command, device_id, "refused",
                           f"{device_id}: {tag(command)} is not supported (accepts: {accepts})")
+        child = next((meta for meta in poller.adapter.metas if meta.device_id == device_id), None)
+        if child is not None and device_id != poller.device_id and tag(command) not in child.capabilities:
+            # `execute` does not learn the target: a child (a Shelly's meter beside its relay, an
+            # inverter's string) takes only the commands its meta lists, never its parent's.
+            accepts = ", ".join(child.capabilities) or "none"
+            return answer(command, device_id, "refused",
+                          f"{device_id}: {tag(command)} is not supported (accepts: {accepts})")
         return None
 
     async def _run(self, poller: Poller, command: m.CommandBase, msg: Message[bytes], fallback: str) -> None:
         key = request_key(msg, command.request_id)
-        earlier = self._recorded(poller, command, key)
-        if earlier is not None:  # executed (or begun) by the device's previous owner: answered, not run
+        journal: list[m.CommandResult] = []
+
+        async def first_delivery() -> m.CommandResult:
+            # Looked up here, inside `once`: a repeat of a request this replica is still executing
+            # waits for its answer; only one it never saw is answered from the previous owner's record.
+            earlier = self._recorded(poller, command, key)
+            if earlier is not None:
+                journal.append(earlier)
+                return earlier
+            return await self._once_across_replicas(poller, command, key)
+
+        result, repeated = await self.recent.once(key, first_delivery)
+        if journal:  # executed (or begun) by the device's previous owner: answered, not run
             self.ctx.counters.inc("commands_duplicate")
-            self.ctx.bus.respond(msg, earlier, fallback)
-            return
-        result, repeated = await self.recent.once(key, lambda: self._once_across_replicas(poller, command, key))
+            repeated = True
         if not repeated:
             self.ctx.counters.inc(f"commands_{result.status}")
             if result.status != "ok":
