@@ -36,7 +36,7 @@ def test_off_never_charges_and_now_charges_at_maximum() -> None:
 def test_minpv_charges_at_minimum_without_surplus_and_follows_surplus_above() -> None:
     lp = make("minpv", phases=1)
     assert feed(lp, [-2_000.0] * 5)[-1] == (True, 6.0, 1)
-    # raising follows the surplus averaged over raise_tau_s (10 s): a jump from -2 kW needs ~1.5 min
+    # raising follows the surplus averaged over raise_tau_s (5 s by default) after raise_hold_s
     decisions = feed(lp, [10 * 230.0] * 120, start=10)
     assert decisions[-1] == (True, 10.0, 1)
     assert all(current <= 10.0 for _, current, _ in decisions)  # calm: no overshoot on the way
