@@ -10,6 +10,11 @@ from typing import Any
 from wattbus import messages as m
 from wattbus import topics
 from wattbus.bus import Bus, Message
+from wattbus.counters import Counters
+from wattbus.log import Logger
+from wattbus_giv_bridge.config import InverterConfig
+from wattbus_giv_bridge.dongle import Dongle
+from wattbus_giv_bridge.plant import Plant
 
 from tests.giv_bridge.conftest import GivSim
 from tests.giv_bridge.givtcp_fields import CORE_FIELDS, compare, lookup
@@ -140,3 +145,37 @@ class RawRequester:
         self.bus.publish(topic, json.dumps(payload).encode(), response_topic=self.reply, correlation_data=correlation)
         await until(lambda: correlation in self.answers, 20, f"answer to {payload}")
         return self.answers[correlation]
+
+
+async def test_a_stopped_bridge_puts_a_forced_charge_back(broker: Mosquitto, giv_sim: GivSim,
+                                                          start_service: Any) -> None:
+    """forceCharge through the service, then SIGTERM: the pollers stop first, the restore then
+    reconnects to the dongle and writes back what the inverter held before."""
+    env = _env(broker, giv_sim, WATTBUS_GIV_BRIDGE_INVERTERS=f'[{{ host = "127.0.0.1", port = {giv_sim.port} }}]')
+    env["WATTBUS_GIV_BRIDGE_INSTANCE"] = f"stop{giv_sim.port}"
+    dongle = Dongle("127.0.0.1", giv_sim.port, Counters(), Logger("test"), timeout_s=2.0)
+    plant = Plant(InverterConfig(host="127.0.0.1", port=giv_sim.port, batteries=0), dongle)
+    points = ("charge_slot_1_start", "charge_slot_1_end", "enable_charge", "battery_charge_limit",
+              "charge_target_pct", "enable_charge_target")
+
+    async def holding() -> dict[str, object]:
+        await plant.read_map(plant.config.address, "inverter")
+        values = plant.inverter_values()
+        return {name: values[name] for name in points}
+
+    service = start_service("wattbus_giv_bridge", env=env)
+    bus = await started_bus(broker, "http-api", instance=f"stop{giv_sim.port}")
+    seen, native = await _watch(bus)
+    try:
+        await until(lambda: "runAll" in native and INVERTER in seen, 30, "the bridge polling")
+        before = await holding()
+        raw = RawRequester(bus)
+        target = topics.device_command(SOURCE, INVERTER)
+        forced = await raw.request(target, {"givtcp": "forceCharge", "duration": "30"})
+        assert forced.status == "ok" and forced.command == "forceCharge", forced
+        assert (await holding())["enable_charge"] is True
+        assert service.stop() == 0
+        assert await holding() == before, service.output()[-3000:]  # restored, not left forcing
+    finally:
+        await dongle.close()
+        await bus.stop()

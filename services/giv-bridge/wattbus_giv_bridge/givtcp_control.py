@@ -277,7 +277,9 @@ class GivFunctions:
         return self.guard(plant) if self.guard is not None else contextlib.nullcontext()
 
     async def close(self) -> None:
-        """On shutdown the inverter gets its settings back (it would stay forced otherwise)."""
+        """On shutdown the inverter gets its settings back (it would stay forced otherwise); the
+        dongle connections this opened again after the pollers stopped are closed."""
+        plants = {id(run.plant): run.plant for run in self.running.values()}
         for (_pid, name), run in list(self.running.items()):
             try:
                 async with self._guarded(run.plant):
@@ -285,3 +287,5 @@ class GivFunctions:
             except (RuntimeError, CommandInvalid, DongleError) as exc:
                 self.log.warning("settings not restored at shutdown", function=name, registers=run.restore,
                                  error=str(exc))
+        for plant in plants.values():
+            await plant.dongle.close()

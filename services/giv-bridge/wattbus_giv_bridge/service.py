@@ -108,5 +108,7 @@ async def run(ctx: ServiceContext[Config]) -> None:
         bridge.fleet.spawn(bridge.find(cfg), f"giv-{cfg.host}:{cfg.port}")
     CommandRouter(ctx, bridge.fleet, decode).subscribe()
     bridge.fleet.adopt(bridge.adopt)
-    await bridge.fleet.run()
-    await bridge.functions.close()  # a forced charge or paused battery gets its settings back
+    try:
+        await bridge.fleet.run()
+    finally:  # the runner cancels run() on SIGTERM: a forced charge or paused battery still gets its settings back
+        await bridge.functions.close()
