@@ -7,14 +7,16 @@ from __future__ import annotations
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from wattbus import messages as m
+from wattbus import topics
 
 from tests.conftest import ServiceProcess
 from tests.generic_bridge.test_service import watching
-from tests.support.bus_helpers import until
-from tests.support.servers import Mosquitto, SimulatorProcess
+from tests.support.bus_helpers import started_bus, until
+from tests.support.servers import TEST_ADMIN, Mosquitto, SimulatorProcess, free_port
 
 HYBRID = ("roof", "roof-inverter-1", "roof-inverter-2", "roof-meter-0", "roof-battery-0")
 
@@ -82,16 +84,33 @@ async def test_a_fronius_site_arrives_as_devices_in_si_with_the_contract_signs(b
 async def test_night_falls_on_a_running_site(broker: Mosquitto, sites: Sites) -> None:
     bus, seen = await watching(broker)
     try:
-        await until(lambda: seen.last("roof") is not None, 20, "a reading of the roof site")
+        await until(lambda: all(seen.last(d) is not None for d in HYBRID), 20, "a reading of each roof device")
         set_night(sites.hybrid, True)
         await until(lambda: seen.last("roof-inverter-1").power_w is None, 20, "the inverters asleep")
         await until(lambda: seen.last("roof").power_w is None, 20, "no PV in the power flow")
         # By night the battery discharges 400 W into a 900 W house: 500 W come in, + at the meter.
         await until(lambda: seen.last("roof-meter-0").power_w == 500, 20, "the meter importing")
-        assert seen.last("roof-battery-0").power_w == 400
+        await until(lambda: seen.last("roof-battery-0").power_w == 400, 20, "the battery discharging")
         assert seen.last("roof").devices_online == 4  # asleep is not offline: every device answered
         set_night(sites.hybrid, False)
         await until(lambda: seen.last("roof-inverter-1").power_w == 1600, 20, "the inverters back by day")
     finally:
         set_night(sites.hybrid, False)
+        await bus.stop()
+
+
+async def test_probe_reads_a_fronius_entry_before_it_is_saved(broker: Mosquitto, sites: Sites) -> None:
+    bus = await started_bus(broker, TEST_ADMIN)
+    service = topics.service_command("generic-bridge", "main")
+    try:
+        entry: dict[str, Any] = {"id": "garage", "template": "fronius-solar-api", "host": "127.0.0.1",
+                                 "port": sites.bare.port}
+        result = await bus.request(service, m.ProbeDevice(entry=entry), timeout=15)
+        assert result.status == "ok", result.message
+        assert [(d.device_id, d.kind) for d in result.devices] == [("garage", "gateway"),
+                                                                   ("garage-inverter-1", "inverter")]
+        assert {r.device_id for r in result.readings} == {"garage", "garage-inverter-1"}
+        gone = await bus.request(service, m.ProbeDevice(entry={**entry, "port": free_port()}), timeout=15)
+        assert gone.status == "failed" and "GetAPIVersion.cgi" in gone.message
+    finally:
         await bus.stop()

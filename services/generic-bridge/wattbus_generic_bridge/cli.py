@@ -15,6 +15,7 @@ from wattbus.config import ConfigError, LoadedConfig
 from wattbus.counters import Counters
 from wattbus.log import get_logger
 
+from . import families
 from .adapter import DescribedDevice
 from .config import Config, DeviceConfig, resolve_all, templates
 from .fetch import FetchError
@@ -38,6 +39,8 @@ def templates_cmd(args: argparse.Namespace, _loaded: LoadedConfig) -> int:
     for name, text in sorted(shipped.items()):
         doc = tomllib.loads(text)
         print(f"{name:22} {doc.get('kind', '?'):8} {doc.get('source', {}).get('type', '?'):7} {doc.get('about', '')}")
+    for name, folder in sorted(families.FAMILIES.items()):  # several devices each: an adapter and data
+        print(f"{name:22} {'family':8} {'http':7} families/{folder}/ (adapter.py and its data)")
     return 0
 
 
@@ -59,6 +62,9 @@ def read_cmd(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         print(f"wattbus-generic-bridge read: {exc}", file=sys.stderr)
         return 2
     found = [(dev, desc) for dev, desc in resolve_all(config) if dev.id == args.id]
+    family = [dev for dev in config.devices if dev.id == args.id and dev.template in families.FAMILIES]
+    if family:
+        return read_family(family[0])
     if not found:
         known = ", ".join(d.id for d in config.devices) or "none configured"
         print(f"wattbus-generic-bridge read: no device {args.id!r} (configured: {known})", file=sys.stderr)
@@ -75,3 +81,15 @@ def read_cmd(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         return 1
     print(json.dumps({"device": dev.id, "reading": json.loads(codec.encode(reading)), "misses": misses}, indent=2))
     return 0 if not misses else 3
+
+
+def read_family(dev: DeviceConfig) -> int:
+    """Every device behind a family entry's address, read once (families/)."""
+    try:
+        metas, readings = asyncio.run(sample(families.adapter(str(dev.template), "generic-bridge", dev)))
+    except FetchError as exc:
+        print(f"wattbus-generic-bridge read: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"device": dev.id, "devices": [json.loads(codec.encode(x)) for x in metas],
+                      "readings": [json.loads(codec.encode(x)) for x in readings]}, indent=2))
+    return 0

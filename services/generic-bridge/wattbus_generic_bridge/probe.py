@@ -11,9 +11,10 @@ from wattbus.bridge import probe as toolkit
 from wattbus.config import ConfigError
 from wattbus.runner import ServiceContext
 
+from . import families
 from .adapter import device_meta
 from .cli import read_once
-from .config import Config, DeviceConfig, resolve
+from .config import Config, DeviceConfig, family_entry, resolve
 from .fetch import FetchError
 from .modbus import ModbusError
 from .spec import MqttSource
@@ -30,6 +31,8 @@ async def probe(ctx: ServiceContext[Config], command: m.CommandBase) -> m.Comman
     dev = toolkit.entry(ctx, entry_of(dict(command.entry)), DeviceConfig)
     if isinstance(dev, m.CommandResult):
         return dev
+    if dev.template in families.FAMILIES:
+        return await probe_family(ctx, dev)
     try:
         desc = resolve(dev, 0)
     except ConfigError as exc:
@@ -46,3 +49,15 @@ async def probe(ctx: ServiceContext[Config], command: m.CommandBase) -> m.Comman
     message = f"{dev.id}: answered" + (f"; not matched: {'; '.join(misses)}" if misses else "")
     return m.CommandResult(status=status, message=message, devices=[device_meta(ctx.name, dev, desc)],
                            readings=[reading])  # type: ignore[list-item]  # a ReadingBase is one of them
+
+
+async def probe_family(ctx: ServiceContext[Config], dev: DeviceConfig) -> m.CommandResult:
+    """A device family's entry (families/): every device behind the address, read once."""
+    try:
+        family_entry(dev, 0)
+        metas, readings = await toolkit.sample(families.adapter(str(dev.template), ctx.name, dev))
+    except ConfigError as exc:
+        return toolkit.invalid(ctx, str(exc))
+    except FetchError as exc:
+        return toolkit.result(ctx, dev.id, [], [], [str(exc)])
+    return toolkit.result(ctx, dev.id, metas, readings, [])
