@@ -65,8 +65,9 @@ def http_api(broker: Mosquitto, tmp_path: Path, start_service: Any) -> Callable[
         path = tmp_path / f"http-api-{port}.toml"
         # Loopback trusted, as in the embedded demo, unless the test's config says otherwise.
         trusted = "" if "trusted_networks" in config else 'trusted_networks = ["127.0.0.1/32"]\n'
+        history = "" if "history_file" in config else f'history_file = "{tmp_path / f"history-{port}.sqlite3"}"\n'
         path.write_text(f'[http-api]\nports = [{port}]\ninstance = "t{port}"\nstatus_interval_s = 5\n{trusted}'
-                        f'{config}\n{roles}\n')
+                        f'{history}{config}\n{roles}\n')
         proc = start_service(MODULE, "--config", str(path), env=broker.env(user))
         try:
             wait_port(port, 30)

@@ -30,13 +30,14 @@ async def run(ctx: ServiceContext[Config]) -> None:
                      token=site.token is not None, trusted_networks=ctx.config.trusted_networks)
     try:
         while await ctx.sleep(1.0):
-            site.energy.sample()  # keeps integrating while the bus is quiet
+            site.history.sample()  # keeps integrating while the bus is quiet
             site.limiter.flush()  # the count of refusals left out of the log, once their interval is over
             if site.posted_on_bus and set(site.state.external_values(time.monotonic())) != site.posted_on_bus:
                 meterhub.publish_externals(site)  # a posted value timed out: the bus sees it go
                 site.state.touch()
     finally:
         await listening.stop()
+        site.history.close()  # what was recorded since the last write
 
 
 # People watch this one: back within seconds of the broker, not after the bridges' 60 s backoff.

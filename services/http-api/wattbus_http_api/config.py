@@ -100,6 +100,14 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # POST / may set these keys (MeterHub's publish_config): key -> seconds until the value expires
     publish: dict[str, Annotated[float, Meta(gt=0)]] = {}
     giv_device: str | None = None  # giv-bridge device id for /runAll and controls; default: the only one
+    # The local history (energy per 15 min, power curve, charging sessions), a sqlite file that
+    # survives restarts; "" keeps it in memory only.
+    history_file: str = "/var/lib/wattbus/http-api-history.sqlite3"
+    # Charging session cost: grid energy at this price per kWh, PV energy at feed_in_per_kwh (the
+    # export it replaced). Unset: sessions show no cost.
+    grid_price_per_kwh: Annotated[float, Meta(ge=0, le=100)] | None = None
+    feed_in_per_kwh: Annotated[float, Meta(ge=0, le=100)] = 0.0
+    currency: Annotated[str, Meta(pattern=r"^[A-Za-z]{3}$")] = "EUR"
     setup: SetupConfig = SetupConfig()
     limits: Limits = Limits()
 

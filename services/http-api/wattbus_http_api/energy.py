@@ -1,23 +1,35 @@
-"""Today's energy: the live power flow integrated into 15-minute buckets since local midnight.
+"""The site's energy and power over time, recorded into the local store (store.py).
 
-Integrating the flow (instead of differencing device counters) gives home and EV energy too,
-which no single counter measures. Gaps longer than max_gap_s (service or bus down) are not
-guessed: that part of the day stays empty.
+Energy per 15-minute bucket and series comes from the devices' lifetime counters where every
+device of the role sends one (PV total, grid import/export, battery charge/discharge, charger
+total), else from the live power flow integrated over time; home is always integrated (no meter
+measures it). Gaps longer than max_gap_s (service or bus down) are not guessed: that part of the
+day stays empty. The power curve keeps the mean of each minute. Writes are batched
+(flush_interval_s) and flushed on shutdown, so a restart loses nothing that was recorded.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import date, datetime
 
-from .flows import Flow
+from .flows import Flow, Member, Roles, aggregate
+from .sessions import SessionTracker
+from .state import SiteState
+from .store import CURVE, Store
 
+BUCKET_S = 900
 SERIES = ("pv_wh", "home_wh", "ev_wh", "grid_import_wh", "grid_export_wh", "battery_charge_wh",
           "battery_discharge_wh")
+# series -> (role, lifetime counter field)
+COUNTERS = {"pv_wh": ("pv", "energy_total_wh"), "grid_import_wh": ("grid", "energy_import_wh"),
+            "grid_export_wh": ("grid", "energy_export_wh"), "battery_charge_wh": ("battery", "energy_charge_wh"),
+            "battery_discharge_wh": ("battery", "energy_discharge_wh"), "ev_wh": ("ev", "energy_total_wh")}
+MAX_SITE_W = 200_000.0  # a counter step above this mean power is a counter reset or a swap, not energy
 
 
-def _parts(f: Flow) -> dict[str, float | None]:
+def parts(f: Flow) -> dict[str, float | None]:
+    """The flow as the power behind each energy series (W)."""
     grid, battery = f.grid_w, f.battery_w
     return {
         "pv_wh": f.pv_w, "home_wh": f.home_w, "ev_wh": f.ev_w,
@@ -28,40 +40,95 @@ def _parts(f: Flow) -> dict[str, float | None]:
     }
 
 
-class EnergyToday:
-    def __init__(self, compute: Callable[[float], Flow], bucket_s: int = 900, min_step_s: float = 1.0,
-                 max_gap_s: float = 120.0, clock: Callable[[], datetime] = datetime.now) -> None:
-        self.compute = compute
-        self.bucket_s = bucket_s
-        self.min_step_s = min_step_s
-        self.max_gap_s = max_gap_s
-        self.clock = clock  # local wall clock: "today" is the user's day
-        self.day: date = clock().date()
-        self.buckets: dict[str, list[float]] = {name: [0.0] * (86400 // bucket_s) for name in SERIES}
-        self._last: tuple[float, Flow] | None = None
+def _means(sums: dict[str, list[float]]) -> list[float | None]:
+    """A minute's mean power per curve role from [W*s, s]; None where the role had no value."""
+    return [round(sums[r][0] / sums[r][1], 1) if r in sums and sums[r][1] else None for r in CURVE]
+
+
+class History:
+    def __init__(self, state: SiteState, roles: Roles, compute: Callable[[float], Flow], store: Store,
+                 sessions: SessionTracker, stale_s: float, min_step_s: float = 0.25, max_gap_s: float = 120.0,
+                 flush_interval_s: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+        self.state, self.roles, self.compute, self.store = state, roles, compute, store
+        self.sessions = sessions
+        self.stale_s, self.min_step_s, self.max_gap_s = stale_s, min_step_s, max_gap_s
+        self.flush_interval_s = flush_interval_s
+        self.clock = clock  # wall clock (Unix s): where a bucket starts
+        self._last: tuple[float, Flow, dict[str, float | None]] | None = None
+        self._energy: dict[tuple[int, str], float] = {}  # not yet written
+        self._minute: tuple[int, dict[str, list[float]]] | None = None  # minute start, role -> [W*s, s]
+        self._curve: list[tuple[int, list[float | None]]] = []
+        self._flushed = time.monotonic()
+
+    def _members(self, role: str) -> list[Member]:
+        return {"pv": self.roles.pv, "grid": self.roles.grid, "battery": self.roles.battery,
+                "ev": self.roles.chargers}[role]()
+
+    def _counters(self, now: float) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for series, (role, name) in COUNTERS.items():
+            members = self._members(role)
+            value = aggregate(self.state, members, name, now, self.stale_s) if members else None
+            out[series] = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return out
 
     def sample(self, mono: float | None = None) -> None:
         mono = time.monotonic() if mono is None else mono
-        if self._last is not None and mono - self._last[0] < self.min_step_s:
-            return
-        current = self.compute(mono)
         wall = self.clock()
-        if wall.date() != self.day:
-            self.day = wall.date()
-            for values in self.buckets.values():
-                values[:] = [0.0] * len(values)
+        if self._last is not None and mono - self._last[0] < self.min_step_s:
+            self.sessions.update(wall)  # every loadpoint state counts: the last one before a car leaves
+            return
+        current, counters = self.compute(mono), self._counters(mono)
         if self._last is not None:
-            then, previous = self._last
+            then, previous, last_counters = self._last
             dt = mono - then
-            if dt <= self.max_gap_s:
-                seconds = wall.hour * 3600 + wall.minute * 60 + wall.second
-                index = min(seconds // self.bucket_s, len(self.buckets["pv_wh"]) - 1)
-                for name, watts in _parts(previous).items():
-                    if watts is not None:
-                        self.buckets[name][index] += watts * dt / 3600.0
-        self._last = (mono, current)
+            if 0 < dt <= self.max_gap_s:
+                self._integrate(wall, dt, previous, last_counters, counters)
+                self.sessions.integrate(wall, dt, previous)
+        self.sessions.update(wall)
+        self._last = (mono, current, counters)
+        if mono - self._flushed >= self.flush_interval_s:
+            self.flush()
 
-    def document(self) -> dict[str, object]:
-        series = {name: [round(v, 1) for v in values] for name, values in self.buckets.items()}
-        totals = {name: round(sum(values), 1) for name, values in self.buckets.items()}
-        return {"date": self.day.isoformat(), "bucket_s": self.bucket_s, "series": series, "totals_wh": totals}
+    def _integrate(self, wall: float, dt: float, previous: Flow, before: dict[str, float | None],
+                   after: dict[str, float | None]) -> None:
+        bucket = int(wall // BUCKET_S) * BUCKET_S
+        powers = parts(previous)
+        for series, watts in powers.items():
+            wh = None if watts is None else watts * dt / 3600.0
+            old, new = before.get(series), after.get(series)
+            if old is not None and new is not None and 0 <= new - old <= MAX_SITE_W * dt / 3600.0:
+                wh = new - old  # the device's own count beats our integration of sampled power
+            if wh:
+                self._energy[(bucket, series)] = self._energy.get((bucket, series), 0.0) + wh
+        minute = int(wall // 60) * 60
+        if self._minute is not None and self._minute[0] != minute:
+            self._close_minute()
+        if self._minute is None:
+            self._minute = (minute, {})
+        sums = self._minute[1]
+        for role, watts in zip(CURVE, (previous.pv_w, previous.grid_w, previous.battery_w, previous.ev_w,
+                                       previous.home_w), strict=True):
+            if watts is not None:
+                acc = sums.setdefault(role, [0.0, 0.0])
+                acc[0] += watts * dt
+                acc[1] += dt
+
+    def _close_minute(self) -> None:
+        if self._minute is None:
+            return
+        self._curve.append((self._minute[0], _means(self._minute[1])))
+        self._minute = None
+
+    def flush(self) -> None:
+        """Write what was recorded. The open minute is written as it stands and kept open."""
+        curve = list(self._curve)
+        if self._minute is not None:
+            curve.append((self._minute[0], _means(self._minute[1])))
+        self.store.write(self._energy, curve, self.sessions.dirty())
+        self._energy, self._curve = {}, []
+        self._flushed = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+        self.store.close()

@@ -80,6 +80,12 @@ def document() -> dict[str, Any]:
         "/api/v1/loadpoints/{loadpoint_id}/limits": _write("put", "set min/max charge current", "wattbus", limits),
         "/api/v1/discovery/rescan": _write("post", "ask discovery for a sweep now", "wattbus", None),
         "/api/v1/energy/today": _get("today's energy in 15-minute buckets (Wh)", "wattbus"),
+        "/api/v1/history": _get("energy per bucket and series (Wh) for ?range=day|week|month|year&date=YYYY-MM-DD "
+                                 "(15 min, day or month buckets, labelled); a day adds its power curve (W, 5-minute "
+                                 "means); from the local store (history_file)", "wattbus"),
+        "/api/v1/sessions": _get("charging sessions, newest first (?limit=1..1000): start, end, energy, PV share, "
+                                  "cost with a tariff", "wattbus"),
+        "/api/v1/sessions.csv": _get("the charging sessions as CSV", "wattbus"),
         "/api/v1/events": _get("server-sent events: `summary` on every change of the bus or of `live`, "
                                 "and at least every 5 s", "wattbus"),
         "/api/v1/status": _get("this service's status and counters", "wattbus"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import api, givtcp, meterhub, setup_api, setup_probe
+from . import api, givtcp, history_api, meterhub, setup_api, setup_probe
 from .connections import ConnectionGuard, connection_cap, listen, tracking
 from .ratelog import limit_library_logs
 from .security import door
@@ -54,6 +54,7 @@ def build_app(site: Site, guard: ConnectionGuard) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[tracking(guard), door, errors])
     app[SITE] = site
     app.add_routes(api.routes())
+    app.add_routes(history_api.routes())
     app.add_routes(setup_api.routes())
     app.add_routes(setup_probe.routes(setup_api.BASE))
     app.add_routes([web.get("/ui", ui_redirect), web.get("/ui/", ui_index), web.get("/ui/setup", ui_setup),

@@ -14,13 +14,15 @@ from wattbus.runner import ServiceContext
 
 from .access import AuthThrottle
 from .config import Config
-from .energy import EnergyToday
+from .energy import History
 from .flows import Flow, Roles, flow
 from .hosts import HostPolicy
 from .live import BusWatch, Live, error_name, error_text, judge, loadpoint_problem
 from .ratelog import RateLimitedLog
+from .sessions import SessionTracker
 from .setup_store import Discovered, ServiceCommands, SetupState
 from .state import SiteState, silent
+from .store import Store
 
 # How a command's real result becomes an HTTP status.
 HTTP_STATUS: dict[str, int] = {"ok": 200, "invalid": 400, "refused": 409, "failed": 502, "timeout": 504}
@@ -31,7 +33,7 @@ class Site:
     ctx: ServiceContext[Config]
     state: SiteState
     roles: Roles
-    energy: EnergyToday
+    history: History
     token: str | None
     networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
     setup: SetupState
@@ -47,13 +49,18 @@ class Site:
         state = SiteState(ctx.counters, ctx.log.child("state"))
         roles = Roles(state, ctx.config.site)
         stale = ctx.config.stale_after_s
-        energy = EnergyToday(lambda now: flow(state, roles, now, stale))
-        state.listeners.append(energy.sample)
+        cfg = ctx.config
+        store = Store(Path(cfg.history_file) if cfg.history_file else None)
+        if store.problem and cfg.history_file:
+            ctx.log.error("history not kept on disk", problem=store.problem)
+        tracker = SessionTracker(state, store, cfg.grid_price_per_kwh, cfg.feed_in_per_kwh, cfg.currency)
+        history = History(state, roles, lambda now: flow(state, roles, now, stale), store, tracker, stale)
+        state.listeners.append(history.sample)
         config_file = ctx.config.setup.config_file or ctx.loaded.path
         setup = SetupState(None if config_file is None else Path(config_file),
                            Discovered(ctx.counters, ctx.log.child("setup")), ServiceCommands(ctx.bus, ctx.counters))
         limits = ctx.config.limits
-        return cls(ctx, state, roles, energy, ctx.config.resolved_token(), ctx.config.networks(), setup,
+        return cls(ctx, state, roles, history, ctx.config.resolved_token(), ctx.config.networks(), setup,
                    HostPolicy(ctx.config.allowed_hosts), AuthThrottle(limits.auth_failures_burst,
                                                                       limits.auth_failures_per_min),
                    RateLimitedLog(ctx.log.child("refused"), limits.log_interval_s), BusWatch(ctx.bus))

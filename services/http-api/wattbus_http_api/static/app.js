@@ -84,17 +84,48 @@ function renderLoadpoints(list) {
       b.addEventListener("click", () => switchMode(lp.loadpoint_id, mode, b));
       modes.append(b);
     }
-    const info = el("div", { class: "row muted" });
-    info.append(el("span", {}, (lp.charging ? "charging " : "not charging ") + watts(lp.power_w)),
-                el("span", {}, lp.set_current_a ? `${lp.set_current_a} A · ${lp.phases || "?"}p` : ""),
-                el("span", {}, lp.surplus_w === null ? "" : "surplus " + watts(lp.surplus_w)));
-    card.append(row, modes, info);
+    card.append(row, modes, ...loadpointDetails(lp));
     card.classList.toggle("stale", !!lp.stale);
     if (lp.stale) card.append(el("p", { class: "alert" }, `as of ${Math.round(lp.age_s)} s ago: ${lp.stale_reason}`));
     if (lp.alert) card.append(el("p", { class: "alert" }, lp.alert));
-    else if (lp.reason) card.append(el("p", { class: "muted" }, lp.reason));
     return card;
   }));
+}
+
+// The controller's one-word status, as a person reads it.
+const STATUS_TEXT = {
+  no_vehicle: "no car connected", vehicle_full: "car full", safe_state: "held safe", mode_off: "off",
+  waiting_for_surplus: "waiting for surplus", waiting_delay: "waiting (start/stop delay)",
+  waiting_import_window: "waiting for the import window", charging_now: "charging at full power",
+  charging_at_minimum: "charging at minimum current", charging_from_surplus: "charging from surplus",
+};
+
+function sessionText(lp) {
+  if (lp.session_duration_s === null || lp.session_duration_s === undefined) return "no session";
+  const wh = lp.session_energy_wh;
+  const energy = wh === null || wh === undefined ? "– kWh" : wh >= 1000 ? (wh / 1000).toFixed(2) + " kWh" : Math.round(wh) + " Wh";
+  const min = Math.floor(lp.session_duration_s / 60);
+  const time = min < 60 ? `${min} min` : `${Math.floor(min / 60)} h ${String(min % 60).padStart(2, "0")} min`;
+  return `${energy} in ${time}`;
+}
+
+// Session, power and current, limits, and why (not) charging: label/value rows.
+function loadpointDetails(lp) {
+  const id = "lp-" + lp.loadpoint_id;
+  const status = STATUS_TEXT[lp.status] || lp.status || (lp.charging ? "charging" : "not charging");
+  const phases = lp.phases ? `${lp.phases} phase${lp.phases > 1 ? "s" : ""}` : "? phases";
+  const rows = [
+    ["status", "Status", status + (lp.reason ? ` – ${lp.reason}` : "")],
+    ["session", "Session", sessionText(lp)],
+    ["power", "Power", `${watts(lp.power_w)} · ${phases} · ${lp.set_current_a === null ? "–" : lp.set_current_a + " A"}`],
+    ["limits", "Current range", `${lp.min_current_a}–${lp.max_current_a} A`],
+  ];
+  if (lp.surplus_w !== null && lp.surplus_w !== undefined) rows.push(["surplus", "Surplus", watts(lp.surplus_w)]);
+  const list = el("dl", { class: "lp-details" });
+  for (const [key, label, value] of rows) {
+    list.append(el("dt", {}, label), el("dd", { id: `${id}-${key}`, "data-status": key === "status" ? lp.status || "" : "" }, value));
+  }
+  return [list];
 }
 
 async function switchMode(lp, mode, button) {
@@ -134,28 +165,6 @@ function renderDevices(list) {
   }));
 }
 
-async function loadEnergy() {
-  try {
-    const res = await fetch("/api/v1/energy/today");
-    if (!res.ok) return;
-    const doc = await res.json();
-    const svg = $("energy");
-    const n = doc.series.pv_wh.length, w = 384 / n;
-    const keys = [["pv_wh", "var(--pv)"], ["home_wh", "var(--home)"], ["ev_wh", "var(--ev)"], ["grid_import_wh", "var(--grid)"]];
-    const max = Math.max(1, ...keys.flatMap(([k]) => doc.series[k]));
-    const bars = [];
-    for (let i = 0; i < n; i++) {
-      keys.forEach(([k, color], j) => {
-        const h = (doc.series[k][i] / max) * 140;
-        if (h > 0) bars.push(`<rect x="${(i * w + j * w / 4).toFixed(2)}" y="${(148 - h).toFixed(1)}" width="${(w / 4).toFixed(2)}" height="${h.toFixed(1)}" fill="${color}"/>`);
-      });
-    }
-    svg.innerHTML = bars.join("");
-    const t = doc.totals_wh;
-    $("energy-totals").textContent = `PV ${(t.pv_wh / 1000).toFixed(1)} kWh · home ${(t.home_wh / 1000).toFixed(1)} kWh`;
-  } catch (err) { /* the next round tries again */ }
-}
-
 // The gateway sends a summary at least every 5 s; this long without one means it is gone.
 const SILENT_MS = 12000;
 let lastSummary = 0;
@@ -189,5 +198,3 @@ fetch("/api/v1/setup", { headers: setupToken ? { Authorization: "Bearer " + setu
 }).catch(() => { /* setup switched off or no file: stay on the live view */ });
 
 connect();
-loadEnergy();
-setInterval(loadEnergy, 60000);
