@@ -10,13 +10,15 @@ import asyncio
 import csv
 import io
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from wattbus import messages as m
 from wattbus import topics
 from wattbus.bus import Bus
+from wattbus_http_api.history_api import period
 
 from tests.http_api.browser import Browser
 from tests.http_api.conftest import MODULE, HttpApi
@@ -214,3 +216,26 @@ async def page(browser: Browser, api: HttpApi, out: Path, share: float) -> None:
         await browser.screenshot(out / name)
         scroll = await browser.eval("document.documentElement.scrollWidth")
         assert scroll <= width, f"the page scrolls sideways at {width} px ({scroll} px)"
+
+
+def test_periods_cut_at_local_boundaries() -> None:
+    """Weeks start on Monday, months have their own length, a year has twelve month buckets."""
+    first, end, starts = period("week", date(2026, 12, 6))  # a Sunday
+    assert (first, end, len(starts)) == (date(2026, 11, 30), date(2026, 12, 7), 7)
+    first, end, starts = period("month", date(2028, 2, 10))
+    assert (first, end, len(starts)) == (date(2028, 2, 1), date(2028, 3, 1), 29)
+    first, end, starts = period("year", date(2026, 6, 1))
+    assert (first, end, starts[-1]) == (date(2026, 1, 1), date(2027, 1, 1), date(2026, 12, 1))
+
+
+def test_unusable_history_file_keeps_the_service_up(broker: Mosquitto, tmp_path: Path,
+                                                    http_api: Callable[..., HttpApi]) -> None:
+    """A history_file that cannot be opened (here a directory): the API says so, the page keeps working."""
+    blocked = tmp_path / "not-a-file"
+    blocked.mkdir()
+    api = http_api(f'history_file = "{blocked}"')
+    status, doc, _ = api.call("GET", "/api/v1/history?range=week")
+    assert status == 200 and doc["persistent"] is False, doc
+    assert f"history_file = '{blocked}' cannot be used" in doc["problem"], doc["problem"]
+    assert api.call("GET", "/api/v1/sessions")[:2] == (200, [])
+    assert "history not kept on disk" in api.proc.output()
