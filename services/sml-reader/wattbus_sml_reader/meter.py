@@ -99,6 +99,7 @@ class Meter:
         self._line: asyncio.Task[None] | None = None
         self._logged: dict[str, float] = {}
         self._held: m.MeterReading | None = None  # the frame identify waited for: the first read's
+        self._ended = False  # a capture replayed once has nothing more to say
 
     def _count(self, name: str, amount: int = 1) -> None:
         self.ctx.counters.inc(name, amount)
@@ -155,12 +156,13 @@ class Meter:
         if line is not None and line in done:
             self._line = None
             error = line.exception()
+            self._ended = error is None and self.config.port.startswith("file://")
             raise MeterDown(self.connection_failed(error) if error is not None else f"{self.config.port} ended")
         raise MeterDown(f"no good frame from {self.config.port} in {self.config.offline_after_s:g} s")
 
     def _open(self) -> None:
         """Start the line's reader thread unless it runs (a capture that ended stays ended)."""
-        if self._line is not None or (self._conn is not None and self.config.port.startswith("file://")):
+        if self._line is not None or self._ended:
             return
         loop = asyncio.get_running_loop()
 

@@ -8,6 +8,7 @@ vanished /dev/ttyUSB0 ends the connection; the meter loop opens it again with a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import termios
 import threading
 import time
@@ -183,7 +184,8 @@ async def run_connection(conn: Connection) -> None:
             conn.run()
         except (serial.SerialException, OSError, ValueError) as exc:
             error = exc
-        loop.call_soon_threadsafe(_finish, thread_done, error)
+        with contextlib.suppress(RuntimeError):  # the loop closed first (a stop): nobody waits for this any more
+            loop.call_soon_threadsafe(_finish, thread_done, error)
 
     threading.Thread(target=target, name=f"meter-{conn.meter.key}", daemon=True).start()
     try:
