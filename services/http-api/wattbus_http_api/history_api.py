@@ -48,25 +48,23 @@ def period(kind: Range, day: date) -> tuple[date, date, list[date]]:
 def history(site: Site, kind: Range, day: date) -> dict[str, Any]:
     first, end, starts = period(kind, day)
     start_s, end_s = _epoch(first), _epoch(end)
-    rows = site.history.store.energy(start_s, end_s)
+    store = site.history.store
+    series = {name: [0.0] * len(starts) for name in SERIES}
     if kind == "day":
         # 15-minute buckets from local midnight: 92 or 100 on a DST change day.
         count = round((end_s - start_s) / BUCKET_S)
         labels = [datetime.fromtimestamp(start_s + i * BUCKET_S).strftime("%H:%M") for i in range(count)]
-
-        def index(bucket: int) -> int:
-            return min(int((bucket - start_s) // BUCKET_S), count - 1)
+        series = {name: [0.0] * count for name in SERIES}
+        for bucket, name, wh in store.energy(start_s, end_s):
+            if name in series:
+                series[name][min(int((bucket - start_s) // BUCKET_S), count - 1)] += wh
     else:
-        count = len(starts)
         labels = [d.isoformat() for d in starts]
-
-        def index(bucket: int) -> int:
-            local = datetime.fromtimestamp(bucket).date()
-            return local.month - 1 if kind == "year" else (local - first).days
-    series = {name: [0.0] * count for name in SERIES}
-    for bucket, name, wh in rows:
-        if name in series:
-            series[name][index(bucket)] += wh
+        edges = [_epoch(d) for d in starts] + [end_s]
+        for i in range(len(starts)):
+            for name, wh in store.sums(edges[i], edges[i + 1]):
+                if name in series:
+                    series[name][i] = wh
     doc: dict[str, Any] = {
         "range": kind, "date": day.isoformat(), "first": first.isoformat(), "end": end.isoformat(),
         "bucket": "15min" if kind == "day" else "month" if kind == "year" else "day", "labels": labels,

@@ -94,6 +94,11 @@ class Store:
         return self.db.execute("SELECT bucket, series, wh FROM energy WHERE bucket >= ? AND bucket < ? "
                                "ORDER BY bucket", (start, end)).fetchall()
 
+    def sums(self, start: float, end: float) -> list[tuple[str, float]]:
+        """Energy per series in [start, end): summed by sqlite on the key's range (a year stays fast)."""
+        return self.db.execute("SELECT series, SUM(wh) FROM energy WHERE bucket >= ? AND bucket < ? "
+                               "GROUP BY series", (start, end)).fetchall()
+
     def curve(self, start: float, end: float) -> list[tuple[int, list[float | None]]]:
         rows = self.db.execute(f"SELECT minute, {', '.join(CURVE)} FROM curve WHERE minute >= ? AND minute < ? "
                                "ORDER BY minute", (start, end)).fetchall()
