@@ -123,11 +123,14 @@ class Fleet:
             return
         now = time.monotonic()
         live = own.live()
+        taken: list[str] = []
+        let_go: list[str] = []
         for device_id, poller in list(self.pollers.items()):
             wanted = owner_of(device_id, live) == own.instance
             if device_id in self._polling:
                 if not wanted or own.superseded(device_id):
                     self._let_go(device_id, poller)
+                    let_go.append(device_id)
                 continue
             if not wanted:
                 self._ready_at.pop(device_id, None)
@@ -140,9 +143,13 @@ class Fleet:
                     continue
             self._ready_at.pop(device_id, None)
             own.claim(device_id)
-            self.ctx.counters.inc("devices_taken")
-            self.ctx.log.info("device taken", device=device_id, instance=own.instance)
+            taken.append(device_id)
             self._polling[device_id] = self.spawn(poller.run(), f"poll-{device_id}")
+        if taken or let_go:  # one line per change, not one per device (a take-over moves hundreds)
+            self.ctx.counters.inc("devices_taken", len(taken))
+            self.ctx.counters.inc("devices_let_go", len(let_go))
+            self.ctx.log.info("devices moved", taken=len(taken), let_go=len(let_go), polling=len(self._polling),
+                              replicas=",".join(sorted(live)), first=",".join((taken or let_go)[:3]))
 
     def _recheck_at(self, delay: float) -> None:
         if self._recheck is None or self._recheck.when() > asyncio.get_running_loop().time() + delay:
@@ -160,8 +167,6 @@ class Fleet:
             task.cancel()
         for gone in poller.forget():  # its new owner speaks for it now: no `offline` from here at exit
             self.ctx.devices.pop(gone, None)
-        self.ctx.counters.inc("devices_let_go")
-        self.ctx.log.info("device let go", device=device_id)
 
     def adopt(self, finder: Finder, accept: Callable[[Decision], bool] = lambda _decision: True) -> None:
         """Follow the discovery service's announcements: a finder per new or moved device. `accept`
