@@ -33,6 +33,14 @@ function kw(w) {
   return Math.abs(w) >= 1000 ? `${+(w / 1000).toFixed(1)} kW` : `${Math.round(w)} W`;
 }
 
+function money(value, currency) {
+  try {
+    return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(value);
+  } catch (err) {  // a code the browser does not know
+    return `${value.toFixed(2)} ${currency}`;
+  }
+}
+
 // A round scale top: 1, 2 or 5 times a power of ten, at least the largest value.
 function niceMax(value) {
   const v = Math.max(value, 1), p = 10 ** Math.floor(Math.log10(v));
@@ -151,7 +159,7 @@ async function loadSessions() {
       for (const text of [when,
                           s.active ? `${duration(s.duration_s)} (charging)` : duration(s.duration_s), kwh,
                           s.pv_share === null ? "–" : Math.round(s.pv_share * 100) + " %",
-                          s.cost === null ? "–" : `${s.cost.toFixed(2)} ${s.currency}`]) {
+                          s.cost === null ? "–" : money(s.cost, s.currency)]) {
         row.append(el("td", {}, text));
       }
       return row;
