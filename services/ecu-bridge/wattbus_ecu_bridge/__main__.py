@@ -10,50 +10,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import msgspec
-from wattbus import apsystems, topics
-from wattbus import messages as m
-from wattbus.bus import Message
+from wattbus import apsystems
 from wattbus.config import ConfigError, LoadedConfig
-from wattbus.runner import Service, ServiceContext, Subcommand
+from wattbus.runner import Service, Subcommand
 
-from . import aps2mqtt, apsout
-from .adopt import Fleet
+from . import aps2mqtt
 from .config import Config
 from .decode import decode_any
-
-
-async def run(ctx: ServiceContext[Config]) -> None:
-    if not ctx.config.ecus and not ctx.config.adopt:
-        ctx.log.error("no ECU configured: add [[ecu-bridge.ecus]] host = ... (or set APS_ECU_IP)")
-        await ctx.stopping.wait()
-        return
-    fleet = Fleet(ctx)
-    pollers = fleet.pollers
-
-    async def on_command(msg: Message[m.Command]) -> None:
-        parsed = topics.parse(msg.topic)
-        target = parsed.ident or ""
-        poller = next((p for p in pollers if p.ecu_id and apsystems.ecu_device_id(p.ecu_id) == target), None)
-        if isinstance(msg.payload, m.Restart) and poller is not None:
-            result = await poller.restart()
-        else:
-            ctx.counters.inc("commands_refused")
-            result = m.CommandResult(status="refused", target=target, message=(
-                "only `restart` on an ECU (gateway) device is supported" if poller or not isinstance(
-                    msg.payload, m.Restart) else f"{target} is not an ECU of this bridge"))
-        tag = msg.payload.__struct_config__.tag
-        result = msgspec.structs.replace(result, request_id=msg.payload.request_id,
-                                         command=tag if isinstance(tag, str) else None)
-        ctx.bus.respond(msg, result, topics.device_result(ctx.name, target))
-
-    ctx.bus.subscribe(topics.commands_for(ctx.name), m.Command, on_command)
-    fleet.adoption.subscribe(ctx.bus, fleet.adopt)
-    try:
-        await fleet.wait()
-    finally:
-        if ctx.config.aps2mqtt_topics or ctx.config.aps2mqtt_discovery:
-            ctx.bus.publish(apsout.status_topic(ctx.config.aps2mqtt_prefix), "offline", retain=True)
+from .service import run
 
 
 def _decode_args(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ Every bridge had written this loop again (`Polled`, `DeviceWorker`, `EcuPoller`,
 - after `offline_after` failures in a row every device of the adapter goes offline (retained) and
   the adapter identifies the device again before the next read: it may have been replaced or
   come back with another layout; the next good read brings them back online;
+- a reading with `online = False` (a gateway's lost inverter) is published with its device offline;
 - a `push` adapter's `read` waits for the device to speak (an MQTT topic): no schedule, and a read
   that times out is the failure; with `push_backoff` (a device behind a link that can fail, such
   as a serial line) a failed read waits `interval_s`, doubling up to `max_backoff_s`, before the next.
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from .. import messages as m
+from .. import topics
 from ..runner import DeviceChannel, ServiceContext
 from .adapter import Adapter, check_capabilities, tags
 
@@ -99,15 +101,23 @@ class Poller:
                 self.ctx.counters.inc("polls_fenced")
                 return self.delay_s()
             self.announce()
+            silent: set[str] = set()
             for reading in readings:
                 channel = self.channels.get(reading.device_id)
                 if channel is None:  # the adapter has no meta for it: a bug to see, not a reason to stop
                     self.ctx.counters.inc("readings_unannounced")
                     self.ctx.log.error("reading for a device without meta", device=reading.device_id)
                     continue
-                channel.publish_reading(reading)
+                if getattr(reading, "online", None) is False:
+                    # Its gateway reports it unreachable (an ECU's lost inverter): the reading says so,
+                    # without values, and the device stays offline until it answers again.
+                    silent.add(reading.device_id)
+                    channel.set_online(False)
+                    self.ctx.bus.publish(topics.device_reading(self.ctx.name, reading.device_id), reading)
+                else:
+                    channel.publish_reading(reading)
                 self.ctx.counters.inc("readings_published")
-            self.succeeded()
+            self.succeeded(silent)
         return self.delay_s()
 
     def announce(self) -> None:
@@ -149,12 +159,13 @@ class Poller:
             for channel in self.channels.values():
                 channel.set_online(False)
 
-    def succeeded(self) -> None:
+    def succeeded(self, silent: Collection[str] = ()) -> None:
         if self.failures:
             self.ctx.log.info("device answers again", device=self.device_id, after_failures=self.failures)
         self.failures = 0
         self.has_read = True
         self.ctx.counters.inc("polls")
         for channel in self.channels.values():
-            channel.set_online(True)
-            channel.clear_error()
+            if channel.device_id not in silent:
+                channel.set_online(True)
+                channel.clear_error()

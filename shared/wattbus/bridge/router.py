@@ -148,7 +148,9 @@ class CommandRouter:
     @staticmethod
     async def _execute(poller: Poller, command: m.CommandBase) -> m.CommandResult:
         device_id = poller.device_id
-        if not poller.online:
+        # `offline_commands` (optional on an adapter): those that reach the device another way, such
+        # as an ECU's restart through its web UI when its data port no longer answers.
+        if not poller.online and type(command) not in getattr(poller.adapter, "offline_commands", ()):
             return answer(command, device_id, "failed",
                           f"{device_id} is not reachable: {poller.last_error or 'no reading yet'}")
         async with poller.lock:
