@@ -5,7 +5,9 @@ device of the role sends one (PV total, grid import/export, battery charge/disch
 total), else from the live power flow integrated over time; home is always integrated (no meter
 measures it). Gaps longer than max_gap_s (service or bus down) are not guessed: that part of the
 day stays empty. The power curve keeps the mean of each minute. Writes are batched
-(flush_interval_s) and flushed on shutdown, so a restart loses nothing that was recorded.
+(flush_interval_s) and flushed on shutdown, so a restart loses nothing that was recorded; the
+last counter readings are stored too, so what a counter counted while the http-api was not running
+(a restart, an update) is credited when it is back, spread evenly over the gap.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ COUNTERS = {"pv_wh": ("pv", "energy_total_wh"), "grid_import_wh": ("grid", "ener
             "grid_export_wh": ("grid", "energy_export_wh"), "battery_charge_wh": ("battery", "energy_charge_wh"),
             "battery_discharge_wh": ("battery", "energy_discharge_wh"), "ev_wh": ("ev", "energy_total_wh")}
 MAX_SITE_W = 200_000.0  # a counter step above this mean power is a counter reset or a swap, not energy
+BRIDGE_MAX_S = 31 * 86400  # a longer downtime is not bridged (the device may have been replaced)
+BRIDGE_WINDOW_S = 120.0  # after start, counters have this long to appear before the gap stays empty
 
 
 def parts(f: Flow) -> dict[str, float | None]:
@@ -58,7 +62,9 @@ class History:
         self._energy: dict[tuple[int, str], float] = {}  # not yet written
         self._minute: tuple[int, dict[str, list[float]]] | None = None  # minute start, role -> [W*s, s]
         self._curve: list[tuple[int, list[float | None]]] = []
-        self._flushed = time.monotonic()
+        self._flushed = self._started = time.monotonic()
+        self._seen: dict[str, tuple[float, float]] = {}  # series -> the last counter value, when (Unix s)
+        self._bridge = store.counters()  # the last values the previous run saw
 
     def _members(self, role: str) -> list[Member]:
         return {"pv": self.roles.pv, "grid": self.roles.grid, "battery": self.roles.battery,
@@ -79,6 +85,9 @@ class History:
             self.sessions.update(wall)  # every loadpoint state counts: the last one before a car leaves
             return
         current, counters = self.compute(mono), self._counters(mono)
+        self._seen.update({series: (value, wall) for series, value in counters.items() if value is not None})
+        if self._bridge:
+            self._bridge_gap(mono, wall, counters)
         if self._last is not None:
             then, previous, last_counters = self._last
             dt = mono - then
@@ -89,6 +98,26 @@ class History:
         self._last = (mono, current, counters)
         if mono - self._flushed >= self.flush_interval_s:
             self.flush()
+
+    def _bridge_gap(self, mono: float, wall: float, counters: dict[str, float | None]) -> None:
+        """Credit what each counter counted since the last run saw it, spread over the gap."""
+        if mono - self._started > BRIDGE_WINDOW_S:
+            self._bridge = {}
+            return
+        for series, value in counters.items():
+            if value is None or series not in self._bridge:
+                continue
+            old, at = self._bridge.pop(series)
+            gap = wall - at
+            if not 0 < gap <= BRIDGE_MAX_S or not 0 <= value - old <= MAX_SITE_W * gap / 3600.0:
+                continue  # a reset, a replaced device or a clock jump: not energy we can place
+            edge = at
+            while edge < wall:
+                bucket = int(edge // BUCKET_S) * BUCKET_S
+                upto = min(bucket + BUCKET_S, wall)
+                key = (bucket, series)
+                self._energy[key] = self._energy.get(key, 0.0) + (value - old) * (upto - edge) / gap
+                edge = upto
 
     def _integrate(self, wall: float, dt: float, previous: Flow, before: dict[str, float | None],
                    after: dict[str, float | None]) -> None:
@@ -125,7 +154,7 @@ class History:
         curve = list(self._curve)
         if self._minute is not None:
             curve.append((self._minute[0], _means(self._minute[1])))
-        self.store.write(self._energy, curve, self.sessions.dirty())
+        self.store.write(self._energy, curve, self.sessions.dirty(), self._seen)
         self._energy, self._curve = {}, []
         self._flushed = time.monotonic()
 

@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS curve (
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY, loadpoint_id TEXT NOT NULL, charger_id TEXT, start REAL NOT NULL, end REAL,
     last REAL NOT NULL, energy_wh REAL, ev_wh REAL NOT NULL, pv_wh REAL NOT NULL, max_power_w REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (series TEXT PRIMARY KEY, value REAL NOT NULL, at REAL NOT NULL);
 """
 CURVE = ("pv_w", "grid_w", "battery_w", "ev_w", "home_w")
 
@@ -68,9 +69,12 @@ class Store:
         return db
 
     def write(self, energy: dict[tuple[int, str], float], curve: list[tuple[int, list[float | None]]],
-              sessions: list[Session]) -> None:
-        """One transaction: energy adds to what the bucket holds, curve rows and sessions replace."""
+              sessions: list[Session], counters: dict[str, tuple[float, float]] | None = None) -> None:
+        """One transaction: energy adds to what the bucket holds, curve rows, sessions and the last
+        lifetime counter readings (value, when) replace."""
         with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO counters VALUES (?, ?, ?)",
+                                [(series, value, at) for series, (value, at) in (counters or {}).items()])
             self.db.executemany(
                 "INSERT INTO energy (bucket, series, wh) VALUES (?, ?, ?) "
                 "ON CONFLICT (bucket, series) DO UPDATE SET wh = wh + excluded.wh",
@@ -107,6 +111,9 @@ class Store:
     def sessions(self, limit: int) -> list[Session]:
         rows = self.db.execute("SELECT * FROM sessions ORDER BY start DESC LIMIT ?", (limit,)).fetchall()
         return [Session(*row) for row in rows]
+
+    def counters(self) -> dict[str, tuple[float, float]]:
+        return {series: (value, at) for series, value, at in self.db.execute("SELECT * FROM counters")}
 
     def open_sessions(self) -> list[Session]:
         return [Session(*row) for row in self.db.execute("SELECT * FROM sessions WHERE end IS NULL")]
