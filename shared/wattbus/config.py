@@ -73,6 +73,17 @@ class ServiceCommon(ConfigStruct):
     status_interval_s: Annotated[float, Meta(ge=1, le=3600)] = 30.0
 
 
+def read_secret(value: str | None, file: str | None, where: str) -> str | None:
+    """A secret given in the config or in a file (a docker secret); the value wins. A file that
+    cannot be read is a ConfigError naming `where`."""
+    if value is not None or file is None:
+        return value
+    try:
+        return Path(file).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: password_file {file!r} cannot be read ({exc.strerror})") from None
+
+
 def env_prefix(section: str) -> str:
     return "WATTBUS_" + re.sub(r"[^A-Za-z0-9]", "_", section).upper() + "_"
 

@@ -50,12 +50,9 @@ def _read(args: argparse.Namespace, _loaded: LoadedConfig) -> int:
         return 2
     try:
         doc = asyncio.run(read_device(args.url, args.username, args.password, args.timeout_s))
-    except NotSupported as exc:
+    except DeviceError as exc:  # 3: something else answers there; 1: nothing usable answers
         print(f"wattbus-goe-shelly-bridge read: {exc}", file=sys.stderr)
-        return 3
-    except DeviceError as exc:
-        print(f"wattbus-goe-shelly-bridge read: {exc}", file=sys.stderr)
-        return 1
+        return 3 if isinstance(exc, NotSupported) else 1
     print(json.dumps(doc, indent=2))
     return 0
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from msgspec import Meta, Struct
-from wattbus.config import ConfigError, ServiceCommon
+from wattbus.config import ServiceCommon, read_secret
 
 Url = Annotated[str, Meta(pattern=r"^https?://[^/\s]+/?$", description="http://host[:port] of the device")]
 Amps = Annotated[float, Meta(ge=6, le=32)]
@@ -25,13 +24,7 @@ class DeviceConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     poll_interval_s: Annotated[float, Meta(ge=0.2, le=3600)] | None = None
 
     def resolved_password(self) -> str | None:
-        if self.password is not None or self.password_file is None:
-            return self.password
-        try:
-            return Path(self.password_file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"[goe-shelly-bridge] device {self.url}: password_file "
-                              f"{self.password_file!r} cannot be read ({exc})") from exc
+        return read_secret(self.password, self.password_file, f"[goe-shelly-bridge] device {self.url}")
 
 
 class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
