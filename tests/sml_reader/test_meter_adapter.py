@@ -42,7 +42,7 @@ async def test_a_capture_is_read_then_falls_silent(ctx: ServiceContext[Config]) 
         assert [(meta.kind, meta.protocol) for meta in metas] == [("meter", "sml")]
         readings = await meter.read()
         assert readings and {r.device_id for r in readings} == {metas[0].device_id}
-        with pytest.raises(MeterDown, match=r"no good frame from file://.* in 1 s"):
+        with pytest.raises(MeterDown, match=r"no good sml frame from file://.* within 1 s"):
             for _ in range(20):  # the capture runs out, then the line is silent
                 await meter.read()
         assert ctx.counters.get("t.frames_ok") >= 1

@@ -20,6 +20,7 @@ import serial
 from wattbus import messages as m
 from wattbus import topics
 from wattbus.bridge import answer
+from wattbus.counters import Counters
 from wattbus.runner import ServiceContext
 
 from . import iec, sml
@@ -86,9 +87,16 @@ class Meter:
     commands: tuple[type[m.CommandBase], ...] = ()
     errors: tuple[type[Exception], ...] = (MeterDown,)
 
-    def __init__(self, ctx: ServiceContext[Config], config: MeterConfig, mapper: Mapper) -> None:
+    def __init__(self, ctx: ServiceContext[Config], config: MeterConfig, mapper: Mapper, *,
+                 probe: bool = False) -> None:
         self.ctx = ctx
         self.config = config
+        # A probe (the setup page's check of an entry not saved yet) counts on its own and reports
+        # nothing in the service status: the meter is not the service's yet.
+        self.probe = probe
+        self.counters = Counters() if probe else ctx.counters
+        self.last_rejection: str | None = None
+        self.problems: list[str] = []  # values the mapping dropped
         self.mapper = mapper
         self.decoder = FrameDecoder(config)
         self.guard = EnergyGuard(config.max_power_w, config.energy_slack_wh)
@@ -102,8 +110,8 @@ class Meter:
         self._ended = False  # a capture replayed once has nothing more to say
 
     def _count(self, name: str, amount: int = 1) -> None:
-        self.ctx.counters.inc(name, amount)
-        self.ctx.counters.inc(f"{self.config.key}.{name}", amount)
+        self.counters.inc(name, amount)
+        self.counters.inc(f"{self.config.key}.{name}", amount)
 
     def _warn_limited(self, kind: str, message: str, **fields: object) -> None:
         now = time.monotonic()
@@ -158,7 +166,8 @@ class Meter:
             error = line.exception()
             self._ended = error is None and self.config.port.startswith("file://")
             raise MeterDown(self.connection_failed(error) if error is not None else f"{self.config.port} ended")
-        raise MeterDown(f"no good frame from {self.config.port} in {self.config.offline_after_s:g} s")
+        raise MeterDown(f"no good {self.config.format} frame from {self.config.port} within "
+                        f"{self.config.offline_after_s:g} s")
 
     def _open(self) -> None:
         """Start the line's reader thread unless it runs (a capture that ended stays ended)."""
@@ -191,6 +200,7 @@ class Meter:
             if isinstance(item, FrameError):
                 self._count("frames_rejected")
                 self._count(f"frames_rejected_{item.kind}")
+                self.last_rejection = f"{item.kind}: {item}"
                 self._warn_limited(item.kind, "frame rejected", reason=str(item), port=self.config.port)
             else:
                 self.readings.put_nowait(self.reading(item))
@@ -199,6 +209,7 @@ class Meter:
         """A failed mode C exchange: counted like a bad frame; half a readout must not meet the next one."""
         self._count("frames_rejected")
         self._count(f"frames_rejected_{error.kind}")
+        self.last_rejection = f"{error.kind}: {error}"
         self._warn_limited(error.kind, "meter exchange failed", reason=str(error), port=self.config.port)
         self.decoder = FrameDecoder(self.config)
 
@@ -218,10 +229,12 @@ class Meter:
                 manufacturer=maker, model=frame.model, serial=serial_no, address=self.config.port,
                 name=self.config.key)]
             self.log.info("meter identified", meter=self.config.key, device_id=device_id, format=frame.format)
-            self.ctx.clear_device_error(self.config.port)
+            if not self.probe:
+                self.ctx.clear_device_error(self.config.port)
         now = datetime.now(UTC)
         stamp = frame.timestamp if frame.timestamp and abs((frame.timestamp - now).total_seconds()) < 3600 else now
         mapped = self.mapper.reading(frame, device_id, stamp)
+        self.problems += mapped.problems
         for problem in mapped.problems:
             self._count("values_rejected")
             self._warn_limited("value", "value rejected", reason=problem)
@@ -255,6 +268,6 @@ class Meter:
             # pyserial's text repeats the port and the errno ("[Errno 2] could not open port X: [Errno 2] ...")
             errno = getattr(exc, "errno", None)
             reason = f"cannot open {port}: {os.strerror(errno) if isinstance(errno, int) else exc}"
-        if not self.metas:
+        if not self.metas and not self.probe:
             self.ctx.device_error(port, reason, name=self.config.key)
         return reason
