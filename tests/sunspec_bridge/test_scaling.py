@@ -205,3 +205,44 @@ async def test_a_paused_replica_wakes_fenced_and_commands_run_once(
             proc.proc.send_signal(signal.SIGCONT)
             assert proc.stop() == 0, f"{name}: {proc.output()[-3000:]}"
         await bus.stop()
+
+
+async def test_a_serial_meter_stays_with_the_replica_that_has_the_port(
+        broker: Any, start_sim: Callable[..., Any], start_service: Any, tmp_path: Path) -> None:
+    shared = start_sim("fronius", "sma", "float")
+    rtu = start_sim("sdm630", rtu=True)
+    meter = "eastron-sdm630-21003456"
+    tcp = {d for d in MAINS if not d.startswith("eastron-")}
+    # Names that hash the meter to the replica without the port: only `local` keeps it where it is.
+    near = "serial-a"
+    far = next(f"serial-b{n}" for n in range(20) if owner_of(meter, {near, f"serial-b{n}"}) != near)
+    common = config(tmp_path / "common.toml", shared.port, 1).read_text().split("[[sunspec-bridge.devices]]")
+    tcp_only = "[[sunspec-bridge.devices]]".join(common[:2])  # the section and the TCP endpoint
+    (tmp_path / "far.toml").write_text(tcp_only)
+    (tmp_path / "near.toml").write_text(tcp_only + f"""
+[[sunspec-bridge.devices]]
+serial_port = "{rtu.link}"
+protocol = "eastron_sdm630"
+unit_ids = [1]
+""")
+    bus = await started_bus(broker, "test-admin")
+    watch = Watch(bus)
+    results: list[m.CommandResult] = []
+    bus.subscribe(topics.device_result(SOURCE, meter), m.CommandResult, lambda msg: results.append(msg.payload))
+    await subscriptions_active(bus)
+    procs = {name: replica(start_service, broker, tmp_path / f"{role}.toml", name)
+             for name, role in ((near, "near"), (far, "far"))}
+    try:
+        await until(lambda: watch.claims.get(meter) is not None and watch.claims[meter].instance == near
+                    and bool(watch.read_after(meter, time.monotonic() - 2 * INTERVAL_S))
+                    and {watch.claims[d].instance for d in tcp if d in watch.claims} == {near, far}, 40,
+                    "the meter polled by the replica with the port, the TCP devices shared")
+        steady = time.monotonic()
+        bus.publish(topics.device_command(SOURCE, meter), m.SetPowerLimit(limit_pct=10, request_id="meter"))
+        await asyncio.sleep(3)
+        assert watch.doubles(steady) == {}
+        assert [r.status for r in results] == ["refused"]  # one answer, from the replica with the port
+    finally:
+        for name, proc in procs.items():
+            assert proc.stop() == 0, f"{name}: {proc.output()[-3000:]}"
+        await bus.stop()

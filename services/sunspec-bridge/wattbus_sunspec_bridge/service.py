@@ -61,7 +61,8 @@ async def find(ctx: ServiceContext[Config], fleet: Fleet, cfg: DeviceConfig, ado
                 continue
             found.add(unit)
             ctx.log.info("device found", device=adapter.metas[0].device_id, address=address)
-            fleet.start(poller(ctx, cfg, adapter), adopted_as)
+            # A unit on this host's serial port is this replica's alone (`--scale`: wattbus.bridge.ownership).
+            fleet.start(poller(ctx, cfg, adapter), adopted_as, local=bool(cfg.serial_port))
         if found:
             ctx.clear_device_error(str(link.endpoint))
         elif why:  # nothing has an id yet: the endpoint's address carries the error

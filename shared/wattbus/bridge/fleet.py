@@ -37,6 +37,7 @@ class Fleet:
         self._finders: dict[str, asyncio.Task[None]] = {}  # announced id -> the task finding its devices
         self._found: dict[str, set[str]] = {}  # announced id -> device ids its finder started
         self._ready_at: dict[str, float] = {}  # device -> when its previous holder has let go
+        self._local: set[str] = set()  # devices only this replica reaches (start(local=True))
         self._recheck: asyncio.TimerHandle | None = None
         lease = getattr(ctx.config, "lease_s", DEFAULT_LEASE_S) if lease_s is None else lease_s
         self._rebalance_due = False
@@ -65,23 +66,30 @@ class Fleet:
         if poller is None or self.ownership is None:
             return poller is not None
         main = poller.device_id
+        if main in self._local:  # nobody else can reach it: no one to be fenced against
+            return main in self._polling
         return main in self._polling and self.ownership.assigned(main) and not self.ownership.superseded(main)
 
     def assigned(self, device_id: str) -> bool:
         """This replica is (or is about to be) the one that answers for the device: a known device's
         owner, or for an id nobody knows the replica it hashes to."""
         poller = self.get(device_id)
-        main = poller.device_id if poller is not None else device_id
-        return self.ownership is None or self.ownership.assigned(main)
+        if self.ownership is None or (poller is not None and poller.device_id in self._local):
+            return True
+        if poller is None and self.ownership.held_elsewhere(device_id):
+            return False  # a device only another live replica knows (its serial port): it answers
+        return self.ownership.assigned(poller.device_id if poller is not None else device_id)
 
     def pin(self, *keys: str | None) -> None:
         """Serials, device ids or addresses the config names: announcements of them are not adopted."""
         if self.adoption is not None:
             self.adoption.pin(*keys)
 
-    def start(self, poller: Poller, adopted_as: str | None = None) -> bool:
+    def start(self, poller: Poller, adopted_as: str | None = None, local: bool = False) -> bool:
         """Poll a device: a configured one (adopted_as None) or one a finder found for an announcement.
-        Returns False when an adopted device turns out to be configured (config wins)."""
+        Returns False when an adopted device turns out to be configured (config wins).
+        `local`: only this replica can reach it (a serial port): polled here whatever the other
+        replicas do, and claimed so that they leave its commands to this one."""
         device_id = poller.device_id
         if adopted_as is None:
             self.pin(device_id)
@@ -100,7 +108,11 @@ class Fleet:
         self._stop_polling(device_id)
         self.pollers[device_id] = poller
         poller.may_publish = lambda: self.holds(device_id)
-        if self.ownership is None:
+        if local:
+            self._local.add(device_id)
+        if self.ownership is None or local:
+            if self.ownership is not None:
+                self.ownership.claim(device_id)
             self._polling[device_id] = self.spawn(poller.run(), f"poll-{device_id}")
         else:
             self._rebalance_soon()
@@ -126,6 +138,8 @@ class Fleet:
         taken: list[str] = []
         let_go: list[str] = []
         for device_id, poller in list(self.pollers.items()):
+            if device_id in self._local:
+                continue
             wanted = owner_of(device_id, live) == own.instance
             if device_id in self._polling:
                 if not wanted or own.superseded(device_id):
@@ -198,13 +212,14 @@ class Fleet:
             if self.ownership is not None:
                 await self.ownership.stop()
                 if self.ownership.others_live():  # they take the devices at once: no `offline` from us
-                    for device_id in list(self._polling):
+                    for device_id in [d for d in self._polling if d not in self._local]:
                         for gone in self.pollers[device_id].forget():
                             self.ctx.devices.pop(gone, None)
                 self.ownership.release()
 
     def _stop_polling(self, device_id: str) -> None:
         self._ready_at.pop(device_id, None)
+        self._local.discard(device_id)
         self.pollers.pop(device_id, None)
         task = self._polling.pop(device_id, None)
         if task is not None:
