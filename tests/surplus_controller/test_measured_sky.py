@@ -74,6 +74,22 @@ def test_a_dip_too_deep_for_1p_stops_without_a_phase_switch() -> None:
     assert any(reason.startswith("pv: import allowance") for *_, reason in after)
 
 
+def test_a_3p_ride_that_1p_could_carry_gets_half_the_allowance() -> None:
+    """3 kW after 7 kW: 1p at 13 A would take all of it without import, so riding on at the 3p
+    minimum (1.14 kW import) buys no PV; with automatic phases it drops to 1p after half the
+    allowance, a fixed 3p charger rides the whole allowance."""
+
+    def ride_end(phases: object) -> float:
+        lp = make(enable_delay_s=0, settle_s=0, phases=phases, window_allowance_wh=1000)
+        plant = Plant()
+        plant.run(lp, [7_000.0] * 180 + [3_000.0] * 400)
+        return next(t for t, on, amps, p, reason in plant.log
+                    if t > 180 and ("3p -> 1p" in reason or reason.startswith("pv: import allowance")))
+
+    auto, fixed = ride_end("auto") - 180, ride_end(3) - 180
+    assert 55 <= auto <= 75 and 115 <= fixed <= 140  # 40 Wh at 1.14 kW: 126 s; half of it: 63 s
+
+
 def test_a_reading_older_than_the_last_command_does_not_cut_the_current() -> None:
     lp = make(enable_delay_s=0, settle_s=0, phases=3)
     plant = Plant(lag=4.0)

@@ -273,7 +273,13 @@ class Loadpoint:
             # shallow rides). Measured on the whole bench: less import at the same car share
             short_w = max(0.0, min_power - available_w - buffered_w)
             cover = min(1.0, max(0.0, available_w + buffered_w) / min_power)
-            self._deficit_wh += short_w * dt / 3600.0 * min(4.0, max(1.0, 0.5 / max(cover, 0.125)))
+            weight = min(4.0, max(1.0, 0.5 / max(cover, 0.125)))
+            if s.phases == 3 and cfg.phases == "auto" \
+                    and available_w + buffered_w >= self.power_at(self.settings.min_current_a, 1):
+                # 1p would take this surplus without import: riding on 3p buys no PV, only the
+                # way back up when the sun returns soon; it gets half the allowance
+                weight *= 2.0
+            self._deficit_wh += short_w * dt / 3600.0 * weight
             if not settling:
                 self._deficit_since = self._deficit_since if self._deficit_since is not None else now
             s.current_a, self._raise_since = self.settings.min_current_a, None
