@@ -10,15 +10,23 @@ Fencing: a replica holds its own lease until `sent + SAFETY * lease_s`, `sent` b
 the last renewal the broker echoed back. The others keep it alive until they received a renewal
 plus `lease_s`, later than that; so a replica paused (SIGSTOP) past its lease finds, on waking,
 that it no longer holds anything and stops before it publishes, while the others have not taken
-its devices yet or have taken them after it stopped. Take-over of a dead replica's devices
-happens when its lease runs out (≤ lease_s + lease/3 after its last renewal); a replica that stops
-cleanly releases its lease and its devices are taken over at once.
+its devices yet or have taken them after it stopped; it decides again once its own renewal comes
+back, with the claims that arrived meanwhile. A dead replica's devices are taken over when its
+lease runs out, `lease_s` after its last renewal arrived (a crash: ≤ `lease_s` after it); a
+replica that stops cleanly releases its lease and its devices are taken over at once. A replica
+starting waits one renewal before taking a device another live replica claims, so that one has
+seen the newcomer's lease and let go.
+
+The lease is not the last will: after SIGSTOP the will fires only at the keep-alive, and a will
+cannot be told from a pause that ends. A lease is 1 message per replica per lease/3, whatever the
+number of devices; a claim is sent when a device changes hands, never renewed.
 
 A replica taking a device publishes a *claim* on `device/<bridge>/<id>/owner` (retained):
 instance, epoch (one more than the claim it replaces) and the device's last executed command
-requests, so the next owner answers a request re-sent during a take-over with its result instead
-of executing it again (`journal`). A claim of the same device by another replica with a higher
-epoch makes a holder let go at once (two views of the live set that briefly differ).
+requests (`record`: before executing, awaited until the broker echoes it, and after), so the next
+owner answers a request re-sent during a take-over with its result instead of executing it again.
+A claim of the same device by another replica with a higher epoch makes a holder let go at once
+(two views of the live set that briefly differ).
 """
 
 from __future__ import annotations
