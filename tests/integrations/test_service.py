@@ -196,7 +196,9 @@ async def test_per_entity_discovery_replaces_the_device_form_and_is_removed(
         doc = msgspec.json.decode(next(p for p in seen.on(number) if p))
         assert "p" not in doc and doc["dev"]["identifiers"] == ["wattbus-goe-203040"] and doc["o"]["name"] == "wattbus"
         assert doc["command_topic"] == SET_CURRENT and (doc["min"], doc["max"]) == (6, 32)
-        entity_topics = {t for t in (msg.topic for msg in seen.messages) if t.endswith("/config") and t != CONFIG}
+        # This device's entities only: the session-wide broker holds other tests' retained configs.
+        entity_topics = {t for t in (msg.topic for msg in seen.messages)
+                         if t.endswith("/config") and t != CONFIG and "/wattbus-goe-203040/" in t}
         assert "homeassistant/sensor/wattbus-goe-203040/power_w/config" in entity_topics and len(entity_topics) > 5
 
         bridge.publish(topics.device_meta(CHARGER.source, CHARGER.device_id), b"", retain=True)
