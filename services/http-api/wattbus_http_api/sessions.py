@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from datetime import datetime
 from typing import Any
 
 from .flows import Flow
+from .live import loadpoint_problem
 from .state import SiteState
 from .store import Session, Store
 
@@ -50,10 +52,14 @@ class SessionTracker:
         return out
 
     def update(self, wall: float) -> None:
-        for lp_id, (lp, _at) in self.state.loadpoints.items():
+        mono = time.monotonic()
+        for lp_id, (lp, at) in self.state.loadpoints.items():
+            # when this state arrived: a controller that stopped leaves its last (retained) state
+            # behind, and a session must not grow on it
+            seen = wall - (mono - at)
             plugged = lp.session_duration_s is not None and lp.status != "no_vehicle"
             stored = self.stored.pop(lp_id, None)
-            if stored is not None and not (plugged and abs(stored.start - (wall - (lp.session_duration_s or 0)))
+            if stored is not None and not (plugged and abs(stored.start - (seen - (lp.session_duration_s or 0)))
                                            < RESUME_S):
                 stored.end = stored.last  # the car left while the http-api was not watching
                 self._touch(stored)
@@ -61,10 +67,10 @@ class SessionTracker:
             session = self.open.get(lp_id)
             if plugged:
                 if session is None:
-                    session = stored or Session(None, lp_id, lp.charger_id, wall - (lp.session_duration_s or 0.0),
-                                                None, wall, None)
+                    session = stored or Session(None, lp_id, lp.charger_id, seen - (lp.session_duration_s or 0.0),
+                                                None, seen, None)
                     self.open[lp_id] = session
-                session.last = wall
+                session.last = max(session.last, seen)
                 if lp.session_energy_wh is not None:
                     session.energy_wh = lp.session_energy_wh
                 self._touch(session)
@@ -74,8 +80,8 @@ class SessionTracker:
 
     def integrate(self, wall: float, dt: float, previous: Flow) -> None:
         fraction = pv_fraction(previous)
-        if fraction is None:
-            return
+        if fraction is None or not self.open or loadpoint_problem(self.state, time.monotonic()) is not None:
+            return  # no current flow, or the controller's word on the charging power is old
         for lp_id, session in self.open.items():
             lp = self.state.loadpoints[lp_id][0]
             power = lp.power_w if lp.charging and lp.power_w else 0.0
@@ -115,8 +121,17 @@ def to_csv(docs: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore", lineterminator="\r\n")
     writer.writeheader()
     for doc in docs:
-        writer.writerow({k: "" if doc.get(k) is None else doc[k] for k in CSV_FIELDS})
+        writer.writerow({k: _cell(doc.get(k)) for k in CSV_FIELDS})
     return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A spreadsheet must not run a name from the bus as a formula (CSV injection)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def _iso(ts: float) -> str:
