@@ -191,6 +191,7 @@ async def test_a_paused_replica_wakes_fenced_and_commands_run_once(
         repeat = await bus.request(command, m.SetPowerLimit(limit_pct=40, request_id="before"), timeout=10)
         assert again.status == "ok" and repeat == first  # the previous owner's result, not a new run
 
+        await asyncio.sleep(INTERVAL_S)  # the survivor's poll right after its command is out
         procs[victim].proc.send_signal(signal.SIGCONT)
         woke = time.monotonic()
         await asyncio.sleep(3)
