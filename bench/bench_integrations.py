@@ -15,7 +15,7 @@ from wattbus import codec
 from wattbus import messages as m
 from wattbus.counters import Counters
 from wattbus.log import get_logger
-from wattbus_integrations import discovery, model
+from wattbus_integrations import hass_discovery, model
 from wattbus_integrations.http_push import HttpPusher
 from wattbus_integrations.render import HttpOut, render
 from wattbus_integrations.rules import HttpTarget, load_rules
@@ -45,7 +45,7 @@ def _render_all() -> int:
 
 
 RULES = load_rules(EXAMPLES, ["integrations/"])
-SETTINGS = discovery.Settings()
+SETTINGS = hass_discovery.HassDiscoverySettings()
 
 
 def _discovery_all() -> None:
@@ -53,7 +53,7 @@ def _discovery_all() -> None:
         meta = m.DeviceMeta(device_id=reading.device_id, kind=model.kind_of(reading),  # type: ignore[arg-type]
                             source="bench", protocol="simulated", capabilities=["set_charge_current", "set_relay"])
         present = {k for k, v in model.values_of(reading).items() if v is not None}
-        codec.encode(discovery.device_config(SETTINGS, meta, model.kind_of(reading), present))
+        codec.encode(hass_discovery.device_config(SETTINGS, meta, model.kind_of(reading), present))
 
 
 async def _http_rate(count: int = 300) -> float:

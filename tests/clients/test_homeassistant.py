@@ -19,7 +19,7 @@ import pytest
 from wattbus import codec, topics
 from wattbus import messages as m
 from wattbus.bus import Message
-from wattbus_integrations import discovery
+from wattbus_integrations.hass_discovery import HassDiscoverySettings, messages
 
 from tests.support.bus_helpers import started_bus, until
 from tests.support.servers import Mosquitto
@@ -84,9 +84,9 @@ async def replayed_configs(broker: Mosquitto, tmp_path: Path, start_service: Cal
 
 def per_entity(configs: dict[str, str]) -> list[dict[str, str]]:
     """The same configs in the per-entity form (discovery_per_entity = true), as the service splits them."""
-    settings = discovery.Settings(prefix=PREFIX, per_entity=True)
+    settings = HassDiscoverySettings(prefix=PREFIX, per_entity=True)
     return [{"topic": topic, "payload": json.dumps(doc)} for device_topic, payload in sorted(configs.items())
-            for topic, doc in discovery.messages(settings, device_topic.split("/")[2], json.loads(payload)).items()]
+            for topic, doc in messages(settings, device_topic.split("/")[2], json.loads(payload)).items()]
 
 
 def broken(configs: dict[str, str]) -> list[dict[str, str]]:

@@ -10,7 +10,7 @@ from wattbus.config import ConfigError
 from wattbus_integrations import model
 from wattbus_integrations.render import HttpOut, MqttOut, render
 from wattbus_integrations.rules import load_rules
-from wattbus_integrations.template import Template, TemplateError
+from wattbus_integrations.template_engine import Template, TemplateError
 
 from tests.integrations.helpers import EXAMPLES, metas, readings
 

@@ -19,28 +19,29 @@ from wattbus.bus import Message
 from wattbus.config import ConfigError, LoadedConfig
 from wattbus.runner import Service, ServiceContext, Subcommand
 
-from . import discovery, model
+from . import hass_discovery, model
 from .config import Config
 from .hass import HomeAssistant
+from .hass_discovery import HassDiscoverySettings
 from .render import render
+from .rule_runner import RuleRunner
 from .rules import load_rules
-from .templates import Templates
 
 NAME = "integrations"
 
 
-def settings_of(cfg: Config, instance: str) -> discovery.Settings:
-    return discovery.Settings(prefix=cfg.discovery_prefix,
-                              service_availability=topics.service_availability(NAME, instance),
-                              loadpoint_availability=topics.service_availability("surplus-controller",
-                                                                                 cfg.loadpoint_instance),
-                              origin_name=cfg.origin_name, per_entity=cfg.discovery_per_entity)
+def settings_of(cfg: Config, instance: str) -> HassDiscoverySettings:
+    return HassDiscoverySettings(prefix=cfg.discovery_prefix,
+                                 service_availability=topics.service_availability(NAME, instance),
+                                 loadpoint_availability=topics.service_availability("surplus-controller",
+                                                                                    cfg.loadpoint_instance),
+                                 origin_name=cfg.origin_name, per_entity=cfg.discovery_per_entity)
 
 
 async def run(ctx: ServiceContext[Config]) -> None:
     cfg = ctx.config
     rules = load_rules(cfg.template_files, cfg.mqtt_prefixes)
-    templates = Templates(rules, ctx.bus, ctx.counters, ctx.log.child("templates"))
+    templates = RuleRunner(rules, ctx.bus, ctx.counters, ctx.log.child("templates"))
     hass = HomeAssistant(ctx.bus, settings_of(cfg, ctx.instance), ctx.counters, ctx.log.child("hass"),
                          republish_delay_max_s=cfg.republish_delay_max_s, command_timeout_s=cfg.command_timeout_s)
 
@@ -163,7 +164,7 @@ def _discovery_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _discovery(args: argparse.Namespace, _loaded: LoadedConfig) -> int:
-    settings = discovery.Settings(prefix=args.prefix, service_availability=topics.service_availability(NAME, "main"))
+    settings = HassDiscoverySettings(prefix=args.prefix, service_availability=topics.service_availability(NAME, "main"))
     meta_doc = codec.decode(Path(args.meta).read_bytes(), m.DeviceMeta) if args.meta else None
     readings, bad = _read_readings(args.readings)
     for reading in readings:
@@ -171,8 +172,8 @@ def _discovery(args: argparse.Namespace, _loaded: LoadedConfig) -> int:
         meta = meta_doc or m.DeviceMeta(device_id=reading.device_id, kind=kind,  # type: ignore[arg-type]
                                         source="cli", protocol="simulated")
         present = {k for k, v in model.values_of(reading).items() if v is not None}
-        config = discovery.device_config(settings, meta, kind, present)
-        print(discovery.config_topic(settings, discovery.object_id(meta.device_id)))
+        config = hass_discovery.device_config(settings, meta, kind, present)
+        print(hass_discovery.config_topic(settings, hass_discovery.object_id(meta.device_id)))
         print(codec.encode(config).decode())
     return 1 if bad else 0
 

@@ -15,9 +15,9 @@ from wattbus.bus import Bus, Message
 from wattbus.counters import Counters
 from wattbus.log import Logger
 
-from . import discovery, model
+from . import hass_discovery, model
 from .catalog import ControlSpec, arg_info, controls_for, range_sources
-from .discovery import Settings
+from .hass_discovery import HassDiscoverySettings
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Tracked:
 
 
 class HomeAssistant:
-    def __init__(self, bus: Bus, settings: Settings, counters: Counters, log: Logger, *,
+    def __init__(self, bus: Bus, settings: HassDiscoverySettings, counters: Counters, log: Logger, *,
                  republish_delay_max_s: float, command_timeout_s: float) -> None:
         self.bus = bus
         self.settings = settings
@@ -62,13 +62,13 @@ class HomeAssistant:
         self.bus.subscribe(f"{prefix}/status", bytes, self.on_ha_status)
         self.bus.subscribe(f"{prefix}/device/+/config", bytes, self.on_config_seen)
         self.bus.subscribe(f"{prefix}/+/+/+/config", bytes, self.on_config_seen)  # per-entity configs
-        self.bus.subscribe(discovery.command_filter(self.settings), bytes, self.on_command)
+        self.bus.subscribe(hass_discovery.command_filter(self.settings), bytes, self.on_command)
 
     # ------------------------------------------------------------------ bus state in
 
     def on_meta(self, msg: Message[bytes]) -> None:
         device_id = topics.parse(msg.topic).ident or ""
-        obj = discovery.object_id(device_id)
+        obj = hass_discovery.object_id(device_id)
         if not msg.payload:  # the bridge deleted the device: so does Home Assistant
             self.remove(obj, "device meta deleted")
             return
@@ -88,11 +88,11 @@ class HomeAssistant:
                 self.publish(child)
 
     def meta_of(self, device_id: str) -> m.DeviceMeta | None:
-        tracked = self.devices.get(discovery.object_id(device_id))
+        tracked = self.devices.get(hass_discovery.object_id(device_id))
         return tracked.meta if tracked is not None else None
 
     def on_reading(self, reading: m.ReadingBase) -> None:
-        tracked = self.devices.get(discovery.object_id(reading.device_id))
+        tracked = self.devices.get(hass_discovery.object_id(reading.device_id))
         if tracked is None or tracked.meta is None:
             return  # no meta yet: nothing to name the device by
         values = model.values_of(reading)
@@ -106,14 +106,14 @@ class HomeAssistant:
             self.publish(tracked)
 
     def on_availability(self, msg: Message[bytes]) -> None:
-        tracked = self.devices.get(discovery.object_id(topics.parse(msg.topic).ident or ""))
+        tracked = self.devices.get(hass_discovery.object_id(topics.parse(msg.topic).ident or ""))
         if tracked is not None:
             offline = msg.payload == m.OFFLINE.encode()
             tracked.offline_since = (tracked.offline_since or time.monotonic()) if offline else None
 
     def on_loadpoint(self, msg: Message[bytes]) -> None:
         loadpoint_id = topics.parse(msg.topic).ident or ""
-        obj = discovery.loadpoint_object_id(loadpoint_id)
+        obj = hass_discovery.loadpoint_object_id(loadpoint_id)
         if not msg.payload:
             self.remove(obj, "loadpoint state deleted")
             return
@@ -130,13 +130,13 @@ class HomeAssistant:
 
     def config_of(self, tracked: Tracked) -> dict[str, Any] | None:
         if tracked.loadpoint is not None:
-            return discovery.loadpoint_config(self.settings, tracked.loadpoint)
+            return hass_discovery.loadpoint_config(self.settings, tracked.loadpoint)
         if tracked.meta is None or tracked.kind is None or not tracked.present:
             return None  # no value read yet: wait rather than announce an empty device
         parent = tracked.meta.parent_id
         if parent is not None and self.parents_awaited and self.meta_of(parent) is None:
             return None
-        config = discovery.device_config(self.settings, tracked.meta, tracked.kind, tracked.present,
+        config = hass_discovery.device_config(self.settings, tracked.meta, tracked.kind, tracked.present,
                                          lookup=self.meta_of, values=tracked.last)
         return config if config["cmps"] else None
 
@@ -144,7 +144,8 @@ class HomeAssistant:
         config = self.config_of(tracked)
         if config is None:
             return
-        payloads = {t: codec.encode(doc) for t, doc in discovery.messages(self.settings, tracked.obj, config).items()}
+        docs = hass_discovery.messages(self.settings, tracked.obj, config)
+        payloads = {t: codec.encode(doc) for t, doc in docs.items()}
         if payloads == tracked.published and not force:
             return
         for topic, payload in payloads.items():

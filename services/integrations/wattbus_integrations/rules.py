@@ -27,7 +27,7 @@ from msgspec import Meta, Struct, field
 from wattbus.config import ConfigError
 
 from . import model
-from .template import Template, TemplateError
+from .template_engine import Template, TemplateError
 
 PER_FIELD = {"field", "value", "unit"}
 KINDS = tuple(model.KIND_TYPES)

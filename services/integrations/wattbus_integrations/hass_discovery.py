@@ -23,7 +23,7 @@ ORIGIN_URL = "https://github.com/wattbus/wattbus"
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class HassDiscoverySettings:
     prefix: str = "homeassistant"
     service_availability: str = ""  # this service's availability topic (controls depend on it)
     loadpoint_availability: str = ""  # the surplus controller's availability topic
@@ -42,15 +42,15 @@ def loadpoint_object_id(loadpoint_id: str) -> str:
     return object_id(f"loadpoint-{loadpoint_id}")
 
 
-def config_topic(settings: Settings, obj: str) -> str:
+def config_topic(settings: HassDiscoverySettings, obj: str) -> str:
     return f"{settings.prefix}/device/{obj}/config"
 
 
-def entity_topic(settings: Settings, platform: str, obj: str, key: str) -> str:
+def entity_topic(settings: HassDiscoverySettings, platform: str, obj: str, key: str) -> str:
     return f"{settings.prefix}/{platform}/{obj}/{key}/config"
 
 
-def messages(settings: Settings, obj: str, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def messages(settings: HassDiscoverySettings, obj: str, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The retained configs of one device: its device config, or each entity's with the device."""
     if not settings.per_entity:
         return {config_topic(settings, obj): config}
@@ -59,15 +59,15 @@ def messages(settings: Settings, obj: str, config: dict[str, Any]) -> dict[str, 
             for key, comp in config["cmps"].items()}
 
 
-def command_topic(settings: Settings, obj: str, key: str) -> str:
+def command_topic(settings: HassDiscoverySettings, obj: str, key: str) -> str:
     return f"{settings.prefix}/wattbus/{obj}/{key}/set"
 
 
-def command_filter(settings: Settings) -> str:
+def command_filter(settings: HassDiscoverySettings) -> str:
     return f"{settings.prefix}/wattbus/+/+/set"
 
 
-def origin(settings: Settings) -> dict[str, Any]:
+def origin(settings: HassDiscoverySettings) -> dict[str, Any]:
     return {"name": settings.origin_name, "sw_version": __version__, "support_url": ORIGIN_URL}
 
 
@@ -179,7 +179,7 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def control_component(settings: Settings, obj: str, control: ControlSpec, state_topic: str,
+def control_component(settings: HassDiscoverySettings, obj: str, control: ControlSpec, state_topic: str,
                       availability: list[str], values: Mapping[str, Any] | None = None) -> dict[str, Any]:
     info = arg_info(control.capability, control.arg)
     comp: dict[str, Any] = {"p": control.platform, "unique_id": f"{obj}_{control.key}",
@@ -208,7 +208,7 @@ def control_component(settings: Settings, obj: str, control: ControlSpec, state_
     return comp
 
 
-def device_config(settings: Settings, meta: m.DeviceMeta, kind: str, present: set[str], *,
+def device_config(settings: HassDiscoverySettings, meta: m.DeviceMeta, kind: str, present: set[str], *,
                   lookup: MetaLookup = _no_meta, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The whole discovery document of one device: sensors for the values it reported, its controls.
 
@@ -228,7 +228,7 @@ def device_config(settings: Settings, meta: m.DeviceMeta, kind: str, present: se
     return {"dev": device_block(meta, lookup), "o": origin(settings), "cmps": cmps, "qos": 1}
 
 
-def loadpoint_config(settings: Settings, state: m.LoadpointState) -> dict[str, Any]:
+def loadpoint_config(settings: HassDiscoverySettings, state: m.LoadpointState) -> dict[str, Any]:
     obj = loadpoint_object_id(state.loadpoint_id)
     topic = topics.loadpoint_state(state.loadpoint_id)
     dev: dict[str, Any] = {"identifiers": [obj], "name": f"Loadpoint {state.loadpoint_id}", "manufacturer": "wattbus",

@@ -8,13 +8,13 @@ import msgspec
 import pytest
 from wattbus import codec, topics
 from wattbus import messages as m
-from wattbus_integrations import catalog, discovery, model
+from wattbus_integrations import catalog, hass_discovery, model
 
 from tests.integrations.helpers import SCHEMA, check_component, check_config, metas, readings
 
 RECORDED = readings()
 METAS = metas()
-SETTINGS = discovery.Settings(prefix="homeassistant",
+SETTINGS = hass_discovery.HassDiscoverySettings(prefix="homeassistant",
                               service_availability=topics.service_availability("integrations", "main"),
                               loadpoint_availability=topics.service_availability("surplus-controller", "main"))
 
@@ -22,10 +22,10 @@ SETTINGS = discovery.Settings(prefix="homeassistant",
 def config_for(reading: m.ReadingBase) -> tuple[str, dict[str, Any]]:
     meta = METAS[reading.device_id]
     present = {k for k, v in model.values_of(reading).items() if v is not None}
-    config = discovery.device_config(SETTINGS, meta, model.kind_of(reading), present)
+    config = hass_discovery.device_config(SETTINGS, meta, model.kind_of(reading), present)
     # What goes on the wire is JSON: check the decoded payload, not the Python dict.
     doc = msgspec.json.decode(codec.encode(config))
-    return discovery.config_topic(SETTINGS, discovery.object_id(meta.device_id)), doc
+    return hass_discovery.config_topic(SETTINGS, hass_discovery.object_id(meta.device_id)), doc
 
 
 @pytest.mark.parametrize(("name", "reading", "raw"), RECORDED, ids=[r[0] for r in RECORDED])
@@ -33,10 +33,10 @@ def test_config_follows_home_assistant_schema(name: str, reading: m.ReadingBase,
     topic, doc = config_for(reading)
     assert check_config(topic, doc) == [], name
     meta = METAS[reading.device_id]
-    assert doc["dev"]["identifiers"] == [discovery.object_id(meta.device_id)]
+    assert doc["dev"]["identifiers"] == [hass_discovery.object_id(meta.device_id)]
     assert doc["o"]["name"] == "wattbus"
     if meta.parent_id:
-        assert doc["dev"]["via_device"] == discovery.object_id(meta.parent_id)
+        assert doc["dev"]["via_device"] == hass_discovery.object_id(meta.parent_id)
     unique = [c["unique_id"] for c in doc["cmps"].values()]
     assert len(unique) == len(set(unique))
     for comp in doc["cmps"].values():
@@ -106,7 +106,7 @@ def test_value_templates_render_the_reading_in_jinja(name: str, reading: m.Readi
 
 def test_controls_follow_the_schema_and_the_contract_limits() -> None:
     charger = METAS["goe-203040"]
-    doc = msgspec.json.decode(codec.encode(discovery.device_config(SETTINGS, charger, "charger", {"power_w"})))
+    doc = msgspec.json.decode(codec.encode(hass_discovery.device_config(SETTINGS, charger, "charger", {"power_w"})))
     cmps = doc["cmps"]
     assert {"charge_current", "charging", "phases"} <= set(cmps)
     number = cmps["charge_current"]
@@ -118,22 +118,22 @@ def test_controls_follow_the_schema_and_the_contract_limits() -> None:
         topics.device_availability("goe-shelly-bridge", "goe-203040"), SETTINGS.service_availability]
     assert cmps["phases"]["options"] == ["1", "3"]
     relay = METAS["shellyplus1pm-a8032ab12345"]
-    rdoc = msgspec.json.decode(codec.encode(discovery.device_config(SETTINGS, relay, "relay", {"on"})))
-    assert check_config(discovery.config_topic(SETTINGS, "wattbus-x"), rdoc) == []
+    rdoc = msgspec.json.decode(codec.encode(hass_discovery.device_config(SETTINGS, relay, "relay", {"on"})))
+    assert check_config(hass_discovery.config_topic(SETTINGS, "wattbus-x"), rdoc) == []
     assert rdoc["cmps"]["relay"]["p"] == "switch"
     battery = METAS["givenergy-ce2146g123"]
-    bdoc = msgspec.json.decode(codec.encode(discovery.device_config(SETTINGS, battery, "battery", {"soc_pct"})))
+    bdoc = msgspec.json.decode(codec.encode(hass_discovery.device_config(SETTINGS, battery, "battery", {"soc_pct"})))
     assert (bdoc["cmps"]["battery_reserve"]["min"], bdoc["cmps"]["battery_reserve"]["max"]) == (4, 100)
     assert bdoc["cmps"]["battery_mode"]["options"] == ["eco", "eco_paused", "timed_demand", "timed_export"]
     meter = METAS["emh-1emh0012345678"]
-    mdoc = discovery.device_config(SETTINGS, meter, "meter", {"power_w"})
+    mdoc = hass_discovery.device_config(SETTINGS, meter, "meter", {"power_w"})
     assert all(c["p"] == "sensor" for c in mdoc["cmps"].values()), "a meter has nothing to control"
 
 
 def test_loadpoint_device_has_mode_select_and_limits() -> None:
     state = m.LoadpointState(loadpoint_id="garage", mode="pv", charger_id="goe-203040", power_w=4100.0)
-    doc = msgspec.json.decode(codec.encode(discovery.loadpoint_config(SETTINGS, state)))
-    assert check_config(discovery.config_topic(SETTINGS, discovery.loadpoint_object_id("garage")), doc) == []
+    doc = msgspec.json.decode(codec.encode(hass_discovery.loadpoint_config(SETTINGS, state)))
+    assert check_config(hass_discovery.config_topic(SETTINGS, hass_discovery.loadpoint_object_id("garage")), doc) == []
     mode = doc["cmps"]["mode"]
     assert mode["options"] == ["off", "now", "minpv", "pv"]
     assert mode["state_topic"] == topics.loadpoint_state("garage")
@@ -156,7 +156,7 @@ def test_data_files_load_and_match_the_contract() -> None:
 
 
 def test_object_ids_keep_to_home_assistants_character_class() -> None:
-    assert discovery.object_id("tcp:192.0.2.1.unit-1") == "wattbus-tcp_192_0_2_1_unit-1"
+    assert hass_discovery.object_id("tcp:192.0.2.1.unit-1") == "wattbus-tcp_192_0_2_1_unit-1"
     with pytest.raises(catalog.CatalogError, match="no command"):
         catalog.arg_info("set_warp_drive", "speed")
 
@@ -181,7 +181,7 @@ def test_device_names_tell_devices_apart_by_serial_and_parent() -> None:
         meta("aps-80-panel-1", kind="string", manufacturer="APsystems", serial="80-1", parent_id="aps-80"),
         meta("giv-9-grid", kind="meter", manufacturer="GivEnergy", model="CT clamp", parent_id="giv-9"),
     )}
-    labels = {i: discovery.device_label(d, known.get) for i, d in known.items()}
+    labels = {i: hass_discovery.device_label(d, known.get) for i, d in known.items()}
     assert labels == {
         "goe-1": "go-e go-eCharger 11 kW 1", "goe-2": "go-e go-eCharger 11 kW 2",
         "fr-7": "Fronius Symo 7", "fr-7-mppt1": "Fronius Symo 7 String 1",
@@ -190,14 +190,14 @@ def test_device_names_tell_devices_apart_by_serial_and_parent() -> None:
         "aps-80-panel-1": "APsystems QS1 80 panel-1",
         "giv-9-grid": "giv-9 grid",  # parent never announced: its id stands in
     }
-    assert discovery.device_block(known["fr-7-mppt1"], known.get)["name"] == labels["fr-7-mppt1"]
+    assert hass_discovery.device_block(known["fr-7-mppt1"], known.get)["name"] == labels["fr-7-mppt1"]
 
 
 def test_charge_current_range_follows_the_limits_the_bridge_reports() -> None:
     charger = METAS["goe-203040"]
 
     def number(values: dict[str, Any]) -> tuple[Any, Any]:
-        doc = discovery.device_config(SETTINGS, charger, "charger", {"power_w"}, values=values)
+        doc = hass_discovery.device_config(SETTINGS, charger, "charger", {"power_w"}, values=values)
         return doc["cmps"]["charge_current"]["min"], doc["cmps"]["charge_current"]["max"]
 
     assert number({}) == (6, 32)  # nothing reported: the contract's range

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the HTTP client is imported only when a rule pushes over HT
     from .http_push import HttpPusher
 
 
-class Templates:
+class RuleRunner:
     def __init__(self, rules: list[Rule], bus: Bus, counters: Counters, log: Logger) -> None:
         self.rules = rules
         self.bus = bus
