@@ -137,7 +137,7 @@ class HomeAssistant:
         if parent is not None and self.parents_awaited and self.meta_of(parent) is None:
             return None
         config = hass_discovery.device_config(self.settings, tracked.meta, tracked.kind, tracked.present,
-                                         lookup=self.meta_of, values=tracked.last)
+                                              lookup=self.meta_of, values=tracked.last)
         return config if config["cmps"] else None
 
     def publish(self, tracked: Tracked, force: bool = False) -> None:
