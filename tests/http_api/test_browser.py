@@ -1,4 +1,4 @@
-"""The web UI in headless chromium on a phone-sized screen: live flow, screenshot, mode switch."""
+"""The web UI in headless chromium on a phone-sized screen: live flow, screenshot, mode switch, current range."""
 
 from __future__ import annotations
 
@@ -60,6 +60,22 @@ async def test_live_page_screenshot_and_mode_switch(broker: Mosquitto, house: An
         await wait_js(browser, "document.getElementById('lp-garage-mode').dataset.mode === 'now'", "UI shows now")
         assert await browser.eval("document.getElementById('command-status').dataset.result") == "ok"
         await browser.screenshot(tmp_path / "ui-now.png")
+
+        # The current range from the card's editor: the controller takes it, the card shows it.
+        await browser.eval("document.querySelector('#lp-garage details.limits-edit').open = true")
+        await browser.eval("document.getElementById('lp-garage-min-input').value = '7';"
+                           "document.getElementById('lp-garage-max-input').value = '12';"
+                           "document.getElementById('lp-garage-set-limits').click()")
+        await until(lambda: bool(states) and (states[-1].min_current_a, states[-1].max_current_a) == (7, 12), 20,
+                    "controller range 7-12 A on the bus")
+        await wait_js(browser, "document.getElementById('lp-garage-limits').textContent === '7–12 A'",
+                      "the card shows 7–12 A")
+        # A range the controller cannot take is refused next to the field, before anything is sent.
+        # (one evaluation: the card is rebuilt with each summary)
+        problem = await browser.eval("document.getElementById('lp-garage-min-input').value = '14';"
+                                     "document.getElementById('lp-garage-set-limits').click();"
+                                     "document.getElementById('lp-garage-limits-problem').textContent")
+        assert problem == "min above max"
     finally:
         await browser.close()
         await watcher.stop()

@@ -1,8 +1,6 @@
-// wattbus web UI: live summary over server-sent events (with the gateway's verdict on how live it is),
-// mode switch over the REST API.
+// wattbus web UI: live summary over server-sent events (with the gateway's verdict on how live it is);
+// the loadpoint cards are in loadpoint.js, the history in history.js.
 "use strict";
-const MODES = ["off", "now", "minpv", "pv"];
-const MODE_LABELS = { off: "Off", now: "Now", minpv: "Min+PV", pv: "PV" };
 const $ = (id) => document.getElementById(id);
 
 function watts(v) {
@@ -67,90 +65,6 @@ function el(tag, attrs, text) {
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
   if (text !== undefined) node.textContent = text;
   return node;
-}
-
-function renderLoadpoints(list) {
-  const box = $("loadpoints");
-  if (!list.length) return;
-  box.replaceChildren(...list.map((lp) => {
-    const card = el("div", { class: "lp", id: "lp-" + lp.loadpoint_id });
-    const row = el("div", { class: "row" });
-    row.append(el("strong", {}, lp.loadpoint_id),
-               el("span", { id: "lp-" + lp.loadpoint_id + "-mode", "data-mode": lp.mode }, MODE_LABELS[lp.mode] || lp.mode));
-    const modes = el("div", { class: "modes", role: "group" });
-    for (const mode of MODES) {
-      const b = el("button", { type: "button", "data-lp": lp.loadpoint_id, "data-mode": mode }, MODE_LABELS[mode]);
-      if (mode === lp.mode) b.classList.add("on");
-      b.addEventListener("click", () => switchMode(lp.loadpoint_id, mode, b));
-      modes.append(b);
-    }
-    card.append(row, modes, ...loadpointDetails(lp));
-    card.classList.toggle("stale", !!lp.stale);
-    if (lp.stale) card.append(el("p", { class: "alert" }, `as of ${Math.round(lp.age_s)} s ago: ${lp.stale_reason}`));
-    if (lp.alert) card.append(el("p", { class: "alert" }, lp.alert));
-    return card;
-  }));
-}
-
-// The controller's one-word status, as a person reads it.
-const STATUS_TEXT = {
-  no_vehicle: "no car connected", vehicle_full: "car full", safe_state: "held safe", mode_off: "off",
-  waiting_for_surplus: "waiting for surplus", waiting_delay: "waiting (start/stop delay)",
-  waiting_import_window: "waiting for the import window", charging_now: "charging at full power",
-  charging_at_minimum: "charging at minimum current", charging_from_surplus: "charging from surplus",
-};
-
-function sessionText(lp) {
-  if (lp.session_duration_s === null || lp.session_duration_s === undefined) return "no session";
-  const wh = lp.session_energy_wh;
-  const energy = wh === null || wh === undefined ? "– kWh" : wh >= 1000 ? (wh / 1000).toFixed(2) + " kWh" : Math.round(wh) + " Wh";
-  const min = Math.floor(lp.session_duration_s / 60);
-  const time = min < 60 ? `${min} min` : `${Math.floor(min / 60)} h ${String(min % 60).padStart(2, "0")} min`;
-  return `${energy} in ${time}`;
-}
-
-// Session, power and current, limits, and why (not) charging: label/value rows.
-function loadpointDetails(lp) {
-  const id = "lp-" + lp.loadpoint_id;
-  const status = STATUS_TEXT[lp.status] || lp.status || (lp.charging ? "charging" : "not charging");
-  const phases = lp.phases ? `${lp.phases} phase${lp.phases > 1 ? "s" : ""}` : "? phases";
-  const rows = [
-    ["status", "Status", status + (lp.reason ? ` – ${lp.reason}` : "")],
-    ["session", "Session", sessionText(lp)],
-    ["power", "Power", `${watts(lp.power_w)} · ${phases} · ${lp.set_current_a === null ? "–" : lp.set_current_a + " A"}`],
-    ["limits", "Current range", `${lp.min_current_a}–${lp.max_current_a} A`],
-  ];
-  if (lp.surplus_w !== null && lp.surplus_w !== undefined) rows.push(["surplus", "Surplus", watts(lp.surplus_w)]);
-  const list = el("dl", { class: "lp-details" });
-  for (const [key, label, value] of rows) {
-    list.append(el("dt", {}, label), el("dd", { id: `${id}-${key}`, "data-status": key === "status" ? lp.status || "" : "" }, value));
-  }
-  return [list];
-}
-
-async function switchMode(lp, mode, button) {
-  const status = $("command-status");
-  button.disabled = true;
-  status.textContent = `switching ${lp} to ${MODE_LABELS[mode]}…`;
-  try {
-    const headers = { "Content-Type": "application/json" };
-    const token = localStorage.getItem("wattbus-token");
-    if (token) headers.Authorization = "Bearer " + token;
-    const res = await fetch(`/api/v1/loadpoints/${encodeURIComponent(lp)}/mode`,
-                            { method: "PUT", headers, body: JSON.stringify({ mode }) });
-    const body = await res.json();
-    if (res.status === 401) {
-      const given = prompt("This needs the API token ([http-api] token):");
-      if (given) { localStorage.setItem("wattbus-token", given); return switchMode(lp, mode, button); }
-    }
-    status.textContent = res.ok ? `${lp}: ${MODE_LABELS[mode]} (${body.status})`
-                                : `${lp}: ${body.status || res.status} – ${body.message || body.error || ""}`;
-    status.dataset.result = body.status || String(res.status);
-  } catch (err) {
-    status.textContent = "request failed: " + err;
-  } finally {
-    button.disabled = false;
-  }
 }
 
 function renderDevices(list) {
