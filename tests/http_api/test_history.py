@@ -239,12 +239,15 @@ def test_periods_cut_at_local_boundaries() -> None:
 
 def test_unusable_history_file_keeps_the_service_up(broker: Mosquitto, tmp_path: Path,
                                                     http_api: Callable[..., HttpApi]) -> None:
-    """A history_file that cannot be opened (here a directory): the API says so, the page keeps working."""
+    """A history_file that cannot be opened (here a directory): the API says so, the page keeps working.
+    With a token set and no trusted network, history and sessions stay open reads; writes do not."""
     blocked = tmp_path / "not-a-file"
     blocked.mkdir()
-    api = http_api(f'history_file = "{blocked}"')
+    api = http_api(f'history_file = "{blocked}"\ntoken = "s3cret-history"\ntrusted_networks = []')
     status, doc, _ = api.call("GET", "/api/v1/history?range=week")
     assert status == 200 and doc["persistent"] is False, doc
     assert f"history_file = '{blocked}' cannot be used" in doc["problem"], doc["problem"]
     assert api.call("GET", "/api/v1/sessions.csv")[1].startswith("id,loadpoint_id,")  # in memory, still answered
     assert "history not kept on disk" in api.proc.output()
+    status, refused, _ = api.call("PUT", "/api/v1/loadpoints/garage/limits", {"max_current_a": 10})
+    assert status == 401 and refused["where"] == "header.Authorization", refused
