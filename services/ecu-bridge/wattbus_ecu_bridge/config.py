@@ -6,6 +6,7 @@ import re
 from typing import Annotated
 
 from msgspec import Meta, Struct, field
+from wattbus.bridge.ownership import DEFAULT_LEASE_S
 from wattbus.config import ServiceCommon
 
 ClockTime = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM local time")]
@@ -58,6 +59,8 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # aps2mqtt's Home Assistant discovery (MQTT_DISCOVERY_ENABLED): its entities, unique ids and
     # state topics, retained under this prefix; implies aps2mqtt_topics (the entities read them).
     aps2mqtt_discovery: bool = False
+    # `--scale` replicas share the devices (wattbus.bridge.ownership); 0 = poll every device here
+    lease_s: Annotated[float, Meta(ge=0, le=600)] = DEFAULT_LEASE_S
     aps2mqtt_discovery_prefix: Annotated[str, Meta(pattern=r"^[^#+\s]+$")] = "homeassistant"
     # Poll ECUs the discovery service announces (configured ECUs win), with these settings.
     adopt: bool = True

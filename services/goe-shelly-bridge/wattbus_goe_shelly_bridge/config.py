@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from msgspec import Meta, Struct
+from wattbus.bridge.ownership import DEFAULT_LEASE_S
 from wattbus.config import ServiceCommon, read_secret
 
 Url = Annotated[str, Meta(pattern=r"^https?://[^/\s]+/?$", description="http://host[:port] of the device")]
@@ -32,6 +33,8 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     poll_interval_s: Annotated[float, Meta(ge=0.2, le=3600)] = 2.0
     timeout_s: Annotated[float, Meta(gt=0, le=60)] = 3.0
     max_backoff_s: Annotated[float, Meta(ge=1, le=3600)] = 60.0
+    # `--scale` replicas share the devices (wattbus.bridge.ownership); 0 = poll every device here
+    lease_s: Annotated[float, Meta(ge=0, le=600)] = DEFAULT_LEASE_S
     offline_after_failures: Annotated[int, Meta(ge=1, le=100)] = 2
     confirm_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0  # read-back after a write
     # Poll go-e chargers and Shellies the discovery service announces (configured devices win).

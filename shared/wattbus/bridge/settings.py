@@ -8,6 +8,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from ..config import ServiceCommon
+from .ownership import DEFAULT_LEASE_S
 
 
 class PollSettings(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
@@ -16,3 +17,5 @@ class PollSettings(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # A device that fails this many polls in a row is offline; polls back off up to max_backoff_s.
     offline_after_failures: Annotated[int, Meta(ge=1, le=100)] = 3
     max_backoff_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0
+    # `--scale` replicas share the devices (wattbus.bridge.ownership); 0 = poll every device here
+    lease_s: Annotated[float, Meta(ge=0, le=600)] = DEFAULT_LEASE_S
