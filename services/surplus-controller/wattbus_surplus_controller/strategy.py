@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Literal
 
 from .config import LoadpointConfig
-from .model import ChargerView, PhaseBudget, Phases, Setting, Settings, amps_for
+from .model import ChargerView, PhaseBudget, Phases, Setting, Settings, amps_for, ema, ride_weight
 from .sky import SkyWatch
 from .window import ImportWindow
 
@@ -78,8 +78,8 @@ class Loadpoint:
         """Exponential average of the surplus: one cloud edge must not decide the phases."""
         if available_w is None:
             return
-        self._slow_w = _ema(self._slow_w, available_w, dt, self.cfg.phase_tau_s)
-        self._fast_w = _ema(self._fast_w, available_w, dt, self.cfg.raise_tau_s)
+        self._slow_w = ema(self._slow_w, available_w, dt, self.cfg.phase_tau_s)
+        self._fast_w = ema(self._fast_w, available_w, dt, self.cfg.raise_tau_s)
 
     def _switch_phases(self, now: float, phases: Phases, available_w: float, charging: bool) -> None:
         if charging:
@@ -265,21 +265,14 @@ class Loadpoint:
         min_power = self.power_at(self.settings.min_current_a, s.phases)
         target = amps_for(available_w + self._round_w, cfg.voltage_v, s.phases)
         if target < self.settings.min_current_a:
-            # what the battery's cloud buffer covers is not import: only the rest is booked, also
-            # while settling (import right after a start or switch is import all the same). A dip
-            # the surplus still half covers books its import as it is; a deeper one books it times
-            # half the minimum over the surplus, up to 4x (a kettle with the car at the 1p minimum:
-            # 1.4 kW import for no PV; measured at 0.8 kWh PV per kWh import against ~4.5 for
-            # shallow rides). Measured on the whole bench: less import at the same car share
-            short_w = max(0.0, min_power - available_w - buffered_w)
-            cover = min(1.0, max(0.0, available_w + buffered_w) / min_power)
-            weight = min(4.0, max(1.0, 0.5 / max(cover, 0.125)))
-            if s.phases == 3 and cfg.phases == "auto" \
-                    and available_w + buffered_w >= self.power_at(self.settings.min_current_a, 1):
-                # 1p would take this surplus without import: riding on 3p buys no PV, only the
-                # way back up when the sun returns soon; it gets half the allowance
-                weight *= 2.0
-            self._deficit_wh += short_w * dt / 3600.0 * weight
+            # what the battery's cloud buffer covers is not import: only the rest is booked (also
+            # while settling: import right after a start or switch is import all the same), and
+            # weighted by what the ride buys (model.ride_weight)
+            covered_w = available_w + buffered_w
+            one_phase = s.phases == 3 and cfg.phases == "auto" \
+                and covered_w >= self.power_at(self.settings.min_current_a, 1)
+            self._deficit_wh += max(0.0, min_power - covered_w) * dt / 3600.0 \
+                * ride_weight(covered_w / min_power, one_phase)
             if not settling:
                 self._deficit_since = self._deficit_since if self._deficit_since is not None else now
             s.current_a, self._raise_since = self.settings.min_current_a, None
@@ -404,10 +397,3 @@ class Loadpoint:
         # pauses and ramps while the meter may already show it drawing
         return enabled and now < self._settle_until and (charger.power_w or 0.0) < self.power_at(current, phases) / 2
 
-
-def _ema(average: float | None, value: float, dt: float, tau_s: float) -> float:
-    if average is None or tau_s <= 0:
-        return value
-    moved = average + (value - average) * min(1.0, dt / tau_s)
-    # snap when within 1 W: an average that only approaches a whole-amp boundary would stay one amp short
-    return value if abs(value - moved) < 1.0 else moved
