@@ -34,8 +34,10 @@ class ConfigError(ValueError):
 
 
 class ConfigStruct(Struct, kw_only=True, forbid_unknown_fields=True):
-    """The base of config Structs: keys by name only, and a key it does not know is an error that
-    names it (a typo must never be ignored silently). Subclasses inherit both."""
+    """The base of config Structs: a key it does not know is an error that names it (a typo must
+    never be ignored silently); subclasses inherit that. msgspec applies kw_only only to the fields
+    of the class that says it, so a subclass whose fields are to be keyword-only (or that has a
+    required field after optional ones) says `kw_only=True` itself."""
 
 
 class BusConfig(ConfigStruct):

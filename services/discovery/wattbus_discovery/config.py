@@ -33,7 +33,7 @@ def _private_networks(values: list[str], key: str) -> list[ipaddress.IPv4Network
     return nets
 
 
-class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
+class Config(ServiceCommon, kw_only=True):
     networks: list[str] = []  # CIDRs to sweep; empty = the host's own private /24s
     deny: list[str] = []  # addresses or CIDRs never contacted
     max_hosts: Annotated[int, Meta(ge=1, le=65536)] = 4096

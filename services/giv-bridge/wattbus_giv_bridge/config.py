@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from msgspec import Meta, Struct
+from msgspec import Meta
 from wattbus.bridge.settings import PollSettings
+from wattbus.config import ConfigStruct
 
 INVERTER_ADDRESS = 0x31  # normal polling of AC / Gen1 hybrid units (0x11 also reports to the cloud)
 
 
-class InverterConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+class InverterConfig(ConfigStruct, kw_only=True):
     host: str
     port: Annotated[int, Meta(ge=1, le=65535)] = 8899
     batteries: Annotated[int, Meta(ge=0, le=6)] = 1
@@ -21,7 +22,7 @@ class InverterConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     battery_max_power_w: Annotated[float, Meta(gt=0, le=20000)] = 2600.0  # the inverter's battery limit
 
 
-class Config(PollSettings, kw_only=True, forbid_unknown_fields=True):
+class Config(PollSettings, kw_only=True):
     inverters: list[InverterConfig] = []
     poll_interval_s: Annotated[float, Meta(ge=1, le=3600)] = 15.0  # a dongle serves one request at a time
     offline_after_failures: Annotated[int, Meta(ge=1, le=100)] = 1  # a dongle that drops a poll is gone

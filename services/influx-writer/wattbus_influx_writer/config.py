@@ -14,7 +14,7 @@ from wattbus.config import ConfigError, ServiceCommon
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
-class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
+class Config(ServiceCommon, kw_only=True):
     url: str = "http://127.0.0.1:8086"
     api: Literal["v1", "v2"] = "v1"
     # v1 (InfluxDB 1.x, the Home Assistant add-on, VictoriaMetrics /write)

@@ -10,7 +10,7 @@ from wattbus.config import ConfigError, ServiceCommon
 from .rules import load_rules
 
 
-class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
+class Config(ServiceCommon, kw_only=True):
     # Home Assistant
     hass_enabled: bool = True
     discovery_prefix: str = "homeassistant"

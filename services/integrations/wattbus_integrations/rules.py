@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
-from msgspec import Meta, Struct, field
-from wattbus.config import ConfigError
+from msgspec import Meta, field
+from wattbus.config import ConfigError, ConfigStruct
 
 from . import model
 from .template_engine import Template, TemplateError
@@ -33,14 +33,14 @@ PER_FIELD = {"field", "value", "unit"}
 KINDS = tuple(model.KIND_TYPES)
 
 
-class MqttTarget(Struct, kw_only=True, forbid_unknown_fields=True):
+class MqttTarget(ConfigStruct, kw_only=True):
     topic: str
     payload: str
     retain: bool = False
     qos: Annotated[int, Meta(ge=0, le=2)] = 0
 
 
-class HttpTarget(Struct, kw_only=True, forbid_unknown_fields=True):
+class HttpTarget(ConfigStruct, kw_only=True):
     url: str
     method: Literal["POST", "PUT", "PATCH", "GET"] = "POST"
     body: str = ""
@@ -52,7 +52,7 @@ class HttpTarget(Struct, kw_only=True, forbid_unknown_fields=True):
     queue_max: Annotated[int, Meta(ge=1, le=100_000)] = 1000
 
 
-class RuleSpec(Struct, kw_only=True, forbid_unknown_fields=True):
+class RuleSpec(ConfigStruct, kw_only=True):
     name: str
     kinds: list[Literal["meter", "inverter", "string", "battery", "charger", "relay", "gateway"]] = []
     devices: list[str] = []
@@ -66,7 +66,7 @@ class RuleSpec(Struct, kw_only=True, forbid_unknown_fields=True):
     http: HttpTarget | None = None
 
 
-class RuleFile(Struct, kw_only=True, forbid_unknown_fields=True):
+class RuleFile(ConfigStruct, kw_only=True):
     rule: list[RuleSpec] = field(default_factory=list)
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from msgspec import Meta, Struct
-from wattbus.config import ServiceCommon
+from msgspec import Meta
+from wattbus.config import ConfigStruct, ServiceCommon
 
 from .values import Format
 
 
-class MeterConfig(Struct, kw_only=True, forbid_unknown_fields=True):
+class MeterConfig(ConfigStruct, kw_only=True):
     key: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")]  # stable id part when the meter sends no serial
     format: Format = "sml"
     # /dev/ttyUSB0, socket://host:port (ser2net, WiFi IR heads), rfc2217://host:port, or
@@ -40,5 +40,5 @@ class MeterConfig(Struct, kw_only=True, forbid_unknown_fields=True):
         return baud, size, parity, self.stopbits
 
 
-class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
+class Config(ServiceCommon, kw_only=True):
     meters: list[MeterConfig] = []
