@@ -49,7 +49,8 @@ async def test_redelivered_command_after_broker_kill_is_answered_not_executed(
     start_service("wattbus_goe_shelly_bridge", "--config", str(bridge_config(tmp_path, [charger])),
                   env=private_broker.env(SOURCE))
     topic = topics.device_command(SOURCE, dev)
-    sender = RawClient(private_broker.port, "integrations", private_broker.files.password("integrations"), "integrations-raw-once")
+    sender = RawClient(private_broker.port, "integrations", private_broker.files.password("integrations"),
+                       "integrations-raw-once")
 
     def answers(request_id: str) -> list[m.CommandResult]:
         return [r for r in results if r.request_id == request_id]

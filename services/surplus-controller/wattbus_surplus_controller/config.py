@@ -12,6 +12,7 @@ DeviceRef = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*/[A-Za-z0-
 Amps = Annotated[float, Meta(ge=6, le=32)]
 Seconds = Annotated[float, Meta(ge=0)]
 Watts = Annotated[float, Meta(ge=0)]
+WattHours = Annotated[float, Meta(ge=0)]  # energy, not power: the allowances and buffers
 Soc = Annotated[float, Meta(ge=0, le=100)]
 Mode = Literal["off", "now", "minpv", "pv"]
 
@@ -33,7 +34,7 @@ class LoadpointConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     restart_delay_s: Seconds = 60.0
     # ... and stop once the import while at minimum exceeds import_allowance_wh or lasts disable_delay_s
     disable_delay_s: Seconds = 900.0
-    import_allowance_wh: Watts = 40.0
+    import_allowance_wh: WattHours = 40.0
     allowance_refill_s: Seconds = 300.0  # the allowance refills at most this fast while there is surplus
     # the hard limit: grid import while charging in pv mode never exceeds window_allowance_wh in any
     # window of allowance_window_s; stop_lag_s is how long a cut takes to show at the meter (bridge
@@ -41,7 +42,7 @@ class LoadpointConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     # 60 Wh rather than the ride's 40: with 40 the reserve for a shadow right after going to 3p
     # kept the car on 1p in the sun after most rides; on the 25 measured broken days (no battery)
     # 60 Wh gave +1.7 % car share and fewer cycles at 0.49x the baseline's import (docs/surplus.md)
-    window_allowance_wh: Watts = 60.0
+    window_allowance_wh: WattHours = 60.0
     allowance_window_s: Annotated[float, Meta(gt=0)] = 600.0
     stop_lag_s: Seconds = 8.0
     min_off_s: Seconds = 60.0  # after a stop, stay off at least this long (fewer on/off cycles)
@@ -51,7 +52,7 @@ class LoadpointConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     # with at least this much in the site's battery cloud buffer, round the current to the nearest
     # amp instead of down: the battery gives back the part of an amp it took from the surplus
     # before (0 = always round down)
-    round_from_buffer_wh: Watts = 20.0
+    round_from_buffer_wh: WattHours = 20.0
     buffer_holds_phases: bool = True  # no 3p -> 1p by choice while the battery buffer carries a dip
     settle_s: Seconds = 20.0  # after a start or a phase switch the car needs time; hold decisions
     # automatic 1p <-> 3p
@@ -125,7 +126,7 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # that discharge does not count against the import allowance. 0 Wh: off (evcc has no such buffer).
     # less keeps more in the battery at a lower car share; 0 (with battery_assist_w = 0) measured
     # 0.97x the baseline's car share and 1.01x battery-neutral on measured broken days (docs/surplus.md)
-    battery_buffer_wh: Watts = 1000.0
+    battery_buffer_wh: WattHours = 1000.0
     battery_buffer_soc_pct: Soc = 20.0
     # "no_room" (default): lend only while the battery is above battery_room_soc_pct. With room, what
     # the car does not take is stored, not lost: lending it to the car moves battery energy into the
