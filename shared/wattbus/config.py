@@ -40,7 +40,7 @@ class ConfigStruct(Struct, kw_only=True, forbid_unknown_fields=True):
     required field after optional ones) says `kw_only=True` itself."""
 
 
-class BusConfig(ConfigStruct):
+class BusConfig(ConfigStruct, kw_only=True):
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=1, le=65535)] = 1883
     username: str | None = None  # defaults to the service name when a password is set
@@ -68,7 +68,7 @@ class BusConfig(ConfigStruct):
         return None
 
 
-class ServiceCommon(ConfigStruct):
+class ServiceCommon(ConfigStruct, kw_only=True):
     """Keys every service section accepts; a service's own config Struct inherits it."""
 
     instance: str = "main"

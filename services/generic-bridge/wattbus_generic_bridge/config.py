@@ -34,7 +34,7 @@ DeviceId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$",
 VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class DeviceConfig(ConfigStruct):
+class DeviceConfig(ConfigStruct, kw_only=True):
     id: DeviceId
     template: str | None = None
     file: str | None = None
@@ -58,7 +58,7 @@ class DeviceConfig(ConfigStruct):
                               f"cannot be read ({exc.strerror})") from None
 
 
-class Config(ServiceCommon):
+class Config(ServiceCommon, kw_only=True):
     devices: list[DeviceConfig] = []
     offline_after_failures: Annotated[int, Meta(ge=1, le=100)] = 2
     max_backoff_s: Annotated[float, Meta(ge=1, le=3600)] = 300.0

@@ -28,20 +28,20 @@ REGISTER_WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "int64": 4, 
                   "float32": 2, "float64": 4}
 
 
-class HttpSource(ConfigStruct, tag="http", tag_field="type"):
+class HttpSource(ConfigStruct, kw_only=True, tag="http", tag_field="type"):
     url: str  # may hold {host}, {port} and the description's other variables
     interval_s: Seconds = 10.0
     timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
     auth: Literal["basic", "digest"] = "basic"  # used when the device config gives a password
 
 
-class MqttSource(ConfigStruct, tag="mqtt", tag_field="type"):
+class MqttSource(ConfigStruct, kw_only=True, tag="mqtt", tag_field="type"):
     topic: str  # the values' topic unless a value names its own
     payload: Literal["json", "plain"] = "json"  # plain: the payload is the value ("21.5", "ON")
     stale_after_s: Seconds = 300.0  # no message for this long: the device is offline
 
 
-class ModbusSource(ConfigStruct, tag="modbus", tag_field="type"):
+class ModbusSource(ConfigStruct, kw_only=True, tag="modbus", tag_field="type"):
     host: str = "{host}"
     port: Annotated[int, Meta(ge=1, le=65535)] = 502
     unit_id: Annotated[int, Meta(ge=0, le=255)] = 1
@@ -53,7 +53,7 @@ class ModbusSource(ConfigStruct, tag="modbus", tag_field="type"):
 Source = HttpSource | MqttSource | ModbusSource
 
 
-class Value(ConfigStruct):
+class Value(ConfigStruct, kw_only=True):
     """One contract field (or `extra.<name>`) and where its value is."""
 
     field: str
@@ -69,7 +69,7 @@ class Value(ConfigStruct):
     map: dict[str, str] = {}  # text fields: device word -> contract word ("Charging" -> "charging")
 
 
-class Write(ConfigStruct):
+class Write(ConfigStruct, kw_only=True):
     """A relay's switch: a plain HTTP request per state, confirmed by reading the state back."""
 
     on_url: str
@@ -79,7 +79,7 @@ class Write(ConfigStruct):
     confirm_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
 
 
-class Description(ConfigStruct):
+class Description(ConfigStruct, kw_only=True):
     kind: Kind
     source: Source
     values: Annotated[list[Value], Meta(min_length=1)]

@@ -12,7 +12,7 @@ from wattbus.sunspec import DEFAULT_BASES, DEFAULT_UNITS
 UnitId = Annotated[int, Meta(ge=0, le=255)]
 
 
-class DeviceConfig(ConfigStruct):
+class DeviceConfig(ConfigStruct, kw_only=True):
     """One Modbus endpoint: a TCP host (or RS485 port) and the unit ids behind it."""
 
     host: str | None = None
@@ -35,7 +35,7 @@ class DeviceConfig(ConfigStruct):
     name: str | None = None
 
 
-class Config(ServiceCommon):
+class Config(ServiceCommon, kw_only=True):
     poll_interval_s: Annotated[float, Meta(gt=0)] = 2.0
     stats_interval_s: Annotated[float, Meta(gt=0)] = 60.0
     native: bool = True  # every decoded point on native/model_<id> (iotic's `live`)

@@ -19,12 +19,12 @@ from ...fetch import FetchError, HttpDevice
 from ..common import Entry, Key, load_data, number, values
 
 
-class Location(ConfigStruct):
+class Location(ConfigStruct, kw_only=True):
     name: str
     sign: Literal[1, -1]  # turns the meter's power into the contract's + import
 
 
-class Data(ConfigStruct):
+class Data(ConfigStruct, kw_only=True):
     about: str
     manufacturer: str
     dc_inputs: list[Key]
