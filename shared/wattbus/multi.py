@@ -9,7 +9,8 @@ user and password, own last will), its own status heartbeat, counters and config
 services still talk to each other only through the broker. What they share is the interpreter,
 the event loop, the default thread pool and the signal handler. A service whose `run` fails is
 restarted in place after a doubling delay (what supervisord's autorestart does for a process),
-without touching the others.
+without touching the others. A service whose config section is refused (a first run, a typo) does
+not start and does not stop the others: it waits until the file holds a valid section.
 
 Per-service broker passwords come from `--secrets-dir DIR` (DIR/<service>, the layout of the
 embedded stack's run/secrets/), or from `[bus] password_file` containing `{service}`.
@@ -34,6 +35,7 @@ from .runner import Service
 
 RESTART_MIN_S = 1.0
 RESTART_MAX_S = 60.0
+CONFIG_POLL_S = 2.0  # how often a refused service looks at the config file again
 
 
 def module_name(service: str) -> str:
@@ -83,21 +85,78 @@ class Slot:
     stopping: asyncio.Event
     restarts: int = 0
     exit_code: int = 0
+    problem: str | None = None  # why its section (or password) is refused: it waits for a fix
+
+
+def refusal(slot: Slot, loaded: LoadedConfig) -> str | None:
+    """What keeps this service from starting with this config, or None."""
+    try:
+        loaded.section(slot.service.name, slot.service.config_type)
+        slot.bus.resolved_password()
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    try:
+        found = path.stat() if path is not None else None
+    except OSError:  # being replaced (setup saves by rename) or gone: look again next time
+        return None
+    return (found.st_mtime_ns, found.st_size) if found is not None else None
+
+
+async def wait_until_valid(slot: Slot, loaded: LoadedConfig, all_stopping: asyncio.Event) -> LoadedConfig | None:
+    """Keep a refused service down (the others run) and watch the config file: once the section
+    is valid (a person fixed it, or the setup page saved it) the service starts. None: stopping."""
+    log = get_logger("run-many")
+    log.error("service not started: its config is refused; waiting for the file to change",
+              service=slot.service.name, error=slot.problem, config=str(loaded.path))
+    stamp = _stamp(loaded.path)
+    while True:
+        try:
+            await asyncio.wait_for(all_stopping.wait(), CONFIG_POLL_S)
+            return None
+        except TimeoutError:
+            pass
+        if loaded.path is None or _stamp(loaded.path) == stamp:
+            continue
+        stamp = _stamp(loaded.path)
+        try:
+            fresh = load(loaded.path, loaded.environ)
+        except ConfigError as exc:  # half-written or broken file: report once per change
+            log.warning("config file unreadable, still waiting", service=slot.service.name, error=str(exc))
+            continue
+        problem = refusal(slot, fresh)
+        if problem is None:
+            log.info("config now valid: starting the service", service=slot.service.name)
+            slot.problem = None
+            slot.service.reloaded = fresh  # `serve` prefers it to the file read at start-up
+            return fresh
+        if problem != slot.problem:
+            slot.problem = problem
+            log.error("service config still refused", service=slot.service.name, error=problem)
 
 
 async def supervise(slot: Slot, loaded: LoadedConfig, all_stopping: asyncio.Event) -> None:
-    """Run one service until the process stops; restart it in place when it fails."""
+    """Run one service until the process stops; restart it in place when it fails, and keep it
+    waiting (not the process) while its config is refused."""
     log = get_logger("run-many")
     delay = RESTART_MIN_S
     while not all_stopping.is_set():
+        if slot.problem is not None:
+            slot.exit_code = 2
+            fresh = await wait_until_valid(slot, loaded, all_stopping)
+            if fresh is None:
+                return
+            loaded, slot.exit_code = fresh, 0
         try:
             slot.exit_code = await slot.service.serve(loaded, slot.bus, slot.stopping)
         except ConfigError as exc:
-            # The section was validated at start-up; a change on disk does not reach us, but a
-            # service may still refuse its config at run time: that one stays down, the rest run.
-            log.error("service refused its config, not restarting", service=slot.service.name, error=str(exc))
-            slot.exit_code = 2
-            return
+            # A service may refuse its config at run time (a reload, a check inside `run`): that
+            # one waits for a fixed file, the rest run.
+            slot.problem = str(exc)
+            continue
         if all_stopping.is_set():
             return
         slot.restarts += 1
@@ -114,9 +173,8 @@ async def supervise(slot: Slot, loaded: LoadedConfig, all_stopping: asyncio.Even
 async def run_many(services: list[Service[Any]], loaded: LoadedConfig, secrets_dir: Path | None) -> int:
     base = loaded.bus()
     slots = [Slot(s, bus_config_for(base, s.name, secrets_dir), asyncio.Event()) for s in services]
-    for slot in slots:  # refuse a bad section before anything connects
-        loaded.section(slot.service.name, slot.service.config_type)
-        slot.bus.resolved_password()
+    for slot in slots:  # a refused section keeps only its own service down (it waits for a fix)
+        slot.problem = refusal(slot, loaded)
     all_stopping = asyncio.Event()
 
     def stop() -> None:

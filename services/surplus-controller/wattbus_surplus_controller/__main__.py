@@ -13,8 +13,17 @@ from .config import Config
 from .persist import StateFile
 from .service import Controller
 
+NOT_CONFIGURED = "not configured: no grid meter chosen yet (setup page, or [surplus-controller] grid_meter)"
+
 
 async def run(ctx: ServiceContext[Config]) -> None:
+    if ctx.config.grid_meter is None:
+        # A first run: staying up (not exiting) keeps run-many and supervisors calm, and the status
+        # tells every consumer why nothing is controlled; `reload_config` restarts us once it is set.
+        ctx.log.warning("idle until configured", problem=NOT_CONFIGURED)
+        ctx.device_error("grid_meter", NOT_CONFIGURED)
+        await ctx.stopping.wait()
+        return
     if not ctx.config.loadpoints and not ctx.config.relays:
         ctx.log.warning("no loadpoints or relays configured: nothing to control")
     controller = Controller(ctx)

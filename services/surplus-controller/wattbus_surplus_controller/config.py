@@ -104,7 +104,8 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # baseline lives in bench/evcc_baseline.py, not in the service)
     strategy: Literal["wattbus"] = "wattbus"
     clock: Literal["wall", "readings"] = "wall"  # "readings": simulated time from reading timestamps
-    grid_meter: DeviceRef
+    # None on a first run (empty section): the service stays up idle and says so until setup sets it
+    grid_meter: DeviceRef | None = None
     battery: DeviceRef | None = None
     state_file: str = "/var/lib/wattbus/surplus-controller.json"
     residual_power_w: float = 0.0  # kept back from the surplus (+ = bias to export)
