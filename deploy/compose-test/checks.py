@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import replicas
 from project import SetupError, prepare
 
 HERE = Path(__file__).resolve().parent
@@ -306,6 +307,11 @@ class Checks:
         result = wait_healthy(self.dc, {s: 1 for s in self.dc.services()} | {"influx-writer": 3})
         return f"{service} restarted by its restart policy (restarts {before} -> {state['RestartCount']}); {result}"
 
+    def scaled_bridge(self) -> str:
+        others = {s: 1 for s in self.dc.services()} | {"influx-writer": 3}
+        return replicas.check(self.dc, self.args.work, self.expected, others,
+                              lambda want: wait_healthy(self.dc, want), CheckFailed)
+
     def stop(self) -> str:
         start = time.monotonic()
         self.dc.run("stop", timeout=300)
@@ -359,6 +365,7 @@ class Checks:
             ("web UI served, setup page saves the config", self.web_ui_and_setup_save, False),
             ("--scale influx-writer=3: every writer consumes", self.scale, False),
             ("a killed service restarts", self.restart, False),
+            (f"--scale {replicas.BRIDGE}=2: devices shared, taken over", self.scaled_bridge, False),
             ("docker compose stop: clean", self.stop, False),
             ("no errors in the services' logs", self.logs_clean, False),
             ("docker compose down", self.down, False),
