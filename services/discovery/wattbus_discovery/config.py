@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from msgspec import Meta, field
+from wattbus.bridge.ownership import DEFAULT_LEASE_S
 from wattbus.config import ServiceCommon
 
 Port = Annotated[int, Meta(ge=1, le=65535)]
@@ -53,6 +54,8 @@ class Config(ServiceCommon, kw_only=True):
     mdns: bool = True
     mdns_interfaces: list[str] = []  # interface addresses to browse on; empty = all
     http_timeout_s: Annotated[float, Meta(gt=0, le=30)] = 3.0
+    # Replicas: the sweeper's lease; a stand-by takes over within it (0 = no stand-by, always sweep)
+    lease_s: Annotated[float, Meta(ge=0, le=600)] = DEFAULT_LEASE_S
 
     def __post_init__(self) -> None:
         configured = _private_networks(self.networks, "networks")

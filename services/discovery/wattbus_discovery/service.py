@@ -1,5 +1,6 @@
 """The discovery service: sweeps on start, periodically and on a `rescan` command; browses mDNS
-all the time; keeps one retained DeviceAnnouncement per device on `wattbus/v1/discovery/<id>`."""
+all the time; keeps one retained DeviceAnnouncement per device on `wattbus/v1/discovery/<id>`.
+Of several replicas one sweeps and publishes, the others stand by (sweeper.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from wattbus.runner import ServiceContext
 from .config import Config, Scope
 from .found import Found
 from .mdns import MdnsWatcher
-from .registry import Registry
+from .registry import Entry, Registry
 from .sweep import sweep
+from .sweeper import Sweeper
 
 
 class Discovery:
@@ -28,8 +30,12 @@ class Discovery:
         self.waiting: list[Message[Any]] = []  # rescan requests answered when the next sweep ends
         self.mdns: MdnsWatcher | None = None
         self.polled: set[str] = set()  # device ids a bridge reports online (it is polling them)
+        self.sweeper = Sweeper(ctx, ctx.config.lease_s)
 
     def publish(self, announcement: m.DeviceAnnouncement) -> None:
+        if not self.sweeper.active():  # a stand-by, or a sweeper that lost the role mid-sweep
+            self.ctx.counters.inc("unpublished_standby")
+            return
         self.ctx.bus.publish(topics.discovery(announcement.device_id), announcement, retain=True)
 
     def found(self, found: Found) -> None:
@@ -70,15 +76,18 @@ class Discovery:
                 return
             self.on_command(Message(msg.topic, command, msg.retained, msg.response_topic, msg.correlation_data))
             return
-        if not msg.retained or not msg.payload:
-            return
+        if not msg.payload or (not msg.retained and self.sweeper.active()):
+            return  # a live one is the sweeper's own, known already
         try:
             announcement: m.DeviceAnnouncement = codec.decode(bytes(msg.payload), m.DeviceAnnouncement)
         except codec.PayloadError as exc:
             self.ctx.counters.inc("rejected_announcements")
-            self.ctx.log.warning("retained announcement rejected", topic=msg.topic, error=str(exc))
+            self.ctx.log.warning("announcement rejected", topic=msg.topic, retained=msg.retained, error=str(exc))
             return
-        if self.registry.restore(announcement):
+        if not msg.retained:  # a stand-by follows the sweeper: a take-over starts from what it knew
+            self.registry.entries[announcement.device_id] = Entry(announcement)
+            self.ctx.counters.inc("followed")
+        elif self.registry.restore(announcement):
             self.ctx.counters.inc("restored")
 
     def on_availability(self, msg: Message[bytes]) -> None:
@@ -100,6 +109,9 @@ class Discovery:
                 if a.protocol == "aps-ecu" and a.device_id in self.polled}
 
     def on_command(self, msg: Message[m.Command]) -> None:
+        if not self.sweeper.active():
+            self.ctx.counters.inc("commands_left_to_sweeper")  # every replica hears it: one answers
+            return
         fallback = topics.reply(self.ctx.name, self.ctx.instance, "rescan")
         if isinstance(msg.payload, m.Rescan):
             self.ctx.counters.inc("rescans_requested")
@@ -159,24 +171,38 @@ async def run(ctx: ServiceContext[Config]) -> None:
         disc.mdns = MdnsWatcher(scope, ctx.config.mdns_interfaces, ctx.config.http_timeout_s, ctx.counters,
                                 ctx.log.child("mdns"), disc.found, disc.removed)
         await disc.mdns.start()
+    disc.sweeper.start()
     try:
         await ctx.bus.wait_connected(10)  # retained announcements from an earlier run arrive first
-        first = ctx.config.sweep_on_start
-        while not ctx.stopping.is_set():
-            if (first or disc.rescan.is_set()) and scope.networks:
-                await disc.sweep_once()
-            elif disc.rescan.is_set():
-                disc.waiting.clear()
-                disc.rescan.clear()
-            first = False
-            waker = asyncio.ensure_future(disc.rescan.wait())
-            stopper = asyncio.ensure_future(ctx.stopping.wait())
-            done, _ = await asyncio.wait({waker, stopper}, timeout=ctx.config.sweep_interval_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            waker.cancel()
-            stopper.cancel()
-            if not done:
-                disc.rescan.set()  # the periodic re-sweep
+        await sweep_while_sweeper(ctx, disc, scope)
     finally:
+        await disc.sweeper.stop()
         if disc.mdns is not None:
             await disc.mdns.stop()
+
+
+async def sweep_while_sweeper(ctx: ServiceContext[Config], disc: Discovery, scope: Scope) -> None:
+    """Sweep on start (or on taking the role over), every sweep_interval_s and on `rescan`, while
+    this replica is the sweeper; a stand-by waits for the role."""
+    loop = asyncio.get_running_loop()
+    active = False
+    next_sweep = loop.time() + ctx.config.sweep_interval_s
+    while not ctx.stopping.is_set():
+        disc.sweeper.changed.clear()
+        was_active, active = active, disc.sweeper.active()
+        taken = active and not was_active and ctx.config.sweep_on_start  # a take-over sweeps as a start does
+        due = active and (taken or loop.time() >= next_sweep or disc.rescan.is_set())
+        if due:
+            next_sweep = loop.time() + ctx.config.sweep_interval_s
+        if due and scope.networks:
+            await disc.sweep_once()
+            next_sweep = loop.time() + ctx.config.sweep_interval_s
+        elif disc.rescan.is_set():
+            disc.waiting.clear()
+            disc.rescan.clear()
+        # A stand-by waits for the role: the leases wake it (every renewal and when one runs out).
+        timeout = max(0.0, next_sweep - loop.time()) if active else None
+        waiters = [asyncio.ensure_future(e.wait()) for e in (disc.rescan, ctx.stopping, disc.sweeper.changed)]
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
