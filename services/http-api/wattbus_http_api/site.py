@@ -26,6 +26,8 @@ from .store import Store
 
 # How a command's real result becomes an HTTP status.
 HTTP_STATUS: dict[str, int] = {"ok": 200, "invalid": 400, "refused": 409, "failed": 502, "timeout": 504}
+# Meter totals in m³ the device list shows next to (or instead of) the power.
+VOLUME_FIELDS = ("water_m3", "gas_m3")
 
 
 @dataclass
@@ -142,6 +144,8 @@ class Site:
             meta = rec.meta
             reading = self.state.fresh(rec, now, self.config.stale_after_s)
             power = getattr(reading, "power_w", None) if reading else None
+            # A water or gas meter (AI-on-the-edge, an M-Bus channel) has a volume, often no power.
+            volumes = {f: getattr(reading, f, None) if reading else None for f in VOLUME_FIELDS}
             error = errors.get(rec.ref)
             age = rec.age_s(now)
             devices.append({"ref": rec.ref, "kind": meta.kind if meta else None,
@@ -153,11 +157,12 @@ class Site:
                             else "online",
                             "error": error_text(error) if error else None,
                             "age_s": None if age is None else round(age),
-                            "power_w": power})
+                            "power_w": power, **volumes})
         for ref, error in sorted(errors.items()):
             if error.device_id is None:  # configured, never answered: no id, no meta
                 devices.append({"ref": ref, "kind": None, "name": error_name(self.state, ref, error),
                                 "manufacturer": None, "parent_id": None, "status": "error",
-                                "error": error_text(error), "age_s": None, "power_w": None})
+                                "error": error_text(error), "age_s": None, "power_w": None,
+                                **dict.fromkeys(VOLUME_FIELDS)})
         return {"flow": msgspec.to_builtins(self.flow()), "live": msgspec.to_builtins(self.live()),
                 "devices": devices, "loadpoints": self.loadpoints_doc(), "version": self.state.version}

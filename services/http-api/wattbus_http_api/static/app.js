@@ -72,7 +72,11 @@ function renderDevices(list) {
     const li = el("li", { "data-status": d.status, "data-ref": d.ref, title: d.ref });
     if (d.parent_id) li.classList.add("child");
     li.append(el("span", { class: "dot" }), el("span", { class: "name" }, `${d.name} `),
-              el("span", { class: "muted" }, d.kind || ""), el("span", {}, watts(d.power_w)));
+              el("span", { class: "muted" }, d.kind || ""));
+    // A water or gas meter shows its total (m³); its power only when it has one.
+    const volumes = [["water", d.water_m3], ["gas", d.gas_m3]].filter(([, v]) => v !== null && v !== undefined);
+    if (d.power_w !== null && d.power_w !== undefined || volumes.length === 0) li.append(el("span", {}, watts(d.power_w)));
+    for (const [what, v] of volumes) li.append(el("span", { class: "volume", "data-field": what + "_m3" }, `${what} ${v.toFixed(3)} m³`));
     if (d.error) li.append(el("span", { class: "error" }, d.error));
     else if (d.status === "stale" && d.age_s !== null) li.append(el("span", { class: "error" }, `no reading for ${d.age_s} s`));
     return li;
