@@ -38,13 +38,26 @@ def test_every_installed_service_has_a_section_that_compose_runs() -> None:
     assert set(wattbus_environments()) == sections, "compose.yaml runs other services than the example configures"
 
 
+# The services compose.yaml runs as instance = "auto" (`--scale`: one name per replica).
+SCALED = {"influx-writer", "sunspec-bridge", "ecu-bridge", "giv-bridge", "goe-shelly-bridge", "generic-bridge"}
+
+
 @pytest.mark.parametrize("service", sorted(installed_services()))
 def test_section_is_valid_with_the_compose_environment(service: str) -> None:
     loaded, config = as_compose_runs(service)
     bus = loaded.bus()
     assert bus.host == "mosquitto" or service == "discovery"  # discovery runs on the host's network
     assert bus.password is None and bus.password_file == f"/run/secrets/{service}"
-    assert config.instance == ("auto" if service == "influx-writer" else "main")
+    assert config.instance == ("auto" if service in SCALED else "main")
+
+
+def test_the_http_api_addresses_the_scaled_services_as_they_run() -> None:
+    """The http-api reads the same WATTBUS_<SERVICE>_INSTANCE = auto as the scaled services, so a
+    section saved on the setup page goes to service/<name>/all/command, which every replica hears."""
+    envs = wattbus_environments()
+    own = {k: v for name, env in envs.items() if name != "http-api" for k, v in env.items() if k.endswith("_INSTANCE")}
+    assert own == {f"WATTBUS_{s.upper().replace('-', '_')}_INSTANCE": "auto" for s in SCALED}
+    assert {k: v for k, v in envs["http-api"].items() if k.endswith("_INSTANCE")} == own
 
 
 def test_wattbus_config_check_accepts_the_file() -> None:
