@@ -19,7 +19,7 @@ import pytest
 from wattbus import codec, topics
 from wattbus import messages as m
 from wattbus.bus import Message
-from wattbus_integrations.hass_discovery import HassDiscoverySettings, messages
+from wattbus_integrations.hass_discovery import HassDiscoverySettings, config_topic, device_config, messages, object_id
 
 from tests.support.bus_helpers import started_bus, until
 from tests.support.servers import Mosquitto
@@ -89,6 +89,19 @@ def per_entity(configs: dict[str, str]) -> list[dict[str, str]]:
             for topic, doc in messages(settings, device_topic.split("/")[2], json.loads(payload)).items()]
 
 
+def volume_meters() -> list[dict[str, str]]:
+    """Configs for a water meter (AI-on-the-edge) and a gas meter (a Tasmota SML head), both on the
+    generic-bridge, which the recorded demo has none of: the m³ totals of HA's Energy dashboard."""
+    settings = HassDiscoverySettings(prefix=PREFIX)
+    out = []
+    for device_id, model, fields in (("water", "AI-on-the-edge", {"water_m3"}),
+                                     ("gas", "Tasmota SML", {"gas_m3"})):
+        meta = m.DeviceMeta(device_id=device_id, kind="meter", source="generic-bridge", protocol="http", model=model)
+        config = device_config(settings, meta, "meter", fields)
+        out.append({"topic": config_topic(settings, object_id(device_id)), "payload": codec.encode(config).decode()})
+    return out
+
+
 def broken(configs: dict[str, str]) -> list[dict[str, str]]:
     """The demo's configs with three faults HA's code must catch (the check is not vacuous)."""
     docs = {t: json.loads(p) for t, p in configs.items()}
@@ -104,7 +117,8 @@ async def test_home_assistant_accepts_every_demo_config_with_distinct_entity_ids
         private_broker: Mosquitto, tmp_path: Path, start_service: Callable[..., Any]) -> None:
     configs = await replayed_configs(private_broker, tmp_path, start_service)
     demo = [{"topic": t, "payload": p} for t, p in sorted(configs.items())]
-    report = home_assistant_check({"demo": demo, "per_entity": per_entity(configs), "broken": broken(configs)})
+    report = home_assistant_check({"demo": demo, "per_entity": per_entity(configs), "broken": broken(configs),
+                                   "volumes": volume_meters()})
     assert report["ha_version"] == pinned_version()
 
     result = report["cases"]["demo"]
@@ -135,6 +149,12 @@ async def test_home_assistant_accepts_every_demo_config_with_distinct_entity_ids
         entity = numbers[f"wattbus-{reading.device_id}_charge_current"]
         assert (entity["min"], entity["max"]) == (reading.extra["limit_min_current_a"],
                                                   reading.extra["limit_max_current_a"]) == (6, 16)
+
+    # Water and gas totals (m³), absent from the demo, are sensors HA takes without a complaint.
+    volumes = report["cases"]["volumes"]
+    assert volumes["problems"] == []
+    assert {e["unique_id"] for e in volumes["entities"].values()} >= {"wattbus-water_water_m3",
+                                                                      "wattbus-gas_gas_m3"}
 
     problems = "\n".join(report["cases"]["broken"]["problems"])
     assert "(HA would make it _2)" in problems
