@@ -75,10 +75,12 @@ async def test_wizard_from_nothing_to_a_charging_loadpoint(house_file: tuple[Pat
         await browser.send("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2,
                            mobile=True)
         await browser.send("Page.navigate", url=api.url + "/ui/")
-        # First run: the live view hands over to the setup page.
+        # First run: the live view hands over to the setup wizard; this test works on the advanced page.
         await wait_through_navigation(
             browser, "location.pathname === '/ui/setup' && document.body?.dataset.firstRun === '1'",
                       "the setup page on first run")
+        await browser.send("Page.navigate", url=api.url + "/ui/setup/advanced")
+        await wait_through_navigation(browser, "document.body?.dataset.firstRun === '1'", "the advanced setup page")
         await wait_js(browser, f"!!{row('house-sim/house-wallbox')}", "the wallbox listed")
         # The broker login comes from the environment here: the page says so, with the variable's name.
         overrides = await browser.eval("document.getElementById('overrides').textContent")
@@ -167,7 +169,7 @@ async def test_wizard_from_nothing_to_a_charging_loadpoint(house_file: tuple[Pat
                       "controller form with the state file from the config file")
         assert await browser.eval(f"{state_file}.disabled") is True
         assert await browser.eval("document.querySelectorAll('#controller .help').length") >= 8
-        await browser.eval("document.querySelector('#controller input[name=command_replies]').value = 'result_topic';"
+        await browser.eval("document.querySelector('#controller [name=command_replies]').value = 'result_topic';"
                            "document.getElementById('controller-save').click()")
         await wait_js(browser, "document.querySelector('#controller [data-result]').dataset.result === 'ok'",
                       "controller settings saved")

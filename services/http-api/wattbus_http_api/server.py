@@ -24,6 +24,11 @@ async def ui_index(request: web.Request) -> web.FileResponse:
 
 
 async def ui_setup(request: web.Request) -> web.FileResponse:
+    """The step-by-step wizard; every setting stays on the advanced page."""
+    return web.FileResponse(STATIC / "wizard.html", headers={"Cache-Control": "no-cache"})
+
+
+async def ui_setup_advanced(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "setup.html", headers={"Cache-Control": "no-cache"})
 
 
@@ -58,6 +63,7 @@ def build_app(site: Site, guard: ConnectionGuard) -> web.Application:
     app.add_routes(setup_api.routes())
     app.add_routes(setup_probe.routes(setup_api.BASE))
     app.add_routes([web.get("/ui", ui_redirect), web.get("/ui/", ui_index), web.get("/ui/setup", ui_setup),
+                    web.get("/ui/setup/advanced", ui_setup_advanced),
                     web.static("/ui/static", STATIC)])
     app.add_routes(givtcp.routes())
     app.add_routes(meterhub.routes())

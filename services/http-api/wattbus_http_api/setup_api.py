@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,27 @@ from wattbus.settings import Settings, env_overrides
 
 from . import setup_guard
 from .config import Config
-from .setup_roles import CONTROLLER, RoleBody, RoleError, assign, breaker_problem, check_body, effective_max_a, roles_of
+from .setup_fields import describe
+from .setup_roles import (
+    CHARGER_KEYS,
+    CONTROLLER,
+    TUNING,
+    RoleBody,
+    RoleError,
+    assign,
+    breaker_problem,
+    check_body,
+    effective_max_a,
+    roles_of,
+)
 from .site import Site
+from .state import DeviceRecord
 from .web import convert, json_response, read_json, reject, site_of
 
 BASE = "/api/v1/setup"
 SELF = "http-api"
 HELP = tomllib.loads((Path(__file__).parent / "data" / "settings_help.toml").read_text())
+LIVE_KEYS = ("power_w", "soc_pct", "water_m3", "gas_m3")
 _WHERE = re.compile(r"^config \[[^\]]+\] ([^\s=(]+)")
 
 
@@ -95,12 +110,29 @@ async def overview(request: web.Request) -> web.Response:
                           "problems": problems, "services": settings.types.known,
                           # first run: no role anywhere yet (the UI opens on the setup page then)
                           "first_run": not controller.get("grid_meter") and not any(site_roles.values()),
-                          "help": HELP,
+                          "help": HELP, "fields": _fields(settings),
                           "protocols": sorted(site.setup.bridges),
                           "roles": roles_of(controller, site_roles, _breakers(settings)),
                           "overrides": {name: found for name in ("bus", *settings.types.known)
                                         if (found := settings.overrides(name))},
                           "devices": _devices(site, settings)})
+
+
+def _fields(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """Typed inputs for the wizard: the controller's settings and a loadpoint's (the role body)."""
+    words = HELP.get("loadpoint", {})
+    fields = {"loadpoint": describe(RoleBody, words, CHARGER_KEYS),
+              "relay": describe(RoleBody, HELP.get("relay", {}), ("power_w", "priority", "channel"))}
+    try:
+        controller = settings.types.config_type(CONTROLLER)
+    except ConfigError:  # no controller installed here: no controller form either
+        return fields
+    fields[CONTROLLER] = describe(controller, HELP.get(CONTROLLER, {}))
+    # The role body leaves tuning open (None = keep the file's value); its bounds are the controller's.
+    tuning = {f["key"]: {**f, "optional": True, "default": None}
+              for f in describe(controller, words, TUNING, inner="LoadpointConfig")}
+    fields["loadpoint"] = [tuning.get(f["key"], f) for f in fields["loadpoint"]]
+    return fields
 
 
 async def get_section(request: web.Request) -> web.Response:
@@ -163,16 +195,27 @@ def _ignored(settings: Settings, bridge: str) -> set[str]:
     return {str(d).strip().lower() for d in settings.section(bridge).get("deny", [])}
 
 
+def _live(rec: DeviceRecord, now: float) -> dict[str, Any] | None:
+    """The values that tell devices apart in the wizard (six meters look alike until a kettle goes
+    on): power, or the volume of a water/gas meter, with the reading's age on our clock."""
+    if rec.reading is None:
+        return None
+    values = {key: getattr(rec.reading, key, None) for key in LIVE_KEYS}
+    age = rec.age_s(now)
+    return {**{k: v for k, v in values.items() if v is not None}, "age_s": round(age, 1) if age is not None else None}
+
+
 def _devices(site: Site, settings: Settings) -> dict[str, list[dict[str, Any]]]:
     roles = roles_of(settings.section(CONTROLLER), settings.section(SELF).get("site", {}), _breakers(settings))
-    on_bus = []
+    on_bus, now = [], time.monotonic()
     for rec in sorted(site.state.devices.values(), key=lambda r: r.ref):
         meta = rec.meta
         on_bus.append({"ref": rec.ref, "source": rec.source, "device_id": rec.device_id,
                        "kind": meta.kind if meta else None, "protocol": meta.protocol if meta else None,
                        "manufacturer": meta.manufacturer if meta else None, "model": meta.model if meta else None,
                        "serial": meta.serial if meta else None, "parent_id": meta.parent_id if meta else None,
-                       "online": rec.online, **(roles.get(rec.ref) or {"role": "none"})})
+                       "online": rec.online, "live": _live(rec, now),
+                       **(roles.get(rec.ref) or {"role": "none"})})
     adopted = {rec.device_id for rec in site.state.devices.values()}
     found = []
     for ann in sorted(site.setup.discovered.devices.values(), key=lambda a: a.device_id):

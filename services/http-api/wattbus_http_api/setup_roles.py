@@ -19,6 +19,8 @@ ROLE_KINDS: dict[str, tuple[str, ...]] = {
 }
 CONTROLLER = "surplus-controller"
 TUNING = ("enable_threshold_w", "enable_delay_s", "disable_delay_s", "max_phase_switches_per_hour")
+# what the wizard's loadpoint step asks, in this order
+CHARGER_KEYS = ("loadpoint_id", "mode", "min_current_a", "max_current_a", "phases", "breaker_a", *TUNING)
 
 
 class RoleBody(Struct, kw_only=True, forbid_unknown_fields=True):

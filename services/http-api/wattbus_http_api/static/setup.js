@@ -1,69 +1,19 @@
-// wattbus setup page: roles, devices found or added by hand, controller settings. Every change goes
-// through /api/v1/setup (validated by the service that uses it); errors show next to their field.
+// wattbus advanced setup page (the wizard is /ui/setup): roles, devices found or added by hand,
+// every controller setting. Every change goes through /api/v1/setup (validated by the service that
+// uses it); errors show next to their field. Helpers (call, typedField, ...) are in setup_common.js.
 "use strict";
-const $ = (id) => document.getElementById(id);
-const ROLES_BY_KIND = { meter: ["grid"], inverter: ["pv"], gateway: ["pv"], string: ["pv"], battery: ["battery"],
-                        charger: ["charger"], relay: ["relay"] };
-const ROLE_LABELS = { none: "not used", grid: "grid meter", pv: "PV", battery: "home battery",
-                      charger: "loadpoint (wallbox)", relay: "surplus load" };
 let help = {};
+let fields = {};
 const PATH_KEY = /(^|_)(file|files|dir|dirs|path|paths)$/;  // the http-api refuses new paths (setup_guard)
 
-function el(tag, attrs, text) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) if (v !== undefined && v !== null) node.setAttribute(k, v);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-async function call(method, path, body) {
-  const headers = body === undefined ? {} : { "Content-Type": "application/json" };
-  const token = localStorage.getItem("wattbus-token");
-  if (token) headers.Authorization = "Bearer " + token;
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const doc = await res.json();
-  // Changes and the config itself need the token (unless this browser's network is trusted);
-  // it travels in a header, never in a cookie, so a page of another site cannot send it.
-  if (res.status === 401) {
-    const given = prompt("This needs the API token ([http-api] token):");
-    if (given) { localStorage.setItem("wattbus-token", given); return call(method, path, body); }
-  }
-  return { status: res.status, ok: res.ok, doc };
-}
-
-// A 400 names the field as "$.min_current_a": show the message next to that field.
-function showError(box, doc) {
-  box.querySelectorAll(".error").forEach((e) => { e.textContent = ""; });
-  const field = (doc.where || "").replace(/^\$\./, "").split(".").pop();
-  const slot = box.querySelector(`.error[data-for="${field}"]`) || box.querySelector('.error[data-for="role"]')
-    || box.querySelector(".error");
-  if (slot) slot.textContent = doc.error || doc.message || "refused";
-}
-
-function appliedText(applied) {
-  if (!applied) return "";
-  const parts = applied.status ? [applied] : Object.entries(applied).map(([k, v]) => ({ ...v, name: k }));
-  return parts.map((a) => `${a.name || a.target || ""} ${a.status}${a.message ? ": " + a.message : ""}`).join(" · ");
-}
-
-function input(name, value, attrs) {
-  const label = el("label", {}, name.replace(/_/g, " ") + " ");
-  const field = el("input", { name, value: value ?? "", ...attrs });
-  label.append(field);
-  const wrap = el("div");
-  wrap.append(label, el("span", { class: "error", "data-for": name }));
-  if (help.loadpoint && help.loadpoint[name]) wrap.append(el("p", { class: "help" }, help.loadpoint[name]));
-  return wrap;
-}
-
-function select(name, options, value) {
+function select(name, options, value, text) {
   const s = el("select", { name });
   for (const [v, text] of options) {
     const o = el("option", { value: String(v) }, text);
     if (String(v) === String(value)) o.selected = true;
     s.append(o);
   }
-  const label = el("label", {}, name.replace(/_/g, " ") + " ");
+  const label = el("label", {}, text + " ");
   label.append(s);
   const wrap = el("div");
   wrap.append(label, el("span", { class: "error", "data-for": name }));
@@ -74,20 +24,17 @@ function deviceRow(d) {
   const box = el("div", { class: "dev", "data-ref": d.ref, "data-role": d.role });
   const who = el("div", { class: "who" });
   who.append(el("strong", {}, d.ref), el("span", { class: "muted" },
-    [d.kind, d.manufacturer, d.model, d.serial && "serial " + d.serial].filter(Boolean).join(" · ")));
+    [d.kind, d.manufacturer, d.model, d.serial && "serial " + d.serial].filter(Boolean).join(" · ")),
+    el("span", { class: "live", "data-live": d.ref }, liveText(d)));
   const roles = ["none", ...(ROLES_BY_KIND[d.kind] || [])];
-  const roleSel = select("role", roles.map((r) => [r, ROLE_LABELS[r]]), d.role);
+  const roleSel = select("role", roles.map((r) => [r, ROLE_LABELS[r]]), d.role, "Role");
+  // The loadpoint's and relay's inputs as the API describes them (typed, bounded, in words).
+  const known = d.role === "none" ? {} : d;
+  const shown = { ...known, loadpoint_id: d.id || d.device_id };
   const charger = el("div", { class: "extra", "data-extra": "charger" });
-  charger.append(input("loadpoint_id", d.id || d.device_id),
-                 select("mode", [["pv", "PV only"], ["minpv", "min + PV"], ["now", "now (full power)"], ["off", "off"]], d.mode || "pv"),
-                 input("min_current_a", d.min_current_a ?? 6, { type: "number", step: "any" }),
-                 input("max_current_a", d.max_current_a ?? 16, { type: "number", step: "any" }),
-                 select("phases", [["auto", "auto"], [1, "1"], [3, "3"]], d.phases ?? "auto"),
-                 input("breaker_a", d.breaker_a, { type: "number", step: "any", placeholder: "circuit breaker A" }),
-                 ...["enable_threshold_w", "enable_delay_s", "disable_delay_s", "max_phase_switches_per_hour"].map(
-                   (k) => input(k, d[k], { type: "number", step: "any", placeholder: "default" })));
+  charger.append(...(fields.loadpoint || []).map((f) => typedField(f, shown[f.key])));
   const relay = el("div", { class: "extra", "data-extra": "relay" });
-  relay.append(input("power_w", d.power_w, { type: "number", step: "any" }), input("priority", d.priority ?? 0, { type: "number" }));
+  relay.append(...(fields.relay || []).map((f) => typedField(f, known[f.key])));
   const replace = el("label", { class: "extra muted", "data-extra": "grid" }, "replace the current grid meter ");
   replace.append(el("input", { type: "checkbox", name: "replace" }));
   const save = el("button", { type: "button", "data-save": d.ref }, "Save");
@@ -109,12 +56,7 @@ async function saveRole(box, ref, result) {
   const body = { role };
   const scope = box.querySelector(`[data-extra="${role}"]`);
   if (role === "grid") body.replace = box.querySelector('input[name="replace"]').checked;
-  if (scope && role !== "grid") {
-    for (const f of scope.querySelectorAll("input, select")) {
-      if (f.value === "") continue;
-      body[f.name] = f.type === "number" || (f.name === "phases" && f.value !== "auto") ? Number(f.value) : f.value;
-    }
-  }
+  if (scope && role !== "grid") Object.assign(body, readFields(scope));
   result.textContent = "saving…";
   const { ok, doc } = await call("PUT", `/api/v1/setup/roles/${ref}`, body);
   if (ok) {
@@ -137,6 +79,7 @@ function foundRow(a) {
   box.append(who);
   for (const action of ["adopt", "ignore"]) {
     if (action === "ignore" && !a.can_ignore) continue;
+    if (action === "adopt" && a.state !== "found") continue;  // already read by its bridge (or ignored)
     const b = el("button", { type: "button", "data-action": action }, action);
     b.addEventListener("click", async () => {
       const { ok, doc } = await call("POST", `/api/v1/setup/devices/${a.device_id}/${action}`);
@@ -154,25 +97,22 @@ async function loadController() {
   if (!ok || !doc.values.grid_meter) return;
   const values = doc.values;
   form.replaceChildren();
-  for (const [key, text] of Object.entries(help["surplus-controller"] || {})) {
-    if (key === "grid_meter" || key === "battery") continue;  // set by the roles above
-    const wrap = el("div");
-    const label = el("label", {}, key.replace(/_/g, " ") + " ");
-    const current = values[key];
-    const override = (doc.overrides || {})[key];
-    const field = el("input", { name: key, value: current ?? "", placeholder: "default",
-                                "data-number": typeof current === "number" || /_(w|s|pct)$/.test(key) ? "1" : "" });
-    label.append(field);
-    wrap.append(label, el("span", { class: "error", "data-for": key }), el("p", { class: "help" }, text));
+  for (const f of fields["surplus-controller"] || []) {
+    // set by the roles above; lists are edited there too
+    if (f.key === "grid_meter" || f.key === "battery" || f.input === "none") continue;
+    const wrap = typedField(f, values[f.key]);
+    const field = wrap.querySelector("input, select");
+    const override = (doc.overrides || {})[f.key];
     if (override) {
       // The environment wins over the file: show what runs, where it comes from, and keep the file's value.
       field.disabled = true;
       field.value = String(override.value);
       wrap.dataset.override = override.env;
       wrap.append(el("p", { class: "help override" }, override.note));
-    } else if (PATH_KEY.test(key)) {
+    } else if (PATH_KEY.test(f.key)) {
       // Paths are not settable over HTTP (a web page must not point a service at any file).
       field.disabled = true;
+      field.value = values[f.key] ?? f.default ?? "";
       wrap.append(el("p", { class: "help override" }, "a file path: change it in the config file"));
     }
     form.append(wrap);
@@ -183,11 +123,9 @@ async function loadController() {
   form.onsubmit = async (event) => {
     event.preventDefault();
     const body = { ...values };
-    for (const f of form.querySelectorAll("input")) {
-      if (f.disabled) continue;  // set by the environment: the file keeps its own value
-      if (f.value === "") delete body[f.name];
-      else body[f.name] = f.dataset.number && !Number.isNaN(Number(f.value)) ? Number(f.value) : f.value;
-    }
+    // An emptied field goes back to its default; a disabled one (environment, path) keeps the file's value.
+    for (const f of form.querySelectorAll(".field input:not(:disabled), .field select:not(:disabled)")) delete body[f.name];
+    Object.assign(body, readFields(form));
     const res = await call("PUT", "/api/v1/setup/sections/surplus-controller", body);
     if (res.ok) { result.textContent = "saved · " + appliedText(res.doc.applied); result.dataset.result = "ok"; }
     else { result.dataset.result = "error"; showError(form, res.doc); }
@@ -198,6 +136,7 @@ async function load() {
   const { ok, doc } = await call("GET", "/api/v1/setup");
   if (!ok) { $("problems").textContent = doc.error; return; }
   help = doc.help || {};
+  fields = doc.fields || {};
   $("config-file").textContent = doc.config_file;
   $("problems").textContent = Object.values(doc.problems).join(" · ");
   const overrides = Object.entries(doc.overrides || {}).flatMap(([section, keys]) =>
