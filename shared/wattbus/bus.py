@@ -5,7 +5,9 @@ per-message hand-over between threads) and reconnects with a doubling backoff (`
 `reconnect_max_s`); messages are decoded into contract Structs and dispatched to handlers. After
 every reconnect the client subscribes again and re-publishes the retained state it owns (meta,
 availability, status), so a broker restarted without persistence gets it back. Outgoing QoS 1
-messages wait in paho's bounded queue while the broker is away.
+messages wait in paho's bounded queue while the broker is away; paho sends that queue only after
+the CONNACK, behind anything published while the CONNECT was on its way, so retained state is
+re-published once the queue has gone out (see _settle).
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ class Bus:
         self._subs_lock = threading.Lock()
         self._retained: dict[str, tuple[bytes, str]] = {}
         self._retained_lock = threading.Lock()
+        # retained topics published between socket open and CONNACK: those went out ahead of older ones
+        self._overtaken: dict[str, None] = {}
         self._pending: dict[bytes, asyncio.Future[m.CommandResult]] = {}
         self._reply_topic: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -188,6 +192,10 @@ class Bus:
                     self._retained[topic] = (data, content_type)
                 else:
                     self._retained.pop(topic, None)
+                if self._client.socket() is not None and not self._client.is_connected():
+                    # paho writes this right behind the CONNECT, and what it queued before the socket
+                    # opened (older values of this topic) only after the CONNACK.
+                    self._overtaken[topic] = None
         return self._send(topic, data, content_type, retain, qos, response_topic, correlation_data)
 
     def _send(self, topic: str, data: bytes, content_type: str, retain: bool, qos: int,
@@ -290,19 +298,32 @@ class Bus:
         with self._subs_lock:
             for sub in self._subs:
                 self._send_subscribe(client, sub)
-        if self._ever_connected:
+        reconnect = self._ever_connected
+        if reconnect:
             self.counters.inc("reconnects")
-            with self._retained_lock:
-                state = list(self._retained.items())
-            for topic, (data, content_type) in state:
-                self._send(topic, data, content_type, True, 1)
-            self.log.info("reconnected to broker", republished=len(state))
         else:
             self.log.info("connected to broker", host=self.config.host, port=self.config.port)
         self._ever_connected = True
         self._driver.connected()
         if self._loop:
-            self._loop.call_soon_threadsafe(self._connected.set)
+            # paho sends its queued messages after this callback returns: settle the retained state
+            # behind them, on the next loop pass (and before a disconnect's clear, which comes later).
+            self._loop.call_soon_threadsafe(self._settle, reconnect)
+
+    def _settle(self, reconnect: bool) -> None:
+        """Re-publish retained state once paho has sent what it queued for the CONNACK: all of it after
+        a reconnect (a broker restarted without persistence lost it), after the first connect only the
+        topics published while connecting, whose newest value went out before the older queued ones."""
+        with self._retained_lock:
+            names = {**dict.fromkeys(self._retained), **self._overtaken} if reconnect else dict(self._overtaken)
+            self._overtaken.clear()
+            # a topic cleared while connecting is cleared again (an empty retained payload)
+            state = [(t, self._retained.get(t, (b"", topics.CONTENT_TYPE))) for t in names]
+        for topic, (data, content_type) in state:
+            self._send(topic, data, content_type, True, 1)
+        if reconnect:
+            self.log.info("reconnected to broker", republished=len(state))
+        self._connected.set()
 
     def _refused(self, reason: ReasonCode) -> None:
         """One line per try while the login is refused (the tries back off to reconnect_max_s), naming

@@ -120,3 +120,27 @@ async def test_no_network_thread_and_a_clean_stop(broker: Mosquitto) -> None:
     assert not bus.connected
     await until(lambda: "offline" in seen, what="the final retained message before the disconnect")
     await watcher.stop()
+
+
+async def test_a_retained_change_made_while_connecting_is_what_the_broker_keeps(broker: Mosquitto) -> None:
+    """A status published after the socket opened but before the CONNACK goes out ahead of the older
+    ones paho queued while there was no socket; the broker must still end up holding the newest."""
+    topic = topics.service_status("sml-reader", "window")
+    bus = Bus(broker.bus_config("sml-reader"), "sml-reader", "window")
+    await bus.start()
+    bus.publish(topic, b'{"n":1}', retain=True)  # no socket yet: waits in paho's queue for the CONNACK
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while bus._client.socket() is None and loop.time() < deadline:  # one loop pass at a time
+        await asyncio.sleep(0)
+    assert bus._client.socket() is not None and not bus._client.is_connected(), "the connect window was missed"
+    bus.publish(topic, b'{"n":2}', retain=True)  # socket open, CONNECT sent, no CONNACK yet
+    assert await bus.wait_connected(10)
+    await bus.stop()  # its DISCONNECT follows every PUBLISH it sent, so the broker has handled them all
+    watcher = await started(broker, "test-admin", "window-watch")
+    got: list[bytes] = []
+    watcher.subscribe(topic, bytes, lambda msg: got.append(bytes(msg.payload)))
+    await until(lambda: bool(got), what="the retained status")
+    assert got == [b'{"n":2}'], f"the broker kept an older status: {got}"
+    watcher.publish(topic, b"", retain=True)
+    await watcher.stop()
