@@ -138,6 +138,22 @@ async def wait_until_valid(slot: Slot, loaded: LoadedConfig, all_stopping: async
             log.error("service config still refused", service=slot.service.name, error=problem)
 
 
+def reread(slot: Slot, loaded: LoadedConfig) -> LoadedConfig:
+    """The file as it is now, for a restart: a change saved while the service was down (the setup
+    page saves twice in a second; the second `reload_config` finds nobody listening) is not lost."""
+    if loaded.path is None:
+        return loaded
+    try:
+        fresh = load(loaded.path, loaded.environ)
+    except ConfigError as exc:
+        slot.problem = str(exc)
+        return loaded
+    slot.problem = refusal(slot, fresh)
+    if slot.problem is None:
+        slot.service.reloaded = fresh  # `serve` prefers it to the file read at start-up
+    return fresh
+
+
 async def supervise(slot: Slot, loaded: LoadedConfig, all_stopping: asyncio.Event) -> None:
     """Run one service until the process stops; restart it in place when it fails, and keep it
     waiting (not the process) while its config is refused."""
@@ -168,6 +184,7 @@ async def supervise(slot: Slot, loaded: LoadedConfig, all_stopping: asyncio.Even
             return
         except TimeoutError:
             delay = min(delay * 2, RESTART_MAX_S)
+        loaded = reread(slot, loaded)
 
 
 async def run_many(services: list[Service[Any]], loaded: LoadedConfig, secrets_dir: Path | None) -> int:

@@ -99,8 +99,12 @@ function group(id, devices, type, role) {
   if (!box.querySelector(".error.group")) box.append(el("span", { class: "error group", "data-for": role }));
 }
 
+// A water or gas meter (volume, no power) cannot be the grid meter.
+const powerMeter = (d) => d.kind === "meter" && !(d.live && d.live.power_w === undefined
+  && (d.live.water_m3 !== undefined || d.live.gas_m3 !== undefined));
+
 function drawRoles() {
-  group("roles-grid", onBus.filter((d) => d.kind === "meter"), "radio", "grid");
+  group("roles-grid", onBus.filter(powerMeter), "radio", "grid");
   group("roles-pv", onBus.filter((d) => PV_KINDS.includes(d.kind) && !d.parent_id), "checkbox", "pv");
   group("roles-battery", onBus.filter((d) => d.kind === "battery" && !d.parent_id), "checkbox", "battery");
 }
@@ -202,6 +206,19 @@ function drawDone() {
     summary.append(el("dt", {}, label), el("dd", { "data-role": role }, refs.join(", ") || "none"));
   }
   $("done-applied").textContent = lastApplied;
+  controllerState();
+}
+
+// What the controller runs now: the loadpoints it publishes (it restarts to apply the saved file).
+async function controllerState() {
+  const { ok, doc } = await call("GET", "/api/v1/loadpoints");
+  const box = $("done-controller");
+  const wanted = onBus.filter((d) => d.role === "charger").map((d) => d.id || d.device_id);
+  const running = ok ? doc.filter((lp) => wanted.includes(lp.loadpoint_id)) : [];
+  box.dataset.state = running.length ? "running" : "waiting";
+  box.textContent = running.length
+    ? "The controller runs " + running.map((lp) => `${lp.loadpoint_id} (${CHOICE_WORDS[lp.mode] || lp.mode})`).join(", ")
+    : wanted.length ? "waiting for the controller to take the loadpoint over…" : "no loadpoint: the controller has nothing to charge";
 }
 
 // ------------------------------------------------------------------ data
@@ -234,4 +251,7 @@ $("rescan").addEventListener("click", async () => {
 window.addEventListener("hashchange", () => show(location.hash.slice(1)));
 refresh(true).then(() => show(location.hash.slice(1)));
 // Live values every few seconds: what makes six meters tell apart while a kettle goes on and off.
-setInterval(() => { if (overview) refresh(false); }, 2500);
+setInterval(() => {
+  if (overview) refresh(false);
+  if (document.body.dataset.step === "done") controllerState();
+}, 2500);
