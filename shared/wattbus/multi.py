@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import signal
 import sys
@@ -29,6 +30,9 @@ from typing import Any
 
 import msgspec
 
+from . import __version__, topics
+from . import messages as m
+from .bus import Bus
 from .config import BusConfig, ConfigError, LoadedConfig, load
 from .log import get_logger, setup_logging
 from .runner import Service
@@ -106,12 +110,66 @@ def _stamp(path: Path | None) -> tuple[int, int] | None:
     return (found.st_mtime_ns, found.st_size) if found is not None else None
 
 
+class Refusal:
+    """The retained status of a service that does not run, saying why: every consumer (the web UI,
+    `wattbus status`) shows it next to the service instead of a silent gap. Logged in as the service
+    itself (its ACL allows its own status topics); gone once the service starts and reports itself."""
+
+    def __init__(self, slot: Slot, loaded: LoadedConfig) -> None:
+        raw = loaded.data.get(slot.service.name, {})
+        configured = raw.get("instance") if isinstance(raw, dict) else None
+        # the section is refused, so its instance may be too: the default then
+        self.instance = "main"
+        if isinstance(configured, str) and configured != "auto":
+            # not a usable instance name (maybe that is the refusal): the default stays
+            with contextlib.suppress(topics.TopicError):
+                self.instance = topics.segment(configured, "instance")
+        self.name = slot.service.name
+        self.started_at = m.utc_now()
+        self.availability = topics.service_availability(self.name, self.instance)
+        self.bus: Bus | None = None
+        try:
+            self.bus = Bus(slot.bus, self.name, self.instance, will=(self.availability, m.OFFLINE.encode()),
+                           log=get_logger("run-many").child(self.name))
+        except ConfigError:  # no password to log in with (that may be the refusal): the log says it
+            self.bus = None
+
+    async def start(self) -> None:
+        if self.bus is not None:
+            await self.bus.start()
+
+    def report(self, problem: str) -> None:
+        if self.bus is None:
+            return
+        status = m.ServiceStatus(service=self.name, instance=self.instance, version=__version__,
+                                 started_at=self.started_at, uptime_s=0.0,
+                                 device_errors=[m.DeviceError(address="config", error=f"not started: {problem}",
+                                                                since=self.started_at)])
+        self.bus.publish(topics.service_status(self.name, self.instance), status, retain=True)
+        self.bus.publish(self.availability, m.OFFLINE, retain=True)
+
+    async def stop(self) -> None:
+        if self.bus is not None:
+            await self.bus.stop()
+
+
 async def wait_until_valid(slot: Slot, loaded: LoadedConfig, all_stopping: asyncio.Event) -> LoadedConfig | None:
+    refusal_status = Refusal(slot, loaded)
+    await refusal_status.start()
+    try:
+        return await _wait_until_valid(slot, loaded, all_stopping, refusal_status)
+    finally:
+        await refusal_status.stop()
+
+
+async def _wait_until_valid(slot: Slot, loaded: LoadedConfig, all_stopping: asyncio.Event,
+                            refusal_status: Refusal) -> LoadedConfig | None:
     """Keep a refused service down (the others run) and watch the config file: once the section
     is valid (a person fixed it, or the setup page saved it) the service starts. None: stopping."""
     log = get_logger("run-many")
     log.error("service not started: its config is refused; waiting for the file to change",
               service=slot.service.name, error=slot.problem, config=str(loaded.path))
+    refusal_status.report(slot.problem or "")
     stamp = _stamp(loaded.path)
     while True:
         try:
@@ -136,6 +194,7 @@ async def wait_until_valid(slot: Slot, loaded: LoadedConfig, all_stopping: async
         if problem != slot.problem:
             slot.problem = problem
             log.error("service config still refused", service=slot.service.name, error=problem)
+            refusal_status.report(problem)
 
 
 def reread(slot: Slot, loaded: LoadedConfig) -> LoadedConfig:

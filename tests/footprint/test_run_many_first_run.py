@@ -67,11 +67,15 @@ async def test_first_run_keeps_every_service_up(broker: Any, tmp_path: Path) -> 
         assert "polling_everything" in text and "sunspec-bridge" in text, text
         assert text.count("idle until configured") == 1, text  # logged once, not every cycle
         assert availability.get("sunspec-bridge") != "online"
+        # The waiting service reports why on its own status topic (retained), as itself.
+        await until(lambda: any("not started" in e and "polling_everything" in e
+                                for e in _errors(status, "sunspec-bridge")), 30, "the bridge's refusal in its status")
         assert proc.poll() is None, text
 
         # The file fixed (what the setup page's save does): the waiting bridge starts on its own.
         config.write_text(FIRST_RUN.format(tmp=tmp_path).replace("polling_everything = true\n", ""))
         await until(lambda: availability.get("sunspec-bridge") == "online", 30, "bridge started after the fix")
+        await until(lambda: not _errors(status, "sunspec-bridge"), 30, "the bridge's own status, without the refusal")
 
         # A grid meter chosen: the controller restarts with it and is no longer "not configured".
         config.write_text(config.read_text().replace(
@@ -88,3 +92,29 @@ async def test_first_run_keeps_every_service_up(broker: Any, tmp_path: Path) -> 
         code = proc.wait(30)
         await watcher.stop()
     assert code == 0, f"exit code {code}\n{log.read_text()}"
+
+
+async def test_controller_alone_without_any_config_stays_up(broker: Any, tmp_path: Path) -> None:
+    """Its own process, no config file at all (a first boot): idle, saying why, until stopped."""
+    watcher = await started_bus(broker, "admin", "first-run-alone")
+    status: dict[str, m.ServiceStatus] = {}
+
+    def on_status(msg: Message[m.ServiceStatus]) -> None:
+        status[msg.payload.service] = msg.payload
+
+    watcher.subscribe(topics.service_status("surplus-controller", "main"), m.ServiceStatus, on_status)
+    log = tmp_path / "controller.log"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1", **broker.env("surplus-controller")}
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "wattbus_surplus_controller"], env=env, cwd=tmp_path,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        await until(lambda: any("not configured" in e for e in _errors(status, "surplus-controller")), 30,
+                    "the controller's status saying it is not configured")
+        assert proc.poll() is None, log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        await watcher.stop()
+    assert code == 0, log.read_text()
+    assert log.read_text().count("idle until configured") == 1
