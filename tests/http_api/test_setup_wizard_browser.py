@@ -164,6 +164,8 @@ async def test_wizard_first_run_to_a_running_loadpoint(house_file: tuple[Path, H
         error = "document.querySelector('#lp-fields .error[data-for=min_current_a]').textContent"
         await wait_js(browser, f"{error} !== ''", "the refusal next to the minimum current", 30)
         assert ">= 6" in await browser.eval(error)
+        await shoot(browser, tmp_path / "wizard-loadpoint-refusal-420.png", 420)
+        await phone(browser, 1280)
         await fill(min_current_a=6)
         await browser.eval("document.getElementById('lp-save').click()")
         await wait_js(browser, "document.body.dataset.step === 'done'", "the done step", 30)

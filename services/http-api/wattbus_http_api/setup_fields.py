@@ -15,7 +15,8 @@ from typing import Any
 import msgspec
 
 UNITS = {"a": "A", "w": "W", "wh": "Wh", "s": "s", "pct": "%", "v": "V", "c": "°C", "hz": "Hz", "m3": "m³"}
-WORDS = {"min": "minimum", "max": "maximum", "soc": "charge", "id": "name", "lp": "loadpoint"}
+WORDS = {"min": "minimum", "max": "maximum", "soc": "charge", "id": "name", "lp": "loadpoint",
+         "breaker": "circuit breaker"}
 
 
 def label(key: str) -> str:

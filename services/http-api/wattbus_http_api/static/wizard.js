@@ -4,6 +4,7 @@
 "use strict";
 const STEPS = ["find", "identify", "roles", "loadpoint", "done"];
 const PV_KINDS = ["inverter", "gateway", "string"];
+const TUNING = ["enable_threshold_w", "enable_delay_s", "disable_delay_s", "max_phase_switches_per_hour"];
 let overview = null;
 let onBus = [];
 let lastApplied = "";
@@ -155,7 +156,11 @@ async function saveRoles() {
 function drawFields(d) {
   const values = { ...d, loadpoint_id: d.id || d.device_id };
   if (d.role !== "charger") for (const k of Object.keys(values)) if (k !== "loadpoint_id") delete values[k];
-  $("lp-fields").replaceChildren(...(overview.fields.loadpoint || []).map((f) => typedField(f, values[f.key])));
+  const all = (overview.fields.loadpoint || []).map((f) => typedField(f, values[f.key]));
+  // The pv-mode fine tuning has good defaults: folded away, still sent when filled in.
+  const tuning = el("details", { class: "tuning" });
+  tuning.append(el("summary", {}, "fine tuning (optional)"), ...all.filter((w) => TUNING.includes(w.field.key)));
+  $("lp-fields").replaceChildren(...all.filter((w) => !TUNING.includes(w.field.key)), tuning);
 }
 
 function drawLoadpoint() {
@@ -184,8 +189,9 @@ async function saveLoadpoint() {
     result.dataset.result = "error";
     // A field the API names gets the message; anything else (the grid meter missing) the wallbox choice.
     const field = (doc.where || "").replace(/^\$\./, "").split(".").pop();
-    showError($("lp-fields").querySelector(`.error[data-for="${field}"]`) ? $("lp-fields")
-      : section.querySelector(`.choice[data-ref="${CSS.escape(picked.value)}"]`), doc);
+    const slot = $("lp-fields").querySelector(`.error[data-for="${field}"]`);
+    showError(slot ? $("lp-fields") : section.querySelector(`.choice[data-ref="${CSS.escape(picked.value)}"]`), doc);
+    if (slot && slot.closest("details")) slot.closest("details").open = true;  // a tuning field: unfold it
     return;
   }
   lastApplied = appliedText(doc.applied) + (doc.note ? " · " + doc.note : "");
