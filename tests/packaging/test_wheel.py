@@ -181,7 +181,8 @@ def test_installed_http_api_serves_its_web_ui_and_settings_help(installed: Insta
                                                                installed_http_api: HttpApi) -> None:
     api = installed_http_api
     package = installed.src / "services" / "http-api" / "wattbus_http_api"
-    pages = {"/ui/": package / "static" / "index.html", "/ui/setup": package / "static" / "setup.html"}
+    pages = {"/ui/": package / "static" / "index.html", "/ui/setup": package / "static" / "wizard.html",
+             "/ui/setup/advanced": package / "static" / "setup.html"}
     pages |= {f"/ui/static/{f.name}": f for f in sorted((package / "static").iterdir())}
     assert {"/ui/static/app.js", "/ui/static/style.css"} <= set(pages)
     for path, source in pages.items():
