@@ -5,7 +5,9 @@ payloads of every size intact through its buffered reads, PUBACKs held until ack
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 from pathlib import Path
 
 from wattbus import codec, topics
@@ -112,6 +114,41 @@ async def test_readings_not_acknowledged_come_back(broker: Mosquitto) -> None:
         assert third.got == [], "acknowledged readings were sent again"
     finally:
         await third.close()
+
+
+async def test_a_clean_close_returns_once_the_broker_has_the_acknowledgements(private_broker: Mosquitto) -> None:
+    """The writer acknowledges its last batch and stops; a restart takes over the session at once.
+    A busy broker reads one packet per wake-up, so it could serve the successor's CONNECT before the
+    PUBACKs still waiting in its socket, and send those readings again. The broker is paused
+    (SIGSTOP) from the acknowledgements to the successor's CONNECT, as a loaded machine holds it."""
+    topic = topics.device_reading(PUBLISHER, "meter-restart")
+    bus = _admin(private_broker)
+    first = _Receiver(bus, [topic], "sub-restart", hold=True, session_expiry_s=300)
+    await asyncio.wait_for(first.sub.connected.wait(), 20)
+    await _publish(private_broker.port, private_broker.files.password(PUBLISHER), 30, "meter-restart")
+    await until(lambda: len(first.got) == 30, 20, "30 readings, held")
+    assert private_broker.proc is not None
+    broker_pid = private_broker.proc.pid
+    os.kill(broker_pid, signal.SIGSTOP)
+    # A close that waits for the broker needs it back; one that does not returns at once.
+    resume = asyncio.get_running_loop().call_later(1.0, os.kill, broker_pid, signal.SIGCONT)
+    second: _Receiver | None = None
+    try:
+        first.sub.acknowledge(first.held)  # the batch is stored: its PUBACKs go out, then the stop
+        await first.close()
+        second = _Receiver(bus, [topic], "sub-restart", session_expiry_s=0)
+        await until(lambda: second is not None and second.sub._client.socket() is not None, 10, "CONNECT sent")
+        await asyncio.sleep(0.05)  # the CONNECT is on its way while the broker still sleeps
+    finally:
+        resume.cancel()
+        os.kill(broker_pid, signal.SIGCONT)
+    assert second is not None
+    try:
+        await asyncio.wait_for(second.sub.connected.wait(), 20)
+        await asyncio.sleep(0.5)  # a session's readings arrive before the SUBACK; this is margin
+        assert second.got == [], f"{len(second.got)} acknowledged readings were sent again"
+    finally:
+        await second.close()
 
 
 async def test_tls_listener(tmp_path: Path) -> None:

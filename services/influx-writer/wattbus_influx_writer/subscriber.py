@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
 
 READ_SIZE = 65536
+DISCONNECT = 0xE0  # an MQTT DISCONNECT packet's first byte
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,9 @@ class _BufferedSocket:
         self.pos = 0
         self.refills = 1
         self.out = bytearray()
+        self.linger = False  # a clean stop: after our DISCONNECT, keep the socket until the broker closes it
+        self.disconnect_sent = False
+        self.kept = False  # closed by paho, still open for broker_closed()
 
     def recv(self, size: int) -> bytes:
         if self.pos >= len(self.data):
@@ -90,6 +94,8 @@ class _BufferedSocket:
         return len(self.data) - self.pos + self._inner_pending()
 
     def send(self, buffer: bytes | bytearray) -> int:
+        # paho hands each packet over whole (all of it is always taken here): byte 0 is its type.
+        self.disconnect_sent = self.disconnect_sent or (len(buffer) > 0 and buffer[0] == DISCONNECT)
         self.out += buffer
         return len(buffer)
 
@@ -109,15 +115,53 @@ class _BufferedSocket:
 
     def close(self) -> None:
         # paho closes right after writing a DISCONNECT (the session's expiry may ride on it).
+        sent = False
         try:
             if self.out:
                 self.sock.settimeout(1.0)
                 self.sock.sendall(self.out)
+            sent = True
         except OSError:
             pass  # the broker is gone already
         finally:
             self.out.clear()
-            self.sock.close()
+            self.kept = sent and self.linger and self.disconnect_sent
+            if not self.kept:
+                self.sock.close()
+
+    async def broker_closed(self, timeout: float) -> bool:
+        """After a clean stop's DISCONNECT, wait until the broker closes its side: it does so only once it
+        has handled every packet before it. Mosquitto reads one packet per wake-up; returning earlier,
+        a restart taking over the session could be served before our last PUBACKs were read, and get
+        those readings again. False when the broker did not close within timeout."""
+        if not self.kept:
+            return True
+        self.kept = False
+        sock, loop = self.sock, asyncio.get_running_loop()
+        closed: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            while not closed.done():
+                try:
+                    if sock.recv(READ_SIZE):
+                        continue  # sent before the broker read our DISCONNECT: unacknowledged, it comes back
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    return
+                except OSError:
+                    pass  # a reset ends the connection all the same
+                closed.set_result(None)
+
+        sock.setblocking(False)
+        fd = sock.fileno()
+        loop.add_reader(fd, readable)
+        try:
+            await asyncio.wait_for(closed, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            loop.remove_reader(fd)
+            sock.close()
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -315,8 +359,12 @@ class Subscriber:
 
     async def close(self, end_session: bool = False) -> None:
         """A normal DISCONNECT: the session (and what it holds for us) stays on the broker, unless
-        end_session (after a drain) asks the broker to delete it."""
+        end_session (after a drain) asks the broker to delete it. Returns once the broker has handled
+        every acknowledgement sent before (or after a few seconds without an answer)."""
         self._paused = True
+        buffered = self._client.buffered
+        if buffered is not None:
+            buffered.linger = True
         if end_session and self.session_expiry_s and self._client.is_connected():
             props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 0  # MQTT 5: only allowed when the CONNECT's was not 0
@@ -327,3 +375,6 @@ class Subscriber:
             except TimeoutError:
                 self.log.warning("broker did not close the connection after DISCONNECT")
         await self._driver.stop()
+        if buffered is not None and not await buffered.broker_closed(3.0):
+            self.log.warning("broker did not close the connection after DISCONNECT: "
+                             "the last acknowledged readings may come again")
