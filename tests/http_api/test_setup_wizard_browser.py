@@ -113,11 +113,9 @@ async def test_wizard_first_run_to_a_running_loadpoint(house_file: tuple[Path, H
             browser, "location.pathname === '/ui/setup' && document.body?.dataset.firstRun === '1'"
                      " && document.body.dataset.step === 'find'", "the wizard on first run")
         found = "document.querySelector('[data-found=\"{}\"]')"
-        for _ in range(60):  # the announcements reach the http-api in their own time: look again
-            if await browser.eval(f"!!{found.format(new.device_id)} && !!{found.format(known.device_id)}"):
-                break
-            await browser.eval("refresh(true)")
-            await asyncio.sleep(0.5)
+        # The page looks again every few seconds: the announcements show up without a reload.
+        await wait_js(browser, f"!!{found.format(new.device_id)} && !!{found.format(known.device_id)}",
+                      "both announced devices listed", 30)
         assert await browser.eval(f"!!{found.format(new.device_id)}.querySelector('[data-action=adopt]')")
         assert await browser.eval(f"{found.format(known.device_id)}.querySelector('[data-action=adopt]')") is None
         assert await browser.eval(f"{found.format(known.device_id)}.dataset.state") == "adopted"

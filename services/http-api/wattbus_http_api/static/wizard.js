@@ -229,9 +229,14 @@ async function controllerState() {
 
 // ------------------------------------------------------------------ data
 
+// Lists are drawn again only when their members change (a device appears, one gets adopted).
+const members = () => (overview ? [...overview.devices.on_bus.map((d) => d.ref),
+  ...overview.devices.discovered.map((a) => a.device_id + ":" + a.state)].join() : "");
+
 async function refresh(full) {
   const { ok, doc } = await call("GET", full ? "/api/v1/setup" : "/api/v1/setup/devices");
   if (!ok) { $("problems").textContent = doc.error || "setup is not available"; return; }
+  const before = members();
   if (full) {
     overview = doc;
     $("config-file").textContent = doc.config_file;
@@ -240,9 +245,8 @@ async function refresh(full) {
   } else {
     overview.devices = doc;
   }
-  const before = onBus.map((d) => d.ref).join();
   onBus = overview.devices.on_bus;
-  if (full || before !== onBus.map((d) => d.ref).join()) drawFind();
+  if (full || before !== members()) drawFind();
   updateLive();
   document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
 }
