@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p_apply = config_sub.add_parser("apply", help="tell a running service to re-read its section (over the bus, "
                                     "with [bus] and WATTBUS_BUS_* for the broker login)")
     p_apply.add_argument("section")
-    p_apply.add_argument("--instance", default=None, help="service instance (default: the section's, else main)")
+    p_apply.add_argument("--instance", default=None, help="service instance (default: WATTBUS_<SECTION>_INSTANCE, "
+                         "the section's, else main; auto = every replica)")
     p_apply.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
     args = parser.parse_args(argv)
     if args.command == "config":
@@ -107,11 +108,15 @@ def config_command(args: argparse.Namespace) -> int:
 def config_apply(args: argparse.Namespace, path: Path) -> int:
     """Send reload_config and print the service's answer; 0 only when it accepted the section."""
     import asyncio
+    import os
 
-    from .config import load
+    from .config import env_prefix, load
     from .settings import request_reload
 
-    instance = args.instance or str(load(path).data.get(args.section, {}).get("instance", "main"))
+    # The instance the service itself resolves: its environment override first (compose sets
+    # `auto` for scaled replicas, which request_reload asks as `all`), then the file, then main.
+    configured = os.environ.get(env_prefix(args.section) + "INSTANCE")
+    instance = args.instance or configured or str(load(path).data.get(args.section, {}).get("instance", "main"))
     result = asyncio.run(request_reload(load(path).bus(), args.section, instance, args.timeout))
     print(f"{args.section}/{instance}: {result.status}: {result.message}",
           file=sys.stdout if result.status == "ok" else sys.stderr)

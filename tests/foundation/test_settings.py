@@ -223,3 +223,20 @@ def test_cli_config_apply_over_the_bus(broker: Mosquitto, start_service: Any, tm
     assert proc.proc.wait(30) == RELOAD_EXIT_CODE
     done = cli("apply", "sml-reader", "--timeout", "1")
     assert done.returncode == 1 and "did not answer" in done.stderr  # nobody restarted it in this test
+
+
+def test_cli_config_apply_reaches_auto_replicas(broker: Mosquitto, start_service: Any, tmp_path: Path) -> None:
+    """compose runs scaled services with WATTBUS_<SERVICE>_INSTANCE=auto (each replica named after its
+    container) and passes the same variables to the http-api container, where README runs
+    `wattbus config apply`: it must ask every replica, not an instance `main` nobody is."""
+    path = tmp_path / "wattbus.toml"
+    path.write_text("[sml-reader]\nstatus_interval_s = 5\n")
+    scaled = {"WATTBUS_SML_READER_INSTANCE": "auto"}
+    start_service("tests.support.echo_service", "--config", str(path), env={**broker.env("sml-reader"), **scaled})
+    env = {**os.environ, **broker.env("test-admin"), **scaled}
+    apply = [sys.executable, "-m", "wattbus.cli", "config", "--config", str(path), "apply", "sml-reader"]
+    deadline = time.monotonic() + 30
+    while "unchanged" not in (done := subprocess.run([*apply, "--timeout", "5"], env=env, capture_output=True,
+                                                     text=True, timeout=60)).stdout:
+        assert time.monotonic() < deadline, done.stderr  # the service may still be connecting
+    assert done.stdout.startswith("sml-reader/auto: ok"), done.stdout
