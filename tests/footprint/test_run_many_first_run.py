@@ -42,13 +42,18 @@ async def test_first_run_keeps_every_service_up(broker: Any, tmp_path: Path) -> 
     status: dict[str, m.ServiceStatus] = {}
     availability: dict[str, str] = {}
 
+    launched = m.utc_now()
+
     def on_status(msg: Message[m.ServiceStatus]) -> None:
-        status[msg.payload.service] = msg.payload
+        # this run's statuses only: the session's broker keeps earlier tests' retained ones
+        if msg.payload.started_at >= launched:
+            status[msg.payload.service] = msg.payload
 
     def on_availability(msg: Message[bytes]) -> None:
         availability[topics.parse(msg.topic).source or ""] = bytes(msg.payload).decode()
 
-    watcher.subscribe(topics.ALL_SERVICE_STATUS, m.ServiceStatus, on_status)
+    for service in ("surplus-controller", "sunspec-bridge"):
+        watcher.subscribe(topics.service_status(service, "main"), m.ServiceStatus, on_status)
     watcher.subscribe("wattbus/v1/service/+/main/availability", bytes, on_availability)
     log = tmp_path / "run-many.log"
     env = {"PATH": "/usr/bin:/bin", "WATTBUS_BUS_HOST": "127.0.0.1", "WATTBUS_BUS_PORT": str(broker.port),
@@ -99,8 +104,12 @@ async def test_controller_alone_without_any_config_stays_up(broker: Any, tmp_pat
     watcher = await started_bus(broker, "admin", "first-run-alone")
     status: dict[str, m.ServiceStatus] = {}
 
+    launched = m.utc_now()
+
     def on_status(msg: Message[m.ServiceStatus]) -> None:
-        status[msg.payload.service] = msg.payload
+        # this process's own statuses only: the topic keeps the last test's retained one
+        if msg.payload.started_at >= launched:
+            status[msg.payload.service] = msg.payload
 
     watcher.subscribe(topics.service_status("surplus-controller", "main"), m.ServiceStatus, on_status)
     log = tmp_path / "controller.log"

@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +80,12 @@ class Seen:
         return [msg.payload for msg in self.messages if msg.topic == topic]
 
 
-def status_counter(seen: Seen, name: str) -> int:
-    payloads = seen.on(topics.service_status("integrations", "main"))
-    return codec.decode(payloads[-1], m.ServiceStatus).counters.get(name, 0) if payloads else 0
+def status_counter(seen: Seen, name: str, since: datetime) -> int:
+    """A counter of the integrations service started at `since` or later: the session's broker also
+    holds the retained status of an earlier test's integrations/main."""
+    statuses = [codec.decode(p, m.ServiceStatus) for p in seen.on(topics.service_status("integrations", "main"))]
+    own = [status for status in statuses if status.started_at >= since]
+    return own[-1].counters.get(name, 0) if own else 0
 
 
 async def test_discovery_controls_templates_and_removal(broker: Mosquitto, tmp_path: Path,
@@ -109,9 +113,10 @@ async def test_discovery_controls_templates_and_removal(broker: Mosquitto, tmp_p
         bridge.publish(topics.device_meta(CHARGER.source, CHARGER.device_id), CHARGER, retain=True)
         bridge.publish(topics.device_availability(CHARGER.source, CHARGER.device_id), m.ONLINE, retain=True)
 
+        launched = m.utc_now()
         proc = start_service("wattbus_integrations", "--config", str(write_config(tmp_path, url)),
                              env=broker.env("integrations"))
-        await until(lambda: status_counter(seen, "messages_in") > 0, 30, "the service's status")
+        await until(lambda: status_counter(seen, "messages_in", launched) > 0, 30, "the service's status")
         bridge.publish(topics.device_reading(CHARGER.source, CHARGER.device_id), READING)
 
         await until(lambda: any(p for p in seen.on(CONFIG)), 20, "the charger's discovery config")
@@ -130,8 +135,9 @@ async def test_discovery_controls_templates_and_removal(broker: Mosquitto, tmp_p
         assert commands[0] == m.SetChargeCurrent(current_a=16.0)
         observer.publish(SET_CURRENT, "99")  # outside 6-32 A: refused, never sent
         observer.publish(SET_CURRENT, "sixteen")
-        await until(lambda: status_counter(seen, "hass_commands_rejected") == 2, 20, "rejected commands counted")
-        await until(lambda: status_counter(seen, "hass_commands_ok") == 1, 20, "the bridge's answer")
+        await until(lambda: status_counter(seen, "hass_commands_rejected", launched) == 2, 20,
+                    "rejected commands counted")
+        await until(lambda: status_counter(seen, "hass_commands_ok", launched) == 1, 20, "the bridge's answer")
         assert len(commands) == 1
 
         # The stale config is deleted after the grace period.
@@ -144,7 +150,7 @@ async def test_discovery_controls_templates_and_removal(broker: Mosquitto, tmp_p
 
         # Garbage on the bus is counted, the service keeps going.
         bridge.publish(topics.device_reading(CHARGER.source, CHARGER.device_id), b'{"kind":"charger"}')
-        await until(lambda: status_counter(seen, "readings_rejected") == 1, 20, "the bad reading counted")
+        await until(lambda: status_counter(seen, "readings_rejected", launched) == 1, 20, "the bad reading counted")
 
         # The bridge deletes the device: Home Assistant is told to delete it too.
         bridge.publish(topics.device_meta(CHARGER.source, CHARGER.device_id), b"", retain=True)
