@@ -81,8 +81,7 @@ async def test_one_sweeper_stand_by_takes_over(lan: Lan, broker: Mosquitto, tmp_
     finally:
         for proc in procs.values():
             proc.stop()
-        for instance in procs:
-            admin.publish(f"{topics.PREFIX}/service/discovery/{instance}/lease", b"", retain=True)
-        for device_id in seen.latest:
-            admin.publish(topics.discovery(device_id), b"", retain=True)  # leave the session broker clean
-        await admin.stop()
+        # Leave the session broker clean (the next test's discovery would take these for its own
+        # devices at other addresses): as `final` messages, which stop() waits to see acknowledged.
+        await admin.stop(final=[*((f"{topics.PREFIX}/service/discovery/{i}/lease", b"") for i in procs),
+                                *((topics.discovery(device_id), b"") for device_id in seen.latest)])

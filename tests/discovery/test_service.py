@@ -129,10 +129,8 @@ async def test_service_announces_tracks_and_rescans(lan: Lan, broker: Mosquitto,
         assert ecu.stats.connections == 1  # found once; later sweeps leave the single-client ECU alone
         assert seen.latest["apsystems-ecu-216300654321"].present
     finally:
-        admin.publish(polled, b"", retain=True)
-        for device_id in [*seen.latest, "junk"]:
-            admin.publish(topics.discovery(device_id), b"", retain=True)  # leave the session broker clean
-        await admin.stop()
+        # leave the session broker clean: `final` messages are waited for before the disconnect
+        await admin.stop(final=[(polled, b""), *((topics.discovery(d), b"") for d in [*seen.latest, "junk"])])
 
 
 async def check_status(admin: Bus, service: Any) -> None:
