@@ -48,7 +48,9 @@ class Quiet:
         return []
 
     async def execute(self, command: m.CommandBase) -> m.CommandResult:
-        raise NotImplementedError("Quiet devices take no commands")  # commands = (): never routed here
+        # commands = (): the router refuses every command before it gets here; answer alike anyway
+        return m.CommandResult(status="refused", target=self.metas[0].device_id,
+                               message="a bench device without commands")
 
     async def close(self) -> None:
         return None
