@@ -18,7 +18,7 @@ from msgspec import Meta, Struct, field
 
 CONTRACT_VERSION = "v1"
 
-DeviceKind = Literal["meter", "inverter", "string", "battery", "charger", "relay", "gateway"]
+DeviceKind = Literal["meter", "inverter", "string", "battery", "charger", "relay", "gateway", "vehicle"]
 Protocol = Literal[
     "sunspec", "modbus", "sml", "dsmr", "iec62056", "aps-ecu", "givenergy", "goe", "shelly", "http", "simulated",
     "mqtt",  # a device read from MQTT topics of its own (generic-bridge)
@@ -169,11 +169,29 @@ class GatewayReading(ReadingBase, frozen=True, kw_only=True, tag="gateway"):
     devices_online: int | None = None
 
 
+VehicleChargeState = Literal["disconnected", "connected", "charging", "complete"]
+
+
+class VehicleReading(ReadingBase, frozen=True, kw_only=True, tag="vehicle"):
+    """An electric vehicle as its own telematics report it (TeslaMate, WeConnect-mqtt, a vendor API),
+    not the charger's view. Vehicles report on change, often minutes apart, and sleep: a reading
+    stays the car's latest word until the next one."""
+
+    soc_pct: Percent | None = None  # the traction battery's state of charge
+    range_m: Annotated[float, Meta(ge=0)] | None = None  # estimated range, metres
+    capacity_wh: Annotated[float, Meta(gt=0)] | None = None  # usable battery capacity
+    limit_soc_pct: Percent | None = None  # the charge limit set in the car
+    connected: bool | None = None  # a charge cable is plugged in
+    charge_state: VehicleChargeState | None = None
+
+
 Reading = (
     MeterReading | InverterReading | StringReading | BatteryReading | ChargerReading | RelayReading | GatewayReading
+    | VehicleReading
 )
 READING_TYPES: tuple[type[ReadingBase], ...] = (
     MeterReading, InverterReading, StringReading, BatteryReading, ChargerReading, RelayReading, GatewayReading,
+    VehicleReading,
 )
 
 
@@ -281,6 +299,16 @@ class SetLoadpointLimits(CommandBase, frozen=True, kw_only=True, tag="set_loadpo
     max_current_a: ChargeCurrent | None = None
 
 
+class SetLoadpointPlan(CommandBase, frozen=True, kw_only=True, tag="set_loadpoint_plan"):
+    """The loadpoint's charge plan, as a whole (fields left out clear their part): reach soc_pct by
+    `time` (HHMM local, the next such time, every day) from the grid when the sun will not make it
+    in time; below min_soc_pct charge at full power. Needs a vehicle that reports its SoC."""
+
+    soc_pct: Annotated[int, Meta(ge=1, le=100)] | None = None
+    time: ClockTime | None = None
+    min_soc_pct: Annotated[int, Meta(ge=0, le=100)] | None = None
+
+
 class SetPowerLimit(CommandBase, frozen=True, kw_only=True, tag="set_power_limit"):
     """Limit an inverter's AC output to a share of its rated power (SunSpec model 123 WMaxLimPct);
     limit_pct None lifts the limit."""
@@ -315,7 +343,7 @@ Command = (
     SetChargeCurrent | SetCharging | SetPhases | SetRelay | SetBatteryMode | SetChargeTarget | SetBatteryReserve
     | SetChargeSlot | SetDischargeSlot | SetSchedule | SetBatteryPowerLimit | SetClock | Restart | Rescan
     | SetLoadpointMode | SetLoadpointLimits | SetPowerLimit | SetConnected | SetChargeTargetEnabled
-    | ReloadConfig | ProbeDevice
+    | ReloadConfig | ProbeDevice | SetLoadpointPlan
 )
 
 CommandStatus = Literal["ok", "refused", "invalid", "failed", "timeout"]
@@ -411,8 +439,19 @@ class LoadpointState(Struct, frozen=True, kw_only=True):
     session_duration_s: float | None = None
     # why the car is (not) charging, one word: no_vehicle, vehicle_full, safe_state, mode_off,
     # waiting_for_surplus, waiting_delay, waiting_import_window, charging_now, charging_at_minimum,
-    # charging_from_surplus (`reason` has the detail)
+    # charging_from_surplus, charging_by_plan (`reason` has the detail)
     status: str | None = None
+    # the loadpoint's vehicle (a VehicleReading device) and its charge plan (set_loadpoint_plan)
+    vehicle_id: str | None = None
+    vehicle_soc_pct: float | None = None  # the vehicle's latest reported SoC; None without one
+    plan_soc_pct: int | None = None
+    plan_time: str | None = None  # HHMM, local time of the controller
+    plan_min_soc_pct: int | None = None
+    plan_active: bool = False  # the plan has taken over from the mode (charging from the grid)
+    plan_start: datetime | None = None  # when the plan takes (took) over, as planned now
+    # for a person: "plan: charging from the grid from 05:10 to reach 80 % by 07:00", "plan met",
+    # "no SoC from vehicle"; None without a plan
+    plan_status: str | None = None
 
 
 ONLINE = "online"

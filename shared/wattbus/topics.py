@@ -262,7 +262,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(f"{PREFIX}/loadpoint/<loadpoint_id>/state", "LoadpointState", True, 1, "surplus-controller",
               "Mode, current, phases and the reason for the controller's last decision."),
     TopicSpec(f"{PREFIX}/loadpoint/<loadpoint_id>/command", "Command", False, 1, "http-api, integrations",
-              "`set_loadpoint_mode`, `set_loadpoint_limits`."),
+              "`set_loadpoint_mode`, `set_loadpoint_limits`, `set_loadpoint_plan`."),
     TopicSpec(f"{PREFIX}/service/<service>/<instance>/status", "ServiceStatus", True, 1, "every service",
               "Heartbeat with version, uptime, counters and `device_errors` (the devices it cannot read now, "
               "and why); re-sent at once when those change."),

@@ -31,6 +31,8 @@ SAMPLES: list[msgspec.Struct] = [
     m.RelayReading(device_id="shelly1pm-abc", timestamp=NOW, on=True, power_w=1995.0, energy_wh=123.4),
     m.GatewayReading(device_id="ecu-216200001234", timestamp=NOW, power_w=1800.0, energy_today_wh=5600.0,
                      devices_total=8, devices_online=7),
+    m.VehicleReading(device_id="teslamate-1", timestamp=NOW, soc_pct=62.0, range_m=301_000.0, capacity_wh=75_000.0,
+                     limit_soc_pct=80.0, connected=True, charge_state="charging"),
     m.SetChargeCurrent(current_a=6), m.SetCharging(enabled=False), m.SetPhases(phases=1),
     m.SetRelay(on=True, channel=1), m.SetBatteryMode(mode="timed_export"), m.SetChargeTarget(soc_pct=80),
     m.SetBatteryReserve(soc_pct=4), m.SetChargeSlot(slot=2, start="0130", end="0430", target_soc_pct=100),
@@ -40,6 +42,7 @@ SAMPLES: list[msgspec.Struct] = [
     m.SetChargeTargetEnabled(enabled=True), m.ReloadConfig(request_id="r-1"),
     m.ProbeDevice(request_id="p-1", entry={"host": "192.0.2.10", "port": 502, "unit_ids": [1]}),
     m.SetLoadpointMode(mode="minpv"), m.SetLoadpointLimits(min_current_a=6, max_current_a=32),
+    m.SetLoadpointPlan(soc_pct=80, time="0700", min_soc_pct=20), m.SetLoadpointPlan(),
     m.CommandResult(status="refused", command="set_charge_current", target="goe-1", message="above max 16 A",
                     timestamp=NOW),
     m.DeviceAnnouncement(device_id="sma-1", protocol="sunspec", address="192.0.2.10", port=502, unit_id=126,
@@ -47,6 +50,9 @@ SAMPLES: list[msgspec.Struct] = [
     m.ServiceStatus(service="sml-reader", instance="main", version="0.1.0", started_at=NOW, uptime_s=12.5,
                     counters={"messages_out": 3}, devices=1, timestamp=NOW),
     m.LoadpointState(loadpoint_id="garage", mode="pv", charging=True, set_current_a=7.0, phases=1, timestamp=NOW),
+    m.LoadpointState(loadpoint_id="garage", mode="pv", timestamp=NOW, vehicle_id="teslamate-1", vehicle_soc_pct=41.0,
+                     plan_soc_pct=80, plan_time="0700", plan_active=True, plan_start=NOW,
+                     plan_status="plan: charging from the grid from 05:10 to reach 80 % by 07:00"),
 ]
 
 UNION_OF = {**{t: m.Reading for t in m.READING_TYPES}}
@@ -75,6 +81,8 @@ def test_every_reading_and_command_type_is_covered_by_samples() -> None:
     (b'{"command":"set_charge_target","soc_pct":101}', "$.soc_pct"),
     (b'{"command":"set_charge_slot","start":"2460","end":"0400"}', "$.start"),
     (b'{"command":"self_destruct"}', "$.command"),
+    (b'{"command":"set_loadpoint_plan","soc_pct":101,"time":"0700"}', "$.soc_pct"),
+    (b'{"command":"set_loadpoint_plan","soc_pct":80,"time":"7:00"}', "$.time"),
 ])
 def test_commands_validate_their_own_ranges(payload: bytes, field: str) -> None:
     with pytest.raises(codec.PayloadError, match=field.replace("$", r"\$").replace(".", r"\.")):
