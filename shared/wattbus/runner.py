@@ -12,7 +12,6 @@ import asyncio
 import importlib
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -28,6 +27,7 @@ from . import messages as m
 from .bus import Bus, Message
 from .config import BusConfig, ConfigError, LoadedConfig, ServiceCommon, load
 from .counters import Counters
+from .instance import resolve_instance
 from .log import Logger, get_logger, setup_logging
 
 C = TypeVar("C", bound=ServiceCommon)
@@ -89,13 +89,6 @@ class DeviceChannel:
 
     def offline_message(self) -> tuple[str, bytes]:
         return topics.device_availability(self.meta.source, self.device_id), m.OFFLINE.encode()
-
-
-def resolve_instance(configured: str) -> str:
-    """`auto` gives each replica of `docker compose --scale` its own id (the container's hostname)."""
-    if configured == "auto":
-        return topics.slug(socket.gethostname())
-    return topics.segment(configured, "instance")
 
 
 @dataclass

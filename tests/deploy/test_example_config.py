@@ -39,7 +39,8 @@ def test_every_installed_service_has_a_section_that_compose_runs() -> None:
 
 
 # The services compose.yaml runs as instance = "auto" (`--scale`: one name per replica).
-SCALED = {"influx-writer", "sunspec-bridge", "ecu-bridge", "giv-bridge", "goe-shelly-bridge", "generic-bridge"}
+SCALED = {"influx-writer", "sunspec-bridge", "ecu-bridge", "giv-bridge", "goe-shelly-bridge", "generic-bridge",
+          "discovery"}
 
 
 @pytest.mark.parametrize("service", sorted(installed_services()))
