@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 from msgspec import Meta, Struct
 from wattbus.config import ConfigError, ServiceCommon
+from wattbus.influx import InfluxConnection
 
 # "<source>/<device_id>" optionally followed by ":<field>" (which reading field to use, default power_w)
 DeviceRef = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*/[A-Za-z0-9][A-Za-z0-9_.-]*(:[a-z_0-9]+)?$")]
@@ -80,6 +81,17 @@ class Limits(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     log_interval_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0  # one log line per kind of refusal per interval
 
 
+class HistoryInflux(InfluxConnection, kw_only=True):
+    """`[http-api.influx]`: the InfluxDB the influx-writer fills (same keys as `[influx-writer]`);
+    set, the history is read from it (influx_history.py), the local store stays the fallback."""
+
+    SECTION: ClassVar[str] = "http-api.influx"
+
+    def __post_init__(self) -> None:
+        self.check_connection()
+        self.check_nested()
+
+
 class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"  # "0.0.0.0" in a container
     # MeterHub's port 8008; add 6345 so GivTCP clients find their endpoints unchanged
@@ -103,6 +115,12 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # The local history (energy per 15 min, power curve, charging sessions), a sqlite file that
     # survives restarts; "" keeps it in memory only.
     history_file: str = "/var/lib/wattbus/http-api-history.sqlite3"
+    # Pruning (store.py, hourly): the per-minute power curve and the 15-minute energy are kept this
+    # many days, then only day totals, which are kept history_keep_days (0: forever).
+    history_curve_days: Annotated[int, Meta(ge=1, le=3660)] = 62
+    history_detail_days: Annotated[int, Meta(ge=1, le=3660)] = 400
+    history_keep_days: Annotated[int, Meta(ge=0, le=36600)] = 0
+    influx: HistoryInflux | None = None  # history from InfluxDB; unset: from history_file
     # Charging session cost: grid energy at this price per kWh, PV energy at feed_in_per_kwh (the
     # export it replaced). Unset: sessions show no cost.
     grid_price_per_kwh: Annotated[float, Meta(ge=0, le=100)] | None = None

@@ -3,38 +3,28 @@
 from __future__ import annotations
 
 import socket
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from msgspec import Meta, field
 from wattbus import topics
-from wattbus.config import ConfigError, ServiceCommon
+from wattbus.config import ConfigError
+from wattbus.influx import InfluxConnection
 
 # The broker keeps a stopped writer's readings for a week (Mosquitto's persistent_client_expiration).
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
-class Config(ServiceCommon, kw_only=True):
-    url: str = "http://127.0.0.1:8086"
-    api: Literal["v1", "v2"] = "v1"
-    # v1 (InfluxDB 1.x, the Home Assistant add-on, VictoriaMetrics /write)
-    database: str = "wattbus"
-    retention_policy: str = ""
-    username: str | None = None
-    password: str | None = None
-    password_file: str | None = None
+class Config(InfluxConnection, kw_only=True):
+    """The connection keys (url, api, database/bucket, secrets, timeout_s) are wattbus.influx's,
+    shared with the http-api's history reads; the rest is the writer's own."""
+
+    SECTION: ClassVar[str] = "influx-writer"
     create_database: bool = False  # v1 only: CREATE DATABASE on start (needs admin rights)
-    # v2 (InfluxDB 2.x / 3.x, VictoriaMetrics /api/v2/write)
-    org: str = ""
-    bucket: str = "wattbus"
-    token: str | None = None
-    token_file: str | None = None
     # batching
     batch_size: Annotated[int, Meta(ge=1, le=1_000_000)] = 5000
     flush_interval_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
     # Write early when no reading arrived for this long (0 = only by size and flush_interval_s).
     idle_flush_s: Annotated[float, Meta(ge=0, le=60)] = 0.2
-    timeout_s: Annotated[float, Meta(gt=0, le=300)] = 10.0
     gzip: bool = False
     # no-loss machinery
     spool_dir: str = "/var/lib/wattbus/influx-writer/spool"
@@ -60,22 +50,11 @@ class Config(ServiceCommon, kw_only=True):
         # instance (and so its own persistent session / client id).
         if self.instance == "@hostname":
             self.instance = topics.slug(socket.gethostname())
-        if self.api == "v2" and not self.bucket:
-            raise ConfigError("config [influx-writer] bucket: the v2 write API needs a bucket")
-        if self.api == "v1" and not self.database:
-            raise ConfigError("config [influx-writer] database: the v1 /write API needs a database")
-        if not self.url.startswith(("http://", "https://")):
-            raise ConfigError(f"config [influx-writer] url = {self.url!r}: use http://host:port or https://...")
+        self.check_connection()
         for sub in self.subscriptions:
             _check_subscription(sub)
         if self.share_group:
             topics.segment(self.share_group, "share_group")
-
-    def resolved_password(self) -> str | None:
-        return self.password if self.password is not None else _read_secret(self.password_file, "password_file")
-
-    def resolved_token(self) -> str | None:
-        return self.token if self.token is not None else _read_secret(self.token_file, "token_file")
 
     def subscription_list(self) -> list[str]:
         return [topics.shared(self.share_group, s) if self.share_group else s for s in self.subscriptions]
@@ -104,11 +83,3 @@ def _check_subscription(sub: str) -> None:
         raise ConfigError(f"{where} is not a {topics.PREFIX}/ filter, plain or under "
                           f"{topics.SITE_PREFIX}/<site_id>/ (or {topics.SITE_PREFIX}/+/)")
 
-
-def _read_secret(path: str | None, key: str) -> str | None:
-    if not path:
-        return None
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"config [influx-writer] {key} = {path!r}: cannot read it ({exc.strerror})") from exc
