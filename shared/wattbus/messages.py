@@ -385,6 +385,62 @@ class DeviceAnnouncement(Struct, frozen=True, kw_only=True):
     extra: dict[str, ExtraValue] = {}  # protocol details a bridge may use (e.g. dongle serial, API version)
 
 
+# --------------------------------------------------------------------------- bridge forms (add by hand)
+
+FormInput = Literal["text", "number", "select", "checkbox"]
+
+
+class FormField(Struct, frozen=True, kw_only=True):
+    """One input of a manual-add form, typed from the bridge's config Struct (bounds, choices, pattern
+    and help from its `Meta`). `key` is the value's name; the form's `entry` uses it as "{key}"."""
+
+    key: str
+    label: str
+    input: FormInput = "text"
+    help: str | None = None
+    optional: bool = False  # may stay empty: `default` (when set) or the bridge's own default applies
+    default: ExtraValue = None
+    choices: list[str | int | float] = []  # input "select"
+    min: float | None = None  # input "number": inclusive bounds ...
+    max: float | None = None
+    above: float | None = None  # ... and exclusive ones
+    below: float | None = None
+    step: float | str | None = None  # 1 for whole numbers, "any" otherwise
+    pattern: str | None = None  # input "text": the whole value must match (Python `re.fullmatch`)
+
+
+class AddForm(Struct, frozen=True, kw_only=True):
+    """How the setup page adds one kind of device to a bridge's config by hand: the inputs, and the
+    config list item they make. `entry` holds the item with "{key}" placeholders: a string that is
+    one placeholder takes the value with its type, others are formatted; a dotted key ("vars.x")
+    is a nested table in the saved item (flat in `probe_device`); an empty optional value drops the key."""
+
+    name: str  # unique on the page: the protocol ("sunspec"), or "generic:<template>"
+    title: str  # for a person: "SunSpec inverter or meter"
+    protocol: str | None = None  # the contract protocol its devices announce, when one applies
+    list_key: str  # the bridge's device list in its config section ("devices", "ecus", "meters")
+    entry: dict[str, ExtraValue | list[ExtraValue]]
+    fields: list[FormField] = []
+    address: Literal["host", "serial", "none"] = "host"  # what the setup page checks first: host:port
+    # ("host", "port"), a serial device ("serial_port"), or nothing (a device that is not read on demand)
+    about: str = ""
+
+
+class BridgeForms(Struct, frozen=True, kw_only=True):
+    """A bridge's manual-add forms, retained on `service/<bridge>/<instance>/forms` at start (and kept
+    after it stops: its availability says whether it runs). The setup page offers the forms of running
+    bridges only, and knows from `protocols` which bridge owns a discovered device."""
+
+    version: int = 1  # of this description; a reader skips versions it does not know
+    service: str
+    instance: str
+    protocols: list[str] = []  # discovered devices of these protocols are this bridge's to adopt/ignore
+    deny: bool = False  # the section has a `deny` list: "ignore" works for its discovered devices
+    probe_wait_s: float = 10.0  # how long `probe_device` may take (two slow ECU commands: 30 s)
+    forms: list[AddForm] = []
+    timestamp: datetime = field(default_factory=utc_now)
+
+
 class DeviceError(Struct, frozen=True, kw_only=True):
     """A device the service cannot read right now, and why (cleared by its next good reading).
 

@@ -20,6 +20,7 @@ SCHEMA_TYPES: dict[str, Any] = {
     "DeviceAnnouncement": m.DeviceAnnouncement,
     "ServiceStatus": m.ServiceStatus,
     "LoadpointState": m.LoadpointState,
+    "BridgeForms": m.BridgeForms,
 }
 
 

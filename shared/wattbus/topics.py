@@ -19,6 +19,7 @@ Layout (every topic starts with `wattbus/v1/`):
     service/<service>/all/command               Command for every instance (scaled replicas)
     service/<service>/<instance>/result         CommandResult for service commands
     service/<service>/<instance>/lease          a bridge replica's lease (bridge.ownership.Lease), retained
+    service/<service>/<instance>/forms          BridgeForms: how the setup page adds its devices, retained
     reply/<service>/<instance>/<suffix>         response topics a requester listens on
 
 `<source>` is the name of the service that owns the device, so the broker's ACL can give each
@@ -128,6 +129,10 @@ def service_result(service: str, instance: str) -> str:
     return f"{PREFIX}/service/{segment(service, 'service')}/{segment(instance, 'instance')}/result"
 
 
+def service_forms(service: str, instance: str) -> str:
+    return f"{PREFIX}/service/{segment(service, 'service')}/{segment(instance, 'instance')}/forms"
+
+
 def reply(service: str, instance: str, suffix: str = "result") -> str:
     return f"{PREFIX}/reply/{segment(service, 'service')}/{segment(instance, 'instance')}/{segment(suffix)}"
 
@@ -139,6 +144,7 @@ ALL_META = f"{PREFIX}/device/+/+/meta"
 ALL_DEVICE_AVAILABILITY = f"{PREFIX}/device/+/+/availability"
 ALL_DISCOVERY = f"{PREFIX}/discovery/+"
 ALL_SERVICE_STATUS = f"{PREFIX}/service/+/+/status"
+ALL_SERVICE_FORMS = f"{PREFIX}/service/+/+/forms"
 ALL_LOADPOINT_STATE = f"{PREFIX}/loadpoint/+/state"
 
 
@@ -220,7 +226,7 @@ def parse(topic: str) -> ParsedTopic:
         case ["loadpoint", loadpoint_id, leaf] if leaf in {"state", "command"}:
             return ParsedTopic("loadpoint", leaf, ident=loadpoint_id)
         case ["service", service, instance, leaf] if leaf in {"status", "availability", "command", "result",
-                                                                      "lease"}:
+                                                                      "lease", "forms"}:
             return ParsedTopic("service", leaf, service, instance)
         case ["reply", service, instance, suffix]:
             return ParsedTopic("reply", "reply", service, instance, suffix)
@@ -277,6 +283,9 @@ TOPICS: tuple[TopicSpec, ...] = (
               "Answers to service commands (the service's own topic space, so every broker user may write it)."),
     TopicSpec(f"{PREFIX}/service/<service>/<instance>/lease", "Lease (wattbus.bridge.ownership)", True, 1,
               "bridges", "A bridge replica is alive until `lease_until`; renewed every lease/3, `released` on exit."),
+    TopicSpec(f"{PREFIX}/service/<service>/<instance>/forms", "BridgeForms", True, 1, "bridges",
+              "How the setup page adds the bridge's devices by hand (inputs typed from its config Struct, the "
+              "list item they make), the protocols it adopts and its probe wait; published at start, kept."),
     TopicSpec(f"{PREFIX}/reply/<service>/<instance>/<suffix>", "CommandResult", False, 1, "bridges",
               "Response topics; the requester sets one in the MQTT v5 `ResponseTopic` property."),
 )
