@@ -34,6 +34,7 @@ ENTRY: dict[str, dict[str, Any]] = {
     "tasmota-sml-mqtt": {"vars": {"topic": "hichi", "meter": "Strom", "power": "Power_cur"}},
     "shelly-relay-http": {"host": "192.0.2.12"},
     "sdm630-modbus": {"host": "192.0.2.13", "port": 5020},
+    "teslamate-mqtt": {},
 }
 
 
@@ -117,6 +118,21 @@ def test_tasmota_telemetry_over_mqtt_maps_the_same() -> None:
     reading, misses = mapper.reading(mapper.select(doc, "tele/hichi/SENSOR"), NOW)
     assert misses == [] and isinstance(reading, m.MeterReading)
     assert reading.energy_import_wh == pytest.approx(doc["Strom"]["Total_in"] * 1000)
+
+
+def test_teslamate_topics_are_a_vehicle_in_si_units() -> None:
+    """One plain value per topic, as TeslaMate publishes them: each message adds its value."""
+    mapper = Mapper("tesla", described("teslamate-mqtt"))
+    raws: dict[int, Any] = {}
+    for topic, payload in fixture("teslamate_car1.json").items():
+        raws.update(mapper.select(payload, topic))
+    reading, misses = mapper.reading(raws, NOW)
+    assert misses == [] and isinstance(reading, m.VehicleReading)
+    assert (reading.soc_pct, reading.limit_soc_pct, reading.connected) == (62, 80, True)
+    assert reading.range_m == pytest.approx(301_450)  # km -> m
+    assert reading.charge_state == "charging" and reading.capacity_wh is None  # TeslaMate has no capacity
+    stopped, misses = mapper.reading({**raws, **mapper.select("Sleeping", "teslamate/cars/1/charging_state")}, NOW)
+    assert stopped.charge_state is None and "charge_state = 'Sleeping'" in misses[0]  # not a word it knows
 
 
 def test_shelly_status_is_a_relay_with_watt_minutes_converted() -> None:

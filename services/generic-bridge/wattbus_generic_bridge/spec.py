@@ -16,11 +16,13 @@ from wattbus.config import ConfigStruct
 
 from . import units
 from .select import Selector, SelectorError
+from .writes import Write, write_problems
 
-Kind = Literal["meter", "inverter", "battery", "charger", "relay", "gateway"]
+Kind = Literal["meter", "inverter", "battery", "charger", "relay", "gateway", "vehicle"]
 READING_BY_KIND: dict[str, type[m.ReadingBase]] = {
     "meter": m.MeterReading, "inverter": m.InverterReading, "battery": m.BatteryReading,
     "charger": m.ChargerReading, "relay": m.RelayReading, "gateway": m.GatewayReading,
+    "vehicle": m.VehicleReading,
 }
 Seconds = Annotated[float, Meta(gt=0, le=86400)]
 RegisterType = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]
@@ -67,16 +69,6 @@ class Value(ConfigStruct, kw_only=True):
     scale: float = 1.0  # raw * scale, then the unit conversion
     unit: str | None = None  # what the device sends; converted to the field's SI unit
     map: dict[str, str] = {}  # text fields: device word -> contract word ("Charging" -> "charging")
-
-
-class Write(ConfigStruct, kw_only=True):
-    """A relay's switch: a plain HTTP request per state, confirmed by reading the state back."""
-
-    on_url: str
-    off_url: str
-    method: Literal["GET", "POST"] = "GET"
-    min_switch_interval_s: Annotated[float, Meta(ge=0, le=86400)] = 30.0  # contacts wear with each switch
-    confirm_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
 
 
 class Description(ConfigStruct, kw_only=True):
@@ -153,13 +145,7 @@ def problems(desc: Description) -> list[tuple[str, str]]:
         if category_of(desc, value) == "number" and (why := units.check(name, value.unit)):
             found.append((f"{key}.unit", why))
         found.extend((f"{key}.{k}", why) for k, why in _source_problems(desc.source, value))
-    if desc.write is not None:
-        if desc.kind != "relay":
-            found.append(("write", f"only a relay can be switched; this description is a {desc.kind}"))
-        if not any(v.field == "on" for v in desc.values):
-            found.append(("write", "a switchable relay needs a value with field = \"on\" to read the state back"))
-        if not isinstance(desc.source, HttpSource | ModbusSource):
-            found.append(("write", "the state is read back by polling: use an http or modbus source"))
+    found.extend(write_problems(desc))  # writes.py: relay and charger controls
     return found
 
 

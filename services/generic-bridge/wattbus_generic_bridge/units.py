@@ -20,7 +20,7 @@ class Unit:
 # The contract's SI unit per field-name suffix, and the dimension it measures.
 SUFFIX_DIMENSION: dict[str, str] = {
     "_w": "power", "_wh": "energy", "_v": "voltage", "_a": "current", "_hz": "frequency",
-    "_c": "temperature", "_pct": "percent", "_m3": "volume",
+    "_c": "temperature", "_pct": "percent", "_m3": "volume", "_m": "length",
 }
 
 UNITS: dict[str, Unit] = {
@@ -36,6 +36,7 @@ UNITS: dict[str, Unit] = {
     "%": Unit("percent", 1.0), "pct": Unit("percent", 1.0), "permille": Unit("percent", 0.1),
     "m3": Unit("volume", 1.0), "m³": Unit("volume", 1.0), "l": Unit("volume", 1e-3), "L": Unit("volume", 1e-3),
     "dm3": Unit("volume", 1e-3), "hl": Unit("volume", 0.1), "ft3": Unit("volume", 0.028316846592),
+    "m": Unit("length", 1.0), "km": Unit("length", 1e3), "mi": Unit("length", 1609.344),  # a vehicle's range
 }
 
 
