@@ -181,8 +181,10 @@ def _recipe(name: str, spec: object, writable: set[str], where: str) -> Mapping[
 
 
 def available() -> list[str]:
+    """The register maps in data/ (givtcp.toml there describes the runAll document, see runall.py)."""
     files = resources.files("wattbus_giv_bridge") / "data"
-    return sorted(p.name.removesuffix(".toml") for p in files.iterdir() if p.name.endswith(".toml"))
+    return sorted(p.name.removesuffix(".toml") for p in files.iterdir()
+                  if p.name.endswith(".toml") and p.name != "givtcp.toml")
 
 
 _loaded: dict[str, RegisterMap] = {}
