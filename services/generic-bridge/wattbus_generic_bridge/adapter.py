@@ -4,29 +4,29 @@ HTTP and Modbus devices are read on the description's schedule; an MQTT device s
 so its `read` waits for the next message and a silence of `stale_after_s` is its failed poll. A
 selector that stops matching (a firmware update renamed a key) leaves that value null, is counted
 (`selector_misses`) and shown in the reading's `extra.error`, and never fails the poll.
-`set_relay` (a relay with a `[write]`) is refused within the switch interval, and `ok` only after a
-fresh read shows the asked state.
+Writes (a relay's switch, a charger's current, charging and phases: control.py) are checked against
+their limits, written over the source's transport, and `ok` only after a fresh read shows them.
+An MQTT device may live on another broker (brokers.py); a Modbus one on a serial line (modbus.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from wattbus import messages as m
-from wattbus.bridge import answer
 from wattbus.bus import Bus, Message
 from wattbus.counters import Counters
 from wattbus.log import Logger
 
+from . import control
+from .brokers import Brokers
 from .config import DeviceConfig
 from .fetch import FetchError, HttpDevice
 from .mapper import Mapper
-from .modbus import ModbusError, ModbusReader
+from .modbus import ModbusError, ModbusReader, Transport
 from .spec import Description, HttpSource, ModbusSource, MqttSource
 
 PROTOCOL: dict[type[Any], m.Protocol] = {HttpSource: "http", ModbusSource: "modbus", MqttSource: "mqtt"}
@@ -36,23 +36,36 @@ class Silent(OSError):
     """An MQTT device that published nothing for its `stale_after_s`."""
 
 
+def transport(dev: DeviceConfig, source: ModbusSource) -> Transport:
+    """TCP to the description's host, or RTU on the entry's serial port."""
+    if dev.serial_port is not None:
+        return Transport(serial_port=dev.serial_port, baudrate=dev.baudrate, parity=dev.parity,
+                         stopbits=dev.stopbits)
+    return Transport(host=source.host, port=source.port)
+
+
 def device_meta(source_name: str, dev: DeviceConfig, desc: Description) -> m.DeviceMeta:
     source = desc.source
-    address = source.url if isinstance(source, HttpSource) else source.topic if isinstance(source, MqttSource) \
-        else f"tcp://{source.host}:{source.port}/{source.unit_id}"
+    if isinstance(source, HttpSource):
+        address = source.url
+    elif isinstance(source, MqttSource):  # the other broker without its password: mqtt://user@host:port/topic
+        address = f"{dev.broker.url}/{source.topic}" if dev.broker is not None else source.topic
+    else:
+        address = f"{transport(dev, source).address}/{source.unit_id}"
     return m.DeviceMeta(device_id=dev.id, kind=desc.kind, source=source_name, protocol=PROTOCOL[type(source)],
                         manufacturer=desc.manufacturer, model=desc.model, address=address, name=dev.name,
-                        capabilities=["set_relay"] if desc.write else [])
+                        capabilities=[str(c.__struct_config__.tag) for c in control.commands(desc)])
 
 
 class DescribedDevice:
     errors: tuple[type[Exception], ...] = (FetchError, ModbusError, Silent)
 
     def __init__(self, source_name: str, dev: DeviceConfig, desc: Description, counters: Counters, log: Logger,
-                 bus: Bus | None = None) -> None:
+                 bus: Bus | None = None, brokers: Brokers | None = None) -> None:
         self.dev, self.desc, self.counters, self.log, self.bus = dev, desc, counters, log, bus
+        self.brokers = brokers
         self.device_id = dev.id
-        self.commands: tuple[type[m.CommandBase], ...] = (m.SetRelay,) if desc.write else ()
+        self.commands: tuple[type[m.CommandBase], ...] = control.commands(desc)
         self.metas = [device_meta(source_name, dev, desc)]
         self.mapper = Mapper(dev.id, desc)
         source = desc.source
@@ -61,7 +74,9 @@ class DescribedDevice:
                                              else source.interval_s)
         self.http = HttpDevice(source.timeout_s if isinstance(source, HttpSource) else 5.0, dev.username,
                                dev.resolved_password(), source.auth if isinstance(source, HttpSource) else "basic")
-        self.modbus = ModbusReader(source, desc.values) if isinstance(source, ModbusSource) else None
+        self.modbus = ModbusReader(source, desc.values, transport(dev, source), dev.timeout_s) \
+            if isinstance(source, ModbusSource) else None
+        self.local = self.modbus is not None and self.modbus.line.transport.local  # a serial port on this host
         self.misses = 0
         self.last_misses: list[str] = []
         self.latest: m.ReadingBase | None = None
@@ -71,6 +86,8 @@ class DescribedDevice:
 
     async def identify(self) -> list[m.DeviceMeta]:
         """The description says what the device is; an MQTT device is subscribed to here, once."""
+        if self.push and self._messages is None and self.dev.broker is not None and self.brokers is not None:
+            self.bus = await self.brokers.bus(self.dev.broker)  # the device's own broker, not wattbus's
         if self.push and self._messages is None and self.bus is not None:
             self._messages = asyncio.Queue()
             for topic in sorted({self.mapper.topic_of(v) for v in self.desc.values}):
@@ -115,6 +132,9 @@ class DescribedDevice:
         try:
             return await asyncio.wait_for(self._messages.get(), source.stale_after_s)
         except TimeoutError:
+            broker = self.dev.broker
+            if broker is not None and self.bus is not None and not self.bus.connected:
+                raise Silent(f"broker {broker.url} not connected (see the log for why)") from None
             raise Silent(f"no message on {source.topic} for {source.stale_after_s:g} s") from None
 
     def on_message(self, msg: Message[bytes]) -> None:
@@ -132,43 +152,14 @@ class DescribedDevice:
         self._raws.update(self.mapper.select(doc, msg.topic))
         self._messages.put_nowait(dict(self._raws))  # one reading per message, as the device sent them
 
-    # ------------------------------------------------------------------ set_relay
+    # ------------------------------------------------------------------ writes (control.py)
 
     async def execute(self, command: m.CommandBase) -> m.CommandResult:
-        dev, write = self.device_id, self.desc.write
-        assert write is not None and isinstance(command, m.SetRelay)  # the router sends only what we handle
-        if command.channel != 0:
-            return answer(command, dev, "refused", f"{dev}: a described relay has channel 0 only")
-        now_on = await self._state()
-        if now_on != command.on:
-            ago = time.monotonic() - self.last_switch if self.last_switch is not None else math.inf
-            if ago < write.min_switch_interval_s:  # contacts (and the load behind them) are worn by chatter
-                return answer(command, dev, "refused",
-                              f"{dev}: last switch was {ago:.0f} s ago; the minimum interval is "
-                              f"{write.min_switch_interval_s:g} s (retry in "
-                              f"{math.ceil(write.min_switch_interval_s - ago)} s)")
-            await self.http.request(write.on_url if command.on else write.off_url, write.method)
-            self.last_switch = time.monotonic()
-        got = await self._confirm(command.on, write.confirm_timeout_s)
-        applied: dict[str, m.ExtraValue] = {"on": got, "channel": 0}
-        if got == command.on:
-            return answer(command, dev, "ok", "confirmed by reading back", applied)
-        return answer(command, dev, "failed", f"{dev}: the device did not report the new state (read back {got})",
-                      applied)
+        return await control.execute(self, command)
 
-    async def _state(self) -> bool | None:
-        timestamp = self.latest.timestamp if self.latest else m.utc_now()
-        on = getattr(self.mapper.reading(await self.read_raw(), timestamp)[0], "on", None)
-        return on if isinstance(on, bool) else None
-
-    async def _confirm(self, wanted: bool, timeout_s: float) -> bool | None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            got = await self._state()
-            if got == wanted or loop.time() >= deadline:
-                return got
-            await asyncio.sleep(0.2)
+    async def current_raws(self) -> dict[int, Any]:
+        """The device's values now: a fresh read, or for MQTT the last message of each topic."""
+        return dict(self._raws) if self.push else await self.read_raw()
 
     async def close(self) -> None:
         await self.http.close()

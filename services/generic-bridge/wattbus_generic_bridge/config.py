@@ -7,6 +7,8 @@
     # description = { kind = "meter", ... }         # ... or the description inline
     host = "192.168.1.60"
     vars = { number = "main" }   # the description's other variables ({port}, {meter}, ...)
+    # serial_port = "/dev/ttyUSB0"  # a Modbus description over RTU (baudrate, parity, stopbits, unit_id)
+    # broker = { host = "10.0.0.5", username = "wattbus", password_file = "/run/secrets/hp" }  # MQTT elsewhere
 
 A description is resolved, decoded and checked once at start-up (`resolve`): anything wrong is a
 ConfigError naming the device, the key and what is wrong, and the service does not start.
@@ -18,7 +20,7 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -27,7 +29,9 @@ from wattbus.bridge.ownership import DEFAULT_LEASE_S
 from wattbus.config import ConfigError, ConfigStruct, ServiceCommon
 
 from . import families
-from .spec import Description, problems
+from .brokers import BrokerConfig
+from .spec import Description, ModbusSource, MqttSource, problems
+from .writes import VALUE
 
 DeviceId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$",
                                description="letters, digits and _ . : - (the device id on the bus)")]
@@ -47,6 +51,17 @@ class DeviceConfig(ConfigStruct, kw_only=True):
     password: str | None = None
     password_file: str | None = None
     interval_s: Annotated[float, Meta(gt=0, le=86400)] | None = None  # overrides the description's
+    timeout_s: Annotated[float, Meta(gt=0, le=60)] | None = None  # overrides the description's (Modbus)
+    # Modbus RTU: the description's registers over this serial line instead of TCP to {host}.
+    serial_port: str | None = None  # "/dev/ttyUSB0", or "socket://host:port" (RTU frames over TCP)
+    baudrate: Annotated[int, Meta(ge=300, le=921600)] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    unit_id: Annotated[int, Meta(ge=0, le=255)] | None = None  # fills {unit_id}
+    broker: BrokerConfig | None = None  # an MQTT description's topics on another broker
+    # A charger's current limits, inside the description's: commands outside are refused by the bridge.
+    min_current_a: Annotated[float, Meta(ge=0, le=80)] | None = None
+    max_current_a: Annotated[float, Meta(ge=0, le=80)] | None = None
 
     def resolved_password(self) -> str | None:
         if self.password is not None or self.password_file is None:
@@ -110,6 +125,8 @@ def variables(dev: DeviceConfig, defaults: dict[str, str]) -> dict[str, str]:
         out["host"] = dev.host
     if dev.port is not None:
         out["port"] = str(dev.port)
+    if dev.unit_id is not None:
+        out["unit_id"] = str(dev.unit_id)
     return out
 
 
@@ -118,6 +135,8 @@ def substitute(data: Any, values: dict[str, str], where: str) -> Any:
     if isinstance(data, str):
         def one(match: re.Match[str]) -> str:
             name = match.group(1)
+            if match.group(0) == VALUE:  # a write's commanded value: filled when a command comes
+                return VALUE
             if name not in values:
                 hint = "set host = \"...\" in the device entry" if name == "host" else \
                        f"set vars = {{ {name} = \"...\" }} in the device entry"
@@ -151,7 +170,48 @@ def resolve(dev: DeviceConfig, index: int) -> Description:
     if found:
         listed = "; ".join(f"{key}: {why}" for key, why in found)
         raise ConfigError(f"{where} {origin}: {listed}")
+    entry_problems(dev, desc, where)
     return desc
+
+
+def entry_problems(dev: DeviceConfig, desc: Description, where: str) -> None:
+    """What in the device entry does not fit its description (a serial port for an HTTP device)."""
+    source = desc.source
+    if dev.serial_port is not None and not isinstance(source, ModbusSource):
+        raise ConfigError(f"{where}.serial_port: the description reads {_tag(source)}; a serial port carries "
+                          "Modbus RTU only")
+    if dev.serial_port is not None and not dev.serial_port.strip():
+        raise ConfigError(f"{where}.serial_port: empty; give the device (/dev/ttyUSB0) or socket://host:port")
+    if dev.broker is not None:
+        if not isinstance(source, MqttSource):
+            raise ConfigError(f"{where}.broker: the description reads {_tag(source)}; a broker serves MQTT "
+                              "sources only")
+        dev.broker.check(where)
+    limits = [k for k in ("min_current_a", "max_current_a") if getattr(dev, k) is not None]
+    write = desc.write
+    if limits and (write is None or write.charge_current is None):
+        raise ConfigError(f"{where}.{limits[0]}: the description writes no charge current")
+    if write is None:
+        return
+    low, high = current_limits(dev, desc)
+    for key, value in (("min_current_a", dev.min_current_a), ("max_current_a", dev.max_current_a)):
+        if value is not None and not write.min_current_a <= value <= write.max_current_a:
+            raise ConfigError(f"{where}.{key} = {value:g}: outside the charger's {write.min_current_a:g}-"
+                              f"{write.max_current_a:g} A (the description's write.min/max_current_a)")
+    if low > high:
+        raise ConfigError(f"{where}.min_current_a = {low:g}: above max_current_a = {high:g}")
+
+
+def current_limits(dev: DeviceConfig, desc: Description) -> tuple[float, float]:
+    """The charge current range the bridge allows: the device entry's, else the description's."""
+    assert desc.write is not None
+    low = dev.min_current_a if dev.min_current_a is not None else desc.write.min_current_a
+    high = dev.max_current_a if dev.max_current_a is not None else desc.write.max_current_a
+    return low, high
+
+
+def _tag(source: Any) -> str:
+    return str(source.__struct_config__.tag)
 
 
 def _explain(exc: msgspec.ValidationError, data: dict[str, Any]) -> str:
@@ -180,6 +240,16 @@ def resolve_all(config: Config) -> list[tuple[DeviceConfig, Description]]:
     duplicate = next((i for i in ids if ids.count(i) > 1), None)
     if duplicate is not None:
         raise ConfigError(f"devices: id {duplicate!r} is used more than once")
+    lines: dict[str, tuple[int, DeviceConfig]] = {}
+    for index, dev in enumerate(config.devices):  # one serial line, one set of line settings
+        if dev.serial_port is None:
+            continue
+        first_index, first = lines.setdefault(dev.serial_port, (index, dev))
+        theirs, mine = ((d.baudrate, d.parity, d.stopbits) for d in (first, dev))
+        if theirs != mine:
+            raise ConfigError(f"devices[{index}] ({dev.id}).serial_port = {dev.serial_port!r}: baudrate/parity/"
+                              f"stopbits {mine} differ from devices[{first_index}] ({first.id})'s {theirs} "
+                              "on the same line")
     return [(dev, resolve(dev, i)) for i, dev in enumerate(config.devices) if not family_entry(dev, i)]
 
 
@@ -189,5 +259,6 @@ def family_entry(dev: DeviceConfig, index: int) -> bool:
         return False
     families.check(dev.template, dev, f"devices[{index}] ({dev.id})",
                    {"file": dev.file, "description": dev.description, "vars": dev.vars,
-                    "password": dev.password or dev.password_file})
+                    "password": dev.password or dev.password_file, "serial_port": dev.serial_port,
+                    "broker": dev.broker, "unit_id": dev.unit_id})
     return True

@@ -26,13 +26,17 @@ class HttpDevice:
                 self._basic = aiohttp.BasicAuth(user, password)
         self._session: aiohttp.ClientSession | None = None
 
-    async def request(self, url: str, method: str = "GET") -> http_session.HttpResponse:
+    async def request(self, url: str, method: str = "GET", body: str | None = None,
+                      content_type: str = "application/json") -> http_session.HttpResponse:
+        """One request (a write's body as given, with its content type); an error status is a FetchError."""
         if self._session is None:
             # Small devices serve one client at a time well: one connection, kept alive between polls.
             self._session = http_session.session(timeout_s=self.timeout_s, limit_per_host=1,
                                                  middlewares=self._digest)
         try:
-            resp = await http_session.request(self._session, method, url, auth=self._basic)
+            resp = await http_session.request(self._session, method, url, auth=self._basic,
+                                              data=body.encode() if body is not None else None,
+                                              headers={"Content-Type": content_type} if body is not None else None)
         except HttpError as exc:  # its message names the method, the URL (no credentials) and the cause
             raise FetchError(str(exc)) from None
         if resp.status == 401:

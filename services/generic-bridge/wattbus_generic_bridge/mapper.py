@@ -50,7 +50,8 @@ class Mapper:
         value = self.desc.values[index]
         where = self._name(value)
         if self.categories[index] == "bool":
-            return as_bool(raw, where)
+            text = as_text(raw) if value.map else None  # a device's own words or codes: {"0" = "on"}
+            return as_bool(value.map.get(text, raw) if text is not None else raw, where)
         if self.categories[index] == "text":
             text = as_text(raw)
             return value.map.get(text, text) if text is not None else None
