@@ -95,7 +95,7 @@ class Slot:
 def refusal(slot: Slot, loaded: LoadedConfig) -> str | None:
     """What keeps this service from starting with this config, or None."""
     try:
-        loaded.section(slot.service.name, slot.service.config_type)
+        slot.service.config_of(loaded)
         slot.bus.resolved_password()
     except ConfigError as exc:
         return str(exc)

@@ -187,8 +187,12 @@ class Subcommand:
 class Service(Generic[C]):
     def __init__(self, name: str, config_type: type[C], run: Callable[[ServiceContext[C]], Coroutine[Any, Any, None]],
                  description: str, subcommands: tuple[Subcommand, ...] = (),
-                 reconnect_max_s: float | None = None) -> None:
+                 reconnect_max_s: float | None = None,
+                 resolve: Callable[[LoadedConfig, C], C] | None = None) -> None:
         self.name = topics.segment(name, "service")
+        # Fills the decoded section from other sections (the controller's devices from [site]), so a
+        # change there is a change of the service's config for `reload_config` too.
+        self.resolve = resolve
         # A cap on [bus] reconnect_max_s for services people watch live (the http-api): back within
         # seconds of the broker, whatever backoff the bridges use.
         self.reconnect_max_s = reconnect_max_s
@@ -198,6 +202,11 @@ class Service(Generic[C]):
         self.subcommands = subcommands
         self.reloaded: LoadedConfig | None = None  # the file re-read by `reload_config` (run-many restarts)
         self._probes: set[asyncio.Task[m.CommandResult]] = set()  # probe_device tasks in flight
+
+    def config_of(self, loaded: LoadedConfig) -> C:
+        """The service's config from the loaded file: its section, resolved; ConfigError names a bad key."""
+        config = loaded.section(self.name, self.config_type)
+        return config if self.resolve is None else self.resolve(loaded, config)
 
     def parser(self) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(prog=f"wattbus-{self.name}", description=self.description)
@@ -217,7 +226,7 @@ class Service(Generic[C]):
             if args.subcommand not in (None, "run"):
                 command = next(c for c in self.subcommands if c.name == args.subcommand)
                 return command.handler(args, loaded)
-            config = loaded.section(self.name, self.config_type)
+            config = self.config_of(loaded)
             bus_config = loaded.bus()
             # Errors the bus finds as it is built (password file, TLS without OpenSSL) end here too.
             return asyncio.run(self._serve(config, bus_config, loaded))
@@ -229,7 +238,7 @@ class Service(Generic[C]):
         """Run inside an existing loop next to other services (`wattbus run-many`): the caller owns
         the signal handlers and sets `stopping`; this service keeps its own bus client and status."""
         loaded = self.reloaded or loaded
-        config = loaded.section(self.name, self.config_type)
+        config = self.config_of(loaded)
         return await self._serve(config, bus_cfg, loaded, stopping)
 
     async def _serve(self, config: C, bus_cfg: BusConfig, loaded: LoadedConfig,
@@ -301,7 +310,7 @@ class Service(Generic[C]):
                 return
             try:
                 fresh = load(ctx.loaded.path, ctx.loaded.environ) if ctx.loaded.path else ctx.loaded
-                config = fresh.section(self.name, self.config_type)
+                config = self.config_of(fresh)
             except ConfigError as exc:
                 ctx.counters.inc("config_reloads_refused")
                 ctx.log.warning("reload refused: the new config section is invalid", error=str(exc))

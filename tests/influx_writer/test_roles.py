@@ -11,7 +11,7 @@ from wattbus import messages as m
 from wattbus.bus import Bus
 from wattbus.config import BusConfig, load
 from wattbus.log import get_logger
-from wattbus.site import SiteSection
+from wattbus.site import SiteConfig
 from wattbus_influx_writer import role_feed
 from wattbus_influx_writer.lineproto import LineEncoder
 from wattbus_influx_writer.role_feed import RoleFeed, initial_roles, meta_filters
@@ -32,7 +32,7 @@ def known(roles: RoleTags, *metas: m.DeviceMeta, site: str | None = None) -> Rol
 
 
 def test_roles_by_kind_follow_http_api() -> None:
-    roles = known(RoleTags(SiteSection()), meta("grid", "meter"), meta("inv-meter", "meter", "hybrid"),
+    roles = known(RoleTags(SiteConfig()), meta("grid", "meter"), meta("inv-meter", "meter", "hybrid"),
                   meta("fronius", "inverter"), meta("ecu", "gateway"), meta("mi1", "inverter", "ecu"),
                   meta("bat", "battery"), meta("wb", "charger"), meta("plug", "relay"))
     got = {d: roles.role(None, f"sim/{d}", k) for d, k in [
@@ -47,7 +47,7 @@ def test_roles_by_kind_follow_http_api() -> None:
 
 
 def test_named_roles_win_and_limit_the_kind_rule() -> None:
-    site = SiteSection(grid="sim/grid", pv=["sim/mi1", "sim/mi2:dc_power_w"], chargers=["sim/wb"])
+    site = SiteConfig(grid="sim/grid", pv=["sim/mi1", "sim/mi2:dc_power_w"], chargers=["sim/wb"])
     roles = known(RoleTags(site), meta("grid", "meter"), meta("sub", "meter"), meta("fronius", "inverter"),
                   meta("mi1", "inverter", "ecu"), meta("wb2", "charger"), meta("bat", "battery"))
     assert roles.role(None, "sim/sub", "meter") == "submeter"
@@ -63,7 +63,7 @@ def test_named_roles_win_and_limit_the_kind_rule() -> None:
 
 
 def test_default_grid_is_per_site() -> None:
-    roles = known(RoleTags(SiteSection()), meta("m1", "meter"), site="a")
+    roles = known(RoleTags(SiteConfig()), meta("m1", "meter"), site="a")
     known(roles, meta("m1", "meter"), meta("m2", "meter"), site="b")
     assert roles.role("a", "sim/m1", "meter") == "grid"
     assert roles.role("b", "sim/m1", "meter") == "submeter"
@@ -73,13 +73,13 @@ def test_default_grid_is_per_site() -> None:
 
 
 def test_a_role_change_retags_new_points_only() -> None:
-    roles = known(RoleTags(SiteSection(grid="sim/a")), meta("a", "meter"), meta("b", "meter"))
+    roles = known(RoleTags(SiteConfig(grid="sim/a")), meta("a", "meter"), meta("b", "meter"))
     encoder = LineEncoder(roles=roles)
     reading = m.MeterReading(device_id="b", timestamp=AT, power_w=650.0)
     before = encoder.encode(reading, "sim")
     assert before == [f"meter,device_id=b,kind=meter,role=submeter,source=sim power_w=650.0 {int(AT.timestamp())}"
                       "000000000\n"]
-    assert roles.set_site(SiteSection(grid="sim/b")) and not roles.set_site(SiteSection(grid="sim/b"))
+    assert roles.set_site(SiteConfig(grid="sim/b")) and not roles.set_site(SiteConfig(grid="sim/b"))
     after = encoder.encode(reading, "sim")  # the cached tag set is dropped with the change
     assert [line.split(" ", 1)[0] for line in after] == ["meter,device_id=b,kind=meter,role=grid,source=sim",
                                                          "site_role,device_id=b,kind=meter,role=grid,source=sim"]
@@ -92,24 +92,24 @@ def test_a_role_change_retags_new_points_only() -> None:
 async def test_the_config_file_is_watched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(role_feed, "FILE_POLL_S", 0.05)
     conf = tmp_path / "wattbus.toml"
-    conf.write_text('[http-api.site]\ngrid = "sim/a"\n')
+    conf.write_text('[site]\ngrid = "sim/a"\n')
     loaded = load(conf, environ={})
     roles = initial_roles(loaded, get_logger("test"))
     feed = RoleFeed(roles, Bus(BusConfig(), "influx-writer"), loaded, get_logger("test"))
     watcher = asyncio.create_task(feed.watch_file())
     await asyncio.sleep(0.1)  # the watcher has taken the file's first mtime
     try:
-        conf.write_text('[http-api.site]\ngrid = "not a ref"\n')  # a bad edit keeps the roles in use
+        conf.write_text('[site]\ngrid = "not a ref"\n')  # a bad edit keeps the roles in use
         await asyncio.sleep(0.3)
         assert roles.site.grid == "sim/a"
-        conf.write_text('[http-api]\nstale_after_s = 60\n[http-api.site]\ngrid = "sim/b"\npv = ["sim/c"]\n')
+        conf.write_text('[http-api]\nstale_after_s = 60\n[site]\ngrid = "sim/b"\npv = ["sim/c"]\n')
         for _ in range(100):
             if roles.site.grid == "sim/b":
                 break
             await asyncio.sleep(0.05)
-        assert roles.site == SiteSection(grid="sim/b", pv=["sim/c"])
+        assert roles.site == SiteConfig(grid="sim/b", pv=["sim/c"])
     finally:
         watcher.cancel()
     bad = tmp_path / "bad.toml"
-    bad.write_text('[http-api.site]\ngird = "sim/a"\n')
-    assert initial_roles(load(bad, environ={}), get_logger("test")).site == SiteSection()  # by kind, logged
+    bad.write_text('[site]\ngird = "sim/a"\n')
+    assert initial_roles(load(bad, environ={}), get_logger("test")).site == SiteConfig()  # by kind, logged

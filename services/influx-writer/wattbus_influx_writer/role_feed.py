@@ -1,10 +1,10 @@
-"""What RoleTags learns from: the retained device metas on the bus and `[http-api.site]` in the file.
+"""What RoleTags learns from: the retained device metas on the bus and `[site]` in the file.
 
 The metas come on the service's ordinary bus client (every client may read device topics). They
 are retained, so the broker sends them all right after the subscription; the writer waits for that
 burst to end before it starts taking readings, so the backlog a persistent session kept is tagged
 with the parents already known. The site roles are read through the shared loader (wattbus.site)
-and the file is watched: the setup wizard changes `[http-api.site]` and tells only http-api.
+and the file is watched: the setup wizard changes `[site]` and tells only http-api.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from wattbus import messages as m
 from wattbus.bus import Bus, Message
 from wattbus.config import ConfigError, LoadedConfig, load
 from wattbus.log import Logger
-from wattbus.site import SiteSection, site_roles
+from wattbus.site import SiteConfig, load_site, site_config
 
 from .roles import RoleTags
 
@@ -42,12 +42,15 @@ def meta_filters(subscriptions: list[str]) -> list[str]:
 
 
 def initial_roles(loaded: LoadedConfig, log: Logger) -> RoleTags:
-    """Roles from the file; a bad `[http-api.site]` must not stop the storing: roles by kind then."""
+    """Roles from the file; a bad `[site]` must not stop the storing: roles by kind then."""
     try:
-        return RoleTags(site_roles(loaded))
+        found = load_site(loaded)
     except ConfigError as exc:
         log.warning("site roles unusable, tagging by kind until the file is fixed", error=str(exc))
-        return RoleTags(SiteSection())
+        return RoleTags(SiteConfig())
+    for warning in found.warnings:
+        log.warning("old config layout", problem=warning)
+    return RoleTags(found.site)
 
 
 class RoleFeed:
@@ -96,10 +99,10 @@ class RoleFeed:
                 break
             await asyncio.sleep(0.05)
         self.log.info("site roles", grid=self.roles.site.grid, pv=self.roles.site.pv,
-                      battery=self.roles.site.battery, chargers=self.roles.site.chargers, metas=self.metas)
+                      battery=self.roles.site.battery, chargers=self.roles.site.charger_refs(), metas=self.metas)
 
     async def watch_file(self) -> None:
-        """Re-read `[http-api.site]` when the config file changes; a bad edit keeps the roles in use."""
+        """Re-read `[site]` when the config file changes; a bad edit keeps the roles in use."""
         path = self.loaded.path
         if path is None:
             return
@@ -111,14 +114,14 @@ class RoleFeed:
                 continue
             seen = now
             try:
-                site = site_roles(load(path, self.loaded.environ))
+                site = site_config(load(path, self.loaded.environ))
             except ConfigError as exc:
                 self.log.warning("config file changed but its site roles are unusable; keeping the roles in use",
                                  error=str(exc))
                 continue
             if self.roles.set_site(site):
                 self.log.info("site roles changed: new points carry the new role tags", grid=site.grid,
-                              pv=site.pv, battery=site.battery, chargers=site.chargers)
+                              pv=site.pv, battery=site.battery, chargers=site.charger_refs())
 
 
 def _mtime(path: Path) -> float | None:

@@ -3,7 +3,7 @@
 Dashboards that pick "the meter that wrote last" show a sub-meter as the grid, and sums over every
 inverter count an ECU's microinverters twice (once each, once in their gateway). So every point
 carries `role` (grid, pv, battery, charger, submeter, none) and, for a sub-device, `parent` (its
-DeviceMeta.parent_id). The roles come from `[http-api.site]` (wattbus.site), the table the web UI's
+DeviceMeta.parent_id). The roles come from `[site]` (wattbus.site), the table the web UI's
 power flow uses, with http-api's rule where a key is empty: the grid meter is the only meter
 without a parent, PV every inverter and gateway without a parent, battery every battery without a
 parent, chargers every charger without a parent. Kinds and parents come from the retained
@@ -16,15 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wattbus import messages as m
-from wattbus.site import SiteSection
+from wattbus.site import SiteConfig
 
 # The roles a point can carry, for the docs and the tests.
 ROLES = ("grid", "pv", "battery", "charger", "submeter", "none")
 # The roles the site's flow counts: their devices' points are also written to `site_role` (lineproto).
 COUNTED = frozenset({"grid", "pv", "battery", "charger"})
-_LISTED = (("pv", "pv"), ("battery", "battery"), ("chargers", "charger"))  # [http-api.site] key, role
+_LISTED = (("pv", "pv"), ("battery", "battery"), ("chargers", "charger"))  # [site] key, role
 _DEFAULT_KINDS = {"inverter": "pv", "gateway": "pv", "battery": "battery", "charger": "charger"}
-_DEFAULT_KEY = {"pv": "pv", "battery": "battery", "charger": "chargers"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,17 +38,17 @@ class RoleTags:
     """Role and parent per device, as line-protocol tags; `version` changes whenever any may have.
 
     Devices are keyed by (site id or None, "source/device_id"): on a central broker each site has
-    its own grid meter; the `[http-api.site]` refs name devices by source and id on every site.
+    its own grid meter; the `[site]` refs name devices by source and id on every site.
     """
 
-    def __init__(self, site: SiteSection) -> None:
+    def __init__(self, site: SiteConfig) -> None:
         self.site = site
         self.version = 0
         self._known: dict[tuple[str | None, str], Known] = {}
         self._refresh()
 
-    def set_site(self, site: SiteSection) -> bool:
-        """New `[http-api.site]` roles (the file changed); True when they differ."""
+    def set_site(self, site: SiteConfig) -> bool:
+        """New `[site]` roles (the file changed); True when they differ."""
         if site == self.site:
             return False
         self.site = site
@@ -73,7 +72,8 @@ class RoleTags:
         self.version += 1
         self._grid = self.site.grid_device()
         # "source/device_id:field" in a role: the flow counts that field instead of power_w.
-        refs = [*([self.site.grid] if self.site.grid else []), *self.site.pv, *self.site.battery, *self.site.chargers]
+        refs = [*([self.site.grid] if self.site.grid else []), *self.site.pv, *self.site.battery,
+                *self.site.charger_refs()]
         self._fields = {self.site.device(ref): ref.rsplit(":", 1)[1] for ref in refs if ":" in ref.split("/", 1)[1]}
         self._listed = {role: self.site.devices(key) for key, role in _LISTED}
         # The default grid meter, per site: the only meter without a parent (none when there are more).
@@ -95,7 +95,7 @@ class RoleTags:
         default = _DEFAULT_KINDS.get(kind)
         # By kind only where its key is empty, and (as http-api) only devices whose meta says they
         # are no part of another device: a gateway's inverters are in the gateway's own total.
-        if default is None or getattr(self.site, _DEFAULT_KEY[default]) or known is None or known.parent_id:
+        if default is None or self._listed[default] or known is None or known.parent_id:
             return "none"
         return default
 

@@ -8,15 +8,22 @@ import sys
 import msgspec
 from wattbus.config import ConfigError, LoadedConfig
 from wattbus.runner import Service, ServiceContext, Subcommand
+from wattbus.site import load_site
 
-from .config import Config
+from .config import Config, resolve
 from .persist import StateFile
 from .service import Controller
 
-NOT_CONFIGURED = "not configured: no grid meter chosen yet (setup page, or [surplus-controller] grid_meter)"
+NOT_CONFIGURED = "not configured: no grid meter chosen yet (setup page, or [site] grid)"
 
 
 async def run(ctx: ServiceContext[Config]) -> None:
+    for warning in load_site(ctx.loaded).warnings:
+        ctx.log.warning("old config layout", problem=warning)
+    orphans = sorted(set(ctx.config.tuning) - {lp.id for lp in ctx.config.loadpoints})
+    if orphans:
+        ctx.log.warning("tuning for no loadpoint", problem=f"[surplus-controller] tuning.{orphans[0]}: no "
+                        "[[site.loadpoints]] entry has this id; the tuning is not used")
     if ctx.config.grid_meter is None:
         # A first run: staying up (not exiting) keeps run-many and supervisors calm, and the status
         # tells every consumer why nothing is controlled; `reload_config` restarts us once it is set.
@@ -51,7 +58,7 @@ def _show(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
 SERVICE = Service("surplus-controller", Config, run, "PV-surplus EV charging and surplus relays",
                   subcommands=(Subcommand("show-state", "print the saved loadpoint modes and limits",
-                                          _show_args, _show),))
+                                          _show_args, _show),), resolve=resolve)
 
 
 def main() -> int:

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from msgspec import Meta, Struct
-from wattbus.config import ServiceCommon
+import msgspec
+from msgspec import Meta
+from wattbus.config import ConfigError, LoadedConfig, ServiceCommon, convert
+from wattbus.site import LOADPOINT_KEYS, DeviceRef, Loadpoint, Relay, load_site
 
-# "<source>/<device_id>": the topic space a device lives in, e.g. "goe-shelly-bridge/goe-123456"
-DeviceRef = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*/[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
-Amps = Annotated[float, Meta(ge=6, le=32)]
+SECTION = "surplus-controller"
+
 Seconds = Annotated[float, Meta(ge=0)]
 Watts = Annotated[float, Meta(ge=0)]
 WattHours = Annotated[float, Meta(ge=0)]  # energy, not power: the allowances and buffers
 Soc = Annotated[float, Meta(ge=0, le=100)]
-Mode = Literal["off", "now", "minpv", "pv"]
 
 
-class LoadpointConfig(Struct, kw_only=True, forbid_unknown_fields=True):
-    id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
-    charger: DeviceRef
-    mode: Mode = "pv"  # the mode until a person changes it (then the state file wins)
-    priority: int = 0  # higher is served first when several loadpoints share the surplus
-    min_current_a: Amps = 6.0
-    max_current_a: Amps = 16.0
-    phases: Literal["auto", 1, 3] = "auto"
-    voltage_v: Annotated[float, Meta(ge=100, le=260)] = 230.0
+class LoadpointConfig(Loadpoint, kw_only=True):
+    """A loadpoint as the controller runs it: the site's `[[site.loadpoints]]` entry (which charger,
+    mode, currents, phases, breaker) and the controller's tuning for it (`[surplus-controller.tuning.<id>]`)."""
+
     # pv mode: start when the surplus covers the minimum power (+ threshold) for enable_delay_s
     enable_threshold_w: float = 0.0
     enable_delay_s: Seconds = 30.0
@@ -84,19 +79,22 @@ class LoadpointConfig(Struct, kw_only=True, forbid_unknown_fields=True):
     # re-send a setting the charger still does not show after this long (a lost command); a refused
     # command is not repeated sooner than this either
     resync_s: Annotated[float, Meta(gt=0)] = 10.0
+    # the car at this loadpoint (a device sending VehicleReadings, e.g. "generic-bridge/tesla"): its
+    # SoC feeds the charge plan (plan.py); vehicle_capacity_wh when the vehicle reports no capacity
+    vehicle: DeviceRef | None = None
+    vehicle_capacity_wh: Annotated[float, Meta(gt=0)] | None = None
+    # the charge plan until a person sets one (then the state file wins): plan_soc_pct by plan_time
+    # (HHMM, local time, every day), charging from the grid when the sun will not make it in time;
+    # below plan_min_soc_pct at full power
+    plan_soc_pct: Annotated[int, Meta(ge=1, le=100)] | None = None
+    plan_time: Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3])[0-5][0-9]$")] | None = None
+    plan_min_soc_pct: Annotated[int, Meta(ge=0, le=100)] | None = None
+    charge_efficiency: Annotated[float, Meta(gt=0, le=1)] = 0.9  # AC energy that reaches the battery
+    # finish this long before the plan's time: cars charge slower near full and readings lag
+    plan_margin_s: Seconds = 1800.0
 
 
-class RelayConfig(Struct, kw_only=True, forbid_unknown_fields=True):
-    id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
-    device: DeviceRef
-    channel: Annotated[int, Meta(ge=0, le=3)] = 0
-    power_w: Annotated[float, Meta(gt=0)]  # what the load draws when on (used before it is metered)
-    priority: int = 0  # higher is served first; relays share what the loadpoints leave
-    on_threshold_w: float = 0.0  # switch on when the surplus exceeds power_w + this
-    off_threshold_w: float = 0.0  # switch off when the import exceeds this
-    min_on_s: Seconds = 300.0
-    min_off_s: Seconds = 300.0
-    max_temperature_c: float | None = None  # thermal strategy: off at this reported temperature
+RelayConfig = Relay  # the site's relay entry is all the controller needs
 
 
 class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
@@ -104,9 +102,6 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # baseline lives in bench/evcc_baseline.py, not in the service)
     strategy: Literal["wattbus"] = "wattbus"
     clock: Literal["wall", "readings"] = "wall"  # "readings": simulated time from reading timestamps
-    # None on a first run (empty section): the service stays up idle and says so until setup sets it
-    grid_meter: DeviceRef | None = None
-    battery: DeviceRef | None = None
     state_file: str = "/var/lib/wattbus/surplus-controller.json"
     residual_power_w: float = 0.0  # kept back from the surplus (+ = bias to export)
     # home battery: below priority_soc it charges first; above assist_soc it may feed the EV
@@ -143,5 +138,60 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     # "response_topic": MQTT v5 request/response (the contract's way); "result_topic": request_id and
     # the device's result topic, for bridges whose broker user may not write reply topics
     command_replies: Literal["response_topic", "result_topic"] = "response_topic"
+    # The controller's tuning per loadpoint, `[surplus-controller.tuning.<loadpoint id>]`: any
+    # LoadpointConfig key that is not a [[site.loadpoints]] key (enable_delay_s, settle_s, ...).
+    tuning: dict[str, dict[str, Any]] = {}
+    # The old place of the site's devices, still read (wattbus.site warns and says where they belong).
+    # At run time (resolve) these hold what [site] says: None grid_meter = a first run, the service
+    # stays up idle and says so until the setup sets the grid meter.
+    grid_meter: DeviceRef | None = None
+    battery: DeviceRef | None = None
     loadpoints: list[LoadpointConfig] = []
     relays: list[RelayConfig] = []
+
+    def __post_init__(self) -> None:
+        for lp_id, keys in self.tuning.items():
+            tuning_problem(lp_id, keys)
+
+
+def tuning_problem(lp_id: str, keys: dict[str, Any]) -> None:
+    """Check one tuning table with LoadpointConfig's rules; a ValueError names the table and key."""
+    where = f"tuning.{lp_id}"
+    site_keys = sorted(set(keys) & LOADPOINT_KEYS)
+    if site_keys:
+        raise ValueError(f"{where}.{site_keys[0]} is a [[site.loadpoints]] key: set it on the loadpoint in [site]")
+    try:
+        msgspec.convert({"id": "check", "charger": "check/check", **keys}, LoadpointConfig, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"{where}: {str(exc).replace(' - at `$.', f' - at `{where}.')}") from None
+
+
+def resolve(loaded: LoadedConfig, cfg: Config) -> Config:
+    """The section with the site filled in from `[site]` (old places included, wattbus.site): what
+    the controller runs on, and what `reload_config` compares, so a changed [site] restarts it."""
+    site = load_site(loaded).site
+    old = {lp.id: lp for lp in cfg.loadpoints}
+    loadpoints = []
+    for index, lp in enumerate(site.loadpoints):
+        # old layout: the tuning sat on the [[surplus-controller.loadpoints]] entry itself
+        kept = msgspec.to_builtins(old[lp.id]) if lp.id in old else {}
+        tuned = {k: v for k, v in kept.items() if k not in LOADPOINT_KEYS}
+        if lp.id in cfg.tuning and _explicit(loaded, lp.id):
+            raise ConfigError(f"config [surplus-controller] tuning.{lp.id} and the old [[surplus-controller."
+                              f"loadpoints]] entry {lp.id!r} both tune loadpoint {lp.id}: keep only the tuning table")
+        data = {**tuned, **cfg.tuning.get(lp.id, {}), **msgspec.to_builtins(lp)}
+        loadpoints.append(convert(SECTION, {"loadpoints": [data]}, _Loadpoints,
+                                  {"loadpoints": f"[site] loadpoints[{index}]"}).loadpoints[0])
+    return msgspec.structs.replace(cfg, grid_meter=site.grid_device(), battery=site.battery_device(),
+                                   loadpoints=loadpoints, relays=list(site.relays))
+
+
+class _Loadpoints(msgspec.Struct, kw_only=True):
+    loadpoints: list[LoadpointConfig]
+
+
+def _explicit(loaded: LoadedConfig, lp_id: str) -> set[str]:
+    """The tuning keys an old [[surplus-controller.loadpoints]] entry really sets (not defaults)."""
+    raw = loaded.data.get(SECTION, {}).get("loadpoints", [])
+    entry = next((e for e in raw if isinstance(e, dict) and e.get("id") == lp_id), {})
+    return set(entry) - LOADPOINT_KEYS
