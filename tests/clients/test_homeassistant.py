@@ -102,6 +102,17 @@ def volume_meters() -> list[dict[str, str]]:
     return out
 
 
+def vehicle() -> list[dict[str, str]]:
+    """A car as TeslaMate reports it through the generic-bridge (not in the recorded demo): SoC,
+    range, charge limit, plug and charging state, capacity."""
+    settings = HassDiscoverySettings(prefix=PREFIX)
+    meta = m.DeviceMeta(device_id="tesla", kind="vehicle", source="generic-bridge", protocol="mqtt",
+                        manufacturer="Tesla", model="via TeslaMate")
+    fields = set(m.VehicleReading.__struct_fields__) - {"device_id", "timestamp", "extra"}
+    config = device_config(settings, meta, "vehicle", fields)
+    return [{"topic": config_topic(settings, object_id("tesla")), "payload": codec.encode(config).decode()}]
+
+
 def broken(configs: dict[str, str]) -> list[dict[str, str]]:
     """The demo's configs with three faults HA's code must catch (the check is not vacuous)."""
     docs = {t: json.loads(p) for t, p in configs.items()}
@@ -118,7 +129,7 @@ async def test_home_assistant_accepts_every_demo_config_with_distinct_entity_ids
     configs = await replayed_configs(private_broker, tmp_path, start_service)
     demo = [{"topic": t, "payload": p} for t, p in sorted(configs.items())]
     report = home_assistant_check({"demo": demo, "per_entity": per_entity(configs), "broken": broken(configs),
-                                   "volumes": volume_meters()})
+                                   "volumes": volume_meters(), "vehicle": vehicle()})
     assert report["ha_version"] == pinned_version()
 
     result = report["cases"]["demo"]
@@ -155,6 +166,15 @@ async def test_home_assistant_accepts_every_demo_config_with_distinct_entity_ids
     assert volumes["problems"] == []
     assert {e["unique_id"] for e in volumes["entities"].values()} >= {"wattbus-water_water_m3",
                                                                       "wattbus-gas_gas_m3"}
+
+    # A vehicle's values (issue 27) are entities HA takes, the loadpoint shows its SoC and plan.
+    cars = report["cases"]["vehicle"]
+    assert cars["problems"] == []
+    assert {e["unique_id"] for e in cars["entities"].values()} == {
+        f"wattbus-tesla_{f}" for f in ("soc_pct", "range_m", "capacity_wh", "limit_soc_pct", "connected",
+                                       "charge_state")}
+    assert {"wattbus-loadpoint-garage_vehicle_soc_pct", "wattbus-loadpoint-garage_plan_status"} <= {
+        e["unique_id"] for e in result["entities"].values()}
 
     problems = "\n".join(report["cases"]["broken"]["problems"])
     assert "(HA would make it _2)" in problems
