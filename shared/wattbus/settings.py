@@ -38,6 +38,7 @@ from tomlkit.items import AoT, Table
 
 from .config import BusConfig, ConfigError, _apply_env, convert
 from .messages import CommandResult
+from .site import SiteConfig
 
 _SECRET = re.compile(r"(password|token|secret|key)$")  # key_file, password_file: paths, shown
 NOT_SERVICES = frozenset({"sim"})  # wattbus-sim runs simulators, it has no config section
@@ -66,6 +67,8 @@ class ServiceTypes:
     def config_type(self, section: str) -> type[Any]:
         if section == "bus":
             return BusConfig
+        if section == "site":  # no service: the table every service reads the site's devices from
+            return SiteConfig
         if section not in self._types:
             if section not in self.known:
                 raise ConfigError(f"config [{section}]: no service {section!r} is installed "
