@@ -149,7 +149,7 @@ class _OldSetup(Struct, frozen=True, kw_only=True):
 
 class _OldHttpApi(Struct, frozen=True, kw_only=True):
     # Only the old site keys: the rest of [http-api] is http-api's own to validate.
-    site: _OldRoles = _OldRoles()
+    site: _OldRoles = msgspec.field(default_factory=_OldRoles)
     setup: _OldSetup = _OldSetup()
 
 
