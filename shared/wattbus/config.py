@@ -145,20 +145,28 @@ def convert(section: str, data: dict[str, Any], config_type: type[T], sources: M
         raise ConfigError(f"config {label}{shown} (from {origin}): {reason}{hint}") from exc
 
 
+def _bare(info: Any) -> Any:
+    """The type itself: without `| None` and without Meta (descriptions) around it."""
+    while isinstance(info, msgspec.inspect.UnionType | msgspec.inspect.Metadata):
+        if isinstance(info, msgspec.inspect.Metadata):
+            info = info.type
+        else:
+            info = next((t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)), info.types[0])
+    return info
+
+
 def _allowed_hint(config_type: Any, path: list[str | int], reason: str) -> str:
     """Spell out what is allowed where msgspec's message does not (enums, unknown keys)."""
     info: Any = msgspec.inspect.type_info(config_type)
     for step in path:
-        while isinstance(info, msgspec.inspect.UnionType):
-            info = next((t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)), info.types[0])
+        info = _bare(info)
         if isinstance(step, int) and isinstance(info, msgspec.inspect.ListType | msgspec.inspect.SetType):
             info = info.item_type
         elif isinstance(info, msgspec.inspect.StructType):
             info = next((f.type for f in info.fields if f.encode_name == step), None)
         else:
             return ""
-    while isinstance(info, msgspec.inspect.UnionType):
-        info = next((t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)), info.types[0])
+    info = _bare(info)
     if "unknown field" in reason and isinstance(info, msgspec.inspect.StructType):
         return "; known keys: " + ", ".join(f.encode_name for f in info.fields)
     if isinstance(info, msgspec.inspect.LiteralType):
