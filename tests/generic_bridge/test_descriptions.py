@@ -34,6 +34,7 @@ ENTRY: dict[str, dict[str, Any]] = {
     "tasmota-sml-mqtt": {"vars": {"topic": "hichi", "meter": "Strom", "power": "Power_cur"}},
     "shelly-relay-http": {"host": "192.0.2.12"},
     "sdm630-modbus": {"host": "192.0.2.13", "port": 5020},
+    "evse-din-modbus": {"serial_port": "/dev/ttyUSB0", "max_current_a": 16},
     "teslamate-mqtt": {},
 }
 

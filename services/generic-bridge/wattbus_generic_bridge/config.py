@@ -123,6 +123,8 @@ def variables(dev: DeviceConfig, defaults: dict[str, str]) -> dict[str, str]:
     out = {**defaults, **dev.vars}
     if dev.host is not None:
         out["host"] = dev.host
+    elif dev.serial_port is not None:
+        out["host"] = ""  # RTU: the description's {host} is not used
     if dev.port is not None:
         out["port"] = str(dev.port)
     if dev.unit_id is not None:

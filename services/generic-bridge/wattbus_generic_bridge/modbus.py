@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -173,7 +174,7 @@ class ModbusReader:
     def address(self) -> str:
         return f"{self.line.transport.address}/{self.unit}"
 
-    async def _call(self, what: str, request: str, *args: object, **kwargs: object) -> object:
+    async def _call(self, what: str, request: str, *args: object, **kwargs: object) -> Any:
         """One request under the line's lock; a missing or error answer is a ModbusError naming `what`."""
         async with self.line.lock:
             client = await self.line.client(self.timeout_s)
@@ -186,7 +187,7 @@ class ModbusReader:
             except ModbusException as exc:  # pymodbus' own: timeout, connection lost, bad CRC
                 self.line.close()
                 raise ModbusError(f"{self.address}: {what}: {exc}") from None
-        if response.isError():  # type: ignore[attr-defined]
+        if response.isError():
             raise ModbusError(f"{self.address}: {what}: exception code {getattr(response, 'exception_code', '?')}")
         return response
 
