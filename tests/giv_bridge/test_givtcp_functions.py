@@ -28,7 +28,7 @@ async def plant(giv_sim: GivSim) -> AsyncIterator[Plant]:
 
 def _holding(plant: Plant, *names: str) -> dict[str, int | None]:
     cache, table = plant.cache(plant.config.address), controls.inverter_map()
-    return {name: cache.get("hr", table.point(name).register) for name in names}
+    return {name: cache.get("hr", table.point(name).address) for name in names}
 
 
 async def test_a_timed_function_puts_the_settings_back(plant: Plant) -> None:

@@ -159,4 +159,4 @@ def _registers(writes: Mapping[str, int]) -> dict[str, int]:
     for name in writes:
         if name not in table.writable:
             raise CommandInvalid(f"{name!r} is not on the inverter map's list of writable points")
-    return {name: table.point(name).register for name in writes}
+    return {name: table.point(name).address for name in writes}

@@ -237,7 +237,7 @@ class GivFunctions:
 
     def _saved(self, plant: Plant, writes: Mapping[str, int]) -> dict[str, int]:
         cache, table = plant.cache(plant.config.address), inverter_map()
-        saved = {name: cache.get("hr", table.point(name).register) for name in writes}
+        saved = {name: cache.get("hr", table.point(name).address) for name in writes}
         missing = [r for r, v in saved.items() if v is None]
         if missing:
             raise CommandInvalid(f"{missing} not read from the inverter yet: cannot save them for later")

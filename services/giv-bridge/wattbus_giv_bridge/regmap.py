@@ -1,10 +1,11 @@
 """Register maps as data (data/*.toml) and the one generic adapter that reads them.
 
-A map lists the register blocks to poll and named points (`pv1_power_w = { ir = 18 }`). The
-adapter turns a register cache into {name: value}; a register the device did not send, or a
-value outside the point's plausible range, is None (missing), never 0. A map may also name the
-holding-register points a command may write (`writable`, the safe list) and write recipes
-(`[recipes.eco]`: point = raw word, written in order) that commands use by name.
+A map lists the register blocks to poll and named points in the shared register schema
+(wattbus.registers: `pv1_power_w = { address = 18, max = 50000 }` with `defaults = { table =
+"input" }`). The adapter turns a register cache into {name: value}; a register the device did not
+send, or a value outside the point's plausible range, is None (missing), never 0. A map may also
+name the holding-register points a command may write (`writable`, the safe list) and write
+recipes (`[recipes.eco]`: point = raw word, written in order) that commands use by name.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Literal
 
+import msgspec
+from wattbus import registers
+from wattbus.registers import Point
+
 Bank = Literal["hr", "ir"]
-PointType = Literal["uint16", "int16", "uint32", "bool", "serial", "hhmm"]
 Value = float | int | str | bool | None
-TYPE_WIDTH: dict[str, int] = {"uint16": 1, "int16": 1, "uint32": 2, "bool": 1, "serial": 5, "hhmm": 1}
+BANK: dict[str, Bank] = {"holding": "hr", "input": "ir"}  # the dongle's names of the two tables
 
 
 class MapError(ValueError):
@@ -33,34 +37,29 @@ class Block:
     count: int
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
-    name: str
-    bank: Bank
-    register: int
-    type: PointType = "uint16"
-    scale: float = 1.0
-    min: float | None = None
-    max: float | None = None
+class _File(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A map file's top level (its points are checked one by one by wattbus.registers)."""
 
-    @property
-    def registers(self) -> range:
-        return range(self.register, self.register + TYPE_WIDTH[self.type])
+    blocks: list[registers.Block]
+    device: str = ""  # the map's name in errors (default: the file's)
+    points: dict[str, object]
+    defaults: registers.Defaults = registers.NO_DEFAULTS
+    writable: list[str] = []
+    recipes: dict[str, dict[str, int]] = {}
 
 
 @dataclass(frozen=True, slots=True)
 class RegisterMap:
     device: str
     blocks: tuple[Block, ...]
-    points: tuple[Point, ...]
+    points: Mapping[str, Point]
     writable: frozenset[str] = frozenset()  # holding-register points a command may write
     recipes: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
 
     def point(self, name: str) -> Point:
-        for point in self.points:
-            if point.name == name:
-                return point
-        raise MapError(f"{self.device} map: no point {name!r}")
+        if name not in self.points:
+            raise MapError(f"{self.device} map: no point {name!r}")
+        return self.points[name]
 
     def recipe(self, name: str) -> dict[str, int]:
         """The writes of one named recipe, in order (a copy: callers add to it)."""
@@ -69,7 +68,7 @@ class RegisterMap:
         return dict(self.recipes[name])
 
     def decode(self, cache: RegisterCache) -> dict[str, Value]:
-        return {p.name: decode_point(p, cache) for p in self.points}
+        return {name: decode_point(p, cache) for name, p in self.points.items()}
 
 
 class RegisterCache:
@@ -88,94 +87,51 @@ class RegisterCache:
         return self.words.get((bank, register))
 
 
-def _hhmm(word: int) -> str | None:
-    hours, minutes = divmod(word, 100)
-    if hours > 23 or minutes > 59:
-        return None
-    return f"{hours:02d}:{minutes:02d}"
-
-
 def decode_point(point: Point, cache: RegisterCache) -> Value:
-    words = [cache.get(point.bank, r) for r in point.registers]
+    words = [cache.get(BANK[point.table], r) for r in point.registers]
     if any(w is None for w in words):
         return None
-    raw = [w for w in words if w is not None]
-    match point.type:
-        case "serial":
-            text = b"".join(w.to_bytes(2, "big") for w in raw).decode("ascii", errors="replace").strip("\x00 ")
-            return text if text.isprintable() and text else None
-        case "hhmm":
-            return _hhmm(raw[0])
-        case "bool":
-            return bool(raw[0]) if raw[0] in (0, 1) else None
-        case "int16":
-            number: float = raw[0] - 0x10000 if raw[0] & 0x8000 else raw[0]
-        case "uint32":
-            number = (raw[0] << 16) | raw[1]
-        case _:
-            number = raw[0]
-    value = number * point.scale
-    if (point.min is not None and value < point.min) or (point.max is not None and value > point.max):
-        return None
-    if point.scale == 1.0:
-        return int(value)
-    return round(value, 6)
-
-
-def _point(name: str, spec: object, where: str) -> Point:
-    if not isinstance(spec, dict):
-        raise MapError(f"{where}: point {name!r} must be a table")
-    banks = [b for b in ("hr", "ir") if b in spec]
-    if len(banks) != 1:
-        raise MapError(f"{where}: point {name!r} needs exactly one of hr = N or ir = N")
-    unknown = set(spec) - {"hr", "ir", "type", "scale", "min", "max"}
-    if unknown:
-        raise MapError(f"{where}: point {name!r} has unknown keys {sorted(unknown)}")
-    kind = spec.get("type", "uint16")
-    if kind not in TYPE_WIDTH:
-        raise MapError(f"{where}: point {name!r} type {kind!r} is not one of {sorted(TYPE_WIDTH)}")
-    bank: Bank = "hr" if banks[0] == "hr" else "ir"
-    register = spec[bank]
-    if not isinstance(register, int) or register < 0:
-        raise MapError(f"{where}: point {name!r} register {register!r} is not a register number")
-    return Point(name, bank, register, kind, float(spec.get("scale", 1.0)),
-                 spec.get("min"), spec.get("max"))
+    return registers.decode(point, [w for w in words if w is not None])
 
 
 def parse(text: str, where: str) -> RegisterMap:
     try:
-        data = tomllib.loads(text)
+        data = msgspec.convert(tomllib.loads(text), _File)
     except tomllib.TOMLDecodeError as exc:
         raise MapError(f"{where}: not valid TOML ({exc})") from exc
-    blocks = tuple(Block(b["bank"], b["base"], b["count"]) for b in data.get("blocks", []))
-    for block in blocks:
-        if block.bank not in ("hr", "ir") or block.base % 60 or not 1 <= block.count <= 60:
-            raise MapError(f"{where}: block {block} must be hr/ir, 60-aligned, 1-60 registers")
-    points = tuple(_point(name, spec, where) for name, spec in data.get("points", {}).items())
-    for point in points:
-        if not any(b.bank == point.bank and b.base <= r < b.base + b.count
+    except msgspec.ValidationError as exc:
+        raise MapError(f"{where}: {exc}") from None
+    for block in data.blocks:
+        if block.address % 60 or not 1 <= block.count <= 60:
+            raise MapError(f"{where}: block {block} must be 60-aligned, 1-60 registers (the dongle's reads)")
+    blocks = tuple(Block(BANK[b.table], b.address, b.count) for b in data.blocks)
+    try:
+        points = registers.points(data.points, where, data.defaults)
+    except registers.RegisterError as exc:
+        raise MapError(str(exc)) from None
+    for name, point in points.items():
+        if point.type not in ("uint16", "int16", "uint32", "bool", "text", "hhmm") or point.word_order != "big":
+            raise MapError(f"{where} [points] {name}: GivEnergy registers are 16-bit words, high word first: "
+                           f"type {point.type!r} (word order {point.word_order}) is not one of them")
+        if not any(b.bank == BANK[point.table] and b.base <= r < b.base + b.count
                    for b in blocks for r in point.registers):
-            raise MapError(f"{where}: point {point.name!r} ({point.bank} {point.register}) is in no polled block")
-    by_name = {p.name: p for p in points}
-    writable = data.get("writable", [])
-    if not isinstance(writable, list):
-        raise MapError(f"{where}: writable must be a list of point names")
-    for name in writable:
-        target = by_name.get(name)
-        if target is None or target.bank != "hr" or TYPE_WIDTH[target.type] != 1:
+            raise MapError(f"{where}: point {name!r} ({point.table} {point.address}) is in no polled block")
+    for name in data.writable:
+        target = points.get(name)
+        if target is None or target.table != "holding" or target.size != 1:
             raise MapError(f"{where}: writable {name!r} is not a one-register holding point of this map")
-    recipes = {name: _recipe(name, spec, set(writable), where) for name, spec in data.get("recipes", {}).items()}
-    return RegisterMap(str(data.get("device", where)), blocks, points, frozenset(writable),
+    recipes = {name: _recipe(name, spec, set(data.writable), where) for name, spec in data.recipes.items()}
+    return RegisterMap(data.device or where, blocks, MappingProxyType(points), frozenset(data.writable),
                        MappingProxyType(recipes))
 
 
-def _recipe(name: str, spec: object, writable: set[str], where: str) -> Mapping[str, int]:
-    if not isinstance(spec, dict) or not spec:
+def _recipe(name: str, spec: dict[str, int], writable: set[str], where: str) -> Mapping[str, int]:
+    if not spec:
         raise MapError(f"{where}: recipe {name!r} must be a table of point = value")
     for point, value in spec.items():
         if point not in writable:
             raise MapError(f"{where}: recipe {name!r} writes {point!r}, which is not writable")
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFF:
+        if isinstance(value, bool) or not 0 <= value <= 0xFFFF:
             raise MapError(f"{where}: recipe {name!r} value {point} = {value!r} is not a 16-bit word")
     return MappingProxyType(dict(spec))
 

@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from wattbus.registers import shortest_float32  # also this module's name for it (tests)
+
 from .models import GroupDef, ModelDef, PointDef
 
 # A value in a decoded model: a number, a name, a list of names (bitfield), a nested group.
@@ -31,16 +33,6 @@ class DecodedModel:
     length: int  # L as announced by the device
     values: dict[str, Value]
     errors: list[str] = field(default_factory=list)
-
-
-def shortest_float32(number: float) -> float:
-    """The shortest decimal that is the same float32: 230.1, not 230.10000610351562."""
-    packed = struct.pack(">f", number)
-    for digits in range(6, 10):
-        candidate = float(f"{number:.{digits}g}")
-        if struct.pack(">f", candidate) == packed:
-            return candidate
-    return float(number)
 
 
 def join(regs: list[int]) -> int:
