@@ -30,6 +30,10 @@ class Settings:
     mode: Literal["off", "now", "minpv", "pv"]
     min_current_a: float
     max_current_a: float
+    # the charge plan (plan.py): target SoC by HHMM local time, and a minimum SoC at full power
+    plan_soc_pct: int | None = None
+    plan_time: str | None = None
+    plan_min_soc_pct: int | None = None
 
 
 @dataclass

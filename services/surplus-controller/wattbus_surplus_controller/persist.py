@@ -14,6 +14,9 @@ class StoredLoadpoint(msgspec.Struct, forbid_unknown_fields=False):
     mode: str
     min_current_a: float
     max_current_a: float
+    plan_soc_pct: int | None = None  # absent in files written before the plan existed
+    plan_time: str | None = None
+    plan_min_soc_pct: int | None = None
 
 
 class StateFile:
@@ -34,7 +37,8 @@ class StateFile:
             return {}, f"state file {self.path}: {exc}; starting from the config"
 
     def save(self, settings: dict[str, Settings]) -> None:
-        data = {k: StoredLoadpoint(v.mode, v.min_current_a, v.max_current_a) for k, v in settings.items()}
+        data = {k: StoredLoadpoint(v.mode, v.min_current_a, v.max_current_a, v.plan_soc_pct, v.plan_time,
+                                   v.plan_min_soc_pct) for k, v in settings.items()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(msgspec.json.encode(data))

@@ -15,6 +15,7 @@ from wattbus.runner import ServiceContext
 from .config import Config
 from .model import ChargerView, Setting, Settings
 from .persist import StateFile
+from .plan import Planner, VehicleView, as_now, max_power_w, plan_current_a, set_plan, state_fields, takes_over
 from .relays import RelayView, SurplusRelay
 from .session import Session, status
 from .site import Site
@@ -55,11 +56,18 @@ class Controller:
             settings = Settings(lp_cfg.mode, lp_cfg.min_current_a, lp_cfg.max_current_a)
             saved = stored.get(lp_cfg.id)
             if saved is not None and saved.mode in ("off", "now", "minpv", "pv"):
-                settings = Settings(saved.mode, saved.min_current_a, saved.max_current_a)  # type: ignore[arg-type]
+                settings = Settings(saved.mode, saved.min_current_a, saved.max_current_a,  # type: ignore[arg-type]
+                                    saved.plan_soc_pct, saved.plan_time, saved.plan_min_soc_pct)
+            elif saved is None:
+                settings = Settings(lp_cfg.mode, lp_cfg.min_current_a, lp_cfg.max_current_a, lp_cfg.plan_soc_pct,
+                                    lp_cfg.plan_time, lp_cfg.plan_min_soc_pct)
             self.loadpoints.append(Loadpoint(lp_cfg, settings))
         self.relays = [SurplusRelay(r) for r in sorted(cfg.relays, key=lambda r: -r.priority)]
         self.sent: dict[str, Sent] = {lp.cfg.id: Sent() for lp in self.loadpoints}
         self.sessions: dict[str, Session] = {lp.cfg.id: Session() for lp in self.loadpoints}
+        self.planners = {lp.cfg.id: Planner(lp.cfg) for lp in self.loadpoints}
+        self.vehicles: dict[str, VehicleView] = {}  # by device ref, the loadpoints' vehicles
+        self.plan_state: dict[str, dict[str, Any]] = {}  # the plan's part of each LoadpointState
         self.relay_sent: dict[str, tuple[bool | None, float]] = {r.cfg.id: (None, float("-inf")) for r in self.relays}
         self._requests = 0
         self._pending: dict[str, Pending] = {}
@@ -88,6 +96,10 @@ class Controller:
         cfg = self.ctx.config
         interesting = ref == cfg.grid_meter or ref == cfg.battery or ref in self.site.chargers \
             or any(ref == lp.cfg.charger for lp in self.loadpoints) or any(ref == r.cfg.device for r in self.relays)
+        if isinstance(reading, m.VehicleReading) and any(ref == lp.cfg.vehicle for lp in self.loadpoints):
+            # the car's word stands until its next one (cars report on change and sleep): no cycle
+            self.vehicles[ref] = VehicleView(reading.soc_pct, reading.capacity_wh, reading.limit_soc_pct)
+            return
         if not interesting:
             return
         now = self.site.arrived(reading)
@@ -200,8 +212,20 @@ class Controller:
         for lp in self.loadpoints:
             view = views[lp.cfg.id]
             lp.battery_room = room
-            setting = lp.decide(now, remaining, view, self.ctx.config.stale_action, problem or "", buffered, lendable,
-                                import_w)
+            vehicle = self.vehicles.get(lp.cfg.vehicle or "")
+            plan = self.planners[lp.cfg.id].decide(self.site.now_dt().astimezone(), lp.settings, vehicle,
+                                                   max_power_w(lp))
+            chosen = lp.settings
+            if takes_over(plan, chosen.mode):  # the plan charges: as mode now, at the current it needs
+                lp.settings = as_now(chosen, plan_current_a(lp, plan.power_w, remaining))
+            try:
+                setting = lp.decide(now, remaining, view, self.ctx.config.stale_action, problem or "", buffered,
+                                    lendable, import_w)
+            finally:
+                lp.settings = chosen
+            if takes_over(plan, chosen.mode) and setting.enabled:
+                setting.reason = f"{plan.status}: {setting.current_a:g} A on {setting.phases}p"
+            self.plan_state[lp.cfg.id] = state_fields(lp.cfg, chosen, vehicle, plan)
             buffered = lendable = 0.0  # one loadpoint borrows from the battery, not each of them
             self._apply(lp, setting, view, now)
             self._publish_state(lp, setting, view, remaining, problem)
@@ -304,7 +328,7 @@ class Controller:
             phase_switches_last_hour=lp.budget.used(self.site.now()), reason=s.reason,
             timestamp=self.site.now_dt(), alert=problem, strategy=self.ctx.config.strategy,
             session_energy_wh=session.session_energy_wh(view), session_duration_s=session.duration_s(self.site.now()),
-            status=status(s, view, problem))
+            status=status(s, view, problem), **self.plan_state.get(lp.cfg.id, {}))
         self.ctx.bus.publish(topics.loadpoint_state(lp.cfg.id), state, retain=True)
 
     # ------------------------------------------------------------------ loadpoint commands
@@ -341,8 +365,12 @@ class Controller:
             if low > high:
                 return answer("invalid", f"min_current_a {low:g} A above max_current_a {high:g} A")
             settings.min_current_a, settings.max_current_a = low, high
+        elif isinstance(command, m.SetLoadpointPlan):
+            if (problem := set_plan(settings, command)) is not None:
+                return answer("invalid", problem)
         else:
-            return answer("refused", f"{tag} is not a loadpoint command (set_loadpoint_mode, set_loadpoint_limits)")
+            return answer("refused", f"{tag} is not a loadpoint command (set_loadpoint_mode, set_loadpoint_limits, "
+                                     "set_loadpoint_plan)")
         try:
             self.store.save({p.cfg.id: p.settings for p in self.loadpoints})
         except OSError as exc:
@@ -351,7 +379,8 @@ class Controller:
         self.ctx.log.info("loadpoint settings changed", loadpoint=lp_id, mode=settings.mode,
                           min_current_a=settings.min_current_a, max_current_a=settings.max_current_a)
         answer("ok", applied={"mode": settings.mode, "min_current_a": settings.min_current_a,
-                              "max_current_a": settings.max_current_a})
+                              "max_current_a": settings.max_current_a, "plan_soc_pct": settings.plan_soc_pct,
+                              "plan_time": settings.plan_time, "plan_min_soc_pct": settings.plan_min_soc_pct})
         self.cycle(self.site.now())
         return None
 

@@ -57,6 +57,8 @@ def status(setting: Setting, view: ChargerView, alert: str | None) -> str:
         if "minimum off time" in reason or "starting after" in reason:
             return "waiting_delay"
         return "waiting_for_surplus"
+    if reason.startswith("plan: "):
+        return "charging_by_plan"
     if reason.startswith("mode now"):
         return "charging_now"
     if "at minimum" in reason or "import allowance" in reason:
