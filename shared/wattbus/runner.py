@@ -104,6 +104,9 @@ class ServiceContext(Generic[C]):
     devices: dict[str, DeviceChannel] = field(default_factory=dict)
     # configured devices that failed before they had an id (a probe that got no answer), by address
     address_errors: dict[str, m.DeviceError] = field(default_factory=dict)
+    # Replicas (`--scale`): whether this replica answers a `probe_device` sent to all of them
+    # (wattbus.bridge.Fleet sets it; None: every replica answers, as one alone does)
+    answers_probe: Callable[[m.ProbeDevice], bool] | None = None
     _started_mono: float = field(default_factory=time.monotonic)
     _status_due: bool = False
 
@@ -293,6 +296,7 @@ class Service(Generic[C]):
         with our own Struct, answer on .../result (our own topic space, any broker user may write it),
         then stop cleanly with RELOAD_EXIT_CODE when the section changed."""
         result_topic = topics.service_result(self.name, ctx.instance)
+        broadcast = topics.service_broadcast(self.name)
 
         def answer(msg: Message[m.CommandBase], status: m.CommandStatus, message: str) -> None:
             tag = msg.payload.__struct_config__.tag
@@ -302,6 +306,10 @@ class Service(Generic[C]):
 
         def on_command(msg: Message[m.CommandBase]) -> None:
             if isinstance(msg.payload, m.ProbeDevice):
+                # Sent to all replicas: one of them reads the device (two at once may lock it out).
+                if msg.topic == broadcast and ctx.answers_probe is not None and not ctx.answers_probe(msg.payload):
+                    ctx.counters.inc("probes_left_to_peer")
+                    return
                 self._start_probe(ctx, msg)
                 return
             if not isinstance(msg.payload, m.ReloadConfig):
@@ -328,7 +336,7 @@ class Service(Generic[C]):
 
         ctx.bus.subscribe(topics.service_command(self.name, ctx.instance), m.Command, on_command)
         if ctx.instance != topics.ALL_INSTANCES:  # every replica, also `instance = "auto"` ones nobody can name
-            ctx.bus.subscribe(topics.service_broadcast(self.name), m.Command, on_command)
+            ctx.bus.subscribe(broadcast, m.Command, on_command)
 
     def _start_probe(self, ctx: ServiceContext[C], msg: Message[m.CommandBase]) -> None:
         """`probe_device`: a bridge reads a device once with its own adapter (`<package>.probe.probe`,

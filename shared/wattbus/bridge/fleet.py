@@ -18,12 +18,20 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import msgspec
+
+from .. import messages as m
 from ..adoption import Adoption, Decision
 from ..runner import ServiceContext
 from .ownership import DEFAULT_LEASE_S, Ownership, owner_of
 from .poller import Poller
 
 Finder = Callable[[Decision], Coroutine[Any, Any, None]]
+
+
+def probe_key(command: m.ProbeDevice) -> str:
+    """What a probe is hashed by: its entry, keys sorted (the same entry, the same replica)."""
+    return "probe\0" + msgspec.json.encode(command.entry, order="sorted").decode()
 
 
 class Fleet:
@@ -44,6 +52,7 @@ class Fleet:
         self.ownership = Ownership(ctx, lease, self._rebalance_soon) if lease > 0 else None
         if self.ownership is not None:
             self.ownership.start()
+            ctx.answers_probe = self.answers_probe
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
@@ -79,6 +88,18 @@ class Fleet:
         if poller is None and self.ownership.held_elsewhere(device_id):
             return False  # a device only another live replica knows (its serial port): it answers
         return self.ownership.assigned(poller.device_id if poller is not None else device_id)
+
+    def answers_probe(self, command: m.ProbeDevice) -> bool:
+        """A `probe_device` sent to every replica (service/<name>/all/command): the live replica the
+        probed entry hashes to reads the device, the others stay silent. Not a shared subscription:
+        the broker would hand it to a paused replica as readily as to a live one, and the same
+        entry always goes to the same replica, so a person retrying a probe is not answered by two."""
+        own = self.ownership
+        if own is None:
+            return True
+        if not own.valid:  # our lease is not confirmed: answer only if nobody else is there to
+            return not own.others_live()
+        return owner_of(probe_key(command), own.live()) == own.instance
 
     def pin(self, *keys: str | None) -> None:
         """Serials, device ids or addresses the config names: announcements of them are not adopted."""
