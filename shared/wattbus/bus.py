@@ -7,21 +7,18 @@ every reconnect the client subscribes again and re-publishes the retained state 
 availability, status), so a broker restarted without persistence gets it back. Outgoing QoS 1
 messages wait in paho's bounded queue while the broker is away; paho sends that queue only after
 the CONNACK, behind anything published while the CONNECT was on its way, so retained state is
-re-published once the queue has gone out (see _settle).
+re-published once the queue has gone out (see _settle). Incoming messages are routed and handed to
+handlers by delivery.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import socket
 import ssl
 import threading
 import uuid
-from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -35,44 +32,11 @@ from . import messages as m
 from .client_id import bound_client_id
 from .config import BusConfig
 from .counters import Counters
+from .delivery import Dispatcher, Handler, Message, Subscription
 from .log import Logger, get_logger
 from .mqtt_loop import LoopClient, LoopDriver
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Message(Generic[T]):
-    topic: str
-    payload: T
-    retained: bool = False
-    response_topic: str | None = None
-    correlation_data: bytes | None = None
-
-
-Handler = Callable[[Message[Any]], Awaitable[None] | None]
-
-@dataclass(slots=True)
-class _Subscription:
-    subscription: str
-    payload_type: Any  # a Struct/Union type, or bytes for raw payloads
-    handler: Handler
-    qos: int
-    levels: tuple[str, ...] = ()
-    ident: int = 0  # MQTT v5 subscription identifier (1, 2, ... in subscribe order)
-
-    def __post_init__(self) -> None:
-        self.levels = tuple(topics.filter_of(self.subscription).split("/"))
-
-    def matches(self, topic: str) -> bool:
-        """MQTT filter matching (`+` one level, `#` the rest) without paho's per-call matcher."""
-        parts = topic.split("/")
-        for index, level in enumerate(self.levels):
-            if level == "#":
-                return not (index == 0 and topic.startswith("$"))
-            if index >= len(parts) or (level != "+" and level != parts[index]):
-                return False
-        return len(parts) == len(self.levels)
+__all__ = ["Bus", "Handler", "Message"]
 
 
 class Bus:
@@ -89,7 +53,7 @@ class Bus:
         self.client_id = client_id or bound_client_id(f"{service}-{instance}", user, password)
         self.counters = counters or Counters()
         self.log = log or get_logger("bus")
-        self._subs: list[_Subscription] = []
+        self._subs: list[Subscription] = []
         self._subs_lock = threading.Lock()
         self._retained: dict[str, tuple[bytes, str]] = {}
         self._retained_lock = threading.Lock()
@@ -98,14 +62,8 @@ class Bus:
         self._pending: dict[bytes, asyncio.Future[m.CommandResult]] = {}
         self._reply_topic: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # paho's read callback appends here; _drain delivers right after the read, and the
-        # dispatcher task takes over while an async handler is being awaited (order is kept).
-        self._inbox: deque[mqtt.MQTTMessage] = deque()
-        self._inbox_ready = asyncio.Event()
-        self._awaiting = False
-        self._carried: tuple[Awaitable[Any], str, list[_Subscription], _Delivery] | None = None
+        self._delivery = Dispatcher(self._subs, self.counters, self.log)
         self._props_by_type: dict[str, Properties] = {}
-        self._dispatcher: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._ever_connected = False
 
@@ -121,11 +79,11 @@ class Bus:
         client.max_inflight_messages_set(config.max_inflight_messages)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_message = self._delivery.on_message
         self._client = client
         self._driver = LoopDriver(client, config.host, config.port, config.keepalive_s,
                                   max(1.0, config.reconnect_min_s), max(1.0, config.reconnect_max_s), self.log,
-                                  after_read=self._drain)
+                                  after_read=self._delivery.drain)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -136,7 +94,7 @@ class Bus:
     async def start(self) -> None:
         """Start connecting in the background; publishes queue until the broker answers."""
         self._loop = asyncio.get_running_loop()
-        self._dispatcher = asyncio.create_task(self._dispatch(), name=f"bus-dispatch-{self.client_id}")
+        self._delivery.start(f"bus-dispatch-{self.client_id}")
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         persistent = self.config.session_expiry_s > 0
         if persistent:
@@ -164,8 +122,7 @@ class Bus:
                and asyncio.get_running_loop().time() < deadline):
             await asyncio.sleep(0.01)
         await self._driver.stop(timeout)
-        if self._dispatcher:
-            self._dispatcher.cancel()
+        self._delivery.stop()
 
     # ------------------------------------------------------------------ publish
 
@@ -218,7 +175,7 @@ class Bus:
         return True
 
     @staticmethod
-    def _send_subscribe(client: mqtt.Client, sub: _Subscription) -> None:
+    def _send_subscribe(client: mqtt.Client, sub: Subscription) -> None:
         # A subscription identifier tells which of our (possibly overlapping) subscriptions a
         # message came through, so each handler sees a message once even when the broker sends
         # one copy per matching subscription.
@@ -240,10 +197,10 @@ class Bus:
         A payload that does not decode is counted as `rejected` and logged with topic and field;
         the handler never sees it and the service keeps running.
         """
-        sub = _Subscription(subscription, payload_type, handler, qos)
+        sub = Subscription(subscription, payload_type, handler, qos)
         self._add_subscription(sub)
 
-    def _add_subscription(self, sub: _Subscription) -> None:
+    def _add_subscription(self, sub: Subscription) -> None:
         # Under the lock that _on_connect holds, so a subscription made while paho is connecting
         # is sent either here or by the connect callback, never by neither.
         with self._subs_lock:
@@ -349,84 +306,6 @@ class Bus:
             return  # the refusal was logged; the broker closing the connection after it says nothing new
         if reason.value != 0:
             self.log.warning("lost broker connection, reconnecting", reason=str(reason))
-
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._inbox.append(message)
-
-    # ------------------------------------------------------------------ dispatch (asyncio side)
-
-    def _drain(self) -> None:
-        """Deliver what paho just read within the same loop pass (one wake-up per message)."""
-        while self._inbox and not self._awaiting:
-            raw = self._inbox.popleft()
-            delivery, subs = self._route(raw)
-            for index, sub in enumerate(subs):
-                pending = self._call(sub, raw, delivery)
-                if pending is not None:  # an async handler: the dispatcher awaits it, then goes on
-                    self._awaiting = True
-                    self._carried = (pending, raw.topic, subs[index + 1:], delivery)
-                    self._inbox_ready.set()
-                    break
-
-    def _route(self, raw: mqtt.MQTTMessage) -> tuple[_Delivery, list[_Subscription]]:
-        self.counters.inc("messages_in")
-        props = getattr(raw, "properties", None)
-        delivery = (raw, getattr(props, "ResponseTopic", None) if props else None,
-                    getattr(props, "CorrelationData", None) if props else None)
-        idents = getattr(props, "SubscriptionIdentifier", None) if props else None
-        # Brokers without subscription identifiers: fall back to filter matching.
-        return delivery, [sub for sub in self._subs
-                          if ((sub.ident in idents) if idents else sub.matches(raw.topic))]
-
-    async def _dispatch(self) -> None:
-        while True:
-            await self._inbox_ready.wait()
-            self._inbox_ready.clear()
-            if self._carried is not None:
-                pending, topic, rest, delivery = self._carried
-                self._carried = None
-                await self._finish(pending, topic)
-                for sub in rest:
-                    await self._finish(self._call(sub, delivery[0], delivery), topic)
-            while self._inbox:
-                raw = self._inbox.popleft()
-                delivery, subs = self._route(raw)
-                for sub in subs:
-                    await self._finish(self._call(sub, raw, delivery), raw.topic)
-            self._awaiting = False  # no await since the inbox was seen empty: _drain takes over
-
-    def _call(self, sub: _Subscription, raw: mqtt.MQTTMessage, delivery: _Delivery) -> Awaitable[Any] | None:
-        """Decode for sub and call its handler; an awaitable result is returned to be awaited."""
-        if sub.payload_type is bytes:
-            payload: Any = raw.payload
-        else:
-            try:
-                payload = codec.decode(bytes(raw.payload), sub.payload_type)
-            except codec.PayloadError as exc:
-                count = self.counters.inc("rejected")
-                if count <= 20 or count % 100 == 0:
-                    self.log.warning("rejected malformed payload", topic=raw.topic, error=str(exc),
-                                     rejected_total=count)
-                return None
-        try:
-            result = sub.handler(Message(raw.topic, payload, bool(raw.retain), delivery[1], delivery[2]))
-        except Exception as exc:
-            self.counters.inc("handler_errors")
-            self.log.exception("handler failed", topic=raw.topic, error=repr(exc))
-            return None
-        return result if inspect.isawaitable(result) else None
-
-    async def _finish(self, pending: Awaitable[Any] | None, topic: str) -> None:
-        if pending is None:
-            return
-        try:
-            await pending
-        except Exception as exc:
-            self.counters.inc("handler_errors")
-            self.log.exception("handler failed", topic=topic, error=repr(exc))
-
-
-_Delivery = tuple[mqtt.MQTTMessage, str | None, bytes | None]  # message, response topic, correlation
 
 
 def _tag(command: m.CommandBase) -> str | None:

@@ -139,8 +139,8 @@ def test_committed_docs_match_the_contract(repo_root: Path) -> None:
     ("wattbus/v1/reply/a/b/result", "wattbus/v1/reply/a/b/result/x", False),
 ])
 def test_subscription_matching_agrees_with_paho(subscription: str, topic: str, expected: bool) -> None:
-    from wattbus.bus import _Subscription
+    from wattbus.delivery import Subscription
 
-    sub = _Subscription(subscription, bytes, lambda msg: None, 1)
+    sub = Subscription(subscription, bytes, lambda msg: None, 1)
     assert sub.matches(topic) is expected
     assert topics.matches(subscription, topic) is expected
