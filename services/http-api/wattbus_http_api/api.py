@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
@@ -29,6 +29,14 @@ class ModeBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class LimitsBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     min_current_a: m.ChargeCurrent | None = None
     max_current_a: m.ChargeCurrent | None = None
+
+
+class PlanBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The whole charge plan (set_loadpoint_plan): a field left out clears its part."""
+
+    soc_pct: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+    time: m.ClockTime | None = None  # HHMM, the gateway's local time
+    min_soc_pct: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
 
 
 async def get_site(request: web.Request) -> web.Response:
@@ -99,6 +107,16 @@ async def set_limits(request: web.Request) -> web.Response:
         raise reject(request, 400, f"min_current_a {body.min_current_a:g} A is above max_current_a "
                                    f"{body.max_current_a:g} A", "$.min_current_a")
     command = m.SetLoadpointLimits(min_current_a=body.min_current_a, max_current_a=body.max_current_a)
+    return result_response(await site_of(request).command(topics.loadpoint_command(lp_id), command))
+
+
+async def set_plan(request: web.Request) -> web.Response:
+    lp_id = _loadpoint(request)
+    body = convert(request, await read_json(request), PlanBody)
+    if (body.soc_pct is None) != (body.time is None):
+        raise reject(request, 400, "give soc_pct and time together (or neither, to clear the target)",
+                     "$.time" if body.time is None else "$.soc_pct")
+    command = m.SetLoadpointPlan(soc_pct=body.soc_pct, time=body.time, min_soc_pct=body.min_soc_pct)
     return result_response(await site_of(request).command(topics.loadpoint_command(lp_id), command))
 
 
@@ -178,6 +196,7 @@ def routes() -> list[web.RouteDef]:
         web.put(f"{BASE}/loadpoints/{{loadpoint_id}}/mode", set_mode),
         web.post(f"{BASE}/loadpoints/{{loadpoint_id}}/mode", set_mode),
         web.put(f"{BASE}/loadpoints/{{loadpoint_id}}/limits", set_limits),
+        web.put(f"{BASE}/loadpoints/{{loadpoint_id}}/plan", set_plan),
         web.post(f"{BASE}/discovery/rescan", rescan), web.get(f"{BASE}/energy/today", energy_today),
         web.get(f"{BASE}/status", status), web.get(f"{BASE}/events", events),
         web.get(f"{BASE}/openapi.json", get_openapi),

@@ -49,11 +49,11 @@ def _write(method: str, summary: str, tag: str, schema: dict[str, Any] | None) -
 
 @cache
 def document() -> dict[str, Any]:
-    from .api import LimitsBody, ModeBody  # the schemas live beside their handlers
+    from .api import LimitsBody, ModeBody, PlanBody  # the schemas live beside their handlers
     from .setup_probe import ManualDevice
     from .setup_roles import RoleBody
-    (command, mode, limits, _result, role, manual), components = msgspec.json.schema_components(
-        [m.Command, ModeBody, LimitsBody, m.CommandResult, RoleBody, ManualDevice],
+    (command, mode, limits, _result, role, manual, plan), components = msgspec.json.schema_components(
+        [m.Command, ModeBody, LimitsBody, m.CommandResult, RoleBody, ManualDevice, PlanBody],
         ref_template="#/components/schemas/{name}")
     section = {"type": "object", "description": "the section's keys, validated by that service's own config"}
     paths: dict[str, Any] = {
@@ -78,6 +78,9 @@ def document() -> dict[str, Any]:
         "/api/v1/loadpoints/{loadpoint_id}": _get("one loadpoint", "wattbus"),
         "/api/v1/loadpoints/{loadpoint_id}/mode": _write("put", "switch the loadpoint mode", "wattbus", mode),
         "/api/v1/loadpoints/{loadpoint_id}/limits": _write("put", "set min/max charge current", "wattbus", limits),
+        "/api/v1/loadpoints/{loadpoint_id}/plan": _write("put", "set the charge plan: soc_pct by time (HHMM), "
+                                                                "min_soc_pct at full power; left out = cleared",
+                                                         "wattbus", plan),
         "/api/v1/discovery/rescan": _write("post", "ask discovery for a sweep now", "wattbus", None),
         "/api/v1/energy/today": _get("today's energy in 15-minute buckets (Wh)", "wattbus"),
         "/api/v1/history": _get("energy per bucket and series (Wh) for ?range=day|week|month|year&date=YYYY-MM-DD "

@@ -224,7 +224,8 @@ class Controller:
             finally:
                 lp.settings = chosen
             if takes_over(plan, chosen.mode) and setting.enabled:
-                setting.reason = f"{plan.status}: {setting.current_a:g} A on {setting.phases}p"
+                # "plan: " marks it for status(); the plan's own words are in plan_status
+                setting.reason = f"plan: {setting.current_a:g} A on {setting.phases}p, {plan.power_w:.0f} W needed"
             self.plan_state[lp.cfg.id] = state_fields(lp.cfg, chosen, vehicle, plan)
             buffered = lendable = 0.0  # one loadpoint borrows from the battery, not each of them
             self._apply(lp, setting, view, now)

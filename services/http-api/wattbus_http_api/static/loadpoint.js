@@ -1,5 +1,6 @@
 // wattbus web UI: the loadpoint cards (mode, session, power and current, current range, why (not)
-// charging) and their writes over the REST API. Uses $, el and watts from app.js at call time.
+// charging, the vehicle's SoC and the charge plan) and their writes over the REST API. Uses $, el
+// and watts from app.js at call time.
 "use strict";
 const MODES = ["off", "now", "minpv", "pv"];
 const MODE_LABELS = { off: "Off", now: "Now", minpv: "Min+PV", pv: "PV" };
@@ -21,7 +22,7 @@ function renderLoadpoints(list) {
       b.addEventListener("click", () => switchMode(lp.loadpoint_id, mode, b));
       modes.append(b);
     }
-    card.append(row, modes, ...loadpointDetails(lp), limitsEditor(lp));
+    card.append(row, modes, ...loadpointDetails(lp), limitsEditor(lp), planEditor(lp));
     card.classList.toggle("stale", !!lp.stale);
     if (lp.stale) card.append(el("p", { class: "alert" }, `as of ${Math.round(lp.age_s)} s ago: ${lp.stale_reason}`));
     if (lp.alert) card.append(el("p", { class: "alert" }, lp.alert));
@@ -35,7 +36,12 @@ const STATUS_TEXT = {
   waiting_for_surplus: "waiting for surplus", waiting_delay: "waiting (start/stop delay)",
   waiting_import_window: "waiting for the import window", charging_now: "charging at full power",
   charging_at_minimum: "charging at minimum current", charging_from_surplus: "charging from surplus",
+  charging_by_plan: "charging by plan",
 };
+
+// "0700" (the contract's HHMM) as "07:00", and back.
+const hhmm = (text) => (text ? `${text.slice(0, 2)}:${text.slice(2)}` : "");
+const unHhmm = (text) => text.replace(":", "");
 
 function sessionText(lp) {
   if (lp.session_duration_s === null || lp.session_duration_s === undefined) return "no session";
@@ -58,6 +64,16 @@ function loadpointDetails(lp) {
     ["limits", "Current range", `${lp.min_current_a}–${lp.max_current_a} A`],
   ];
   if (lp.surplus_w !== null && lp.surplus_w !== undefined) rows.push(["surplus", "Surplus", watts(lp.surplus_w)]);
+  if (lp.vehicle_id) {
+    const soc = lp.vehicle_soc_pct === null || lp.vehicle_soc_pct === undefined ? "no SoC" : `${Math.round(lp.vehicle_soc_pct)} %`;
+    rows.push(["vehicle", "Vehicle", `${lp.vehicle_id} · ${soc}`]);
+  }
+  if (lp.plan_status) {
+    const target = lp.plan_soc_pct ? `${lp.plan_soc_pct} % by ${hhmm(lp.plan_time)}` : "";
+    const minimum = lp.plan_min_soc_pct ? `min ${lp.plan_min_soc_pct} %` : "";
+    const said = lp.plan_status.replace(/^plan: /, "");
+    rows.push(["plan", "Plan", [[target, minimum].filter(Boolean).join(", "), said].filter(Boolean).join(" – ")]);
+  }
   const list = el("dl", { class: "lp-details" });
   for (const [key, label, value] of rows) {
     list.append(el("dt", {}, label), el("dd", { id: `${id}-${key}`, "data-status": key === "status" ? lp.status || "" : "" }, value));
@@ -124,6 +140,55 @@ function limitsEditor(lp) {
   });
   const row = el("div", { class: "limits-row" });
   row.append(minLabel, maxLabel, set, problem);
+  box.append(row);
+  return box;
+}
+
+const planOpen = new Set();  // loadpoints whose plan editor is open
+
+// The charge plan, as the controller's SetLoadpointPlan takes it: target SoC by a time, a minimum SoC.
+function planEditor(lp) {
+  const id = lp.loadpoint_id, prefix = "lp-" + id;
+  const box = el("details", { class: "limits-edit", id: `${prefix}-plan-edit` });
+  box.open = planOpen.has(id);
+  box.addEventListener("toggle", () => (box.open ? planOpen.add(id) : planOpen.delete(id)));
+  box.append(el("summary", {}, "Set a charge plan"));
+  const field = (key, label, attrs) => {
+    const input = el("input", { id: `${prefix}-plan-${key}`, ...attrs });
+    const wrap = el("label", {}, label);
+    wrap.append(input);
+    return [wrap, input];
+  };
+  const [socLabel, soc] = field("soc", "target %", { type: "number", min: "1", max: "100", step: "1",
+    inputmode: "numeric", value: lp.plan_soc_pct ? String(lp.plan_soc_pct) : "" });
+  const [timeLabel, time] = field("time", "by", { type: "time", value: hhmm(lp.plan_time) });
+  const [minLabel, min] = field("min", "min %", { type: "number", min: "0", max: "100", step: "1",
+    inputmode: "numeric", value: lp.plan_min_soc_pct ? String(lp.plan_min_soc_pct) : "" });
+  const set = el("button", { type: "button", id: `${prefix}-set-plan` }, "Set");
+  const clear = el("button", { type: "button", id: `${prefix}-clear-plan` }, "Clear");
+  const problem = el("span", { class: "error", id: `${prefix}-plan-problem` });
+  set.addEventListener("click", () => {
+    const body = {};
+    if (soc.value || time.value) {
+      const target = Number(soc.value);
+      problem.textContent = !(target >= 1 && target <= 100) ? "target between 1 and 100 %"
+                          : !time.value ? "give the time to reach it" : "";
+      body.soc_pct = target;
+      body.time = unHhmm(time.value);
+    }
+    if (min.value) {
+      const low = Number(min.value);
+      if (!(low >= 0 && low <= 100)) problem.textContent = "min between 0 and 100 %";
+      body.min_soc_pct = low;
+    }
+    if (!problem.textContent && !Object.keys(body).length) problem.textContent = "give a target and time, or a min";
+    if (problem.textContent) return;
+    const what = [body.soc_pct ? `${body.soc_pct} % by ${hhmm(body.time)}` : "", body.min_soc_pct ? `min ${body.min_soc_pct} %` : ""];
+    sendLoadpoint(id, "plan", body, "setting the plan", what.filter(Boolean).join(", "), set);
+  });
+  clear.addEventListener("click", () => sendLoadpoint(id, "plan", {}, "clearing the plan", "no plan", clear));
+  const row = el("div", { class: "limits-row" });
+  row.append(socLabel, timeLabel, minLabel, set, clear, problem);
   box.append(row);
   return box;
 }
