@@ -54,6 +54,7 @@ def stack(broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                f"port = {sim.port}\ninterval_s = 0.5\n" for ident, (template, sim) in polled.items()]
     entries.append('[[generic-bridge.devices]]\nid = "hichi"\ntemplate = "tasmota-sml-mqtt"\n'
                    'vars = { topic = "hichi", meter = "Strom", power = "Power_cur" }\n')
+    entries.append('[[generic-bridge.devices]]\nid = "tesla"\ntemplate = "teslamate-mqtt"\nvars = { car = "7" }\n')
     # A Tasmota plug's relay state, a plain payload ("ON"/"OFF") on stat/<topic>/POWER, described inline.
     entries.append('[[generic-bridge.devices]]\nid = "plug"\ndescription = { kind = "relay", source = { type = "mqtt", '
                    'topic = "stat/plug/POWER", payload = "plain" }, values = [{ field = "on" }] }\n')
@@ -152,6 +153,26 @@ async def test_plain_mqtt_payloads(broker: Mosquitto, stack: Stack) -> None:
         await until(lambda: "error" in seen.last("plug").extra, 10, "the plain payload's error")
         assert seen.last("plug").on is None and "'dimmed' is not on/off" in seen.last("plug").extra["error"]
         await publish_until(bus, "stat/plug/POWER", b"ON", lambda: getattr(seen.last("plug"), "on", None) is True)
+    finally:
+        await bus.stop()
+
+
+async def test_teslamate_topics_become_a_vehicle_reading(broker: Mosquitto, stack: Stack) -> None:
+    """TeslaMate's per-value topics (car 7 here) on the shipped ACL: one vehicle reading with them all."""
+    bus, seen = await watching(broker)
+    try:
+        values = {topic.replace("/cars/1/", "/cars/7/"): payload.encode()
+                  for topic, payload in json.loads((DATA / "teslamate_car1.json").read_text()).items()}
+        for topic, payload in values.items():
+            bus.publish(topic, payload)
+        await publish_until(bus, "teslamate/cars/7/battery_level", b"63",
+                            lambda: getattr(seen.last("tesla"), "soc_pct", None) == 63
+                            and seen.last("tesla").connected is not None)
+        tesla = seen.last("tesla")
+        assert isinstance(tesla, m.VehicleReading) and tesla.limit_soc_pct == 80 and tesla.connected is True
+        assert tesla.range_m == pytest.approx(301_450) and tesla.charge_state == "charging"
+        await until(lambda: "tesla" in seen.metas, 10, "the vehicle's meta")
+        assert (seen.metas["tesla"].kind, seen.metas["tesla"].protocol) == ("vehicle", "mqtt")
     finally:
         await bus.stop()
 
