@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from wattbus import messages as m
 from wattbus_surplus_controller.config import LoadpointConfig
 from wattbus_surplus_controller.model import Settings
+from wattbus_surplus_controller.persist import StateFile
 from wattbus_surplus_controller.plan import (
     Planner,
     VehicleView,
@@ -167,3 +169,17 @@ def test_the_plan_charges_only_in_the_surplus_modes(mode: str, active: bool, suf
     fields = state_fields(lp, chosen, VehicleView(50.0), decision)
     assert fields["plan_active"] is active and fields["vehicle_id"] == "tesla" and fields["vehicle_soc_pct"] == 50.0
     assert fields["plan_status"] == "plan: charging from the grid from 06:30 to reach 80 % by 07:00" + suffix
+
+
+def test_the_plan_survives_a_restart_in_the_state_file(tmp_path: Path) -> None:
+    store = StateFile(str(tmp_path / "state.json"))
+    store.save({"garage": settings(80, "0700", 20)})
+    stored, problem = store.load()
+    assert problem is None
+    saved = stored["garage"]
+    assert (saved.mode, saved.plan_soc_pct, saved.plan_time, saved.plan_min_soc_pct) == ("pv", 80, "0700", 20)
+    # a file written before the plan existed still loads, without a plan
+    (tmp_path / "old.json").write_text('{"garage": {"mode": "now", "min_current_a": 6, "max_current_a": 16}}')
+    old, problem = StateFile(str(tmp_path / "old.json")).load()
+    assert problem is None and old["garage"].mode == "now" and not old["garage"].plan_set  # the config's plan applies
+    assert saved.plan_set  # written by this version: the plan a person set (or cleared) wins

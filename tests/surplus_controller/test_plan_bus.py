@@ -67,6 +67,14 @@ async def test_the_plan_charges_from_the_grid_in_time_and_stops_at_the_target(
         assert result.status == "ok" and (result.applied["plan_soc_pct"], result.applied["plan_time"]) == (80, "0700")
         person.subscribe(topics.loadpoint_state("garage"), m.LoadpointState, seen)
         await adapter.run(7 * 3600.0)
+        # the plan a person set survives a restart (state file), over the config's (none here)
+        assert controller.stop() == 0
+        again = start_service(MODULE, "--config", str(config), env={**broker.env("surplus-controller"), "TZ": "UTC"})
+        adapter.last_state = None
+        await until(lambda: "connected to broker" in again.output(), 20, "restarted controller")
+        await adapter.run(house.time_s + 20)
+        assert adapter.last_state is not None and adapter.last_state.plan_soc_pct == 80, again.output()[-2000:]
+        assert adapter.last_state.plan_time == "0700" and adapter.last_state.plan_status == "plan met"
     finally:
         await person.stop()
         await sim_bus.stop()

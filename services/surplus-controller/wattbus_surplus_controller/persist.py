@@ -17,6 +17,7 @@ class StoredLoadpoint(msgspec.Struct, forbid_unknown_fields=False):
     plan_soc_pct: int | None = None  # absent in files written before the plan existed
     plan_time: str | None = None
     plan_min_soc_pct: int | None = None
+    plan_set: bool = False  # False in a file from before the plan: the config's plan applies
 
 
 class StateFile:
@@ -38,7 +39,7 @@ class StateFile:
 
     def save(self, settings: dict[str, Settings]) -> None:
         data = {k: StoredLoadpoint(v.mode, v.min_current_a, v.max_current_a, v.plan_soc_pct, v.plan_time,
-                                   v.plan_min_soc_pct) for k, v in settings.items()}
+                                   v.plan_min_soc_pct, True) for k, v in settings.items()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(msgspec.json.encode(data))

@@ -53,14 +53,13 @@ class Controller:
             ctx.log.warning("state file unusable", problem=problem)
         self.loadpoints: list[Loadpoint] = []
         for lp_cfg in sorted(cfg.loadpoints, key=lambda c: -c.priority):
-            settings = Settings(lp_cfg.mode, lp_cfg.min_current_a, lp_cfg.max_current_a)
+            settings = Settings(lp_cfg.mode, lp_cfg.min_current_a, lp_cfg.max_current_a, lp_cfg.plan_soc_pct,
+                                lp_cfg.plan_time, lp_cfg.plan_min_soc_pct)
             saved = stored.get(lp_cfg.id)
             if saved is not None and saved.mode in ("off", "now", "minpv", "pv"):
-                settings = Settings(saved.mode, saved.min_current_a, saved.max_current_a,  # type: ignore[arg-type]
-                                    saved.plan_soc_pct, saved.plan_time, saved.plan_min_soc_pct)
-            elif saved is None:
-                settings = Settings(lp_cfg.mode, lp_cfg.min_current_a, lp_cfg.max_current_a, lp_cfg.plan_soc_pct,
-                                    lp_cfg.plan_time, lp_cfg.plan_min_soc_pct)
+                plan = (saved.plan_soc_pct, saved.plan_time, saved.plan_min_soc_pct) if saved.plan_set else (
+                    settings.plan_soc_pct, settings.plan_time, settings.plan_min_soc_pct)
+                settings = Settings(saved.mode, saved.min_current_a, saved.max_current_a, *plan)  # type: ignore[arg-type]
             self.loadpoints.append(Loadpoint(lp_cfg, settings))
         self.relays = [SurplusRelay(r) for r in sorted(cfg.relays, key=lambda r: -r.priority)]
         self.sent: dict[str, Sent] = {lp.cfg.id: Sent() for lp in self.loadpoints}
