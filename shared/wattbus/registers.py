@@ -9,7 +9,7 @@ range a healthy device can report (a value outside reads as missing). Data files
     pv1_power_w = { address = 18, table = "input", max = 50000 }
     energy_import_wh = { address = 0x48, table = "input", type = "float32", scale = 1000, unit = "Wh" }
 
-A file may set `table` and `word_order` once for all its points (`defaults`). giv-bridge's register
+A file may set `table`, `word_order` and `type` once for all its points (`defaults`). giv-bridge's register
 maps, sunspec-bridge's register profiles and generic-bridge's Modbus values all use this schema;
 decoding is one function, so a float32 or a scaled uint16 reads the same in every bridge.
 """
@@ -70,6 +70,7 @@ class Defaults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     table: Table = "holding"
     word_order: WordOrder = "big"
+    type: RegisterType = "uint16"
 
 
 NO_DEFAULTS = Defaults()
@@ -86,7 +87,7 @@ class Block(msgspec.Struct, frozen=True):
 def point(raw: object, where: str, defaults: Defaults = NO_DEFAULTS) -> Point:
     """One point from its TOML table, checked; `where` names it in errors ("x.toml [points] power_w")."""
     if isinstance(raw, dict):
-        raw = {"table": defaults.table, "word_order": defaults.word_order, **raw}
+        raw = {"table": defaults.table, "word_order": defaults.word_order, "type": defaults.type, **raw}
     try:
         found = msgspec.convert(raw, Point)
     except msgspec.ValidationError as exc:

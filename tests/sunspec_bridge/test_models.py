@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
-from wattbus import sunspec
+from wattbus import registers
 from wattbus_sim.sunspec_image import encode_model
-from wattbus_sunspec_bridge import mapping
 from wattbus_sunspec_bridge.decode import decode_model, raw_point
 from wattbus_sunspec_bridge.models import PointDef, known_model_ids, model_def
-from wattbus_sunspec_bridge.profile import SHIPPED, ProfileError, load_profile, value_of
+from wattbus_sunspec_bridge.profile import SHIPPED, ProfileError, load_profile
 
 MODEL_IDS = known_model_ids()
 
@@ -75,9 +75,9 @@ def test_float_model_values() -> None:
 @pytest.mark.parametrize("path", sorted(SHIPPED.glob("*.toml")), ids=lambda p: p.stem)
 def test_every_register_profile_loads(path: object) -> None:
     profile = load_profile(path.stem)  # type: ignore[attr-defined]
-    assert profile.points and profile.function == 4
-    assert all(count <= 125 for _, count in profile.ranges())
-    assert profile.serial is not None
+    assert profile.points and {p.table for p in profile.points.values()} == {"input"}
+    assert all(block.count <= 125 for block in profile.ranges())
+    assert profile.serial is not None and profile.serial.table == "holding"
 
 
 def test_bad_profile_names_file_and_key(tmp_path: object) -> None:
@@ -91,17 +91,27 @@ def test_bad_profile_names_file_and_key(tmp_path: object) -> None:
 
 
 def test_float_word_order() -> None:
-    from wattbus_sunspec_bridge.profile import ProfilePoint
-    point = ProfilePoint("power_w", 0, "float32")
-    assert value_of(point, [0x4496, 0x8000]) == 1204.0
-    assert value_of(point, [0x8000, 0x4496], "little") == 1204.0
-    assert value_of(point, [0x7FC0, 0x0000]) is None
+    big = registers.Point(address=0, type="float32")
+    little = registers.Point(address=0, type="float32", word_order="little")
+    assert registers.decode(big, [0x4496, 0x8000]) == 1204.0
+    assert registers.decode(little, [0x8000, 0x4496]) == 1204.0
+    assert registers.decode(big, [0x7FC0, 0x0000]) is None
 
 
-@pytest.mark.parametrize(("models", "kind"), [([1, 803], "battery"), ([1, 713, 714], "inverter"),
-                                              ([1, 103, 802], "inverter"), ([1, 64001], "inverter")])
-def test_the_bridge_publishes_the_kind_discovery_announces(models: list[int], kind: str) -> None:
-    """One function decides for both (wattbus.sunspec.kind_of); a unit whose models name no kind is
-    still published, as an inverter, while discovery leaves its kind open."""
-    assert mapping.device_kind(models) == kind
-    assert sunspec.kind_of(models) in (kind, None)
+def test_an_older_profile_still_loads(tmp_path: Path) -> None:
+    """function = 3 | 4, a top-level word order and points without a type (float32): as before."""
+    (tmp_path / "old.toml").write_text('function = 4\nword_order = "little"\n[serial]\naddress = 0xFC00\n'
+                                       '[points]\npower_w = { address = 12 }\n'
+                                       'energy_import_wh = { address = 0x48, type = "uint32", scale = 0.1 }\n')
+    profile = load_profile("old", str(tmp_path))
+    power = profile.points["power_w"]
+    assert (power.table, power.type, power.word_order) == ("input", "float32", "little")
+    assert registers.decode(profile.points["energy_import_wh"], [0x0001, 0x0000]) == 0.1  # low word first
+    assert profile.serial == registers.Point(address=0xFC00, table="holding", type="uint32")
+    (tmp_path / "clash.toml").write_text('function = 3\ndefaults = { table = "input" }\n[points]\n'
+                                         'power_w = { address = 12 }\n')
+    with pytest.raises(ProfileError, match=r"clash\.toml: function = 3 and table = 'input' disagree"):
+        load_profile("clash", str(tmp_path))
+    (tmp_path / "typo.toml").write_text('fuction = 4\n[points]\npower_w = { address = 12 }\n')
+    with pytest.raises(ProfileError, match=r"typo\.toml: unknown keys \['fuction'\]"):
+        load_profile("typo", str(tmp_path))
