@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from wattbus import messages as m
+from wattbus import registers as wattbus_registers
 from wattbus.config import ConfigError, LoadedConfig
 from wattbus_generic_bridge import families
 from wattbus_generic_bridge.config import Config, DeviceConfig, resolve, templates
@@ -36,6 +37,7 @@ ENTRY: dict[str, dict[str, Any]] = {
     "sdm630-modbus": {"host": "192.0.2.13", "port": 5020},
     "evse-din-modbus": {"serial_port": "/dev/ttyUSB0", "max_current_a": 16},
     "teslamate-mqtt": {},
+    "vehicle-soc-mqtt": {"vars": {"soc_topic": "mazda2mqtt/JM0X/chargeInfo/batteryLevelPercentage"}},
 }
 
 
@@ -136,6 +138,16 @@ def test_teslamate_topics_are_a_vehicle_in_si_units() -> None:
     assert stopped.charge_state is None and "charge_state = 'Sleeping'" in misses[0]  # not a word it knows
 
 
+def test_a_plain_soc_topic_is_a_vehicle_with_only_its_soc() -> None:
+    desc = described("vehicle-soc-mqtt")
+    mapper = Mapper("car", desc)
+    reading, misses = mapper.reading(mapper.select("57.5", desc.values[0].topic or desc.source.topic), NOW)
+    assert misses == [] and isinstance(reading, m.VehicleReading)
+    assert reading.soc_pct == 57.5 and reading.range_m is None and reading.connected is None
+    _, misses = mapper.reading(mapper.select("117", "mazda2mqtt/JM0X/chargeInfo/batteryLevelPercentage"), NOW)
+    assert "soc_pct = 117.0" in misses[0]  # above 100 %: not a SoC, null and said
+
+
 def test_shelly_status_is_a_relay_with_watt_minutes_converted() -> None:
     doc = fixture("shelly_gen1_status.json")
     mapper = Mapper("pump", described("shelly-relay-http"))
@@ -164,11 +176,14 @@ def test_sdm630_register_list_decodes_to_si() -> None:
 
 
 def test_register_types_and_word_orders() -> None:
-    assert decode([0xFFFF, 0xFFFE], Value(field="power_w", register=0, type="int32")) == -2
-    assert decode([0xFFFE, 0xFFFF], Value(field="power_w", register=0, type="int32", word_order="little")) == -2
-    assert decode([0x0001, 0x0000], Value(field="power_w", register=0, type="uint32", word_order="little")) == 1
-    assert decode([0x8000], Value(field="power_w", register=0, type="int16")) == -32768
-    assert decode([0x0000, 0x0000, 0x0001, 0x0000], Value(field="power_w", register=0, type="uint64")) == 65536
+    cases = [([0xFFFF, 0xFFFE], Value(field="power_w", register=0, type="int32"), -2),
+             ([0xFFFE, 0xFFFF], Value(field="power_w", register=0, type="int32", word_order="little"), -2),
+             ([0x0001, 0x0000], Value(field="power_w", register=0, type="uint32", word_order="little"), 1),
+             ([0x8000], Value(field="power_w", register=0, type="int16"), -32768),
+             ([0x0000, 0x0000, 0x0001, 0x0000], Value(field="power_w", register=0, type="uint64"), 65536)]
+    for words, value, expected in cases:
+        assert decode(words, value) == expected
+        assert wattbus_registers.decode(value.point(), words) == expected  # the shared schema reads it alike
 
 
 async def test_the_simulators_answer_the_fixtures_shapes() -> None:
@@ -202,6 +217,9 @@ BAD = [
                       "values": [{"field": "water_m3", "select": "$.a"}]}}, "allowed: http, mqtt, modbus"),
     ({"description": {"kind": "meter", "source": {"type": "modbus"}, "values": [{"field": "power_w"}]}},
      "values[0].register: a Modbus value needs its register address"),
+    ({"description": {"kind": "meter", "source": {"type": "modbus"},
+                      "values": [{"field": "power_w", "register": 65535, "type": "float32"}]}},
+     "values[0].register: 2 registers from 65535 run past register 65535"),
     ({"description": {"kind": "meter", "source": {"type": "http", "url": "http://x/"},
                       "values": [{"field": "water_m3", "select": "$.a"}],
                       "write": {"on_url": "http://x/on", "off_url": "http://x/off"}}},
