@@ -13,6 +13,7 @@ import pytest
 from wattbus import messages as m
 from wattbus import topics
 
+from tests.http_api import conftest
 from tests.http_api.browser import Browser
 from tests.http_api.conftest import HttpApi
 from tests.http_api.test_browser import wait_js
@@ -35,17 +36,13 @@ CARD = "document.getElementById('lp-garage-{}')?.textContent || ''"
 
 
 @pytest.fixture
-def house_with_car(broker: Mosquitto, tmp_path: Path, start_service: Any) -> Any:
-    """The simulated house in real time and the real controller, its loadpoint naming a vehicle."""
-    config = tmp_path / "controller.toml"
-    config.write_text(CONTROLLER.format(state=tmp_path / "controller-state.json"))
-    start_service("wattbus_sim", "house_bus", "--speed", "1", "--interval", "1", "--start", "12:00", "--end",
-                  "18:00", "--profile", "clear", env=broker.env("house-sim"))
-    return start_service("wattbus_surplus_controller", "--config", str(config), env=broker.env("surplus-controller"))
+def car_at_the_loadpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The house fixture (conftest) with this controller config: requested before `house`."""
+    monkeypatch.setattr(conftest, "CONTROLLER", CONTROLLER)
 
 
-async def test_the_card_shows_the_soc_and_sets_a_plan(broker: Mosquitto, house_with_car: Any, tmp_path: Path,
-                                                      http_api: Callable[..., HttpApi]) -> None:
+async def test_the_card_shows_the_soc_and_sets_a_plan(broker: Mosquitto, car_at_the_loadpoint: None, house: Any,
+                                                      tmp_path: Path, http_api: Callable[..., HttpApi]) -> None:
     api = http_api()  # the browser is on 127.0.0.1, a trusted network: no token needed
     await until(lambda: api.call("GET", "/api/v1/loadpoints/garage")[0] == 200, 30, "loadpoint from the controller")
     car = await started_bus(broker, "house-sim", instance="car")
