@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from wattbus import messages as m
+from wattbus import registers as wattbus_registers
 from wattbus.config import ConfigError, LoadedConfig
 from wattbus_generic_bridge import families
 from wattbus_generic_bridge.config import Config, DeviceConfig, resolve, templates
@@ -175,11 +176,14 @@ def test_sdm630_register_list_decodes_to_si() -> None:
 
 
 def test_register_types_and_word_orders() -> None:
-    assert decode([0xFFFF, 0xFFFE], Value(field="power_w", register=0, type="int32")) == -2
-    assert decode([0xFFFE, 0xFFFF], Value(field="power_w", register=0, type="int32", word_order="little")) == -2
-    assert decode([0x0001, 0x0000], Value(field="power_w", register=0, type="uint32", word_order="little")) == 1
-    assert decode([0x8000], Value(field="power_w", register=0, type="int16")) == -32768
-    assert decode([0x0000, 0x0000, 0x0001, 0x0000], Value(field="power_w", register=0, type="uint64")) == 65536
+    cases = [([0xFFFF, 0xFFFE], Value(field="power_w", register=0, type="int32"), -2),
+             ([0xFFFE, 0xFFFF], Value(field="power_w", register=0, type="int32", word_order="little"), -2),
+             ([0x0001, 0x0000], Value(field="power_w", register=0, type="uint32", word_order="little"), 1),
+             ([0x8000], Value(field="power_w", register=0, type="int16"), -32768),
+             ([0x0000, 0x0000, 0x0001, 0x0000], Value(field="power_w", register=0, type="uint64"), 65536)]
+    for words, value, expected in cases:
+        assert decode(words, value) == expected
+        assert wattbus_registers.decode(value.point(), words) == expected  # the shared schema reads it alike
 
 
 async def test_the_simulators_answer_the_fixtures_shapes() -> None:
@@ -213,6 +217,9 @@ BAD = [
                       "values": [{"field": "water_m3", "select": "$.a"}]}}, "allowed: http, mqtt, modbus"),
     ({"description": {"kind": "meter", "source": {"type": "modbus"}, "values": [{"field": "power_w"}]}},
      "values[0].register: a Modbus value needs its register address"),
+    ({"description": {"kind": "meter", "source": {"type": "modbus"},
+                      "values": [{"field": "power_w", "register": 65535, "type": "float32"}]}},
+     "values[0].register: 2 registers from 65535 run past register 65535"),
     ({"description": {"kind": "meter", "source": {"type": "http", "url": "http://x/"},
                       "values": [{"field": "water_m3", "select": "$.a"}],
                       "write": {"on_url": "http://x/on", "off_url": "http://x/off"}}},

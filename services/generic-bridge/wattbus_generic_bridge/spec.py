@@ -7,11 +7,12 @@ is refused at start-up with the key and what is wrong, never discovered by a cra
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import Meta
 from wattbus import messages as m
+from wattbus import registers
 from wattbus.config import ConfigStruct
 
 from . import units
@@ -25,9 +26,8 @@ READING_BY_KIND: dict[str, type[m.ReadingBase]] = {
     "vehicle": m.VehicleReading,
 }
 Seconds = Annotated[float, Meta(gt=0, le=86400)]
-RegisterType = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]
-REGISTER_WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "int64": 4, "uint64": 4,
-                  "float32": 2, "float64": 4}
+RegisterType = registers.NumberType  # the shared register schema's number types (wattbus.registers)
+REGISTER_WORDS = {kind: registers.WORDS[kind] for kind in get_args(registers.NumberType)}
 
 
 class HttpSource(ConfigStruct, kw_only=True, tag="http", tag_field="type"):
@@ -62,13 +62,19 @@ class Value(ConfigStruct, kw_only=True):
     phase: Annotated[int, Meta(ge=1, le=3)] | None = None  # a PhaseValues field of this phase
     select: str | None = None  # JSONPath into a JSON document (HTTP, MQTT json)
     topic: str | None = None  # MQTT: this value's own topic
+    # Modbus: the shared register point (wattbus.registers), its address spelled `register` here
     register: Annotated[int, Meta(ge=0, le=65535)] | None = None  # Modbus: first register
-    table: Literal["holding", "input"] = "holding"
+    table: registers.Table = "holding"
     type: RegisterType = "uint16"
-    word_order: Literal["big", "little"] = "big"  # big: the high word comes first (most devices)
+    word_order: registers.WordOrder = "big"  # big: the high word comes first (most devices)
     scale: float = 1.0  # raw * scale, then the unit conversion
     unit: str | None = None  # what the device sends; converted to the field's SI unit
     map: dict[str, str] = {}  # text fields: device word -> contract word ("Charging" -> "charging")
+
+    def point(self) -> registers.Point:
+        """The value's registers in the shared schema (a Modbus value: `register` is set)."""
+        return registers.point({"address": self.register, "table": self.table, "type": self.type,
+                                "word_order": self.word_order, "scale": self.scale, "unit": self.unit}, self.field)
 
 
 class Description(ConfigStruct, kw_only=True):
@@ -153,6 +159,10 @@ def _source_problems(source: Source, value: Value) -> list[tuple[str, str]]:
     if isinstance(source, ModbusSource):
         if value.register is None:
             return [("register", "a Modbus value needs its register address")]
+        try:
+            value.point()
+        except registers.RegisterError as exc:
+            return [("register", str(exc).removeprefix(f"{value.field}: "))]
         return []
     if value.register is not None:
         return [("register", f"registers are read from Modbus sources only, this source is {_tag(source)}")]
