@@ -50,6 +50,22 @@ charging = {{ topic = "garage/wallbox/set/charging", values = {{ on = "true", of
 phases = {{ topic = "garage/wallbox/set/phases" }}
 
 [[generic-bridge.devices]]
+id = "far-plug"
+broker = {{ host = "127.0.0.1", port = {port}, username = "wattbus", password_file = "{pw}", tls = true, \
+ca_file = "{ca}", client_id = "wattbus-garage" }}
+[generic-bridge.devices.description]
+kind = "relay"
+source = {{ type = "mqtt", topic = "garage/plug/POWER", payload = "plain" }}
+values = [{{ field = "on" }}]
+write = {{ min_switch_interval_s = 0, relay = {{ topic = "garage/plug/set", values = {{ on = "ON", off = "OFF" }} }} }}
+
+[[generic-bridge.devices]]
+id = "gone-broker"
+template = "tasmota-sml-mqtt"
+vars = {{ topic = "gone" }}
+broker = {{ host = "127.0.0.1", port = {closed}, username = "wattbus", password_file = "{pw}" }}
+
+[[generic-bridge.devices]]
 id = "http-wallbox"
 max_current_a = 16
 [generic-bridge.devices.description]
@@ -108,6 +124,11 @@ class Wallbox:
         self.state: dict[str, Any] = {"amps": 16, "charging": True, "phases": 3, "power": 11.0}
         self.received: list[tuple[str, str]] = []
         bus.subscribe("garage/wallbox/set/+", bytes, self.on_set)
+        bus.subscribe("garage/plug/set", bytes, self.on_plug)
+
+    def on_plug(self, msg: Message[bytes]) -> None:  # a Tasmota-like plug: cmnd in, its POWER state out
+        self.received.append((msg.topic, msg.payload.decode()))
+        self.bus.publish("garage/plug/POWER", msg.payload)
 
     def on_set(self, msg: Message[bytes]) -> None:
         text = msg.payload.decode()
@@ -164,7 +185,7 @@ def stack(broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     http_port = free_port()
     config = run / "wattbus.toml"
     config.write_text('[generic-bridge]\nstatus_interval_s = 1\nmax_backoff_s = 2\ninstance = "garage"\n'
-                      + CHARGER.format(port=garage.port, pw=secret, ca=garage.ca, http=http_port))
+                      + CHARGER.format(port=garage.port, pw=secret, ca=garage.ca, http=http_port, closed=free_port()))
     bridge = ServiceProcess("wattbus_generic_bridge", ["--config", str(config)], broker.env(SOURCE),
                             run / "bridge.log")
     yield Stack(garage, bridge, http_port, run)
@@ -222,6 +243,18 @@ async def test_a_charger_on_another_broker_reads_writes_and_keeps_its_secret(bro
         assert meta.address == f"mqtts://wattbus@127.0.0.1:{stack.garage.port}/garage/wallbox/status"
         assert meta.capabilities == ["set_charge_current", "set_charging", "set_phases"]
         await until(lambda: topics.service_status(SOURCE, "garage") in seen, 10, "the service status")
+        device.publish("garage/plug/POWER", b"OFF")
+        await until(lambda: getattr(reading(seen, "far-plug"), "on", None) is False, 10, "the plug's state")
+        switched = await ours.request(topics.device_command(SOURCE, "far-plug"), m.SetRelay(on=True), timeout=15)
+        assert (switched.status, switched.applied) == ("ok", {"on": True, "channel": 0}), switched.message
+        assert ("garage/plug/set", "ON") in wallbox.received
+        status_topic = topics.service_status(SOURCE, "garage")
+
+        def gone() -> list[m.DeviceError]:
+            status = msgspec.json.decode(seen[status_topic], type=m.ServiceStatus) if status_topic in seen else None
+            return [e for e in (status.device_errors if status else []) if e.device_id == "gone-broker"]
+        await until(lambda: bool(gone()), 20, "the unreachable broker in the status")
+        assert "broker mqtt://wattbus@127.0.0.1:" in gone()[0].error and "not connected" in gone()[0].error
         everything = b"".join(seen.values()) + stack.bridge.output().encode()
         assert PASSWORD.encode() not in everything
     finally:

@@ -32,6 +32,9 @@ from .spec import Description, HttpSource, ModbusSource, MqttSource
 PROTOCOL: dict[type[Any], m.Protocol] = {HttpSource: "http", ModbusSource: "modbus", MqttSource: "mqtt"}
 
 
+BROKER_WAIT_S = 5.0  # another broker that has not answered by then is reported, and tried again
+
+
 class Silent(OSError):
     """An MQTT device that published nothing for its `stale_after_s`."""
 
@@ -129,6 +132,10 @@ class DescribedDevice:
     async def _next_message(self) -> dict[int, Any]:
         source = self.desc.source
         assert isinstance(source, MqttSource) and self._messages is not None
+        broker = self.dev.broker
+        if broker is not None and self.bus is not None and not await self.bus.wait_connected(BROKER_WAIT_S):
+            # said at once, not after stale_after_s (5 min for a Tasmota head): the broker is the problem
+            raise Silent(f"broker {broker.url} not connected (see the log for why)")
         try:
             return await asyncio.wait_for(self._messages.get(), source.stale_after_s)
         except TimeoutError:
