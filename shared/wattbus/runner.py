@@ -267,6 +267,7 @@ class Service(Generic[C]):
         status_task = asyncio.create_task(self._heartbeat(ctx))
         reload_wanted = asyncio.Event()
         self._answer_service_commands(ctx, reload_wanted)
+        self._announce_forms(ctx)
         work = asyncio.create_task(self.run(ctx), name=f"{self.name}-run")
         stop_wait = asyncio.create_task(ctx.stopping.wait())
         exit_code = 0
@@ -338,6 +339,26 @@ class Service(Generic[C]):
         if ctx.instance != topics.ALL_INSTANCES:  # every replica, also `instance = "auto"` ones nobody can name
             ctx.bus.subscribe(broadcast, m.Command, on_command)
 
+    def _probe_module(self) -> Any:
+        """The service's `<package>.probe` module, None when it has none (a service that is no bridge)."""
+        # `python -m wattbus_x` runs the service's module as `__main__`: its spec still names the package.
+        spec = getattr(sys.modules.get(self.run.__module__), "__spec__", None)
+        name = f"{(spec.name if spec is not None else self.run.__module__).split('.')[0]}.probe"
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the probe module exists but is broken: that is a bug to see
+                raise
+            return None
+
+    def _announce_forms(self, ctx: ServiceContext[C]) -> None:
+        """A bridge's manual-add forms (`<package>.probe.FORMS`, wattbus.bridge.form), retained in its own
+        service tree: the setup page offers what running bridges announced (issue 25)."""
+        declared = getattr(self._probe_module(), "FORMS", None)
+        if declared is not None:
+            forms: m.BridgeForms = declared.announcement(self.name, ctx.instance, self.config_type)
+            ctx.bus.publish(topics.service_forms(self.name, ctx.instance), forms, retain=True)
+
     def _start_probe(self, ctx: ServiceContext[C], msg: Message[m.CommandBase]) -> None:
         """`probe_device`: a bridge reads a device once with its own adapter (`<package>.probe.probe`,
         a module of the service's own package, imported on first use). Runs as a task: a slow device
@@ -346,14 +367,8 @@ class Service(Generic[C]):
         base = m.CommandResult(status="failed", command="probe_device", target=f"{self.name}/{ctx.instance}",
                                request_id=msg.payload.request_id)
         ctx.counters.inc("probes")
-        # `python -m wattbus_x` runs the service's module as `__main__`: its spec still names the package.
-        spec = getattr(sys.modules.get(self.run.__module__), "__spec__", None)
-        name = f"{(spec.name if spec is not None else self.run.__module__).split('.')[0]}.probe"
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # the probe module exists but is broken: that is a bug to see
-                raise
+        module = self._probe_module()
+        if module is None:
             ctx.counters.inc("service_commands_refused")
             ctx.bus.respond(msg, msgspec.structs.replace(
                 base, status="refused", message=f"{self.name} cannot probe devices"), result_topic)

@@ -61,6 +61,25 @@ async def error_next_to(browser: Browser, ref: str, field: str) -> str:
     return text
 
 
+async def offered(browser: Browser, form: str) -> None:
+    """Until the page offers this form: the page lists the forms the http-api held when load() ran."""
+    for _ in range(60):
+        await browser.eval("load()")
+        if await browser.eval(f"!!document.querySelector('#manual-protocol option[value=\"{form}\"]')"):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"the {form} form is not offered")
+
+
+async def fill_manual(browser: Browser, form: str, **values: Any) -> None:
+    """Choose the form (its inputs appear) and type into them as a person would."""
+    await browser.eval(f"(() => {{ const s = document.getElementById('manual-protocol'); if (s.value !== "
+                       f"{json.dumps(form)}) {{ s.value = {json.dumps(form)}; s.dispatchEvent(new Event('change')); }}"
+                       "})()")
+    for name, value in values.items():
+        await browser.eval(f"document.querySelector('#manual-fields [name={name}]').value = {json.dumps(str(value))}")
+
+
 async def test_wizard_from_nothing_to_a_charging_loadpoint(house_file: tuple[Path, HttpApi], broker: Mosquitto,  # noqa: F811
                                                            start_service: Any, tmp_path: Path) -> None:
     path, api = house_file
@@ -104,25 +123,21 @@ async def test_wizard_from_nothing_to_a_charging_loadpoint(house_file: tuple[Pat
         await save_row(browser, "house-sim/house-wallbox")
         assert ">= 6" in await error_next_to(browser, "house-sim/house-wallbox", "min_current_a")
 
-        # A device added by hand is checked before it is saved: nothing listens on this port.
-        closed = free_port()
-        await browser.eval("document.getElementById('manual-protocol').value = 'sunspec';"
-                           "document.getElementById('manual-host').value = '127.0.0.1';"
-                           f"document.getElementById('manual-port').value = '{closed}';"
-                           "document.getElementById('manual-add').click()")
-        await wait_js(browser, "document.querySelector('#manual .error[data-for=host]').textContent !== ''",
-                      "error next to host")
-        assert f"cannot reach 127.0.0.1:{closed}" in await browser.eval(
-            "document.querySelector('#manual .error[data-for=host]').textContent")
-
-        # A reachable device is read once by its bridge: the values show next to the form, then it is added.
+        # A device added by hand: the running bridge offers its form, checks the address, reads it once.
         goe = SimulatorProcess(tmp_path / "goe.log", "goe", "--serial", "204711")
         start_service("wattbus_goe_shelly_bridge", "--config", str(path), env=broker.env("goe-shelly-bridge"))
         try:
             await wait_online(broker, ("goe-shelly-bridge",))
-            await browser.eval("document.getElementById('manual-protocol').value = 'goe';"
-                               f"document.getElementById('manual-port').value = '{goe.port}';"
-                               "document.getElementById('manual-check').click()")
+            await offered(browser, "goe")
+            closed = free_port()
+            await fill_manual(browser, "goe", host="127.0.0.1", port=closed)
+            await browser.eval("document.getElementById('manual-add').click()")
+            await wait_js(browser, "document.querySelector('#manual .error[data-for=host]').textContent !== ''",
+                          "error next to host")
+            assert f"cannot reach 127.0.0.1:{closed}" in await browser.eval(
+                "document.querySelector('#manual .error[data-for=host]').textContent")
+            await fill_manual(browser, "goe", port=goe.port)
+            await browser.eval("document.getElementById('manual-check').click()")
             await wait_js(browser, "!!document.querySelector('#manual-values [data-probed=goe-204711]')",
                           "the go-e charger's values next to the form", 40)
             values = await browser.eval("document.getElementById('manual-values').textContent")

@@ -61,6 +61,14 @@ async def wait_online(broker: Mosquitto, services: tuple[str, ...], instance: st
         await admin.stop()
 
 
+async def wait_forms(api: HttpApi, *names: str, running: bool = True) -> None:
+    """Until the http-api holds these bridges' forms (announced retained as each bridge starts)."""
+    def held() -> set[str]:
+        doc = api.call("GET", "/api/v1/setup")[1]
+        return {f["name"] for f in doc["forms"]} if running else set(doc["not_running"])
+    await until(lambda: set(names) <= held(), 30, f"forms {names}")
+
+
 @pytest.fixture
 def sims(tmp_path: Path, start_service: Any) -> Iterator[dict[str, Any]]:
     started = {"goe": SimulatorProcess(tmp_path / "goe.log", "goe", "--serial", "204712"),
@@ -84,6 +92,7 @@ async def test_each_bridge_reads_a_device_once_before_it_is_saved(tmp_path: Path
         start_service(module(service), "--config", str(path), env=broker.env(service))
     await until(lambda: sims["sml_link"].exists() and sims["sml_link_2"].exists(), 20, "the meters' ptys")
     await wait_online(broker, BRIDGES)
+    await wait_forms(api, "goe", "shelly", "givenergy", "aps-ecu", "sunspec", "sml", "dsmr")
     host = {"host": "127.0.0.1"}
     asks = {
         "goe": {"protocol": "goe", **host, "port": sims["goe"].port},
@@ -163,6 +172,11 @@ async def test_an_ignored_device_is_not_adopted(protocol: str, bridge: str, sim_
     try:
         await subscriptions_active(watcher)
         path, api = start_api(tmp_path, start_service, broker, f"[{bridge}]\nstatus_interval_s = 1\n")
+        # The bridge says which protocols it adopts when it starts; it ran before, it is stopped now.
+        first = start_service(module(bridge), "--config", str(path), env=broker.env(bridge))
+        await wait_forms(api, protocol)
+        first.stop()
+        await wait_forms(api, bridge, running=False)
         ann = m.DeviceAnnouncement(device_id=device_id, protocol=protocol,  # type: ignore[arg-type]
                                    address="127.0.0.1", port=sim.port, serial=f"SN-{protocol}")
         disco.publish(topics.discovery(device_id), ann, retain=True)

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 from wattbus import apsystems
 from wattbus import messages as m
+from wattbus.bridge import form
 from wattbus.bridge import probe as toolkit
 from wattbus.runner import ServiceContext
 
 from .adapter import EcuAdapter
 from .client import EcuConnectionError
 from .config import Config, EcuConfig
+
+# Two commands, each answered after the ECU's answer delay (5 s): the setup page waits up to 30 s.
+FORMS = form.Forms(forms=(form.add_form(
+    "aps-ecu", "APsystems ECU (inverter gateway)", "ecus", {"host": "{host}", "port": "{port}"},
+    [form.host_field(), form.port_field(8899)], protocol="aps-ecu"),), probe_wait_s=30.0)
 
 
 async def probe(ctx: ServiceContext[Config], command: m.CommandBase) -> m.CommandResult:

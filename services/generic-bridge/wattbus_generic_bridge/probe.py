@@ -4,9 +4,11 @@ probe entry holds no nested tables."""
 
 from __future__ import annotations
 
+import tomllib
 from typing import Any
 
 from wattbus import messages as m
+from wattbus.bridge import form
 from wattbus.bridge import probe as toolkit
 from wattbus.config import ConfigError
 from wattbus.runner import ServiceContext
@@ -14,10 +16,59 @@ from wattbus.runner import ServiceContext
 from . import families
 from .adapter import device_meta
 from .cli import read_once
-from .config import Config, DeviceConfig, family_entry, resolve
+from .config import VARIABLE, Config, DeviceConfig, family_entry, resolve, templates
 from .fetch import FetchError
 from .modbus import ModbusError
 from .spec import MqttSource
+
+# A variable's value lands in URLs, selectors and topics: a plain word, never a path, query or wildcard.
+VAR_PATTERN = {"http": r"[A-Za-z0-9_.:-]{1,64}", "modbus": r"[A-Za-z0-9_.:-]{1,64}", "mqtt": r"[A-Za-z0-9_.:/-]{1,128}"}
+
+
+def _used(data: Any) -> list[str]:
+    """The {variables} a description uses, in order (its `defaults` and `about` excepted)."""
+    if isinstance(data, str):
+        return VARIABLE.findall(data)
+    items = data.values() if isinstance(data, dict) else data if isinstance(data, list) else []
+    skip = [data.get(k) for k in ("defaults", "about")] if isinstance(data, dict) else []
+    return [name for item in items if not any(item is s for s in skip) for name in _used(item)]
+
+
+def template_form(name: str, text: str) -> m.AddForm:
+    """A shipped description as a form: the device id, host and port when it uses them, each variable
+    with the description's default; saved as `[[generic-bridge.devices]]` with `template = name`."""
+    raw = tomllib.loads(text)
+    defaults: dict[str, str] = raw.get("defaults", {})
+    used = list(dict.fromkeys(_used(raw)))
+    source = str(raw.get("source", {}).get("type", "http"))
+    fields = [form.field(DeviceConfig, "id", default=name, help="the device's id on the bus")]
+    entry: dict[str, Any] = {"id": "{id}", "template": name}
+    if "host" in used:
+        fields.append(form.host_field())
+        entry["host"] = "{host}"
+    if "port" in used:
+        fields.append(form.port_field(int(defaults.get("port", "80"))))
+        entry["port"] = "{port}"
+    for var in (v for v in used if v not in ("host", "port")):
+        fields.append(m.FormField(key=var, label=form.label(var), default=defaults.get(var),
+                                  optional=var in defaults, pattern=VAR_PATTERN.get(source, VAR_PATTERN["http"]),
+                                  help=f"the description's {{{var}}}"))
+        entry[f"vars.{var}"] = f"{{{var}}}"
+    title = " ".join(str(raw[k]) for k in ("manufacturer", "model") if k in raw) or name
+    return form.add_form(f"generic:{name}", f"{title} ({raw.get('kind', 'device')}, {source})", "devices", entry,
+                         fields, address="host" if "host" in used else "none", about=str(raw.get("about", "")))
+
+
+def family_form(name: str) -> m.AddForm:
+    return form.add_form(f"generic:{name}", f"{name} (device family)", "devices",
+                         {"id": "{id}", "template": name, "host": "{host}", "port": "{port}"},
+                         [form.field(DeviceConfig, "id", default=name, help="the device's id on the bus"),
+                          form.host_field(), form.port_field(80)])
+
+
+# Generic devices are configured, never discovered: forms only, no protocol of its own to adopt.
+FORMS = form.Forms(forms=(*(template_form(n, t) for n, t in sorted(templates().items())),
+                          *(family_form(n) for n in sorted(families.FAMILIES))), probe_wait_s=15.0)
 
 
 def entry_of(raw: dict[str, Any]) -> dict[str, Any]:

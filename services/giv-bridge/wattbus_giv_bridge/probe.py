@@ -5,6 +5,7 @@ dongle connection is closed again: the bridge only polls what its config or adop
 from __future__ import annotations
 
 from wattbus import messages as m
+from wattbus.bridge import form
 from wattbus.bridge import probe as toolkit
 from wattbus.runner import ServiceContext
 
@@ -13,6 +14,10 @@ from .config import Config, InverterConfig
 from .dongle import Dongle, DongleError
 from .givtcp_control import GivFunctions
 from .plant import Plant
+
+FORMS = form.Forms(forms=(form.add_form(
+    "givenergy", "GivEnergy inverter (WiFi dongle)", "inverters", {"host": "{host}", "port": "{port}"},
+    [form.host_field("IP address of the inverter's WiFi dongle"), form.port_field(8899)], protocol="givenergy"),))
 
 
 async def probe(ctx: ServiceContext[Config], command: m.CommandBase) -> m.CommandResult:

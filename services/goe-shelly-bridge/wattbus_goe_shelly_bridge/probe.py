@@ -4,6 +4,7 @@ with the adapter the poll loop uses, without adopting it."""
 from __future__ import annotations
 
 from wattbus import messages as m
+from wattbus.bridge import form
 from wattbus.bridge import probe as toolkit
 from wattbus.config import ConfigError
 from wattbus.runner import ServiceContext
@@ -11,6 +12,10 @@ from wattbus.runner import ServiceContext
 from .adapter import HttpAdapter
 from .config import Config, DeviceConfig
 from .transport import DeviceError
+
+FORMS = form.Forms(forms=tuple(form.add_form(
+    protocol, title, "devices", {"url": "http://{host}:{port}"}, [form.host_field(), form.port_field(80)],
+    protocol=protocol) for protocol, title in (("goe", "go-e Charger (wallbox)"), ("shelly", "Shelly relay or meter"))))
 
 
 async def probe(ctx: ServiceContext[Config], command: m.CommandBase) -> m.CommandResult:

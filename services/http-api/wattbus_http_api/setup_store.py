@@ -1,59 +1,35 @@
-"""What the setup page needs from the bus: discovered devices, the bridge per protocol, and
-`reload_config` requests to the services whose sections it changed."""
+"""What the setup page needs from the bus: discovered devices, the bridges' manual-add forms (and so
+the bridge per protocol), and `reload_config` requests to the services whose sections it changed."""
 
 from __future__ import annotations
 
 import asyncio
-import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from wattbus import codec, topics
 from wattbus import messages as m
 from wattbus.bus import Bus, Message
 from wattbus.counters import Counters
 from wattbus.log import Logger
 
-BRIDGES_FILE = Path(__file__).parent / "data" / "bridges.toml"
 SERVICE_RESULTS = f"{topics.PREFIX}/service/+/+/result"
 SERVICE_AVAILABILITY = f"{topics.PREFIX}/service/+/+/availability"
+FORMS_VERSION = 1  # the BridgeForms version this page understands
+T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class BridgeSpec:
-    """One row of data/bridges.toml: the bridge that owns a protocol and its device list."""
-
-    protocol: str
-    bridge: str
-    list_key: str
-    entry: dict[str, Any]
-    port: int | None = None
-    serial: bool = False
-    deny: bool = False
-    probe_wait_s: float = 10.0  # how long the bridge may take to read the device once
-
-    def new_entry(self, values: dict[str, Any]) -> dict[str, Any]:
-        """The bridge's config item for a device added by hand ("{port}" stays a number)."""
-
-        def fill(value: Any) -> Any:
-            if isinstance(value, list):
-                return [fill(v) for v in value]
-            if isinstance(value, str) and value.startswith("{") and value.endswith("}") and value.count("{") == 1:
-                return values[value[1:-1]]
-            if isinstance(value, str):
-                return value.format(**values)
-            return value
-
-        return {key: fill(value) for key, value in self.entry.items()}
-
-
-def load_bridges(path: Path = BRIDGES_FILE) -> dict[str, BridgeSpec]:
-    data = tomllib.loads(path.read_text())
-    return {protocol: BridgeSpec(protocol, row["bridge"], row["list"], row["entry"], row.get("port"),
-                                 row.get("serial", False), row.get("deny", False), row.get("probe_wait_s", 10.0))
-            for protocol, row in data.items()}
+def decoded(msg: Message[bytes], into: type[T], counters: Counters, log: Logger, counter: str) -> T | None:
+    """A retained payload as its contract type; None (counted and logged) when it does not decode."""
+    try:
+        return codec.decode(msg.payload, into)
+    except codec.PayloadError as exc:
+        counters.inc(counter)
+        log.warning("payload rejected", topic=msg.topic, error=str(exc))
+        return None
 
 
 @dataclass
@@ -74,13 +50,67 @@ class Discovered:
         if not msg.payload:  # a cleared retained announcement
             self.devices.pop(device_id, None)
             return
-        try:
-            ann: m.DeviceAnnouncement = codec.decode(msg.payload, m.DeviceAnnouncement)
-        except codec.PayloadError as exc:
-            self.counters.inc("announcements_rejected")
-            self.log.warning("discovery announcement rejected", topic=msg.topic, error=str(exc))
+        ann = decoded(msg, m.DeviceAnnouncement, self.counters, self.log, "announcements_rejected")
+        if ann is not None:
+            self.devices[ann.device_id] = ann
+
+
+@dataclass
+class Announced:
+    """The bridges' manual-add forms (`BridgeForms`, retained on service/<bridge>/<instance>/forms). A
+    bridge that ran once on this broker stays known (its protocols: adopt/ignore); its forms are offered
+    while one of its instances is online (the availability the commands below follow)."""
+
+    counters: Counters
+    log: Logger
+    online: dict[str, set[str]]  # service -> instances online now (ServiceCommands.online)
+    by_instance: dict[tuple[str, str], m.BridgeForms] = field(default_factory=dict)
+
+    def subscribe(self, bus: Bus) -> None:
+        bus.subscribe(topics.ALL_SERVICE_FORMS, bytes, self.on_forms)
+
+    def on_forms(self, msg: Message[bytes]) -> None:
+        parsed = topics.parse(msg.topic)
+        key = (str(parsed.source), str(parsed.ident))
+        if not msg.payload:  # a cleared retained announcement
+            self.by_instance.pop(key, None)
             return
-        self.devices[ann.device_id] = ann
+        forms = decoded(msg, m.BridgeForms, self.counters, self.log, "forms_rejected")
+        if forms is None:
+            return
+        if forms.version != FORMS_VERSION or (forms.service, forms.instance) != key:
+            self.counters.inc("forms_rejected")
+            self.log.warning("bridge forms skipped", topic=msg.topic, version=forms.version, service=forms.service)
+            return
+        self.by_instance[key] = forms
+
+    def running(self, service: str) -> bool:
+        return bool(self.online.get(service))
+
+    def bridges(self) -> dict[str, m.BridgeForms]:
+        """One announcement per bridge: an online instance's, else the newest."""
+        services = {service for service, _ in self.by_instance}
+        return {service: max((f for (s, _), f in self.by_instance.items() if s == service),
+                             key=lambda f: (f.instance in self.online.get(service, set()), f.timestamp))
+                for service in services}
+
+    def owner(self, protocol: str) -> m.BridgeForms | None:
+        """The bridge whose discovered devices of this protocol it adopts (running or not)."""
+        return next((f for f in self.bridges().values() if protocol in f.protocols), None)
+
+    def form(self, name: str) -> tuple[m.BridgeForms, m.AddForm] | None:
+        for bridge in self.bridges().values():
+            for found in bridge.forms:
+                if found.name == name:
+                    return bridge, found
+        return None
+
+    def page(self) -> dict[str, Any]:
+        """For the setup page: the forms of running bridges, and the bridges known but not running."""
+        bridges = sorted(self.bridges().values(), key=lambda f: f.service)
+        offered = [{**msgspec.to_builtins(form), "bridge": b.service} for b in bridges if self.running(b.service)
+                   for form in b.forms]
+        return {"forms": offered, "not_running": [b.service for b in bridges if not self.running(b.service)]}
 
 
 @dataclass
@@ -172,9 +202,13 @@ class SetupState:
     config_file: Path | None
     discovered: Discovered
     commands: ServiceCommands
-    bridges: dict[str, BridgeSpec] = field(default_factory=load_bridges)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one writer of the file at a time
+    forms: Announced = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.forms = Announced(self.discovered.counters, self.discovered.log, self.commands.online)
 
     def subscribe(self, bus: Bus) -> None:
         self.discovered.subscribe(bus)
         self.commands.subscribe()
+        self.forms.subscribe(bus)

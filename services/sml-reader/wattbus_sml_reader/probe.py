@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import msgspec
 from wattbus import messages as m
+from wattbus.bridge import form
 from wattbus.bridge import probe as toolkit
 from wattbus.runner import ServiceContext
 
@@ -15,6 +16,14 @@ from .mapping import Mapper
 from .meter import Meter, MeterDown
 
 WAIT_S = {"sml": 12.0, "dsmr": 15.0, "iec": 40.0}  # a little over each format's slowest push/readout
+TITLES = {"sml": "SML meter (IR reading head)", "dsmr": "DSMR meter (P1 port)", "iec": "IEC 62056-21 meter (IR head)"}
+# No `deny` list: it reads only the meters its config names.
+FORMS = form.Forms(forms=tuple(form.add_form(
+    fmt, title, "meters", {"key": "{key}", "format": fmt, "port": "{serial_port}"},
+    [form.serial_field(), form.field(MeterConfig, "key", default="meter",
+                                     help="a short name for this meter (letters, digits, - and _)")],
+    protocol=fmt if fmt != "iec" else "iec62056", address="serial") for fmt, title in TITLES.items()),
+    probe_wait_s=max(WAIT_S.values()) + 5)
 
 
 async def probe(ctx: ServiceContext[Config], command: m.CommandBase) -> m.CommandResult:

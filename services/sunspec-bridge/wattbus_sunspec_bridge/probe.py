@@ -5,6 +5,7 @@ answer carries the identities and readings it would publish."""
 from __future__ import annotations
 
 from wattbus import messages as m
+from wattbus.bridge import form
 from wattbus.bridge import probe as toolkit
 from wattbus.runner import ServiceContext
 from wattbus.sunspec import NotSunSpec
@@ -14,6 +15,14 @@ from .config import Config, DeviceConfig
 from .link import Link, LinkError
 from .profile import ProfileError
 from .service import endpoint_of, units_of
+
+# The setup page's "add by hand" form (wattbus.bridge.form); discovered plain Modbus devices are ours too.
+FORMS = form.Forms(forms=(form.add_form(
+    "sunspec", "SunSpec inverter, meter or battery (Modbus TCP)", "devices",
+    {"host": "{host}", "port": "{port}", "unit_ids": ["{unit_id}"]},
+    [form.host_field(), form.port_field(502),
+     form.field(DeviceConfig, "unit_ids", name="unit_id", default=1, help="Modbus unit id (slave address)")],
+    protocol="sunspec"),), protocols=("modbus",))
 
 
 async def probe(ctx: ServiceContext[Config], command: m.CommandBase) -> m.CommandResult:

@@ -147,18 +147,36 @@ async function load() {
   const devices = doc.devices.on_bus.filter((d) => !d.parent_id);
   if (devices.length) $("bus-devices").replaceChildren(...devices.map(deviceRow));
   if (doc.devices.discovered.length) $("found-devices").replaceChildren(...doc.devices.discovered.map(foundRow));
-  const protocols = $("manual-protocol");
-  if (!protocols.options.length) for (const p of doc.protocols) protocols.append(el("option", { value: p }, p));
+  showForms(doc.forms || [], doc.not_running || []);
   await loadController();
   document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
 }
 
+// The manual-add forms the running bridges announced (each typed from the bridge's config Struct).
+// The select is rebuilt only when the offer changes, so nothing a person is typing is replaced.
+let manualForms = [];
+function showForms(forms, notRunning) {
+  const select = $("manual-protocol");
+  const names = forms.map((f) => f.name).join(",");
+  $("manual-missing").textContent = (forms.length ? "" : "No bridge is running, so none offers a device. ")
+    + (notRunning.length ? `Not offered now (not running): ${notRunning.join(", ")}.` : "");
+  if (names === manualForms.map((f) => f.name).join(",")) return;
+  const chosen = select.value;
+  manualForms = forms;
+  select.replaceChildren(...forms.map((f) => el("option", { value: f.name }, `${f.title} · ${f.bridge}`)));
+  if (forms.some((f) => f.name === chosen)) select.value = chosen;
+  showFields();
+}
+
+function showFields() {
+  const form = manualForms.find((f) => f.name === $("manual-protocol").value);
+  $("manual-about").textContent = form ? form.about : "";
+  $("manual-fields").replaceChildren(...(form ? form.fields.map((f) => typedField(f)) : []));
+  $("manual-values").replaceChildren();
+}
+
 function manualBody() {
-  const body = { protocol: $("manual-protocol").value };
-  if ($("manual-host").value) body.host = $("manual-host").value;
-  if ($("manual-port").value) body.port = Number($("manual-port").value);
-  if ($("manual-unit").value) body.unit_id = Number($("manual-unit").value);
-  if ($("manual-serial").value) body.serial_port = $("manual-serial").value;
+  const body = { protocol: $("manual-protocol").value, values: readFields($("manual-fields")) };
   if ($("manual-anyway").checked) body.save_anyway = true;
   return body;
 }
@@ -208,6 +226,7 @@ async function manualSend(path, verb) {
 
 $("manual").addEventListener("submit", (event) => { event.preventDefault(); manualSend("/api/v1/setup/devices", "added"); });
 $("manual-check").addEventListener("click", () => manualSend("/api/v1/setup/probe", "read"));
+$("manual-protocol").addEventListener("change", showFields);
 
 load();
 // Until devices show up (a bridge just started), look again; after that only actions reload,
