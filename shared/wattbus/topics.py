@@ -20,6 +20,8 @@ Layout (every topic starts with `wattbus/v1/`):
     service/<service>/<instance>/result         CommandResult for service commands
     service/<service>/<instance>/lease          a bridge replica's lease (bridge.ownership.Lease), retained
     service/<service>/<instance>/forms          BridgeForms: how the setup page adds its devices, retained
+    service/integrations/<instance>/device/<source>/<device_id>/availability
+                                                the device's availability as wattbus.liveness judges it
     reply/<service>/<instance>/<suffix>         response topics a requester listens on
 
 `<source>` is the name of the service that owns the device, so the broker's ACL can give each
@@ -249,7 +251,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(f"{PREFIX}/device/<source>/<device_id>/meta", "DeviceMeta", True, 1, "bridges",
               "Identity of a device: manufacturer, model, serial, kind, protocol, address, firmware."),
     TopicSpec(f"{PREFIX}/device/<source>/<device_id>/availability", "text", True, 1, "bridges",
-              "`online` or `offline`: whether the bridge can currently read the device."),
+              "`online` or `offline`: whether the bridge can currently read the device. A killed bridge "
+              "cannot say `offline`: judge it with the owner's lease too (wattbus.liveness, docs/fleet.md)."),
     TopicSpec(f"{PREFIX}/device/<source>/<device_id>/reading", "Reading", False, 1, "bridges",
               "One measurement of the device in SI units, tagged by `kind`, with the device's timestamp."),
     TopicSpec(f"{PREFIX}/device/<source>/<device_id>/command", "Command", False, 1,
@@ -260,7 +263,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(f"{PREFIX}/device/<source>/<device_id>/native/<name>", "json", False, 0, "bridges",
               "Vendor-shaped documents for compatibility (GivTCP runAll, aps2mqtt values)."),
     TopicSpec(f"{PREFIX}/device/<source>/<device_id>/owner", "Claim (wattbus.bridge.ownership)", True, 1, "bridges",
-              "The replica that polls the device (`--scale`): instance, epoch, and its last command requests."),
+              "The replica that polls the device (`--scale`): instance, epoch, and its last command requests; "
+              "the device is live only while that instance's lease is (docs/fleet.md, device liveness)."),
     TopicSpec(f"{PREFIX}/discovery/<device_id>", "DeviceAnnouncement", True, 1, "discovery",
               "A device found on the LAN; `present: false` once it vanished."),
     TopicSpec(f"{PREFIX}/discovery/command", "Command", False, 1, "anyone allowed",
@@ -278,7 +282,8 @@ TOPICS: tuple[TopicSpec, ...] = (
               "`reload_config`: re-read the service's config section; answered on `.../result` (request_id)."),
     TopicSpec(f"{PREFIX}/service/<service>/all/command", "Command", False, 1, "http-api",
               "The same commands for every instance of the service (scaled `instance = \"auto\"` replicas); "
-              "each answers on its own `.../<instance>/result`."),
+              "each answers on its own `.../<instance>/result`; `probe_device` is answered by one live replica "
+              "(the rendezvous hash of the probed entry)."),
     TopicSpec(f"{PREFIX}/service/<service>/<instance>/result", "CommandResult", False, 1, "every service",
               "Answers to service commands (the service's own topic space, so every broker user may write it)."),
     TopicSpec(f"{PREFIX}/service/<service>/<instance>/lease", "Lease (wattbus.bridge.ownership)", True, 1,
@@ -286,6 +291,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(f"{PREFIX}/service/<service>/<instance>/forms", "BridgeForms", True, 1, "bridges",
               "How the setup page adds the bridge's devices by hand (inputs typed from its config Struct, the "
               "list item they make), the protocols it adopts and its probe wait; published at start, kept."),
+    TopicSpec(f"{PREFIX}/service/integrations/<instance>/device/<source>/<device_id>/availability", "text", True, 1,
+              "integrations", "The device's availability as wattbus.liveness judges it (its own availability, its "
+              "owner's lease and last will), for Home Assistant and clients that cannot apply the rule."),
     TopicSpec(f"{PREFIX}/reply/<service>/<instance>/<suffix>", "CommandResult", False, 1, "bridges",
               "Response topics; the requester sets one in the MQTT v5 `ResponseTopic` property."),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgspec
@@ -205,3 +206,19 @@ def test_charge_current_range_follows_the_limits_the_bridge_reports() -> None:
     assert number({"extra_limit_max_current_a": 40}) == (6, 32)  # never wider than the contract
     assert number({"extra_limit_min_current_a": 20, "extra_limit_max_current_a": 10}) == (6, 32)  # contradiction
     assert number({"extra_limit_max_current_a": True}) == (6, 32)  # not a number
+
+
+def test_entities_follow_the_judged_availability_when_the_service_publishes_it() -> None:
+    """The service's own configs: every entity, sensor or control, is available while the judged
+    availability (wattbus.liveness: the owner's lease counts) and the service itself say online."""
+    judged = dataclasses.replace(SETTINGS, judged_by=("integrations", "main"))
+    charger = METAS["goe-203040"]
+    doc = msgspec.json.decode(codec.encode(hass_discovery.device_config(judged, charger, "charger", {"power_w"})))
+    assert check_config(hass_discovery.config_topic(judged, "wattbus-x"), doc) == []
+    wanted = ["wattbus/v1/service/integrations/main/device/goe-shelly-bridge/goe-203040/availability",
+              SETTINGS.service_availability]
+    for key in ("power_w", "charge_current", "charging"):
+        comp = doc["cmps"][key]
+        assert "availability_topic" not in comp and comp["availability_mode"] == "all", key
+        assert [a["topic"] for a in comp["availability"]] == wanted, key
+        assert {a["payload_not_available"] for a in comp["availability"]} == {m.OFFLINE}

@@ -79,7 +79,7 @@ def member_problem(state: SiteState, rec: DeviceRecord, now: float, stale_s: flo
     if error is not None:
         return f"{name}: {error_text(error)}"
     if rec.online is False:
-        return f"{name} is offline ({rec.source} cannot read it)"
+        return f"{name} is offline ({state.offline_reason(rec) or f'{rec.source} cannot read it'})"
     if service_up is False:
         return f"{rec.source} is not running: {name} has sent nothing for {age or 0:.0f} s"
     if rec.reading is None:

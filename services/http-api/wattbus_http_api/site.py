@@ -108,7 +108,8 @@ class Site:
             out.append({
                 "ref": rec.ref, "source": rec.source, "device_id": rec.device_id,
                 "meta": msgspec.to_builtins(rec.meta) if rec.meta else None,
-                "online": rec.online, "stale": fresh is None,
+                "online": rec.online, "owner": rec.owner, "offline_reason": self.state.offline_reason(rec),
+                "stale": fresh is None,
                 "reading_age_s": None if age is None else round(age, 1),
                 "reading": msgspec.to_builtins(rec.reading) if rec.reading else None,
                 "error": msgspec.to_builtins(error) if error else None,

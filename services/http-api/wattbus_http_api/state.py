@@ -15,6 +15,7 @@ from wattbus import messages as m
 from wattbus import topics
 from wattbus.bus import Bus, Message
 from wattbus.counters import Counters
+from wattbus.liveness import Liveness, Verdict
 from wattbus.log import Logger
 
 
@@ -23,7 +24,8 @@ class DeviceRecord:
     source: str
     device_id: str
     meta: m.DeviceMeta | None = None
-    online: bool | None = None
+    online: bool | None = None  # wattbus.liveness: its own availability and its owner's lease
+    owner: str | None = None  # the bridge replica that polls it ("source/instance"), when it claims it
     reading: m.ReadingBase | None = None
     reading_at: float | None = None  # monotonic arrival time (staleness is judged on our clock)
     interval_s: float | None = None  # how often its readings usually come (a smoothed mean)
@@ -79,10 +81,14 @@ class SiteState:
     externals: dict[str, External] = field(default_factory=dict)
     version: int = 0
     listeners: list[Any] = field(default_factory=list)  # callables(now) run on every change (energy)
+    liveness: Liveness | None = None
 
     def subscribe(self, bus: Bus) -> None:
         bus.subscribe(topics.ALL_META, m.DeviceMeta, self.on_meta)
-        bus.subscribe(topics.ALL_DEVICE_AVAILABILITY, bytes, self.on_availability)
+        # A device's availability as every consumer judges it (its owner's lease counts too): the
+        # bridge's own topic stays `online` when its last replica is killed.
+        self.liveness = Liveness(bus, self.on_liveness)
+        self.liveness.start()
         # QoS 0: this is a latest-value view (the next reading replaces a lost one within a poll),
         # and skipping a PUBACK per reading is a sixth of the stack's CPU on a small device.
         bus.subscribe(topics.ALL_READINGS, m.Reading, self.on_reading, qos=0)
@@ -116,13 +122,18 @@ class SiteState:
         rec.meta = msg.payload
         self.touch()
 
-    def on_availability(self, msg: Message[bytes]) -> None:
-        text = bytes(msg.payload).decode(errors="replace").strip()
-        if text not in (m.ONLINE, m.OFFLINE):
-            self._reject(msg.topic, f"availability {text[:40]!r} is neither online nor offline")
-            return
-        self.record(msg.topic).online = text == m.ONLINE
+    def on_liveness(self, changed: dict[str, Verdict]) -> None:
+        for ref, verdict in changed.items():
+            source, _, device_id = ref.partition("/")
+            rec = self.devices.get(ref) or self.devices.setdefault(ref, DeviceRecord(source, device_id))
+            rec.online, rec.owner = verdict.online, verdict.owner
         self.touch()
+
+    def offline_reason(self, rec: DeviceRecord) -> str | None:
+        """Why the device is offline, judged now ("owner sunspec-bridge/a1 lease lapsed 3.1 s ago")."""
+        if rec.online is not False or self.liveness is None:
+            return None
+        return self.liveness.of(rec.source, rec.device_id).reason
 
     def on_reading(self, msg: Message[m.Reading]) -> None:
         rec = self.record(msg.topic)

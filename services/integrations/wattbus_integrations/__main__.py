@@ -35,7 +35,8 @@ def settings_of(cfg: Config, instance: str) -> HassDiscoverySettings:
                                  service_availability=topics.service_availability(NAME, instance),
                                  loadpoint_availability=topics.service_availability("surplus-controller",
                                                                                     cfg.loadpoint_instance),
-                                 origin_name=cfg.origin_name, per_entity=cfg.discovery_per_entity)
+                                 origin_name=cfg.origin_name, per_entity=cfg.discovery_per_entity,
+                                 judged_by=(NAME, instance))
 
 
 async def run(ctx: ServiceContext[Config]) -> None:
@@ -88,6 +89,8 @@ async def run(ctx: ServiceContext[Config]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if hass.liveness is not None:
+            hass.liveness.stop()
         if session is not None:
             await session.close()
 

@@ -13,6 +13,7 @@ from wattbus import codec, topics
 from wattbus import messages as m
 from wattbus.bus import Bus, Message
 from wattbus.counters import Counters
+from wattbus.liveness import Liveness, Verdict, judged_topic
 from wattbus.log import Logger
 
 from . import hass_discovery, model
@@ -51,6 +52,7 @@ class HomeAssistant:
         # grace has passed (then a parent that never came is named by its id).
         self.parents_awaited = True
         self._tasks: set[asyncio.Task[None]] = set()
+        self.liveness: Liveness | None = None
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -58,7 +60,11 @@ class HomeAssistant:
         """Everything but metas and readings, which the service shares with the templates."""
         prefix = self.settings.prefix
         self.bus.subscribe(topics.ALL_LOADPOINT_STATE, bytes, self.on_loadpoint)
-        self.bus.subscribe(topics.ALL_DEVICE_AVAILABILITY, bytes, self.on_availability)
+        if self.settings.judged_by is not None:
+            self.liveness = Liveness(self.bus, self.on_liveness)
+            self.liveness.start()
+        else:
+            self.bus.subscribe(topics.ALL_DEVICE_AVAILABILITY, bytes, self.on_availability)
         self.bus.subscribe(f"{prefix}/status", bytes, self.on_ha_status)
         self.bus.subscribe(f"{prefix}/device/+/config", bytes, self.on_config_seen)
         self.bus.subscribe(f"{prefix}/+/+/+/config", bytes, self.on_config_seen)  # per-entity configs
@@ -110,6 +116,23 @@ class HomeAssistant:
         if tracked is not None:
             offline = msg.payload == m.OFFLINE.encode()
             tracked.offline_since = (tracked.offline_since or time.monotonic()) if offline else None
+
+    def on_liveness(self, changed: dict[str, Verdict]) -> None:
+        """Publish the judged availability Home Assistant's entities follow (retained, our own tree:
+        no account may write the bridge's availability, and a killed bridge cannot)."""
+        assert self.settings.judged_by is not None  # only then is there a Liveness
+        for ref, verdict in changed.items():
+            if verdict.online is None:
+                continue  # nobody said anything yet: neither word would be true
+            source, _, device_id = ref.partition("/")
+            self.bus.publish(judged_topic(*self.settings.judged_by, source, device_id),
+                             m.ONLINE if verdict.online else m.OFFLINE, retain=True)
+            self.counters.inc("hass_availability_published")
+            if not verdict.online:
+                self.log.info("device offline", device=ref, reason=verdict.reason)
+            tracked = self.devices.get(hass_discovery.object_id(device_id))
+            if tracked is not None:
+                tracked.offline_since = None if verdict.online else (tracked.offline_since or time.monotonic())
 
     def on_loadpoint(self, msg: Message[bytes]) -> None:
         loadpoint_id = topics.parse(msg.topic).ident or ""
@@ -172,6 +195,9 @@ class HomeAssistant:
         # An empty retained payload deletes the device (or the entity) in Home Assistant.
         for topic in sorted(stale):
             self.bus.publish(topic, b"", retain=True)
+        if tracked is not None and tracked.meta is not None and self.settings.judged_by is not None:
+            self.bus.publish(judged_topic(*self.settings.judged_by, tracked.meta.source, tracked.meta.device_id),
+                             b"", retain=True)
         self.counters.inc("hass_configs_removed")
         self.log.info("home assistant device removed", device=obj, reason=why)
 

@@ -2,9 +2,12 @@
 
 One retained config per device on `<prefix>/device/<object_id>/config` with the device (`dev`),
 the origin (`o`) and its components (`cmps`). Sensors read the bridge's reading topic directly
-(no copy of every value on the bus) and the device's retained availability; controls publish to
-`<prefix>/wattbus/<object_id>/<key>/set`, which this service turns into bus commands, and are
-available only while both the device and this service are online.
+(no copy of every value on the bus); controls publish to `<prefix>/wattbus/<object_id>/<key>/set`,
+which this service turns into bus commands. Availability: with `judged_by` set (the service does)
+every entity is available while this service's judged availability of the device
+(wattbus.liveness: its own availability and its owner's lease, so a killed bridge's devices go
+`offline` within the lease) and this service itself are online; without it (the `discovery`
+subcommand) the device's own retained availability counts, and the controls need this service too.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from wattbus import __version__, topics
 from wattbus import messages as m
+from wattbus.liveness import judged_topic
 
 from .catalog import ControlSpec, Entity, arg_info, controls_for, entities, loadpoint_entities
 
@@ -31,6 +35,8 @@ class HassDiscoverySettings:
     # One retained config per entity instead of per device: Home Assistant 2024.2 to 2024.10 knows
     # only this form (device-based discovery came with 2024.11).
     per_entity: bool = False
+    # (service, instance) that publishes the judged availability (wattbus.liveness.judged_topic)
+    judged_by: tuple[str, str] | None = None
 
 
 def object_id(ident: str) -> str:
@@ -140,13 +146,23 @@ def _common(entity_name: str, category: str | None, icon: str | None) -> dict[st
     return out
 
 
-def sensor_component(obj: str, entity: Entity, state_topic: str, availability: str) -> dict[str, Any]:
+def availability_keys(availability: list[str]) -> dict[str, Any]:
+    """One topic as `availability_topic`, several as a list every topic of which must say online."""
+    if not availability:
+        return {}
+    if len(availability) == 1:
+        return {"availability_topic": availability[0], "payload_available": m.ONLINE,
+                "payload_not_available": m.OFFLINE}
+    return {"availability": [{"topic": t, "payload_available": m.ONLINE, "payload_not_available": m.OFFLINE}
+                             for t in availability], "availability_mode": "all"}
+
+
+def sensor_component(obj: str, entity: Entity, state_topic: str, availability: list[str]) -> dict[str, Any]:
     spec = entity.spec
     comp: dict[str, Any] = {"p": entity.platform, "unique_id": f"{obj}_{entity.key}",
                             **_common(entity.name, spec.category, spec.icon),
                             "state_topic": state_topic, "value_template": value_template(entity),
-                            "availability_topic": availability, "payload_available": m.ONLINE,
-                            "payload_not_available": m.OFFLINE}
+                            **availability_keys(availability)}
     if entity.platform == "binary_sensor":
         comp.update(payload_on="ON", payload_off="OFF")
     if spec.device_class:
@@ -185,9 +201,7 @@ def control_component(settings: HassDiscoverySettings, obj: str, control: Contro
     comp: dict[str, Any] = {"p": control.platform, "unique_id": f"{obj}_{control.key}",
                             **_common(control.name, control.category, None),
                             "command_topic": command_topic(settings, obj, control.key),
-                            "availability": [{"topic": t, "payload_available": m.ONLINE,
-                                              "payload_not_available": m.OFFLINE} for t in availability],
-                            "availability_mode": "all", "qos": 1}
+                            **availability_keys(availability), "qos": 1}
     if control.state:
         comp["state_topic"] = state_topic
         comp["value_template"] = (_on_off(control.state) if control.platform == "switch"
@@ -217,12 +231,17 @@ def device_config(settings: HassDiscoverySettings, meta: m.DeviceMeta, kind: str
     """
     obj = object_id(meta.device_id)
     state = topics.device_reading(meta.source, meta.device_id)
-    avail = topics.device_availability(meta.source, meta.device_id)
+    service = [settings.service_availability] if settings.service_availability else []
+    if settings.judged_by is not None:
+        avail = [judged_topic(*settings.judged_by, meta.source, meta.device_id), *service]
+        control_avail = avail
+    else:
+        avail = [topics.device_availability(meta.source, meta.device_id)]
+        control_avail = [*avail, *service]
     cmps: dict[str, dict[str, Any]] = {}
     for entity in entities().get(kind, []):
         if entity.key in present:
             cmps[entity.key] = sensor_component(obj, entity, state, avail)
-    control_avail = [avail, *([settings.service_availability] if settings.service_availability else [])]
     for control in controls_for(kind, meta.capabilities):
         cmps[control.key] = control_component(settings, obj, control, state, control_avail, values)
     return {"dev": device_block(meta, lookup), "o": origin(settings), "cmps": cmps, "qos": 1}
@@ -238,11 +257,7 @@ def loadpoint_config(settings: HassDiscoverySettings, state: m.LoadpointState) -
     avail = settings.loadpoint_availability
     cmps: dict[str, dict[str, Any]] = {}
     for entity in loadpoint_entities():
-        comp = sensor_component(obj, entity, topic, avail)
-        if not avail:
-            for key in ("availability_topic", "payload_available", "payload_not_available"):
-                comp.pop(key)
-        cmps[entity.key] = comp
+        cmps[entity.key] = sensor_component(obj, entity, topic, [avail] if avail else [])
     control_avail = [t for t in (avail, settings.service_availability) if t]
     for control in controls_for("loadpoint", []):
         cmps[control.key] = control_component(settings, obj, control, topic, control_avail)
