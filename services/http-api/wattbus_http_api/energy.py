@@ -156,6 +156,7 @@ class History:
             curve.append((self._minute[0], _means(self._minute[1])))
         self.store.write(self._energy, curve, self.sessions.dirty(), self._seen)
         self._energy, self._curve = {}, []
+        self.store.prune_due(self.clock())  # hourly: the retention of history_*_days
         self._flushed = time.monotonic()
 
     def close(self) -> None:

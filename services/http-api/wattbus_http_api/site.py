@@ -22,7 +22,7 @@ from .ratelog import RateLimitedLog
 from .sessions import SessionTracker
 from .setup_store import Discovered, ServiceCommands, SetupState
 from .state import SiteState, silent
-from .store import Store
+from .store import Retention, Store
 
 # How a command's real result becomes an HTTP status.
 HTTP_STATUS: dict[str, int] = {"ok": 200, "invalid": 400, "refused": 409, "failed": 502, "timeout": 504}
@@ -52,7 +52,8 @@ class Site:
         roles = Roles(state, ctx.config.site)
         stale = ctx.config.stale_after_s
         cfg = ctx.config
-        store = Store(Path(cfg.history_file) if cfg.history_file else None)
+        store = Store(Path(cfg.history_file) if cfg.history_file else None,
+                      Retention(cfg.history_curve_days, cfg.history_detail_days, cfg.history_keep_days))
         if store.problem and cfg.history_file:
             ctx.log.error("history not kept on disk", problem=store.problem)
         tracker = SessionTracker(state, store, cfg.grid_price_per_kwh, cfg.feed_in_per_kwh, cfg.currency)

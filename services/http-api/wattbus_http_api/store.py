@@ -4,12 +4,19 @@ survives restarts of the http-api (the in-memory "today" it replaces did not).
 
 Times are Unix seconds (UTC); the local day is cut when reading, so a change of time zone or DST
 never rewrites stored rows.
+
+Pruning (`prune`, hourly from energy.py's flush): the per-minute curve is kept `curve_days`, the
+15-minute energy `detail_days`, then summed into one row per local day and series (`days`), which
+is kept `keep_days` (0: forever). Cut-offs fall on local midnights, so a day is summed whole and
+the week/month/year sums read both tables alike. A new file vacuums incrementally after a prune;
+in an older one sqlite reuses the freed pages, so the file stops growing either way.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import astuple, dataclass, fields
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 SCHEMA = """
@@ -21,7 +28,10 @@ CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY, loadpoint_id TEXT NOT NULL, charger_id TEXT, start REAL NOT NULL, end REAL,
     last REAL NOT NULL, energy_wh REAL, ev_wh REAL NOT NULL, pv_wh REAL NOT NULL, max_power_w REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (series TEXT PRIMARY KEY, value REAL NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS days (
+    day INTEGER NOT NULL, series TEXT NOT NULL, wh REAL NOT NULL, PRIMARY KEY (day, series));
 """
+PRUNE_INTERVAL_S = 3600.0
 CURVE = ("pv_w", "grid_w", "battery_w", "ev_w", "home_w")
 
 
@@ -42,11 +52,24 @@ class Session:
     max_power_w: float = 0.0
 
 
+@dataclass(frozen=True)
+class Retention:
+    curve_days: int = 62
+    detail_days: int = 400
+    keep_days: int = 0  # day totals; 0: forever
+
+
+def _midnight(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day).timestamp())  # naive: local time
+
+
 class Store:
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, retention: Retention = Retention()) -> None:
         self.path = path
+        self.retention = retention
         self.problem: str | None = None  # why the history is not kept on disk
         self.db = self._open(path)
+        self.pruned_at: float | None = None
 
     def _open(self, path: Path | None) -> sqlite3.Connection:
         if path is None:
@@ -63,6 +86,7 @@ class Store:
 
     @staticmethod
     def _schema(db: sqlite3.Connection) -> sqlite3.Connection:
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect in a new file only
         db.execute("PRAGMA journal_mode=WAL")  # readers (the API) never wait for the writer
         db.executescript(SCHEMA)
         db.commit()
@@ -99,9 +123,46 @@ class Store:
                                "ORDER BY bucket", (start, end)).fetchall()
 
     def sums(self, start: float, end: float) -> list[tuple[str, float]]:
-        """Energy per series in [start, end): summed by sqlite on the key's range (a year stays fast)."""
-        return self.db.execute("SELECT series, SUM(wh) FROM energy WHERE bucket >= ? AND bucket < ? "
-                               "GROUP BY series", (start, end)).fetchall()
+        """Energy per series in [start, end), the pruned day totals included: summed by sqlite on
+        the keys' ranges (a year stays fast)."""
+        return self.db.execute(
+            "SELECT series, SUM(wh) FROM (SELECT series, wh FROM energy WHERE bucket >= ? AND bucket < ? "
+            "UNION ALL SELECT series, wh FROM days WHERE day >= ? AND day < ?) GROUP BY series",
+            (start, end, start, end)).fetchall()
+
+    def prune_due(self, now: float) -> bool:
+        """Prune when it has not been done for an hour; True when it ran."""
+        if self.pruned_at is not None and now - self.pruned_at < PRUNE_INTERVAL_S:
+            return False
+        self.prune(now)
+        return True
+
+    def prune(self, now: float) -> dict[str, int]:
+        """Apply the retention as of `now`; the rows removed per table."""
+        keep = self.retention
+        today = datetime.fromtimestamp(now).date()
+        detail_cut = _midnight(today - timedelta(days=keep.detail_days))
+        removed: dict[str, int] = {}
+        with self.db:
+            rows = self.db.execute("SELECT bucket, series, wh FROM energy WHERE bucket < ?", (detail_cut,)).fetchall()
+            totals: dict[tuple[int, str], float] = {}
+            for bucket, series, wh in rows:
+                key = (_midnight(datetime.fromtimestamp(bucket).date()), series)
+                totals[key] = totals.get(key, 0.0) + wh
+            self.db.executemany("INSERT INTO days (day, series, wh) VALUES (?, ?, ?) ON CONFLICT (day, series) "
+                                "DO UPDATE SET wh = wh + excluded.wh",
+                                [(day, series, wh) for (day, series), wh in totals.items()])
+            removed["energy"] = self.db.execute("DELETE FROM energy WHERE bucket < ?", (detail_cut,)).rowcount
+            removed["curve"] = self.db.execute(
+                "DELETE FROM curve WHERE minute < ?", (_midnight(today - timedelta(days=keep.curve_days)),)).rowcount
+            removed["days"] = 0
+            if keep.keep_days:
+                removed["days"] = self.db.execute(
+                    "DELETE FROM days WHERE day < ?", (_midnight(today - timedelta(days=keep.keep_days)),)).rowcount
+        if any(removed.values()):
+            self.db.execute("PRAGMA incremental_vacuum")
+        self.pruned_at = now
+        return removed
 
     def curve(self, start: float, end: float) -> list[tuple[int, list[float | None]]]:
         rows = self.db.execute(f"SELECT minute, {', '.join(CURVE)} FROM curve WHERE minute >= ? AND minute < ? "

@@ -1,0 +1,245 @@
+"""The history read back from InfluxDB: what the influx-writer stored, by its `site_role` points.
+
+The writer tags every point of a device in a counted role (grid, pv, battery, charger) into one
+`site_role` measurement with the role's power and the device's lifetime totals (lineproto.py). From
+those this module computes what the local store (energy.py) records live, by the same rules:
+
+- energy per series from the lifetime counters where every device of the role has one: the last
+  value per device and grain minus the one before it (the value before the range is looked up
+  too), so a bucket gets what the counter counted up to its last reading, as energy.py credits
+  each step to the bucket of its later reading; a step above MAX_SITE_W is a reset, not energy;
+- else, and for home (no meter measures it), the role's power integrated over each grain (InfluxQL
+  `integral`, between the readings inside it); home is pv + grid + battery - ev (flows.py), only
+  where the grid has a value; grid (without counters) and battery are split by the sign of each
+  reading ((|p| + p) / 2 integrated in a subquery), not by a grain's net;
+- the day's power curve as 5-minute means summed over each role's devices.
+
+Bucket edges are the local midnights computed here, not InfluxQL's tz(): grains (15 min; an hour
+for a year, shifted by the zone's odd minutes) nest in local days in every zone, DST included, and
+tz() is not confirmed on InfluxDB 2.x's InfluxQL. InfluxQL over HTTP (`/query`) serves both APIs:
+1.x with database, retention policy and Basic auth, 2.x's 1.x-compatible `/query` with the bucket
+as database and its token. aiohttp, as the rest of the service. A database that does not answer,
+refuses the login or answers with an error raises InfluxUnavailable with the reason (never the
+secret); the caller then answers from the local store.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from .config import HistoryInflux
+from .energy import COUNTERS, MAX_SITE_W, SERIES, parts
+from .flows import Flow
+from .store import CURVE
+
+MEASUREMENT = "site_role"
+# A counter's last value before the range is looked for this far back (energy.py's BRIDGE_MAX_S).
+LOOKBACK_S = 31 * 86400
+ROLE_OF = {"pv": "pv", "grid": "grid", "battery": "battery", "ev": "charger"}  # energy.py's role -> the writer's tag
+CURVE_ROLE = {"pv_w": "pv", "grid_w": "grid", "battery_w": "battery", "ev_w": "charger"}
+TOTALS = sorted({name for _role, name in COUNTERS.values()})
+
+
+class InfluxUnavailable(Exception):
+    """The database could not answer the history; str() says why, for the page."""
+
+
+@dataclass
+class _Device:
+    role: str
+    grains: dict[int, dict[str, float]] = field(default_factory=dict)  # grain start -> field -> value
+    before: dict[str, float] = field(default_factory=dict)  # the counters' last values before the range
+
+
+def grain_for(span_s: float, first: float) -> tuple[int, int]:
+    """(grain, offset) in seconds: 15 minutes up to a month, an hour for a year, shifted so that
+    the grains start on the zone's quarter hours (India's +05:30 has no hours at local midnight)."""
+    if span_s <= 32 * 86400:
+        return 900, 0
+    offset = datetime.fromtimestamp(first).astimezone().utcoffset()
+    return 3600, int(offset.total_seconds()) % 3600 if offset is not None else 0
+
+
+class InfluxHistory:
+    def __init__(self, cfg: HistoryInflux) -> None:
+        self.cfg = cfg
+
+    def _request(self) -> tuple[dict[str, str], dict[str, str], aiohttp.BasicAuth | None]:
+        cfg = self.cfg
+        if cfg.api == "v2":  # the 1.x-compatible /query of InfluxDB 2.x: the bucket by name, its token
+            token = cfg.resolved_token()
+            return {"db": cfg.bucket}, ({"Authorization": f"Token {token}"} if token else {}), None
+        params = {"db": cfg.database}
+        if cfg.retention_policy:
+            params["rp"] = cfg.retention_policy
+        auth = aiohttp.BasicAuth(cfg.username, cfg.resolved_password() or "") if cfg.username else None
+        return params, {}, auth
+
+    async def query(self, statements: list[str]) -> list[list[dict[str, Any]]]:
+        """The series of each statement, in order."""
+        params, headers, auth = self._request()
+        params = {**params, "epoch": "s", "q": ";".join(statements)}
+        timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s)
+        where = self.cfg.target
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
+                    f"{self.cfg.url.rstrip('/')}/query", data=params, headers=headers, auth=auth) as resp:
+                text = await resp.text()
+                if resp.status in (401, 403):
+                    raise InfluxUnavailable(f"InfluxDB at {where} refused the login ({resp.status})")
+                if resp.status != 200:
+                    raise InfluxUnavailable(f"InfluxDB at {where} answered {resp.status}: {text.strip()[:200]}")
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise InfluxUnavailable(f"InfluxDB at {where} did not answer: {type(exc).__name__} {exc}") from exc
+        if not isinstance(body, dict) or body.get("error"):
+            why = body.get("error") if isinstance(body, dict) else body
+            raise InfluxUnavailable(f"InfluxDB at {where}: {str(why)[:200]}")
+        results = body.get("results") or []
+        out: list[list[dict[str, Any]]] = [[] for _ in statements]
+        for result in results:
+            if result.get("error"):
+                raise InfluxUnavailable(f"InfluxDB at {where}: {str(result['error'])[:200]}")
+            index = result.get("statement_id", 0)
+            if 0 <= index < len(out):
+                out[index] = result.get("series") or []
+        return out
+
+    async def energy(self, edges: list[float]) -> dict[str, list[float]]:
+        """Wh per series for each bucket [edges[i], edges[i+1])."""
+        start, end = edges[0], edges[-1]
+        grain, offset = grain_for(end - start, start)
+        by = '"role", "source", "device_id", "site"'
+        span = f"WHERE time >= {int(start)}s AND time < {int(end)}s"
+        where = f'FROM "{MEASUREMENT}" {span}'
+        earlier = f'FROM "{MEASUREMENT}" WHERE time >= {int(start) - LOOKBACK_S}s AND time < {int(start)}s'
+        group = f"GROUP BY time({grain}s, {offset}s), {by} fill(none)"
+        # One statement per field: influxd 1.6 answers several last() in one statement with nulls
+        # for the series of some devices (seen with this measurement's mixed devices).
+        statements = [f'SELECT integral("power_w", 1h) AS "wh" {where} {group}',
+                      # the positive part alone (grid import, battery discharge): (|p| + p) / 2 per reading
+                      f'SELECT integral("pos", 1h) AS "pos_wh" FROM (SELECT (abs("power_w") + "power_w") / 2 AS "pos" '
+                      f'{where}) {span} {group}']
+        for name in TOTALS:
+            statements += [f'SELECT last("{name}") AS "{name}" {where} {group}',
+                           # no value before the range (a new device, a new database): count from
+                           # the first one in it; a value before the range wins (listed after)
+                           f'SELECT first("{name}") AS "{name}" {where} GROUP BY {by}',
+                           f'SELECT last("{name}") AS "{name}" {earlier} GROUP BY {by}']
+        answers = await self.query(statements)
+        grains = [series for i, answer in enumerate(answers) if i < 2 or (i - 2) % 3 == 0 for series in answer]
+        before = [series for i, answer in enumerate(answers) if i >= 2 and (i - 2) % 3 for series in answer]
+        devices = _devices(grains, before)
+        return _buckets(devices, edges, grain)
+
+    async def curve(self, start: float, end: float, step: int) -> dict[str, Any]:
+        (series,) = await self.query([
+            f'SELECT mean("power_w") AS "power_w" FROM "{MEASUREMENT}" WHERE time >= {int(start)}s AND '
+            f'time < {int(end)}s GROUP BY time({step}s), "role", "source", "device_id", "site" fill(none)'])
+        devices = _devices(series, [])
+        times = sorted({t for d in devices.values() for t in d.grains})
+        roles = {d.role for d in devices.values()}
+        out: dict[str, Any] = {"step_s": step, "t": times}
+        for name in CURVE:
+            out[name] = []
+        for t in times:
+            power = _role_power(devices, t)
+            flow = _flow(power, roles)
+            values = {"pv_w": flow.pv_w, "grid_w": flow.grid_w, "battery_w": flow.battery_w, "ev_w": flow.ev_w,
+                      "home_w": flow.home_w}
+            for name in CURVE:
+                value = values[name] if name == "home_w" or CURVE_ROLE[name] in power else None
+                out[name].append(None if value is None else round(value))
+        return out
+
+
+def _devices(grains: Iterable[dict[str, Any]], previous: Iterable[dict[str, Any]]) -> dict[tuple[str, ...], _Device]:
+    devices: dict[tuple[str, ...], _Device] = {}
+
+    def device(tags: dict[str, str]) -> _Device:
+        key = tuple(tags.get(k, "") for k in ("role", "source", "device_id", "site"))
+        return devices.setdefault(key, _Device(tags.get("role", "")))
+
+    for series in grains:
+        dev, columns = device(series.get("tags") or {}), series["columns"]
+        for row in series["values"]:
+            dev.grains.setdefault(int(row[0]), {}).update(
+                {c: float(v) for c, v in zip(columns[1:], row[1:], strict=True) if isinstance(v, int | float)})
+    for series in previous:
+        dev, columns = device(series.get("tags") or {}), series["columns"]
+        for row in series["values"]:
+            dev.before.update({c: float(v) for c, v in zip(columns[1:], row[1:], strict=True)
+                               if isinstance(v, int | float)})
+    return devices
+
+
+def _role_power(devices: dict[tuple[str, ...], _Device], t: int, name: str = "power_w") -> dict[str, float]:
+    """The roles' sum of a per-device value in grain t (mean power, or the energy `wh`)."""
+    power: dict[str, float] = {}
+    for dev in devices.values():
+        value = dev.grains.get(t, {}).get(name)
+        if value is not None:
+            power[dev.role] = power.get(dev.role, 0.0) + value
+    return power
+
+
+def _flow(power: dict[str, float], roles: set[str]) -> Flow:
+    """flows.flow() on a grain's mean powers: a role without devices is 0 W, one whose devices sent
+    nothing in the grain is missing, and home needs the grid and every role that has devices."""
+    got = {role: power.get(role, None if role in roles else 0.0) for role in ("pv", "grid", "battery", "charger")}
+    home = None
+    if "grid" in power and all(v is not None for v in got.values()):
+        home = max(0.0, (got["pv"] or 0.0) + (got["grid"] or 0.0) + (got["battery"] or 0.0) - (got["charger"] or 0.0))
+    return Flow(pv_w=got["pv"], grid_w=power.get("grid"), battery_w=got["battery"], ev_w=got["charger"],
+                home_w=home, battery_soc_pct=None)
+
+
+def _buckets(devices: dict[tuple[str, ...], _Device], edges: list[float], grain: int) -> dict[str, list[float]]:
+    out = {name: [0.0] * (len(edges) - 1) for name in SERIES}
+
+    def add(series: str, t: float, wh: float) -> None:
+        index = bisect.bisect_right(edges, t) - 1
+        if 0 <= index < len(edges) - 1:
+            out[series][index] += wh
+
+    counted: set[str] = set()
+    for series, (role, name) in COUNTERS.items():
+        members = [d for d in devices.values() if d.role == ROLE_OF[role]]
+        # As energy.py: the counters only where every device of the role has one.
+        if not members or not all(any(name in g for g in d.grains.values()) for d in members):
+            continue
+        counted.add(series)
+        for dev in members:
+            last = dev.before.get(name)
+            last_t: float | None = edges[0] - grain if last is not None else None
+            for t in sorted(dev.grains):
+                value = dev.grains[t].get(name)
+                if value is None:
+                    continue
+                # a step above the site's maximum power is a reset or a swap (energy.py)
+                if last is not None and last_t is not None and \
+                        0 <= value - last <= MAX_SITE_W * (t + grain - last_t) / 3600:
+                    add(series, t, value - last)
+                last, last_t = value, t
+    roles = {d.role for d in devices.values()}
+    for t in sorted({t for d in devices.values() for t in d.grains}):
+        # The flow of the grain's energies (Wh, not W): flows.py's sums are linear, so the flow's
+        # parts are the series' energies, home included; grid and battery are split by sign per
+        # reading (pos_wh), not by the grain's net, as energy.py splits each sample.
+        energies = _role_power(devices, t, "wh")
+        split = parts(_flow(energies, roles))
+        positive = _role_power(devices, t, "pos_wh")
+        for role, plus, minus in (("grid", "grid_import_wh", "grid_export_wh"),
+                                  ("battery", "battery_discharge_wh", "battery_charge_wh")):
+            if role in energies and role in positive:
+                split[plus], split[minus] = positive[role], max(positive[role] - energies[role], 0.0)
+        for series, wh in split.items():
+            if series not in counted and wh:
+                add(series, t, wh)
+    return out

@@ -1,0 +1,167 @@
+"""History from InfluxDB against the local store, on the same readings.
+
+One house publishes on a broker of the test's own; the influx-writer stores it in Debian's real
+influxd (1.6) with its role tags, and two real http-api processes record it: one reads its history
+from that InfluxDB, the other is configured with an InfluxDB that does not answer, so it answers
+from its local store and says why. The day's totals of the two must agree: counters (PV, grid
+import/export, charger) as counted by the devices, battery and home integrated from the power.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from wattbus import messages as m
+from wattbus import topics
+from wattbus.bus import Bus
+
+from tests.http_api.conftest import MODULE, HttpApi
+from tests.influx_writer.helpers import StatusWatch, write_config, writer_env
+from tests.support.bus_helpers import started_bus, until
+from tests.support.servers import InfluxDB1, Mosquitto, free_port, wait_port
+
+SRC = "house-sim"
+DB = "history27"
+SITE = """[http-api.site]
+grid = "house-sim/h-meter"
+pv = ["house-sim/h-pv"]
+battery = ["house-sim/h-battery"]
+chargers = ["house-sim/h-wallbox"]
+"""
+API = """[http-api]
+ports = [{port}]
+history_file = "{history}"
+{site}
+[http-api.influx]
+url = "{url}"
+database = "{db}"
+timeout_s = 3
+"""
+KINDS = {"h-meter": "meter", "h-pv": "inverter", "h-battery": "battery", "h-wallbox": "charger"}
+# (seconds, pv, grid, battery, ev) in W: export, then import while the battery discharges into the car
+PHASES = ((6, 5000.0, -2000.0, -1000.0, 0.0), (6, 1500.0, 1200.0, 800.0, 3000.0), (6, 3000.0, 400.0, 0.0, 2500.0))
+
+
+class House:
+    """Meter with import/export counters, PV and wallbox with lifetime totals, a battery without."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.power = {"pv": 0.0, "grid": 0.0, "battery": 0.0, "ev": 0.0}
+        self.counters = {"imp": 4_000_000.0, "exp": 2_000_000.0, "pv": 9_000_000.0, "ev": 700_000.0}
+        for device_id, kind in KINDS.items():
+            meta = m.DeviceMeta(device_id=device_id, kind=kind, source=SRC, protocol="simulated", name=device_id)
+            bus.publish(topics.device_meta(SRC, device_id), meta, retain=True)
+        self.task = asyncio.create_task(self.run())
+
+    async def run(self) -> None:
+        then = time.monotonic()
+        while True:
+            at, p = datetime.now(UTC), self.power
+            hours, then = (time.monotonic() - then) / 3600.0, time.monotonic()
+            self.counters["imp"] += max(p["grid"], 0.0) * hours
+            self.counters["exp"] += max(-p["grid"], 0.0) * hours
+            self.counters["pv"] += p["pv"] * hours
+            self.counters["ev"] += p["ev"] * hours
+            c = self.counters
+            for device_id, reading in (
+                    ("h-meter", m.MeterReading(device_id="h-meter", timestamp=at, power_w=p["grid"],
+                                               energy_import_wh=round(c["imp"], 3),
+                                               energy_export_wh=round(c["exp"], 3))),
+                    ("h-pv", m.InverterReading(device_id="h-pv", timestamp=at, power_w=p["pv"],
+                                               energy_total_wh=round(c["pv"], 3))),
+                    ("h-battery", m.BatteryReading(device_id="h-battery", timestamp=at, power_w=p["battery"],
+                                                   soc_pct=60.0)),
+                    ("h-wallbox", m.ChargerReading(device_id="h-wallbox", timestamp=at, power_w=p["ev"],
+                                                   energy_total_wh=round(c["ev"], 3)))):
+                self.bus.publish(topics.device_reading(SRC, device_id), reading)
+            await asyncio.sleep(0.2)
+
+
+def start_api(broker: Mosquitto, tmp_path: Path, start_service: Any, name: str, influx_url: str) -> HttpApi:
+    port = free_port()
+    config = tmp_path / f"{name}.toml"
+    config.write_text(API.format(port=port, history=tmp_path / name / "history.sqlite3", site=SITE,
+                                 url=influx_url, db=DB))
+    proc = start_service(MODULE, "--config", str(config), env=broker.env("http-api"))
+    wait_port(port, 30)
+    return HttpApi(port, proc)
+
+
+def day(api: HttpApi) -> dict[str, Any]:
+    status, doc, _ = api.call("GET", "/api/v1/history?range=day")
+    assert status == 200, doc
+    return dict(doc)
+
+
+async def test_influx_and_local_history_agree(private_broker: Mosquitto, influxdb: InfluxDB1, tmp_path: Path,
+                                              start_service: Any) -> None:
+    broker = private_broker
+    conf = write_config(tmp_path, "writer", url=influxdb.url, database=DB, create_database=True,
+                        instance="hist27", share_group="")
+    conf.write_text(conf.read_text() + SITE)
+    writer = start_service("wattbus_influx_writer", "--config", str(conf), env=writer_env(broker))
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: the local store answers
+    from_influx = start_api(broker, tmp_path, start_service, "api-influx", influxdb.url)
+    from_local = start_api(broker, tmp_path, start_service, "api-local", closed)
+    bus = await started_bus(broker, SRC)
+    watch = StatusWatch({"hist27"})
+    watch.attach(bus)
+    house = House(bus)
+    try:
+        # Both services take readings (zero power, counters still) before the test's energy flows.
+        await until(lambda: watch.counter("written", "hist27") > 0, 30, "the writer storing readings")
+        await until(lambda: json.dumps(from_local.call("GET", "/api/v1/site")[1]["flow"]["home_w"]) != "null",
+                    20, "the http-api's flow")
+        start = dict(house.counters)
+        for seconds, pv, grid, battery, ev in PHASES:
+            house.power.update(pv=pv, grid=grid, battery=battery, ev=ev)
+            await asyncio.sleep(seconds)
+        house.power.update(pv=0.0, grid=0.0, battery=0.0, ev=0.0)
+        await asyncio.sleep(1.5)
+        house.task.cancel()
+        received = watch.counter("received", "hist27")
+        await until(lambda: watch.counter("written", "hist27") >= received, 15, "the writer's backlog stored")
+        await asyncio.sleep(1.5)  # the last status heartbeat: written counts what influxd has
+
+        remote, local = day(from_influx), day(from_local)
+        assert remote["source"] == "influxdb" and remote["problem"] is None, remote.get("influx_problem")
+        assert local["source"] == "local" and "did not answer" in local["influx_problem"], local
+        assert closed.split("//")[1] in local["influx_problem"]
+        counted = {"pv_wh": start["pv"], "grid_import_wh": start["imp"], "grid_export_wh": start["exp"],
+                   "ev_wh": start["ev"]}
+        for name, before in counted.items():
+            key = {"pv_wh": "pv", "grid_import_wh": "imp", "grid_export_wh": "exp", "ev_wh": "ev"}[name]
+            counted[name] = house.counters[key] - before
+        lines = []
+        for name in ("pv_wh", "grid_import_wh", "grid_export_wh", "ev_wh", "battery_charge_wh",
+                     "battery_discharge_wh", "home_wh"):
+            a, b = remote["totals_wh"][name], local["totals_wh"][name]
+            lines.append(f"{name}: influx {a:.2f} local {b:.2f} devices {counted.get(name, float('nan')):.2f}")
+            assert b > 0.5, (name, local["totals_wh"])
+            # counters: the same readings' differences; power: integrated over 5 Hz readings
+            assert abs(a - b) <= max(0.02 * b, 0.2), lines
+            if name in counted:
+                assert abs(a - counted[name]) <= 0.2, lines
+        print("day totals, same readings: " + "; ".join(lines))
+        # The power curve: the same 5-minute slots, the same mean PV within a few percent.
+        rc, lc = remote["curve"], local["curve"]
+        assert rc["step_s"] == lc["step_s"] == 300
+        shared = sorted(set(rc["t"]) & set(lc["t"]))
+        assert shared, (rc["t"], lc["t"])
+        for t in shared:
+            a, b = rc["pv_w"][rc["t"].index(t)], lc["pv_w"][lc["t"].index(t)]
+            assert a is not None and b is not None and abs(a - b) <= max(0.1 * b, 50), (t, a, b)
+        for kind in ("week", "month", "year"):
+            status, doc, _ = from_influx.call("GET", f"/api/v1/history?range={kind}&date={remote['date']}")
+            assert status == 200 and doc["source"] == "influxdb", doc
+            assert abs(doc["totals_wh"]["pv_wh"] - remote["totals_wh"]["pv_wh"]) <= 0.2, (kind, doc["totals_wh"])
+    finally:
+        house.task.cancel()
+        await bus.stop()
+        writer.stop()
