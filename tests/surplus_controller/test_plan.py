@@ -118,6 +118,15 @@ def test_from_the_latest_start_the_plan_charges_at_the_power_needed_until_the_ta
     assert not planner.decide(at("0541"), settings(), VehicleView(79.5, 60_000), FULL_3P_16A).active  # no re-take
 
 
+def test_a_car_not_plugged_in_waits_and_the_plan_starts_afresh() -> None:
+    planner = Planner(cfg(vehicle="generic-bridge/tesla", vehicle_capacity_wh=60_000))
+    assert planner.decide(at("0630"), settings(), VehicleView(50.0), FULL_3P_16A).active
+    away = planner.decide(at("0631"), settings(), VehicleView(50.0), FULL_3P_16A, plugged=False)
+    assert not away.active and away.status == "plan: waiting for the car to be plugged in"
+    back = planner.decide(at("0640"), settings(), VehicleView(50.0), FULL_3P_16A)
+    assert back.active and back.start == at("0640")  # taken over anew, not from 06:30
+
+
 def test_the_cars_own_limit_caps_the_target() -> None:
     decision = Planner(cfg(vehicle="generic-bridge/tesla", vehicle_capacity_wh=60_000)).decide(
         at("0630"), settings(90), VehicleView(50.0, None, 70.0), FULL_3P_16A)

@@ -77,7 +77,9 @@ class Planner:
         self._took_over: tuple[datetime, datetime] | None = None  # (target time, when) while it charges
 
     def decide(self, now: datetime, settings: Settings, vehicle: VehicleView | None,
-               max_power_w: float) -> PlanDecision:
+               max_power_w: float, plugged: bool = True) -> PlanDecision:
+        """plugged: the charger does not report an empty socket (a car's SoC comes from its telematics
+        wherever it is parked; only a plugged-in car can follow the plan here)."""
         target, by, minimum = settings.plan_soc_pct, settings.plan_time, settings.plan_min_soc_pct
         if (target is None or by is None) and not minimum:
             self._took_over = None
@@ -87,6 +89,9 @@ class Planner:
             self._took_over = None
             why = "no SoC from vehicle" if self.cfg.vehicle else "no vehicle configured for this loadpoint"
             return PlanDecision(status=why)
+        if not plugged:
+            self._took_over = None
+            return PlanDecision(status="plan: waiting for the car to be plugged in")
         if minimum and soc < minimum:
             return PlanDecision(True, max_power_w, now, f"plan: charging at full power to the minimum {minimum} %")
         if target is None or by is None:

@@ -213,7 +213,7 @@ class Controller:
             lp.battery_room = room
             vehicle = self.vehicles.get(lp.cfg.vehicle or "")
             plan = self.planners[lp.cfg.id].decide(self.site.now_dt().astimezone(), lp.settings, vehicle,
-                                                   max_power_w(lp))
+                                                   max_power_w(lp), plugged=view.state != "idle")
             chosen = lp.settings
             if takes_over(plan, chosen.mode):  # the plan charges: as mode now, at the current it needs
                 lp.settings = as_now(chosen, plan_current_a(lp, plan.power_w, remaining))
