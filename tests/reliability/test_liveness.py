@@ -127,3 +127,29 @@ async def test_the_rule(private_broker: Mosquitto) -> None:
         live.stop()
         for bus in (bridge, house, consumer):
             await bus.stop()
+
+
+async def test_the_http_apis_service_view_hears_wills_beside_the_setup_store(private_broker: Mosquitto) -> None:
+    """The http-api's SiteState and its setup store both follow services' availability; one filter
+    subscribed twice by one client is one subscription at the broker, so each uses its own."""
+    from wattbus.counters import Counters
+    from wattbus.log import get_logger
+    from wattbus_http_api.setup_store import SERVICE_AVAILABILITY
+    from wattbus_http_api.state import SiteState
+
+    consumer = await started_bus(private_broker, "http-api", "lv2")
+    house = await started_bus(private_broker, "house-sim", "lv2")
+    state = SiteState(Counters(), get_logger("test"))
+    store_seen: list[bytes] = []
+    try:
+        state.subscribe(consumer)
+        consumer.subscribe(SERVICE_AVAILABILITY, bytes, lambda msg: store_seen.append(msg.payload))  # as setup_store
+        await subscriptions_active(consumer)
+        house.publish(topics.service_availability("house-sim", "lv2"), m.OFFLINE, retain=True)
+        await until(lambda: state.service_online("house-sim") is False and m.OFFLINE.encode() in store_seen, 10,
+                    "both handlers saw the will")
+    finally:
+        if state.liveness is not None:
+            state.liveness.stop()
+        await house.stop()
+        await consumer.stop()

@@ -95,7 +95,9 @@ class SiteState:
         bus.subscribe(topics.ALL_LOADPOINT_STATE, m.LoadpointState, self.on_loadpoint)
         bus.subscribe(f"{topics.PREFIX}/device/giv-bridge/+/native/runAll", bytes, self.on_run_all)
         bus.subscribe(topics.ALL_SERVICE_STATUS, m.ServiceStatus, self.on_service_status)
-        bus.subscribe(f"{topics.PREFIX}/service/+/+/availability", bytes, self.on_service_availability)
+        # `/#` matches the topic itself too: not the filter the setup page's store subscribes as well,
+        # which the broker would take as a replacement of this one (one subscription per filter).
+        bus.subscribe(f"{topics.PREFIX}/service/+/+/availability/#", bytes, self.on_service_availability)
 
     def record(self, topic: str) -> DeviceRecord:
         parsed = topics.parse(topic)
@@ -165,6 +167,8 @@ class SiteState:
         self.touch()
 
     def on_service_availability(self, msg: Message[bytes]) -> None:
+        if msg.topic.count("/") != 5:  # below the availability topic (`/#` matches those): not ours
+            return
         parsed = topics.parse(msg.topic)
         text = bytes(msg.payload).decode(errors="replace").strip()
         if text not in (m.ONLINE, m.OFFLINE):
