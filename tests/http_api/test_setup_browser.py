@@ -63,6 +63,7 @@ async def error_next_to(browser: Browser, ref: str, field: str) -> str:
 
 async def offered(browser: Browser, form: str) -> None:
     """Until the page offers this form: the page lists the forms the http-api held when load() ran."""
+    await wait_js(browser, "document.body?.dataset.loaded >= 1", "the setup page loaded")
     for _ in range(60):
         await browser.eval("load()")
         if await browser.eval(f"!!document.querySelector('#manual-protocol option[value=\"{form}\"]')"):
