@@ -70,8 +70,11 @@ class _Replica:
 
 class Liveness:
     def __init__(self, bus: Bus, on_change: Callable[[dict[str, Verdict]], None] = lambda _changed: None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.bus, self.on_change, self.clock = bus, on_change, clock
+                 clock: Callable[[], float] = time.monotonic,
+                 on_service: Callable[[Message[bytes]], None] | None = None) -> None:
+        """on_service: also called with each service availability message, for a consumer that follows
+        those too (its own subscription of the same filter would replace ours at the broker)."""
+        self.bus, self.on_change, self.clock, self.on_service = bus, on_change, clock, on_service
         self.replicas: dict[tuple[str, str], _Replica] = {}  # (source, instance)
         self.claims: dict[tuple[str, str], Claim] = {}  # (source, device id)
         self.available: dict[tuple[str, str], bool] = {}
@@ -216,6 +219,8 @@ class Liveness:
             replica.will_offline = False  # a renewal after the will: it is back
 
     def _on_will(self, key: tuple[str, str], msg: Message[bytes]) -> None:
+        if self.on_service is not None:
+            self.on_service(msg)
         replica = self.replicas.setdefault(key, _Replica())
         replica.will_offline = bytes(msg.payload).strip() == m.OFFLINE.encode()
         if replica.will_offline and replica.gone_at is None and replica.until > 0:

@@ -64,6 +64,14 @@ class Views:
         with urllib.request.urlopen(self.url + path, timeout=10) as resp:
             return json.loads(resp.read())
 
+    def summary(self) -> Any:
+        """The web UI's first event: the summary its device list is drawn from."""
+        with urllib.request.urlopen(self.url + "/api/v1/events", timeout=10) as resp:
+            for line in resp:
+                if line.startswith(b"data: "):
+                    return json.loads(line[len(b"data: "):])
+        raise AssertionError("the event stream ended without a summary")
+
     async def api(self) -> tuple[bool | None, str | None, list[str]]:
         devices, site = await asyncio.gather(asyncio.to_thread(self.get, "/api/v1/devices"),
                                              asyncio.to_thread(self.get, "/api/v1/site"))
@@ -116,6 +124,10 @@ async def test_a_dead_owners_devices_go_offline_for_every_consumer(
         hass_off = await views.until_hass(b"offline", paused, 4 * LEASE_S, "judged offline after SIGSTOP")
         reasons = (await views.api())[2]
         assert any(f"owner {SOURCE}/lv-a lease lapsed" in r for r in reasons), reasons
+        listed = next(d for d in (await asyncio.to_thread(views.summary))["devices"] if d["ref"] == REF)
+        assert listed["status"] == "offline" and f"owner {SOURCE}/lv-a lease lapsed" in listed["error"], listed
+        devices = await asyncio.to_thread(views.get, "/api/v1/devices")
+        assert next(d for d in devices if d["ref"] == REF)["offline_reason"].startswith(f"owner {SOURCE}/lv-a")
         figures.append(f"SIGSTOP: offline in the API after {api_off - paused:.2f} s, for HA after "
                        f"{hass_off - paused:.2f} s (lease {LEASE_S} s)")
         assert max(api_off, hass_off) - paused <= 2 * LEASE_S
@@ -134,7 +146,8 @@ async def test_a_dead_owners_devices_go_offline_for_every_consumer(
         figures.append(f"SIGKILL: offline after {api_off - killed:.2f} s (API), {hass_off - killed:.2f} s (HA)")
         assert max(api_off, hass_off) - killed <= 2 * LEASE_S
         devices = await asyncio.to_thread(views.get, "/api/v1/devices")
-        assert next(d for d in devices if d["ref"] == REF)["online"] is False
+        listed = next(d for d in devices if d["ref"] == REF)
+        assert listed["online"] is False and "(its last will)" in listed["offline_reason"], listed  # not the lapse
 
         bridge = replica("lv-b")  # a new replica takes the device: online, claimed by it
         started = time.monotonic()

@@ -157,7 +157,8 @@ class Site:
                             "status": "error" if error else "offline" if rec.online is False
                             else "stale" if reading is None or down or silent(rec.reading_at, rec.interval_s, now)
                             else "online",
-                            "error": error_text(error) if error else None,
+                            # an offline device: why, as the page shows errors (its owner's lease lapsed)
+                            "error": error_text(error) if error else self.state.offline_reason(rec),
                             "age_s": None if age is None else round(age),
                             "power_w": power, **volumes})
         for ref, error in sorted(errors.items()):

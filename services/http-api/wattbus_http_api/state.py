@@ -87,7 +87,7 @@ class SiteState:
         bus.subscribe(topics.ALL_META, m.DeviceMeta, self.on_meta)
         # A device's availability as every consumer judges it (its owner's lease counts too): the
         # bridge's own topic stays `online` when its last replica is killed.
-        self.liveness = Liveness(bus, self.on_liveness)
+        self.liveness = Liveness(bus, self.on_liveness, on_service=self.on_service_availability)
         self.liveness.start()
         # QoS 0: this is a latest-value view (the next reading replaces a lost one within a poll),
         # and skipping a PUBACK per reading is a sixth of the stack's CPU on a small device.
@@ -95,9 +95,6 @@ class SiteState:
         bus.subscribe(topics.ALL_LOADPOINT_STATE, m.LoadpointState, self.on_loadpoint)
         bus.subscribe(f"{topics.PREFIX}/device/giv-bridge/+/native/runAll", bytes, self.on_run_all)
         bus.subscribe(topics.ALL_SERVICE_STATUS, m.ServiceStatus, self.on_service_status)
-        # `/#` matches the topic itself too: not the filter the setup page's store subscribes as well,
-        # which the broker would take as a replacement of this one (one subscription per filter).
-        bus.subscribe(f"{topics.PREFIX}/service/+/+/availability/#", bytes, self.on_service_availability)
 
     def record(self, topic: str) -> DeviceRecord:
         parsed = topics.parse(topic)
@@ -167,8 +164,8 @@ class SiteState:
         self.touch()
 
     def on_service_availability(self, msg: Message[bytes]) -> None:
-        if msg.topic.count("/") != 5:  # below the availability topic (`/#` matches those): not ours
-            return
+        """Each service's availability, handed on by the liveness view: the setup page's store
+        subscribes the same filter, and the broker keeps one subscription per filter and client."""
         parsed = topics.parse(msg.topic)
         text = bytes(msg.payload).decode(errors="replace").strip()
         if text not in (m.ONLINE, m.OFFLINE):
