@@ -54,7 +54,7 @@ Seconds = Annotated[float, Meta(ge=0, description="seconds")]
 Mode = Literal["off", "now", "minpv", "pv"]
 
 
-class Loadpoint(ConfigStruct, kw_only=True):
+class Loadpoint(ConfigStruct, kw_only=True, omit_defaults=True):
     """`[[site.loadpoints]]`: a charger the surplus-controller drives, and its circuit."""
 
     id: ItemId
@@ -78,7 +78,7 @@ class Loadpoint(ConfigStruct, kw_only=True):
                              f"breaker (breaker_a {self.breaker_a:g} A)")
 
 
-class Relay(ConfigStruct, kw_only=True):
+class Relay(ConfigStruct, kw_only=True, omit_defaults=True):
     """`[[site.relays]]`: a load the surplus-controller switches on a relay when there is surplus."""
 
     id: ItemId
@@ -93,7 +93,7 @@ class Relay(ConfigStruct, kw_only=True):
     max_temperature_c: Annotated[float, Meta(description="off at this reported temperature")] | None = None
 
 
-class SiteConfig(ConfigStruct, kw_only=True):
+class SiteConfig(ConfigStruct, kw_only=True, omit_defaults=True):
     """`[site]`: which devices make up the house. Empty = found by kind."""
 
     grid: Annotated[ReadingRef, Meta(description="the grid meter (one per site)")] | None = None

@@ -24,6 +24,9 @@ from tests.support.bus_helpers import started_bus, until
 from tests.support.servers import free_port, wait_port
 
 CONFIG = """
+[site]
+grid = "sunspec-bridge/fronius-18420047"
+
 [sunspec-bridge]
 poll_interval_s = 0.5
 status_interval_s = 1
@@ -32,7 +35,6 @@ host = "127.0.0.1"
 port = {port}
 
 [surplus-controller]
-grid_meter = "sunspec-bridge/fronius-18420047"
 state_file = "{tmp}/surplus.json"
 status_interval_s = 1
 

@@ -82,9 +82,8 @@ async def test_first_run_keeps_every_service_up(broker: Any, tmp_path: Path) -> 
         await until(lambda: availability.get("sunspec-bridge") == "online", 30, "bridge started after the fix")
         await until(lambda: not _errors(status, "sunspec-bridge"), 30, "the bridge's own status, without the refusal")
 
-        # A grid meter chosen: the controller restarts with it and is no longer "not configured".
-        config.write_text(config.read_text().replace(
-            "[surplus-controller]\n", '[surplus-controller]\ngrid_meter = "sunspec-bridge/fronius-1"\n'))
+        # A grid meter chosen in [site]: the controller restarts with it and is no longer "not configured".
+        config.write_text(config.read_text() + '\n[site]\ngrid = "sunspec-bridge/fronius-1"\n')
         result = await watcher.request(topics.service_command("surplus-controller", "main"),
                                        m.ReloadConfig(request_id="first-run"), timeout=20)
         assert result.status == "ok" and "changed" in result.message, result

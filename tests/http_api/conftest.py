@@ -21,7 +21,7 @@ DATA = Path(__file__).parent / "data"
 # The house's roles: the session broker also holds other tests' retained devices (giv-bridge, ...),
 # so automatic role detection would see several meters and inverters.
 HOUSE_ROLES = """
-[http-api.site]
+[site]
 grid = "house-sim/house-meter"
 pv = ["house-sim/house-pv"]
 battery = ["house-sim/house-battery"]
@@ -97,15 +97,16 @@ def giv_sim(tmp_path: Path) -> Iterator[SimulatorProcess]:
 
 
 CONTROLLER = """
-[surplus-controller]
-grid_meter = "house-sim/house-meter"
-battery = "house-sim/house-battery"
-state_file = "{state}"
-status_interval_s = 5
-[[surplus-controller.loadpoints]]
+[site]
+grid = "house-sim/house-meter"
+battery = ["house-sim/house-battery"]
+[[site.loadpoints]]
 id = "garage"
 charger = "house-sim/house-wallbox"
 mode = "pv"
+[surplus-controller]
+state_file = "{state}"
+status_interval_s = 5
 """
 
 

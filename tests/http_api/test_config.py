@@ -8,8 +8,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from wattbus.config import ConfigError, convert
-from wattbus_http_api.config import Config
+from wattbus.config import ConfigError, LoadedConfig, convert
+from wattbus_http_api.config import Config, resolve
 from wattbus_http_api.meterhub import check_source
 
 from tests.support.servers import ROOT
@@ -18,7 +18,11 @@ from tests.support.servers import ROOT
 def test_demo_fragment_decodes() -> None:
     data = tomllib.loads((ROOT / "services/http-api/embedded.toml").read_text())["http-api"]
     cfg = convert("http-api", data, Config, {})
-    assert cfg.ports == [8008, 6345] and cfg.site.grid == "goe-shelly-bridge/shelly-08f9e0e5a001-em"
+    assert cfg.ports == [8008, 6345] and "site" not in data  # the demo's roles are [site] (config/embedded.toml)
+    site = tomllib.loads((ROOT / "config/embedded.toml").read_text())["site"]
+    resolved = resolve(LoadedConfig({"http-api": data, "site": site}, None, {}), cfg)
+    assert resolved.site.grid == "goe-shelly-bridge/shelly-08f9e0e5a001-em"
+    assert resolved.site.charger_refs() == ["goe-shelly-bridge/goe-204571"]  # the loadpoint's charger
     assert not [p for k, s in cfg.mapping().items() if (p := check_source(k, s))]
 
 

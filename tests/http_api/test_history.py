@@ -34,7 +34,7 @@ trusted_networks = ["127.0.0.1/32"]
 history_file = "{history}"
 grid_price_per_kwh = {price}
 feed_in_per_kwh = {feed_in}
-[http-api.site]
+[site]
 grid = "house-sim/meter"
 pv = ["house-sim/pv"]
 battery = ["house-sim/battery"]

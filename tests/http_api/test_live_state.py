@@ -74,7 +74,7 @@ def live_stack(private_broker: Mosquitto, tmp_path: Path, start_service: Any) ->
             start_service("wattbus_sml_reader", "--config", str(sml), env=private_broker.env("sml-reader"))
         port = port or free_port()
         config.write_text(f'[http-api]\nports = [{port}]\ntrusted_networks = ["127.0.0.1/32"]\n'
-                          f'[http-api.site]\ngrid = "{GRID}"\npv = ["{PV}"]\n')
+                          f'[site]\ngrid = "{GRID}"\npv = ["{PV}"]\n')
         proc = start_service(MODULE, "--config", str(config), env=private_broker.env("http-api"))
         wait_port(port, 30)
         return HttpApi(port, proc)

@@ -95,6 +95,7 @@ async def test_roles_are_validated_and_written(house_file: tuple[Path, HttpApi],
         status, doc = role(api, "house-sim/house-meter", role="grid")
         assert status == 200, doc
         assert doc["applied"]["surplus-controller"]["status"] == "timeout"  # not running yet: saved for its start
+        assert doc["applied"]["site"] == {"status": "ok", "message": "applied now"}  # the flow: in place
         status, doc = role(api, "sml-reader/emh-sub", role="grid")
         assert (status, doc["where"]) == (400, "$.role") and "house-sim/house-meter is already the grid" in doc["error"]
         status, doc = role(api, "house-sim/house-wallbox", role="charger", min_current_a=5)
@@ -113,42 +114,44 @@ async def test_roles_are_validated_and_written(house_file: tuple[Path, HttpApi],
         text = path.read_text()
         assert "# my house" in text and "# the web UI" in text  # the person's comments stay
         data = tomllib.loads(text)
-        controller = data["surplus-controller"]
-        assert controller["grid_meter"] == "house-sim/house-meter"
-        assert controller["battery"] == "house-sim/house-battery"
-        assert controller["loadpoints"] == [{"id": "garage", "charger": "house-sim/house-wallbox", "mode": "pv",
-                                             "min_current_a": 6.0, "max_current_a": 16.0, "phases": 3}]
-        assert controller["relays"][0]["device"] == "house-sim/house-heater"
-        assert data["http-api"]["site"] == {"grid": "house-sim/house-meter", "pv": ["house-sim/house-pv"],
-                                            "battery": ["house-sim/house-battery"],
-                                            "chargers": ["house-sim/house-wallbox"]}
-        assert data["http-api"]["setup"]["breakers"] == {"garage": 20}
-        # A key set by hand survives a change in the wizard; the stored breaker still limits the maximum.
-        path.write_text(text.replace('phases = 3', 'phases = 3\nimport_allowance_wh = 80.0  # mine'))
+        # One [site] table says what is what; the controller's own keys stay in its section.
+        assert "surplus-controller" not in data  # nothing of the controller's own was set
+        assert "site" not in data["http-api"] and "breakers" not in data["http-api"]["setup"]
+        assert data["site"] == {"grid": "house-sim/house-meter", "pv": ["house-sim/house-pv"],
+                                "battery": ["house-sim/house-battery"],
+                                "loadpoints": [{"id": "garage", "charger": "house-sim/house-wallbox", "mode": "pv",
+                                                "min_current_a": 6.0, "max_current_a": 16.0, "phases": 3,
+                                                "breaker_a": 20.0}],
+                                "relays": [{"id": "house-heater", "device": "house-sim/house-heater",
+                                            "power_w": 2000.0, "priority": 2, "channel": 0}]}
+        # Keys set by hand survive a change in the wizard; the stored breaker still limits the maximum.
+        path.write_text(text.replace('phases = 3', 'phases = 3\npriority = 5  # mine') +
+                        '\n[surplus-controller.tuning.garage]\nimport_allowance_wh = 80.0  # mine too\n')
         # The breaker caps what the controller may offer: max current = min(charger max, breaker).
         status, doc = role(api, "house-sim/house-wallbox", role="charger", loadpoint_id="garage", max_current_a=25)
         assert status == 200 and "(20 A)" in doc["note"], doc
-        assert tomllib.loads(path.read_text())["surplus-controller"]["loadpoints"][0]["max_current_a"] == 20
-        lps = tomllib.loads(path.read_text())["surplus-controller"]
+        assert tomllib.loads(path.read_text())["site"]["loadpoints"][0]["max_current_a"] == 20
+        lps = tomllib.loads(path.read_text())["site"]
         lps["loadpoints"][0]["max_current_a"] = 24  # past the breaker through the section endpoint: refused
-        status, doc, _ = api.call("PUT", "/api/v1/setup/sections/surplus-controller", lps)
-        assert (status, doc["where"]) == (400, "$.loadpoints.0.max_current_a") and "breaker" in doc["error"]
+        status, doc, _ = api.call("PUT", "/api/v1/setup/sections/site", lps)
+        assert (status, doc["where"]) == (400, "$.loadpoints.0") and "breaker" in doc["error"], doc
         status, doc = role(api, "house-sim/house-wallbox", role="charger", loadpoint_id="garage", max_current_a=12,
                            max_phase_switches_per_hour=2, phases=3)
         assert status == 200, doc
-        loadpoint = tomllib.loads(path.read_text())["surplus-controller"]["loadpoints"][0]
-        assert loadpoint["import_allowance_wh"] == 80.0 and loadpoint["max_current_a"] == 12.0
-        assert loadpoint["max_phase_switches_per_hour"] == 2
-        assert "import_allowance_wh = 80.0  # mine" in path.read_text()
+        data = tomllib.loads(path.read_text())
+        loadpoint, tuning = data["site"]["loadpoints"][0], data["surplus-controller"]["tuning"]["garage"]
+        assert loadpoint["priority"] == 5 and loadpoint["max_current_a"] == 12.0
+        assert tuning == {"import_allowance_wh": 80.0, "max_phase_switches_per_hour": 2}
+        text = path.read_text()
+        assert "priority = 5  # mine" in text and "import_allowance_wh = 80.0  # mine too" in text
         status, doc = role(api, "house-sim/house-wallbox", role="charger", loadpoint_id="garage", enable_delay_s=-1)
-        assert (status, doc["where"]) == (400, "$.config.loadpoints.0.enable_delay_s"), doc
+        assert (status, doc["where"]) == (400, "$.config") and "tuning.garage.enable_delay_s" in doc["error"], doc
         roles = api.call("GET", "/api/v1/setup")[1]["roles"]
         assert roles["house-sim/house-wallbox"]["breaker_a"] == 20
         # The power flow follows the new roles without a restart.
         await until(lambda: api.call("GET", "/api/v1/site")[1]["flow"]["grid_w"] is not None, 20, "grid in the flow")
         status, doc = role(api, "sml-reader/emh-sub", role="grid", replace=True)
-        assert status == 200 and tomllib.loads(path.read_text())["surplus-controller"]["grid_meter"] == \
-            "sml-reader/emh-sub"
+        assert status == 200 and tomllib.loads(path.read_text())["site"]["grid"] == "sml-reader/emh-sub"
         status, doc, _ = api.call("GET", "/api/v1/setup")
         assert doc["roles"]["sml-reader/emh-sub"] == {"role": "grid"} and "house-sim/house-meter" not in doc["roles"]
     finally:
@@ -158,10 +161,12 @@ async def test_roles_are_validated_and_written(house_file: tuple[Path, HttpApi],
 async def test_sections_devices_and_bad_requests(house_file: tuple[Path, HttpApi], broker: Mosquitto,
                                                  tmp_path: Path, start_service: Any) -> None:
     path, api = house_file
-    status, doc, _ = api.call("PUT", "/api/v1/setup/sections/surplus-controller",
-                              {"grid_meter": "house-sim/house-meter", "loadpoints": [{"id": "x", "charger": "a/b",
-                                                                                      "min_current_a": 5}]})
+    status, doc, _ = api.call("PUT", "/api/v1/setup/sections/site",
+                              {"grid": "house-sim/house-meter", "loadpoints": [{"id": "x", "charger": "a/b",
+                                                                                "min_current_a": 5}]})
     assert status == 400 and doc["where"] == "$.loadpoints.0.min_current_a", doc
+    status, doc, _ = api.call("PUT", "/api/v1/setup/sections/site", {"loadpoints": [{"id": "x", "charger": "a b"}]})
+    assert status == 400 and doc["where"] == "$.loadpoints.0.charger" and "[site] loadpoints.0.charger" in doc["error"]
     status, doc, _ = api.call("PUT", "/api/v1/setup/sections/surplus-controller", [1])
     assert status == 400 and doc["where"] == "body"
     status, doc, _ = api.call("PUT", "/api/v1/setup/sections/toaster", {})
@@ -173,30 +178,22 @@ async def test_sections_devices_and_bad_requests(house_file: tuple[Path, HttpApi
     assert "surplus-controller" not in tomllib.loads(path.read_text())  # nothing invalid reached the file
 
     closed = free_port()
+    status, doc, _ = api.call("POST", "/api/v1/setup/devices", {"protocol": "sunspec", "host": "127.0.0.1",
+                                                                "port": closed})
+    assert status == 400 and doc["where"] == "$.host" and f"cannot reach 127.0.0.1:{closed}" in doc["error"]
+    status, doc, _ = api.call("POST", "/api/v1/setup/devices", {"protocol": "sml", "serial_port": "/dev/ttyNOPE9"})
+    assert status == 400 and doc["where"] == "$.serial_port"
     status, doc, _ = api.call("POST", "/api/v1/setup/devices", {"protocol": "zigbee", "host": "127.0.0.1"})
-    assert status == 400 and doc["where"] == "$.protocol" and "no running bridge offers 'zigbee'" in doc["error"]
-    status, doc, _ = api.call("POST", "/api/v1/setup/devices", {"protocol": "sml", "serial_port": "/etc/hostname"})
-    assert status == 400 and doc["where"] == "$.serial_port"  # a file is never a meter, whoever reads it
+    assert status == 400 and doc["where"] == "$.protocol"
     sim = SimulatorProcess(tmp_path / "sunspec.log", "sunspec")
     try:
-        # The bridge offers its form and reads the device before it is saved: no sunspec-bridge, no form.
+        # The bridge must read it before it is saved: without a running sunspec-bridge nobody answers.
         body = {"protocol": "sunspec", "host": "127.0.0.1", "port": sim.port, "unit_id": 1}
         status, doc, _ = api.call("POST", "/api/v1/setup/devices", body)
-        assert (status, doc["where"]) == (400, "$.protocol") and "no running bridge offers" in doc["error"], doc
+        assert (status, doc["where"]) == (400, "$.host") and "is sunspec-bridge running?" in doc["error"], doc
         assert "sunspec-bridge" not in tomllib.loads(path.read_text())
         bridge = start_service("wattbus_sunspec_bridge", "--config", str(path), env=broker.env("sunspec-bridge"))
         await until(lambda: api.call("POST", "/api/v1/setup/probe", body)[0] == 200, 40, "the bridge answering")
-        # Its form as it announced it: inputs typed from its config Struct (the unit id's bounds).
-        forms = {f["name"]: f for f in api.call("GET", "/api/v1/setup")[1]["forms"]}
-        unit = next(f for f in forms["sunspec"]["fields"] if f["key"] == "unit_id")
-        assert (forms["sunspec"]["bridge"], unit["min"], unit["max"], unit["default"]) == ("sunspec-bridge", 0, 255, 1)
-        refusals = [({"protocol": "sunspec", "host": "127.0.0.1", "port": closed}, "$.host", "cannot reach"),
-                    ({**body, "host": "127.0.0.1/latest/meta-data?"}, "$.host", "does not fit"),
-                    ({**body, "values": {"colour": "red"}}, "$.colour", "not a field of the SunSpec"),
-                    ({"protocol": "sunspec", "port": sim.port}, "$.host", "Host is needed")]
-        for ask, where, words in refusals:
-            status, doc, _ = api.call("POST", "/api/v1/setup/probe", ask)
-            assert (status, doc["where"]) == (400, where) and words in doc["error"], (ask, doc)
         status, doc, _ = api.call("POST", "/api/v1/setup/devices", body)
         assert status == 201 and doc["probe"]["status"] == "ok", doc
         assert {r["kind"] for r in doc["probe"]["readings"]} >= {"inverter"}
@@ -204,21 +201,12 @@ async def test_sections_devices_and_bad_requests(house_file: tuple[Path, HttpApi
         assert bridge.proc.returncode == RELOAD_EXIT_CODE
         assert tomllib.loads(path.read_text())["sunspec-bridge"]["devices"] == [
             {"host": "127.0.0.1", "port": sim.port, "unit_ids": [1]}]
-        # Stopped, the bridge stays known but offers nothing: the page says it is not running.
-        await until(lambda: "sunspec-bridge" in api.call("GET", "/api/v1/setup")[1]["not_running"], 20, "offline")
-        status, doc, _ = api.call("POST", "/api/v1/setup/probe", body)
-        assert (status, doc["where"]) == (400, "$.protocol") and "not running" in doc["error"], doc
-        # Running again (on its new section), it offers the form; the same device is already there.
-        start_service("wattbus_sunspec_bridge", "--config", str(path), env=broker.env("sunspec-bridge"))
-        await until(lambda: "already configured" in api.call("POST", "/api/v1/setup/devices",
-                                                             {**body, "save_anyway": True})[1]["error"], 30, "refused")
+        status, doc, _ = api.call("POST", "/api/v1/setup/devices", {"protocol": "sunspec", "host": "127.0.0.1",
+                                                                    "port": sim.port, "unit_id": 1})
+        assert status == 400 and "already configured" in doc["error"]
     finally:
         sim.stop()
 
-    # giv-bridge tells which protocol it adopts when it starts (its device list stays empty).
-    start_service("wattbus_giv_bridge", "--config", str(path), env=broker.env("giv-bridge"))
-    await until(lambda: any(f["name"] == "givenergy" for f in api.call("GET", "/api/v1/setup")[1]["forms"]), 30,
-                "giv-bridge's form")
     disco = await started_bus(broker, "discovery")
     try:
         for ann in (m.DeviceAnnouncement(device_id="sma-3004", protocol="sunspec", address="127.0.0.1", port=502,

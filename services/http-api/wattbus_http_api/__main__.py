@@ -7,9 +7,10 @@ import time
 
 from wattbus.config import ConfigError
 from wattbus.runner import Service, ServiceContext
+from wattbus.site import load_site
 
 from . import meterhub, server
-from .config import Config
+from .config import Config, resolve
 from .site import Site
 
 
@@ -17,6 +18,8 @@ async def run(ctx: ServiceContext[Config]) -> None:
     problems = [p for key, src in ctx.config.mapping().items() if (p := meterhub.check_source(key, src))]
     if problems:
         raise ConfigError("; ".join(problems))
+    for warning in load_site(ctx.loaded).warnings:
+        ctx.log.warning("old config layout", problem=warning)
     site = Site.build(ctx)
     site.state.subscribe(ctx.bus)
     site.setup.subscribe(ctx.bus)
@@ -42,7 +45,7 @@ async def run(ctx: ServiceContext[Config]) -> None:
 
 # People watch this one: back within seconds of the broker, not after the bridges' 60 s backoff.
 SERVICE = Service("http-api", Config, run, "MeterHub JSON, GivTCP REST, wattbus REST/OpenAPI and the web UI",
-                  reconnect_max_s=2.0)
+                  reconnect_max_s=2.0, resolve=resolve)
 
 
 def main() -> int:

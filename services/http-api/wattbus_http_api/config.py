@@ -1,4 +1,5 @@
-"""The `[http-api]` config section: listeners, write access, site roles and the MeterHub mapping."""
+"""The `[http-api]` config section: listeners, write access and the MeterHub mapping (the site's
+roles are `[site]`, wattbus.site)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,11 @@ from typing import Annotated, ClassVar
 
 import msgspec
 from msgspec import Meta, Struct
-from wattbus.config import ConfigError, ServiceCommon
+from wattbus.config import ConfigError, LoadedConfig, ServiceCommon
 from wattbus.influx import InfluxConnection
+from wattbus.site import SiteConfig, site_config
 
-# "<source>/<device_id>" optionally followed by ":<field>" (which reading field to use, default power_w)
-DeviceRef = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*/[A-Za-z0-9][A-Za-z0-9_.-]*(:[a-z_0-9]+)?$")]
 Port = Annotated[int, Meta(ge=1, le=65535)]
-
-
-class SiteRoles(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Which devices make up the power flow. Empty = found by kind when it is unambiguous."""
-
-    grid: DeviceRef | None = None  # default: the only meter on the bus without a parent
-    pv: list[DeviceRef] = []  # default: every inverter and gateway without a parent
-    battery: list[DeviceRef] = []  # default: every battery without a parent
-    chargers: list[DeviceRef] = []  # default: every charger
 
 
 class Source(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -64,7 +55,7 @@ class SetupConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
     enabled: bool = True  # false: the setup endpoints answer 403 (a read-only installation)
     reload_timeout_s: Annotated[float, Meta(gt=0, le=120)] = 10.0  # wait this long for a service's answer
     probe_timeout_s: Annotated[float, Meta(gt=0, le=30)] = 3.0  # connect check of a device added by hand
-    # circuit breaker per loadpoint id (A): the wizard refuses a max current above it
+    # The old place of each loadpoint's breaker (A), still read: it is `breaker_a` in [[site.loadpoints]] now.
     breakers: dict[str, Annotated[float, Meta(ge=6, le=125)]] = {}
 
 
@@ -107,7 +98,8 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     stale_after_s: Annotated[float, Meta(gt=0)] = 60.0  # older values show as null
     command_timeout_s: Annotated[float, Meta(gt=0, le=120)] = 15.0
     push_interval_s: Annotated[float, Meta(ge=0.05, le=5)] = 0.25  # at most this often per SSE client
-    site: SiteRoles = SiteRoles()
+    # The old place of the site's roles, still read (wattbus.site); at run time (resolve) what [site] says.
+    site: SiteConfig = msgspec.field(default_factory=SiteConfig)
     meterhub: dict[str, Source] = {}  # merged over DEFAULT_MAPPING; source = "" drops a default key
     # POST / may set these keys (MeterHub's publish_config): key -> seconds until the value expires
     publish: dict[str, Annotated[float, Meta(gt=0)]] = {}
@@ -151,3 +143,9 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     def mapping(self) -> dict[str, Source]:
         merged = {**DEFAULT_MAPPING, **self.meterhub}
         return {key: src for key, src in merged.items() if src.source}
+
+
+def resolve(loaded: LoadedConfig, cfg: Config) -> Config:
+    """The section with `site` = the roles `[site]` states (old places included): what the power flow
+    uses, and what `reload_config` compares, so a [site] edited by hand is applied by a reload too."""
+    return msgspec.structs.replace(cfg, site=site_config(loaded))

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import msgspec
 from wattbus import messages as m
+from wattbus.site import SiteConfig
 
-from .config import SiteRoles
 from .state import DeviceRecord, SiteState
 
 SUMMED = ("power_w", "energy", "_wh")  # fields that add up over several devices
@@ -30,7 +30,7 @@ def _split(ref: str) -> tuple[str, str]:
 
 
 class Roles:
-    def __init__(self, state: SiteState, cfg: SiteRoles) -> None:
+    def __init__(self, state: SiteState, cfg: SiteConfig) -> None:
         self.state = state
         self.cfg = cfg
 
@@ -58,7 +58,7 @@ class Roles:
         return self._members(self.cfg.battery, ("battery",))
 
     def chargers(self) -> list[Member]:
-        return self._members(self.cfg.chargers, ("charger",))
+        return self._members(self.cfg.charger_refs(), ("charger",))
 
     def role(self, name: str) -> list[Member] | None:
         """A role by MeterHub-style name: grid, pv, pv1, battery, bat1, car, car1, ...; None = unknown."""

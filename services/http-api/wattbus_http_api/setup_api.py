@@ -16,8 +16,9 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-from wattbus.config import ConfigError
+from wattbus.config import ConfigError, ServiceCommon, load
 from wattbus.settings import Settings, env_overrides
+from wattbus.site import site_config
 
 from . import setup_guard
 from .config import Config
@@ -25,14 +26,13 @@ from .setup_fields import describe
 from .setup_roles import (
     CHARGER_KEYS,
     CONTROLLER,
+    SITE,
     TUNING,
     RoleBody,
     RoleError,
-    assign,
-    breaker_problem,
-    check_body,
     effective_max_a,
     roles_of,
+    write_role,
 )
 from .site import Site
 from .state import DeviceRecord
@@ -80,10 +80,12 @@ def _save(request: web.Request, settings: Settings) -> None:
 async def _apply(request: web.Request, section: str, config: Any) -> dict[str, Any]:
     """Tell the section's service; our own section is applied in place (roles) or by a deferred reload."""
     site = site_of(request)
+    if section == SITE:
+        return _apply_site(site)
     if section == SELF:
         new: Config = config
-        site.roles.cfg = new.site  # the power flow follows the new roles at once
-        site.ctx.config = msgspec.structs.replace(site.config, site=new.site, setup=new.setup)
+        _apply_site(site)  # an old [http-api.site] table may have changed
+        site.ctx.config = msgspec.structs.replace(site.config, setup=new.setup)
         other = msgspec.structs.replace(new, site=site.config.site, setup=site.config.setup)
         if other == site.config:
             return {"status": "ok", "message": "applied now"}
@@ -98,21 +100,40 @@ async def _apply(request: web.Request, section: str, config: Any) -> dict[str, A
     return msgspec.to_builtins(result)  # type: ignore[no-any-return]
 
 
+def _apply_site(site: Site) -> dict[str, Any]:
+    """The power flow follows the file's [site] (old places included, environment on top) at once."""
+    try:
+        roles = site_config(load(site.setup.config_file, os.environ))
+    except ConfigError as exc:
+        return {"status": "invalid", "message": str(exc)}
+    site.roles.cfg = roles
+    site.ctx.config = msgspec.structs.replace(site.config, site=roles)
+    return {"status": "ok", "message": "applied now"}
+
+
+def _roles(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Each device's role as the file states it ([site], or the old places while they are in use)."""
+    try:
+        return roles_of(msgspec.to_builtins(site_config(load(settings.path, {}))))
+    except ConfigError:  # the problem shows in the overview's problems; the roles as far as [site] goes
+        return roles_of(settings.section(SITE))
+
+
 # ------------------------------------------------------------------ overview and sections
 
 async def overview(request: web.Request) -> web.Response:
     settings = _settings(request)
     site = site_of(request)
-    controller, site_roles = settings.section(CONTROLLER), settings.section(SELF).get("site", {})
+    roles = _roles(settings)
     hidden = _hidden(settings)
     problems = {name: setup_guard.redact(text, hidden) for name, text in settings.check().items()}
     return json_response({"config_file": str(settings.path), "sections": settings.sections(),
                           "problems": problems, "services": settings.types.known,
                           # first run: no role anywhere yet (the UI opens on the setup page then)
-                          "first_run": not controller.get("grid_meter") and not any(site_roles.values()),
+                          "first_run": not roles,
                           "help": HELP, "fields": _fields(settings),
-                          **site.setup.forms.page(),  # "forms" of running bridges, "not_running" ones
-                          "roles": roles_of(controller, site_roles, _breakers(settings)),
+                          "protocols": sorted(site.setup.bridges),
+                          "roles": roles,
                           "overrides": {name: found for name in ("bus", *settings.types.known)
                                         if (found := settings.overrides(name))},
                           "devices": _devices(site, settings)})
@@ -138,7 +159,7 @@ def _fields(settings: Settings) -> dict[str, list[dict[str, Any]]]:
 async def get_section(request: web.Request) -> web.Response:
     settings = _settings(request)
     name = request.match_info["section"]
-    if name != "bus" and name not in settings.types.known:
+    if name not in ("bus", SITE) and name not in settings.types.known:
         raise reject(request, 404, f"no service {name!r} here; known: bus, {', '.join(settings.types.known)}", "path")
     values = settings.section(name)
     try:
@@ -170,9 +191,6 @@ async def put_section(request: web.Request) -> web.Response:
             body = setup_guard.prepare(name, body, settings.section(name))
         except setup_guard.GuardError as exc:
             raise reject(request, 403 if exc.where == "path" else 400, exc.message, exc.where) from None
-        problem = breaker_problem(body, _breakers(settings)) if name == CONTROLLER else None
-        if problem is not None:
-            raise reject(request, 400, str(problem), problem.where)
         try:
             config = settings.put_section(name, body)
         except ConfigError as exc:
@@ -185,11 +203,6 @@ async def put_section(request: web.Request) -> web.Response:
 
 
 # ------------------------------------------------------------------ devices
-
-def _breakers(settings: Settings) -> dict[str, Any]:
-    breakers: dict[str, Any] = settings.section(SELF).get("setup", {}).get("breakers", {})
-    return breakers
-
 
 def _ignored(settings: Settings, bridge: str) -> set[str]:
     return {str(d).strip().lower() for d in settings.section(bridge).get("deny", [])}
@@ -206,7 +219,7 @@ def _live(rec: DeviceRecord, now: float) -> dict[str, Any] | None:
 
 
 def _devices(site: Site, settings: Settings) -> dict[str, list[dict[str, Any]]]:
-    roles = roles_of(settings.section(CONTROLLER), settings.section(SELF).get("site", {}), _breakers(settings))
+    roles = _roles(settings)
     on_bus, now = [], time.monotonic()
     for rec in sorted(site.state.devices.values(), key=lambda r: r.ref):
         meta = rec.meta
@@ -219,11 +232,11 @@ def _devices(site: Site, settings: Settings) -> dict[str, list[dict[str, Any]]]:
     adopted = {rec.device_id for rec in site.state.devices.values()}
     found = []
     for ann in sorted(site.setup.discovered.devices.values(), key=lambda a: a.device_id):
-        owner = site.setup.forms.owner(ann.protocol)
-        names = {ann.device_id.lower(), (ann.serial or "").lower(), ann.address.lower()}
-        ignored = owner is not None and bool(names & _ignored(settings, owner.service))
-        found.append({**msgspec.to_builtins(ann), "bridge": owner.service if owner else None,
-                      "can_ignore": bool(owner and owner.deny),
+        spec = site.setup.bridges.get(ann.protocol)
+        ignored = spec is not None and bool(
+            {ann.device_id.lower(), (ann.serial or "").lower(), ann.address.lower()} & _ignored(settings, spec.bridge))
+        found.append({**msgspec.to_builtins(ann), "bridge": spec.bridge if spec else None,
+                      "can_ignore": bool(spec and spec.deny),
                       "state": "ignored" if ignored else "adopted" if ann.device_id in adopted else "found"})
     return {"on_bus": on_bus, "discovered": found}
 
@@ -238,31 +251,30 @@ async def adopt_or_ignore(request: web.Request) -> web.Response:
     ann = site.setup.discovered.devices.get(device_id)
     if ann is None:
         raise reject(request, 404, f"discovery has not announced {device_id!r}", "path")
-    owner = site.setup.forms.owner(ann.protocol)
-    if owner is None:  # bridges say which protocols they adopt when they start (BridgeForms)
-        raise reject(request, 409, f"no bridge has announced that it handles protocol {ann.protocol!r} "
-                                   "(start the bridge for it once)", "path")
+    spec = site.setup.bridges.get(ann.protocol)
+    if spec is None:
+        raise reject(request, 409, f"no bridge handles protocol {ann.protocol!r}", "path")
     async with site.setup.lock:
         settings = _settings(request)
-        section = settings.section(owner.service)
+        section = settings.section(spec.bridge)
         keys = {device_id.lower(), (ann.serial or "").lower(), ann.address.lower()} - {""}
         deny = [d for d in section.get("deny", []) if str(d).strip().lower() not in keys]
         if action == "ignore":
-            if not owner.deny:
-                raise reject(request, 409, f"{owner.service} has no deny list: it polls only the {ann.protocol} "
-                                           "devices its config names, so there is nothing to ignore", "path")
+            if not spec.deny:
+                raise reject(request, 409, f"{spec.bridge} has no deny list: it polls only the {ann.protocol} devices "
+                                           "its config names, so there is nothing to ignore", "path")
             deny.append(device_id)
         if deny:
             section["deny"] = deny
         else:
             section.pop("deny", None)
         try:
-            config = settings.put_section(owner.service, section)
+            config = settings.put_section(spec.bridge, section)
         except ConfigError as exc:
             raise _config_error(request, exc, settings) from None
         _save(request, settings)
     return json_response({"device_id": device_id, "state": "ignored" if action == "ignore" else "adopted",
-                          "bridge": owner.service, "applied": await _apply(request, owner.service, config)})
+                          "bridge": spec.bridge, "applied": await _apply(request, spec.bridge, config)})
 
 
 # ------------------------------------------------------------------ roles
@@ -276,29 +288,19 @@ async def set_role(request: web.Request) -> web.Response:
     body = convert(request, await read_json(request), RoleBody)
     async with site.setup.lock:
         settings = _settings(request)
-        controller, own = settings.section(CONTROLLER), settings.section(SELF)
-        site_roles = own.setdefault("site", {})
-        breakers = own.setdefault("setup", {}).setdefault("breakers", {})
-        stored = breakers.get(body.loadpoint_id or rec.device_id)
-        if body.role == "charger" and body.breaker_a is None and stored is not None:
-            body.breaker_a = stored  # the breaker given earlier still limits the maximum
         try:
-            check_body(body, rec.meta.kind, ref)
-            assign(controller, site_roles, breakers, ref, body)
+            changed = write_role(settings, ref, rec.meta.kind, body)  # [site], and the old places it replaces
         except RoleError as exc:
             raise reject(request, 400, str(exc), exc.where) from None
-        for empty in ("site", "setup"):
-            if own.get(empty) in ({}, {"breakers": {}}):
-                own.pop(empty)
-        try:
-            controller_config = settings.put_section(CONTROLLER, controller) if controller else None
-            own_config = settings.put_section(SELF, own)
         except ConfigError as exc:
             raise _config_error(request, exc, settings, "$.config") from None
         _save(request, settings)
-    applied = {SELF: await _apply(request, SELF, own_config)}
-    if controller_config is not None:
-        applied[CONTROLLER] = await _apply(request, CONTROLLER, controller_config)
+    applied = {name: await _apply(request, name, config) for name, config in changed.items() if name != SITE}
+    applied[SITE] = await _apply(request, SITE, changed[SITE])
+    if CONTROLLER in settings.types.known:  # it regulates on [site]: a reload picks the roles up
+        instance = msgspec.structs.replace(ServiceCommon(), **{k: v for k, v in settings.section(CONTROLLER).items()
+                                                               if k == "instance"})
+        applied[CONTROLLER] = await _apply(request, CONTROLLER, instance)
     answer: dict[str, Any] = {"ref": ref, "role": body.role, "saved": str(settings.path), "applied": applied}
     if body.role == "charger" and effective_max_a(body) < body.max_current_a:
         answer["note"] = (f"max_current_a {body.max_current_a:g} A is above the circuit breaker "

@@ -1,13 +1,21 @@
-"""Device roles (grid meter, PV, battery, loadpoint charger, surplus relay) written into the sections
-that use them: `[surplus-controller]` (grid_meter, battery, loadpoints, relays) and `[http-api.site]`
-(the power flow). Pure functions on the sections' plain data; the services' Structs validate after."""
+"""Device roles (grid meter, PV, battery, loadpoint charger, surplus relay) written into `[site]`
+(wattbus.site), the one table http-api's power flow, the surplus-controller and the influx-writer
+read; the controller's tuning a person sets in the wizard goes to `[surplus-controller.tuning.<id>]`.
+The old places (`[http-api.site]`, `[http-api.setup.breakers]`, the controller's grid_meter,
+battery, loadpoints, relays) are moved into `[site]` on the first role change. Pure functions on the
+sections' plain data; the Structs validate after."""
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import Meta, Struct
 from wattbus import messages as m
+from wattbus.config import LoadedConfig
+from wattbus.settings import Settings
+from wattbus.site import LOADPOINT_KEYS, load_site
 
 Role = Literal["grid", "pv", "battery", "charger", "relay", "none"]
 ItemId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
@@ -18,6 +26,9 @@ ROLE_KINDS: dict[str, tuple[str, ...]] = {
     "charger": ("charger",), "relay": ("relay",), "none": (),
 }
 CONTROLLER = "surplus-controller"
+HTTP_API = "http-api"
+SITE = "site"
+OLD_CONTROLLER_KEYS = ("grid_meter", "battery", "loadpoints", "relays")
 TUNING = ("enable_threshold_w", "enable_delay_s", "disable_delay_s", "max_phase_switches_per_hour")
 # what the wizard's loadpoint step asks, in this order
 CHARGER_KEYS = ("loadpoint_id", "mode", "min_current_a", "max_current_a", "phases", "breaker_a", *TUNING)
@@ -69,107 +80,135 @@ def check_body(body: RoleBody, kind: str | None, ref: str) -> None:
         raise RoleError("a surplus relay needs power_w: what the load draws when on", "$.power_w")
 
 
-def effective_max_a(body: RoleBody) -> float:
-    """What the controller may offer: the charger's maximum, capped by the circuit breaker. The
-    controller reads only `max_current_a` (it has no breaker key), so the cap is written there."""
-    if body.breaker_a is None:
-        return body.max_current_a
-    return min(body.max_current_a, body.breaker_a)
+def effective_max_a(body: RoleBody, breaker_a: float | None = None) -> float:
+    """What the controller may offer: the charger's maximum, capped by the circuit breaker (written
+    as max_current_a, so the loadpoint never names a maximum above its breaker_a)."""
+    breaker = body.breaker_a if breaker_a is None else breaker_a
+    return body.max_current_a if breaker is None else min(body.max_current_a, breaker)
 
 
-def breaker_problem(controller: dict[str, Any], breakers: dict[str, Any]) -> RoleError | None:
-    """A loadpoint set (by hand or REST) to more than the breaker the wizard knows for its circuit."""
-    for index, lp in enumerate(controller.get("loadpoints", [])):
-        limit, wanted = breakers.get(str(lp.get("id"))), lp.get("max_current_a", 16.0)
-        if isinstance(limit, int | float) and isinstance(wanted, int | float) and wanted > limit:
-            return RoleError(f"loadpoint {lp.get('id')}: max_current_a {wanted:g} A is above its circuit breaker "
-                             f"({limit:g} A, [http-api.setup.breakers])", f"$.loadpoints.{index}.max_current_a")
-    return None
+def migrate(sections: dict[str, dict[str, Any]], site_section: dict[str, Any]) -> dict[str, Any]:
+    """The site as the file states it (old places included) as [site] data, and the old keys taken
+    out of `sections` (changed in place; old loadpoint tuning moves to the controller's tuning table).
+    A ConfigError (wattbus.site) names a bad or contradicting key."""
+    present = {**{k: v for k, v in sections.items() if v}, **({SITE: site_section} if site_section else {})}
+    loaded = LoadedConfig(present, None, {})  # the file alone: the environment is not written into it
+    found = load_site(loaded)
+    # Only when old places are in use is [site] rewritten from the merge (its keys as written otherwise).
+    site: dict[str, Any] = msgspec.to_builtins(found.site) if found.warnings else copy.deepcopy(site_section)
+    controller, own = sections.get(CONTROLLER, {}), sections.get(HTTP_API, {})
+    tuning = controller.setdefault("tuning", {})
+    for lp in controller.get("loadpoints", []):
+        tuned = {k: v for k, v in lp.items() if k not in LOADPOINT_KEYS}
+        if tuned and lp.get("id") not in tuning:
+            tuning[str(lp.get("id"))] = tuned
+    for key in OLD_CONTROLLER_KEYS:
+        controller.pop(key, None)
+    if not tuning:
+        controller.pop("tuning")
+    own.pop("site", None)
+    own.get("setup", {}).pop("breakers", None)
+    if own.get("setup") == {}:
+        own.pop("setup")
+    return site
 
 
-def unassign(controller: dict[str, Any], site: dict[str, Any], ref: str) -> None:
+def unassign(site: dict[str, Any], tuning: dict[str, Any], ref: str) -> None:
     """Take ref out of every role (a device has one role)."""
-    if controller.get("grid_meter") == ref:
-        controller.pop("grid_meter")
-    if controller.get("battery") == ref:
-        controller.pop("battery")
-    controller["loadpoints"] = [lp for lp in controller.get("loadpoints", []) if lp.get("charger") != ref]
-    controller["relays"] = [r for r in controller.get("relays", []) if r.get("device") != ref]
-    if site.get("grid") == ref:
+    if site.get("grid") and site["grid"].split(":", 1)[0] == ref:
         site.pop("grid")
     for key in ("pv", "battery", "chargers"):
         site[key] = [r for r in site.get(key, []) if r.split(":", 1)[0] != ref]
-    for key in ("loadpoints", "relays", "pv", "battery", "chargers"):
-        container = controller if key in ("loadpoints", "relays") else site
-        if not container.get(key):
-            container.pop(key, None)
+    site["loadpoints"] = [lp for lp in site.get("loadpoints", []) if lp.get("charger") != ref]
+    site["relays"] = [r for r in site.get("relays", []) if r.get("device") != ref]
+    for key in ("pv", "battery", "chargers", "loadpoints", "relays"):
+        if not site.get(key):
+            site.pop(key, None)
+    kept = {lp.get("id") for lp in site.get("loadpoints", [])}
+    for lp_id in [k for k in tuning if k not in kept]:
+        tuning.pop(lp_id)
 
 
-def assign(controller: dict[str, Any], site: dict[str, Any], breakers: dict[str, Any], ref: str,
-           body: RoleBody) -> None:
-    """Write the role into the sections' data (which are changed in place)."""
-    grid = controller.get("grid_meter") or site.get("grid")
+def assign(site: dict[str, Any], tuning: dict[str, Any], ref: str, body: RoleBody) -> None:
+    """Write the role into [site] (and wizard tuning into the controller's table); changed in place."""
+    grid = site.get("grid", "").split(":", 1)[0]
     if body.role == "grid" and grid and grid != ref:
         if not body.replace:
             raise RoleError(f"{grid} is already the grid meter (one per site); to use this meter instead, "
                             "send replace: true", "$.role")
-        unassign(controller, site, grid)
-    if grid == ref and body.role != "grid" and controller:
+        unassign(site, tuning, grid)
+    if grid == ref and body.role != "grid" and (site.get("loadpoints") or site.get("relays")):
         raise RoleError(f"{ref} is the grid meter the controller regulates on; make another meter the grid "
                         "meter first (role grid, replace true)", "$.role")
-    previous_loadpoints = list(controller.get("loadpoints", []))
-    unassign(controller, site, ref)
+    previous = {lp.get("id"): lp for lp in site.get("loadpoints", [])}
+    by_charger = {lp.get("charger"): lp for lp in site.get("loadpoints", [])}
+    previous_tuning = dict(tuning)
+    unassign(site, tuning, ref)
     device_id = ref.split("/", 1)[1]
-    if body.role in ("battery", "charger", "relay") and not grid:
+    if body.role in ("battery", "charger", "relay") and not site.get("grid"):
         raise RoleError("choose the grid meter first: the controller regulates on it", "$.role")
     if body.role == "grid":
-        controller["grid_meter"] = site["grid"] = ref
-    elif body.role == "pv":
-        site.setdefault("pv", []).append(ref)
-    elif body.role == "battery":
-        controller.setdefault("battery", ref)  # the controller follows one battery, the flow shows all
-        site.setdefault("battery", []).append(ref)
+        site["grid"] = ref
+    elif body.role in ("pv", "battery"):
+        site.setdefault(body.role, []).append(ref)  # the controller follows the first battery
     elif body.role == "charger":
         lp_id = body.loadpoint_id or device_id
-        # Keys the wizard does not show (set by hand: import_allowance_wh, settle_s, ...) stay as they were.
-        kept: dict[str, Any] = next(
-            (lp for lp in previous_loadpoints if lp.get("id") == lp_id or lp.get("charger") == ref), {})
-        loadpoints = [lp for lp in controller.get("loadpoints", []) if lp.get("id") != lp_id]
-        tuning = {key: getattr(body, key) for key in TUNING if getattr(body, key) is not None}
-        loadpoints.append({**kept, "id": lp_id, "charger": ref, "mode": body.mode,
-                           "min_current_a": body.min_current_a, "max_current_a": effective_max_a(body),
-                           "phases": body.phases, **tuning})
-        controller["loadpoints"] = loadpoints
-        site.setdefault("chargers", []).append(ref)
-        if body.breaker_a is not None:
-            breakers[lp_id] = body.breaker_a
+        # Keys the wizard does not show (priority, voltage_v, ...) stay as they were.
+        kept: dict[str, Any] = previous.get(lp_id) or by_charger.get(ref) or {}
+        loadpoints = [lp for lp in site.get("loadpoints", []) if lp.get("id") != lp_id]
+        breaker = body.breaker_a if body.breaker_a is not None else kept.get("breaker_a")
+        entry = {**kept, "id": lp_id, "charger": ref, "mode": body.mode, "min_current_a": body.min_current_a,
+                 "max_current_a": effective_max_a(body, breaker), "phases": body.phases}
+        if breaker is not None:
+            entry["breaker_a"] = breaker
+        site["loadpoints"] = [*loadpoints, entry]
+        given = {key: getattr(body, key) for key in TUNING if getattr(body, key) is not None}
+        old_id = str(kept.get("id", lp_id))
+        merged = {**previous_tuning.get(old_id, {}), **given}
+        if merged:
+            tuning[lp_id] = merged
     elif body.role == "relay":
         relay_id = body.relay_id or device_id
-        relays = [r for r in controller.get("relays", []) if r.get("id") != relay_id]
+        relays = [r for r in site.get("relays", []) if r.get("id") != relay_id]
         relays.append({"id": relay_id, "device": ref, "power_w": body.power_w, "priority": body.priority,
                        "channel": body.channel})
-        controller["relays"] = relays
+        site["relays"] = relays
 
 
-def roles_of(controller: dict[str, Any], site: dict[str, Any],
-             breakers: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """ref -> {"role": ..., details} as the sections say now (hand edits included)."""
+def roles_of(site: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """ref -> {"role": ..., details} as [site] says now (hand edits included)."""
     out: dict[str, dict[str, Any]] = {}
-    for ref in site.get("pv", []):
-        out[ref.split(":", 1)[0]] = {"role": "pv"}
-    for ref in site.get("battery", []):
-        out[ref.split(":", 1)[0]] = {"role": "battery"}
-    for ref in site.get("chargers", []):
-        out[ref.split(":", 1)[0]] = {"role": "charger"}
-    if controller.get("battery"):
-        out[controller["battery"]] = {"role": "battery"}
-    for lp in controller.get("loadpoints", []):
+    for key, role in (("pv", "pv"), ("battery", "battery"), ("chargers", "charger")):
+        for ref in site.get(key, []):
+            out[ref.split(":", 1)[0]] = {"role": role}
+    for lp in site.get("loadpoints", []):
         out[lp["charger"]] = {"role": "charger", **{k: v for k, v in lp.items() if k != "charger"}}
-        if breakers and lp.get("id") in breakers:
-            out[lp["charger"]]["breaker_a"] = breakers[lp["id"]]
-    for relay in controller.get("relays", []):
+    for relay in site.get("relays", []):
         out[relay["device"]] = {"role": "relay", **{k: v for k, v in relay.items() if k != "device"}}
-    grid = controller.get("grid_meter") or site.get("grid")
-    if grid:
-        out[grid.split(":", 1)[0]] = {"role": "grid"}
+    if site.get("grid"):
+        out[site["grid"].split(":", 1)[0]] = {"role": "grid"}
+    return out
+
+
+def write_role(settings: Settings, ref: str, kind: str | None, body: RoleBody) -> dict[str, Any]:
+    """Check one role and write it into the settings (the caller saves the file): the sections
+    changed, name -> validated config, [site] first. RoleError or ConfigError name what is wrong."""
+    sections = {name: settings.section(name) for name in (CONTROLLER, HTTP_API)}
+    before = copy.deepcopy(sections)
+    site = migrate(sections, settings.section(SITE))
+    lp_id = body.loadpoint_id or ref.split("/", 1)[1]
+    stored = next((lp.get("breaker_a") for lp in site.get("loadpoints", [])
+                   if lp.get("id") == lp_id or lp.get("charger") == ref), None)
+    if body.role == "charger" and body.breaker_a is None and stored is not None:
+        body.breaker_a = stored  # the breaker given earlier still limits the maximum
+    check_body(body, kind, ref)
+    controller = sections[CONTROLLER]
+    tuning = controller.setdefault("tuning", {})
+    assign(site, tuning, ref, body)
+    if not tuning:
+        controller.pop("tuning")
+    out = {SITE: settings.put_section(SITE, site)}
+    for name, data in sections.items():
+        if data != before[name]:
+            out[name] = settings.put_section(name, data)
     return out
