@@ -137,3 +137,15 @@ def test_other_mistakes_are_named(tmp_path: Path) -> None:
     with pytest.raises(TemplateError) as err:
         Template("line one\n  {{ 1bad }}")
     assert (err.value.line, err.value.column) == (2, 3)
+
+
+def test_a_rule_for_vehicles_reads_their_soc(tmp_path: Path) -> None:
+    """Rules take every kind of the contract (a vehicle's SoC to a home automation topic, issue 27)."""
+    path = tmp_path / "car.toml"
+    path.write_text('[[rule]]\nname = "car"\nkinds = ["vehicle"]\n[rule.mqtt]\ntopic = "integrations/car/soc"\n'
+                    'payload = "{{soc_pct}}"\n')
+    assert [r.spec.kinds for r in load_rules([str(path)], ["integrations/"])] == [["vehicle"]]
+    path.write_text('[[rule]]\nname = "car"\nkinds = ["bicycle"]\n[rule.mqtt]\ntopic = "integrations/x"\n'
+                    'payload = "1"\n')
+    with pytest.raises(ConfigError, match=r"Invalid enum value .bicycle. - at `\$.rule\[0\].kinds\[0\]`"):
+        load_rules([str(path)], ["integrations/"])

@@ -24,6 +24,7 @@ from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, field
+from wattbus import messages as m
 from wattbus.config import ConfigError, ConfigStruct
 
 from . import model
@@ -54,7 +55,7 @@ class HttpTarget(ConfigStruct, kw_only=True):
 
 class RuleSpec(ConfigStruct, kw_only=True):
     name: str
-    kinds: list[Literal["meter", "inverter", "string", "battery", "charger", "relay", "gateway"]] = []
+    kinds: list[m.DeviceKind] = []  # the contract's kinds, vehicle included
     devices: list[str] = []
     each: Literal["reading", "field"] = "reading"
     fields: list[str] = []
