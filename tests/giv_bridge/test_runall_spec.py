@@ -13,7 +13,7 @@ POINTS = {"pv1_power_w", "pv2_power_w", "meter_type"}
 
 def load(body: str) -> runall.Document:
     return runall.load(f"[document]\nstatus = {{ text = \"online\" }}\n[battery]\n[sections.Power]\n{body}",
-                       "t.toml", POINTS, set(), {"capacity_kwh"}, {})
+                       "t.toml", POINTS, set(), {"capacity_kwh"})
 
 
 def test_the_shipped_document_loads_against_the_shipped_register_maps() -> None:
@@ -35,6 +35,7 @@ def test_rules_compute_in_dependency_order_whatever_the_file_order() -> None:
     ('X = "pv3_power_w"', r"Power|X: pv3_power_w is no point, figure or field"),
     ('X = "Y + 1"\nY = "X"', r"X -> Y -> X: a field depends on itself"),
     ('X = "__import__(1)"', r"X: only the functions"),
+    ('X = "min + 1"', r"X: min is no point, figure or field"),
     ('X = "pv1_power_w ** 2"', r"X: only \+ - \* / are allowed"),
     ('X = "pv1_power_w if 1 else 2"', r"X: IfExp is not allowed"),
     ('X = "\'a\'"', r"X: 'a' is not a number"),

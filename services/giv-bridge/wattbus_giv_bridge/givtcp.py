@@ -70,7 +70,7 @@ def _figures(plant: Plant, v: Mapping[str, Value], polled: datetime, timed: Mapp
 def document() -> runall.Document:
     """data/givtcp.toml, checked against the register maps and the figures (once per process)."""
     return runall.load(runall.shipped_text(), "data/givtcp.toml", set(regmap.load("inverter").points),
-                       set(regmap.load("battery").points), FIGURES, {})
+                       set(regmap.load("battery").points), FIGURES)
 
 
 def run_all(plant: Plant, raw: bool = False, timed: Mapping[str, int] | None = None) -> dict[str, Any]:

@@ -78,15 +78,14 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {"pos": _pos, "min": min, "max": max,
 class Document:
     """The checked rules, ready to fill a document from one poll's values."""
 
-    def __init__(self, spec: Spec, points: set[str], battery_points: set[str], figures: set[str],
-                 functions: Mapping[str, Callable[..., Any]], where: str) -> None:
-        self.spec, self.functions = spec, {**FUNCTIONS, **functions}
+    def __init__(self, spec: Spec, points: set[str], battery_points: set[str], figures: set[str], where: str) -> None:
+        self.spec = spec
         self.names = {table: _names(table, entries, where) for table, entries in spec.names.items()}
         self.trees: dict[str, ast.expr] = {}
-        main = {**spec.document, **{k: r for fields in spec.sections.values() for k, r in fields.items()}}
-        if len(main) != len(spec.document) + sum(len(f) for f in spec.sections.values()):
+        self.main = {**spec.document, **{k: r for fields in spec.sections.values() for k, r in fields.items()}}
+        if len(self.main) != len(spec.document) + sum(len(f) for f in spec.sections.values()):
             raise SpecError(f"{where}: a field name appears twice (rules refer to fields by name)")
-        self._check(main, points | figures, where)
+        self._check(self.main, points | figures, where)
         self._check(spec.battery, battery_points, f"{where} [battery]")
 
     def _check(self, rules: Mapping[str, str | Rule], known: set[str], where: str) -> None:
@@ -117,12 +116,13 @@ class Document:
         except SyntaxError as exc:
             raise SpecError(f"{where}: {key}: expr {expr!r} is not an expression ({exc.msg})") from None
         names: set[str] = set()
+        called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
-                if not isinstance(node.func, ast.Name) or node.func.id not in self.functions or node.keywords:
-                    raise SpecError(f"{where}: {key}: only the functions {', '.join(self.functions)} may be "
+                if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords:
+                    raise SpecError(f"{where}: {key}: only the functions {', '.join(FUNCTIONS)} may be "
                                     "called (positional arguments)")
-            elif isinstance(node, ast.Name) and node.id not in self.functions:
+            elif isinstance(node, ast.Name) and id(node) not in called:  # a function's own name is no value
                 names.add(node.id)
             elif isinstance(node, ast.BinOp) and type(node.op) not in BINARY:
                 raise SpecError(f"{where}: {key}: only + - * / are allowed in {expr!r}")
@@ -138,8 +138,7 @@ class Document:
     def fill(self, values: Mapping[str, Value], figures: Mapping[str, object], when: datetime,
              battery: list[tuple[str, Mapping[str, Value]]]) -> dict[str, Any]:
         """The document: the top level, the sections (nested by their paths), Battery_Details."""
-        main = {**self.spec.document, **{k: r for fields in self.spec.sections.values() for k, r in fields.items()}}
-        top = _Filler(self, main, {**values, **figures}, when)
+        top = _Filler(self, self.main, {**values, **figures}, when)
         doc: dict[str, Any] = {key: top.get(key) for key in self.spec.document}
         for path, fields in self.spec.sections.items():
             node = doc
@@ -203,7 +202,7 @@ class _Filler:
             case ast.BinOp(left=left, op=op, right=right):
                 return BINARY[type(op)](self._eval(left), self._eval(right))
             case ast.Call(func=ast.Name(id=name), args=args):
-                return self.document.functions[name](*(self._eval(a) for a in args))
+                return FUNCTIONS[name](*(self._eval(a) for a in args))
         raise SpecError(f"cannot evaluate {ast.dump(node)}")  # _parse lets nothing else through
 
 
@@ -237,8 +236,7 @@ def _rules(raw: object, where: str) -> dict[str, str | Rule]:
     return out
 
 
-def load(text: str, where: str, points: set[str], battery_points: set[str], figures: set[str],
-         functions: Mapping[str, Callable[..., Any]]) -> Document:
+def load(text: str, where: str, points: set[str], battery_points: set[str], figures: set[str]) -> Document:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -254,7 +252,7 @@ def load(text: str, where: str, points: set[str], battery_points: set[str], figu
                     names=msgspec.convert(raw.get("names", {}), dict[str, dict[str, str | int]]))
     except msgspec.ValidationError as exc:
         raise SpecError(f"{where} [names]: {exc}") from None
-    return Document(spec, points, battery_points, figures, functions, where)
+    return Document(spec, points, battery_points, figures, where)
 
 
 def shipped_text() -> str:
