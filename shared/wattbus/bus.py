@@ -60,6 +60,8 @@ class Bus:
         # retained topics published between socket open and CONNACK: those went out ahead of older ones
         self._overtaken: dict[str, None] = {}
         self._pending: dict[bytes, asyncio.Future[m.CommandResult]] = {}
+        # QoS 1 messages the broker has not acknowledged yet (mid -> topic): what stop() flushes
+        self._unacked: dict[int, str] = {}
         self._reply_topic: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._delivery = Dispatcher(self._subs, self.counters, self.log)
@@ -80,6 +82,7 @@ class Bus:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._delivery.on_message
+        client.on_publish = self._on_publish
         self._client = client
         self._driver = LoopDriver(client, config.host, config.port, config.keepalive_s,
                                   max(1.0, config.reconnect_min_s), max(1.0, config.reconnect_max_s), self.log,
@@ -111,16 +114,28 @@ class Bus:
         return True
 
     async def stop(self, final: list[tuple[str, bytes]] | None = None, timeout: float = 3.0) -> None:
-        """Publish the final retained messages (an explicit `offline`), wait for them, disconnect."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        if final and not self.connected:
+        """Publish the final retained messages (an explicit `offline`), wait until the broker has
+        acknowledged them and every QoS 1 message published before, then disconnect.
+
+        Waiting is bounded by `timeout`; what is still unacknowledged then is dropped and logged.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if (final or self._unacked) and not self.connected:
             # A service failing at once stops before it connected: its final status must still go out.
             await self.wait_connected(timeout)
-        infos = [self._client.publish(topic, payload, qos=1, retain=True) for topic, payload in final or []]
+        for topic, payload in final or []:
+            info = self._client.publish(topic, payload, qos=1, retain=True)
+            if info.rc != mqtt.MQTT_ERR_QUEUE_SIZE:
+                self._unacked[info.mid] = topic
         # The loop itself carries the PUBACKs now: wait by yielding to it, not by blocking a thread.
-        while (self.connected and not all(i.rc or i.is_published() for i in infos)
-               and asyncio.get_running_loop().time() < deadline):
+        while self._unacked and self.connected and loop.time() < deadline:
             await asyncio.sleep(0.01)
+        if self._unacked:
+            self.counters.inc("publish_dropped", len(self._unacked))
+            self.log.warning("stopping before the broker acknowledged every message, these are dropped",
+                             dropped=len(self._unacked), topics=sorted(set(self._unacked.values()))[:10],
+                             connected=self.connected, timeout_s=timeout)
         await self._driver.stop(timeout)
         self._delivery.stop()
 
@@ -172,7 +187,15 @@ class Bus:
             self.log.warning("publish queue full, message dropped", topic=topic)
             return False
         self.counters.inc("messages_out")
+        if qos:
+            self._unacked[info.mid] = topic
         return True
+
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: ReasonCode,
+                    _props: Properties | None) -> None:
+        # PUBACK of a QoS 1 message (paho keeps it queued and resends it across reconnects until then);
+        # also called once a QoS 0 message is written, whose mid is not in the dict.
+        self._unacked.pop(mid, None)
 
     @staticmethod
     def _send_subscribe(client: mqtt.Client, sub: Subscription) -> None:

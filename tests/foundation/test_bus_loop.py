@@ -4,9 +4,11 @@ handlers, handler failures, a broker restart, and no network thread of paho's ow
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from datetime import UTC, datetime
 
+import pytest
 from wattbus import messages as m
 from wattbus import topics
 from wattbus.bus import Bus, Message
@@ -136,7 +138,7 @@ async def test_a_retained_change_made_while_connecting_is_what_the_broker_keeps(
     assert bus._client.socket() is not None and not bus._client.is_connected(), "the connect window was missed"
     bus.publish(topic, b'{"n":2}', retain=True)  # socket open, CONNECT sent, no CONNACK yet
     assert await bus.wait_connected(10)
-    # Watched while the bus is still up (stop() waits for its final messages only): the retained
+    # Watched while the bus is still up: the retained
     # value and whatever follows it must end at the newest; before the fix it stayed at n=1.
     watcher = await started(broker, "test-admin", "window-watch")
     got: list[bytes] = []
@@ -144,3 +146,36 @@ async def test_a_retained_change_made_while_connecting_is_what_the_broker_keeps(
     await until(lambda: got[-1:] == [b'{"n":2}'], what="the newest status on the broker")
     await bus.stop()
     await watcher.stop(final=[(topic, b"")])
+
+
+async def test_a_clean_stop_delivers_what_was_published_just_before(broker: Mosquitto) -> None:
+    """stop() right after a burst of QoS 1 publishes: the broker acknowledged (and the reader got)
+    every one of them before the disconnect; the last readings of a stopping service used to be lost."""
+    reader = await started(broker, "test-admin", "flush")
+    writer = await started(broker, "sml-reader", "flush")
+    topic = topics.device_reading("sml-reader", "flush-1")
+    got: list[float] = []
+    reader.subscribe(topic, m.Reading, lambda msg: got.append(msg.payload.power_w or 0.0))
+    await subscriptions_active(reader)
+    count = 500  # more than max_inflight_messages (100): most of them are still in paho's queue
+    for n in range(count):
+        assert writer.publish(topic, reading(n))
+    await writer.stop()
+    await until(lambda: len(got) >= count, what=f"all {count} readings published before the stop")
+    assert got == [float(n) for n in range(count)]
+    await reader.stop()
+
+
+async def test_a_stop_that_runs_out_of_time_says_what_it_dropped(broker: Mosquitto,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    writer = await started(broker, "sml-reader", "flush-late")
+    topic = topics.device_reading("sml-reader", "flush-late-1")
+    for n in range(50):
+        writer.publish(topic, reading(n))
+    await writer.stop(timeout=0)  # no time at all: nothing can have been acknowledged yet
+    dropped = [r for r in caplog.records if "before the broker acknowledged" in r.getMessage()]
+    assert len(dropped) == 1
+    fields = dropped[0].__dict__["fields"]
+    assert fields["dropped"] == 50 and fields["topics"] == [topic]
+    assert writer.counters.get("publish_dropped") == 50
