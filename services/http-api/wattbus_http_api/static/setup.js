@@ -91,10 +91,10 @@ function foundRow(a) {
   return box;
 }
 
-async function loadController() {
+async function loadController(hasGrid) {
   const form = $("controller");
   const { ok, doc } = await call("GET", "/api/v1/setup/sections/surplus-controller");
-  if (!ok || !doc.values.grid_meter) return;
+  if (!ok || !hasGrid) return;  // the controller's settings once [site] has a grid meter
   const values = doc.values;
   form.replaceChildren();
   for (const f of fields["surplus-controller"] || []) {
@@ -148,7 +148,7 @@ async function load() {
   if (devices.length) $("bus-devices").replaceChildren(...devices.map(deviceRow));
   if (doc.devices.discovered.length) $("found-devices").replaceChildren(...doc.devices.discovered.map(foundRow));
   showForms(doc.forms || [], doc.not_running || []);
-  await loadController();
+  await loadController(Object.values(doc.roles || {}).some((r) => r.role === "grid"));
   document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
 }
 
