@@ -68,6 +68,8 @@ def test_a_filled_form_is_checked_against_its_fields() -> None:
     refusals = [({"port": 502}, "$.host", "Host is needed"),
                 ({"host": "192.0.2.1", "unit_id": 256}, "$.unit_id", "must be <= 255"),
                 ({"host": "192.0.2.1", "unit_id": 1.5}, "$.unit_id", "whole number"),
+                ({"host": "192.0.2.1", "unit_id": "nan"}, "$.unit_id", "a number is needed"),
+                ({"host": "192.0.2.1", "port": "80x"}, "$.port", "is not a number"),
                 ({"host": "192.0.2.1/admin?x=1"}, "$.host", "does not fit"),
                 ({"host": "user@192.0.2.1"}, "$.host", "does not fit"),
                 ({"host": "192.0.2.1", "url": "file:///etc/passwd"}, "$.url", "not a field")]

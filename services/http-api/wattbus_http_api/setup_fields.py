@@ -10,6 +10,7 @@ the same way (wattbus.bridge.form), so both share that code.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Iterable
@@ -48,7 +49,7 @@ def _number(f: m.FormField, value: Any) -> float | int:
             value = float(value)
         except ValueError:
             raise FormError(f"$.{f.key}", f"{f.label}: {value[:40]!r} is not a number") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise FormError(f"$.{f.key}", f"{f.label}: a number is needed")
     for bound, ok, words in ((f.min, operator.ge, ">="), (f.max, operator.le, "<="), (f.above, operator.gt, ">"),
                              (f.below, operator.lt, "<")):
