@@ -46,6 +46,13 @@ async def test_rest_loadpoint_and_commands(broker: Mosquitto, house: Any, http_a
                                  token=TOKEN)
     assert status == 200 and result["status"] == "ok"
     await until(lambda: api.call("GET", "/api/v1/loadpoints/garage")[1]["max_current_a"] == 10, 20, "new limits")
+    # A charge plan: taken, but this loadpoint names no vehicle, so the plan says it cannot work.
+    status, result, _ = api.call("PUT", "/api/v1/loadpoints/garage/plan", {"soc_pct": 80, "time": "0700"},
+                                 token=TOKEN)
+    assert status == 200 and result["status"] == "ok" and result["command"] == "set_loadpoint_plan", result
+    await until(lambda: api.call("GET", "/api/v1/loadpoints/garage")[1]["plan_status"]
+                == "no vehicle configured for this loadpoint", 20, "the plan's status on the bus")
+    assert api.call("PUT", "/api/v1/loadpoints/garage/plan", {})[0] == 401  # no token: as every write
 
     # Validation: clear 4xx naming the field; the bus never sees these.
     for method, path, body, code, where in (
@@ -80,6 +87,6 @@ async def test_rest_loadpoint_and_commands(broker: Mosquitto, house: Any, http_a
     assert any(lp["loadpoint_id"] == "garage" for lp in event["loadpoints"])
     openapi = api.call("GET", "/api/v1/openapi.json")[1]
     assert openapi["openapi"].startswith("3.1") and "/setChargeSlot1" in openapi["paths"]
-    assert "/api/v1/loadpoints/{loadpoint_id}/mode" in openapi["paths"]
+    assert {"/api/v1/loadpoints/{loadpoint_id}/mode", "/api/v1/loadpoints/{loadpoint_id}/plan"} <= set(openapi["paths"])
     energy = api.call("GET", "/api/v1/energy/today")[1]
     assert len(energy["series"]["pv_wh"]) == 96 and energy["totals_wh"]["pv_wh"] >= 0
