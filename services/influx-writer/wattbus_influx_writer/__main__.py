@@ -3,6 +3,8 @@
     wattbus-influx-writer              run the service ([influx-writer] section)
     wattbus-influx-writer encode FILE  print the line protocol for readings (JSON lines; `-` = stdin)
     wattbus-influx-writer spool        what waits in the spool and the dead-letter file
+    wattbus-influx-writer backfill-roles --since DAY [--until DAY] [--dry-run]
+                                       site_role points for data stored before role tags (backfill.py)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from wattbus import messages as m
 from wattbus.config import ConfigError, LoadedConfig
 from wattbus.runner import Service, ServiceContext, Subcommand
 
-from . import lineproto
+from . import backfill, lineproto
 from .config import Config
 from .drain import Peers, drain
 from .pipeline import Pipeline
@@ -146,7 +148,9 @@ def _spool(args: argparse.Namespace, loaded: LoadedConfig) -> int:
 
 SERVICE = Service(NAME, Config, run, "Every reading on the bus into InfluxDB (v1 /write or v2 API), without loss",
                   subcommands=(Subcommand("encode", "print the line protocol for readings", _encode_args, _encode),
-                               Subcommand("spool", "show the spool and the dead letters", _spool_args, _spool)))
+                               Subcommand("spool", "show the spool and the dead letters", _spool_args, _spool),
+                               Subcommand("backfill-roles", "write site_role points for data stored before role tags",
+                                          backfill.add_arguments, backfill.run)))
 
 
 def main() -> int:
