@@ -21,7 +21,7 @@ from pathlib import Path
 from wattbus import messages as m
 from wattbus import topics
 from wattbus.bus import Message
-from wattbus.settings import ServiceTypes, Settings
+from wattbus.settings import ConfigFile, ServiceTypes
 
 from tests.support.bus_helpers import started_bus, subscriptions_active, until
 from tests.support.servers import ROOT, Mosquitto, SimulatorProcess
@@ -39,19 +39,19 @@ def ms(values: list[float]) -> str:
 def file_figures(path: Path) -> list[tuple[str, str]]:
     start = time.perf_counter()
     types = ServiceTypes()
-    problems = Settings(path, types).check()
+    problems = ConfigFile(path, types).check()
     first = time.perf_counter() - start  # imports every service's config Struct once
     warm, change = [], []
     for i in range(20):
         t0 = time.perf_counter()
-        Settings(path, types).check()
+        ConfigFile(path, types).check()
         warm.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        settings = Settings(path, types)
+        settings = ConfigFile(path, types)
         settings.set_value("surplus-controller", "loadpoints.0.max_current_a", 10 + i % 6)
         settings.save()
         change.append(time.perf_counter() - t0)
-    sections = len(Settings(path, types).sections())
+    sections = len(ConfigFile(path, types).sections())
     return [(f"check {sections} sections, first (imports Structs)", f"{first * 1000:8.2f} ms"),
             (f"check {sections} sections, warm", ms(warm)), ("one key: read, validate, save", ms(change)),
             ("problems in the demo config", str(len(problems)))]

@@ -69,11 +69,11 @@ def config_command(args: argparse.Namespace) -> int:
     import tomlkit
 
     from .config import DEFAULT_PATHS, ConfigError
-    from .settings import Settings, parse_value
+    from .settings import ConfigFile, parse_value
 
     path = Path(args.path or os.environ.get("WATTBUS_CONFIG") or DEFAULT_PATHS[0])
     try:
-        settings = Settings(path)
+        settings = ConfigFile(path)
         if args.action == "get":
             print(tomlkit.dumps({args.section: settings.section(args.section)}), end="")
             overrides = settings.overrides(args.section)

@@ -91,7 +91,7 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
-class Settings:
+class ConfigFile:
     """One config file: read, validate, change (keeping the layout) and save atomically."""
 
     def __init__(self, path: Path, types: ServiceTypes | None = None) -> None:

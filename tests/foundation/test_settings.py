@@ -19,7 +19,7 @@ from wattbus.bus import Message
 from wattbus.cli import main as cli_main
 from wattbus.config import ConfigError
 from wattbus.runner import RELOAD_EXIT_CODE
-from wattbus.settings import ServiceTypes, Settings, installed_services, parse_value
+from wattbus.settings import ConfigFile, ServiceTypes, installed_services, parse_value
 
 from tests.support.bus_helpers import started_bus, until
 from tests.support.servers import Mosquitto
@@ -67,13 +67,13 @@ def test_every_installed_service_has_a_config_struct(name: str) -> None:
     assert issubclass(config_type, msgspec.Struct)
     demo = ROOT / "services" / name / "embedded.toml"
     if demo.exists():
-        settings = Settings(demo)
+        settings = ConfigFile(demo)
         settings.doc = tomlkit.parse(demo.read_text().replace("${WATTBUS_RUN}", "/tmp/run"))  # the launcher's job
         assert settings.check() == {}
 
 
 def test_change_keeps_comments_and_layout(house: Path) -> None:
-    settings = Settings(house)
+    settings = ConfigFile(house)
     assert settings.check() == {}
     section = settings.section("surplus-controller")
     section["loadpoints"][0]["max_current_a"] = 20
@@ -105,7 +105,7 @@ def test_change_keeps_comments_and_layout(house: Path) -> None:
 ])
 def test_invalid_values_are_refused_and_the_file_is_untouched(house: Path, section: str, key: str, value: Any,
                                                               expected: str) -> None:
-    settings = Settings(house)
+    settings = ConfigFile(house)
     with pytest.raises(ConfigError) as err:
         settings.set_value(section, key, value)
     assert expected in str(err.value)
@@ -118,11 +118,11 @@ def test_bad_files_and_unknown_sections(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[surplus-controller\ngrid_meter = 1\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        Settings(bad)
+        ConfigFile(bad)
     bad.write_bytes(b"[bus]\nhost = \"\xff\"\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
-        Settings(bad)
-    fresh = Settings(tmp_path / "new" / "wattbus.toml")  # first run: no file yet
+        ConfigFile(bad)
+    fresh = ConfigFile(tmp_path / "new" / "wattbus.toml")  # first run: no file yet
     assert fresh.sections() == []
     with pytest.raises(ConfigError, match="no service 'toaster' is installed"):
         fresh.put_section("toaster", {})
@@ -131,7 +131,7 @@ def test_bad_files_and_unknown_sections(tmp_path: Path) -> None:
     assert tomllib.loads(fresh.path.read_text()) == {"surplus-controller": {"grid_meter": "sml-reader/emh-1"}}
     problems = tmp_path / "problems.toml"
     problems.write_text("[surplus-controller]\nmode = 1\n")
-    assert "grid_meter" in Settings(problems).check()["surplus-controller"]
+    assert "grid_meter" in ConfigFile(problems).check()["surplus-controller"]
 
 
 def test_parse_value_reads_toml_or_text() -> None:

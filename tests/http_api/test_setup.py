@@ -16,7 +16,7 @@ from wattbus import messages as m
 from wattbus import topics
 from wattbus.embedded import write_broker
 from wattbus.runner import RELOAD_EXIT_CODE
-from wattbus.settings import Settings
+from wattbus.settings import ConfigFile
 
 from tests.http_api.conftest import HttpApi
 from tests.support.bus_helpers import started_bus, until
@@ -270,7 +270,7 @@ async def test_wizard_to_a_charging_loadpoint_and_a_live_change(house_file: tupl
                               {**api.call("GET", "/api/v1/setup/sections/surplus-controller")[1]["values"],
                                "state_file": str(tmp_path / "controller.json")})
     assert (status, doc["where"]) == (400, "$.state_file") and "file path" in doc["error"], doc
-    by_hand = Settings(path)
+    by_hand = ConfigFile(path)
     by_hand.set_value("surplus-controller", "state_file", str(tmp_path / "controller.json"))
     by_hand.save()
     status, doc, _ = api.call("GET", "/api/v1/setup/sections/surplus-controller")

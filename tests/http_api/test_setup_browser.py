@@ -12,7 +12,7 @@ from typing import Any
 
 from wattbus import messages as m
 from wattbus import topics
-from wattbus.settings import Settings
+from wattbus.settings import ConfigFile
 
 from tests.http_api.browser import Browser
 from tests.http_api.conftest import HttpApi
@@ -176,7 +176,7 @@ async def test_wizard_from_nothing_to_a_charging_loadpoint(house_file: tuple[Pat
 
         # Controller settings, each with its current value and a line on what it does. A path is not
         # settable over HTTP: the state file is written into the file by hand, the form shows it read-only.
-        by_hand = Settings(path)
+        by_hand = ConfigFile(path)
         by_hand.set_value("surplus-controller", "state_file", str(tmp_path / "controller.json"))
         by_hand.save()
         await browser.eval("load()")

@@ -16,7 +16,7 @@ from typing import Any
 from wattbus import messages as m
 from wattbus import topics
 from wattbus.bus import Message
-from wattbus.settings import Settings
+from wattbus.settings import ConfigFile
 
 from tests.http_api.browser import Browser
 from tests.http_api.conftest import HttpApi
@@ -50,7 +50,7 @@ async def shoot(browser: Browser, path: Path, width: int) -> None:
 async def test_wizard_first_run_to_a_running_loadpoint(house_file: tuple[Path, HttpApi], broker: Mosquitto,  # noqa: F811
                                                         start_service: Any, tmp_path: Path) -> None:
     path, api = house_file
-    by_hand = Settings(path)  # an empty controller section, but its state file in the test's dir
+    by_hand = ConfigFile(path)  # an empty controller section, but its state file in the test's dir
     by_hand.set_value("surplus-controller", "state_file", str(tmp_path / "controller.json"))
     by_hand.set_value("surplus-controller", "status_interval_s", 1)
     by_hand.save()

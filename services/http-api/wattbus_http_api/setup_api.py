@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from wattbus.config import ConfigError, ServiceCommon, load
-from wattbus.settings import Settings, env_overrides
+from wattbus.settings import ConfigFile, env_overrides
 from wattbus.site import site_config
 
 from . import setup_guard
@@ -45,7 +45,7 @@ LIVE_KEYS = ("power_w", "soc_pct", "water_m3", "gas_m3")
 _WHERE = re.compile(r"^config \[[^\]]+\] ([^\s=(]+)")
 
 
-def _settings(request: web.Request) -> Settings:
+def _settings(request: web.Request) -> ConfigFile:
     site = site_of(request)
     if not site.config.setup.enabled:
         raise reject(request, 403, "setup is switched off here ([http-api] setup.enabled = false)")
@@ -53,24 +53,24 @@ def _settings(request: web.Request) -> Settings:
         raise reject(request, 409, "this http-api was started without a config file: start it with --config or "
                                    "WATTBUS_CONFIG (or set [http-api] setup.config_file)")
     try:
-        return Settings(site.setup.config_file)
+        return ConfigFile(site.setup.config_file)
     except ConfigError as exc:
         raise reject(request, 409, str(exc), "file") from None
 
 
-def _hidden(settings: Settings) -> list[str]:
+def _hidden(settings: ConfigFile) -> list[str]:
     """Every secret value in the file: never part of an answer, not even inside an error message."""
     return list(setup_guard.secret_values({name: settings.section(name) for name in settings.sections()}))
 
 
-def _config_error(request: web.Request, exc: ConfigError, settings: Settings, prefix: str = "$",
+def _config_error(request: web.Request, exc: ConfigError, settings: ConfigFile, prefix: str = "$",
                   also_hide: list[str] | None = None) -> web.HTTPException:
     found = _WHERE.match(str(exc))
     where = f"{prefix}.{found.group(1)}" if found else prefix
     return reject(request, 400, setup_guard.redact(str(exc), [*_hidden(settings), *(also_hide or [])]), where)
 
 
-def _save(request: web.Request, settings: Settings) -> None:
+def _save(request: web.Request, settings: ConfigFile) -> None:
     try:
         settings.save()
     except ConfigError as exc:
@@ -111,7 +111,7 @@ def _apply_site(site: Site) -> dict[str, Any]:
     return {"status": "ok", "message": "applied now"}
 
 
-def _roles(settings: Settings) -> dict[str, dict[str, Any]]:
+def _roles(settings: ConfigFile) -> dict[str, dict[str, Any]]:
     """Each device's role as the file states it ([site], or the old places while they are in use)."""
     try:
         return roles_of(msgspec.to_builtins(site_config(load(settings.path, {}))))
@@ -139,7 +139,7 @@ async def overview(request: web.Request) -> web.Response:
                           "devices": _devices(site, settings)})
 
 
-def _fields(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+def _fields(settings: ConfigFile) -> dict[str, list[dict[str, Any]]]:
     """Typed inputs for the wizard: the controller's settings and a loadpoint's (the role body)."""
     words = HELP.get("loadpoint", {})
     fields = {"loadpoint": describe(RoleBody, words, CHARGER_KEYS),
@@ -204,7 +204,7 @@ async def put_section(request: web.Request) -> web.Response:
 
 # ------------------------------------------------------------------ devices
 
-def _ignored(settings: Settings, bridge: str) -> set[str]:
+def _ignored(settings: ConfigFile, bridge: str) -> set[str]:
     return {str(d).strip().lower() for d in settings.section(bridge).get("deny", [])}
 
 
@@ -218,7 +218,7 @@ def _live(rec: DeviceRecord, now: float) -> dict[str, Any] | None:
     return {**{k: v for k, v in values.items() if v is not None}, "age_s": round(age, 1) if age is not None else None}
 
 
-def _devices(site: Site, settings: Settings) -> dict[str, list[dict[str, Any]]]:
+def _devices(site: Site, settings: ConfigFile) -> dict[str, list[dict[str, Any]]]:
     roles = _roles(settings)
     on_bus, now = [], time.monotonic()
     for rec in sorted(site.state.devices.values(), key=lambda r: r.ref):

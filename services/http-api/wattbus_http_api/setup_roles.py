@@ -14,7 +14,7 @@ import msgspec
 from msgspec import Meta, Struct
 from wattbus import messages as m
 from wattbus.config import LoadedConfig
-from wattbus.settings import Settings
+from wattbus.settings import ConfigFile
 from wattbus.site import LOADPOINT_KEYS, load_site
 
 Role = Literal["grid", "pv", "battery", "charger", "relay", "none"]
@@ -190,7 +190,7 @@ def roles_of(site: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def write_role(settings: Settings, ref: str, kind: str | None, body: RoleBody) -> dict[str, Any]:
+def write_role(settings: ConfigFile, ref: str, kind: str | None, body: RoleBody) -> dict[str, Any]:
     """Check one role and write it into the settings (the caller saves the file): the sections
     changed, name -> validated config, [site] first. RoleError or ConfigError name what is wrong."""
     sections = {name: settings.section(name) for name in (CONTROLLER, HTTP_API)}
