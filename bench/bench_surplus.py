@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from wattbus_surplus_controller.config import Config  # noqa: E402
-from wattbus_surplus_controller.model import ChargerView, Setting, Settings  # noqa: E402
+from wattbus_surplus_controller.model import ChargerView, LoadpointChoices, Setting  # noqa: E402
 from wattbus_surplus_controller.site import Site  # noqa: E402
 from wattbus_surplus_controller.strategy import Loadpoint  # noqa: E402
 
@@ -44,7 +44,7 @@ class WattbusDriver:
         cfg = msgspec.convert(raw, Config)
         self.site = Site(cfg)
         lp_cfg = cfg.loadpoints[0]
-        self.lp = Loadpoint(lp_cfg, Settings("pv", lp_cfg.min_current_a, lp_cfg.max_current_a))
+        self.lp = Loadpoint(lp_cfg, LoadpointChoices("pv", lp_cfg.min_current_a, lp_cfg.max_current_a))
 
     def battery(self, now: float, power_w: float, soc: float) -> None:
         self.site.sim_now = now

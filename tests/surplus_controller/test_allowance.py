@@ -11,7 +11,7 @@ import pytest
 from wattbus_sim.house import House
 from wattbus_sim.house_bus import HouseBus
 from wattbus_surplus_controller.config import LoadpointConfig
-from wattbus_surplus_controller.model import ChargerView, Settings
+from wattbus_surplus_controller.model import ChargerView, LoadpointChoices
 from wattbus_surplus_controller.sky import SkyWatch
 from wattbus_surplus_controller.strategy import Loadpoint
 from wattbus_surplus_controller.window import ImportWindow
@@ -37,7 +37,7 @@ def test_import_window_books_and_forgets() -> None:
 def lp_3p(**cfg: object) -> Loadpoint:
     lp_cfg = LoadpointConfig(id="garage", charger="house-sim/house-wallbox", enable_delay_s=0, settle_s=0,
                              **cfg)  # type: ignore[arg-type]
-    return Loadpoint(lp_cfg, Settings("pv", lp_cfg.min_current_a, lp_cfg.max_current_a))
+    return Loadpoint(lp_cfg, LoadpointChoices("pv", lp_cfg.min_current_a, lp_cfg.max_current_a))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -11,13 +11,13 @@ import itertools
 from dataclasses import dataclass, field
 
 from wattbus_surplus_controller.config import LoadpointConfig
-from wattbus_surplus_controller.model import ChargerView, Settings
+from wattbus_surplus_controller.model import ChargerView, LoadpointChoices
 from wattbus_surplus_controller.strategy import Loadpoint
 
 
 def make(**cfg: object) -> Loadpoint:
     lp_cfg = LoadpointConfig(id="garage", charger="sim/wallbox", **cfg)  # type: ignore[arg-type]
-    return Loadpoint(lp_cfg, Settings("pv", lp_cfg.min_current_a, lp_cfg.max_current_a))
+    return Loadpoint(lp_cfg, LoadpointChoices("pv", lp_cfg.min_current_a, lp_cfg.max_current_a))
 
 
 @dataclass

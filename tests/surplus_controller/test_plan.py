@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from wattbus import messages as m
 from wattbus_surplus_controller.config import LoadpointConfig
-from wattbus_surplus_controller.model import Settings
+from wattbus_surplus_controller.model import LoadpointChoices
 from wattbus_surplus_controller.persist import StateFile
 from wattbus_surplus_controller.plan import (
     Planner,
@@ -35,8 +35,8 @@ def cfg(**extra: object) -> LoadpointConfig:
     return LoadpointConfig(id="garage", charger="house-sim/house-wallbox", **extra)  # type: ignore[arg-type]
 
 
-def settings(soc: int | None = 80, by: str | None = "0700", minimum: int | None = None, mode: str = "pv") -> Settings:
-    return Settings(mode, 6.0, 16.0, soc, by, minimum)  # type: ignore[arg-type]
+def settings(soc: int | None = 80, by: str | None = "0700", minimum: int | None = None, mode: str = "pv") -> LoadpointChoices:
+    return LoadpointChoices(mode, 6.0, 16.0, soc, by, minimum)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("soc", "target", "capacity", "efficiency", "wh"), [

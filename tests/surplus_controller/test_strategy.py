@@ -6,7 +6,7 @@ import random
 
 import pytest
 from wattbus_surplus_controller.config import LoadpointConfig
-from wattbus_surplus_controller.model import ChargerView, Settings
+from wattbus_surplus_controller.model import ChargerView, LoadpointChoices
 from wattbus_surplus_controller.strategy import Loadpoint
 
 CAR = ChargerView(power_w=0.0, state="waiting")
@@ -14,7 +14,7 @@ CAR = ChargerView(power_w=0.0, state="waiting")
 
 def make(mode: str = "pv", **cfg: object) -> Loadpoint:
     lp_cfg = LoadpointConfig(id="garage", charger="house-sim/house-wallbox", **cfg)  # type: ignore[arg-type]
-    return Loadpoint(lp_cfg, Settings(mode, lp_cfg.min_current_a, lp_cfg.max_current_a))  # type: ignore[arg-type]
+    return Loadpoint(lp_cfg, LoadpointChoices(mode, lp_cfg.min_current_a, lp_cfg.max_current_a))  # type: ignore[arg-type]
 
 
 def feed(lp: Loadpoint, available: list[float], start: float = 0.0, step: float = 1.0) -> list[tuple[bool, float, int]]:

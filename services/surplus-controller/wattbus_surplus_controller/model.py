@@ -24,7 +24,7 @@ class ChargerView:
 
 
 @dataclass
-class Settings:
+class LoadpointChoices:
     """What a person chose; persisted in the state file."""
 
     mode: Literal["off", "now", "minpv", "pv"]

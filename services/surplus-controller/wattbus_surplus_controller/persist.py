@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from .model import Settings
+from .model import LoadpointChoices
 
 
 class StoredLoadpoint(msgspec.Struct, forbid_unknown_fields=False):
@@ -37,7 +37,7 @@ class StateFile:
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             return {}, f"state file {self.path}: {exc}; starting from the config"
 
-    def save(self, settings: dict[str, Settings]) -> None:
+    def save(self, settings: dict[str, LoadpointChoices]) -> None:
         data = {k: StoredLoadpoint(v.mode, v.min_current_a, v.max_current_a, v.plan_soc_pct, v.plan_time,
                                    v.plan_min_soc_pct, True) for k, v in settings.items()}
         self.path.parent.mkdir(parents=True, exist_ok=True)

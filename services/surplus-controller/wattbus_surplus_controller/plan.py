@@ -26,7 +26,7 @@ from typing import Any
 from wattbus import messages as m
 
 from .config import LoadpointConfig
-from .model import Settings
+from .model import LoadpointChoices
 from .strategy import Loadpoint
 
 
@@ -76,7 +76,7 @@ class Planner:
         self.cfg = cfg
         self._took_over: tuple[datetime, datetime] | None = None  # (target time, when) while it charges
 
-    def decide(self, now: datetime, settings: Settings, vehicle: VehicleView | None,
+    def decide(self, now: datetime, settings: LoadpointChoices, vehicle: VehicleView | None,
                max_power_w: float, plugged: bool = True) -> PlanDecision:
         """plugged: the charger does not report an empty socket (a car's SoC comes from its telematics
         wherever it is parked; only a plugged-in car can follow the plan here)."""
@@ -143,13 +143,13 @@ def takes_over(plan: PlanDecision, mode: str) -> bool:
     return plan.active and mode in ("pv", "minpv")
 
 
-def as_now(settings: Settings, current_a: float) -> Settings:
+def as_now(settings: LoadpointChoices, current_a: float) -> LoadpointChoices:
     """The settings the strategy decides with while the plan charges: mode now, capped at the plan's
     current (the strategy's own phase budget and settle times still apply)."""
     return replace(settings, mode="now", max_current_a=current_a)
 
 
-def set_plan(settings: Settings, command: m.SetLoadpointPlan) -> str | None:
+def set_plan(settings: LoadpointChoices, command: m.SetLoadpointPlan) -> str | None:
     """Apply a set_loadpoint_plan command; why it is invalid, else None."""
     if (command.soc_pct is None) != (command.time is None):
         return "give soc_pct and time together (or neither, to clear the target)"
@@ -158,7 +158,7 @@ def set_plan(settings: Settings, command: m.SetLoadpointPlan) -> str | None:
     return None
 
 
-def state_fields(lp_cfg: LoadpointConfig, settings: Settings, vehicle: VehicleView | None,
+def state_fields(lp_cfg: LoadpointConfig, settings: LoadpointChoices, vehicle: VehicleView | None,
                  plan: PlanDecision) -> dict[str, Any]:
     """The plan's part of the LoadpointState."""
     active, text = takes_over(plan, settings.mode), plan.status

@@ -13,7 +13,7 @@ from wattbus.commands import RecentCommands, request_key
 from wattbus.runner import ServiceContext
 
 from .config import Config
-from .model import ChargerView, Setting, Settings
+from .model import ChargerView, LoadpointChoices, Setting
 from .persist import StateFile
 from .plan import Planner, VehicleView, as_now, max_power_w, plan_current_a, set_plan, state_fields, takes_over
 from .relays import RelayView, SurplusRelay
@@ -53,13 +53,13 @@ class Controller:
             ctx.log.warning("state file unusable", problem=problem)
         self.loadpoints: list[Loadpoint] = []
         for lp_cfg in sorted(cfg.loadpoints, key=lambda c: -c.priority):
-            settings = Settings(lp_cfg.mode, lp_cfg.min_current_a, lp_cfg.max_current_a, lp_cfg.plan_soc_pct,
+            settings = LoadpointChoices(lp_cfg.mode, lp_cfg.min_current_a, lp_cfg.max_current_a, lp_cfg.plan_soc_pct,
                                 lp_cfg.plan_time, lp_cfg.plan_min_soc_pct)
             saved = stored.get(lp_cfg.id)
             if saved is not None and saved.mode in ("off", "now", "minpv", "pv"):
                 plan = (saved.plan_soc_pct, saved.plan_time, saved.plan_min_soc_pct) if saved.plan_set else (
                     settings.plan_soc_pct, settings.plan_time, settings.plan_min_soc_pct)
-                settings = Settings(saved.mode, saved.min_current_a, saved.max_current_a, *plan)  # type: ignore[arg-type]
+                settings = LoadpointChoices(saved.mode, saved.min_current_a, saved.max_current_a, *plan)  # type: ignore[arg-type]
             self.loadpoints.append(Loadpoint(lp_cfg, settings))
         self.relays = [SurplusRelay(r) for r in sorted(cfg.relays, key=lambda r: -r.priority)]
         self.sent: dict[str, Sent] = {lp.cfg.id: Sent() for lp in self.loadpoints}

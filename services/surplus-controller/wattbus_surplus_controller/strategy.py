@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Literal
 
 from .config import LoadpointConfig
-from .model import ChargerView, PhaseBudget, Phases, Setting, Settings, amps_for, ema, ride_weight
+from .model import ChargerView, LoadpointChoices, PhaseBudget, Phases, Setting, amps_for, ema, ride_weight
 from .sky import SkyWatch
 from .window import ImportWindow
 
@@ -28,7 +28,7 @@ StaleAction = Literal["min_current", "stop"]
 
 
 class Loadpoint:
-    def __init__(self, cfg: LoadpointConfig, settings: Settings) -> None:
+    def __init__(self, cfg: LoadpointConfig, settings: LoadpointChoices) -> None:
         self.cfg = cfg
         self.settings = settings
         first: Phases = 1 if cfg.phases == 1 else 3
