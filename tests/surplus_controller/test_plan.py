@@ -35,7 +35,8 @@ def cfg(**extra: object) -> LoadpointConfig:
     return LoadpointConfig(id="garage", charger="house-sim/house-wallbox", **extra)  # type: ignore[arg-type]
 
 
-def settings(soc: int | None = 80, by: str | None = "0700", minimum: int | None = None, mode: str = "pv") -> LoadpointChoices:
+def settings(soc: int | None = 80, by: str | None = "0700", minimum: int | None = None,
+             mode: str = "pv") -> LoadpointChoices:
     return LoadpointChoices(mode, 6.0, 16.0, soc, by, minimum)  # type: ignore[arg-type]
 
 
