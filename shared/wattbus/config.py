@@ -19,10 +19,12 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
+
+from .log import get_logger
 
 T = TypeVar("T")
 
@@ -37,7 +39,12 @@ class ConfigStruct(Struct, kw_only=True, forbid_unknown_fields=True):
     """The base of config Structs: a key it does not know is an error that names it (a typo must
     never be ignored silently); subclasses inherit that. msgspec applies kw_only only to the fields
     of the class that says it, so a subclass whose fields are to be keyword-only (or that has a
-    required field after optional ones) says `kw_only=True` itself."""
+    required field after optional ones) says `kw_only=True` itself.
+
+    A key a service no longer has goes into RETIRED (key -> what became of it): files that still set
+    it keep loading, the key is dropped before decoding and the service says so as it starts."""
+
+    RETIRED: ClassVar[Mapping[str, str]] = {}
 
 
 class BusConfig(ConfigStruct, kw_only=True):
@@ -129,6 +136,9 @@ _PATH_PART = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]")
 
 def convert(section: str, data: dict[str, Any], config_type: type[T], sources: Mapping[str, str]) -> T:
     """Decode one section into its Struct; turn msgspec's message into one a person can act on."""
+    retired = retired_keys(data, config_type)
+    if retired:
+        data = {key: value for key, value in data.items() if key not in retired}
     try:
         return msgspec.convert(data, type=config_type, strict=True)
     except msgspec.ValidationError as exc:
@@ -143,6 +153,12 @@ def convert(section: str, data: dict[str, Any], config_type: type[T], sources: M
         label = f"[{section}] {key}".rstrip()
         hint = _allowed_hint(config_type, path, reason)
         raise ConfigError(f"config {label}{shown} (from {origin}): {reason}{hint}") from exc
+
+
+def retired_keys(data: Mapping[str, Any], config_type: Any) -> dict[str, str]:
+    """The keys of a section that its Struct lists as retired, each with what became of it."""
+    retired: Mapping[str, str] = getattr(config_type, "RETIRED", {})
+    return {key: retired[key] for key in data if key in retired}
 
 
 def _bare(info: Any) -> Any:
@@ -190,6 +206,9 @@ class LoadedConfig:
         origin = f"{self.path}" if self.path else "defaults"
         sources = dict.fromkeys(data, origin)
         _apply_env(name, data, self.environ, sources)
+        for key, became in retired_keys(data, config_type).items():
+            get_logger("config").warning("config key no longer used, ignored: remove it", section=name, key=key,
+                                         source=sources.get(key, origin), why=became)
         return convert(name, data, config_type, sources)
 
     def bus(self) -> BusConfig:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
@@ -98,6 +99,10 @@ RelayConfig = Relay  # the site's relay entry is all the controller needs
 
 
 class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
+    # Every decision publishes each loadpoint's state (retained), and decisions come with each fresh
+    # grid reading and, while it is stale, from the watchdog: a timer of its own had nothing to add.
+    RETIRED: ClassVar[Mapping[str, str]] = {
+        "state_interval_s": "unused: each decision publishes every loadpoint's state"}
     # one regulation; the key stays so existing config files still load (the benchmark's evcc-style
     # baseline lives in bench/evcc_baseline.py, not in the service)
     strategy: Literal["wattbus"] = "wattbus"
@@ -134,7 +139,6 @@ class Config(ServiceCommon, kw_only=True, forbid_unknown_fields=True):
     stale_after_s: Annotated[float, Meta(gt=0)] = 15.0
     stale_action: Literal["min_current", "stop"] = "stop"
     watchdog_interval_s: Annotated[float, Meta(gt=0)] = 1.0
-    state_interval_s: Annotated[float, Meta(gt=0)] = 10.0  # LoadpointState at least this often
     # "response_topic": MQTT v5 request/response (the contract's way); "result_topic": request_id and
     # the device's result topic, for bridges whose broker user may not write reply topics
     command_replies: Literal["response_topic", "result_topic"] = "response_topic"
