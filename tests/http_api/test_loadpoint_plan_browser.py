@@ -71,6 +71,12 @@ async def test_the_card_shows_the_soc_and_sets_a_plan(broker: Mosquitto, car_at_
             await asyncio.sleep(0.5)
         assert any(s.vehicle_soc_pct == 40.0 for s in states), "the controller's state without the car's SoC"
         await wait_js(browser, f"{CARD.format('vehicle')} === 'house-car · 40 %'", "the card shows the SoC")
+        # ... and the device list shows the car with its SoC, as its meta says it is a vehicle (not
+        # stale by age: a car reports on change)
+        car.publish(topics.device_meta("house-sim", "house-car"), m.DeviceMeta(
+            device_id="house-car", kind="vehicle", source="house-sim", protocol="simulated", name="house car"))
+        await wait_js(browser, "document.querySelector('#devices li[data-ref=\"house-sim/house-car\"] "
+                               "[data-field=soc_pct]')?.textContent === '40 %'", "the device list shows the SoC")
         assert await browser.eval(f"{CARD.format('plan')} === ''")  # no plan yet: no plan row
 
         # A target 80 % by two hours from now: 26.7 kWh at 11 kW do not fit with the margin, so the

@@ -144,7 +144,10 @@ class Site:
         down = not self.ctx.bus.connected  # no value is current without the broker
         for rec in sorted(self.state.devices.values(), key=lambda r: r.ref):
             meta = rec.meta
-            reading = self.state.fresh(rec, now, self.config.stale_after_s)
+            # a car reports on change, minutes or hours apart: its last word stands (not stale by age)
+            vehicle = isinstance(rec.reading, m.VehicleReading)
+            reading = (rec.reading if rec.online is not False else None) if vehicle \
+                else self.state.fresh(rec, now, self.config.stale_after_s)
             power = getattr(reading, "power_w", None) if reading else None
             # A water or gas meter (AI-on-the-edge, an M-Bus channel) has a volume, often no power.
             volumes = {f: getattr(reading, f, None) if reading else None for f in VOLUME_FIELDS}
@@ -155,17 +158,19 @@ class Site:
                             "manufacturer": meta.manufacturer if meta else None,
                             "parent_id": meta.parent_id if meta else None,
                             "status": "error" if error else "offline" if rec.online is False
-                            else "stale" if reading is None or down or silent(rec.reading_at, rec.interval_s, now)
+                            else "stale" if reading is None or down
+                            or (not vehicle and silent(rec.reading_at, rec.interval_s, now))
                             else "online",
                             # an offline device: why, as the page shows errors (its owner's lease lapsed)
                             "error": error_text(error) if error else self.state.offline_reason(rec),
                             "age_s": None if age is None else round(age),
-                            "power_w": power, **volumes})
+                            "power_w": power, **volumes,
+                            "soc_pct": getattr(reading, "soc_pct", None) if vehicle and reading else None})
         for ref, error in sorted(errors.items()):
             if error.device_id is None:  # configured, never answered: no id, no meta
                 devices.append({"ref": ref, "kind": None, "name": error_name(self.state, ref, error),
                                 "manufacturer": None, "parent_id": None, "status": "error",
                                 "error": error_text(error), "age_s": None, "power_w": None,
-                                **dict.fromkeys(VOLUME_FIELDS)})
+                                **dict.fromkeys(VOLUME_FIELDS), "soc_pct": None})
         return {"flow": msgspec.to_builtins(self.flow()), "live": msgspec.to_builtins(self.live()),
                 "devices": devices, "loadpoints": self.loadpoints_doc(), "version": self.state.version}

@@ -75,7 +75,9 @@ function renderDevices(list) {
               el("span", { class: "muted" }, d.kind || ""));
     // A water or gas meter shows its total (m³); its power only when it has one.
     const volumes = [["water", d.water_m3], ["gas", d.gas_m3]].filter(([, v]) => v !== null && v !== undefined);
-    if (d.power_w !== null && d.power_w !== undefined || volumes.length === 0) li.append(el("span", {}, watts(d.power_w)));
+    if (d.kind === "vehicle") {  // a car: its state of charge, as its telematics last reported it
+      li.append(el("span", { "data-field": "soc_pct" }, d.soc_pct === null || d.soc_pct === undefined ? "– %" : `${Math.round(d.soc_pct)} %`));
+    } else if (d.power_w !== null && d.power_w !== undefined || volumes.length === 0) li.append(el("span", {}, watts(d.power_w)));
     for (const [what, v] of volumes) li.append(el("span", { class: "volume", "data-field": what + "_m3" }, `${what} ${v.toFixed(3)} m³`));
     if (d.error) li.append(el("span", { class: "error" }, d.error));
     else if (d.status === "stale" && d.age_s !== null) li.append(el("span", { class: "error" }, `no reading for ${d.age_s} s`));
