@@ -132,7 +132,7 @@ async def overview(request: web.Request) -> web.Response:
                           # first run: no role anywhere yet (the UI opens on the setup page then)
                           "first_run": not roles,
                           "help": HELP, "fields": _fields(settings),
-                          "protocols": sorted(site.setup.bridges),
+                          **site.setup.forms.page(),  # "forms" of running bridges, "not_running" ones
                           "roles": roles,
                           "overrides": {name: found for name in ("bus", *settings.types.known)
                                         if (found := settings.overrides(name))},
@@ -232,11 +232,11 @@ def _devices(site: Site, settings: ConfigFile) -> dict[str, list[dict[str, Any]]
     adopted = {rec.device_id for rec in site.state.devices.values()}
     found = []
     for ann in sorted(site.setup.discovered.devices.values(), key=lambda a: a.device_id):
-        spec = site.setup.bridges.get(ann.protocol)
-        ignored = spec is not None and bool(
-            {ann.device_id.lower(), (ann.serial or "").lower(), ann.address.lower()} & _ignored(settings, spec.bridge))
-        found.append({**msgspec.to_builtins(ann), "bridge": spec.bridge if spec else None,
-                      "can_ignore": bool(spec and spec.deny),
+        owner = site.setup.forms.owner(ann.protocol)
+        names = {ann.device_id.lower(), (ann.serial or "").lower(), ann.address.lower()}
+        ignored = owner is not None and bool(names & _ignored(settings, owner.service))
+        found.append({**msgspec.to_builtins(ann), "bridge": owner.service if owner else None,
+                      "can_ignore": bool(owner and owner.deny),
                       "state": "ignored" if ignored else "adopted" if ann.device_id in adopted else "found"})
     return {"on_bus": on_bus, "discovered": found}
 
@@ -251,30 +251,31 @@ async def adopt_or_ignore(request: web.Request) -> web.Response:
     ann = site.setup.discovered.devices.get(device_id)
     if ann is None:
         raise reject(request, 404, f"discovery has not announced {device_id!r}", "path")
-    spec = site.setup.bridges.get(ann.protocol)
-    if spec is None:
-        raise reject(request, 409, f"no bridge handles protocol {ann.protocol!r}", "path")
+    owner = site.setup.forms.owner(ann.protocol)
+    if owner is None:  # bridges say which protocols they adopt when they start (BridgeForms)
+        raise reject(request, 409, f"no bridge has announced that it handles protocol {ann.protocol!r} "
+                                   "(start the bridge for it once)", "path")
     async with site.setup.lock:
         settings = _settings(request)
-        section = settings.section(spec.bridge)
+        section = settings.section(owner.service)
         keys = {device_id.lower(), (ann.serial or "").lower(), ann.address.lower()} - {""}
         deny = [d for d in section.get("deny", []) if str(d).strip().lower() not in keys]
         if action == "ignore":
-            if not spec.deny:
-                raise reject(request, 409, f"{spec.bridge} has no deny list: it polls only the {ann.protocol} devices "
-                                           "its config names, so there is nothing to ignore", "path")
+            if not owner.deny:
+                raise reject(request, 409, f"{owner.service} has no deny list: it polls only the {ann.protocol} "
+                                           "devices its config names, so there is nothing to ignore", "path")
             deny.append(device_id)
         if deny:
             section["deny"] = deny
         else:
             section.pop("deny", None)
         try:
-            config = settings.put_section(spec.bridge, section)
+            config = settings.put_section(owner.service, section)
         except ConfigError as exc:
             raise _config_error(request, exc, settings) from None
         _save(request, settings)
     return json_response({"device_id": device_id, "state": "ignored" if action == "ignore" else "adopted",
-                          "bridge": spec.bridge, "applied": await _apply(request, spec.bridge, config)})
+                          "bridge": owner.service, "applied": await _apply(request, owner.service, config)})
 
 
 # ------------------------------------------------------------------ roles
