@@ -178,22 +178,30 @@ async def test_sections_devices_and_bad_requests(house_file: tuple[Path, HttpApi
     assert "surplus-controller" not in tomllib.loads(path.read_text())  # nothing invalid reached the file
 
     closed = free_port()
-    status, doc, _ = api.call("POST", "/api/v1/setup/devices", {"protocol": "sunspec", "host": "127.0.0.1",
-                                                                "port": closed})
-    assert status == 400 and doc["where"] == "$.host" and f"cannot reach 127.0.0.1:{closed}" in doc["error"]
-    status, doc, _ = api.call("POST", "/api/v1/setup/devices", {"protocol": "sml", "serial_port": "/dev/ttyNOPE9"})
-    assert status == 400 and doc["where"] == "$.serial_port"
     status, doc, _ = api.call("POST", "/api/v1/setup/devices", {"protocol": "zigbee", "host": "127.0.0.1"})
-    assert status == 400 and doc["where"] == "$.protocol"
+    assert status == 400 and doc["where"] == "$.protocol" and "no running bridge offers 'zigbee'" in doc["error"]
+    status, doc, _ = api.call("POST", "/api/v1/setup/devices", {"protocol": "sml", "serial_port": "/etc/hostname"})
+    assert status == 400 and doc["where"] == "$.serial_port"  # a file is never a meter, whoever reads it
     sim = SimulatorProcess(tmp_path / "sunspec.log", "sunspec")
     try:
-        # The bridge must read it before it is saved: without a running sunspec-bridge nobody answers.
+        # The bridge offers its form and reads the device before it is saved: no sunspec-bridge, no form.
         body = {"protocol": "sunspec", "host": "127.0.0.1", "port": sim.port, "unit_id": 1}
         status, doc, _ = api.call("POST", "/api/v1/setup/devices", body)
-        assert (status, doc["where"]) == (400, "$.host") and "is sunspec-bridge running?" in doc["error"], doc
+        assert (status, doc["where"]) == (400, "$.protocol") and "no running bridge offers" in doc["error"], doc
         assert "sunspec-bridge" not in tomllib.loads(path.read_text())
         bridge = start_service("wattbus_sunspec_bridge", "--config", str(path), env=broker.env("sunspec-bridge"))
         await until(lambda: api.call("POST", "/api/v1/setup/probe", body)[0] == 200, 40, "the bridge answering")
+        # Its form as it announced it: inputs typed from its config Struct (the unit id's bounds).
+        forms = {f["name"]: f for f in api.call("GET", "/api/v1/setup")[1]["forms"]}
+        unit = next(f for f in forms["sunspec"]["fields"] if f["key"] == "unit_id")
+        assert (forms["sunspec"]["bridge"], unit["min"], unit["max"], unit["default"]) == ("sunspec-bridge", 0, 255, 1)
+        refusals = [({"protocol": "sunspec", "host": "127.0.0.1", "port": closed}, "$.host", "cannot reach"),
+                    ({**body, "host": "127.0.0.1/latest/meta-data?"}, "$.host", "does not fit"),
+                    ({**body, "values": {"colour": "red"}}, "$.colour", "not a field of the SunSpec"),
+                    ({"protocol": "sunspec", "port": sim.port}, "$.host", "Host is needed")]
+        for ask, where, words in refusals:
+            status, doc, _ = api.call("POST", "/api/v1/setup/probe", ask)
+            assert (status, doc["where"]) == (400, where) and words in doc["error"], (ask, doc)
         status, doc, _ = api.call("POST", "/api/v1/setup/devices", body)
         assert status == 201 and doc["probe"]["status"] == "ok", doc
         assert {r["kind"] for r in doc["probe"]["readings"]} >= {"inverter"}
@@ -201,12 +209,21 @@ async def test_sections_devices_and_bad_requests(house_file: tuple[Path, HttpApi
         assert bridge.proc.returncode == RELOAD_EXIT_CODE
         assert tomllib.loads(path.read_text())["sunspec-bridge"]["devices"] == [
             {"host": "127.0.0.1", "port": sim.port, "unit_ids": [1]}]
-        status, doc, _ = api.call("POST", "/api/v1/setup/devices", {"protocol": "sunspec", "host": "127.0.0.1",
-                                                                    "port": sim.port, "unit_id": 1})
-        assert status == 400 and "already configured" in doc["error"]
+        # Stopped, the bridge stays known but offers nothing: the page says it is not running.
+        await until(lambda: "sunspec-bridge" in api.call("GET", "/api/v1/setup")[1]["not_running"], 20, "offline")
+        status, doc, _ = api.call("POST", "/api/v1/setup/probe", body)
+        assert (status, doc["where"]) == (400, "$.protocol") and "not running" in doc["error"], doc
+        # Running again (on its new section), it offers the form; the same device is already there.
+        start_service("wattbus_sunspec_bridge", "--config", str(path), env=broker.env("sunspec-bridge"))
+        await until(lambda: "already configured" in api.call("POST", "/api/v1/setup/devices",
+                                                             {**body, "save_anyway": True})[1]["error"], 30, "refused")
     finally:
         sim.stop()
 
+    # giv-bridge tells which protocol it adopts when it starts (its device list stays empty).
+    start_service("wattbus_giv_bridge", "--config", str(path), env=broker.env("giv-bridge"))
+    await until(lambda: any(f["name"] == "givenergy" for f in api.call("GET", "/api/v1/setup")[1]["forms"]), 30,
+                "giv-bridge's form")
     disco = await started_bus(broker, "discovery")
     try:
         for ann in (m.DeviceAnnouncement(device_id="sma-3004", protocol="sunspec", address="127.0.0.1", port=502,
