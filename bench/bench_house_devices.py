@@ -39,13 +39,16 @@ min_phase_switch_interval_s = 0
 [[goe-shelly-bridge.devices]]
 url = "http://127.0.0.1:{meter}"
 
-[surplus-controller]
-grid_meter = "goe-shelly-bridge/shelly-08f9e0e5a001-em"
-state_file = "{tmp}/state.json"
-[[surplus-controller.loadpoints]]
+[site]
+grid = "goe-shelly-bridge/shelly-08f9e0e5a001-em"
+[[site.loadpoints]]
 id = "garage"
 charger = "goe-shelly-bridge/goe-204571"
 phases = 3
+
+[surplus-controller]
+state_file = "{tmp}/state.json"
+[surplus-controller.tuning.garage]
 enable_delay_s = 2
 raise_hold_s = 2
 settle_s = 4

@@ -123,14 +123,16 @@ def write_config(work: Path) -> dict[str, Any]:
 def expected_devices(config: dict[str, Any]) -> set[str]:
     """Every device ("<bridge>/<device id>") the config names: each must publish readings."""
     names: set[str] = set()
-    site = config.get("http-api", {}).get("site", {})
-    for key in ("grid", "pv", "battery", "chargers"):
-        value = site.get(key, [])
-        names.update([value] if isinstance(value, str) else value)
+    # [site], and the old places an older copy of the example may still use
+    for site in (config.get("site", {}), config.get("http-api", {}).get("site", {})):
+        for key in ("grid", "pv", "battery", "chargers"):
+            value = site.get(key, [])
+            names.update([value] if isinstance(value, str) else value)
     controller = config.get("surplus-controller", {})
     names.update(str(controller[k]) for k in ("grid_meter", "battery") if controller.get(k))
-    names.update(str(lp["charger"]) for lp in controller.get("loadpoints", []))
-    names.update(str(relay["device"]) for relay in controller.get("relays", []))
+    for table in (config.get("site", {}), controller):
+        names.update(str(lp["charger"]) for lp in table.get("loadpoints", []))
+        names.update(str(relay["device"]) for relay in table.get("relays", []))
     return {n for n in names if n}
 
 

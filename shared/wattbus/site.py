@@ -68,6 +68,18 @@ class Loadpoint(ConfigStruct, kw_only=True, omit_defaults=True):
     voltage_v: Annotated[float, Meta(ge=100, le=260, description="phase voltage, V")] = 230.0
     breaker_a: Annotated[float, Meta(ge=6, le=125, description="the circuit's breaker, A: max_current_a "
                                                                "may not exceed it")] | None = None
+    # The car: a device sending VehicleReadings, e.g. "generic-bridge/tesla"; its SoC feeds the plan.
+    vehicle: Annotated[DeviceRef, Meta(description="the car at this loadpoint (its SoC feeds the charge "
+                                                   "plan)")] | None = None
+    vehicle_capacity_wh: Annotated[float, Meta(gt=0, description="the car's usable battery, Wh, when the "
+                                                                 "vehicle reports none")] | None = None
+    # The charge plan until a person sets one (then the controller's state file wins).
+    plan_soc_pct: Annotated[int, Meta(ge=1, le=100, description="charge to this SoC, % ...")] | None = None
+    plan_time: Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3])[0-5][0-9]$",
+                                   description="... by this time, HHMM local time, every day (from the grid "
+                                               "when the sun will not make it)")] | None = None
+    plan_min_soc_pct: Annotated[int, Meta(ge=0, le=100, description="below this SoC charge at full "
+                                                                    "power")] | None = None
 
     def __post_init__(self) -> None:
         if self.min_current_a > self.max_current_a:

@@ -16,6 +16,7 @@ import pytest
 from wattbus.config import LoadedConfig, load
 from wattbus.multi import load_service
 from wattbus.settings import installed_services
+from wattbus.site import site_config
 
 from tests.deploy.support import EXAMPLE, ROOT, device_lines, listed_addresses, wattbus_environments
 
@@ -29,11 +30,11 @@ def data() -> dict[str, Any]:
 
 def as_compose_runs(service: str) -> tuple[LoadedConfig, Any]:
     loaded = load(EXAMPLE, environ=wattbus_environments()[service])
-    return loaded, loaded.section(service, load_service(service).config_type)
+    return loaded, load_service(service).config_of(loaded)  # with [site] resolved, as the service runs
 
 
 def test_every_installed_service_has_a_section_that_compose_runs() -> None:
-    sections = set(tomllib.loads(EXAMPLE.read_text())) - {"bus"}
+    sections = set(tomllib.loads(EXAMPLE.read_text())) - {"bus", "site"}  # read by several services
     assert sections == set(installed_services()), "a service without a section, or a section of no service"
     assert set(wattbus_environments()) == sections, "compose.yaml runs other services than the example configures"
 
@@ -85,7 +86,7 @@ def test_every_device_the_controller_and_the_ui_name_comes_from_a_configured_bri
     site = as_compose_runs("http-api")[1].site
     refs = {controller.grid_meter, controller.battery, *(lp.charger for lp in controller.loadpoints),
             *(r.device for r in controller.relays)}
-    for ref in refs | {site.grid, *site.pv, *site.battery, *site.chargers}:
+    for ref in refs | {site.grid, *site.pv, *site.battery, *site.charger_refs()}:
         source, _, device_id = ref.partition("/")
         assert source in BRIDGES, f"{ref}: {source} is not a device bridge"
         devices = data[source].get("devices") or data[source].get("inverters") or []
@@ -94,11 +95,11 @@ def test_every_device_the_controller_and_the_ui_name_comes_from_a_configured_bri
     # the power flow and the controller see the same house
     assert site.grid == controller.grid_meter
     assert site.battery == [controller.battery]
-    assert site.chargers == [lp.charger for lp in controller.loadpoints]
+    assert site.charger_refs() == [lp.charger for lp in controller.loadpoints]
     assert site.pv and all(ref.startswith("sunspec-bridge/") for ref in site.pv)
-    breakers = as_compose_runs("http-api")[1].setup.breakers
+    assert site_config(as_compose_runs("influx-writer")[0]) == site  # and its role tags too
     for lp in controller.loadpoints:
-        assert breakers[lp.id] >= lp.max_current_a, f"loadpoint {lp.id}: max current above its breaker"
+        assert lp.breaker_a is not None and lp.breaker_a >= lp.max_current_a, f"loadpoint {lp.id}: no breaker"
 
 
 def test_device_addresses_are_listed_and_each_on_its_own_line() -> None:

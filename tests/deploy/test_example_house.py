@@ -50,7 +50,7 @@ def named_devices() -> set[str]:
     controller = as_compose_runs("surplus-controller")[1]
     site = as_compose_runs("http-api")[1].site
     return {controller.grid_meter, controller.battery, *(lp.charger for lp in controller.loadpoints),
-            *(r.device for r in controller.relays), site.grid, *site.pv, *site.battery, *site.chargers}
+            *(r.device for r in controller.relays), site.grid, *site.pv, *site.battery, *site.charger_refs()}
 
 
 async def test_the_example_house_runs(private_broker: Mosquitto, start_service: Any, tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ ports = [{api}]
 instance = "e2e{api}"
 trusted_networks = ["127.0.0.1/32"]
 history_file = "{run}/history.sqlite3"
-[http-api.site]
+[site]
 grid = "generic-bridge/e2e-utility-meter"  # the Tasmota head reads the grid meter
 [integrations]
 status_interval_s = 1

@@ -53,24 +53,28 @@ password = "house-secret"
 url = "http://127.0.0.1:{ports['heater']}"
 min_switch_interval_s = 0
 
-[surplus-controller]
-grid_meter = "{METER}"
-state_file = "{tmp_path}/surplus-state.json"
-status_interval_s = 5
-stale_after_s = 20
+[site]
+grid = "{METER}"
 
-[[surplus-controller.loadpoints]]
+[[site.loadpoints]]
 id = "garage"
 charger = "{CHARGER}"
 mode = "pv"
 max_current_a = 16
+
+[surplus-controller]
+state_file = "{tmp_path}/surplus-state.json"
+status_interval_s = 5
+stale_after_s = 20
+
+[surplus-controller.tuning.garage]
 enable_delay_s = 2
 raise_hold_s = 2
 settle_s = 4
 min_off_s = 5
 resync_s = 10
 
-[[surplus-controller.relays]]
+[[site.relays]]
 id = "water-heater"
 device = "{HEATER}"
 power_w = 2000

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.house_site import HOUSE_SITE
 from tests.support.servers import Mosquitto, SimulatorProcess, free_port, wait_port
 
 MODULE = "wattbus_http_api"
@@ -96,14 +97,7 @@ def giv_sim(tmp_path: Path) -> Iterator[SimulatorProcess]:
     sim.stop()
 
 
-CONTROLLER = """
-[site]
-grid = "house-sim/house-meter"
-battery = ["house-sim/house-battery"]
-[[site.loadpoints]]
-id = "garage"
-charger = "house-sim/house-wallbox"
-mode = "pv"
+CONTROLLER = HOUSE_SITE + """
 [surplus-controller]
 state_file = "{state}"
 status_interval_s = 5

@@ -121,12 +121,13 @@ host = "127.0.0.1"
 port = {_closed()}
 unit_ids = [1]
 """,
-    "surplus-controller": lambda tmp: f"""[surplus-controller]
-grid_meter = "flood/flood"
-state_file = "{tmp}/state.json"
-[[surplus-controller.loadpoints]]
+    "surplus-controller": lambda tmp: f"""[site]
+grid = "flood/flood"
+[[site.loadpoints]]
 id = "flood"
 charger = "flood/flood"
+[surplus-controller]
+state_file = "{tmp}/state.json"
 """,
 }
 

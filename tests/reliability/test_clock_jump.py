@@ -26,6 +26,7 @@ from tests.influx_writer.helpers import influxql, write_config, writer_env
 from tests.reliability.clock import SteppedClock
 from tests.reliability.goe_rig import SOURCE, bridge_config, chargers
 from tests.support.bus_helpers import started_bus, until
+from tests.support.house_site import HOUSE_SITE
 from tests.support.servers import InfluxDB1, Mosquitto
 
 HOUR = timedelta(hours=1)
@@ -101,19 +102,15 @@ async def test_controller_staleness_ignores_wall_clock_steps(broker: Mosquitto, 
                                                              tmp_path: Path) -> None:
     clock = SteppedClock(tmp_path)
     config = tmp_path / "controller.toml"
-    config.write_text(f"""
+    config.write_text(HOUSE_SITE + f"""
 [surplus-controller]
 clock = "wall"
-grid_meter = "house-sim/house-meter"
-battery = "house-sim/house-battery"
 state_file = "{tmp_path}/state.json"
 command_replies = "result_topic"
 status_interval_s = 5
 stale_after_s = 3
 stale_action = "stop"
-[[surplus-controller.loadpoints]]
-id = "garage"
-charger = "house-sim/house-wallbox"
+[surplus-controller.tuning.garage]
 enable_delay_s = 10
 """)
     controller = start_service("wattbus_surplus_controller", "--config", str(config),

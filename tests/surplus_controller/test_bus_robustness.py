@@ -55,7 +55,8 @@ async def test_a_refused_command_is_logged_and_the_charger_readings_are_believed
         broker: Mosquitto, tmp_path: Path, start_service: Callable[..., Any]) -> None:
     config = write_config(tmp_path, "readings")
     # a 1p loadpoint on a wallbox without a phase-switch contactor, wired for 3p
-    config.write_text(config.read_text() + "phases = 1\n")
+    config.write_text(config.read_text().replace('charger = "house-sim/house-wallbox"\n',
+                                                 'charger = "house-sim/house-wallbox"\nphases = 1\n'))
     controller = start_service(MODULE, "--config", str(config), env=broker.env("surplus-controller"))
     sim_bus = await started_bus(broker, "house-sim", "refusing")
     house = House.from_profile("clear", "11:00", with_heater=False)
@@ -80,7 +81,7 @@ async def test_a_relay_held_on_by_its_minimum_on_time_is_not_counted_as_surplus_
         broker: Mosquitto, tmp_path: Path, start_service: Callable[..., Any]) -> None:
     config = write_config(tmp_path, "readings")
     config.write_text(config.read_text().replace("enable_delay_s = 10", "enable_delay_s = 30") + """
-[[surplus-controller.relays]]
+[[site.relays]]
 id = "heater"
 device = "house-sim/house-heater"
 power_w = 2000

@@ -13,6 +13,7 @@ from wattbus_sim.house import House
 from wattbus_sim.house_bus import HouseBus
 
 from tests.support.bus_helpers import started_bus, until
+from tests.support.house_site import HOUSE_SITE
 from tests.support.servers import Mosquitto
 
 MODULE = "wattbus_surplus_controller"
@@ -21,18 +22,14 @@ MODULE = "wattbus_surplus_controller"
 def write_config(tmp_path: Path, clock: str, **extra: str) -> Path:
     lines = "\n".join(f"{k} = {v}" for k, v in extra.items())
     path = tmp_path / "wattbus.toml"
-    path.write_text(f"""
+    path.write_text(HOUSE_SITE + f"""
 [surplus-controller]
 clock = "{clock}"
-grid_meter = "house-sim/house-meter"
-battery = "house-sim/house-battery"
 state_file = "{tmp_path}/state.json"
 command_replies = "result_topic"
 status_interval_s = 5
 {lines}
-[[surplus-controller.loadpoints]]
-id = "garage"
-charger = "house-sim/house-wallbox"
+[surplus-controller.tuning.garage]
 enable_delay_s = 10
 """)
     return path

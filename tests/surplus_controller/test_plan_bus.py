@@ -38,8 +38,10 @@ class HouseWithCar(HouseBus):
 
 async def test_the_plan_charges_from_the_grid_in_time_and_stops_at_the_target(
         broker: Mosquitto, tmp_path: Path, start_service: Callable[..., Any]) -> None:
-    config = write_config(tmp_path, "readings")  # its loadpoint table comes last: the car and plan go there
-    config.write_text(config.read_text() + f'vehicle = "house-sim/{CAR}"\nplan_margin_s = 600\n')
+    config = write_config(tmp_path, "readings")  # its loadpoint tuning table comes last: the margin goes there
+    with_car = config.read_text().replace('charger = "house-sim/house-wallbox"\n',
+                                          f'charger = "house-sim/house-wallbox"\nvehicle = "house-sim/{CAR}"\n')
+    config.write_text(with_car + "plan_margin_s = 600\n")
     # local time = the simulation's UTC: the plan's 07:00 is the house's 07:00
     controller = start_service(MODULE, "--config", str(config), env={**broker.env("surplus-controller"), "TZ": "UTC"})
     day = msgspec.structs.replace(load_profile("overcast"), battery=None, appliances=[],

@@ -80,16 +80,7 @@ class LoadpointConfig(Loadpoint, kw_only=True):
     # re-send a setting the charger still does not show after this long (a lost command); a refused
     # command is not repeated sooner than this either
     resync_s: Annotated[float, Meta(gt=0)] = 10.0
-    # the car at this loadpoint (a device sending VehicleReadings, e.g. "generic-bridge/tesla"): its
-    # SoC feeds the charge plan (plan.py); vehicle_capacity_wh when the vehicle reports no capacity
-    vehicle: DeviceRef | None = None
-    vehicle_capacity_wh: Annotated[float, Meta(gt=0)] | None = None
-    # the charge plan until a person sets one (then the state file wins): plan_soc_pct by plan_time
-    # (HHMM, local time, every day), charging from the grid when the sun will not make it in time;
-    # below plan_min_soc_pct at full power
-    plan_soc_pct: Annotated[int, Meta(ge=1, le=100)] | None = None
-    plan_time: Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3])[0-5][0-9]$")] | None = None
-    plan_min_soc_pct: Annotated[int, Meta(ge=0, le=100)] | None = None
+    # (the car at this loadpoint and its default charge plan are [[site.loadpoints]] keys: wattbus.site)
     charge_efficiency: Annotated[float, Meta(gt=0, le=1)] = 0.9  # AC energy that reaches the battery
     # finish this long before the plan's time: cars charge slower near full and readings lag
     plan_margin_s: Seconds = 1800.0
