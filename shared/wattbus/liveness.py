@@ -44,6 +44,8 @@ TIMER_SLACK_S = 0.01  # a lapse is judged just after the lease runs out, not jus
 GRACE_LEASES = 1.5  # a survivor takes a gone owner's devices within one lease (+ a renewal)
 GRACE_EXTRA_S = 0.5
 T = TypeVar("T")
+# a handler of one kind of topic, given (source, device id or instance); False: nothing to judge again
+Handler = Callable[[tuple[str, str], Message[bytes]], bool | None]
 
 
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,7 +89,7 @@ class Liveness:
         # Each filter ends in `/#`, which also matches the topic itself (MQTT): the same topics as the
         # consumer's own subscriptions, but never the same filter, which the broker would replace
         # (one subscription per filter and client), so the consumer's handler would go quiet.
-        handlers: tuple[tuple[str, Callable[[tuple[str, str], Message[bytes]], None]], ...] = (
+        handlers: tuple[tuple[str, Handler], ...] = (
             ("service/+/+/lease", self._on_lease), ("service/+/+/availability", self._on_will),
             ("device/+/+/owner", self._on_claim), ("device/+/+/availability", self._on_availability),
             ("device/+/+/meta", self._on_meta))
@@ -197,15 +199,17 @@ class Liveness:
 
     # ------------------------------------------------------------------ bus in
 
-    def _on_lease(self, key: tuple[str, str], msg: Message[bytes]) -> None:
+    def _on_lease(self, key: tuple[str, str], msg: Message[bytes]) -> bool:
+        """False for a renewal of a live lease (1000 devices are judged in ~5 ms: not per renewal)."""
         replica = self.replicas.setdefault(key, _Replica())
         if not msg.payload:  # the retained lease was deleted: nothing holds it any more
             replica.until, replica.gone_at, replica.why = 0.0, replica.gone_at or self.clock(), "has no lease"
-            return
+            return True
         lease = self._decode(msg, Lease)
         if lease is None:
-            return
+            return False
         now = self.clock()
+        was_live = replica.gone_at is None and replica.until > now
         replica.lease_s = lease.lease_s
         if lease.released:
             replica.until, replica.gone_at, replica.why = 0.0, replica.gone_at or now, "stopped (released its lease)"
@@ -217,6 +221,7 @@ class Liveness:
             replica.gone_at = None if left > 0 else now + left  # a retained lease that ran out before we came
             replica.why = "" if left > 0 else "lease lapsed"
             replica.will_offline = False  # a renewal after the will: it is back
+        return not (was_live and replica.gone_at is None)
 
     def _on_will(self, key: tuple[str, str], msg: Message[bytes]) -> None:
         if self.on_service is not None:
@@ -246,7 +251,7 @@ class Liveness:
         else:
             self.parents.pop(key, None)
 
-    def _keyed(self, handler: Callable[[tuple[str, str], Message[bytes]], None]) -> Callable[[Message[bytes]], None]:
+    def _keyed(self, handler: Handler) -> Callable[[Message[bytes]], None]:
         """The handler called with (source, device id or instance) from the topic; topics below the
         leaf (`/#` matches those too) are none of ours."""
 
@@ -255,8 +260,8 @@ class Liveness:
                 parsed = topics.parse(msg.topic)
             except topics.TopicError:
                 return
-            handler((parsed.source or "", parsed.ident or ""), msg)
-            self._soon()
+            if handler((parsed.source or "", parsed.ident or ""), msg) is not False:
+                self._soon()
 
         return on_message
 
