@@ -12,7 +12,8 @@ those this module computes what the local store (energy.py) records live, by the
   `integral`, between the readings inside it); home is pv + grid + battery - ev (flows.py), only
   where the grid has a value; grid (without counters) and battery are split by the sign of each
   reading ((|p| + p) / 2 integrated in a subquery), not by a grain's net;
-- the day's power curve as 5-minute means summed over each role's devices.
+- the day's power curve as the mean of each role's per-minute power (summed over its devices)
+  over each 5 minutes, as the local store keeps minutes and history_api averages them.
 
 Bucket edges are the local midnights computed here, not InfluxQL's tz(): grains (15 min; an hour
 for a year, shifted by the zone's odd minutes) nest in local days in every zone, DST included, and
@@ -139,23 +140,28 @@ class InfluxHistory:
         return _buckets(devices, edges, grain)
 
     async def curve(self, start: float, end: float, step: int) -> dict[str, Any]:
+        """Each role's power per minute (the mean of its readings, summed over its devices), then
+        the mean of the minutes in each step: what the local store keeps and history_api draws."""
         (series,) = await self.query([
             f'SELECT mean("power_w") AS "power_w" FROM "{MEASUREMENT}" WHERE time >= {int(start)}s AND '
-            f'time < {int(end)}s GROUP BY time({step}s), "role", "source", "device_id", "site" fill(none)'])
+            f'time < {int(end)}s GROUP BY time(60s), "role", "source", "device_id", "site" fill(none)'])
         devices = _devices(series, [])
-        times = sorted({t for d in devices.values() for t in d.grains})
         roles = {d.role for d in devices.values()}
-        out: dict[str, Any] = {"step_s": step, "t": times}
-        for name in CURVE:
-            out[name] = []
-        for t in times:
+        slots: dict[int, dict[str, list[float]]] = {}
+        for t in sorted({t for d in devices.values() for t in d.grains}):
             power = _role_power(devices, t)
             flow = _flow(power, roles)
             values = {"pv_w": flow.pv_w, "grid_w": flow.grid_w, "battery_w": flow.battery_w, "ev_w": flow.ev_w,
                       "home_w": flow.home_w}
+            acc = slots.setdefault(int(start + (t - start) // step * step), {name: [] for name in CURVE})
             for name in CURVE:
                 value = values[name] if name == "home_w" or CURVE_ROLE[name] in power else None
-                out[name].append(None if value is None else round(value))
+                if value is not None:
+                    acc[name].append(value)
+        times = sorted(slots)
+        out: dict[str, Any] = {"step_s": step, "t": times}
+        for name in CURVE:
+            out[name] = [round(sum(v) / len(v)) if (v := slots[t][name]) else None for t in times]
         return out
 
 
