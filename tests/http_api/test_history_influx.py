@@ -136,7 +136,7 @@ async def test_influx_and_local_history_agree(private_broker: Mosquitto, influxd
         remote, local = day(from_influx), day(from_local)
         assert remote["source"] == "influxdb" and remote["problem"] is None, remote.get("influx_problem")
         assert local["source"] == "local" and "did not answer" in local["influx_problem"], local
-        assert closed.split("//")[1] in local["influx_problem"]
+        assert closed.split("//")[1] in local["influx_problem"] and local["influx_problem"] in local["problem"]
         counted = {"pv_wh": start["pv"], "grid_import_wh": start["imp"], "grid_export_wh": start["exp"],
                    "ev_wh": start["ev"]}
         for name, before in counted.items():

@@ -155,6 +155,8 @@ async def get_history(request: web.Request) -> web.Response:
             site.limiter.warning("influx history", "history from the local store", reason=str(exc))
             doc = history(site, checked, day)
             doc["influx_problem"] = str(exc)
+            # `problem` is what the page shows under the chart
+            doc["problem"] = "; ".join(p for p in (f"not from InfluxDB: {exc}", doc["problem"]) if p)
             return json_response(doc)
     return json_response(history(site, checked, day))
 

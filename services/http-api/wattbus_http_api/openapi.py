@@ -85,7 +85,9 @@ def document() -> dict[str, Any]:
         "/api/v1/energy/today": _get("today's energy in 15-minute buckets (Wh)", "wattbus"),
         "/api/v1/history": _get("energy per bucket and series (Wh) for ?range=day|week|month|year&date=YYYY-MM-DD "
                                  "(15 min, day or month buckets, labelled); a day adds its power curve (W, 5-minute "
-                                 "means); from the local store (history_file)", "wattbus"),
+                                 "means); from InfluxDB with [http-api.influx] (`source`), else or when it cannot "
+                                 "answer from the local store (history_file; the reason in `influx_problem` and "
+                                 "`problem`)", "wattbus"),
         "/api/v1/sessions": _get("charging sessions, newest first (?limit=1..1000): start, end, energy, PV share, "
                                   "cost with a tariff", "wattbus"),
         "/api/v1/sessions.csv": _get("the charging sessions as CSV", "wattbus"),
