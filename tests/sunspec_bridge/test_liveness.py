@@ -160,6 +160,31 @@ async def test_a_dead_owners_devices_go_offline_for_every_consumer(
         api_on = time.monotonic()
         figures.append(f"new replica: judged online after {hass_on - started:.2f} s (HA), claimed by it and "
                        f"online in the API after {api_on - started:.2f} s, process start included")
+
+        # Two replicas: the owner killed, the survivor takes over; the device never shows offline.
+        spare = replica("lv-c")
+        owners: set[str] = set()
+        deadline = time.monotonic() + 30
+        while owners != {f"{SOURCE}/lv-b", f"{SOURCE}/lv-c"}:  # both poll some of the simulator's devices
+            assert time.monotonic() < deadline, owners
+            devices = await asyncio.to_thread(views.get, "/api/v1/devices")
+            owners = {d["owner"] for d in devices if d["source"] == SOURCE and d["online"]}
+            await asyncio.sleep(0.1)
+        owner = (await views.api())[1]
+        victim, survivor = (bridge, spare) if owner == f"{SOURCE}/lv-b" else (spare, bridge)
+        victim.proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        seen_api: list[tuple[bool | None, str | None]] = []
+        taken = f"{SOURCE}/{'lv-c' if victim is bridge else 'lv-b'}"
+        while not seen_api or seen_api[-1] != (True, taken):
+            assert time.monotonic() - killed < 4 * LEASE_S, seen_api[-5:]
+            seen_api.append((await views.api())[:2])
+            await asyncio.sleep(0.05)
+        figures.append(f"2 replicas, owner SIGKILLed: the survivor owns it after {time.monotonic() - killed:.2f} s; "
+                       f"{len(seen_api)} API looks, none offline")
+        assert all(online is not False for online, _owner in seen_api), seen_api
+        assert all(word != b"offline" for at, word in views.judged if at >= killed), views.judged[-3:]
+        bridge = survivor
         print("\n".join(figures))
     finally:
         bridge.proc.send_signal(signal.SIGCONT)
