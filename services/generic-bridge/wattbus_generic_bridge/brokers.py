@@ -40,6 +40,11 @@ class BrokerConfig(ConfigStruct, kw_only=True):
     def effective_port(self) -> int:
         return self.port or (8883 if self.tls else 1883)
 
+    def client_key(self) -> tuple[str, int, str]:
+        """Which broker and under which client id this table connects; the default id is the same for
+        every table naming this host (the instance is the service's), so two such tables share it."""
+        return self.host.lower(), self.effective_port, self.client_id or f"<default for {self.host}>"
+
     def check(self, where: str) -> None:
         """Files that cannot be read stop the start, naming the key (not the file's content)."""
         for key in ("password_file", "ca_file", "cert_file", "key_file"):
@@ -54,6 +59,22 @@ class BrokerConfig(ConfigStruct, kw_only=True):
             raise ConfigError(f"{where}.broker: a client certificate needs both cert_file and key_file")
         if not self.tls and any((self.ca_file, self.cert_file)):
             raise ConfigError(f"{where}.broker: ca_file/cert_file are TLS settings; set tls = true")
+
+
+def client_id_clashes(entries: list[tuple[str, BrokerConfig]]) -> str | None:
+    """Two different broker tables connecting to one broker with one client id would knock each other off
+    (a broker drops the older session of a client id): what clashes, naming both entries, or None.
+    Equal tables share one connection and are no clash."""
+    seen: dict[tuple[str, int, str], tuple[str, BrokerConfig]] = {}
+    for where, cfg in entries:
+        first = seen.setdefault(cfg.client_key(), (where, cfg))
+        if first[1] != cfg:
+            shown = f"client_id {cfg.client_id!r}" if cfg.client_id else \
+                "the default client_id (wattbus-generic-bridge-<instance>-<host>)"
+            return (f"{where}.broker: {shown} on {cfg.url} is also {first[0]}'s, whose broker table differs: two "
+                    "connections with one client id knock each other off the broker; give each table a "
+                    "client_id of its own, or make the tables equal to share one connection")
+    return None
 
 
 class Brokers:

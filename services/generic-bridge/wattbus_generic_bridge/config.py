@@ -29,7 +29,7 @@ from wattbus.bridge.ownership import DEFAULT_LEASE_S
 from wattbus.config import ConfigError, ConfigStruct, ServiceCommon
 
 from . import families
-from .brokers import BrokerConfig
+from .brokers import BrokerConfig, client_id_clashes
 from .spec import Description, ModbusSource, MqttSource, problems
 from .writes import VALUE
 
@@ -252,6 +252,10 @@ def resolve_all(config: Config) -> list[tuple[DeviceConfig, Description]]:
             raise ConfigError(f"devices[{index}] ({dev.id}).serial_port = {dev.serial_port!r}: baudrate/parity/"
                               f"stopbits {mine} differ from devices[{first_index}] ({first.id})'s {theirs} "
                               "on the same line")
+    clash = client_id_clashes([(f"devices[{i}] ({d.id})", d.broker) for i, d in enumerate(config.devices)
+                               if d.broker is not None])
+    if clash is not None:
+        raise ConfigError(clash)
     return [(dev, resolve(dev, i)) for i, dev in enumerate(config.devices) if not family_entry(dev, i)]
 
 
