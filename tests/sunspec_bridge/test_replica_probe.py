@@ -43,7 +43,7 @@ def send(bus: Bus, entry: dict[str, Any]) -> bytes:
 
 async def probe_all(bus: Bus, answers: Answers, entries: list[dict[str, Any]]) -> list[list[m.CommandResult]]:
     sent = [send(bus, entry) for entry in entries]
-    await until(lambda: all(answers.by_request[c] for c in sent), 30, f"every probe answered ({dict(answers.by_request)})")
+    await until(lambda: all(answers.by_request[c] for c in sent), 30, "every probe answered")
     await asyncio.sleep(1.5)  # a second answer, if any replica sent one, has arrived by now
     return [answers.by_request[c] for c in sent]
 
