@@ -16,12 +16,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from wattbus import messages as m
 from wattbus import registers as wattbus_registers
 from wattbus.config import ConfigError, LoadedConfig
+from wattbus.registers import Block
 from wattbus_generic_bridge import families
 from wattbus_generic_bridge.config import Config, DeviceConfig, resolve, templates
 from wattbus_generic_bridge.families.common import parse_data
 from wattbus_generic_bridge.mapper import Mapper
-from wattbus_generic_bridge.modbus import Block, decode, plan
-from wattbus_generic_bridge.spec import Description, Value
+from wattbus_generic_bridge.modbus import plan
+from wattbus_generic_bridge.spec import Description, HttpSource, ModbusSource, Value
 from wattbus_sim import generic_http
 from wattbus_sim.sdm import MODELS, SdmUnit
 from wattbus_sim.sunspec_devices import Plant
@@ -163,13 +164,13 @@ def test_sdm630_register_list_decodes_to_si() -> None:
     doc = fixture("sdm630_input_registers.json")
     desc = described("sdm630-modbus")
     registers = {int(k, 16): v for k, v in doc["registers"].items()}
-    raws = {i: decode(registers[v.register or 0], v) for i, v in enumerate(desc.values)}
+    raws = {i: wattbus_registers.decode(v.point(), registers[v.register or 0]) for i, v in enumerate(desc.values)}
     reading, misses = Mapper("sdm", desc).reading(raws, NOW)
     assert misses == [] and isinstance(reading, m.MeterReading)
-    assert reading.power_w == pytest.approx(1751.3, abs=0.01)
+    assert reading.power_w == 1751.3  # a float32 reads as its shortest decimal, not 1751.300048828125
     assert reading.energy_import_wh == pytest.approx(18234.71 * 1000, rel=1e-6)  # kWh -> Wh (float32)
     assert [p.phase for p in reading.phases] == [1, 2, 3]
-    assert reading.phases[0].voltage_v == pytest.approx(231.4, abs=1e-3)
+    assert reading.phases[0].voltage_v == 231.4
     assert reading.phases[2].power_w == pytest.approx(448.0)
     assert plan(desc.values) == [Block("input", 0x0000, 0x0012), Block("input", 0x0034, 2),
                                  Block("input", 0x0046, 6)]
@@ -182,8 +183,23 @@ def test_register_types_and_word_orders() -> None:
              ([0x8000], Value(field="power_w", register=0, type="int16"), -32768),
              ([0x0000, 0x0000, 0x0001, 0x0000], Value(field="power_w", register=0, type="uint64"), 65536)]
     for words, value, expected in cases:
-        assert decode(words, value) == expected
-        assert wattbus_registers.decode(value.point(), words) == expected  # the shared schema reads it alike
+        assert wattbus_registers.decode(value.point(), words) == expected
+
+
+
+def test_a_scale_applies_once() -> None:
+    """Modbus values arrive scaled from the shared decode, so the mapper leaves them; HTTP values it scales."""
+    values = [Value(field="frequency_hz", register=0, scale=0.01),
+              Value(field="energy_import_wh", register=1, type="uint32", scale=0.01, unit="kWh")]
+    words = [[4998], [0, 12345]]
+    raws = {i: wattbus_registers.decode(v.point(), words[i]) for i, v in enumerate(values)}
+    reading, misses = Mapper("m", Description(kind="meter", source=ModbusSource(), values=values)).reading(raws, NOW)
+    assert misses == [] and isinstance(reading, m.MeterReading)
+    assert (reading.frequency_hz, reading.energy_import_wh) == (49.98, 123450)  # 4998 * 0.01 Hz, 123.45 kWh
+    http = Mapper("h", Description(kind="meter", source=HttpSource(url="http://x/"),
+                                   values=[Value(field="frequency_hz", select="$.f", scale=0.01)]))
+    reading, _ = http.reading(http.select({"f": 4998}), NOW)
+    assert isinstance(reading, m.MeterReading) and reading.frequency_hz == pytest.approx(49.98)
 
 
 async def test_the_simulators_answer_the_fixtures_shapes() -> None:
@@ -199,8 +215,9 @@ async def test_the_simulators_answer_the_fixtures_shapes() -> None:
     image = SdmUnit(MODELS["sdm630"], Plant(static=True), 1).inputs()
     for address in fixture("sdm630_input_registers.json")["registers"]:
         start = int(address, 16)
-        value = decode(image[start:start + 2], Value(field="power_w", register=start, type="float32"))
-        assert value == value and abs(value) < 1e9, address  # a real float where the fixture has one
+        value = wattbus_registers.decode(Value(field="power_w", register=start, type="float32").point(),
+                                         image[start:start + 2])
+        assert isinstance(value, float) and abs(value) < 1e9, address  # a real float where the fixture has one
 
 
 BAD = [

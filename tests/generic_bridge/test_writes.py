@@ -12,12 +12,13 @@ from typing import Any
 import msgspec
 import pytest
 from wattbus import messages as m
+from wattbus import registers as wattbus_registers
 from wattbus.config import ConfigError
 from wattbus_generic_bridge.adapter import device_meta
 from wattbus_generic_bridge.config import Config, DeviceConfig, resolve
 from wattbus_generic_bridge.control import commands, written
 from wattbus_generic_bridge.mapper import Mapper
-from wattbus_generic_bridge.modbus import decode, encode
+from wattbus_generic_bridge.modbus import encode
 from wattbus_generic_bridge.spec import ModbusSource, Value
 from wattbus_generic_bridge.writes import Target
 
@@ -36,7 +37,7 @@ def test_evse_din_registers_map_to_a_charger_reading() -> None:
     desc = resolve(DeviceConfig(id="wallbox", template="evse-din-modbus", serial_port="/dev/ttyUSB0"), 0)
     registers = {int(k): v for k, v in json.loads((DATA / "evse_din_holding_registers.json").read_text())
                  ["registers"].items()}
-    raws = {i: int(decode([registers[v.register or 0]], v)) for i, v in enumerate(desc.values)}
+    raws = {i: wattbus_registers.decode(v.point(), [registers[v.register or 0]]) for i, v in enumerate(desc.values)}
     reading, misses = Mapper("wallbox", desc).reading(raws, NOW)
     assert misses == [] and isinstance(reading, m.ChargerReading)
     assert (reading.state, reading.set_current_a, reading.enabled) == ("charging", 16, True)
@@ -60,7 +61,7 @@ def test_the_same_template_over_rtu_names_its_unit() -> None:
 ])
 def test_values_are_encoded_as_their_register_type(kind: str, number: float, words: list[int]) -> None:
     assert encode(number, kind) == words
-    assert decode(words, Value(field="x", register=0, type=kind)) == number  # type: ignore[arg-type]
+    assert wattbus_registers.decode(Value(field="x", register=0, type=kind).point(), words) == number  # type: ignore[arg-type]
     assert encode(number, kind, "little") == list(reversed(words))
 
 

@@ -16,7 +16,7 @@ from wattbus import messages as m
 
 from . import units
 from .select import Selector, SelectorError, as_bool, as_number, as_text
-from .spec import READING_BY_KIND, Description, MqttSource, Value, category_of
+from .spec import READING_BY_KIND, Description, ModbusSource, MqttSource, Value, category_of
 
 MISSING = object()  # the selector matched nothing (distinct from a JSON null)
 _AT = re.compile(r" - at `\$\.([A-Za-z0-9_]+)")
@@ -28,6 +28,10 @@ class Mapper:
         self.desc = desc
         self.selectors = [Selector(v.select) if v.select else None for v in desc.values]
         self.categories = [category_of(desc, v) for v in desc.values]
+        # A Modbus value arrives scaled (wattbus.registers.decode applies its point's scale, without
+        # float dust); scaling it again here would apply the factor twice.
+        modbus = isinstance(desc.source, ModbusSource)
+        self.scales = [1.0 if modbus else v.scale for v in desc.values]
 
     def topic_of(self, value: Value) -> str:
         assert isinstance(self.desc.source, MqttSource)
@@ -60,7 +64,7 @@ class Mapper:
             return None
         if math.isinf(number):
             raise SelectorError(f"{where}: {number} is not a measurement")
-        return units.to_si(number * value.scale, value.unit)
+        return units.to_si(number * self.scales[index], value.unit)
 
     @staticmethod
     def _name(value: Value) -> str:

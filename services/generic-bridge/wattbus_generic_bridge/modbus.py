@@ -1,5 +1,8 @@
 """Modbus register lists over TCP or RTU: one read per run of nearby registers, decoded by type and word order.
 
+Planning the reads and decoding the words is the shared register schema's (wattbus.registers): a
+value's `point()` is read exactly as giv-bridge and sunspec-bridge read theirs.
+
 A transport is a *line*: a TCP connection to a host:port (an RS485 gateway, a meter with Ethernet) or
 a serial port (RS485 RTU, or `socket://host:port` for RTU frames over TCP, as pyserial names it).
 Several devices on one line (unit ids 1, 2, ... on one RS485 bus) share one pymodbus client, and
@@ -16,12 +19,11 @@ from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
+from wattbus import registers
 
-from .spec import REGISTER_WORDS, ModbusSource, Value
+from .spec import ModbusSource, Value
 
 MAX_GAP = 8  # read across a gap this small rather than send another request
-FORMATS = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "int64": ">q", "uint64": ">Q",
-           "float32": ">f", "float64": ">d"}
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
 
@@ -51,43 +53,16 @@ class Transport:
         return self.serial_port is not None and not self.serial_port.startswith(("socket://", "rfc2217://"))
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
-    table: str
-    start: int
-    count: int
-
-
-def plan(values: list[Value], max_span: int = 120) -> list[Block]:
-    """Group the values' registers into as few reads as the span (registers per request, the
-    protocol allows 125) and gap limits allow."""
-    spans = sorted({(v.table, v.register or 0, REGISTER_WORDS[v.type]) for v in values})
-    blocks: list[Block] = []
-    for table, start, words in spans:
-        last = blocks[-1] if blocks else None
-        end = start + words
-        if last and last.table == table and start - (last.start + last.count) <= MAX_GAP \
-                and end - last.start <= max_span:
-            blocks[-1] = Block(table, last.start, max(last.count, end - last.start))
-        else:
-            blocks.append(Block(table, start, words))
-    return blocks
-
-
-def decode(registers: list[int], value: Value) -> float:
-    """A value from its registers: 16-bit words, big-endian bytes in each word (the Modbus rule)."""
-    words = registers[:REGISTER_WORDS[value.type]]
-    if value.word_order == "little":
-        words = list(reversed(words))
-    raw = b"".join(word.to_bytes(2, "big") for word in words)
-    number: float = struct.unpack(FORMATS[value.type], raw)[0]
-    return float(number)
+def plan(values: list[Value], max_span: int = 120) -> list[registers.Block]:
+    """The values' registers as few reads as the span (registers per request, the protocol allows
+    125) and the gap limit allow: the shared schema's planning (wattbus.registers)."""
+    return registers.plan([v.point() for v in values], max_span, MAX_GAP)
 
 
 def encode(number: float, kind: str, word_order: str = "big") -> list[int]:
-    """The registers holding `number` as `kind` (the inverse of decode); an integer type takes a
+    """The registers holding `number` as `kind` (the inverse of wattbus.registers.decode); an integer type takes a
     whole number in its range, else ValueError with what does not fit."""
-    fmt = FORMATS[kind]
+    fmt = registers.FORMATS[kind]
     value: float | int = number
     if not kind.startswith("float"):
         if number != int(number):
@@ -166,6 +141,7 @@ class ModbusReader:
         self.values = values
         self.unit = source.unit_id
         self.timeout_s = timeout_s or source.timeout_s
+        self.points = [v.point() for v in values]
         self.blocks = plan(values, source.max_registers)
         self.line = open_line(transport)
         self._released = False
@@ -191,27 +167,22 @@ class ModbusReader:
             raise ModbusError(f"{self.address}: {what}: exception code {getattr(response, 'exception_code', '?')}")
         return response
 
-    async def read(self) -> dict[int, float]:
-        """value index -> decoded raw number (before scale and unit)."""
-        registers: dict[tuple[str, int], int] = {}
+    async def read(self) -> dict[int, registers.Decoded]:
+        """value index -> its number, scaled (wattbus.registers.decode); None where the device has none
+        (a float register holding NaN). An integer register stays an int: a state code maps as "3"."""
+        image: dict[tuple[str, int], int] = {}
         for block in self.blocks:
             request = "read_input_registers" if block.table == "input" else "read_holding_registers"
-            response = await self._call(f"{block.table} registers {block.start}+{block.count}", request,
-                                        block.start, count=block.count)
+            response = await self._call(f"{block.table} registers {block.address}+{block.count}", request,
+                                        block.address, count=block.count)
             words = list(getattr(response, "registers", []))
             if len(words) < block.count:
-                raise ModbusError(f"{self.address}: {block.table} registers {block.start}+{block.count}: "
+                raise ModbusError(f"{self.address}: {block.table} registers {block.address}+{block.count}: "
                                   f"short answer ({len(words)} registers)")
             for offset, word in enumerate(words):
-                registers[(block.table, block.start + offset)] = word
-        out: dict[int, float] = {}
-        for index, value in enumerate(self.values):
-            start = value.register or 0
-            words = [registers[(value.table, start + i)] for i in range(REGISTER_WORDS[value.type])]
-            number = decode(words, value)
-            # an integer register stays an int: a state code maps as "3", not "3.0"
-            out[index] = number if value.type.startswith("float") else int(number)
-        return out
+                image[(block.table, block.address + offset)] = word
+        return {index: registers.decode(point, [image[(point.table, r)] for r in point.registers])
+                for index, point in enumerate(self.points)}
 
     async def write(self, register: int, words: list[int]) -> None:
         """Holding registers from `register` on: function 06 for one word, 16 for more."""
