@@ -4,7 +4,7 @@ from grafana/dashboards/*.json run for a known day.
 
 The house: a grid meter and a sub-meter that writes after it (the last-writer trap), a Fronius-like
 inverter with a lifetime total but no energy_today_wh, an ECU gateway whose two microinverters are
-sub-devices (parent_id), a battery and a charger. The grid meter is named in [http-api.site]; PV,
+sub-devices (parent_id), a battery and a charger. The grid meter is named in [site]; PV,
 battery and charger are found by kind, as http-api does.
 """
 
@@ -137,7 +137,7 @@ async def test_every_panel_number_matches_the_bus(broker: Mosquitto, influxdb: I
                                                   start_service: Callable[..., Any]) -> None:
     conf = write_config(tmp_path, "w", url=influxdb.url, api="v1", database=DB, create_database=True,
                         instance="dash")
-    conf.write_text(conf.read_text() + f'[http-api.site]\ngrid = "{PUBLISHER}/dash-grid"\n')
+    conf.write_text(conf.read_text() + f'[site]\ngrid = "{PUBLISHER}/dash-grid"\n')
     pub = await started_bus(broker, PUBLISHER, "dash")
     admin = await started_bus(broker, "test-admin", "watch-dash")
     watch = StatusWatch()
