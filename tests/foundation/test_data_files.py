@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from wattbus import registers, shelly
 from wattbus_ecu_bridge import decode as ecu_decode
+from wattbus_generic_bridge import units
 from wattbus_generic_bridge.families.common import parse_data
 from wattbus_giv_bridge import givtcp, regmap
 from wattbus_goe_shelly_bridge import goe_wire
@@ -68,15 +69,33 @@ def test_every_data_file_loads(path: Path) -> None:
     assert load is not None and load(path)
 
 
-@pytest.mark.parametrize("path", [p for p in FILES if "giv-bridge" in p.parts and p.stem != "givtcp"]
-                         + sorted(ROOT.glob("services/sunspec-bridge/wattbus_sunspec_bridge/profiles/*.toml")),
-                         ids=lambda p: p.stem)
+def _plain_points(path: Path) -> dict[str, registers.Point]:
+    """A register file's points read by the shared loader alone."""
+    data = tomllib.loads(path.read_text())
+    return registers.points(data["points"], path.name, msgspec.convert(data.get("defaults", {}), registers.Defaults))
+
+
+PROFILES = sorted(ROOT.glob("services/sunspec-bridge/wattbus_sunspec_bridge/profiles/*.toml"))
+REGISTER_DATA = [p for p in FILES if "giv-bridge" in p.parts and p.stem != "givtcp"] + PROFILES
+
+
+@pytest.mark.parametrize("path", REGISTER_DATA, ids=lambda p: p.stem)
 def test_register_data_is_in_the_shared_schema(path: Path) -> None:
     """Register maps and profiles hold wattbus.registers points as they are: the plain shared loader
     reads the same points as the package's own loader (no private shape, no translation)."""
-    data = tomllib.loads(path.read_text())
-    defaults = msgspec.convert(data.get("defaults", {}), registers.Defaults)
-    plain = registers.points(data["points"], path.name, defaults)
+    plain = _plain_points(path)
     loaded = regmap.parse(path.read_text(), path.name).points if "giv-bridge" in path.parts \
         else load_profile(path.stem, str(path.parent)).points
     assert plain == dict(loaded)
+
+
+@pytest.mark.parametrize("path", REGISTER_DATA, ids=lambda p: p.stem)
+def test_register_units_are_known_and_fit_the_names(path: Path) -> None:
+    """A point's `unit` is one the project converts (generic-bridge's units, the contract's
+    dimensions) and measures what its name says; a profile names the unit of every physical quantity."""
+    points = _plain_points(path)
+    wrong = {name: why for name, p in points.items() if (why := units.check(name, p.unit))}
+    assert wrong == {}
+    if path in PROFILES:
+        assert [n for n, p in points.items() if units.dimension_of(n) and p.unit is None] == []
+        assert any(p.unit for p in points.values())
