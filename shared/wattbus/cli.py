@@ -95,6 +95,8 @@ def config_command(args: argparse.Namespace) -> int:
         if args.action == "apply":
             return config_apply(args, path)
         problems = settings.check()
+        if "site" not in problems:  # [site] and the old places it replaces, checked together
+            problems.update(_site_problems(path))
     except ConfigError as exc:
         print(f"wattbus config: {exc}", file=sys.stderr)
         return 2
@@ -103,6 +105,21 @@ def config_command(args: argparse.Namespace) -> int:
     if not problems:
         print(f"{path}: {len(settings.sections())} sections, all valid")
     return 2 if problems else 0
+
+
+def _site_problems(path: Path) -> dict[str, str]:
+    """[site] against the old places of the site's devices (wattbus.site): a contradiction is a
+    problem, an old place still in use a warning on stderr."""
+    from .config import ConfigError, load
+    from .site import load_site
+
+    try:
+        found = load_site(load(path, environ={}))
+    except ConfigError as exc:
+        return {"site": str(exc)}
+    for warning in found.warnings:
+        print(f"wattbus config: warning: {warning}", file=sys.stderr)
+    return {}
 
 
 def config_apply(args: argparse.Namespace, path: Path) -> int:

@@ -248,9 +248,9 @@ def load_site(loaded: LoadedConfig) -> SiteLoad:
     site = convert(SECTION, merged, SiteConfig, dict.fromkeys(merged, "the old site keys"))
     warnings = []
     if moved:
-        warnings.append(f"config: {', '.join(moved)} is the old place of the site's devices; read for now, it "
-                        "belongs in [site] (grid, pv, battery, chargers, [[site.loadpoints]], [[site.relays]]): "
-                        "save the roles on the setup page once, or move the keys by hand")
+        warnings.append(f"config: the site's devices are still stated in their old place ({', '.join(moved)}); "
+                        "read for now, they belong in [site] (grid, pv, battery, chargers, [[site.loadpoints]], "
+                        "[[site.relays]]): save the roles on the setup page once, or move the keys by hand")
     if doubled:
         warnings.append(f"config: {', '.join(doubled)} repeats what [site] says; remove the old key")
     return SiteLoad(site, warnings)

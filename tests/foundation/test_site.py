@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from wattbus import cli
 from wattbus.config import ConfigError, LoadedConfig, load
 from wattbus.site import SiteConfig, load_site, site_config
 from wattbus_http_api import config as http_config
@@ -154,6 +155,18 @@ def test_the_loadpoints_own_rules() -> None:
     with pytest.raises(ConfigError, match=r"at `tuning.g.enable_delay_s`"):
         loaded(base + "[surplus-controller.tuning.g]\nenable_delay_s = -1\n").section(
             "surplus-controller", controller_config.Config)
+
+
+def test_config_check_names_a_contradiction_and_warns_of_old_places(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "wattbus.toml"
+    path.write_text(OLD)
+    assert cli.main(["config", "--config", str(path), "check"]) == 0
+    assert "they belong in [site]" in capsys.readouterr().err
+    path.write_text(NEW.replace("[surplus-controller]\n", '[surplus-controller]\nbattery = "giv/other"\n'))
+    assert cli.main(["config", "--config", str(path), "check"]) == 2
+    assert "[site] battery = ['giv/bat'] disagrees with the old place [surplus-controller] battery" in \
+        capsys.readouterr().err
 
 
 def test_the_environment_sets_site_keys_as_any_other(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ async def test_the_old_layout_runs_its_loadpoint_and_warns_once(broker: Mosquitt
         await until(lambda: any(s.timestamp >= started for s in states), 30, "the old-layout loadpoint's state")
         out = controller.output()
         assert out.count("old config layout") == 1, out
-        assert "[[surplus-controller.loadpoints]]" in out and "belongs in [site]" in out
+        assert "[[surplus-controller.loadpoints]]" in out and "they belong in [site]" in out
         assert "idle until configured" not in out
     finally:
         watcher.publish(topics.loadpoint_state(LOADPOINT), b"", retain=True)
