@@ -82,7 +82,7 @@ def _parse(name: str, path: Path, data: dict[str, Any]) -> Profile:
     max_read = data.get("max_read", MAX_READ)
     if not isinstance(max_read, int) or isinstance(max_read, bool) or not 2 <= max_read <= MAX_READ:
         raise ProfileError(f"{where}: max_read = {max_read!r}, expected 2..{MAX_READ} registers")
-    top = {k: data[k] for k in ("function", "word_order") if k in data}
+    top: dict[str, Any] = {k: data[k] for k in ("function", "word_order") if k in data}
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise ProfileError(f"{where}: defaults must be a table (table, word_order, type)")
@@ -141,7 +141,9 @@ def meter_reading(dev_id: str, ts: datetime, values: Mapping[str, registers.Deco
     extra: dict[str, m.ExtraValue] = {k[6:]: v for k, v in values.items() if k.startswith("extra.")}
     phases = []
     for n in (1, 2, 3):
-        fields = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(f"l{n}.") and v is not None}
+        # text/hhmm/bool points are refused outside extra.* at load, so phase values are numbers
+        fields = {k.split(".", 1)[1]: float(v) for k, v in values.items()
+                  if k.startswith(f"l{n}.") and isinstance(v, int | float)}
         if "power_factor" in fields:
             fields["power_factor"] = abs(fields["power_factor"])
         if fields:
