@@ -43,3 +43,35 @@ def test_equal_tables_share_a_connection_and_other_brokers_may_reuse_an_id() -> 
                     entry("c", host="10.0.0.5", port=1884, client_id="x"), entry("d", host="10.0.0.9", client_id="x"),
                     entry("e", host="10.0.0.5", username="u2", client_id="other"))
     assert [d.id for d in config.devices] == ["a", "b", "c", "d", "e"]
+
+
+MODBUS = {"type": "modbus", "host": "192.0.2.9"}
+RELAY_VALUES = [{"field": "on", "register": 0, "table": "coil"}]
+
+
+@pytest.mark.parametrize(("description", "expected"), [
+    ({"kind": "charger", "source": MODBUS, "values": [{"field": "phases_active", "const": 3, "register": 5}]},
+     "values[0].register: a const value is read from nowhere"),
+    ({"kind": "meter", "source": {"type": "http", "url": "http://x/"},
+      "values": [{"field": "power_w", "select": "$.p", "unit_id": 2}]},
+     "values[0].unit_id: a unit id names a Modbus device on the line; this source is http"),
+    ({"kind": "relay", "source": MODBUS, "values": [{"field": "on", "register": 0, "table": "coil", "scale": 2}]},
+     "values[0].type: a coil is one bit (0 or 1)"),
+    ({"kind": "relay", "source": {"type": "http", "url": "http://x/"}, "values": [{"field": "on", "select": "$.on"}],
+      "write": {"relay": {"coil": 0}}},
+     "write.relay.coil: coils are written to Modbus sources only, this source is http"),
+    ({"kind": "relay", "source": MODBUS, "values": RELAY_VALUES, "write": {"relay": {"coil": 0, "values":
+                                                                                   {"on": "1", "off": "2"}}}},
+     "write.relay.values: a coil is written 1 or 0"),
+    ({"kind": "charger", "source": MODBUS, "values": [{"field": "set_current_a", "register": 1}],
+      "write": {"charge_current": {"coil": 3}}},
+     "write.charge_current.coil: a coil is on or off: it cannot take a current"),
+    ({"kind": "charger", "source": MODBUS, "values": [{"field": "phases_active", "const": 3}],
+      "write": {"phases": {"fixed": True, "register": 9}}},
+     "write.phases.register: a fixed value is not written"),
+])
+def test_bad_bits_consts_and_fixed_writes_are_refused_with_the_key(description: dict[str, Any],
+                                                                   expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        decode({"id": "x", "description": description})
+    assert expected in str(err.value)

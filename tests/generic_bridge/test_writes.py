@@ -85,7 +85,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"description": charger({"phases": {"url": "http://x/{value}"}})},
      'write.phases: needs a value with field = "phases_active" to read the change back'),
     ({"description": charger({"charge_current": {"url": "http://x/{value}", "topic": "t"}})},
-     "write.charge_current.register: give exactly one of register, url or topic (got url, topic)"),
+     "write.charge_current.register: give exactly one of register, coil, url or topic (got url, topic)"),
     ({"description": charger({"charge_current": {"url": "http://x/{value}"}, "min_current_a": 10,
                               "max_current_a": 8})}, "write.min_current_a: 10 A is above max_current_a = 8 A"),
     ({"description": charger({"charge_current": {"topic": "wb/set/amps"}})},

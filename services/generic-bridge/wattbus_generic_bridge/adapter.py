@@ -23,7 +23,7 @@ from wattbus.log import Logger
 
 from . import control
 from .brokers import Brokers
-from .config import DeviceConfig
+from .config import DeviceConfig, current_limits
 from .fetch import FetchError, HttpDevice
 from .mapper import Mapper
 from .modbus import ModbusError, ModbusReader, Transport
@@ -71,6 +71,14 @@ class DescribedDevice:
         self.commands: tuple[type[m.CommandBase], ...] = control.commands(desc)
         self.metas = [device_meta(source_name, dev, desc)]
         self.mapper = Mapper(dev.id, desc)
+        # the installation's fixed values (`const`) join whatever is read
+        self.consts = {i: v.const for i, v in enumerate(desc.values) if v.const is not None}
+        write = desc.write
+        # what a person may set (Home Assistant's number entity): the bridge's limits, as go-e's bridge says them
+        self.limits: dict[str, m.ExtraValue] = {}
+        if desc.kind == "charger" and write is not None and write.charge_current is not None:
+            low, high = current_limits(dev, desc)
+            self.limits = {"limit_min_current_a": low, "limit_max_current_a": high}
         source = desc.source
         self.push = isinstance(source, MqttSource)
         self.interval_s = dev.interval_s or (source.stale_after_s if isinstance(source, MqttSource)
@@ -104,14 +112,16 @@ class DescribedDevice:
     async def read_raw(self) -> dict[int, Any]:
         source = self.desc.source
         if isinstance(source, HttpSource):
-            return self.mapper.select(await self.http.get_json(source.url))
+            return {**self.mapper.select(await self.http.get_json(source.url)), **self.consts}
         if self.modbus is None:
             raise FetchError(f"{self.device_id} listens on MQTT: it cannot be read on demand")
-        return dict(await self.modbus.read())
+        return {**await self.modbus.read(), **self.consts}
 
     def reading(self, raws: dict[int, Any]) -> m.ReadingBase:
         """The reading, with what did not match shown in it (a ValidationError is a failed poll)."""
         reading, misses = self.mapper.reading(raws, datetime.now(UTC))
+        if self.limits:
+            reading = msgspec.structs.replace(reading, extra={**reading.extra, **self.limits})
         self.last_misses = misses
         if misses:
             self.misses += len(misses)
@@ -156,7 +166,7 @@ class DescribedDevice:
                 self.counters.inc("payloads_rejected")
                 self.log.warning("payload is not JSON", device=self.device_id, topic=msg.topic)
                 return
-        self._raws.update(self.mapper.select(doc, msg.topic))
+        self._raws.update({**self.mapper.select(doc, msg.topic), **self.consts})
         self._messages.put_nowait(dict(self._raws))  # one reading per message, as the device sent them
 
     # ------------------------------------------------------------------ writes (control.py)

@@ -77,9 +77,9 @@ def written(target: Target, value: Any, word: str) -> float | str:
     """What goes to the device: the mapped word's value, else the number divided by scale."""
     if word and target.values:
         mapped = target.values[word]
-        return float(mapped) if target.register is not None else mapped
+        return float(mapped) if target.modbus else mapped
     number = float(value) / target.scale
-    return number if target.register is not None else shown(number)
+    return number if target.modbus else shown(number)
 
 
 async def send(device: DescribedDevice, target: Target, value: float | str) -> None:
@@ -88,6 +88,9 @@ async def send(device: DescribedDevice, target: Target, value: float | str) -> N
     if target.register is not None:
         assert device.modbus is not None and isinstance(value, float)  # checked at start-up
         await device.modbus.write(target.register, encode(value, target.type, target.word_order))
+    elif target.coil is not None:
+        assert device.modbus is not None and isinstance(value, float)  # checked at start-up
+        await device.modbus.write_coil(target.coil, value != 0)
     elif target.url is not None:
         body = target.body.replace(VALUE, text) if target.body is not None else None
         await device.http.request(target.url.replace(VALUE, text), target.method, body, target.content_type)
@@ -114,6 +117,9 @@ async def execute(device: DescribedDevice, command: m.CommandBase) -> m.CommandR
     except ValueError as exc:
         return answer(command, dev, "refused", f"{dev}: write.{key}: {exc}")
     now = await state(device, field)
+    if target is not None and target.fixed and not same(now, value):
+        return answer(command, dev, "refused", f"{dev}: {field} is fixed by the installation at {now}; "
+                                               f"it cannot be set to {value}")
     if not same(now, value):
         if key == "relay":
             ago = time.monotonic() - device.last_switch if device.last_switch is not None else math.inf

@@ -24,6 +24,9 @@ from wattbus import registers
 from .spec import ModbusSource, Value
 
 MAX_GAP = 8  # read across a gap this small rather than send another request
+# Coils (function 01, a relay's state) and discrete inputs (02): one bit per address, up to 2000 a read
+BIT_READS = {"coil": "read_coils", "discrete": "read_discrete_inputs"}
+MAX_BITS = 2000
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
 
@@ -53,10 +56,27 @@ class Transport:
         return self.serial_port is not None and not self.serial_port.startswith(("socket://", "rfc2217://"))
 
 
+def in_registers(value: Value) -> bool:
+    """A value held in 16-bit registers (not a coil or discrete input, not the installation's const)."""
+    return value.const is None and value.table not in BIT_READS
+
+
 def plan(values: list[Value], max_span: int = 120) -> list[registers.Block]:
     """The values' registers as few reads as the span (registers per request, the protocol allows
     125) and the gap limit allow: the shared schema's planning (wattbus.registers)."""
-    return registers.plan([v.point() for v in values], max_span, MAX_GAP)
+    return registers.plan([v.point() for v in values if in_registers(v)], max_span, MAX_GAP)
+
+
+def plan_bits(bits: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
+    """(table, first address, count) reads covering the (table, address) bits, nearby ones in one read."""
+    reads: list[tuple[str, int, int]] = []
+    for table, address in sorted(set(bits)):
+        if reads and reads[-1][0] == table and address - sum(reads[-1][1:]) <= MAX_GAP \
+                and address - reads[-1][1] < MAX_BITS:
+            reads[-1] = (table, reads[-1][1], address - reads[-1][1] + 1)
+        else:
+            reads.append((table, address, 1))
+    return reads
 
 
 def encode(number: float, kind: str, word_order: str = "big") -> list[int]:
@@ -133,7 +153,8 @@ def release_line(line: Line) -> None:
 
 
 class ModbusReader:
-    """One device (a unit id) on a line: its register list read, its registers written."""
+    """One device (a unit id) on a line: its register list read, its registers written. A value may
+    name another unit on the same line (`unit_id`: the wallbox's own meter); it is read from there."""
 
     def __init__(self, source: ModbusSource, values: list[Value], transport: Transport,
                  timeout_s: float | None = None) -> None:
@@ -141,8 +162,16 @@ class ModbusReader:
         self.values = values
         self.unit = source.unit_id
         self.timeout_s = timeout_s or source.timeout_s
-        self.points = [v.point() for v in values]
-        self.blocks = plan(values, source.max_registers)
+        unit_of = [self.unit if v.unit_id is None else v.unit_id for v in values]
+        # value index -> (its unit, its point); coils and discrete inputs -> (unit, table, address)
+        self.points = {i: (unit_of[i], v.point()) for i, v in enumerate(values) if in_registers(v)}
+        self.bits = {i: (unit_of[i], str(v.table), v.register or 0) for i, v in enumerate(values)
+                     if v.const is None and v.table in BIT_READS}
+        units = sorted({unit_of[i] for i in [*self.points, *self.bits]})
+        self.blocks = [(u, block) for u in units
+                       for block in plan([v for i, v in enumerate(values) if unit_of[i] == u], source.max_registers)]
+        self.bit_reads = [(u, *read) for u in units
+                          for read in plan_bits([(t, a) for unit, t, a in self.bits.values() if unit == u])]
         self.line = open_line(transport)
         self._released = False
 
@@ -150,39 +179,50 @@ class ModbusReader:
     def address(self) -> str:
         return f"{self.line.transport.address}/{self.unit}"
 
-    async def _call(self, what: str, request: str, *args: object, **kwargs: object) -> Any:
+    async def _call(self, what: str, request: str, *args: object, unit: int | None = None, **kwargs: object) -> Any:
         """One request under the line's lock; a missing or error answer is a ModbusError naming `what`."""
+        unit = self.unit if unit is None else unit
+        where = f"{self.line.transport.address}/{unit}"
         async with self.line.lock:
             client = await self.line.client(self.timeout_s)
             try:
-                response = await asyncio.wait_for(getattr(client, request)(*args, device_id=self.unit, **kwargs),
+                response = await asyncio.wait_for(getattr(client, request)(*args, device_id=unit, **kwargs),
                                                   self.timeout_s + 0.5)
             except TimeoutError:
                 self.line.close()  # a late answer would otherwise be taken for the next request's
-                raise ModbusError(f"{self.address}: {what}: no answer within {self.timeout_s:g} s") from None
+                raise ModbusError(f"{where}: {what}: no answer within {self.timeout_s:g} s") from None
             except ModbusException as exc:  # pymodbus' own: timeout, connection lost, bad CRC
                 self.line.close()
-                raise ModbusError(f"{self.address}: {what}: {exc}") from None
+                raise ModbusError(f"{where}: {what}: {exc}") from None
         if response.isError():
-            raise ModbusError(f"{self.address}: {what}: exception code {getattr(response, 'exception_code', '?')}")
+            raise ModbusError(f"{where}: {what}: exception code {getattr(response, 'exception_code', '?')}")
         return response
 
     async def read(self) -> dict[int, registers.Decoded]:
         """value index -> its number, scaled (wattbus.registers.decode); None where the device has none
-        (a float register holding NaN). An integer register stays an int: a state code maps as "3"."""
-        image: dict[tuple[str, int], int] = {}
-        for block in self.blocks:
+        (a float register holding NaN). An integer register stays an int: a state code maps as "3";
+        a coil or discrete input is 0 or 1."""
+        image: dict[tuple[int, str, int], int] = {}
+        for unit, block in self.blocks:
             request = "read_input_registers" if block.table == "input" else "read_holding_registers"
-            response = await self._call(f"{block.table} registers {block.address}+{block.count}", request,
-                                        block.address, count=block.count)
+            what = f"{block.table} registers {block.address}+{block.count}"
+            response = await self._call(what, request, block.address, count=block.count, unit=unit)
             words = list(getattr(response, "registers", []))
             if len(words) < block.count:
-                raise ModbusError(f"{self.address}: {block.table} registers {block.address}+{block.count}: "
-                                  f"short answer ({len(words)} registers)")
+                raise ModbusError(f"{self.line.transport.address}/{unit}: {what}: short answer "
+                                  f"({len(words)} registers)")
             for offset, word in enumerate(words):
-                image[(block.table, block.address + offset)] = word
-        return {index: registers.decode(point, [image[(point.table, r)] for r in point.registers])
-                for index, point in enumerate(self.points)}
+                image[(unit, block.table, block.address + offset)] = word
+        for unit, table, start, count in self.bit_reads:
+            what = f"{table}s {start}+{count}"
+            bits = list(getattr(await self._call(what, BIT_READS[table], start, count=count, unit=unit), "bits", []))
+            if len(bits) < count:  # pymodbus pads the answer to whole bytes: more is normal, fewer is not
+                raise ModbusError(f"{self.line.transport.address}/{unit}: {what}: short answer ({len(bits)} bits)")
+            image.update({(unit, table, start + offset): int(bits[offset]) for offset in range(count)})
+        out: dict[int, registers.Decoded] = {i: image[bit] for i, bit in self.bits.items()}
+        for index, (unit, point) in self.points.items():
+            out[index] = registers.decode(point, [image[(unit, point.table, r)] for r in point.registers])
+        return out
 
     async def write(self, register: int, words: list[int]) -> None:
         """Holding registers from `register` on: function 06 for one word, 16 for more."""
@@ -191,6 +231,10 @@ class ModbusReader:
             await self._call(what, "write_register", register, words[0])
         else:
             await self._call(what, "write_registers", register, words)
+
+    async def write_coil(self, coil: int, on: bool) -> None:
+        """A relay's coil: function 05."""
+        await self._call(f"write coil {coil} = {int(on)}", "write_coil", coil, on)
 
     def close(self) -> None:
         if not self._released:

@@ -64,12 +64,18 @@ class Value(ConfigStruct, kw_only=True):
     topic: str | None = None  # MQTT: this value's own topic
     # Modbus: the shared register point (wattbus.registers), its address spelled `register` here
     register: Annotated[int, Meta(ge=0, le=65535)] | None = None  # Modbus: first register
-    table: registers.Table = "holding"
+    # holding/input registers (functions 03/04), or one bit: a coil (01, a relay's state) or a discrete input (02)
+    table: registers.Table | Literal["coil", "discrete"] = "holding"
     type: RegisterType = "uint16"
     word_order: registers.WordOrder = "big"  # big: the high word comes first (most devices)
     scale: float = 1.0  # raw * scale, then the unit conversion
     unit: str | None = None  # what the device sends; converted to the field's SI unit
     map: dict[str, str] = {}  # text fields: device word -> contract word ("Charging" -> "charging")
+    # Modbus: another unit on the same line holds this value (the wallbox's own meter, unit 2)
+    unit_id: Annotated[int, Meta(ge=0, le=255)] | None = None
+    # What the device cannot tell, fixed by the installation: the phases a wallbox is wired for
+    # (`const = "{phases}"`); read from nowhere, so no select, register or topic
+    const: str | float | None = None
 
     def point(self) -> registers.Point:
         """The value's registers in the shared schema (a Modbus value: `register` is set)."""
@@ -156,9 +162,19 @@ def problems(desc: Description) -> list[tuple[str, str]]:
 
 
 def _source_problems(source: Source, value: Value) -> list[tuple[str, str]]:
+    if value.const is not None:
+        given = [k for k in ("select", "register", "topic", "unit_id") if getattr(value, k) is not None]
+        return [(given[0], "a const value is read from nowhere: leave select, register, topic and unit_id "
+                           "out")] if given else []
+    if value.unit_id is not None and not isinstance(source, ModbusSource):
+        return [("unit_id", f"a unit id names a Modbus device on the line; this source is {_tag(source)}")]
     if isinstance(source, ModbusSource):
         if value.register is None:
             return [("register", "a Modbus value needs its register address")]
+        if value.table in ("coil", "discrete"):  # one bit: 0 or 1, no type, words or scale
+            plain = value.type == "uint16" and value.word_order == "big" and value.scale == 1.0
+            return [] if plain else [("type", f"a {value.table} is one bit (0 or 1): leave type, word_order "
+                                              "and scale out")]
         try:
             value.point()
         except registers.RegisterError as exc:

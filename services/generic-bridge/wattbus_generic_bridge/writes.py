@@ -30,6 +30,7 @@ class Target(ConfigStruct, kw_only=True):
     """Where one command's value goes: exactly one of register, url or topic."""
 
     register: Annotated[int, Meta(ge=0, le=65535)] | None = None  # Modbus: holding register (fc 06 / 16)
+    coil: Annotated[int, Meta(ge=0, le=65535)] | None = None  # Modbus: a coil (fc 05), 1 = on unless `values`
     type: WriteType = "uint16"
     word_order: Literal["big", "little"] = "big"
     url: str | None = None  # HTTP: "http://{host}/set?amps={value}"
@@ -41,6 +42,14 @@ class Target(ConfigStruct, kw_only=True):
     retain: bool = False
     scale: float = 1.0  # written = value / scale (a register counting 0.1 A: scale = 0.1)
     values: dict[str, str] = {}  # on/off (relay, charging), 1/3 (phases) -> what is written
+    # The installation fixes it (a wallbox wired for 3 phases): asking for what the device shows is
+    # `ok` and writes nothing, anything else is refused; no register, url or topic
+    fixed: bool = False
+
+    @property
+    def modbus(self) -> bool:
+        """Written to a Modbus register or coil: the value is a number."""
+        return self.register is not None or self.coil is not None
 
 
 class Write(ConfigStruct, kw_only=True):
@@ -106,19 +115,28 @@ def write_problems(desc: Description) -> list[tuple[str, str]]:
 
 
 def _target_problems(target: Target, source: str, words: tuple[str, ...]) -> list[tuple[str, str]]:
-    given = [k for k in ("register", "url", "topic") if getattr(target, k) is not None]
+    given = [k for k in ("register", "coil", "url", "topic") if getattr(target, k) is not None]
+    if target.fixed:
+        return [(given[0], "a fixed value is not written: leave register, coil, url and topic out")] if given else []
     if len(given) != 1:
-        return [("register", f"give exactly one of register, url or topic (got {', '.join(given) or 'none'})")]
+        return [("register", f"give exactly one of register, coil, url or topic (got {', '.join(given) or 'none'}), "
+                             "or fixed = true for what the installation fixes")]
     found: list[tuple[str, str]] = []
-    if target.register is not None and source != "modbus":
-        found.append(("register", f"registers are written to Modbus sources only, this source is {source}"))
+    for key in ("register", "coil"):
+        if getattr(target, key) is not None and source != "modbus":
+            found.append((key, f"{key}s are written to Modbus sources only, this source is {source}"))
+    if target.coil is not None and not set(target.values.values()) <= {"0", "1"}:
+        found.append(("values", "a coil is written 1 or 0"))
+    if target.coil is not None and words != ("on", "off") and not target.values:
+        found.append(("coil", "a coil is on or off: a number (a current, phases) needs `values` saying which "
+                              "is 1" if words else "a coil is on or off: it cannot take a current"))
     if target.topic is not None and source != "mqtt":
         found.append(("topic", f"a topic is published on the source's broker: this source is {source}"))
     if target.topic is not None and any(c in target.topic for c in "+#"):
         found.append(("topic", f"{target.topic!r}: name one topic, without the wildcards + and #"))
     if words and target.values and sorted(target.values) != sorted(words):
         found.append(("values", f"map exactly {' and '.join(words)} (got {', '.join(sorted(target.values))})"))
-    if target.register is not None:
+    if target.modbus:
         for word, written in target.values.items():
             try:
                 float(written)
