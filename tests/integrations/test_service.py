@@ -16,6 +16,7 @@ from aiohttp import web
 from wattbus import codec, topics
 from wattbus import messages as m
 from wattbus.bus import Message
+from wattbus.liveness import judged_topic
 
 from tests.integrations.helpers import check_config, metas, readings
 from tests.support.bus_helpers import started_bus, until
@@ -101,7 +102,8 @@ async def test_discovery_controls_templates_and_removal(broker: Mosquitto, tmp_p
         stale = {"dev": {"identifiers": ["wattbus-gone-1"]}, "o": {"name": "wattbus"},
                  "cmps": {"power_w": {"p": "sensor", "unique_id": "wattbus-gone-1_power_w", "state_topic": "x"}}}
         observer.publish("homeassistant/device/wattbus-gone-1/config", codec.encode(stale), retain=True)
-        for sub in ("homeassistant/#", "integrations/#", topics.ALL_SERVICE_STATUS):
+        judged = judged_topic("integrations", "main", CHARGER.source, CHARGER.device_id)
+        for sub in ("homeassistant/#", "integrations/#", topics.ALL_SERVICE_STATUS, judged):
             observer.subscribe(sub, bytes, seen)
 
         def answer(msg: Message[m.Command]) -> None:
@@ -155,6 +157,9 @@ async def test_discovery_controls_templates_and_removal(broker: Mosquitto, tmp_p
         # The bridge deletes the device: Home Assistant is told to delete it too.
         bridge.publish(topics.device_meta(CHARGER.source, CHARGER.device_id), b"", retain=True)
         await until(lambda: seen.on(CONFIG)[-1:] == [b""], 20, "the device's removal")
+        # The judged availability HA followed (wattbus.liveness) was published, and goes with the device.
+        assert {m.ONLINE.encode(), m.OFFLINE.encode()} & set(seen.on(judged)), seen.on(judged)
+        await until(lambda: seen.on(judged)[-1:] == [b""], 20, "the judged availability's removal")
         assert proc.proc.poll() is None, proc.output()
         assert proc.stop() == 0
     finally:

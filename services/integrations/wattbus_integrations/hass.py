@@ -189,15 +189,15 @@ class HomeAssistant:
 
     def remove(self, obj: str, why: str) -> None:
         tracked = self.devices.pop(obj, None)
+        if tracked is not None and tracked.meta is not None and self.settings.judged_by is not None:
+            self.bus.publish(judged_topic(*self.settings.judged_by, tracked.meta.source, tracked.meta.device_id),
+                             b"", retain=True)  # nothing left to judge: no retained word stays behind
         stale = self.foreign.pop(obj, set()) | set(tracked.published if tracked is not None else ())
         if not stale:
             return
         # An empty retained payload deletes the device (or the entity) in Home Assistant.
         for topic in sorted(stale):
             self.bus.publish(topic, b"", retain=True)
-        if tracked is not None and tracked.meta is not None and self.settings.judged_by is not None:
-            self.bus.publish(judged_topic(*self.settings.judged_by, tracked.meta.source, tracked.meta.device_id),
-                             b"", retain=True)
         self.counters.inc("hass_configs_removed")
         self.log.info("home assistant device removed", device=obj, reason=why)
 
