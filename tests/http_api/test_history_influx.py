@@ -58,6 +58,7 @@ class House:
         self.bus = bus
         self.power = {"pv": 0.0, "grid": 0.0, "battery": 0.0, "ev": 0.0}
         self.counters = {"imp": 4_000_000.0, "exp": 2_000_000.0, "pv": 9_000_000.0, "ev": 700_000.0}
+        self.truth = {"battery_charge_wh": 0.0, "battery_discharge_wh": 0.0, "home_wh": 0.0}  # published power x time
         for device_id, kind in KINDS.items():
             meta = m.DeviceMeta(device_id=device_id, kind=kind, source=SRC, protocol="simulated", name=device_id)
             bus.publish(topics.device_meta(SRC, device_id), meta, retain=True)
@@ -72,6 +73,9 @@ class House:
             self.counters["exp"] += max(-p["grid"], 0.0) * hours
             self.counters["pv"] += p["pv"] * hours
             self.counters["ev"] += p["ev"] * hours
+            self.truth["battery_charge_wh"] += max(-p["battery"], 0.0) * hours
+            self.truth["battery_discharge_wh"] += max(p["battery"], 0.0) * hours
+            self.truth["home_wh"] += max(p["pv"] + p["grid"] + p["battery"] - p["ev"], 0.0) * hours
             c = self.counters
             for device_id, reading in (
                     ("h-meter", m.MeterReading(device_id="h-meter", timestamp=at, power_w=p["grid"],
@@ -122,7 +126,7 @@ async def test_influx_and_local_history_agree(private_broker: Mosquitto, influxd
         await until(lambda: watch.counter("written", "hist27") > 0, 30, "the writer storing readings")
         await until(lambda: json.dumps(from_local.call("GET", "/api/v1/site")[1]["flow"]["home_w"]) != "null",
                     20, "the http-api's flow")
-        start = dict(house.counters)
+        start, start_truth = dict(house.counters), dict(house.truth)
         for seconds, pv, grid, battery, ev in PHASES:
             house.power.update(pv=pv, grid=grid, battery=battery, ev=ev)
             await asyncio.sleep(seconds)
@@ -137,35 +141,32 @@ async def test_influx_and_local_history_agree(private_broker: Mosquitto, influxd
         assert remote["source"] == "influxdb" and remote["problem"] is None, remote.get("influx_problem")
         assert local["source"] == "local" and "did not answer" in local["influx_problem"], local
         assert closed.split("//")[1] in local["influx_problem"] and local["influx_problem"] in local["problem"]
-        counted = {"pv_wh": start["pv"], "grid_import_wh": start["imp"], "grid_export_wh": start["exp"],
-                   "ev_wh": start["ev"]}
-        for name, before in counted.items():
-            key = {"pv_wh": "pv", "grid_import_wh": "imp", "grid_export_wh": "exp", "ev_wh": "ev"}[name]
-            counted[name] = house.counters[key] - before
+        keys = {"pv_wh": "pv", "grid_import_wh": "imp", "grid_export_wh": "exp", "ev_wh": "ev"}
+        counted = {name: house.counters[key] - start[key] for name, key in keys.items()}
+        truth = {**counted, **{name: wh - start_truth[name] for name, wh in house.truth.items()}}
         lines = []
         for name in ("pv_wh", "grid_import_wh", "grid_export_wh", "ev_wh", "battery_charge_wh",
                      "battery_discharge_wh", "home_wh"):
             a, b = remote["totals_wh"][name], local["totals_wh"][name]
-            lines.append(f"{name}: influx {a:.2f} local {b:.2f} devices {counted.get(name, float('nan')):.2f}")
+            lines.append(f"{name}: influx {a:.2f} local {b:.2f} published {truth[name]:.2f}")
             assert b > 0.5, (name, local["totals_wh"])
-            # Counters: the same readings' differences (the answers round to 0.1 Wh). Power: the
-            # local store holds each sample until the next (steps >= 0.25 s) and skips a moment
-            # whose flow is not current (a device late on a loaded machine), and at a change its
-            # flow mixes a new reading of one device with an old one of another; InfluxDB
-            # integrates trapezoids per device. Seen over 18 s with kW steps: up to 0.3 Wh (battery)
-            # and 0.6 Wh (home) apart.
-            allowed = 0.11 if name in counted else max(0.2 * b, 0.4)
-            assert abs(a - b) <= allowed, lines
-            if name in counted:
-                assert abs(a - counted[name]) <= 0.2, lines
+            # InfluxDB: the counters' differences (the answers round to 0.1 Wh), or the published
+            # power integrated between readings 0.2 s apart (a half step at each of the changes).
+            assert abs(a - truth[name]) <= (0.11 if name in counted else 0.2), lines
+            # The local store: the same counter differences. Its integrated series hold each sample
+            # until the next (steps >= 0.25 s), skip a moment whose flow is not current (a reading
+            # late on a loaded machine) and, at a change, mix a new reading of one device with an
+            # old one of another: seen up to 0.3 Wh (battery) and 0.6 Wh (home) low over these 18 s.
+            assert abs(a - b) <= (0.11 if name in counted else max(0.25 * truth[name], 0.5)), lines
         print("day totals, same readings: " + "; ".join(lines))
         # The power curve: the same 5-minute slots and about the same mean PV. Only about: in the
         # 20 s this test fills of a slot, a minute's mean weighs the moments the local flow was
-        # current, InfluxDB's every reading (they agree on a day's full minutes).
+        # current (the local store's integration falls short as its energies do, above), InfluxDB's
+        # every reading.
         rc, lc = remote["curve"], local["curve"]
         assert rc["step_s"] == lc["step_s"] == 300 and rc["t"] == lc["t"] and rc["t"], (rc["t"], lc["t"])
         for t, a, b in zip(rc["t"], rc["pv_w"], lc["pv_w"], strict=True):
-            assert a is not None and b is not None and abs(a - b) <= max(0.25 * b, 300), (t, a, b)
+            assert a is not None and b is not None and abs(a - b) <= max(0.3 * b, 400), (t, a, b)
         print(f"PV curve, influx / local: {rc['pv_w']} / {lc['pv_w']} W")
         for kind in ("week", "month", "year"):
             status, doc, _ = from_influx.call("GET", f"/api/v1/history?range={kind}&date={remote['date']}")

@@ -8,10 +8,11 @@ those this module computes what the local store (energy.py) records live, by the
   value per device and grain minus the one before it (the value before the range is looked up
   too), so a bucket gets what the counter counted up to its last reading, as energy.py credits
   each step to the bucket of its later reading; a step above MAX_SITE_W is a reset, not energy;
-- else, and for home (no meter measures it), the role's power integrated over each grain (InfluxQL
-  `integral`, between the readings inside it); home is pv + grid + battery - ev (flows.py), only
-  where the grid has a value; grid (without counters) and battery are split by the sign of each
+- else the role's power integrated over each grain (InfluxQL `integral`, between the readings
+  inside it), queried only for those roles; grid and battery are split by the sign of each
   reading ((|p| + p) / 2 integrated in a subquery), not by a grain's net;
+- home (no meter measures it) from the flow of the roles' energies in each grain, pv + grid +
+  battery - ev (flows.py), only where the grid has a value;
 - the day's power curve as the mean of each role's per-minute power (summed over its devices)
   over each 5 minutes, as the local store keeps minutes and history_api averages them.
 
@@ -123,21 +124,35 @@ class InfluxHistory:
         group = f"GROUP BY time({grain}s, {offset}s), {by} fill(none)"
         # One statement per field: influxd 1.6 answers several last() in one statement with nulls
         # for the series of some devices (seen with this measurement's mixed devices).
-        statements = [f'SELECT integral("power_w", 1h) AS "wh" {where} {group}',
-                      # the positive part alone (grid import, battery discharge): (|p| + p) / 2 per reading
-                      f'SELECT integral("pos", 1h) AS "pos_wh" FROM (SELECT (abs("power_w") + "power_w") / 2 AS "pos" '
-                      f'{where}) {span} {group}']
+        statements = []
         for name in TOTALS:
             statements += [f'SELECT last("{name}") AS "{name}" {where} {group}',
                            # no value before the range (a new device, a new database): count from
                            # the first one in it; a value before the range wins (listed after)
                            f'SELECT first("{name}") AS "{name}" {where} GROUP BY {by}',
                            f'SELECT last("{name}") AS "{name}" {earlier} GROUP BY {by}']
-        answers = await self.query(statements)
-        grains = [series for i, answer in enumerate(answers) if i < 2 or (i - 2) % 3 == 0 for series in answer]
-        before = [series for i, answer in enumerate(answers) if i >= 2 and (i - 2) % 3 for series in answer]
-        devices = _devices(grains, before)
-        return _buckets(devices, edges, grain)
+        # every device with readings in the range, those without counters too (a battery)
+        present = f'SELECT first("power_w") AS "first_power_w" {where} GROUP BY {by}'
+        answers = await self.query([*statements, present])
+        counters, firsts = answers[:-1], answers[-1]
+        devices = _devices([s for i, a in enumerate(counters) if i % 3 == 0 for s in a],
+                           [*firsts, *(s for i, a in enumerate(counters) if i % 3 for s in a)])
+        counted = _counted(devices)
+        # Power is integrated only for the roles whose counters do not cover them (most often the
+        # battery): integrals scan every reading, a year of 30-s readings of 4 devices takes influxd
+        # 1.6 seconds per statement where last() per hour takes a tenth.
+        roles = sorted({ROLE_OF[role] for series, (role, _name) in COUNTERS.items() if series not in counted}
+                       & {d.role for d in devices.values()})
+        if roles:
+            which = " OR ".join(f'"role" = \'{role}\'' for role in roles)
+            span_roles = f"{span} AND ({which})"
+            answers = await self.query([
+                f'SELECT integral("power_w", 1h) AS "wh" FROM "{MEASUREMENT}" {span_roles} {group}',
+                # the positive part alone (grid import, battery discharge): (|p| + p) / 2 per reading
+                f'SELECT integral("pos", 1h) AS "pos_wh" FROM (SELECT (abs("power_w") + "power_w") / 2 AS "pos" '
+                f'FROM "{MEASUREMENT}" {span_roles}) {span} {group}'])
+            _devices([s for a in answers for s in a], [], devices)
+        return _buckets(devices, counted, edges, grain)
 
     async def curve(self, start: float, end: float, step: int) -> dict[str, Any]:
         """Each role's power per minute (the mean of its readings, summed over its devices), then
@@ -165,8 +180,9 @@ class InfluxHistory:
         return out
 
 
-def _devices(grains: Iterable[dict[str, Any]], previous: Iterable[dict[str, Any]]) -> dict[tuple[str, ...], _Device]:
-    devices: dict[tuple[str, ...], _Device] = {}
+def _devices(grains: Iterable[dict[str, Any]], previous: Iterable[dict[str, Any]],
+             devices: dict[tuple[str, ...], _Device] | None = None) -> dict[tuple[str, ...], _Device]:
+    devices = {} if devices is None else devices
 
     def device(tags: dict[str, str]) -> _Device:
         key = tuple(tags.get(k, "") for k in ("role", "source", "device_id", "site"))
@@ -206,46 +222,67 @@ def _flow(power: dict[str, float], roles: set[str]) -> Flow:
                 home_w=home, battery_soc_pct=None)
 
 
-def _buckets(devices: dict[tuple[str, ...], _Device], edges: list[float], grain: int) -> dict[str, list[float]]:
-    out = {name: [0.0] * (len(edges) - 1) for name in SERIES}
-
-    def add(series: str, t: float, wh: float) -> None:
-        index = bisect.bisect_right(edges, t) - 1
-        if 0 <= index < len(edges) - 1:
-            out[series][index] += wh
-
-    counted: set[str] = set()
+def _counted(devices: dict[tuple[str, ...], _Device]) -> set[str]:
+    """The series counted by counters: as energy.py, where every device of the role has one."""
+    out = set()
     for series, (role, name) in COUNTERS.items():
         members = [d for d in devices.values() if d.role == ROLE_OF[role]]
-        # As energy.py: the counters only where every device of the role has one.
-        if not members or not all(any(name in g for g in d.grains.values()) for d in members):
-            continue
-        counted.add(series)
-        for dev in members:
+        if members and all(any(name in g for g in d.grains.values()) for d in members):
+            out.add(series)
+    return out
+
+
+def _deltas(devices: dict[tuple[str, ...], _Device], counted: set[str], first: float,
+            grain: int) -> dict[int, dict[str, float]]:
+    """Per grain, what each counted series' counters counted up to its last reading in it."""
+    out: dict[int, dict[str, float]] = {}
+    for series in counted:
+        role, name = COUNTERS[series]
+        for dev in (d for d in devices.values() if d.role == ROLE_OF[role]):
             last = dev.before.get(name)
-            last_t: float | None = edges[0] - grain if last is not None else None
+            last_t = first - grain
             for t in sorted(dev.grains):
                 value = dev.grains[t].get(name)
                 if value is None:
                     continue
                 # a step above the site's maximum power is a reset or a swap (energy.py)
-                if last is not None and last_t is not None and \
-                        0 <= value - last <= MAX_SITE_W * (t + grain - last_t) / 3600:
-                    add(series, t, value - last)
+                if last is not None and 0 <= value - last <= MAX_SITE_W * (t + grain - last_t) / 3600:
+                    acc = out.setdefault(t, {})
+                    acc[series] = acc.get(series, 0.0) + value - last
                 last, last_t = value, t
+    return out
+
+
+# A role's net energy (flows.py's signs) from its counted series: (role, plus series, minus series)
+_NET = (("pv", "pv_wh", None), ("grid", "grid_import_wh", "grid_export_wh"),
+        ("battery", "battery_discharge_wh", "battery_charge_wh"), ("charger", "ev_wh", None))
+
+
+def _buckets(devices: dict[tuple[str, ...], _Device], counted: set[str], edges: list[float],
+             grain: int) -> dict[str, list[float]]:
+    out = {name: [0.0] * (len(edges) - 1) for name in SERIES}
+    deltas = _deltas(devices, counted, edges[0], grain)
     roles = {d.role for d in devices.values()}
     for t in sorted({t for d in devices.values() for t in d.grains}):
-        # The flow of the grain's energies (Wh, not W): flows.py's sums are linear, so the flow's
-        # parts are the series' energies, home included; grid and battery are split by sign per
-        # reading (pos_wh), not by the grain's net, as energy.py splits each sample.
+        index = bisect.bisect_right(edges, t) - 1
+        if not 0 <= index < len(edges) - 1:
+            continue
+        counts = deltas.get(t, {})
+        # Each role's energy in the grain: its counters' where they count it, else its power
+        # integrated; their flow (flows.py's sums are linear in Wh as in W) gives home, and the
+        # series without counters, grid and battery split by the sign of each reading (pos_wh).
         energies = _role_power(devices, t, "wh")
+        present = {d.role for d in devices.values() if t in d.grains}
+        for role, plus, minus in _NET:
+            if plus in counted and role in present:
+                energies[role] = counts.get(plus, 0.0) - (counts.get(minus, 0.0) if minus else 0.0)
         split = parts(_flow(energies, roles))
         positive = _role_power(devices, t, "pos_wh")
-        for role, plus, minus in (("grid", "grid_import_wh", "grid_export_wh"),
-                                  ("battery", "battery_discharge_wh", "battery_charge_wh")):
-            if role in energies and role in positive:
+        for role, plus, minus in _NET[1:3]:
+            if role in energies and role in positive and minus is not None:
                 split[plus], split[minus] = positive[role], max(positive[role] - energies[role], 0.0)
-        for series, wh in split.items():
-            if series not in counted and wh:
-                add(series, t, wh)
+        for series in SERIES:
+            wh = counts.get(series, 0.0) if series in counted else split.get(series)
+            if wh:
+                out[series][index] += wh
     return out
