@@ -37,6 +37,8 @@ ENTRY: dict[str, dict[str, Any]] = {
     "shelly-relay-http": {"host": "192.0.2.12"},
     "sdm630-modbus": {"host": "192.0.2.13", "port": 5020},
     "evse-din-modbus": {"serial_port": "/dev/ttyUSB0", "max_current_a": 16},
+    "evse-din-sdm630-modbus": {"serial_port": "/dev/ttyUSB0", "max_current_a": 16, "vars": {"phases": "1"}},
+    "waveshare-modbus-relay": {"serial_port": "/dev/ttyUSB0", "unit_id": 4, "vars": {"channel": "7"}},
     "teslamate-mqtt": {},
     "vehicle-soc-mqtt": {"vars": {"soc_topic": "mazda2mqtt/JM0X/chargeInfo/batteryLevelPercentage"}},
 }

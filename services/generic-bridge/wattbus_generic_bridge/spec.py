@@ -75,7 +75,7 @@ class Value(ConfigStruct, kw_only=True):
     unit_id: Annotated[int, Meta(ge=0, le=255)] | None = None
     # What the device cannot tell, fixed by the installation: the phases a wallbox is wired for
     # (`const = "{phases}"`); read from nowhere, so no select, register or topic
-    const: str | float | None = None
+    const: str | int | float | None = None
 
     def point(self) -> registers.Point:
         """The value's registers in the shared schema (a Modbus value: `register` is set)."""
