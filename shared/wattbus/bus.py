@@ -32,11 +32,11 @@ from . import messages as m
 from .client_id import bound_client_id
 from .config import BusConfig
 from .counters import Counters
-from .delivery import Dispatcher, Handler, Message, Subscription
+from .delivery import Dispatcher, Filter, Handler, Message, Routes, Subscription
 from .log import Logger, get_logger
 from .mqtt_loop import LoopClient, LoopDriver
 
-__all__ = ["Bus", "Handler", "Message"]
+__all__ = ["Bus", "Handler", "Message", "Subscription"]
 
 
 class Bus:
@@ -53,7 +53,7 @@ class Bus:
         self.client_id = client_id or bound_client_id(f"{service}-{instance}", user, password)
         self.counters = counters or Counters()
         self.log = log or get_logger("bus")
-        self._subs: list[Subscription] = []
+        self._routes = Routes()
         self._subs_lock = threading.Lock()
         self._retained: dict[str, tuple[bytes, str]] = {}
         self._retained_lock = threading.Lock()
@@ -64,7 +64,7 @@ class Bus:
         self._unacked: dict[int, str] = {}
         self._reply_topic: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._delivery = Dispatcher(self._subs, self.counters, self.log)
+        self._delivery = Dispatcher(self._routes, self.counters, self.log)
         self._props_by_type: dict[str, Properties] = {}
         self._connected = asyncio.Event()
         self._ever_connected = False
@@ -197,14 +197,15 @@ class Bus:
         # also called once a QoS 0 message is written, whose mid is not in the dict.
         self._unacked.pop(mid, None)
 
-    @staticmethod
-    def _send_subscribe(client: mqtt.Client, sub: Subscription) -> None:
-        # A subscription identifier tells which of our (possibly overlapping) subscriptions a
-        # message came through, so each handler sees a message once even when the broker sends
-        # one copy per matching subscription.
+    def _send_subscribe(self, filt: Filter, audience: tuple[Subscription, ...]) -> None:
+        # A fresh subscription identifier per SUBSCRIBE tells which of our (possibly overlapping)
+        # subscriptions a message came through, so each handler sees a message once although
+        # Mosquitto sends one copy per matching subscription, and who the retained messages this
+        # SUBSCRIBE brings are for (delivery.Filter).
         props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
-        props.SubscriptionIdentifier = sub.ident
-        client.subscribe(sub.subscription, options=SubscribeOptions(qos=sub.qos), properties=props)
+        props.SubscriptionIdentifier = self._routes.new_ident(filt, audience)
+        filt.qos = self._routes.strongest(filt)
+        self._client.subscribe(filt.subscription, options=SubscribeOptions(qos=filt.qos), properties=props)
 
     def _content_props(self, content_type: str) -> Properties:
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
@@ -214,23 +215,35 @@ class Bus:
 
     # ------------------------------------------------------------------ subscribe
 
-    def subscribe(self, subscription: str, payload_type: Any, handler: Handler, qos: int = 1) -> None:
+    def subscribe(self, subscription: str, payload_type: Any, handler: Handler, qos: int = 1) -> Subscription:
         """Decode messages matching `subscription` into payload_type (bytes = raw) and call handler.
 
         A payload that does not decode is counted as `rejected` and logged with topic and field;
-        the handler never sees it and the service keeps running.
+        the handler never sees it and the service keeps running. Several handlers may share a
+        filter: one broker subscription at the strongest QoS asked, every handler gets each message
+        (in the order they subscribed) and a later one still gets the retained messages.
         """
         sub = Subscription(subscription, payload_type, handler, qos)
-        self._add_subscription(sub)
-
-    def _add_subscription(self, sub: Subscription) -> None:
         # Under the lock that _on_connect holds, so a subscription made while paho is connecting
         # is sent either here or by the connect callback, never by neither.
         with self._subs_lock:
-            self._subs.append(sub)
-            sub.ident = len(self._subs)
+            filt = self._routes.add(sub)
             if self._client.is_connected():
-                self._send_subscribe(self._client, sub)
+                # Subscribing again is how the new handler gets the retained messages: the broker
+                # holds the truth (a local copy would miss what was deleted or never came here).
+                self._send_subscribe(filt, (sub,))
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Stop calling sub's handler; the broker subscription goes with the filter's last handler."""
+        with self._subs_lock:
+            emptied = self._routes.remove(sub)
+            if not self._client.is_connected():
+                return  # the next connect subscribes to what is left
+            if emptied is not None:
+                self._client.unsubscribe(emptied.subscription)
+            elif (filt := self._routes.filters.get(sub.subscription)) and self._routes.strongest(filt) < filt.qos:
+                self._send_subscribe(filt, ())  # a lower QoS; the retained messages it brings go to nobody
 
     async def request(self, topic: str, command: m.CommandBase, timeout: float = 10.0) -> m.CommandResult:
         """Send a command with a v5 response topic and wait for its CommandResult."""
@@ -276,8 +289,8 @@ class Bus:
             # 88 ms for a command round trip on loopback, 0.7 ms without it).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._subs_lock:
-            for sub in self._subs:
-                self._send_subscribe(client, sub)
+            for filt in self._routes.filters.values():
+                self._send_subscribe(filt, tuple(filt.handlers))
         reconnect = self._ever_connected
         if reconnect:
             self.counters.inc("reconnects")

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -37,34 +37,132 @@ Handler = Callable[[Message[Any]], Awaitable[None] | None]
 Delivery = tuple[mqtt.MQTTMessage, str | None, bytes | None]  # message, response topic, correlation
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Subscription:
+    """One handler on one filter: what `Bus.subscribe` returns and `Bus.unsubscribe` takes."""
+
     subscription: str
     payload_type: Any  # a Struct/Union type, or bytes for raw payloads
     handler: Handler
     qos: int
     levels: tuple[str, ...] = ()
-    ident: int = 0  # MQTT v5 subscription identifier (1, 2, ... in subscribe order)
+    active: bool = True  # False once unsubscribed: a message already being delivered skips it
 
     def __post_init__(self) -> None:
         self.levels = tuple(topics.filter_of(self.subscription).split("/"))
 
     def matches(self, topic: str) -> bool:
-        """MQTT filter matching (`+` one level, `#` the rest) without paho's per-call matcher."""
-        parts = topic.split("/")
-        for index, level in enumerate(self.levels):
-            if level == "#":
-                return not (index == 0 and topic.startswith("$"))
-            if index >= len(parts) or (level != "+" and level != parts[index]):
-                return False
-        return len(parts) == len(self.levels)
+        return _matches(self.levels, topic)
+
+
+def _matches(levels: tuple[str, ...], topic: str) -> bool:
+    """MQTT filter matching (`+` one level, `#` the rest) without paho's per-call matcher."""
+    parts = topic.split("/")
+    for index, level in enumerate(levels):
+        if level == "#":
+            return not (index == 0 and topic.startswith("$"))
+        if index >= len(parts) or (level != "+" and level != parts[index]):
+            return False
+    return len(parts) == len(levels)
+
+
+MAX_IDENT = 268_435_455  # the largest MQTT v5 subscription identifier
+KEPT_IDENTS = 8  # per filter: older SUBSCRIBEs' identifiers whose messages may still be on their way
+
+
+@dataclass(slots=True, eq=False)
+class Filter:
+    """One broker subscription and every handler on it, in the order they were added.
+
+    The broker keeps one subscription per filter and client (a second SUBSCRIBE replaces the
+    first), so handlers share it and the bus fans each message out to all of them. Each SUBSCRIBE
+    carries a fresh subscription identifier and the broker resends the retained messages with
+    it (RETAIN set, which live messages never have without retain-as-published): `audience`
+    says who gets those, so a handler added later gets them and the ones that had them do not.
+    """
+
+    subscription: str
+    levels: tuple[str, ...]
+    handlers: list[Subscription]
+    qos: int = 0  # as sent to the broker: the strongest any handler asked for
+    # identifier -> the handlers that SUBSCRIBE resent retained messages for (None: all of them)
+    audience: dict[int, tuple[Subscription, ...] | None] = field(default_factory=dict)
+
+    def receivers(self, ident: int | None, retained: bool) -> list[Subscription]:
+        wanted = self.audience.get(ident) if retained and ident is not None else None
+        if wanted is None:
+            return list(self.handlers)
+        return [sub for sub in self.handlers if sub in wanted]
+
+
+class Routes:
+    """The bus's filters, by filter and by subscription identifier; what each message is for."""
+
+    def __init__(self) -> None:
+        self.filters: dict[str, Filter] = {}
+        self._by_ident: dict[int, Filter] = {}
+        self._last_ident = 0
+
+    def add(self, sub: Subscription) -> Filter:
+        filt = self.filters.get(sub.subscription)
+        if filt is None:
+            filt = self.filters[sub.subscription] = Filter(sub.subscription, sub.levels, [])
+        filt.handlers.append(sub)
+        return filt
+
+    def remove(self, sub: Subscription) -> Filter | None:
+        """Take sub off its filter; the filter is returned when its last handler went."""
+        sub.active = False
+        filt = self.filters.get(sub.subscription)
+        if filt is None or sub not in filt.handlers:
+            return None
+        filt.handlers.remove(sub)
+        if filt.handlers:
+            return None
+        del self.filters[sub.subscription]
+        for ident in filt.audience:
+            self._by_ident.pop(ident, None)
+        return filt
+
+    def strongest(self, filt: Filter) -> int:
+        return max((sub.qos for sub in filt.handlers), default=0)
+
+    def new_ident(self, filt: Filter, audience: tuple[Subscription, ...] | None) -> int:
+        """The identifier of the next SUBSCRIBE of filt, and who gets the retained messages it brings."""
+        self._last_ident = self._last_ident % MAX_IDENT + 1
+        ident = self._last_ident
+        stale = self._by_ident.pop(ident, None)  # after a wrap-around: an identifier long out of use
+        if stale is not None:
+            stale.audience.pop(ident, None)
+        self._by_ident[ident] = filt
+        filt.audience[ident] = audience
+        while len(filt.audience) > KEPT_IDENTS:
+            self._by_ident.pop(next(iter(filt.audience)), None)
+            del filt.audience[next(iter(filt.audience))]
+        return ident
+
+    def route(self, topic: str, retained: bool, idents: list[int] | None) -> list[Subscription]:
+        """The handlers a message is for. Mosquitto sends one copy per matching subscription, each
+        with its own identifier (another broker may send one copy with all of them): either way
+        each filter's handlers get it once per copy meant for that filter."""
+        if not idents:  # a broker without subscription identifiers: match the filters ourselves
+            return [sub for filt in self.filters.values() if _matches(filt.levels, topic)
+                    for sub in filt.receivers(None, retained)]
+        seen: list[Filter] = []
+        subs: list[Subscription] = []
+        for ident in idents:
+            filt = self._by_ident.get(ident)
+            if filt is not None and filt not in seen:
+                seen.append(filt)
+                subs.extend(filt.receivers(ident, retained))
+        return subs
 
 
 class Dispatcher:
     """Hands each incoming message to the handlers of the subscriptions it came through."""
 
-    def __init__(self, subs: list[Subscription], counters: Counters, log: Logger) -> None:
-        self.subs = subs  # the bus's list: subscriptions added later are seen here too
+    def __init__(self, routes: Routes, counters: Counters, log: Logger) -> None:
+        self.routes = routes  # the bus's: subscriptions added later are seen here too
         self.counters = counters
         self.log = log
         # paho's read callback appends here; drain delivers right after the read, and the
@@ -104,9 +202,7 @@ class Dispatcher:
         delivery = (raw, getattr(props, "ResponseTopic", None) if props else None,
                     getattr(props, "CorrelationData", None) if props else None)
         idents = getattr(props, "SubscriptionIdentifier", None) if props else None
-        # Brokers without subscription identifiers: fall back to filter matching.
-        return delivery, [sub for sub in self.subs
-                          if ((sub.ident in idents) if idents else sub.matches(raw.topic))]
+        return delivery, self.routes.route(raw.topic, bool(raw.retain), idents)
 
     async def _dispatch(self) -> None:
         while True:
@@ -127,6 +223,8 @@ class Dispatcher:
 
     def _call(self, sub: Subscription, raw: mqtt.MQTTMessage, delivery: Delivery) -> Awaitable[Any] | None:
         """Decode for sub and call its handler; an awaitable result is returned to be awaited."""
+        if not sub.active:  # unsubscribed while this message was on its way to it
+            return None
         if sub.payload_type is bytes:
             payload: Any = raw.payload
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
@@ -12,7 +13,7 @@ from wattbus import topics
 from wattbus.bus import Message
 
 from tests.support.bus_helpers import started_bus as started
-from tests.support.bus_helpers import until
+from tests.support.bus_helpers import subscriptions_active, until
 from tests.support.servers import Mosquitto
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -109,5 +110,62 @@ async def test_overlapping_subscriptions_deliver_once_per_handler(broker: Mosqui
     await asyncio.sleep(0.5)  # a duplicate copy would arrive within this time
     assert readings == [topic]
     assert sorted(everything) == sorted([topic, topics.device_meta("sml-reader", "emh-9")])
+    await reader.stop()
+    await writer.stop()
+
+
+async def test_handlers_share_one_filter_and_each_gets_retained_and_live_once(broker: Mosquitto) -> None:
+    reader = await started(broker, "test-admin", "fan-out")
+    writer = await started(broker, "sml-reader", "fan-out")
+    base = "wattbus/v1/device/sml-reader/emh-share"
+    same, wider = f"{base}/+", f"{base}/#"
+    meta, marker = f"{base}/meta", f"{base}/marker"
+    got: dict[str, list[tuple[bytes, bool]]] = {"h1": [], "h2": [], "h3": []}
+
+    def handler(name: str) -> Callable[[Message[bytes]], None]:
+        return lambda msg: got[name].append((bytes(msg.payload), msg.retained))
+
+    def copies() -> int:  # PUBLISH packets the broker sent: one per matching broker subscription
+        return reader.counters.get("messages_in")
+
+    async def mark(text: bytes, *names: str) -> None:
+        # The broker keeps one publisher's order on each subscription: once every handler has the
+        # marker, any duplicate of what came before it would have arrived.
+        writer.publish(marker, text)
+        await until(lambda: all((text, False) in got[n] for n in names), what=f"{text!r} to {names}")
+
+    h1 = reader.subscribe(same, bytes, handler("h1"), qos=0)
+    await subscriptions_active(reader)
+    writer.publish(meta, b"R", retain=True)
+    await until(lambda: got["h1"] == [(b"R", False)], what="the live retained publish")
+    h2 = reader.subscribe(same, bytes, handler("h2"), qos=1)  # the same filter again, a stronger QoS
+    await until(lambda: (b"R", True) in got["h2"], what="the retained message for the later handler")
+    before = copies()
+    await mark(b"m1", "h1", "h2")
+    assert copies() - before == 1  # one broker subscription for both handlers
+    assert reader._routes.filters[same].qos == 1
+    assert got["h1"] == [(b"R", False), (b"m1", False)]  # not the retained copy again
+    assert got["h2"] == [(b"R", True), (b"m1", False)]
+
+    reader.subscribe(wider, bytes, handler("h3"))  # overlaps: the broker sends one copy per filter
+    await until(lambda: (b"R", True) in got["h3"], what="the retained message on the wider filter")
+    before = copies()
+    await mark(b"m2", "h1", "h2", "h3")
+    assert copies() - before == 2
+    assert [g.count((b"m2", False)) for g in got.values()] == [1, 1, 1]
+    assert got["h1"].count((b"R", True)) == 0 and got["h2"].count((b"R", True)) == 1
+
+    reader.unsubscribe(h2)  # the strongest QoS goes: subscribed again at 0, its retained copy to nobody
+    await mark(b"m3", "h1", "h3")
+    assert reader._routes.filters[same].qos == 0
+    assert (b"m3", False) not in got["h2"] and (b"R", True) not in got["h1"]
+    reader.unsubscribe(h1)  # the last handler on the filter: the broker subscription goes
+    await until(lambda: same not in reader._routes.filters)
+    await subscriptions_active(reader)  # the broker handles the UNSUBSCRIBE before this probe's SUBSCRIBE
+    before = copies()
+    await mark(b"m4", "h3")
+    assert copies() - before == 1
+    assert all((b"m4", False) not in got[n] for n in ("h1", "h2"))
+    writer.publish(meta, b"", retain=True)  # leave no retained message behind for later tests
     await reader.stop()
     await writer.stop()
