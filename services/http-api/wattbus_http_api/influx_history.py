@@ -72,26 +72,28 @@ class InfluxHistory:
     def __init__(self, cfg: HistoryInflux) -> None:
         self.cfg = cfg
 
-    def _request(self) -> tuple[dict[str, str], dict[str, str], aiohttp.BasicAuth | None]:
+    def _request(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The query parameters and headers that say where and who."""
         cfg = self.cfg
         if cfg.api == "v2":  # the 1.x-compatible /query of InfluxDB 2.x: the bucket by name, its token
             token = cfg.resolved_token()
-            return {"db": cfg.bucket}, ({"Authorization": f"Token {token}"} if token else {}), None
+            return {"db": cfg.bucket}, ({"Authorization": f"Token {token}"} if token else {})
         params = {"db": cfg.database}
         if cfg.retention_policy:
             params["rp"] = cfg.retention_policy
-        auth = aiohttp.BasicAuth(cfg.username, cfg.resolved_password() or "") if cfg.username else None
-        return params, {}, auth
+        if not cfg.username:
+            return params, {}
+        return params, {"Authorization": aiohttp.encode_basic_auth(cfg.username, cfg.resolved_password() or "")}
 
     async def query(self, statements: list[str]) -> list[list[dict[str, Any]]]:
         """The series of each statement, in order."""
-        params, headers, auth = self._request()
+        params, headers = self._request()
         params = {**params, "epoch": "s", "q": ";".join(statements)}
         timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s)
         where = self.cfg.target
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
-                    f"{self.cfg.url.rstrip('/')}/query", data=params, headers=headers, auth=auth) as resp:
+                    f"{self.cfg.url.rstrip('/')}/query", data=params, headers=headers) as resp:
                 text = await resp.text()
                 if resp.status in (401, 403):
                     raise InfluxUnavailable(f"InfluxDB at {where} refused the login ({resp.status})")
