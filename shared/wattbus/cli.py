@@ -122,22 +122,30 @@ def _site_problems(path: Path) -> dict[str, str]:
     return {}
 
 
+SITE_READERS = ("http-api", "surplus-controller")  # they apply a changed [site] on reload_config
+
+
 def config_apply(args: argparse.Namespace, path: Path) -> int:
     """Send reload_config and print the service's answer; 0 only when it accepted the section."""
     import asyncio
     import os
 
     from .config import env_prefix, load
-    from .settings import request_reload
+    from .settings import installed_services, request_reload
 
-    # The instance the service itself resolves: its environment override first (compose sets
-    # `auto` for scaled replicas, which request_reload asks as `all`), then the file, then main.
-    configured = os.environ.get(env_prefix(args.section) + "INSTANCE")
-    instance = args.instance or configured or str(load(path).data.get(args.section, {}).get("instance", "main"))
-    result = asyncio.run(request_reload(load(path).bus(), args.section, instance, args.timeout))
-    print(f"{args.section}/{instance}: {result.status}: {result.message}",
-          file=sys.stdout if result.status == "ok" else sys.stderr)
-    return 0 if result.status == "ok" else 1
+    # [site] is no service: the services that run on it are told (the influx-writer watches the file)
+    sections = [n for n in SITE_READERS if n in installed_services()] if args.section == "site" else [args.section]
+    code = 0
+    for section in sections:
+        # The instance the service itself resolves: its environment override first (compose sets
+        # `auto` for scaled replicas, which request_reload asks as `all`), then the file, then main.
+        configured = os.environ.get(env_prefix(section) + "INSTANCE")
+        instance = args.instance or configured or str(load(path).data.get(section, {}).get("instance", "main"))
+        result = asyncio.run(request_reload(load(path).bus(), section, instance, args.timeout))
+        print(f"{section}/{instance}: {result.status}: {result.message}",
+              file=sys.stdout if result.status == "ok" else sys.stderr)
+        code = code or (0 if result.status == "ok" else 1)
+    return code
 
 
 HEALTH_HELP = """\

@@ -3,18 +3,26 @@ influx-writer; the old places still read with one warning, refused when they con
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 from wattbus import cli
 from wattbus.config import ConfigError, LoadedConfig, load
+from wattbus.runner import RELOAD_EXIT_CODE
 from wattbus.site import SiteConfig, load_site, site_config
 from wattbus_http_api import config as http_config
 from wattbus_influx_writer.roles import RoleTags
 from wattbus_surplus_controller import config as controller_config
 from wattbus_surplus_controller.__main__ import SERVICE as CONTROLLER
+
+from tests.support.servers import Mosquitto
 
 NEW = """
 [site]
@@ -184,3 +192,27 @@ def test_the_setup_files_json_schema_describes_every_site_key() -> None:
         undescribed = [key for key, prop in schema[name]["properties"].items()
                        if "description" not in msgspec.json.encode(prop).decode() and "$ref" not in str(prop)]
         assert undescribed == [], (name, undescribed)
+
+
+def test_config_set_and_apply_site_reach_the_services_that_run_on_it(broker: Mosquitto, start_service: Any,
+                                                                    tmp_path: Path) -> None:
+    """`wattbus config set site grid ...` then `apply site`: the idle controller (a first run) restarts
+    with its grid meter; http-api, not running here, is named as not answering."""
+    path = tmp_path / "wattbus.toml"
+    path.write_text(f'[surplus-controller]\nstate_file = "{tmp_path}/state.json"\n')
+    controller = start_service("wattbus_surplus_controller", "--config", str(path),
+                               env=broker.env("surplus-controller"))
+    env = {**os.environ, **broker.env("test-admin")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "wattbus.cli", "config", "--config", str(path), *args],
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    assert run("set", "site", "grid", "no-slash").returncode == 2  # refused naming the key, not written
+    assert run("set", "site", "grid", "house-sim/house-meter").returncode == 0
+    deadline = time.monotonic() + 30
+    while "surplus-controller/main: ok" not in (done := run("apply", "site", "--timeout", "3")).stdout:
+        assert time.monotonic() < deadline, done.stderr  # the controller may still be connecting
+    assert "[surplus-controller] changed: restarting" in done.stdout, done.stdout
+    assert done.returncode == 1 and "http-api/main" in done.stderr  # no http-api in this test
+    assert controller.proc.wait(30) == RELOAD_EXIT_CODE
