@@ -52,12 +52,18 @@ async def test_a_coil_relay_is_read_switched_and_read_back(broker: Mosquitto, tm
     since, readings, metas = m.utc_now(), list[m.RelayReading](), list[m.DeviceMeta]()
 
     def on_reading(msg: Message[bytes]) -> None:
+        if not msg.payload:  # our own clean-up of the retained topic
+            return
         reading = msgspec.json.decode(msg.payload, type=m.Reading)
         if isinstance(reading, m.RelayReading) and reading.timestamp > since:
             readings.append(reading)
 
     bus.subscribe(topics.device_reading(SOURCE, RELAY), bytes, on_reading)
-    bus.subscribe(topics.device_meta(SOURCE, RELAY), m.DeviceMeta, lambda msg: metas.append(msg.payload))
+    def on_meta(msg: Message[bytes]) -> None:
+        if msg.payload:
+            metas.append(msgspec.json.decode(msg.payload, type=m.DeviceMeta))
+
+    bus.subscribe(topics.device_meta(SOURCE, RELAY), bytes, on_meta)
     bridge: ServiceProcess | None = None
     try:
         wait_port(port)
