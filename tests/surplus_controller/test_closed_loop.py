@@ -9,6 +9,7 @@ from typing import Any
 
 from wattbus import messages as m
 from wattbus import topics
+from wattbus.bus import Bus
 from wattbus_sim.house import House
 from wattbus_sim.house_bus import HouseBus
 
@@ -77,17 +78,24 @@ async def test_closed_loop_charges_from_the_sun_and_a_restart_keeps_the_mode(
     await sim_bus.stop()
 
 
+async def watched_house(broker: Mosquitto, instance: str, speed: float
+                        ) -> tuple[Bus, Bus, list[m.LoadpointState], House, HouseBus]:
+    """The simulated house on the bus in real time x speed, and a watcher collecting the garage's states."""
+    sim_bus = await started_bus(broker, "house-sim", instance)
+    watcher = await started_bus(broker, "influx-writer", instance)
+    states: list[m.LoadpointState] = []
+    watcher.subscribe(topics.loadpoint_state("garage"), m.LoadpointState, lambda msg: states.append(msg.payload))
+    house = House.from_profile("clear", "11:00", with_heater=False)
+    adapter = HouseBus(house, sim_bus, meter_interval_s=1, speed=speed)
+    adapter.start()
+    return sim_bus, watcher, states, house, adapter
+
+
 async def test_silent_grid_meter_leads_to_the_safe_state_and_an_alert(
         broker: Mosquitto, tmp_path: Path, start_service: Callable[..., Any]) -> None:
     config = write_config(tmp_path, "wall", stale_after_s="3", stale_action='"stop"')
     controller = start_service(MODULE, "--config", str(config), env=broker.env("surplus-controller"))
-    sim_bus = await started_bus(broker, "house-sim", "stale")
-    watcher = await started_bus(broker, "influx-writer", "stale")
-    states: list[m.LoadpointState] = []
-    watcher.subscribe(topics.loadpoint_state("garage"), m.LoadpointState, lambda msg: states.append(msg.payload))
-    house = House.from_profile("clear", "11:00", with_heater=False)
-    adapter = HouseBus(house, sim_bus, meter_interval_s=1, speed=4)
-    adapter.start()
+    sim_bus, watcher, states, house, adapter = await watched_house(broker, "stale", 4)
     runner = asyncio.create_task(adapter.run(house.time_s + 3600))
     try:
         await until(lambda: house.charger.enabled, 30, "charging from the sun")

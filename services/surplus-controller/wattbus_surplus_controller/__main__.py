@@ -35,7 +35,10 @@ async def run(ctx: ServiceContext[Config]) -> None:
         ctx.log.warning("no loadpoints or relays configured: nothing to control")
     controller = Controller(ctx)
     controller.start()
-    await controller.watchdog()
+    try:
+        await controller.watchdog()
+    finally:
+        controller.judged.stop()  # its lease timer must not outlive us (run-many keeps the loop)
 
 
 def _show_args(parser: argparse.ArgumentParser) -> None:

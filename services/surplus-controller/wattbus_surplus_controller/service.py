@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from wattbus.commands import RecentCommands, request_key
 from wattbus.runner import ServiceContext
 
 from .config import Config
+from .judged import Judged
 from .model import ChargerView, LoadpointChoices, Setting
 from .persist import StateFile
 from .plan import Planner, VehicleView, as_now, max_power_w, plan_current_a, set_plan, state_fields, takes_over
@@ -73,6 +75,8 @@ class Controller:
         self._online: dict[str, bool] = {}  # availability topic -> last seen online
         self._stale_alert: str | None = None
         self.recent = RecentCommands(ctx.counters)  # a redelivered loadpoint command is answered, not re-applied
+        self.judged = Judged(ctx, self.on_judged)
+        self.site.judged_offline = self.judged.reason
 
     def start(self) -> None:
         bus = self.ctx.bus
@@ -85,6 +89,7 @@ class Controller:
         bus.subscribe(topics.ALL_DEVICE_AVAILABILITY, bytes, self.on_availability)
         for lp in self.loadpoints:
             bus.subscribe(topics.loadpoint_command(lp.cfg.id), m.Command, self.on_loadpoint_command)
+        self.judged.start()
 
     # ------------------------------------------------------------------ readings
 
@@ -143,20 +148,25 @@ class Controller:
             return
         # wattbus/v1/service/<source>/<instance>/availability names the bridge (the service),
         # wattbus/v1/device/<source>/<id>/availability one device of it
-        service_wide, source = parsed.area == "service", parsed.source
-        for lp in self.loadpoints:
-            lp_source, lp_device = split_ref(lp.cfg.charger)
-            if lp_source == source and (service_wide or parsed.ident == lp_device):
-                self.ctx.counters.inc("resends_on_online")
-                self.ctx.log.info("charger's bridge online: sending its setting again", loadpoint=lp.cfg.id,
-                                  topic=msg.topic)
-                self.sent[lp.cfg.id].forget()
-        for relay in self.relays:
-            r_source, r_device = split_ref(relay.cfg.device)
-            if r_source == source and (service_wide or parsed.ident == r_device):
-                self.relay_sent[relay.cfg.id] = (None, float("-inf"))
+        wide, source = parsed.area == "service", parsed.source
+        self._send_again(lambda ref: split_ref(ref) == (source, parsed.ident) or (wide and split_ref(ref)[0] == source),
+                         msg.topic)
         if self.site.grid_problem(self.site.now()) is None:
             self.cycle(self.site.now())
+
+    def on_judged(self, back: list[str]) -> None:
+        """A device we depend on was judged online or offline, or another replica took it over."""
+        self._send_again(lambda ref: ref in back, "judged online (its owner's lease)")
+        if self.site.grid_at is not None:  # not before the first meter reading: no decision without it
+            self.cycle(self.site.now())
+
+    def _send_again(self, matches: Callable[[str], bool], why: str) -> None:
+        for lp in (lp for lp in self.loadpoints if matches(lp.cfg.charger)):
+            self.ctx.counters.inc("resends_on_online")
+            self.ctx.log.info("charger's bridge online: sending its setting again", loadpoint=lp.cfg.id, topic=why)
+            self.sent[lp.cfg.id].forget()
+        for relay in (r for r in self.relays if matches(r.cfg.device)):
+            self.relay_sent[relay.cfg.id] = (None, float("-inf"))
 
     def on_result(self, msg: Message[m.CommandResult]) -> None:
         result = msg.payload
@@ -326,7 +336,8 @@ class Controller:
             power_w=view.power_w, surplus_w=None if available is None else round(available, 1),
             min_current_a=lp.settings.min_current_a, max_current_a=lp.settings.max_current_a,
             phase_switches_last_hour=lp.budget.used(self.site.now()), reason=s.reason,
-            timestamp=self.site.now_dt(), alert=problem, strategy=self.ctx.config.strategy,
+            timestamp=self.site.now_dt(), alert=problem or self.judged.problem(lp.cfg.charger),
+            strategy=self.ctx.config.strategy,
             session_energy_wh=session.session_energy_wh(view), session_duration_s=session.duration_s(self.site.now()),
             status=status(s, view, problem), **self.plan_state.get(lp.cfg.id, {}))
         self.ctx.bus.publish(topics.loadpoint_state(lp.cfg.id), state, retain=True)

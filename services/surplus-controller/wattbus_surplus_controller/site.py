@@ -10,6 +10,7 @@ timestamp, so every delay and the staleness check run in the simulation's time.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -34,6 +35,8 @@ class Site:
     sim_now: float | None = None
     assist_on: bool = False
     buffer_wh: float = 0.0  # battery energy charged from the surplus that a cloud may borrow back
+    # why a device is judged offline, None while it is not (judged.py: its owner's lease counts too)
+    judged_offline: Callable[[str | None], str | None] = lambda _ref: None
     _buffer_at: float | None = None
 
     @property
@@ -60,6 +63,9 @@ class Site:
 
     def grid_problem(self, now: float) -> str | None:
         """Why grid data cannot be trusted now, or None when it is fresh."""
+        if (why := self.judged_offline(self.config.grid_meter)) is not None:
+            # its last reading may still look fresh: the replica polling it is gone
+            return f"grid meter {self.config.grid_meter} judged offline: {why}"
         if self.grid_at is None or self.grid_w is None:
             return f"no reading from grid meter {self.config.grid_meter} yet"
         age = now - self.grid_at
@@ -102,7 +108,8 @@ class Site:
             and self.battery_soc < self.config.battery_room_soc_pct
 
     def battery_fresh(self, now: float) -> bool:
-        return self.battery_at is not None and now - self.battery_at <= self.config.stale_after_s
+        return self.battery_at is not None and now - self.battery_at <= self.config.stale_after_s \
+            and self.judged_offline(self.config.battery) is None
 
     def available_w(self, now: float, consumers_w: float) -> float | None:
         """Power the controlled loads may use in total (their present draw included), or None if stale.
