@@ -75,7 +75,8 @@ class Liveness:
                  clock: Callable[[], float] = time.monotonic,
                  on_service: Callable[[Message[bytes]], None] | None = None) -> None:
         """on_service: also called with each service availability message, for a consumer that follows
-        those too (its own subscription of the same filter would replace ours at the broker)."""
+        those too (it may as well subscribe the filter itself: the bus hands a message to every
+        handler of a filter)."""
         self.bus, self.on_change, self.clock, self.on_service = bus, on_change, clock, on_service
         self.replicas: dict[tuple[str, str], _Replica] = {}  # (source, instance)
         self.claims: dict[tuple[str, str], Claim] = {}  # (source, device id)
@@ -86,15 +87,14 @@ class Liveness:
         self._due = False
 
     def start(self) -> None:
-        # Each filter ends in `/#`, which also matches the topic itself (MQTT): the same topics as the
-        # consumer's own subscriptions, but never the same filter, which the broker would replace
-        # (one subscription per filter and client), so the consumer's handler would go quiet.
+        # The consumer's own subscriptions often use these filters too: the bus shares one broker
+        # subscription between the handlers of a filter (one copy of each message, not one per filter).
         handlers: tuple[tuple[str, Handler], ...] = (
             ("service/+/+/lease", self._on_lease), ("service/+/+/availability", self._on_will),
             ("device/+/+/owner", self._on_claim), ("device/+/+/availability", self._on_availability),
             ("device/+/+/meta", self._on_meta))
         for leaf, handler in handlers:
-            self.bus.subscribe(f"{topics.PREFIX}/{leaf}/#", bytes, self._keyed(handler))
+            self.bus.subscribe(f"{topics.PREFIX}/{leaf}", bytes, self._keyed(handler))
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -252,8 +252,7 @@ class Liveness:
             self.parents.pop(key, None)
 
     def _keyed(self, handler: Handler) -> Callable[[Message[bytes]], None]:
-        """The handler called with (source, device id or instance) from the topic; topics below the
-        leaf (`/#` matches those too) are none of ours."""
+        """The handler called with (source, device id or instance) from the topic."""
 
         def on_message(msg: Message[bytes]) -> None:
             try:
