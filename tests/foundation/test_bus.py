@@ -11,6 +11,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from wattbus import messages as m
 from wattbus import topics
 from wattbus.bus import Message
+from wattbus.delivery import Routes, Subscription
 
 from tests.support.bus_helpers import started_bus as started
 from tests.support.bus_helpers import subscriptions_active, until
@@ -169,3 +170,23 @@ async def test_handlers_share_one_filter_and_each_gets_retained_and_live_once(br
     writer.publish(meta, b"", retain=True)  # leave no retained message behind for later tests
     await reader.stop()
     await writer.stop()
+
+
+def test_one_copy_with_several_identifiers_reaches_each_filters_handlers_once() -> None:
+    """MQTT 5 lets a broker send one copy carrying every matching subscription's identifier instead
+    of a copy per subscription (Mosquitto, above): the routing gives each handler that copy once."""
+    def noop(_msg: Message[bytes]) -> None:
+        return None
+
+    routes = Routes()
+    wide, first, later = (Subscription(f, bytes, noop, 1) for f in ("x/#", "x/+", "x/+"))
+    f_wide, f_same = routes.add(wide), routes.add(first)
+    assert routes.add(later) is f_same
+    i_wide, i_first, i_later = (routes.new_ident(f_wide, (wide,)), routes.new_ident(f_same, (first,)),
+                                routes.new_ident(f_same, (later,)))
+    assert routes.route("x/y", False, [i_wide, i_later]) == [wide, first, later]
+    assert routes.route("x/y", True, [i_wide, i_later]) == [wide, later]  # retained: for the new handler only
+    assert routes.route("x/y", False, [i_first, i_later]) == [first, later]  # one filter's two SUBSCRIBEs: once
+    assert routes.route("x/y", False, None) == [wide, first, later]  # no identifiers: matched here
+    assert routes.remove(first) is None and routes.route("x/y", False, [i_later]) == [later]
+    assert routes.remove(later) is f_same and routes.route("x/y", False, [i_wide, i_later]) == [wide]

@@ -156,7 +156,7 @@ class Controller:
 
     def on_judged(self, back: list[str]) -> None:
         """A device we depend on was judged online or offline, or another replica took it over."""
-        self._send_again(lambda ref: ref in back, "judged online (its owner's lease)")
+        self._send_again(lambda ref: ref in back, "judged online again or taken over (liveness)")
         if self.site.grid_at is not None:  # not before the first meter reading: no decision without it
             self.cycle(self.site.now())
 
