@@ -110,6 +110,8 @@ class InfluxHistory:
         for result in results:
             if result.get("error"):
                 raise InfluxUnavailable(f"InfluxDB at {where}: {str(result['error'])[:200]}")
+            if result.get("partial") or any(series.get("partial") for series in result.get("series") or []):
+                raise InfluxUnavailable(f"InfluxDB at {where} answered part of the history only (its max-row-limit)")
             index = result.get("statement_id", 0)
             if 0 <= index < len(out):
                 out[index] = result.get("series") or []

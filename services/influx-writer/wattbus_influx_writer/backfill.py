@@ -37,6 +37,7 @@ from .sink import Outcome
 NAME = "influx-writer"
 KINDS = ("meter", "inverter", "gateway", "battery", "charger")  # the kinds a counted role can have
 TAGS = ("device_id", "source", "site", "inverter_id", "index", "channel")
+GROUP = ", ".join(f'"{tag}"' for tag in TAGS)
 
 
 class BackfillError(Exception):
@@ -73,6 +74,9 @@ def query(http: InfluxHttp, q: str) -> list[dict[str, Any]]:
     for result in doc.get("results", []):
         if "error" in result:
             raise BackfillError(f"{cfg.target}: {result['error']} (query {q[:200]})")
+        if result.get("partial") or any(series.get("partial") for series in result.get("series") or []):
+            # the server's [http] max-row-limit cut the answer: writing part of a day would pass for all of it
+            raise BackfillError(f"{cfg.target} answered only part of {q[:120]!r} (its max-row-limit); raise it")
     return [series for result in doc.get("results", []) for series in result.get("series", []) or []]
 
 
@@ -137,7 +141,7 @@ def backfill(http: InfluxHttp, roles: RoleTags, since: date, until: date, dry_ru
         for kind in KINDS:
             # `"role" = ''`: the points of series without a role tag, those the old writer stored
             for series in query(http, f'SELECT * FROM "{kind}" WHERE "role" = \'\' AND time >= {start}s AND '
-                                      f'time < {end}s GROUP BY {", ".join(TAGS)}'):
+                                      f'time < {end}s GROUP BY {GROUP}'):
                 day_read += len(series["values"])
                 body += lines_for(series, kind, roles)
         day_lines = len(body)
