@@ -11,7 +11,9 @@ lease (`service/<source>/<instance>/lease`, renewed every lease/3) and its last 
 2. No claim (a bridge without replicas, `lease_s = 0`, or a service that does not claim): online
    as its availability says, unless every known instance of `<source>` is `offline` by its will.
 3. A claim whose owner's lease has not run out (received + `lease_s`, a retained one until
-   `lease_until`) and whose will has not fired since -> as its availability says.
+   `lease_until`) and whose will has not fired since -> as its availability says; no availability
+   yet -> not online yet (None): a bridge claims a device before its first read, and a device is
+   online once it has a state (its `online` follows its first reading).
 4. Otherwise the owner is gone (lease lapsed, released, or its will fired). If another replica of
    `<source>` was live then and still is, it takes the device over within one lease: still online
    for a grace of 1.5 x lease_s + 0.5 s from the moment the owner went, then offline (a replica
@@ -124,11 +126,11 @@ class Liveness:
             return Verdict(online=False, reason=f"owner {owner} has no lease on the bus", owner=owner)
         self._judge(replica, now)
         if replica.gone_at is None:
-            return Verdict(online=True if own is None else own, owner=owner)
+            return Verdict(online=own, owner=owner)  # None: claimed, not read yet
         ago = f"owner {owner} {replica.why} {now - replica.gone_at:.1f} s ago"
         grace = GRACE_LEASES * max(claim.lease_s, replica.lease_s) + GRACE_EXTRA_S
         if self._others_live(source, claim.instance, replica.gone_at, now) and now - replica.gone_at < grace:
-            return Verdict(online=True if own is None else own, reason=f"{ago}; another replica takes it over",
+            return Verdict(online=own, reason=f"{ago}; another replica takes it over",
                            owner=owner)
         return Verdict(online=False, reason=ago, owner=owner)
 

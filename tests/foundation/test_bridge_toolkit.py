@@ -269,3 +269,60 @@ async def test_push_device_silence_is_a_failed_poll_and_commands_never_wait_for_
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await watcher.stop()
+
+
+class SlowStart(Relay):
+    """A relay whose first read takes until the test opens `gate` (a device slower than its bridge)."""
+
+    def __init__(self, device_id: str) -> None:
+        super().__init__(device_id)
+        self.gate = asyncio.Event()
+
+    async def read(self) -> list[m.ReadingBase]:
+        await self.gate.wait()
+        return await super().read()
+
+
+async def test_a_command_at_start_up_waits_for_the_first_read_and_online_follows_a_state(
+        ctx: ServiceContext[Any], broker: Mosquitto) -> None:
+    """The start-up race (#25): the service is up and the device announced before it has been read;
+    a consumer's command in that moment is executed after the first read, not answered `failed`."""
+    order: list[str] = []
+    watcher = await started_bus(broker, "test-admin", "order")
+    for kind in ("meta", "reading", "availability"):
+        watcher.subscribe(f"wattbus/v1/device/{NAME}/slow-1/{kind}", bytes,
+                          lambda msg, kind=kind: order.append(f"{kind}:{msg.payload.decode()[:7]}"))
+    await subscriptions_active(watcher)
+    fleet = Fleet(ctx, lease_s=0)
+    slow, dead = SlowStart("slow-1"), Relay("dead-1")
+    router = CommandRouter(ctx, fleet)
+    router.subscribe()
+    await subscriptions_active(ctx.bus)
+    fleet.start(Poller(ctx, slow, interval_s=60, offline_after=2, max_backoff_s=60))
+    await dead.identify()  # known, but its first read fails: the answer is its error, not a wait
+    dead.down = True
+    fleet.start(Poller(ctx, dead, interval_s=60, offline_after=2, max_backoff_s=60, identified=True))
+    client = await started_bus(broker, "test-admin", "client")
+    try:
+        await until(lambda: any(o.startswith("meta") for o in order), 10, "the device announced")
+        command = asyncio.create_task(client.request(topics.device_command(NAME, "slow-1"),
+                                                     m.SetRelay(on=True, request_id="early"), 10))
+        await until(lambda: len(router._running) == 1, 10, "the command received (and waiting)")
+        assert not command.done() and slow.executed == 0 and not any(o.startswith("availability") for o in order)
+        slow.gate.set()
+        result = await command
+        assert result.status == "ok" and slow.executed == 1, result
+        assert ctx.counters.get("commands_failed") == 0
+        await until(lambda: any(o.startswith("availability") for o in order), 10, "online")
+        # online follows a state: the first reading is on the bus before the device's `online`
+        assert [o.split(":")[0] for o in order].index("reading") < order.index("availability:online"), order
+        lost = await client.request(topics.device_command(NAME, "dead-1"), m.SetRelay(on=True), 10)
+        assert lost.status == "failed" and "dead-1: no answer" in lost.message and dead.executed == 0
+    finally:
+        ctx.stopping.set()
+        await fleet.run()
+        for device in ("slow-1", "dead-1"):
+            for kind in ("meta", "availability"):
+                client.publish(f"wattbus/v1/device/{NAME}/{device}/{kind}", b"", retain=True)
+        await client.stop()
+        await watcher.stop()

@@ -10,6 +10,9 @@ Every bridge had written this loop again (`Polled`, `DeviceWorker`, `EcuPoller`,
   the adapter identifies the device again before the next read: it may have been replaced or
   come back with another layout; the next good read brings them back online;
 - a reading with `online = False` (a gateway's lost inverter) is published with its device offline;
+- a device is `online` only once it has been read: its availability follows its first reading
+  (as Home Assistant and evcc count an entity available once it has a state), and a command that
+  arrives before that waits for the first read's outcome (`first_read`, the router's bound);
 - a `push` adapter's `read` waits for the device to speak (an MQTT topic): no schedule, and a read
   that times out is the failure; with `push_backoff` (a device behind a link that can fail, such
   as a serial line) a failed read waits `interval_s`, doubling up to `max_backoff_s`, before the next.
@@ -46,6 +49,7 @@ class Poller:
         self.failures = 0
         self.last_error = ""
         self.has_read = False
+        self._outcome = asyncio.Event()  # set by the first read's outcome, good or failed
         self.channels: dict[str, DeviceChannel] = {}
         self._announced: dict[str, m.DeviceMeta] = {}
         # Set by a Fleet whose replicas share devices (ownership.py): False once this replica is no
@@ -114,11 +118,19 @@ class Poller:
                     silent.add(reading.device_id)
                     channel.set_online(False)
                     self.ctx.bus.publish(topics.device_reading(self.ctx.name, reading.device_id), reading)
-                else:
-                    channel.publish_reading(reading)
+                else:  # the reading first, `online` after it (succeeded): online means it has a state
+                    self.ctx.bus.publish(topics.device_reading(self.ctx.name, reading.device_id), reading)
                 self.ctx.counters.inc("readings_published")
             self.succeeded(silent)
         return self.delay_s()
+
+    async def first_read(self, timeout_s: float) -> None:
+        """Wait, at most timeout_s, until the device has been read once or its first read failed
+        (a command at start-up: the moment the service is up is not the moment the device is)."""
+        if self.has_read or self.failures:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outcome.wait(), timeout_s)
 
     def announce(self) -> None:
         """Publish the metas that are new or changed since the last announcement."""
@@ -140,10 +152,12 @@ class Poller:
         self.channels.clear()
         self._announced.clear()
         self.has_read, self.failures = False, 0
+        self._outcome = asyncio.Event()
         return gone
 
     def failed(self, error: Exception) -> None:
         self.failures += 1
+        self._outcome.set()
         self.last_error = str(error) or type(error).__name__
         total = self.ctx.counters.inc("poll_failures")
         name = self.device_id or "?"
@@ -164,6 +178,7 @@ class Poller:
             self.ctx.log.info("device answers again", device=self.device_id, after_failures=self.failures)
         self.failures = 0
         self.has_read = True
+        self._outcome.set()
         self.ctx.counters.inc("polls")
         for channel in self.channels.values():
             if channel.device_id not in silent:

@@ -3,8 +3,11 @@
 Every command is answered, on the request's response topic or else on the device's result topic:
 `invalid` when it does not decode, `refused` (with what the device accepts) for a device this
 bridge does not own or a command its adapter does not handle, `failed` when the device is not
-reachable, else what the adapter's `execute` found on reading back. A redelivered request is
-answered with its first result, never executed again (wattbus.commands). After a command that
+reachable (a command for a device not read yet, at start-up, first waits up to FIRST_READ_WAIT_S
+for its first read: the service is up before its devices are, and a consumer that acts on the
+service's `online` or on another device's reading must not be told `failed` for that), else
+what the adapter's `execute` found on reading back. A redelivered request is answered with its
+first result, never executed again (wattbus.commands). After a command that
 changed something the device is polled at once, so its new state is on the bus now, not next tick.
 
 Replicas (ownership.py): every replica receives every command; only the device's owner answers
@@ -30,6 +33,10 @@ from .adapter import answer, tag, tags
 from .fleet import Fleet
 from .ownership import PENDING, Executed
 from .poller import Poller
+
+# How long a command waits for its device's first read: a slow first poll (a connect, an identify)
+# fits, and the answer still comes well inside a consumer's own timeout (15 s: controller, http-api).
+FIRST_READ_WAIT_S = 8.0
 
 
 class CommandRouter:
@@ -146,8 +153,10 @@ class CommandRouter:
         return result
 
     @staticmethod
-    async def _execute(poller: Poller, command: m.CommandBase) -> m.CommandResult:
+    async def _execute(poller: Poller, command: m.CommandBase,
+                       first_read_wait_s: float = FIRST_READ_WAIT_S) -> m.CommandResult:
         device_id = poller.device_id
+        await poller.first_read(first_read_wait_s)  # not the lock: the first poll needs it
         # `offline_commands` (optional on an adapter): those that reach the device another way, such
         # as an ECU's restart through its web UI when its data port no longer answers.
         if not poller.online and type(command) not in getattr(poller.adapter, "offline_commands", ()):
