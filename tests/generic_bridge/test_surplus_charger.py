@@ -32,7 +32,7 @@ grid = "generic-bridge/{grid}"
 id = "{loadpoint}"
 charger = "generic-bridge/{wallbox}"
 phases = 3          # the EVSE DIN is wired for 3 phases (the template's default): no switching
-max_current_a = 16
+max_current_a = 32  # above the bridge's 16 A: the controller works within the charger's published limits
 
 [generic-bridge]
 instance = "e2e"
@@ -133,6 +133,9 @@ async def test_the_controller_charges_a_generic_charger_from_the_sun_and_stops(b
         assert reading.power_w == 7 * 230 * 3 and reading.set_current_a == 7
         assert (reading.extra["limit_min_current_a"], reading.extra["limit_max_current_a"]) == (6, 16)
         await waiting(lambda: any(s.charging and s.set_current_a == 7 for s in seen.states), 10, "the loadpoint state")
+        assert seen.states[-1].reason.endswith("; range 6-16 A (charger's limits; configured 6-32 A)")
+        assert seen.states[-1].max_current_a == 32  # the person's choice, as set; the reason says what applies
+        assert controller.output().count("loadpoint current range") == 1, controller.output()
         # every command the controller sends a charger (set_phases included) was taken, the first ones too:
         # sent when the bridge came up (its service `online`, the grid meter's reading), before the
         # wallbox's first read, they waited for it in the bridge and were applied (#25)

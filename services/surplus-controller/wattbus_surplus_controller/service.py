@@ -15,6 +15,7 @@ from wattbus.runner import ServiceContext
 
 from .config import Config
 from .judged import Judged
+from .limits import ChargerLimits
 from .model import ChargerView, LoadpointChoices, Setting
 from .persist import StateFile
 from .plan import Planner, VehicleView, as_now, max_power_w, plan_current_a, set_plan, state_fields, takes_over
@@ -76,6 +77,7 @@ class Controller:
         self._stale_alert: str | None = None
         self.recent = RecentCommands(ctx.counters)  # a redelivered loadpoint command is answered, not re-applied
         self.judged = Judged(ctx, self.on_judged)
+        self.limits = ChargerLimits(ctx.log)  # the current range each charger's bridge accepts
         self.site.judged_offline = self.judged.reason
 
     def start(self) -> None:
@@ -123,6 +125,7 @@ class Controller:
             self.site.chargers[ref] = ChargerView(reading.power_w, reading.state, reading.set_current_a,
                                                   reading.phases_active, reading.enabled, now,
                                                   reading.session_energy_wh)
+            self.limits.note(ref, reading)
             for lp in self.loadpoints:
                 if lp.cfg.charger == ref:
                     self.sessions[lp.cfg.id].note(now, self.site.chargers[ref])
@@ -222,12 +225,13 @@ class Controller:
             view = views[lp.cfg.id]
             lp.battery_room = room
             vehicle = self.vehicles.get(lp.cfg.vehicle or "")
-            plan = self.planners[lp.cfg.id].decide(self.site.now_dt().astimezone(), lp.settings, vehicle,
-                                                   max_power_w(lp), plugged=view.state != "idle")
             chosen = lp.settings
-            if takes_over(plan, chosen.mode):  # the plan charges: as mode now, at the current it needs
-                lp.settings = as_now(chosen, plan_current_a(lp, plan.power_w, remaining))
+            lp.settings, limited = self.limits.effective(lp.cfg.id, lp.cfg.charger, chosen)  # config ∩ charger
             try:
+                plan = self.planners[lp.cfg.id].decide(self.site.now_dt().astimezone(), lp.settings, vehicle,
+                                                       max_power_w(lp), plugged=view.state != "idle")
+                if takes_over(plan, lp.settings.mode):  # the plan charges: as mode now, at the current it needs
+                    lp.settings = as_now(lp.settings, plan_current_a(lp, plan.power_w, remaining))
                 setting = lp.decide(now, remaining, view, self.ctx.config.stale_action, problem or "", buffered,
                                     lendable, import_w)
             finally:
@@ -235,6 +239,7 @@ class Controller:
             if takes_over(plan, chosen.mode) and setting.enabled:
                 # "plan: " marks it for status(); the plan's own words are in plan_status
                 setting.reason = f"plan: {setting.current_a:g} A on {setting.phases}p, {plan.power_w:.0f} W needed"
+            setting.reason += f"; {limited}" if limited else ""
             self.plan_state[lp.cfg.id] = state_fields(lp.cfg, chosen, vehicle, plan)
             buffered = lendable = 0.0  # one loadpoint borrows from the battery, not each of them
             self._apply(lp, setting, view, now)
@@ -336,7 +341,8 @@ class Controller:
             power_w=view.power_w, surplus_w=None if available is None else round(available, 1),
             min_current_a=lp.settings.min_current_a, max_current_a=lp.settings.max_current_a,
             phase_switches_last_hour=lp.budget.used(self.site.now()), reason=s.reason,
-            timestamp=self.site.now_dt(), alert=problem or self.judged.problem(lp.cfg.charger),
+            timestamp=self.site.now_dt(), alert=problem or self.judged.problem(lp.cfg.charger)
+            or self.limits.conflicts.get(lp.cfg.id),
             strategy=self.ctx.config.strategy,
             session_energy_wh=session.session_energy_wh(view), session_duration_s=session.duration_s(self.site.now()),
             status=status(s, view, problem), **self.plan_state.get(lp.cfg.id, {}))

@@ -49,7 +49,7 @@ def status(setting: Setting, view: ChargerView, alert: str | None) -> str:
         return "vehicle_full"
     if alert is not None or reason.startswith("safe state"):
         return "safe_state"
-    if reason == "mode off":
+    if reason.startswith("mode off"):  # a note may follow (the charger's current range)
         return "mode_off"
     if not setting.enabled:
         if "import allowance" in reason:
