@@ -67,7 +67,10 @@ def _matches(levels: tuple[str, ...], topic: str) -> bool:
 
 
 MAX_IDENT = 268_435_455  # the largest MQTT v5 subscription identifier
-KEPT_IDENTS = 8  # per filter: older SUBSCRIBEs' identifiers whose messages may still be on their way
+# Per filter, the identifiers of older SUBSCRIBEs, whose messages may still be on their way (sent
+# before the broker took the newer one, or resent from a persistent session after a reconnect): a
+# message with a forgotten identifier is dropped, so keep plenty (a few KiB for a service).
+KEPT_IDENTS = 64
 
 
 @dataclass(slots=True, eq=False)
