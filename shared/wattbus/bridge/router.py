@@ -139,6 +139,9 @@ class CommandRouter:
 
     async def _once_across_replicas(self, poller: Poller, command: m.CommandBase, key: Key | None) -> m.CommandResult:
         """Record the request in the device's claim (on the broker) before executing it, the result after."""
+        # A device not read yet (start-up): wait for its first read, without the lock (the poll needs
+        # it), and before the record and the fencing check, so that a lease lost meanwhile is seen.
+        await poller.first_read(FIRST_READ_WAIT_S)
         ownership, device_id = self.fleet.ownership, poller.device_id
         if ownership is None or key is None:
             return await self._execute(poller, command)
@@ -153,10 +156,8 @@ class CommandRouter:
         return result
 
     @staticmethod
-    async def _execute(poller: Poller, command: m.CommandBase,
-                       first_read_wait_s: float = FIRST_READ_WAIT_S) -> m.CommandResult:
+    async def _execute(poller: Poller, command: m.CommandBase) -> m.CommandResult:
         device_id = poller.device_id
-        await poller.first_read(first_read_wait_s)  # not the lock: the first poll needs it
         # `offline_commands` (optional on an adapter): those that reach the device another way, such
         # as an ECU's restart through its web UI when its data port no longer answers.
         if not poller.online and type(command) not in getattr(poller.adapter, "offline_commands", ()):
