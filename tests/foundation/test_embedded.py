@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -99,8 +101,34 @@ def embedded_stack(repo_root: Path, tmp_path: Path, env: dict[str, str] | None =
         log.close()
 
 
+def loadpoint_state(port: int, loadpoint: str, timeout: float) -> dict[str, Any]:
+    """The first retained-or-live LoadpointState of `loadpoint` that carries a vehicle SoC ({} if none came)."""
+    found: dict[str, Any] = {}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_connect = lambda c, u, f, r, p: c.subscribe(f"wattbus/v1/loadpoint/{loadpoint}/state", qos=1)
+
+    def message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        state = json.loads(msg.payload)
+        if state.get("vehicle_soc_pct") is not None:
+            found.update(state)
+    client.on_message = message
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        wait_for(lambda: bool(found), timeout)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return found
+
+
 def test_embedded_stack_runs_every_service_and_stops_cleanly(repo_root: Path, tmp_path: Path) -> None:
     with embedded_stack(repo_root, tmp_path) as (proc, watcher, run_dir):
+        # the demo's car (wattbus-sim teslamate -> generic-bridge) reaches the garage loadpoint's state
+        listener = re.search(r"^listener (\d+)", (run_dir / "mosquitto" / "mosquitto.conf").read_text(), re.M)
+        assert listener
+        state = loadpoint_state(int(listener.group(1)), "garage", 60)
+        assert state.get("vehicle_id") == "car" and 0 < state["vehicle_soc_pct"] <= 100, state
         proc.send_signal(signal.SIGTERM)  # what Ctrl-C does to supervisord
         assert proc.wait(60) == 0
         assert wait_for(lambda: watcher.services("offline") >= expected_services(repo_root), 10), watcher.state
