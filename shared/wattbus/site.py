@@ -52,6 +52,12 @@ ItemId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
 Amps = Annotated[float, Meta(ge=6, le=32, description="per phase, A (6-32: what chargers accept)")]
 Seconds = Annotated[float, Meta(ge=0, description="seconds")]
 Mode = Literal["off", "now", "minpv", "pv"]
+# A loadpoint's fields the setup wizard asks too (http-api's RoleBody takes these and the defaults).
+StartMode = Annotated[Mode, Meta(description="the mode until a person changes it (then the controller's state "
+                                             "file wins)")]
+Phases = Annotated[Literal["auto", 1, 3], Meta(description="auto: the controller switches 1p/3p")]
+BreakerAmps = Annotated[float, Meta(ge=6, le=125, description="the circuit's breaker, A: max_current_a may not "
+                                                              "exceed it")]
 
 
 class Loadpoint(ConfigStruct, kw_only=True, omit_defaults=True):
@@ -59,15 +65,13 @@ class Loadpoint(ConfigStruct, kw_only=True, omit_defaults=True):
 
     id: ItemId
     charger: Annotated[DeviceRef, Meta(description="the charger's device")]
-    mode: Annotated[Mode, Meta(description="the mode until a person changes it (then the controller's "
-                                           "state file wins)")] = "pv"
+    mode: StartMode = "pv"
     priority: Annotated[int, Meta(description="higher is served first when loadpoints share the surplus")] = 0
     min_current_a: Amps = 6.0
     max_current_a: Amps = 16.0
-    phases: Annotated[Literal["auto", 1, 3], Meta(description="auto: the controller switches 1p/3p")] = "auto"
+    phases: Phases = "auto"
     voltage_v: Annotated[float, Meta(ge=100, le=260, description="phase voltage, V")] = 230.0
-    breaker_a: Annotated[float, Meta(ge=6, le=125, description="the circuit's breaker, A: max_current_a "
-                                                               "may not exceed it")] | None = None
+    breaker_a: BreakerAmps | None = None
     # The car: a device sending VehicleReadings, e.g. "generic-bridge/tesla"; its SoC feeds the plan.
     vehicle: Annotated[DeviceRef, Meta(description="the car at this loadpoint (its SoC feeds the charge "
                                                    "plan)")] | None = None

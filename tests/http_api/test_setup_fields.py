@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import get_type_hints
 
+import msgspec
+from wattbus.site import Loadpoint
 from wattbus_http_api.setup_fields import describe, label
 from wattbus_http_api.setup_roles import CHARGER_KEYS, RoleBody
 from wattbus_surplus_controller.config import Config
@@ -42,5 +45,16 @@ def test_loadpoint_fields_follow_the_role_body() -> None:
     assert (current["min"], current["max"], current["help"]) == (6, 32, HELP["loadpoint"]["min_current_a"])
     assert by_key["breaker_a"]["optional"] is True and by_key["breaker_a"]["max"] == 125
     assert by_key["max_phase_switches_per_hour"]["step"] == 1
-    # no help line in the table: the field's own Meta(description=...) is used
-    assert describe(RoleBody, {}, ["max_current_a"])[0]["help"] == "EV charge current per phase, 6-32 A"
+    # no help line in the table: the field's own Meta(description=...) is used, the one [site] declares
+    assert describe(RoleBody, {}, ["max_current_a"])[0]["help"] == "per phase, A (6-32: what chargers accept)"
+
+
+def test_the_wizards_loadpoint_fields_are_the_sites() -> None:
+    """One definition (issue 25): the role body's loadpoint fields have [[site.loadpoints]]' types,
+    bounds, descriptions and defaults, so a change in wattbus.site reaches the wizard."""
+    keys = ("mode", "min_current_a", "max_current_a", "phases", "breaker_a")
+    body, site = get_type_hints(RoleBody, include_extras=True), get_type_hints(Loadpoint, include_extras=True)
+    assert {k: body[k] for k in keys} == {k: site[k] for k in keys}
+    defaults = [{f.name: f.default for f in msgspec.structs.fields(t) if f.name in keys} for t in (RoleBody, Loadpoint)]
+    assert defaults[0] == defaults[1] and len(defaults[0]) == len(keys)
+    assert describe(RoleBody, {}, keys) == describe(Loadpoint, {}, keys)

@@ -12,13 +12,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
-from wattbus import messages as m
 from wattbus.config import LoadedConfig
 from wattbus.settings import ConfigFile
-from wattbus.site import LOADPOINT_KEYS, load_site
+from wattbus.site import LOADPOINT_KEYS, Amps, BreakerAmps, ItemId, Loadpoint, Phases, StartMode, load_site
 
 Role = Literal["grid", "pv", "battery", "charger", "relay", "none"]
-ItemId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+_LOADPOINT: dict[str, Any] = {f.name: f.default for f in msgspec.structs.fields(Loadpoint)}
 
 # The device kinds each role accepts (from the device's own meta on the bus).
 ROLE_KINDS: dict[str, tuple[str, ...]] = {
@@ -39,13 +38,14 @@ class RoleBody(Struct, kw_only=True, forbid_unknown_fields=True):
 
     role: Role
     replace: bool = False  # grid: take over from the current grid meter (otherwise a duplicate is refused)
-    # charger: the loadpoint it forms (m.ChargeCurrent: the contract's 6-32 A per phase)
+    # charger: the loadpoint it forms, its fields as [[site.loadpoints]] declares them (types, bounds,
+    # descriptions and defaults from wattbus.site.Loadpoint: one definition for the file and the wizard)
     loadpoint_id: ItemId | None = None  # default: the device id
-    mode: m.LoadpointMode = "pv"
-    min_current_a: m.ChargeCurrent = 6.0
-    max_current_a: m.ChargeCurrent = 16.0
-    phases: Literal["auto", 1, 3] = "auto"
-    breaker_a: Annotated[float, Meta(ge=6, le=125)] | None = None  # the circuit's breaker: max current <= this
+    mode: StartMode = _LOADPOINT["mode"]
+    min_current_a: Amps = _LOADPOINT["min_current_a"]
+    max_current_a: Amps = _LOADPOINT["max_current_a"]
+    phases: Phases = _LOADPOINT["phases"]
+    breaker_a: BreakerAmps | None = _LOADPOINT["breaker_a"]
     # charger tuning (None = keep what the file has; the controller's Struct checks the values)
     enable_threshold_w: float | None = None
     enable_delay_s: float | None = None
