@@ -14,7 +14,7 @@ from . import schema
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wattbus", description="wattbus project tools")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_schema = sub.add_parser("schema", help="write docs/topics.md and docs/schema/*.json from the contract")
+    p_schema = sub.add_parser("schema", help="write docs/topics.md and docs/schema/*.json from the contract and [site]")
     p_schema.add_argument("--root", default=".", help="repository root (default: current directory)")
     p_embedded = sub.add_parser("embedded", help="prepare and start the embedded stack under supervisord")
     p_embedded.add_argument("--root", default=".", help="repository root")

@@ -1,4 +1,5 @@
-"""Generate docs/topics.md and docs/schema/wattbus-v1.json from the contract (never hand-written)."""
+"""Generate docs/topics.md and docs/schema/wattbus-v1.json from the contract, and
+docs/schema/config-site.json from the `[site]` config section (never hand-written)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import msgspec
 
 from . import messages as m
 from . import topics
+from .site import SiteConfig
 
 SCHEMA_TYPES: dict[str, Any] = {
     "DeviceMeta": m.DeviceMeta,
@@ -50,6 +52,20 @@ def json_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"wattbus bus contract {m.CONTRACT_VERSION}",
         "payloads": dict(zip(SCHEMA_TYPES, schemas, strict=True)),
+        "$defs": components,
+    })
+    return schema
+
+
+def site_schema() -> dict[str, Any]:
+    """`[site]` of the config file as wattbus.site.SiteConfig declares it, its Meta descriptions included:
+    for editors that check TOML against a JSON Schema, and for people (a TOML file has no null: an
+    optional key is left out)."""
+    (root,), components = msgspec.json.schema_components([SiteConfig])
+    schema: dict[str, Any] = _normalise({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "wattbus config: the [site] section",
+        **root,
         "$defs": components,
     })
     return schema
@@ -113,6 +129,8 @@ def write(root: Path) -> list[Path]:
     (docs / "schema").mkdir(parents=True, exist_ok=True)
     md = docs / "topics.md"
     js = docs / "schema" / f"wattbus-{m.CONTRACT_VERSION}.json"
+    site = docs / "schema" / "config-site.json"
     md.write_text(topics_markdown())
-    js.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
-    return [md, js]
+    for path, content in ((js, json_schema()), (site, site_schema())):
+        path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    return [md, js, site]

@@ -117,8 +117,10 @@ class SiteConfig(ConfigStruct, kw_only=True, omit_defaults=True):
     battery: Annotated[list[ReadingRef], Meta(description="home batteries (the controller follows the first)")] = []
     chargers: Annotated[list[ReadingRef], Meta(description="chargers shown in the power flow that no loadpoint "
                                                            "drives (loadpoint chargers count anyway)")] = []
-    loadpoints: list[Loadpoint] = []
-    relays: list[Relay] = []
+    loadpoints: Annotated[list[Loadpoint], Meta(description="chargers the surplus-controller drives "
+                                                            "([[site.loadpoints]])")] = []
+    relays: Annotated[list[Relay], Meta(description="loads the surplus-controller switches on relays "
+                                                    "([[site.relays]])")] = []
 
     def __post_init__(self) -> None:
         for kind, ids in (("loadpoint", [lp.id for lp in self.loadpoints]), ("relay", [r.id for r in self.relays])):

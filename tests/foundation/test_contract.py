@@ -125,6 +125,19 @@ def test_committed_docs_match_the_contract(repo_root: Path) -> None:
     committed = msgspec.json.decode((repo_root / "docs" / "schema" / "wattbus-v1.json").read_bytes())
     assert committed == msgspec.json.decode(msgspec.json.encode(schema.json_schema())), \
         "docs/schema/wattbus-v1.json is stale: run `make schema`"
+    site = msgspec.json.decode((repo_root / "docs" / "schema" / "config-site.json").read_bytes())
+    assert site == msgspec.json.decode(msgspec.json.encode(schema.site_schema())), \
+        "docs/schema/config-site.json is stale: run `make schema`"
+
+
+def test_site_schema_describes_every_key() -> None:
+    """The [site] schema carries each key's Meta description (a person or an editor reads it)."""
+    defs = schema.site_schema()["$defs"]
+    assert {"SiteConfig", "Loadpoint", "Relay"} <= set(defs)
+    bare = [f"{name}.{key}" for name, definition in defs.items() for key, prop in definition["properties"].items()
+            if not (prop.get("description") or any(o.get("description") for o in prop.get("anyOf", [])))]
+    assert not bare, f"no Meta(description=...) in wattbus.site for {bare}"
+    assert defs["Loadpoint"]["properties"]["max_current_a"]["maximum"] == 32
 
 
 @pytest.mark.parametrize(("subscription", "topic", "expected"), [
