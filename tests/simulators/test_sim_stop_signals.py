@@ -29,6 +29,8 @@ CASES: dict[str, Callable[[Path], tuple[list[str], list[Path], str]]] = {
     "giv": lambda d: (["giv", "--port", port()], [], ""),
     "goe": lambda d: (["goe", "--port", port()], [], ""),
     "generic_http": lambda d: (["generic_http", "--device", "tasmota-sml", "--port", port()], [], ""),
+    "evse_din-tcp": lambda d: (["evse_din", "--port", port(), "--meter", "sdm630", "--relay-board", "4"], [], ""),
+    "evse_din-rtu": lambda d: (["evse_din", "--rtu-link", str(d / "evse")], [d / "evse"], ""),
     "fronius": lambda d: (["fronius", "--port", port(), "--night"], [], ""),
     "shelly": lambda d: (["shelly", "--port", port(), "--model", "Pro3EM"], [], ""),
     "sunspec-tcp": lambda d: (["sunspec", "--port", port(), "--profile", "fronius", "--profile", "sdm630",
