@@ -7,18 +7,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from wattbus import messages as m
 from wattbus import topics
 from wattbus.bus import Message
 from wattbus.commands import RecentCommands, request_key
 from wattbus.runner import ServiceContext
 
+from .choices import applied, apply_choice
 from .config import Config
 from .judged import Judged
 from .limits import ChargerLimits
 from .model import ChargerView, LoadpointChoices, Setting
 from .persist import StateFile
-from .plan import Planner, VehicleView, as_now, max_power_w, plan_current_a, set_plan, state_fields, takes_over
+from .plan import Planner, VehicleView, as_now, max_power_w, plan_current_a, state_fields, takes_over
 from .relays import RelayView, SurplusRelay
 from .session import Session, status
 from .site import Site
@@ -316,7 +318,7 @@ class Controller:
     def _send(self, ref: str, command: m.CommandBase, loadpoint: str | None = None) -> None:
         self._requests += 1
         request_id = f"{self.ctx.name}-{self.ctx.instance}-{self._requests}"
-        command = type(command)(**{**_fields(command), "request_id": request_id})
+        command = msgspec.structs.replace(command, request_id=request_id)
         source, device_id = split_ref(ref)
         topic = topics.device_command(source, device_id)
         self.ctx.counters.inc("commands_sent")
@@ -374,20 +376,9 @@ class Controller:
         if lp is None:
             return answer("refused", f"unknown loadpoint {lp_id!r}")
         settings = lp.settings
-        if isinstance(command, m.SetLoadpointMode):
-            settings.mode = command.mode
-        elif isinstance(command, m.SetLoadpointLimits):
-            low = command.min_current_a if command.min_current_a is not None else settings.min_current_a
-            high = command.max_current_a if command.max_current_a is not None else settings.max_current_a
-            if low > high:
-                return answer("invalid", f"min_current_a {low:g} A above max_current_a {high:g} A")
-            settings.min_current_a, settings.max_current_a = low, high
-        elif isinstance(command, m.SetLoadpointPlan):
-            if (problem := set_plan(settings, command)) is not None:
-                return answer("invalid", problem)
-        else:
-            return answer("refused", f"{tag} is not a loadpoint command (set_loadpoint_mode, set_loadpoint_limits, "
-                                     "set_loadpoint_plan)")
+        outcome, problem = apply_choice(settings, command)
+        if outcome != "ok":
+            return answer(outcome, problem)
         try:
             self.store.save({p.cfg.id: p.settings for p in self.loadpoints})
         except OSError as exc:
@@ -395,9 +386,7 @@ class Controller:
             self.ctx.log.error("cannot save state file", path=str(self.store.path), error=str(exc))
         self.ctx.log.info("loadpoint settings changed", loadpoint=lp_id, mode=settings.mode,
                           min_current_a=settings.min_current_a, max_current_a=settings.max_current_a)
-        answer("ok", applied={"mode": settings.mode, "min_current_a": settings.min_current_a,
-                              "max_current_a": settings.max_current_a, "plan_soc_pct": settings.plan_soc_pct,
-                              "plan_time": settings.plan_time, "plan_min_soc_pct": settings.plan_min_soc_pct})
+        answer("ok", applied=applied(settings))
         self.cycle(self.site.now())
         return None
 
@@ -408,6 +397,3 @@ class Controller:
             if self.ctx.config.clock == "wall" and self.site.grid_problem(now) is not None:
                 self.cycle(now)
 
-
-def _fields(command: m.CommandBase) -> dict[str, Any]:
-    return {name: getattr(command, name) for name in command.__struct_fields__}
