@@ -240,7 +240,7 @@ def parse(topic: str) -> ParsedTopic:
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     pattern: str
-    payload: str  # a messages.py type name, or "text"
+    payload: str  # a wattbus.messages type name, or "text"
     retained: bool
     qos: int
     publisher: str
