@@ -58,7 +58,10 @@ async def test_live_page_screenshot_and_mode_switch(broker: Mosquitto, house: An
         await browser.eval("document.querySelector('button[data-lp=garage][data-mode=now]').click()")
         await until(lambda: bool(states) and states[-1].mode == "now", 20, "controller mode now on the bus")
         await wait_js(browser, "document.getElementById('lp-garage-mode').dataset.mode === 'now'", "UI shows now")
-        assert await browser.eval("document.getElementById('command-status').dataset.result") == "ok"
+        # the REST answer and the state on the SSE stream race each other: wait for the answer itself
+        await wait_js(browser, "!!document.getElementById('command-status').dataset.result", "the REST answer")
+        assert await browser.eval("document.getElementById('command-status').dataset.result") == "ok", \
+            await browser.eval("document.getElementById('command-status').textContent")
         await browser.screenshot(tmp_path / "ui-now.png")
 
         # The current range from the card's editor: the controller takes it, the card shows it.

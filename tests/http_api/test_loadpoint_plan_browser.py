@@ -90,7 +90,10 @@ async def test_the_card_shows_the_soc_and_sets_a_plan(broker: Mosquitto, car_at_
         assert states[-1].plan_time == by.replace(":", "") and states[-1].plan_active, states[-1]
         wanted = f"80 % by {by} – charging from the grid from"
         await wait_js(browser, f"{CARD.format('plan')}.startsWith('{wanted}')", "the card shows the plan")
-        assert await browser.eval("document.getElementById('command-status').dataset.result") == "ok"
+        # the REST answer and the state on the SSE stream race each other: wait for the answer itself
+        await wait_js(browser, "!!document.getElementById('command-status').dataset.result", "the REST answer")
+        assert await browser.eval("document.getElementById('command-status').dataset.result") == "ok", \
+            await browser.eval("document.getElementById('command-status').textContent")
         assert await browser.eval("document.documentElement.scrollWidth") <= 390  # no sideways scroll
         shot = await browser.screenshot(tmp_path / "loadpoint-plan-phone.png")
         assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20000
