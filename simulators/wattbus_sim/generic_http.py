@@ -7,11 +7,15 @@ Tasmota SML reading head and a Shelly-like relay, answering in the shapes their 
 
 `POST /sim/firmware?prefix=Strom` renames the Tasmota meter's JSON prefix (what a changed SML script
 does) and `?number=wasser` AI-on-the-edge's number sequence, so a selector stops matching at run time.
+`--password` (with `--username`, default admin) puts every path behind HTTP basic auth, as a device's
+"restrict access" setting does: 401 with a `WWW-Authenticate: Basic` challenge otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hmac
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -93,9 +97,23 @@ class PlainRelay:
                 "temperature": 47.6, "overtemperature": False, "uptime": int(now)}
 
 
-def build_app(device: str) -> web.Application:
+def basic_auth(username: str, password: str) -> Any:
+    """A middleware that answers 401 unless the request carries these credentials."""
+    expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected.encode()):
+            return web.Response(status=401, text="401 Unauthorized", headers={"WWW-Authenticate": 'Basic realm="sim"'})
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return check
+
+
+def build_app(device: str, username: str = "admin", password: str | None = None) -> web.Application:
     water, head, plain = WaterMeter(), SmlHead(), PlainRelay()
-    app = web.Application()
+    app = web.Application(middlewares=[basic_auth(username, password)] if password is not None else [])
 
     async def json_endpoint(_request: web.Request) -> web.Response:
         return web.json_response(water.document())
@@ -144,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["ai-on-the-edge", "tasmota-sml", "relay"], required=True)
     parser.add_argument("--port", type=int, default=18095)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--username", default="admin")
+    parser.add_argument("--password", help="answer only requests with these basic-auth credentials")
     args = parser.parse_args(argv)
-    run(serve_http(build_app(args.device), args.port, f"{args.device} simulator", host=args.host))
+    app = build_app(args.device, args.username, args.password)
+    run(serve_http(app, args.port, f"{args.device} simulator", host=args.host))
     return 0

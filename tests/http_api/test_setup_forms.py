@@ -54,13 +54,21 @@ def test_generic_forms_follow_the_shipped_templates() -> None:
     forms = {f.name: f for f in announced("generic-bridge")[0].forms}
     water = forms["generic:ai-on-the-edge"]
     fields = {f.key: f for f in water.fields}
-    assert list(fields) == ["id", "host", "port", "number", "unit"] and water.address == "host"
+    assert list(fields) == ["id", "host", "port", "number", "unit", "username", "password"]
+    assert (water.address, fields["password"].input, fields["password"].optional) == ("host", "secret", True)
     assert (fields["number"].default, fields["port"].default, fields["id"].pattern) == ("main", 80,
                                                                                         "^[A-Za-z0-9_.:-]{1,128}$")
     item = nested(fill(water.entry, form_values(water, {"id": "water", "host": "192.0.2.60", "number": "wasser"})))
     assert item == {"id": "water", "template": "ai-on-the-edge", "host": "192.0.2.60", "port": 80,
                     "vars": {"number": "wasser", "unit": "m3"}}
     assert forms["generic:tasmota-sml-mqtt"].address == "none"  # read from the bus: nothing to connect to
+    # A Modbus description over a serial line: the line's settings, the unit id typed as the bridge's
+    rtu = forms["generic:sdm630-modbus:rtu"]
+    assert [f.key for f in rtu.fields] == ["id", "serial_port", "baudrate", "parity", "stopbits", "unit_id"]
+    item = nested(fill(rtu.entry, form_values(rtu, {"id": "grid", "serial_port": "socket://192.0.2.9:8899",
+                                                    "parity": "E"})))
+    assert item == {"id": "grid", "template": "sdm630-modbus", "serial_port": "socket://192.0.2.9:8899",
+                    "baudrate": 9600, "parity": "E", "stopbits": 1, "unit_id": 1}
 
 
 def test_a_filled_form_is_checked_against_its_fields() -> None:

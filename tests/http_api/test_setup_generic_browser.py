@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.http_api.browser import Browser
+from tests.http_api.conftest import HttpApi
 from tests.http_api.test_browser import wait_js
 from tests.http_api.test_setup import broker  # noqa: F401  (the module's broker fixture)
 from tests.http_api.test_setup_browser import fill_manual, offered
@@ -24,15 +25,22 @@ FORM = "generic:ai-on-the-edge"
 ERROR = "document.querySelector('#manual .error[data-for={}]').textContent"
 
 
-async def test_a_generic_device_shows_its_first_values_before_it_is_saved(tmp_path: Path, start_service: Any,
-                                                                          broker: Mosquitto) -> None:  # noqa: F811
-    water = SimulatorProcess(tmp_path / "water.log", "generic_http", "--device", "ai-on-the-edge")
+def start_with_generic_bridge(tmp_path: Path, start_service: Any, broker: Mosquitto) -> tuple[Path, HttpApi]:  # noqa: F811
+    """An http-api and a generic-bridge under `wattbus run-many` (restarted on its new section, as
+    supervisord would) on one fresh config file."""
     path, api = start_api(tmp_path, start_service, broker, "[generic-bridge]\nstatus_interval_s = 1\n",
                           reload_timeout_s=5)
     start_service("wattbus.cli", "run-many", "generic-bridge", "--config", str(path),
                   "--secrets-dir", str(broker.files.secrets_dir),
                   env={"WATTBUS_BUS_HOST": "127.0.0.1", "WATTBUS_BUS_PORT": str(broker.port),
                        "WATTBUS_BUS_RECONNECT_MAX_S": "2"})
+    return path, api
+
+
+async def test_a_generic_device_shows_its_first_values_before_it_is_saved(tmp_path: Path, start_service: Any,
+                                                                          broker: Mosquitto) -> None:  # noqa: F811
+    water = SimulatorProcess(tmp_path / "water.log", "generic_http", "--device", "ai-on-the-edge")
+    path, api = start_with_generic_bridge(tmp_path, start_service, broker)
     browser = Browser(tmp_path / "chromium-profile")
     try:
         await browser.connect()
@@ -44,7 +52,8 @@ async def test_a_generic_device_shows_its_first_values_before_it_is_saved(tmp_pa
         await fill_manual(browser, FORM)
         names = await browser.eval("[...document.querySelectorAll('#manual-fields .field')]"
                                    ".map((f) => f.dataset.field)")
-        assert names == ["id", "host", "port", "number", "unit"], names
+        assert names == ["id", "host", "port", "number", "unit", "username", "password"], names
+        assert await browser.eval("document.querySelector('#manual-fields [name=password]').type") == "password"
         assert await browser.eval("document.querySelector('#manual-fields [name=number]').placeholder") == "main"
 
         # A variable lands in the device's URL or selector: only a plain word is taken (refused by the page's API).

@@ -22,6 +22,8 @@ from .modbus import ModbusError
 from .spec import MqttSource
 
 # A variable's value lands in URLs, selectors and topics: a plain word, never a path, query or wildcard.
+# A basic-auth user name: no colon (it ends the user in the header), no blanks.
+USER_PATTERN = r"[^\s:]{1,64}"
 VAR_PATTERN = {"http": r"[A-Za-z0-9_.:-]{1,64}", "modbus": r"[A-Za-z0-9_.:-]{1,64}", "mqtt": r"[A-Za-z0-9_.:/-]{1,128}"}
 
 
@@ -36,11 +38,9 @@ def _used(data: Any) -> list[str]:
 
 def template_form(name: str, text: str) -> m.AddForm:
     """A shipped description as a form: the device id, host and port when it uses them, each variable
-    with the description's default; saved as `[[generic-bridge.devices]]` with `template = name`."""
-    raw = tomllib.loads(text)
-    defaults: dict[str, str] = raw.get("defaults", {})
-    used = list(dict.fromkeys(_used(raw)))
-    source = str(raw.get("source", {}).get("type", "http"))
+    with the description's default; saved as `[[generic-bridge.devices]]` with `template = name`. An
+    HTTP device may sit behind basic/digest auth: a user name and a write-only password."""
+    raw, used, source, defaults = _parsed(text)
     fields = [form.field(DeviceConfig, "id", default=name, help="the device's id on the bus")]
     entry: dict[str, Any] = {"id": "{id}", "template": name}
     if "host" in used:
@@ -49,14 +49,48 @@ def template_form(name: str, text: str) -> m.AddForm:
     if "port" in used:
         fields.append(form.port_field(int(defaults.get("port", "80"))))
         entry["port"] = "{port}"
-    for var in (v for v in used if v not in ("host", "port")):
+    _variables(fields, entry, [v for v in used if v not in ("host", "port")], defaults, source)
+    if source == "http":
+        fields += [form.field(DeviceConfig, "username", pattern=USER_PATTERN,
+                              help="leave empty for none (\"admin\" when only a password is given)"),
+                   form.secret_field()]
+        entry.update(username="{username}", password="{password}")
+    return form.add_form(f"generic:{name}", _title(raw, name, source), "devices", entry, fields,
+                         address="host" if "host" in used else "none", about=str(raw.get("about", "")))
+
+
+def rtu_form(name: str, text: str) -> m.AddForm:
+    """A Modbus description over a serial line (RTU, or RTU frames over TCP with socket://): the line's
+    settings instead of host and port; http-api checks the port as for every serial form."""
+    raw, used, source, defaults = _parsed(text)
+    fields = [form.field(DeviceConfig, "id", default=name, help="the device's id on the bus"), form.serial_field(),
+              *(form.field(DeviceConfig, key) for key in ("baudrate", "parity", "stopbits")),
+              form.field(DeviceConfig, "unit_id", default=int(defaults.get("unit_id", "1")))]
+    entry: dict[str, Any] = {"id": "{id}", "template": name, "serial_port": "{serial_port}", "baudrate": "{baudrate}",
+                             "parity": "{parity}", "stopbits": "{stopbits}", "unit_id": "{unit_id}"}
+    _variables(fields, entry, [v for v in used if v not in ("host", "port", "unit_id")], defaults, source)
+    return form.add_form(f"generic:{name}:rtu", _title(raw, name, "Modbus RTU"), "devices", entry, fields,
+                         address="serial", about=str(raw.get("about", "")))
+
+
+def _parsed(text: str) -> tuple[dict[str, Any], list[str], str, dict[str, str]]:
+    """The description, the variables it uses (in order), its source type and its defaults."""
+    raw = tomllib.loads(text)
+    return raw, list(dict.fromkeys(_used(raw))), str(raw.get("source", {}).get("type", "http")), raw.get("defaults", {})
+
+
+def _variables(fields: list[m.FormField], entry: dict[str, Any], names: list[str], defaults: dict[str, str],
+               source: str) -> None:
+    for var in names:
         fields.append(m.FormField(key=var, label=form.label(var), default=defaults.get(var),
                                   optional=var in defaults, pattern=VAR_PATTERN.get(source, VAR_PATTERN["http"]),
                                   help=f"the description's {{{var}}}"))
         entry[f"vars.{var}"] = f"{{{var}}}"
+
+
+def _title(raw: dict[str, Any], name: str, source: str) -> str:
     title = " ".join(str(raw[k]) for k in ("manufacturer", "model") if k in raw) or name
-    return form.add_form(f"generic:{name}", f"{title} ({raw.get('kind', 'device')}, {source})", "devices", entry,
-                         fields, address="host" if "host" in used else "none", about=str(raw.get("about", "")))
+    return f"{title} ({raw.get('kind', 'device')}, {source})"
 
 
 def family_form(name: str) -> m.AddForm:
@@ -68,6 +102,7 @@ def family_form(name: str) -> m.AddForm:
 
 # Generic devices are configured, never discovered: forms only, no protocol of its own to adopt.
 FORMS = form.Forms(forms=(*(template_form(n, t) for n, t in sorted(templates().items())),
+                          *(rtu_form(n, t) for n, t in sorted(templates().items()) if _parsed(t)[2] == "modbus"),
                           *(family_form(n) for n in sorted(families.FAMILIES))), probe_wait_s=15.0)
 
 

@@ -58,6 +58,7 @@ class Checked(Struct, kw_only=True):
     list_key: str
     entry: dict[str, Any]
     target: str
+    hidden: list[str] = []  # the values of the form's secret inputs: in no answer, page or log line
     where: str  # the form field a problem belongs to
     problem: str | None = None
     probe: m.CommandResult | None = None
@@ -149,7 +150,9 @@ async def check(request: web.Request, body: ManualDevice, for_saving: bool = Fal
         target, where, problem = await _connect_check(form, values, site.config.setup.probe_timeout_s)
     except (FormError, setup_guard.GuardError) as exc:
         raise reject(request, 400, exc.message, exc.where if isinstance(exc, FormError) else address) from None
-    checked = Checked(bridge=bridge.service, list_key=form.list_key, entry=entry, target=target, where=where)
+    hidden = [str(values[f.key]) for f in form.fields if f.input == "secret" and f.key in values]
+    checked = Checked(bridge=bridge.service, list_key=form.list_key, entry=entry, target=target, where=where,
+                      hidden=hidden)
     if for_saving and checked.item() in _settings(request).section(bridge.service).get(form.list_key, []):
         raise reject(request, 400, f"{target} is already configured in [{bridge.service}] {form.list_key}", where)
     if for_saving and body.save_anyway:  # the person said so (the device is off today): no wait for a read
@@ -166,13 +169,23 @@ async def check(request: web.Request, body: ManualDevice, for_saving: bool = Fal
         checked.problem = (f"{bridge.service} did not answer within {wait:g} s, so {target} could not be read "
                            f"(is {bridge.service} running?); save anyway to add it without a check")
     elif result.status != "ok":
-        checked.problem = f"{bridge.service} could not read {target}: {result.message}"
+        checked.problem = setup_guard.redact(f"{bridge.service} could not read {target}: {result.message}", hidden)
     return checked
 
 
+def _shown(data: Any, hidden: list[str]) -> Any:
+    """The entry or probe answer as an answer shows it: secret keys as "set", a secret's value nowhere."""
+    if isinstance(data, dict):
+        return {k: _shown(v, hidden) for k, v in setup_guard.mask(data).items()}
+    if isinstance(data, list):
+        return [_shown(v, hidden) for v in data]
+    return setup_guard.redact(data, hidden) if isinstance(data, str) else data
+
+
 def _answer(checked: Checked) -> dict[str, Any]:
-    probe = msgspec.to_builtins(checked.probe) if checked.probe is not None else None
-    return {"bridge": checked.bridge, "entry": checked.item(), "target": checked.target, "ok": checked.problem is None,
+    probe = _shown(msgspec.to_builtins(checked.probe), checked.hidden) if checked.probe is not None else None
+    return {"bridge": checked.bridge, "entry": _shown(checked.item(), checked.hidden), "target": checked.target,
+            "ok": checked.problem is None,
             "checked": checked.probe is not None, "problem": checked.problem, "where": checked.where, "probe": probe}
 
 
@@ -203,7 +216,7 @@ async def add_device(request: web.Request) -> web.Response:
         try:
             config = settings.put_section(checked.bridge, section)
         except ConfigError as exc:
-            raise _config_error(request, exc, settings, f"$.{checked.list_key}.{len(items)}") from None
+            raise _config_error(request, exc, settings, f"$.{checked.list_key}.{len(items)}", checked.hidden) from None
         _save(request, settings)
     return json_response({**_answer(checked), "applied": await _apply(request, checked.bridge, config)}, 201)
 

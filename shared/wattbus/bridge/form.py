@@ -122,6 +122,12 @@ def serial_field() -> m.FormField:
                        "(an IR head on the network)")
 
 
+def secret_field(key: str = "password", help: str = "leave empty when the device asks for none") -> m.FormField:
+    """A write-only input (input "secret"): the setup page stores it as the config's secret key of that
+    name (shown back as "set" only) and never echoes it in a probe answer, page or log line."""
+    return m.FormField(key=key, label=label(key), input="secret", help=help, optional=True)
+
+
 def add_form(name: str, title: str, list_key: str, entry: dict[str, Any], fields: Iterable[m.FormField], *,
              protocol: str | None = None, address: Literal["host", "serial", "none"] = "host",
              about: str = "") -> m.AddForm:

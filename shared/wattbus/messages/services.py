@@ -34,7 +34,7 @@ class DeviceAnnouncement(Struct, frozen=True, kw_only=True):
 
 # --------------------------------------------------------------------------- bridge forms (add by hand)
 
-FormInput = Literal["text", "number", "select", "checkbox"]
+FormInput = Literal["text", "number", "select", "checkbox", "secret"]  # secret: written, never shown back
 
 
 class FormField(Struct, frozen=True, kw_only=True):

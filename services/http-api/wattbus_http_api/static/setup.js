@@ -171,8 +171,16 @@ function showForms(forms, notRunning) {
 function showFields() {
   const form = manualForms.find((f) => f.name === $("manual-protocol").value);
   $("manual-about").textContent = form ? form.about : "";
-  $("manual-fields").replaceChildren(...(form ? form.fields.map((f) => typedField(f)) : []));
+  $("manual-fields").replaceChildren(...(form ? form.fields.map(manualField) : []));
   $("manual-values").replaceChildren();
+}
+
+// A secret input (a device's password) is typed hidden, never filled in by the browser from elsewhere,
+// and emptied once the device is saved: the API stores it write-only and never sends it back.
+function manualField(f) {
+  const wrap = typedField(f);
+  if (f.input === "secret") Object.assign(wrap.querySelector("input"), { type: "password", autocomplete: "new-password" });
+  return wrap;
 }
 
 function manualBody() {
@@ -216,7 +224,10 @@ async function manualSend(path, verb) {
     const applied = doc.applied ? " · " + appliedText(doc.applied) : "";
     result.textContent = `${verb} (${doc.bridge}): ${doc.probe ? doc.probe.message : doc.problem || ""}${applied}`;
     result.dataset.result = "ok";
-    if (doc.applied) await load();
+    if (doc.applied) {
+      form.querySelectorAll("input[data-input=secret]").forEach((i) => { i.value = ""; });
+      await load();
+    }
   } else {
     result.textContent = "";
     result.dataset.result = "error";
