@@ -1,9 +1,12 @@
 """The site's energy and power over time, recorded into the local store (store.py).
 
-Energy per 15-minute bucket and series comes from the devices' lifetime counters where every
-device of the role sends one (PV total, grid import/export, battery charge/discharge, charger
-total), else from the live power flow integrated over time; home is always integrated (no meter
-measures it). Gaps longer than max_gap_s (service or bus down) are not guessed: that part of the
+Energy per 15-minute bucket and series comes from each device of a role by its readings' own
+timestamps (tracks.py): the difference of its lifetime counter where it sends one (PV total, grid
+import/export, battery charge/discharge, charger total), else its power integrated (trapezoid,
+as InfluxDB's integral()); a stall of this process between two devices' readings changes nothing.
+Home (no meter measures it) is the roles' energies' flow in each bucket, pv + grid + battery - ev,
+where the grid and every role with devices sent readings, as influx_history.py computes it.
+Gaps longer than max_gap_s (service or bus down) are not guessed: that part of the
 day stays empty. The power curve keeps the mean of each minute. Writes are batched
 (flush_interval_s) and flushed on shutdown, so a restart loses nothing that was recorded; the
 last counter readings are stored too, so what a counter counted while the http-api was not running
@@ -19,6 +22,7 @@ from .flows import Flow, Member, Roles, aggregate
 from .sessions import SessionTracker
 from .state import SiteState
 from .store import CURVE, Store
+from .tracks import MAX_SITE_W, Step, Track
 
 BUCKET_S = 900
 SERIES = ("pv_wh", "home_wh", "ev_wh", "grid_import_wh", "grid_export_wh", "battery_charge_wh",
@@ -27,7 +31,12 @@ SERIES = ("pv_wh", "home_wh", "ev_wh", "grid_import_wh", "grid_export_wh", "batt
 COUNTERS = {"pv_wh": ("pv", "energy_total_wh"), "grid_import_wh": ("grid", "energy_import_wh"),
             "grid_export_wh": ("grid", "energy_export_wh"), "battery_charge_wh": ("battery", "energy_charge_wh"),
             "battery_discharge_wh": ("battery", "energy_discharge_wh"), "ev_wh": ("ev", "energy_total_wh")}
-MAX_SITE_W = 200_000.0  # a counter step above this mean power is a counter reset or a swap, not energy
+# role -> (the series of its positive power, of its negative power); pv and ev have no negative part
+ROLE_SERIES = {"pv": ("pv_wh", None), "grid": ("grid_import_wh", "grid_export_wh"),
+               "battery": ("battery_discharge_wh", "battery_charge_wh"), "ev": ("ev_wh", None)}
+# home = pv + grid + battery - ev (flows.py) in the series' Wh
+HOME_SUM = (("pv_wh", 1), ("grid_import_wh", 1), ("grid_export_wh", -1), ("battery_discharge_wh", 1),
+            ("battery_charge_wh", -1), ("ev_wh", -1))
 BRIDGE_MAX_S = 31 * 86400  # a longer downtime is not bridged (the device may have been replaced)
 BRIDGE_WINDOW_S = 120.0  # after start, counters have this long to appear before the gap stays empty
 
@@ -58,7 +67,10 @@ class History:
         self.stale_s, self.min_step_s, self.max_gap_s = stale_s, min_step_s, max_gap_s
         self.flush_interval_s = flush_interval_s
         self.clock = clock  # wall clock (Unix s): where a bucket starts
-        self._last: tuple[float, Flow, dict[str, float | None]] | None = None
+        self._last: tuple[float, Flow] | None = None
+        self._tracks: dict[str, Track] = {}  # "source/device:field" -> its last reading
+        self._roles: dict[int, dict[str, float]] = {}  # recent bucket -> role (present) and series -> Wh
+        self._home_written: dict[int, float] = {}  # recent bucket -> home Wh written so far
         self._energy: dict[tuple[int, str], float] = {}  # not yet written
         self._minute: tuple[int, dict[str, list[float]]] | None = None  # minute start, role -> [W*s, s]
         self._curve: list[tuple[int, list[float | None]]] = []
@@ -81,6 +93,7 @@ class History:
     def sample(self, mono: float | None = None) -> None:
         mono = time.monotonic() if mono is None else mono
         wall = self.clock()
+        self._readings(wall)  # every reading counts, also those between two samples
         if self._last is not None and mono - self._last[0] < self.min_step_s:
             self.sessions.update(wall)  # every loadpoint state counts: the last one before a car leaves
             return
@@ -89,15 +102,65 @@ class History:
         if self._bridge:
             self._bridge_gap(mono, wall, counters)
         if self._last is not None:
-            then, previous, last_counters = self._last
+            then, previous = self._last
             dt = mono - then
             if 0 < dt <= self.max_gap_s:
-                self._integrate(wall, dt, previous, last_counters, counters)
+                self._curve_step(wall, dt, previous)
                 self.sessions.integrate(wall, dt, previous)
         self.sessions.update(wall)
-        self._last = (mono, current, counters)
+        self._last = (mono, current)
         if mono - self._flushed >= self.flush_interval_s:
             self.flush()
+
+    def _readings(self, wall: float) -> None:
+        """Integrate each role's devices by their readings' own timestamps (readings.py)."""
+        for role in ROLE_SERIES:
+            for member in self._members(role):
+                reading = member.record.reading
+                if reading is None:
+                    continue
+                key = f"{member.record.ref}:{member.field}"
+                counters = {series: name for series, (r, name) in COUNTERS.items() if r == role}
+                step = self._tracks.setdefault(key, Track()).step(reading, member.field, counters, self.max_gap_s)
+                if step is not None:
+                    self._credit(role, step, wall)
+
+    def _credit(self, role: str, step: Step, wall: float) -> None:
+        # The step goes to the bucket of its later reading, as InfluxDB's grains hold the readings
+        # (influx_history.py); a device clock far off ours falls back to our clock's bucket.
+        at = step.at if abs(step.at - wall) <= self.max_gap_s else wall
+        bucket = int(at // BUCKET_S) * BUCKET_S
+        plus, minus = ROLE_SERIES[role]
+        got: dict[str, float] = {}
+        if step.net_wh is not None:
+            got[plus] = step.pos_wh if minus else step.net_wh
+            if minus:
+                got[minus] = step.pos_wh - step.net_wh
+        got.update(step.counted)  # the device's own count beats the integration of its power
+        roles = self._roles.setdefault(bucket, {})
+        roles[role] = roles.get(role, 0.0)
+        for series, wh in got.items():
+            roles[series] = roles.get(series, 0.0) + wh
+            if wh:
+                self._energy[(bucket, series)] = self._energy.get((bucket, series), 0.0) + wh
+
+    def _home(self) -> None:
+        """Home per bucket from the roles' energies (flows.py's sum, as influx_history.py does),
+        where the grid and every role with devices sent readings; written as the change since the
+        last flush, so the store's sum is the bucket's value."""
+        needed = {role for role in ROLE_SERIES if self._members(role)}
+        for bucket, got in self._roles.items():
+            if "grid" not in got or not needed <= got.keys():
+                continue
+            home = max(0.0, sum(sign * got.get(series, 0.0) for series, sign in HOME_SUM))
+            change = home - self._home_written.get(bucket, 0.0)
+            if change:
+                self._energy[(bucket, "home_wh")] = self._energy.get((bucket, "home_wh"), 0.0) + change
+                self._home_written[bucket] = home
+        latest = max(self._roles, default=0)
+        for bucket in [b for b in self._roles if b < latest - BUCKET_S]:  # closed buckets get no readings
+            self._roles.pop(bucket)
+            self._home_written.pop(bucket, None)
 
     def _bridge_gap(self, mono: float, wall: float, counters: dict[str, float | None]) -> None:
         """Credit what each counter counted since the last run saw it, spread over the gap."""
@@ -119,17 +182,7 @@ class History:
                 self._energy[key] = self._energy.get(key, 0.0) + (value - old) * (upto - edge) / gap
                 edge = upto
 
-    def _integrate(self, wall: float, dt: float, previous: Flow, before: dict[str, float | None],
-                   after: dict[str, float | None]) -> None:
-        bucket = int(wall // BUCKET_S) * BUCKET_S
-        powers = parts(previous)
-        for series, watts in powers.items():
-            wh = None if watts is None else watts * dt / 3600.0
-            old, new = before.get(series), after.get(series)
-            if old is not None and new is not None and 0 <= new - old <= MAX_SITE_W * dt / 3600.0:
-                wh = new - old  # the device's own count beats our integration of sampled power
-            if wh:
-                self._energy[(bucket, series)] = self._energy.get((bucket, series), 0.0) + wh
+    def _curve_step(self, wall: float, dt: float, previous: Flow) -> None:
         minute = int(wall // 60) * 60
         if self._minute is not None and self._minute[0] != minute:
             self._close_minute()
@@ -151,6 +204,7 @@ class History:
 
     def flush(self) -> None:
         """Write what was recorded. The open minute is written as it stands and kept open."""
+        self._home()
         curve = list(self._curve)
         if self._minute is not None:
             curve.append((self._minute[0], _means(self._minute[1])))
