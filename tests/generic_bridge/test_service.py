@@ -196,6 +196,25 @@ async def test_probe_reads_an_entry_before_it_is_saved(broker: Mosquitto, stack:
         await bus.stop()
 
 
+async def test_probe_listens_for_an_mqtt_devices_first_message(broker: Mosquitto, stack: Stack) -> None:
+    bus = await started_bus(broker, TEST_ADMIN)
+    service = topics.service_command(SOURCE, "main")
+    topic = f"tele/probe-{stack.api_port}/SENSOR"  # this test's own head
+    entry: dict[str, Any] = {"id": "new-hichi", "template": "tasmota-sml-mqtt", "interval_s": 1,
+                             "vars.topic": topic.split("/")[1], "vars.meter": "Strom", "vars.power": "Power_cur"}
+    try:
+        silent = await bus.request(service, m.ProbeDevice(entry=entry), timeout=15)
+        assert (silent.status, silent.message) == ("failed", f"no message on {topic} within 1 s")
+        bus.publish(topic, (DATA / "tasmota_sml_sensor.json").read_bytes(), retain=True)
+        result = await bus.request(service, m.ProbeDevice(entry=entry), timeout=15)
+        assert result.status == "ok", result.message
+        assert [d.device_id for d in result.devices] == ["new-hichi"] and result.devices[0].protocol == "mqtt"
+        assert isinstance(result.readings[0], m.MeterReading) and result.readings[0].power_w == 398
+    finally:
+        bus.publish(topic, b"", retain=True)
+        await bus.stop()
+
+
 async def test_meterhub_shows_the_water_meter_as_water_vto(broker: Mosquitto, stack: Stack) -> None:
     bus, seen = await watching(broker)
     try:

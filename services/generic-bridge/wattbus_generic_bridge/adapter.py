@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 from wattbus import messages as m
-from wattbus.bus import Bus, Message
+from wattbus.bus import Bus, Message, Subscription
 from wattbus.counters import Counters
 from wattbus.log import Logger
 
@@ -94,6 +94,7 @@ class DescribedDevice:
         self.last_switch: float | None = None
         self._messages: asyncio.Queue[dict[int, Any]] | None = None
         self._raws: dict[int, Any] = {}
+        self.subscriptions: list[Subscription] = []  # an MQTT device's topics (a probe drops them after)
 
     async def identify(self) -> list[m.DeviceMeta]:
         """The description says what the device is; an MQTT device is subscribed to here, once."""
@@ -101,8 +102,8 @@ class DescribedDevice:
             self.bus = await self.brokers.bus(self.dev.broker)  # the device's own broker, not wattbus's
         if self.push and self._messages is None and self.bus is not None:
             self._messages = asyncio.Queue()
-            for topic in sorted({self.mapper.topic_of(v) for v in self.desc.values}):
-                self.bus.subscribe(topic, bytes, self.on_message)
+            self.subscriptions = [self.bus.subscribe(topic, bytes, self.on_message)
+                                  for topic in sorted({self.mapper.topic_of(v) for v in self.desc.values})]
         return self.metas
 
     async def read(self) -> list[m.ReadingBase]:

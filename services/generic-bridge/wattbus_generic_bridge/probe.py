@@ -4,22 +4,28 @@ probe entry holds no nested tables."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import tomllib
+import uuid
 from typing import Any
 
+import msgspec
 from wattbus import messages as m
 from wattbus.bridge import form
 from wattbus.bridge import probe as toolkit
 from wattbus.config import ConfigError
+from wattbus.counters import Counters
 from wattbus.runner import ServiceContext
 
 from . import families
-from .adapter import device_meta
+from .adapter import DescribedDevice, Silent, device_meta
+from .brokers import Brokers
 from .cli import read_once
 from .config import VARIABLE, Config, DeviceConfig, family_entry, resolve, templates
 from .fetch import FetchError
 from .modbus import ModbusError
-from .spec import MqttSource
+from .spec import Description, MqttSource
 
 # A variable's value lands in URLs, selectors and topics: a plain word, never a path, query or wildcard.
 # A basic-auth user name: no colon (it ends the user in the header), no blanks.
@@ -100,6 +106,11 @@ def family_form(name: str) -> m.AddForm:
                           form.host_field(), form.port_field(80)])
 
 
+# How long a probe listens for an MQTT device's first message (inside FORMS.probe_wait_s, which the
+# setup page waits for the answer), and for more of its topics after it.
+MQTT_WAIT_S = 10.0
+MQTT_SETTLE_S = 0.5
+
 # Generic devices are configured, never discovered: forms only, no protocol of its own to adopt.
 FORMS = form.Forms(forms=(*(template_form(n, t) for n, t in sorted(templates().items())),
                           *(rtu_form(n, t) for n, t in sorted(templates().items()) if _parsed(t)[2] == "modbus"),
@@ -123,18 +134,48 @@ async def probe(ctx: ServiceContext[Config], command: m.CommandBase) -> m.Comman
         desc = resolve(dev, 0)
     except ConfigError as exc:
         return toolkit.invalid(ctx, str(exc))
-    if isinstance(desc.source, MqttSource):
-        return toolkit.invalid(ctx, f"{dev.id} listens on {desc.source.topic}: an MQTT device is not read on "
-                                    "demand; save it and watch its first reading")
     try:
-        reading, misses = await read_once(ctx.name, dev, desc)
-    except (FetchError, ModbusError) as exc:
+        reading, misses = await (listen_once(ctx, dev, desc) if isinstance(desc.source, MqttSource)
+                                 else read_once(ctx.name, dev, desc))
+    except (FetchError, ModbusError, Silent) as exc:
         ctx.counters.inc("probes_failed")
         return m.CommandResult(status="failed", message=str(exc))
     status: m.CommandStatus = "failed" if misses and len(misses) == len(desc.values) else "ok"
     message = f"{dev.id}: answered" + (f"; not matched: {'; '.join(misses)}" if misses else "")
     return m.CommandResult(status=status, message=message, devices=[device_meta(ctx.name, dev, desc)],
                            readings=[reading])  # type: ignore[list-item]  # a ReadingBase is one of them
+
+
+async def listen_once(ctx: ServiceContext[Config], dev: DeviceConfig, desc: Description) -> tuple[m.ReadingBase,
+                                                                                                   list[str]]:
+    """An MQTT device's values from its first message (within MQTT_WAIT_S, or the entry's shorter interval_s),
+    plus whatever its other topics bring right after (retained values come together); its topics are
+    dropped again after."""
+    assert isinstance(desc.source, MqttSource)
+    brokers = None
+    if dev.broker is not None:  # a client id of its own: the running bridge's connection stays up
+        brokers = Brokers(ctx.instance, ctx.log)
+        probe_id = f"wattbus-generic-bridge-probe-{uuid.uuid4().hex[:12]}"
+        dev = msgspec.structs.replace(dev, broker=msgspec.structs.replace(dev.broker, client_id=probe_id))
+    adapter = DescribedDevice(ctx.name, dev, desc, Counters(), ctx.log, bus=ctx.bus, brokers=brokers)
+    wait = min(MQTT_WAIT_S, adapter.interval_s)
+    try:
+        await adapter.identify()
+        try:
+            reading = (await asyncio.wait_for(adapter.read(), wait))[0]
+        except TimeoutError:
+            topics = sorted({adapter.mapper.topic_of(v) for v in desc.values})
+            raise Silent(f"no message on {', '.join(topics)} within {wait:g} s") from None
+        with contextlib.suppress(TimeoutError):
+            while True:  # the next values of a device with several topics, until a pause
+                reading = (await asyncio.wait_for(adapter.read(), MQTT_SETTLE_S))[0]
+        return reading, adapter.last_misses
+    finally:
+        if adapter.bus is not None:
+            for sub in adapter.subscriptions:
+                adapter.bus.unsubscribe(sub)
+        if brokers is not None:
+            await brokers.close()
 
 
 async def probe_family(ctx: ServiceContext[Config], dev: DeviceConfig) -> m.CommandResult:
