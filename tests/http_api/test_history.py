@@ -212,6 +212,8 @@ async def page(browser: Browser, api: HttpApi, out: Path, share: float) -> None:
                                     ".map((t) => t.textContent)")
         assert "06:00" in labels and "12:00" in labels and any("kWh" in t or "Wh" in t for t in labels), labels
         assert await browser.eval("document.querySelectorAll('#power-curve path.pv').length") == 1
+        # no InfluxDB configured: the page says the local store answered
+        assert await browser.eval("document.getElementById('history-source').textContent") == "from the local store"
         await wait_js(browser, "document.querySelectorAll('#sessions tbody tr').length === 2", "two sessions listed")
         rows = await browser.eval("[...document.querySelectorAll('#sessions tbody tr')].map((r) => r.innerText)")
         assert "(charging)" in rows[1] and "1.23 kWh" in rows[1] and "100 %" in rows[1], rows

@@ -123,6 +123,12 @@ function renderCurve(doc) {
   box.replaceChildren(axis, ...lines);
 }
 
+// Which store answered (history_api.py): InfluxDB, or the local one and why not InfluxDB.
+function sourceText(doc) {
+  if (doc.source === "influxdb") return `from InfluxDB (${doc.influx})`;
+  return doc.influx_problem ? `from the local store (InfluxDB unreachable: ${doc.influx_problem})` : "from the local store";
+}
+
 async function loadHistory() {
   const query = new URLSearchParams({ range: view.range });
   if (view.date) query.set("date", view.date);
@@ -137,6 +143,7 @@ async function loadHistory() {
     $("history-title").textContent = doc.range === "day" ? doc.date : `${doc.first} – ${doc.end}`;
     $("history-totals").textContent = `PV ${energyText(t.pv_wh)} · home ${energyText(t.home_wh)} · EV ` +
       `${energyText(t.ev_wh)} · import ${energyText(t.grid_import_wh)} · export ${energyText(t.grid_export_wh)}`;
+    $("history-source").textContent = sourceText(doc);
     $("history-problem").textContent = doc.problem || "";
     $("history-next").dataset.date = doc.next;
     $("history-prev").dataset.date = doc.previous;
