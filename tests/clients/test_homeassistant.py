@@ -175,6 +175,10 @@ async def test_home_assistant_accepts_every_demo_config_with_distinct_entity_ids
                                        "charge_state")}
     assert {"wattbus-loadpoint-garage_vehicle_soc_pct", "wattbus-loadpoint-garage_plan_status"} <= {
         e["unique_id"] for e in result["entities"].values()}
+    # Its charge plan is set from HA: two numbers and a text (MQTT discovery has no time entity).
+    made = {(e["unique_id"], e["platform"]) for e in result["entities"].values()}
+    assert {(f"wattbus-loadpoint-garage_{key}", platform) for key, platform in (
+        ("plan_soc", "number"), ("plan_time", "text"), ("plan_min_soc", "number"))} <= made
 
     problems = "\n".join(report["cases"]["broken"]["problems"])
     assert "(HA would make it _2)" in problems

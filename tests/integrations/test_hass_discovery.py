@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import msgspec
@@ -140,6 +141,15 @@ def test_loadpoint_device_has_mode_select_and_limits() -> None:
     assert mode["state_topic"] == topics.loadpoint_state("garage")
     assert doc["dev"]["via_device"] == "wattbus-goe-203040"
     assert doc["cmps"]["power_w"]["availability_topic"] == SETTINGS.loadpoint_availability
+    # The charge plan: target and minimum SoC as numbers with the contract's ranges, the time as a
+    # text (HA's MQTT discovery has no time entity) that takes HHMM, HH:MM or nothing.
+    soc, least, when = (doc["cmps"][k] for k in ("plan_soc", "plan_min_soc", "plan_time"))
+    assert (soc["p"], soc["min"], soc["max"], least["min"], least["max"]) == ("number", 1, 100, 0, 100)
+    assert (soc["value_template"], when["value_template"]) == ("{{ value_json.plan_soc_pct }}",
+                                                               "{{ value_json.plan_time }}")
+    pattern = re.compile(when["pattern"])
+    assert all(pattern.match(t) for t in ("0700", "07:00", "23:59", ""))
+    assert not any(pattern.match(t) for t in ("24:00", "7:00", "0760", "noon"))
 
 
 def test_data_files_load_and_match_the_contract() -> None:

@@ -231,3 +231,61 @@ async def test_per_entity_discovery_replaces_the_device_form_and_is_removed(
         await asyncio.sleep(0.2)
         await bridge.stop()
         await observer.stop()
+
+
+async def test_home_assistant_sets_the_charge_plan_one_part_at_a_time(
+        broker: Mosquitto, tmp_path: Path, start_service: Callable[..., Any]) -> None:
+    """The plan's number and text controls become set_loadpoint_plan commands that carry the other
+    parts as the loadpoint state shows them (the command sets the plan as a whole)."""
+    observer = await started_bus(broker, "test-admin", "ha-plan")  # stands in for Home Assistant
+    controller = await started_bus(broker, "surplus-controller", "t-plan")
+    seen = Seen()
+    commands: list[m.CommandBase] = []
+    state = m.LoadpointState(loadpoint_id="plan-t", mode="pv", plan_soc_pct=60, plan_time="0630", plan_min_soc_pct=20)
+    base = "homeassistant/wattbus/wattbus-loadpoint-plan-t"
+    config_topic = "homeassistant/device/wattbus-loadpoint-plan-t/config"
+    try:
+        def answer(msg: Message[m.Command]) -> None:  # as the controller: apply, answer, publish the state
+            nonlocal state
+            commands.append(msg.payload)
+            if isinstance(msg.payload, m.SetLoadpointPlan):
+                plan = msg.payload
+                state = msgspec.structs.replace(state, plan_soc_pct=plan.soc_pct, plan_time=plan.time,
+                                                plan_min_soc_pct=plan.min_soc_pct)
+                controller.publish(topics.loadpoint_state("plan-t"), state, retain=True)
+            controller.respond(msg, m.CommandResult(status="ok", command="set_loadpoint_plan", target="plan-t"),
+                               topics.loadpoint_state("plan-t"))
+
+        controller.subscribe(topics.loadpoint_command("plan-t"), m.Command, answer)
+        controller.publish(topics.loadpoint_state("plan-t"), state, retain=True)
+        for sub in (config_topic, topics.ALL_SERVICE_STATUS):
+            observer.subscribe(sub, bytes, seen)
+        config = tmp_path / "wattbus.toml"
+        config.write_text("[integrations]\nstatus_interval_s = 1\nstale_grace_s = 1\n")
+        launched = m.utc_now()
+        proc = start_service("wattbus_integrations", "--config", str(config), env=broker.env("integrations"))
+        await until(lambda: any(seen.on(config_topic)), 30, "the loadpoint's discovery config")
+        cmps = msgspec.json.decode(next(p for p in seen.on(config_topic) if p))["cmps"]
+        assert [cmps[k]["p"] for k in ("plan_soc", "plan_time", "plan_min_soc")] == ["number", "text", "number"]
+        assert cmps["plan_time"]["command_topic"] == f"{base}/plan_time/set"
+
+        observer.publish(f"{base}/plan_soc/set", "80")
+        await until(lambda: len(commands) == 1, 20, "the plan's target SoC as a command")
+        assert commands[0] == m.SetLoadpointPlan(soc_pct=80, time="0630", min_soc_pct=20)
+        # The controller published its new state before its answer, on one connection: once the
+        # answer is counted, the service holds the new state the next part is sent with.
+        await until(lambda: status_counter(seen, "hass_commands_ok", launched) == 1, 20, "the controller's answer")
+        observer.publish(f"{base}/plan_time/set", "07:15")
+        await until(lambda: len(commands) == 2, 20, "the plan's time as a command")
+        assert commands[1] == m.SetLoadpointPlan(soc_pct=80, time="0715", min_soc_pct=20)
+        observer.publish(f"{base}/plan_time/set", "25:00")  # no such time: refused, never sent
+        observer.publish(f"{base}/plan_time/set", "")  # empty clears the time
+        await until(lambda: len(commands) == 3, 20, "the cleared time as a command")
+        assert commands[2] == m.SetLoadpointPlan(soc_pct=80, time=None, min_soc_pct=20)
+        assert proc.stop() == 0
+    finally:
+        controller.publish(topics.loadpoint_state("plan-t"), b"", retain=True)
+        observer.publish(config_topic, b"", retain=True)
+        await asyncio.sleep(0.2)
+        await controller.stop()
+        await observer.stop()

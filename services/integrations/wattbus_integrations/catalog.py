@@ -35,7 +35,7 @@ class ControlSpec(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True)
     capability: str
     kinds: list[str]
     key: str
-    platform: Literal["number", "switch", "select"]
+    platform: Literal["number", "switch", "select", "text"]
     name: str
     arg: str
     state: str | None = None
@@ -48,6 +48,10 @@ class ControlSpec(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True)
     # device's, such as the bridge's configured charge current limits
     min_from: str | None = None
     max_from: str | None = None
+    # a command that sets several parts as a whole (set_loadpoint_plan): the other fields (command
+    # field -> loadpoint state field) are sent as the state shows them, so one control changes one part
+    keep: dict[str, str] = {}
+    pattern: str | None = None  # texts: what Home Assistant lets a person type
 
 
 class EntityFile(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -83,7 +87,7 @@ class ArgInfo:
     minimum: float | None
     maximum: float | None
     options: tuple[str, ...]
-    kind: str  # "number", "bool", "literal"
+    kind: str  # "number", "bool", "literal", "text"
 
 
 class CatalogError(ValueError):
@@ -117,6 +121,8 @@ def arg_info(capability: str, arg: str) -> ArgInfo:
         low = kind.ge if kind.ge is not None else kind.gt
         high = kind.le if kind.le is not None else kind.lt
         return ArgInfo(low, high, (), "number")
+    if isinstance(kind, msgspec.inspect.StrType):
+        return ArgInfo(None, None, (), "text")
     raise CatalogError(f"command {capability!r} field {arg!r}: no Home Assistant entity for {kind!r}")
 
 
@@ -173,7 +179,7 @@ def controls() -> list[ControlSpec]:
     keys: set[tuple[str, str]] = set()
     for spec in specs:
         info = arg_info(spec.capability, spec.arg)
-        wanted = {"number": "number", "switch": "bool", "select": "literal"}[spec.platform]
+        wanted = {"number": "number", "switch": "bool", "select": "literal", "text": "text"}[spec.platform]
         if info.kind != wanted:
             raise CatalogError(f"controls.toml {spec.key!r}: a {spec.platform} needs a {wanted} argument, "
                                f"{spec.capability}.{spec.arg} is {info.kind}")
@@ -185,6 +191,11 @@ def controls() -> list[ControlSpec]:
                         source.startswith("extra_") or source in model.value_names(kind))):
                     raise CatalogError(f"controls.toml {spec.key!r}: {source!r} is no value of {kind} readings "
                                        "a number's range can come from")
+            for arg, state in spec.keep.items():
+                if kind != "loadpoint" or state not in m.LoadpointState.__struct_fields__:
+                    raise CatalogError(f"controls.toml {spec.key!r}: keep {arg!r} needs a loadpoint state field, "
+                                       f"not {state!r}")
+                arg_info(spec.capability, arg)  # a field of the command
             if (kind, spec.key) in keys:
                 raise CatalogError(f"controls.toml: key {spec.key!r} twice for {kind}")
             keys.add((kind, spec.key))

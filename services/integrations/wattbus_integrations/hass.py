@@ -21,6 +21,16 @@ from .catalog import ControlSpec, arg_info, controls_for, range_sources
 from .hass_discovery import HassDiscoverySettings
 
 
+def clock_time(text: str) -> str | None:
+    """A text entity's time (HHMM or HH:MM) as the contract's HHMM; empty clears it (None)."""
+    if not text:
+        return None
+    digits = text.replace(":", "", 1) if len(text) == 5 and text[2] == ":" else text
+    if len(digits) != 4 or not digits.isdigit():
+        raise ValueError(f"time {text[:40]!r}: expected HHMM or HH:MM")
+    return digits  # the contract checks the hours and minutes
+
+
 @dataclass
 class Tracked:
     """One Home Assistant device: a bus device, or a loadpoint (meta None)."""
@@ -300,6 +310,8 @@ class HomeAssistant:
                 value = float(text)
             except ValueError:
                 raise ValueError(f"number payload {text[:40]!r} is not a number") from None
+        elif control.platform == "text":
+            value = clock_time(text)
         else:
             if text not in info.options:
                 raise ValueError(f"select payload {text[:40]!r}: expected one of {', '.join(info.options)}")
@@ -308,6 +320,9 @@ class HomeAssistant:
         for name in control.fixed:
             if tracked.last.get(name) is not None:
                 doc[name] = tracked.last[name]
+        for name, state_field in control.keep.items():
+            if tracked.loadpoint is not None and getattr(tracked.loadpoint, state_field, None) is not None:
+                doc[name] = getattr(tracked.loadpoint, state_field)
         try:
             command: m.CommandBase = msgspec.convert(doc, m.Command, strict=False)  # type: ignore[arg-type]
         except msgspec.ValidationError as exc:

@@ -215,6 +215,10 @@ def control_component(settings: HassDiscoverySettings, obj: str, control: Contro
             comp["unit_of_measurement"] = control.unit
     elif control.platform == "switch":
         comp.update(payload_on="ON", payload_off="OFF", state_on="ON", state_off="OFF")
+    elif control.platform == "text":
+        comp.update(min=0, max=5)  # HH:MM at most
+        if control.pattern:
+            comp["pattern"] = control.pattern
     else:
         comp["options"] = list(info.options)
     if control.device_class:
