@@ -267,7 +267,7 @@ class Service(Generic[C]):
         status_task = asyncio.create_task(self._heartbeat(ctx))
         reload_wanted = asyncio.Event()
         self._answer_service_commands(ctx, reload_wanted)
-        self._announce_forms(ctx)
+        forms = self._announce_forms(ctx)
         work = asyncio.create_task(self.run(ctx), name=f"{self.name}-run")
         stop_wait = asyncio.create_task(ctx.stopping.wait())
         exit_code = 0
@@ -288,6 +288,10 @@ class Service(Generic[C]):
         ctx.publish_status()
         final = [channel.offline_message() for channel in ctx.devices.values()]
         final.append((availability, m.OFFLINE.encode()))
+        if forms is not None and config.instance == "auto":
+            # A replica's instance is its hostname: the next one has another, so its forms would stay
+            # retained forever; an "auto" replica clears them as it stops cleanly (a named one keeps them).
+            final.append((forms, b""))
         await bus.stop(final)
         log.info("service stopped", exit_code=exit_code)
         return exit_code
@@ -351,13 +355,17 @@ class Service(Generic[C]):
                 raise
             return None
 
-    def _announce_forms(self, ctx: ServiceContext[C]) -> None:
+    def _announce_forms(self, ctx: ServiceContext[C]) -> str | None:
         """A bridge's manual-add forms (`<package>.probe.FORMS`, wattbus.bridge.form), retained in its own
-        service tree: the setup page offers what running bridges announced (issue 25)."""
+        service tree: the setup page offers what running bridges announced (issue 25). The topic, or
+        None for a service without forms."""
         declared = getattr(self._probe_module(), "FORMS", None)
-        if declared is not None:
-            forms: m.BridgeForms = declared.announcement(self.name, ctx.instance, self.config_type)
-            ctx.bus.publish(topics.service_forms(self.name, ctx.instance), forms, retain=True)
+        if declared is None:
+            return None
+        forms: m.BridgeForms = declared.announcement(self.name, ctx.instance, self.config_type)
+        topic = topics.service_forms(self.name, ctx.instance)
+        ctx.bus.publish(topic, forms, retain=True)
+        return topic
 
     def _start_probe(self, ctx: ServiceContext[C], msg: Message[m.CommandBase]) -> None:
         """`probe_device`: a bridge reads a device once with its own adapter (`<package>.probe.probe`,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +20,9 @@ from wattbus.log import Logger
 SERVICE_RESULTS = f"{topics.PREFIX}/service/+/+/result"
 SERVICE_AVAILABILITY = f"{topics.PREFIX}/service/+/+/availability"
 FORMS_VERSION = 1  # the BridgeForms version this page understands
+# An instance offline for this long (its last status is older) is gone, not restarting: an `instance =
+# "auto"` replica killed before it could clear its forms, replaced by one with another hostname.
+FORMS_OFFLINE_S = 3600.0
 T = TypeVar("T")
 
 
@@ -59,15 +63,36 @@ class Discovered:
 class Announced:
     """The bridges' manual-add forms (`BridgeForms`, retained on service/<bridge>/<instance>/forms). A
     bridge that ran once on this broker stays known (its protocols: adopt/ignore); its forms are offered
-    while one of its instances is online (the availability the commands below follow)."""
+    while one of its instances is online (the availability the commands below follow). Of an instance
+    offline for over FORMS_OFFLINE_S (by its last status) the forms are dropped, unless they are the
+    newest its bridge left: a bridge keeps one announcement, its gone replicas none."""
 
     counters: Counters
     log: Logger
     online: dict[str, set[str]]  # service -> instances online now (ServiceCommands.online)
     by_instance: dict[tuple[str, str], m.BridgeForms] = field(default_factory=dict)
+    last_status: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (service, instance) -> its time
 
     def subscribe(self, bus: Bus) -> None:
         bus.subscribe(topics.ALL_SERVICE_FORMS, bytes, self.on_forms)
+        bus.subscribe(topics.ALL_SERVICE_STATUS, bytes, self.on_status)
+
+    def on_status(self, msg: Message[bytes]) -> None:
+        """The time of each instance's last status (its final one, when it stopped)."""
+        if not msg.payload:
+            return
+        parsed = topics.parse(msg.topic)
+        status = decoded(msg, m.ServiceStatus, self.counters, self.log, "statuses_rejected")
+        if status is not None:
+            self.last_status[(str(parsed.source), str(parsed.ident))] = status.timestamp
+
+    def gone(self, key: tuple[str, str], now: datetime) -> bool:
+        """Offline (not announced online) and silent for over FORMS_OFFLINE_S."""
+        service, instance = key
+        if instance in self.online.get(service, set()):
+            return False
+        seen = self.last_status.get(key, self.by_instance[key].timestamp)
+        return (now - seen).total_seconds() > FORMS_OFFLINE_S
 
     def on_forms(self, msg: Message[bytes]) -> None:
         parsed = topics.parse(msg.topic)
@@ -88,11 +113,16 @@ class Announced:
         return bool(self.online.get(service))
 
     def bridges(self) -> dict[str, m.BridgeForms]:
-        """One announcement per bridge: an online instance's, else the newest."""
+        """One announcement per bridge: an online instance's, else the newest; gone instances dropped."""
         services = {service for service, _ in self.by_instance}
-        return {service: max((f for (s, _), f in self.by_instance.items() if s == service),
-                             key=lambda f: (f.instance in self.online.get(service, set()), f.timestamp))
-                for service in services}
+        chosen = {service: max((f for (s, _), f in self.by_instance.items() if s == service),
+                               key=lambda f: (f.instance in self.online.get(service, set()), f.timestamp))
+                  for service in services}
+        now = datetime.now(UTC)
+        for key in [k for k in self.by_instance if self.by_instance[k] is not chosen[k[0]] and self.gone(k, now)]:
+            del self.by_instance[key]
+            self.counters.inc("forms_dropped_offline")
+        return chosen
 
     def owner(self, protocol: str) -> m.BridgeForms | None:
         """The bridge whose discovered devices of this protocol it adopts (running or not)."""
