@@ -290,7 +290,8 @@ TOPICS: tuple[TopicSpec, ...] = (
               "bridges", "A bridge replica is alive until `lease_until`; renewed every lease/3, `released` on exit."),
     TopicSpec(f"{PREFIX}/service/<service>/<instance>/forms", "BridgeForms", True, 1, "bridges",
               "How the setup page adds the bridge's devices by hand (inputs typed from its config Struct, the "
-              "list item they make), the protocols it adopts and its probe wait; published at start, kept."),
+              "list item they make), the protocols it adopts and its probe wait; published at start, kept "
+              "(an `auto` replica clears them as it stops)."),
     TopicSpec(f"{PREFIX}/service/integrations/<instance>/device/<source>/<device_id>/availability", "text", True, 1,
               "integrations", "The device's availability as wattbus.liveness judges it (its own availability, its "
               "owner's lease and last will), for Home Assistant and clients that cannot apply the rule."),

@@ -75,8 +75,9 @@ class AddForm(Struct, frozen=True, kw_only=True):
 
 class BridgeForms(Struct, frozen=True, kw_only=True):
     """A bridge's manual-add forms, retained on `service/<bridge>/<instance>/forms` at start (and kept
-    after it stops: its availability says whether it runs). The setup page offers the forms of running
-    bridges only, and knows from `protocols` which bridge owns a discovered device."""
+    after it stops: its availability says whether it runs; an `instance = "auto"` replica clears them on
+    a clean stop). The setup page offers the forms of running bridges only, and knows from `protocols`
+    which bridge owns a discovered device."""
 
     version: int = 1  # of this description; a reader skips versions it does not know
     service: str
