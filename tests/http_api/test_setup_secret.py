@@ -1,7 +1,8 @@
 """A form's secret input (a device's password): the bridge gets it and logs in, nobody reads it back.
 A Shelly-like relay behind HTTP basic auth (the generic simulator with --password) added through the
 generic-bridge's form: refused without the password, read with it, saved; afterwards no answer, page
-or log line carries the password, and the restarted bridge reads the relay with it.
+or log line carries the password, and the restarted bridge reads the relay with it. And a Modbus
+description over a serial line: its RTU form refuses a file, and reads an EVSE over socket://.
 
 Real broker (project ACL), the simulator, the http-api and the generic-bridge (in `wattbus run-many`,
 which restarts it on its new section as supervisord would)."""
@@ -26,6 +27,7 @@ PASSWORD = "Relay-Pa55-7f3e"  # nothing else in the stack contains this text
 async def test_a_password_reaches_the_bridge_and_nothing_shows_it(tmp_path: Path, start_service: Any,
                                                                   broker: Mosquitto) -> None:  # noqa: F811
     relay = SimulatorProcess(tmp_path / "relay.log", "generic_http", "--device", "relay", "--password", PASSWORD)
+    evse = SimulatorProcess(tmp_path / "evse.log", "evse_din", "--rtu-over-tcp")  # RTU frames over TCP
     path, api = start_with_generic_bridge(tmp_path, start_service, broker)
     try:
         await wait_forms(api, FORM)
@@ -43,6 +45,11 @@ async def test_a_password_reaches_the_bridge_and_nothing_shows_it(tmp_path: Path
         rtu = {"protocol": "generic:sdm630-modbus:rtu", "values": {"id": "grid", "serial_port": "/etc/passwd"}}
         status, doc, _ = api.call("POST", "/api/v1/setup/probe", rtu)
         assert (status, doc["where"]) == (400, "$.serial_port") and "under /dev/" in doc["error"], doc
+        evse_line = {"protocol": "generic:evse-din-modbus:rtu",
+                     "values": {"id": "evse", "serial_port": f"socket://127.0.0.1:{evse.port}", "baudrate": 9600}}
+        status, doc, _ = api.call("POST", "/api/v1/setup/probe", evse_line)
+        assert status == 200 and doc["entry"]["serial_port"] == f"socket://127.0.0.1:{evse.port}", doc
+        assert doc["probe"]["readings"][0]["device_id"] == "evse" and doc["probe"]["devices"][0]["kind"] == "charger"
 
         given = {"protocol": FORM, "values": {**values, "username": "admin", "password": PASSWORD}}
         answers = [api.call("POST", "/api/v1/setup/probe", given), api.call("POST", "/api/v1/setup/devices", given)]
@@ -68,3 +75,4 @@ async def test_a_password_reaches_the_bridge_and_nothing_shows_it(tmp_path: Path
         assert len(logs) >= 3 and not any(PASSWORD in text for text in logs)
     finally:
         relay.stop()
+        evse.stop()
