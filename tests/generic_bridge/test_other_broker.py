@@ -289,3 +289,32 @@ async def test_a_charger_over_http_is_written_with_its_body(broker: Mosquitto, s
     finally:
         await ours.stop()
         await runner.cleanup()
+
+
+async def test_a_probe_logs_in_to_the_other_broker_with_the_forms_password(broker: Mosquitto,
+                                                                          stack: Stack) -> None:
+    """The setup form's way: the password in the entry's broker table (not a file); the probe connects
+    under a client id of its own, so the bridge's own garage connection stays up."""
+    device = Bus(stack.garage.config(PASSWORD), "head", "garage", client_id="garage-head")
+    await device.start()
+    ours = await started_bus(broker, TEST_ADMIN, "garage-probe")
+    entry: dict[str, Any] = {"id": "garage-head", "template": "tasmota-sml-mqtt", "vars.topic": "garage-head",
+                             "vars.meter": "Strom", "vars.power": "Power_cur",
+                             "broker.host": "127.0.0.1", "broker.port": stack.garage.port, "broker.tls": True,
+                             "broker.ca_file": str(stack.garage.ca), "broker.username": "wattbus",
+                             "broker.password": PASSWORD, "interval_s": 5}
+    try:
+        assert await device.wait_connected(10)
+        device.publish("tele/garage-head/SENSOR", (Path(__file__).parent / "data" / "tasmota_sml_sensor.json")
+                       .read_bytes(), retain=True)
+        service = topics.service_command(SOURCE, "garage")
+        result = await ours.request(service, m.ProbeDevice(entry=entry), timeout=15)
+        assert result.status == "ok" and isinstance(result.readings[0], m.MeterReading), result.message
+        assert result.devices[0].address == f"mqtts://wattbus@127.0.0.1:{stack.garage.port}/tele/garage-head/SENSOR"
+        wrong = await ours.request(service, m.ProbeDevice(entry={**entry, "broker.password": "not-it"}), timeout=15)
+        assert wrong.status == "failed" and "not connected" in wrong.message, wrong.message
+        assert PASSWORD not in msgspec.json.encode(result).decode() + stack.bridge.output()
+    finally:
+        device.publish("tele/garage-head/SENSOR", b"", retain=True)
+        await device.stop()
+        await ours.stop()

@@ -62,6 +62,13 @@ def test_generic_forms_follow_the_shipped_templates() -> None:
     assert item == {"id": "water", "template": "ai-on-the-edge", "host": "192.0.2.60", "port": 80,
                     "vars": {"number": "wasser", "unit": "m3"}}
     assert forms["generic:tasmota-sml-mqtt"].address == "none"  # read from the bus: nothing to connect to
+    # An MQTT device on another broker: its address and login in the entry's broker table
+    head = forms["generic:tasmota-sml-mqtt"]
+    item = nested(fill(head.entry, form_values(head, {"id": "head", "topic": "hichi", "broker_host": "192.0.2.5",
+                                                      "broker_username": "wattbus", "broker_password": "pw-1"})))
+    assert item["broker"] == {"host": "192.0.2.5", "username": "wattbus", "password": "pw-1"}
+    config_type = announced("generic-bridge")[1]
+    assert convert("generic-bridge", {"devices": [item]}, config_type, {}).devices[0].broker.password == "pw-1"
     # A Modbus description over a serial line: the line's settings, the unit id typed as the bridge's
     rtu = forms["generic:sdm630-modbus:rtu"]
     assert [f.key for f in rtu.fields] == ["id", "serial_port", "baudrate", "parity", "stopbits", "unit_id"]

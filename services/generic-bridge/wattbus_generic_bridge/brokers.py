@@ -1,9 +1,10 @@
 """MQTT devices on another broker than wattbus's own (a heat pump's, a meter's, a charger's broker).
 
 A device entry's `broker` table names it; devices with the same broker table share one connection
-(paho-mqtt through wattbus.bus, as every service connects). The password is read from
-`password_file` only and never appears in a log line, the meta, the status or a probe answer: the
-broker is shown as `mqtt[s]://user@host:port`.
+(paho-mqtt through wattbus.bus, as every service connects). The password comes from `password_file`
+(a docker secret), or as `password` in the table when the setup page added the device (the config's
+secrets are write-only there, as a device's HTTP password is); it never appears in a log line, the
+meta, the status or a probe answer: the broker is shown as `mqtt[s]://user@host:port`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ class BrokerConfig(ConfigStruct, kw_only=True):
     host: str
     port: Annotated[int, Meta(ge=1, le=65535)] | None = None  # 1883, or 8883 with tls
     username: str | None = None
-    password_file: str | None = None  # a file holding the password (a docker secret): never in the config
+    password_file: str | None = None  # a file holding the password (a docker secret) ...
+    password: str | None = None  # ... or the password itself (the setup page's form; shown as "set")
     tls: bool = False
     ca_file: str | None = None  # the broker's CA (PEM); without it the system's CAs
     cert_file: str | None = None  # a client certificate, for brokers that want one
@@ -55,6 +57,8 @@ class BrokerConfig(ConfigStruct, kw_only=True):
                 Path(path).read_bytes()
             except OSError as exc:
                 raise ConfigError(f"{where}.broker.{key} = {path!r}: cannot read it ({exc.strerror})") from None
+        if self.password is not None and self.password_file is not None:
+            raise ConfigError(f"{where}.broker: give password or password_file, not both")
         if (self.cert_file is None) != (self.key_file is None):
             raise ConfigError(f"{where}.broker: a client certificate needs both cert_file and key_file")
         if not self.tls and any((self.ca_file, self.cert_file)):
@@ -90,7 +94,7 @@ class Brokers:
         bus = self._buses.get(key)
         if bus is None:
             config = BusConfig(host=cfg.host, port=cfg.effective_port, username=cfg.username,
-                               password_file=cfg.password_file, tls=cfg.tls, ca_file=cfg.ca_file,
+                               password=cfg.password, password_file=cfg.password_file, tls=cfg.tls, ca_file=cfg.ca_file,
                                cert_file=cfg.cert_file, key_file=cfg.key_file, keepalive_s=cfg.keepalive_s,
                                reconnect_max_s=30.0)
             client_id = cfg.client_id or f"wattbus-generic-bridge-{self.instance}-{cfg.host}"[:64]

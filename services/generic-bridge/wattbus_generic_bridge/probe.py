@@ -61,8 +61,21 @@ def template_form(name: str, text: str) -> m.AddForm:
                               help="leave empty for none (\"admin\" when only a password is given)"),
                    form.secret_field()]
         entry.update(username="{username}", password="{password}")
+    if source == "mqtt":
+        fields += broker_fields()
+        entry.update({f"broker.{key}": f"{{broker_{key}}}" for key in ("host", "port", "username", "password")})
     return form.add_form(f"generic:{name}", _title(raw, name, source), "devices", entry, fields,
                          address="host" if "host" in used else "none", about=str(raw.get("about", "")))
+
+
+def broker_fields() -> list[m.FormField]:
+    """An MQTT device on another broker than wattbus's (left empty: this one): its address and login."""
+    return [m.FormField(key="broker_host", label="Other broker: host", pattern=form.HOST_PATTERN, optional=True,
+                        help="leave empty when the device publishes on wattbus's own broker"),
+            m.FormField(key="broker_port", label="Other broker: port", input="number", optional=True, min=1,
+                        max=65535, step=1, help="1883 when empty"),
+            m.FormField(key="broker_username", label="Other broker: user name", pattern=USER_PATTERN, optional=True),
+            form.secret_field("broker_password", help="the other broker's password, if it asks for one")]
 
 
 def rtu_form(name: str, text: str) -> m.AddForm:
@@ -118,9 +131,15 @@ FORMS = form.Forms(forms=(*(template_form(n, t) for n, t in sorted(templates().i
 
 
 def entry_of(raw: dict[str, Any]) -> dict[str, Any]:
-    entry = {k: v for k, v in raw.items() if not k.startswith("vars.")}
-    variables = {k[5:]: str(v) for k, v in raw.items() if k.startswith("vars.")}
-    return {**entry, "vars": variables} if variables else entry
+    """The flat probe entry as the device's table: "vars.x" (as text) and "broker.x" keys nested."""
+    entry: dict[str, Any] = {}
+    for key, value in raw.items():
+        table, dot, inner = key.partition(".")
+        if dot and table in ("vars", "broker"):
+            entry.setdefault(table, {})[inner] = str(value) if table == "vars" else value
+        else:
+            entry[key] = value
+    return entry
 
 
 async def probe(ctx: ServiceContext[Config], command: m.CommandBase) -> m.CommandResult:
@@ -164,6 +183,9 @@ async def listen_once(ctx: ServiceContext[Config], dev: DeviceConfig, desc: Desc
         try:
             reading = (await asyncio.wait_for(adapter.read(), wait))[0]
         except TimeoutError:
+            if dev.broker is not None and adapter.bus is not None and not adapter.bus.connected:
+                raise Silent(f"broker {dev.broker.url} not connected within {wait:g} s (is its address, TLS "
+                             "or login wrong? the bridge's log says why)") from None
             topics = sorted({adapter.mapper.topic_of(v) for v in desc.values})
             raise Silent(f"no message on {', '.join(topics)} within {wait:g} s") from None
         with contextlib.suppress(TimeoutError):
