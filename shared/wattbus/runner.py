@@ -288,9 +288,7 @@ class Service(Generic[C]):
         ctx.publish_status()
         final = [channel.offline_message() for channel in ctx.devices.values()]
         final.append((availability, m.OFFLINE.encode()))
-        if forms is not None and config.instance == "auto":
-            # A replica's instance is its hostname: the next one has another, so its forms would stay
-            # retained forever; an "auto" replica clears them as it stops cleanly (a named one keeps them).
+        if forms is not None and config.instance == "auto":  # its successor has another hostname
             final.append((forms, b""))
         await bus.stop(final)
         log.info("service stopped", exit_code=exit_code)
@@ -357,15 +355,12 @@ class Service(Generic[C]):
 
     def _announce_forms(self, ctx: ServiceContext[C]) -> str | None:
         """A bridge's manual-add forms (`<package>.probe.FORMS`, wattbus.bridge.form), retained in its own
-        service tree: the setup page offers what running bridges announced (issue 25). The topic, or
-        None for a service without forms."""
+        service tree: the setup page offers what running bridges announced (issue 25); its topic."""
         declared = getattr(self._probe_module(), "FORMS", None)
-        if declared is None:
-            return None
-        forms: m.BridgeForms = declared.announcement(self.name, ctx.instance, self.config_type)
         topic = topics.service_forms(self.name, ctx.instance)
-        ctx.bus.publish(topic, forms, retain=True)
-        return topic
+        if declared is not None:
+            ctx.bus.publish(topic, declared.announcement(self.name, ctx.instance, self.config_type), retain=True)
+        return None if declared is None else topic
 
     def _start_probe(self, ctx: ServiceContext[C], msg: Message[m.CommandBase]) -> None:
         """`probe_device`: a bridge reads a device once with its own adapter (`<package>.probe.probe`,
