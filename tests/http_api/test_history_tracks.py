@@ -90,6 +90,13 @@ def test_a_stall_between_two_devices_readings_changes_nothing(tmp_path: Path) ->
                 "battery_charge_wh": pos["bat"] - net["bat"],
                 "home_wh": net["pv"] + net["grid"] + net["bat"] - net["ev"]}
     assert got == {k: round(v, 6) for k, v in expected.items()}, (got, expected)
+    # The curve: each minute's mean of the readings by their own time, home from the means' flow.
+    minutes: dict[int, list[tuple[float, ...]]] = {}
+    for row in rows:
+        minutes.setdefault(int(row[0] // 60) * 60, []).append(row)
+    means = {t: [sum(r[c] for r in got_rows) / len(got_rows) for c in (1, 2, 3, 4)] for t, got_rows in minutes.items()}
+    curve = [(t, [round(v, 1) for v in (*w, w[0] + w[1] + w[2] - w[3])]) for t, w in sorted(means.items())]
+    assert [(t, list(v)) for t, v in site.store.curve(T0 - 3600, T0 + 3600)] == curve
 
 
 def test_repeats_late_readings_gaps_clock_jumps_and_counter_resets(tmp_path: Path) -> None:

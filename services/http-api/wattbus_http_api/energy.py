@@ -6,9 +6,9 @@ import/export, battery charge/discharge, charger total), else its power integrat
 as InfluxDB's integral()); a stall of this process between two devices' readings changes nothing.
 Home (no meter measures it) is the roles' energies' flow in each bucket, pv + grid + battery - ev,
 where the grid and every role with devices sent readings, as influx_history.py computes it.
-Gaps longer than max_gap_s (service or bus down) are not guessed: that part of the
-day stays empty. The power curve keeps the mean of each minute. Writes are batched
-(flush_interval_s) and flushed on shutdown, so a restart loses nothing that was recorded; the
+Gaps longer than max_gap_s (service or bus down) are not guessed: that part of the day stays
+empty. The power curve keeps each minute's mean of the readings (tracks.Minutes), as InfluxDB's
+curve is read. Writes are batched (flush_interval_s) and flushed on shutdown, so a restart loses nothing that was recorded; the
 last counter readings are stored too, so what a counter counted while the http-api was not running
 (a restart, an update) is credited when it is back, spread evenly over the gap.
 """
@@ -21,9 +21,9 @@ from collections.abc import Callable
 from .flows import Flow, Member, Roles, aggregate
 from .sessions import SessionTracker
 from .state import SiteState
-from .store import CURVE, Store
+from .store import Store
 from .tracks import MAX_SITE_W as MAX_SITE_W  # influx_history.py applies the same rule
-from .tracks import Step, Track
+from .tracks import Minutes, Step, Track
 
 BUCKET_S = 900
 SERIES = ("pv_wh", "home_wh", "ev_wh", "grid_import_wh", "grid_export_wh", "battery_charge_wh",
@@ -54,11 +54,6 @@ def parts(f: Flow) -> dict[str, float | None]:
     }
 
 
-def _means(sums: dict[str, list[float]]) -> list[float | None]:
-    """A minute's mean power per curve role from [W*s, s]; None where the role had no value."""
-    return [round(sums[r][0] / sums[r][1], 1) if r in sums and sums[r][1] else None for r in CURVE]
-
-
 class History:
     def __init__(self, state: SiteState, roles: Roles, compute: Callable[[float], Flow], store: Store,
                  sessions: SessionTracker, stale_s: float, min_step_s: float = 0.25, max_gap_s: float = 120.0,
@@ -73,8 +68,7 @@ class History:
         self._roles: dict[int, dict[str, float]] = {}  # recent bucket -> role (present) and series -> Wh
         self._home_written: dict[int, float] = {}  # recent bucket -> home Wh written so far
         self._energy: dict[tuple[int, str], float] = {}  # not yet written
-        self._minute: tuple[int, dict[str, list[float]]] | None = None  # minute start, role -> [W*s, s]
-        self._curve: list[tuple[int, list[float | None]]] = []
+        self._minutes = Minutes()
         self._flushed = self._started = time.monotonic()
         self._seen: dict[str, tuple[float, float]] = {}  # series -> the last counter value, when (Unix s)
         self._bridge = store.counters()  # the last values the previous run saw
@@ -106,7 +100,6 @@ class History:
             then, previous = self._last
             dt = mono - then
             if 0 < dt <= self.max_gap_s:
-                self._curve_step(wall, dt, previous)
                 self.sessions.integrate(wall, dt, previous)
         self.sessions.update(wall)
         self._last = (mono, current)
@@ -122,15 +115,21 @@ class History:
                     continue
                 key = f"{member.record.ref}:{member.field}"
                 counters = {series: name for series, (r, name) in COUNTERS.items() if r == role}
-                step = self._tracks.setdefault(key, Track()).step(reading, member.field, counters, self.max_gap_s)
+                track = self._tracks.setdefault(key, Track())
+                before = track.at
+                step = track.step(reading, member.field, counters, self.max_gap_s)
+                if track.at != before and track.at is not None and track.power is not None:  # a new reading
+                    self._minutes.add(self._placed(track.at, wall), role, key, track.power)
                 if step is not None:
                     self._credit(role, step, wall)
 
+    def _placed(self, at: float, wall: float) -> float:
+        """Where a reading goes: its own time, as InfluxDB's grains hold it (influx_history.py); a
+        device clock far off ours falls back to our clock."""
+        return at if abs(at - wall) <= self.max_gap_s else wall
+
     def _credit(self, role: str, step: Step, wall: float) -> None:
-        # The step goes to the bucket of its later reading, as InfluxDB's grains hold the readings
-        # (influx_history.py); a device clock far off ours falls back to our clock's bucket.
-        at = step.at if abs(step.at - wall) <= self.max_gap_s else wall
-        bucket = int(at // BUCKET_S) * BUCKET_S
+        bucket = int(self._placed(step.at, wall) // BUCKET_S) * BUCKET_S  # that of its later reading
         plus, minus = ROLE_SERIES[role]
         got: dict[str, float] = {}
         if step.net_wh is not None:
@@ -183,34 +182,15 @@ class History:
                 self._energy[key] = self._energy.get(key, 0.0) + (value - old) * (upto - edge) / gap
                 edge = upto
 
-    def _curve_step(self, wall: float, dt: float, previous: Flow) -> None:
-        minute = int(wall // 60) * 60
-        if self._minute is not None and self._minute[0] != minute:
-            self._close_minute()
-        if self._minute is None:
-            self._minute = (minute, {})
-        sums = self._minute[1]
-        for role, watts in zip(CURVE, (previous.pv_w, previous.grid_w, previous.battery_w, previous.ev_w,
-                                       previous.home_w), strict=True):
-            if watts is not None:
-                acc = sums.setdefault(role, [0.0, 0.0])
-                acc[0] += watts * dt
-                acc[1] += dt
-
-    def _close_minute(self) -> None:
-        if self._minute is None:
-            return
-        self._curve.append((self._minute[0], _means(self._minute[1])))
-        self._minute = None
-
     def flush(self) -> None:
-        """Write what was recorded. The open minute is written as it stands and kept open."""
+        """Write what was recorded. The recent minutes are written as they stand and kept open
+        (a late reading may still come); the store replaces them."""
         self._home()
-        curve = list(self._curve)
-        if self._minute is not None:
-            curve.append((self._minute[0], _means(self._minute[1])))
+        curve = self._minutes.rows({role for role in ROLE_SERIES if self._members(role)})
         self.store.write(self._energy, curve, self.sessions.dirty(), self._seen)
-        self._energy, self._curve = {}, []
+        self._energy = {}
+        if curve:
+            self._minutes.prune(curve[-1][0] - 120)
         self.store.prune_due(self.clock())  # hourly: the retention of history_*_days
         self._flushed = time.monotonic()
 

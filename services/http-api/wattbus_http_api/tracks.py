@@ -67,3 +67,37 @@ class Track:
             return Step(at, None, 0.0, counted) if counted else None
         return Step(at, (before_power + self.power) / 2 * dt_h, (_pos(before_power) + _pos(self.power)) / 2 * dt_h,
                     counted)
+
+
+CURVE_ROLES = ("pv", "grid", "battery", "ev")  # store.CURVE's order; home_w follows
+
+
+class Minutes:
+    """The power curve: per minute (of the readings' own timestamps) each role's power as the sum of
+    its devices' mean readings, home from their flow, as influx_history.py reads InfluxDB's."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, dict[str, dict[str, list[float]]]] = {}  # minute -> role -> device -> [sum W, n]
+
+    def add(self, at: float, role: str, device: str, watts: float) -> None:
+        acc = self.open.setdefault(int(at // 60) * 60, {}).setdefault(role, {}).setdefault(device, [0.0, 0.0])
+        acc[0] += watts
+        acc[1] += 1
+
+    def rows(self, roles_with_devices: set[str]) -> list[tuple[int, list[float | None]]]:
+        """Every open minute as it stands; a role without devices is 0 W in home's sum, one whose
+        devices sent nothing in the minute leaves home missing (flows.py)."""
+        out = []
+        for minute, roles in sorted(self.open.items()):
+            power = {role: sum(s / n for s, n in devices.values()) for role, devices in roles.items()}
+            got = {r: power.get(r, None if r in roles_with_devices else 0.0) for r in CURVE_ROLES}
+            home = None
+            if "grid" in power and all(v is not None for v in got.values()):
+                home = max(0.0, sum((got[r] or 0.0) * (-1 if r == "ev" else 1) for r in CURVE_ROLES))
+            values = [power.get(r) for r in CURVE_ROLES] + [home]
+            out.append((minute, [None if v is None else round(v, 1) for v in values]))
+        return out
+
+    def prune(self, before: int) -> None:
+        for minute in [t for t in self.open if t < before]:
+            del self.open[minute]
