@@ -18,7 +18,8 @@ import pytest
 from wattbus import codec, topics
 from wattbus import messages as m
 from wattbus.bus import Message
-from wattbus.runner import RELOAD_EXIT_CODE, resolve_instance
+from wattbus.instance import resolve_instance
+from wattbus.runner import RELOAD_EXIT_CODE
 
 from tests.http_api.conftest import HttpApi
 from tests.http_api.test_setup import broker  # noqa: F401  (the module's broker fixture)

@@ -27,7 +27,8 @@ from typing import Any
 
 from .. import messages as m
 from .. import topics
-from ..runner import DeviceChannel, ServiceContext
+from ..channel import DeviceChannel
+from ..runner import ServiceContext
 from .adapter import Adapter, check_capabilities, tags
 
 GARBAGE = (ValueError, KeyError, IndexError)  # a decoder that tripped over a nonsense answer
