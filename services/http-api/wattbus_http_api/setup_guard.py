@@ -25,10 +25,9 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from wattbus.secret_keys import SECRET_FILE, is_secret
+
 SET, NOT_SET = "set", "not set"
-_SECRET_WORDS = r"(password|passwd|passphrase|token|secret|psk|api_key|apikey)"
-SECRET_NAME = re.compile(rf"(^|_){_SECRET_WORDS}$", re.IGNORECASE)
-SECRET_FILE = re.compile(rf"(^|_){_SECRET_WORDS}_files?$", re.IGNORECASE)
 PATH_NAME = re.compile(r"(^|_)(file|files|dir|dirs|path|paths)$", re.IGNORECASE)
 DESTINATION = ("url", "host", "port")
 URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -43,10 +42,6 @@ class GuardError(ValueError):
         super().__init__(message)
         self.where = where
         self.message = message
-
-
-def is_secret(key: str) -> bool:
-    return bool(SECRET_NAME.search(key))
 
 
 def mask(data: Any) -> Any:

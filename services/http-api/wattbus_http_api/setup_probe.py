@@ -24,7 +24,7 @@ from aiohttp import web
 from msgspec import Meta, Struct
 from wattbus import messages as m
 from wattbus import topics
-from wattbus.bridge.form import HOST_PATTERN
+from wattbus.bridge.form import HOST_PATTERN, secret_problem
 from wattbus.config import ConfigError
 
 from . import setup_guard
@@ -138,6 +138,9 @@ async def check(request: web.Request, body: ManualDevice, for_saving: bool = Fal
     if problem is not None:  # a file is never a meter, whichever form names it
         raise reject(request, 400, f"serial_port {serial!r}: {problem}", "$.serial_port")
     bridge, form = _form(request, body, for_saving and body.save_anyway)
+    leak = secret_problem(form)  # a bridge built without form.add_form's check
+    if leak is not None:
+        raise reject(request, 400, f"{bridge.service}: {leak}", "$.form")
     address = {"host": "$.host", "serial": "$.serial_port"}.get(form.address, "$.protocol")
     try:
         values = form_values(form, given)

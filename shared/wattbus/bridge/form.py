@@ -22,6 +22,7 @@ from typing import Any, Literal
 import msgspec
 
 from .. import messages as m
+from ..secret_keys import is_secret
 
 UNITS = {"a": "A", "w": "W", "wh": "Wh", "s": "s", "pct": "%", "v": "V", "c": "°C", "hz": "Hz", "m3": "m³"}
 WORDS = {"min": "minimum", "max": "maximum", "soc": "charge", "id": "name", "lp": "loadpoint",
@@ -124,7 +125,8 @@ def serial_field() -> m.FormField:
 
 def secret_field(key: str = "password", help: str = "leave empty when the device asks for none") -> m.FormField:
     """A write-only input (input "secret"): the setup page stores it as the config's secret key of that
-    name (shown back as "set" only) and never echoes it in a probe answer, page or log line."""
+    name (shown back as "set" only) and never echoes it in a probe answer, page or log line. The
+    form's entry must put it alone under a key the secret-key rule covers (add_form checks)."""
     return m.FormField(key=key, label=label(key), input="secret", help=help, optional=True)
 
 
@@ -137,7 +139,37 @@ def add_form(name: str, title: str, list_key: str, entry: dict[str, Any], fields
     missing = placeholders(made.entry) - {f.key for f in made.fields}
     if missing:
         raise ValueError(f"form {name!r}: entry uses {sorted(missing)} but has no such field")
+    problem = secret_problem(made)
+    if problem is not None:
+        raise ValueError(problem)
     return made
+
+
+def secret_problem(form: m.AddForm) -> str | None:
+    """Why the form's secret inputs could be read back, or None: each must be the whole value of an
+    entry key the secret-key rule covers (secret_keys.py), since the setup API masks only those;
+    inside other text ("http://x/?key={pin}") or under another key it would be shown as written.
+    Checked at import here and again by the http-api on every announced form."""
+    secrets = {f.key for f in form.fields if f.input == "secret"}
+    for key, value in _strings(form.entry, ""):
+        used = placeholders(value) & secrets
+        if used and not (is_secret(key) and value == "{" + next(iter(used)) + "}"):
+            return (f"form {form.name!r}: the secret input {sorted(used)[0]!r} goes into {key or 'the entry'} = "
+                    f"{value!r}, which the setup API would show back; put it alone under a key such as "
+                    "`password`, `token` or `api_key`")
+    return None
+
+
+def _strings(entry: Any, key: str) -> Iterable[tuple[str, str]]:
+    """(key, text) of every string in the entry; a list's items carry the list's key."""
+    if isinstance(entry, dict):
+        for k, v in entry.items():
+            yield from _strings(v, str(k))
+    elif isinstance(entry, list):
+        for v in entry:
+            yield from _strings(v, key)
+    elif isinstance(entry, str):
+        yield key, entry
 
 
 def placeholders(entry: Any) -> set[str]:
