@@ -51,6 +51,8 @@ class Feed:
         self.pv_total = 1_000_000.0
         self.lp: m.LoadpointState | None = None
         self.published: list[m.LoadpointState] = []
+        # per round: the readings' time, PV, grid and charger power, whether the car's state followed
+        self.sent: list[tuple[float, float, float, float, bool]] = []
         for device_id, kind in (("meter", "meter"), ("pv", "inverter"), ("battery", "battery"),
                                 ("wallbox", "charger")):
             house.publish(topics.device_meta(SRC, device_id), m.DeviceMeta(
@@ -73,6 +75,8 @@ class Feed:
             if self.lp is not None:
                 self.controller.publish(topics.loadpoint_state("garage"), self.lp, retain=True)
                 self.published.append(self.lp)
+            self.sent.append((at.timestamp(), self.pv, self.grid, self.ev,
+                              self.lp is not None and self.lp.status != "no_vehicle"))
             await asyncio.sleep(0.2)
 
 
@@ -90,6 +94,20 @@ def start_api(broker: Mosquitto, tmp_path: Path, start_service: Any, port: int) 
     proc = start_service(MODULE, "--config", str(config), env=broker.env("http-api"))
     wait_port(port, 30)
     return HttpApi(port, proc)
+
+
+def readings_share(feed: Feed) -> float:
+    """The session's PV share from the readings sent: the charger's power by the trapezoid rule
+    between its readings, each step at the site's mix of its later reading (PV / (PV + import), the
+    battery idle), counted from the round after the car's first state up to the one that said it left."""
+    ev_wh = pv_wh = 0.0
+    for (t0, _, _, ev0, _), (t1, pv, grid, ev1, _), plugged_before in zip(
+            feed.sent, feed.sent[1:], (r[4] for r in feed.sent), strict=False):
+        if plugged_before:
+            wh = (ev0 + ev1) / 2 * (t1 - t0) / 3600.0
+            ev_wh += wh
+            pv_wh += wh * max(pv, 0.0) / (max(pv, 0.0) + max(grid, 0.0))
+    return pv_wh / ev_wh
 
 
 async def phase(feed: Feed, seconds: float, pv: float, grid: float, ev: float, energy: list[float]) -> float:
@@ -134,11 +152,14 @@ async def test_history_sessions_and_page(private_broker: Mosquitto, tmp_path: Pa
             return [row for row in csv.DictReader(io.StringIO(text)) if row["end"]]
         await until(lambda: bool(finished()), 10, "the session closed in the CSV")
         (row,) = finished()
-        # The share the flows published give: all PV in the first phase, 1 kW of 2.5 kW in the second.
+        # The share the flows published give (all PV in the first phase, 1 kW of 2.5 kW in the second),
+        # and the one the readings give by their own timestamps, as the history integrates them.
         expected_share = (t_pv * 1.0 + t_mix * 0.4) / (t_pv + t_mix)
+        from_readings = readings_share(feed)
         share = float(row["pv_share"])
         assert row["loadpoint_id"] == "garage" and row["energy_source"] == "charger"
         assert abs(float(row["energy_wh"]) - published_wh) <= 0.05, (row, published_wh)
+        assert abs(share - from_readings) < 0.005, (share, from_readings, expected_share)
         assert abs(share - expected_share) < 0.04, (share, expected_share)
         kwh = published_wh / 1000
         assert abs(float(row["cost"]) - (kwh * (1 - share) * PRICE + kwh * share * FEED_IN)) < 1e-3
@@ -175,7 +196,7 @@ async def test_history_sessions_and_page(private_broker: Mosquitto, tmp_path: Pa
         after, elapsed = totals(api), time.monotonic() - down_at
         print(f"PV today {before['pv_wh']:.2f} Wh before the restart, {after['pv_wh']:.2f} Wh after "
               f"({down_s:.1f} s down, {elapsed:.1f} s at 1 Wh/s); session {published_wh} Wh, "
-              f"PV share {share:.3f} (published flows: {expected_share:.3f})")
+              f"PV share {share:.4f} (readings: {from_readings:.4f}, published flows: {expected_share:.4f})")
         assert after["pv_wh"] - before["pv_wh"] <= elapsed + 0.5, (before, after)
         assert after["grid_import_wh"] >= before["grid_import_wh"] - 0.01 and after["ev_wh"] >= day["ev_wh"] - 0.01
         assert len(finished()) == 1

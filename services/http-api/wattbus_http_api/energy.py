@@ -8,9 +8,10 @@ Home (no meter measures it) is the roles' energies' flow in each bucket, pv + gr
 where the grid and every role with devices sent readings, as influx_history.py computes it.
 Gaps longer than max_gap_s (service or bus down) are not guessed: that part of the day stays
 empty. The power curve keeps each minute's mean of the readings (tracks.Minutes), as InfluxDB's
-curve is read. Writes are batched (flush_interval_s) and flushed on shutdown, so a restart loses nothing that was recorded; the
-last counter readings are stored too, so what a counter counted while the http-api was not running
-(a restart, an update) is credited when it is back, spread evenly over the gap.
+curve is read. Charging sessions take each charger step and the site's mix from the same tracks
+(sessions.py). Writes are batched (flush_interval_s) and flushed on shutdown, so a restart loses
+nothing that was recorded; the last counter readings are stored too, so what a counter counted
+while the http-api was not running (a restart, an update) is credited when it is back, spread evenly over the gap.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .sessions import SessionTracker
 from .state import SiteState
 from .store import Store
 from .tracks import MAX_SITE_W as MAX_SITE_W  # influx_history.py applies the same rule
-from .tracks import Minutes, Step, Track
+from .tracks import Minutes, Step, Track, role_w
 
 BUCKET_S = 900
 SERIES = ("pv_wh", "home_wh", "ev_wh", "grid_import_wh", "grid_export_wh", "battery_charge_wh",
@@ -96,11 +97,6 @@ class History:
         self._seen.update({series: (value, wall) for series, value in counters.items() if value is not None})
         if self._bridge:
             self._bridge_gap(mono, wall, counters)
-        if self._last is not None:
-            then, previous = self._last
-            dt = mono - then
-            if 0 < dt <= self.max_gap_s:
-                self.sessions.integrate(wall, dt, previous)
         self.sessions.update(wall)
         self._last = (mono, current)
         if mono - self._flushed >= self.flush_interval_s:
@@ -122,6 +118,10 @@ class History:
                     self._minutes.add(self._placed(track.at, wall), role, key, track.power)
                 if step is not None:
                     self._credit(role, step, wall)
+                    if role == "ev":  # the session's share: the same step, the site's mix at its reading
+                        mix = [role_w([self._tracks.get(f"{mb.record.ref}:{mb.field}") for mb in self._members(r)],
+                                      step.at, self.max_gap_s) for r in ("pv", "grid", "battery")]
+                        self.sessions.credit(member.record.device_id, step, track.power, *mix)
 
     def _placed(self, at: float, wall: float) -> float:
         """Where a reading goes: its own time, as InfluxDB's grains hold it (influx_history.py); a

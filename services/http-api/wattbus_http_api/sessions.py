@@ -2,10 +2,13 @@
 
 A session runs while the controller reports a car at the loadpoint (`session_duration_s` set, status
 not `no_vehicle`); it starts when the car was plugged in (now - session_duration_s). Its energy is
-the charger's session counter (`session_energy_wh`), else the controller's charging power
-integrated here. The share from PV: while charging, the car is taken to draw the same mix as the
-whole site at that moment, PV / (PV + grid import + battery discharge); a moment without a current
-flow (stale values) is left out of the share. Cost, with a tariff set, prices the grid part at
+the charger's session counter (`session_energy_wh`), else what the history credits the charger's
+device with between its readings (tracks.py, by the readings' own timestamps: its lifetime counter's
+difference, else its power by the trapezoid rule), so a session and the history's EV energy agree
+on the same readings. The share from PV: each such step is taken to draw the same mix as the whole
+site at the step's reading, PV / (PV + grid import + battery discharge) of the roles' devices' last
+readings; a step without a current reading of each role (a device gone quiet) is left out, as is one
+while the controller's word is old. Cost, with a tariff set, prices the grid part at
 `grid_price_per_kwh` and the PV part at `feed_in_per_kwh` (the export it replaced).
 """
 
@@ -17,20 +20,20 @@ import time
 from datetime import datetime
 from typing import Any
 
-from .flows import Flow
 from .live import loadpoint_problem
 from .state import SiteState
 from .store import Session, Store
+from .tracks import Step
 
 RESUME_S = 120.0  # a stored open session this close to the reported plug-in time is the same one
 
 
-def pv_fraction(f: Flow) -> float | None:
-    """The share of PV in what the site draws right now; None when the flow is not current."""
-    if f.pv_w is None or f.grid_w is None or f.battery_w is None:
+def pv_fraction(pv_w: float | None, grid_w: float | None, battery_w: float | None) -> float | None:
+    """The share of PV in what the site draws; None when a role's power is not known."""
+    if pv_w is None or grid_w is None or battery_w is None:
         return None
-    sources = max(f.pv_w, 0.0) + max(f.grid_w, 0.0) + max(f.battery_w, 0.0)
-    return max(f.pv_w, 0.0) / sources if sources > 0 else None
+    sources = max(pv_w, 0.0) + max(grid_w, 0.0) + max(battery_w, 0.0)
+    return max(pv_w, 0.0) / sources if sources > 0 else None
 
 
 class SessionTracker:
@@ -78,16 +81,19 @@ class SessionTracker:
                 session.end = session.last
                 self._touch(self.open.pop(lp_id))
 
-    def integrate(self, wall: float, dt: float, previous: Flow) -> None:
-        fraction = pv_fraction(previous)
-        if fraction is None or not self.open or loadpoint_problem(self.state, time.monotonic()) is not None:
-            return  # no current flow, or the controller's word on the charging power is old
-        for lp_id, session in self.open.items():
-            lp = self.state.loadpoints[lp_id][0]
-            power = lp.power_w if lp.charging and lp.power_w else 0.0
-            session.ev_wh += power * dt / 3600.0
-            session.pv_wh += power * fraction * dt / 3600.0
-            session.max_power_w = max(session.max_power_w, power)
+    def credit(self, charger_id: str, step: Step, power_w: float | None, pv_w: float | None,
+               grid_w: float | None, battery_w: float | None) -> None:
+        """A charger's step between two of its readings (energy.py's, tracks.py), with the site's
+        powers at its later reading, credited to the open session at that charger."""
+        wh = step.counted.get("ev_wh", step.net_wh)  # its lifetime counter beats the integration
+        fraction = pv_fraction(pv_w, grid_w, battery_w)
+        if wh is None or fraction is None or loadpoint_problem(self.state, time.monotonic()) is not None:
+            return  # no current mix, or the controller's word on who is plugged in is old
+        for session in self.open.values():
+            if session.charger_id == charger_id:
+                session.ev_wh += wh
+                session.pv_wh += wh * fraction
+                session.max_power_w = max(session.max_power_w, power_w or 0.0)
 
     # ------------------------------------------------------------------ documents
 

@@ -37,8 +37,8 @@ CURVE = ("pv_w", "grid_w", "battery_w", "ev_w", "home_w")
 
 @dataclass
 class Session:
-    """One plug-in of a car at a loadpoint. ev_wh and pv_wh are integrated here from the controller's
-    charging power and the site's flow at the time; energy_wh is the charger's own session counter."""
+    """One plug-in of a car at a loadpoint. ev_wh and pv_wh are the charger's steps between its readings
+    and the site's mix at each (sessions.py); energy_wh is the charger's own session counter."""
 
     id: int | None
     loadpoint_id: str

@@ -69,6 +69,17 @@ class Track:
                     counted)
 
 
+def role_w(tracks: list[Track | None], at: float, max_gap_s: float) -> float | None:
+    """A role's power at `at`: the sum of its devices' last readings; None when one of them has no
+    reading with power within max_gap_s of it (the site's mix for a charging session, sessions.py)."""
+    total = 0.0
+    for track in tracks:
+        if track is None or track.at is None or track.power is None or abs(track.at - at) > max_gap_s:
+            return None
+        total += track.power
+    return total
+
+
 CURVE_ROLES = ("pv", "grid", "battery", "ev")  # store.CURVE's order; home_w follows
 
 
