@@ -242,7 +242,8 @@ unit_ids = [1]
         bus.publish(topics.device_command(SOURCE, meter), m.SetPowerLimit(limit_pct=10, request_id="meter"))
         await asyncio.sleep(3)
         assert watch.doubles(steady) == {}
-        assert [r.status for r in results] == ["refused"]  # one answer, from the replica with the port
+        # one answer, from the replica with the port (the messages tell which replica answered)
+        assert [r.status for r in results] == ["refused"], [r.message for r in results]
     finally:
         for name, proc in procs.items():
             assert proc.stop() == 0, f"{name}: {proc.output()[-3000:]}"
